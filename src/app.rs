@@ -1,0 +1,125 @@
+//! Wiring: catalog -> audience writer -> relay engine -> HTTP, and the shutdown order
+//! (stop HTTP, close every peer so attendance rows are closed, drain the writer).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::catalog::{Catalog, now_ms, spawn_writer};
+use crate::config::Config;
+use crate::http::{AppState, routes};
+use crate::relay::{self, RelayHandle};
+
+/// A started server. Tests start one on port 0 and read the bound addresses from here.
+pub struct RunningServer {
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// Where the media UDP socket is bound.
+    pub udp_addr: SocketAddr,
+    /// The catalog, for tests and the CLI.
+    pub catalog: Catalog,
+    /// The relay, for tests.
+    pub relay: RelayHandle,
+    stop_http: oneshot::Sender<()>,
+    http_task: JoinHandle<()>,
+    engine_task: JoinHandle<()>,
+    writer_task: JoinHandle<()>,
+}
+
+/// Connects the catalog, starts the relay and HTTP, and returns once all are listening.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let catalog = Catalog::connect(&config.catalog.database_url)
+        .await
+        .with_context(|| format!("opening catalog {}", config.catalog.database_url))?;
+    let closed = catalog.close_stale(now_ms()).await?;
+    if closed > 0 {
+        info!(closed, "closed sessions left open by an earlier run");
+    }
+    let (audience, writer_task) = spawn_writer(catalog.clone(), 65_536);
+    let (relay, engine_task) = relay::start(&config.webrtc, &config.relay, audience)
+        .await
+        .with_context(|| format!("binding media UDP socket {}", config.webrtc.udp_bind))?;
+    let state = Arc::new(AppState {
+        catalog: catalog.clone(),
+        relay: relay.clone(),
+        max_sdp_bytes: config.http.max_sdp_bytes,
+        salt: rand::random(),
+    });
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP {}", config.http.listen))?;
+    let http_addr = listener.local_addr()?;
+    let (stop_http, stopped) = oneshot::channel::<()>();
+    let server = warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(async {
+            let _ = stopped.await;
+        });
+    let http_task = tokio::spawn(server.run());
+    info!(%http_addr, udp = %relay.udp_addr(), "feiyan listening");
+    Ok(RunningServer {
+        http_addr,
+        udp_addr: relay.udp_addr(),
+        catalog,
+        relay,
+        stop_http,
+        http_task,
+        engine_task,
+        writer_task,
+    })
+}
+
+impl RunningServer {
+    /// Base URL of the HTTP side, e.g. `http://127.0.0.1:41234`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// Stops in order: HTTP, relay (closing attendance), then the writer drains.
+    pub async fn shutdown(self) {
+        let _ = self.stop_http.send(());
+        self.relay.shutdown().await;
+        let _ = self.engine_task.await;
+        drop(self.relay);
+        // The HTTP task may hold relay handles until its connections finish.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http_task).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.writer_task).await;
+    }
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let server = start(config).await?;
+    let base = server.base_url();
+    println!("feiyan is running: {base}/  (media UDP {})", server.udp_addr);
+    wait_for_signal().await;
+    info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,618 @@
+//! The catalog: hierarchy (centers, institutes, stations), channels, live sessions and
+//! viewer attendance, on SQLite (default, embedded) or PostgreSQL through `sqlx::Any`.
+//!
+//! Times are stored as unix milliseconds (UTC) so both databases agree byte for byte.
+//! Stream keys are stored as SHA-256 hashes only; the clear key is shown once at creation.
+
+mod writer;
+
+pub use writer::{AudienceEvent, AudienceSink, spawn_writer};
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+use crate::ids::{ChannelName, SessionId, StationId};
+
+/// Catalog failures. `Database` is the server's fault; the others are the caller's.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The channel does not exist.
+    #[error("unknown channel {0}")]
+    UnknownChannel(String),
+    /// The station does not exist.
+    #[error("unknown station {0}")]
+    UnknownStation(String),
+    /// The stream key does not match the channel's station.
+    #[error("wrong stream key for channel {0}")]
+    WrongKey(String),
+    /// A name was empty or too long.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// Which input.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The SQLite file's directory could not be created.
+    #[error("cannot create database directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What kind of live session a broadcast is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// A theory lecture (理论宣讲), the default.
+    Lecture,
+    /// A Party-history film class (电影党史课).
+    FilmClass,
+    /// Anything else a station broadcasts.
+    Other,
+}
+
+impl SessionKind {
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Lecture => "lecture",
+            SessionKind::FilmClass => "film_class",
+            SessionKind::Other => "other",
+        }
+    }
+
+    /// Parses the database/API spelling.
+    pub fn parse(text: &str) -> Option<SessionKind> {
+        match text {
+            "lecture" => Some(SessionKind::Lecture),
+            "film_class" => Some(SessionKind::FilmClass),
+            "other" => Some(SessionKind::Other),
+            _ => None,
+        }
+    }
+}
+
+/// The kind of device a viewer watches on, guessed from its User-Agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Terminal {
+    /// Phones and tablets.
+    Mobile,
+    /// Desktop and laptop browsers.
+    Pc,
+    /// Smart TVs and set-top boxes.
+    Tv,
+    /// Everything else (encoders, scripts, unknown).
+    Other,
+}
+
+impl Terminal {
+    /// Classifies a User-Agent header. TV markers are checked first because TV browsers
+    /// often also claim to be Linux or Android.
+    pub fn from_user_agent(ua: &str) -> Terminal {
+        let ua_lower = ua.to_ascii_lowercase();
+        const TV: [&str; 10] = [
+            "smart-tv", "smarttv", "hbbtv", "appletv", "android tv", "googletv", "tizen",
+            "webos", "crkey", "bravia",
+        ];
+        const MOBILE: [&str; 5] = ["mobile", "android", "iphone", "ipad", "harmonyos"];
+        const PC: [&str; 5] = ["windows", "macintosh", "x11", "linux", "cros"];
+        if TV.iter().any(|m| ua_lower.contains(m)) || ua_lower.contains(" tv") {
+            Terminal::Tv
+        } else if MOBILE.iter().any(|m| ua_lower.contains(m)) {
+            Terminal::Mobile
+        } else if PC.iter().any(|m| ua_lower.contains(m)) {
+            Terminal::Pc
+        } else {
+            Terminal::Other
+        }
+    }
+
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Terminal::Mobile => "mobile",
+            Terminal::Pc => "pc",
+            Terminal::Tv => "tv",
+            Terminal::Other => "other",
+        }
+    }
+}
+
+/// A station just created: the clear stream key is only ever here.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewStation {
+    /// Row id.
+    pub station_id: StationId,
+    /// The station's channel.
+    pub channel: ChannelName,
+    /// The clear stream key, shown once.
+    pub stream_key: String,
+}
+
+/// A station as listed by the CLI and API.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationRow {
+    /// Row id.
+    pub id: StationId,
+    /// Center name.
+    pub center: String,
+    /// Institute name.
+    pub institute: String,
+    /// Station name.
+    pub name: String,
+    /// Its channel.
+    pub channel: String,
+}
+
+/// Who owns a channel, for pages and API answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelOwner {
+    /// Station row id.
+    pub station_id: StationId,
+    /// Station name.
+    pub station: String,
+    /// Institute name.
+    pub institute: String,
+    /// Center name.
+    pub center: String,
+}
+
+/// A session's figures as `GET /api/sessions/{id}` reports them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    /// Row id.
+    pub id: SessionId,
+    /// Channel it ran on.
+    pub channel: String,
+    /// Station row id.
+    pub station_id: StationId,
+    /// lecture, film_class or other.
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// whip, rtmp, pull or playout.
+    pub source: String,
+    /// Start, RFC 3339 UTC.
+    pub started_at: String,
+    /// End, RFC 3339 UTC; absent while live.
+    pub ended_at: Option<String>,
+    /// Whether it is still live.
+    pub live: bool,
+    /// Most viewers at once.
+    pub peak_viewers: i64,
+    /// Distinct viewers.
+    pub unique_viewers: i64,
+    /// Number of WHEP attendance rows.
+    pub viewer_sessions: i64,
+    /// Sum of watched time, seconds.
+    pub viewer_seconds: f64,
+    /// Sum of watched time, minutes.
+    pub viewer_minutes: f64,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 text for unix milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// SHA-256 hex of a stream key (keys are 128-bit random, so a fast hash is enough).
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn new_stream_key() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("fy_{}", hex::encode(bytes))
+}
+
+fn check_name(field: &'static str, value: &str) -> Result<String, CatalogError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > 200 {
+        return Err(CatalogError::Invalid {
+            field,
+            reason: "must be 1 to 200 characters".into(),
+        });
+    }
+    Ok(value.to_string())
+}
+
+/// Handle to the catalog database; cheap to clone.
+#[derive(Clone)]
+pub struct Catalog {
+    pool: AnyPool,
+}
+
+impl Catalog {
+    /// Connects (creating a SQLite file and its directory when missing) and applies
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Catalog, CatalogError> {
+        sqlx::any::install_default_drivers();
+        let is_sqlite = url.starts_with("sqlite:");
+        let url = if is_sqlite {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path);
+            if path != ":memory:"
+                && let Some(dir) = Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)?;
+            }
+            if url.contains('?') {
+                url.to_string()
+            } else {
+                format!("{url}?mode=rwc")
+            }
+        } else {
+            url.to_string()
+        };
+        let mut options = AnyPoolOptions::new().max_connections(if is_sqlite { 4 } else { 10 });
+        if is_sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys=ON").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await?;
+        if is_sqlite {
+            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        } else {
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        }
+        Ok(Catalog { pool })
+    }
+
+    /// The pool, for the audience writer.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Creates the center, institute and station (whichever are missing) and the station's
+    /// channel, returning the clear stream key.
+    pub async fn add_station(
+        &self,
+        center: &str,
+        institute: &str,
+        name: &str,
+    ) -> Result<NewStation, CatalogError> {
+        let center = check_name("center", center)?;
+        let institute = check_name("institute", institute)?;
+        let name = check_name("station name", name)?;
+        let stream_key = new_stream_key();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO centers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(&center)
+            .execute(&mut *tx)
+            .await?;
+        let (center_id,): (i64,) = sqlx::query_as("SELECT id FROM centers WHERE name = $1")
+            .bind(&center)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO institutes (center_id, name) VALUES ($1, $2) \
+             ON CONFLICT (center_id, name) DO NOTHING",
+        )
+        .bind(center_id)
+        .bind(&institute)
+        .execute(&mut *tx)
+        .await?;
+        let (institute_id,): (i64,) =
+            sqlx::query_as("SELECT id FROM institutes WHERE center_id = $1 AND name = $2")
+                .bind(center_id)
+                .bind(&institute)
+                .fetch_one(&mut *tx)
+                .await?;
+        let existing: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM stations WHERE institute_id = $1 AND name = $2")
+                .bind(institute_id)
+                .bind(&name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if existing.is_some() {
+            return Err(CatalogError::Invalid {
+                field: "station name",
+                reason: format!("station {name:?} already exists in {center}/{institute}; use `feiyan station rotate-key` for a new key"),
+            });
+        }
+        let (station_id,): (i64,) = sqlx::query_as(
+            "INSERT INTO stations (institute_id, name, stream_key_hash, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(institute_id)
+        .bind(&name)
+        .bind(hash_key(&stream_key))
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        let station_id = StationId(station_id);
+        let channel = ChannelName::for_station(station_id);
+        sqlx::query("INSERT INTO channels (name, station_id) VALUES ($1, $2)")
+            .bind(channel.as_str())
+            .bind(station_id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(NewStation {
+            station_id,
+            channel,
+            stream_key,
+        })
+    }
+
+    /// Every station with its place in the hierarchy and its channel.
+    pub async fn list_stations(&self) -> Result<Vec<StationRow>, CatalogError> {
+        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT s.id, c.name, i.name, s.name, COALESCE(ch.name, '') \
+             FROM stations s JOIN institutes i ON i.id = s.institute_id \
+             JOIN centers c ON c.id = i.center_id \
+             LEFT JOIN channels ch ON ch.station_id = s.id ORDER BY s.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, center, institute, name, channel)| StationRow {
+                id: StationId(id),
+                center,
+                institute,
+                name,
+                channel,
+            })
+            .collect())
+    }
+
+    /// Replaces a station's stream key (by station id or channel name); returns the new
+    /// clear key. The old key stops working at once for new publishes.
+    pub async fn rotate_key(&self, station_or_channel: &str) -> Result<String, CatalogError> {
+        let station_id = self.resolve_station(station_or_channel).await?;
+        let key = new_stream_key();
+        sqlx::query("UPDATE stations SET stream_key_hash = $1 WHERE id = $2")
+            .bind(hash_key(&key))
+            .bind(station_id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(key)
+    }
+
+    async fn resolve_station(&self, station_or_channel: &str) -> Result<StationId, CatalogError> {
+        let row: Option<(i64,)> = if let Ok(id) = station_or_channel.parse::<i64>() {
+            sqlx::query_as("SELECT id FROM stations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+        } else {
+            sqlx::query_as("SELECT station_id FROM channels WHERE name = $1")
+                .bind(station_or_channel)
+                .fetch_optional(&self.pool)
+                .await?
+        };
+        row.map(|(id,)| StationId(id))
+            .ok_or_else(|| CatalogError::UnknownStation(station_or_channel.to_string()))
+    }
+
+    /// Who owns `channel`, or `UnknownChannel`.
+    pub async fn channel_owner(&self, channel: &ChannelName) -> Result<ChannelOwner, CatalogError> {
+        let row: Option<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT s.id, s.name, i.name, c.name FROM channels ch \
+             JOIN stations s ON s.id = ch.station_id \
+             JOIN institutes i ON i.id = s.institute_id \
+             JOIN centers c ON c.id = i.center_id WHERE ch.name = $1",
+        )
+        .bind(channel.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let (station_id, station, institute, center) =
+            row.ok_or_else(|| CatalogError::UnknownChannel(channel.to_string()))?;
+        Ok(ChannelOwner {
+            station_id: StationId(station_id),
+            station,
+            institute,
+            center,
+        })
+    }
+
+    /// Checks a publisher's stream key against the channel's station.
+    pub async fn authorize_publisher(
+        &self,
+        channel: &ChannelName,
+        key: &str,
+    ) -> Result<ChannelOwner, CatalogError> {
+        let owner = self.channel_owner(channel).await?;
+        let (hash,): (String,) = sqlx::query_as("SELECT stream_key_hash FROM stations WHERE id = $1")
+            .bind(owner.station_id.0)
+            .fetch_one(&self.pool)
+            .await?;
+        // Both sides are fixed-length hex digests of the inputs, so comparing them leaks
+        // nothing useful about the key through timing.
+        if hash != hash_key(key) {
+            return Err(CatalogError::WrongKey(channel.to_string()));
+        }
+        Ok(owner)
+    }
+
+    /// Opens a live session row when publishing starts.
+    pub async fn open_session(
+        &self,
+        channel: &ChannelName,
+        station: StationId,
+        kind: SessionKind,
+        title: &str,
+        source: &str,
+        started_at_ms: i64,
+    ) -> Result<SessionId, CatalogError> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO sessions (channel, station_id, kind, title, source, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(channel.as_str())
+        .bind(station.0)
+        .bind(kind.as_str())
+        .bind(title)
+        .bind(source)
+        .bind(started_at_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(SessionId(id))
+    }
+
+    /// Ends one session now (used when a publish attempt fails after the row was made).
+    pub async fn close_session(&self, id: SessionId, at_ms: i64) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+            .bind(at_ms)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes sessions and viewer rows left open by a crash, so figures stay bounded.
+    /// Returns how many sessions were closed.
+    pub async fn close_stale(&self, at_ms: i64) -> Result<u64, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE viewers SET left_at = $1 WHERE left_at IS NULL")
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("UPDATE sessions SET ended_at = $1 WHERE ended_at IS NULL")
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// A session's times and audience figures; open viewer rows count up to `now_ms`.
+    pub async fn session_summary(
+        &self,
+        id: SessionId,
+        now_ms: i64,
+    ) -> Result<Option<SessionSummary>, CatalogError> {
+        let row: Option<(i64, String, i64, String, String, String, i64, Option<i64>, i64)> =
+            sqlx::query_as(
+                "SELECT id, channel, station_id, kind, title, source, started_at, ended_at, \
+                 peak_viewers FROM sessions WHERE id = $1",
+            )
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some((id, channel, station_id, kind, title, source, started, ended, peak)) = row else {
+            return Ok(None);
+        };
+        let (unique, rows, millis): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(DISTINCT viewer_key), COUNT(*), \
+             COALESCE(SUM(COALESCE(left_at, $2) - joined_at), 0) \
+             FROM viewers WHERE session_id = $1",
+        )
+        .bind(id)
+        .bind(ended.unwrap_or(now_ms))
+        .fetch_one(&self.pool)
+        .await?;
+        let viewer_seconds = millis.max(0) as f64 / 1000.0;
+        Ok(Some(SessionSummary {
+            id: SessionId(id),
+            channel,
+            station_id: StationId(station_id),
+            kind,
+            title,
+            source,
+            started_at: rfc3339(started),
+            ended_at: ended.map(rfc3339),
+            live: ended.is_none(),
+            peak_viewers: peak,
+            unique_viewers: unique,
+            viewer_sessions: rows,
+            viewer_seconds,
+            viewer_minutes: (viewer_seconds / 60.0 * 100.0).round() / 100.0,
+        }))
+    }
+
+    /// Viewer rows of a session as (joined_ms, left_ms, terminal), for tests and reports.
+    pub async fn session_viewers(
+        &self,
+        id: SessionId,
+    ) -> Result<Vec<(i64, Option<i64>, String)>, CatalogError> {
+        Ok(sqlx::query_as(
+            "SELECT joined_at, left_at, terminal FROM viewers WHERE session_id = $1 ORDER BY joined_at",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_types_from_user_agents() {
+        let cases = [
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148", Terminal::Mobile),
+            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) Chrome/120 Mobile Safari/537.36", Terminal::Mobile),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120", Terminal::Pc),
+            ("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156", Terminal::Pc),
+            ("Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) SamsungBrowser/4.0 TV Safari", Terminal::Tv),
+            ("Mozilla/5.0 (Linux; Android 9; BRAVIA 4K VH2) Chrome/90", Terminal::Tv),
+            ("feiyan-bench/0.1", Terminal::Other),
+            ("", Terminal::Other),
+        ];
+        for (ua, want) in cases {
+            assert_eq!(Terminal::from_user_agent(ua), want, "{ua}");
+        }
+    }
+
+    #[tokio::test]
+    async fn stations_keys_and_sessions_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/c.db", dir.path().display());
+        let catalog = Catalog::connect(&url).await.unwrap();
+        let a = catalog.add_station("一中心", "一所", "一站").await.unwrap();
+        let b = catalog.add_station("一中心", "一所", "二站").await.unwrap();
+        assert_ne!(a.channel, b.channel);
+        assert!(catalog.add_station("一中心", "一所", "一站").await.is_err());
+        assert!(catalog.authorize_publisher(&a.channel, &a.stream_key).await.is_ok());
+        assert!(matches!(
+            catalog.authorize_publisher(&a.channel, &b.stream_key).await,
+            Err(CatalogError::WrongKey(_))
+        ));
+        let rotated = catalog.rotate_key(a.channel.as_str()).await.unwrap();
+        assert!(catalog.authorize_publisher(&a.channel, &a.stream_key).await.is_err());
+        assert!(catalog.authorize_publisher(&a.channel, &rotated).await.is_ok());
+        let list = catalog.list_stations().await.unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].center, "一中心");
+        let id = catalog
+            .open_session(&a.channel, a.station_id, SessionKind::Lecture, "t", "whip", 1_000)
+            .await
+            .unwrap();
+        let summary = catalog.session_summary(id, 2_000).await.unwrap().unwrap();
+        assert!(summary.live);
+        assert_eq!(summary.kind, "lecture");
+    }
+}

@@ -1,0 +1,285 @@
+//! Configuration: a TOML file (`config/feiyan.toml`) parsed with unknown keys rejected,
+//! a few environment overrides for what deployments change, then `validate()`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Everything the server needs to start. Every key is documented in `config/feiyan.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP side: WHIP/WHEP resources, API and pages.
+    pub http: HttpConfig,
+    /// WebRTC media transport.
+    pub webrtc: WebRtcConfig,
+    /// The catalog database.
+    pub catalog: CatalogConfig,
+    /// Fan-out limits.
+    pub relay: RelayConfig,
+}
+
+/// HTTP listener settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address the HTTP server listens on (`FEIYAN_LISTEN` overrides).
+    pub listen: SocketAddr,
+    /// Largest accepted SDP body; larger ones get 413.
+    pub max_sdp_bytes: u64,
+}
+
+/// WebRTC transport settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcConfig {
+    /// Address the single media UDP socket binds (all peers share it; open this one port).
+    pub udp_bind: SocketAddr,
+    /// Addresses put in our ICE candidates: the LAN or public IPs clients reach us on
+    /// (NAT 1:1 included). `FEIYAN_ADVERTISED_IPS` (comma-separated) overrides.
+    pub advertised_ips: Vec<IpAddr>,
+    /// Seconds without ICE traffic before a peer counts as disconnected.
+    pub disconnected_timeout_secs: u64,
+    /// Seconds without ICE traffic before a peer is failed and removed.
+    pub failed_timeout_secs: u64,
+}
+
+/// Catalog settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// `sqlite://PATH` (created if missing) or `postgres://...` (`FEIYAN_DATABASE_URL` overrides).
+    pub database_url: String,
+}
+
+/// Relay limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Upper bound on cached packets of the latest keyframe group per channel; a group
+    /// larger than this is not cached (new viewers then wait for the next keyframe).
+    pub gop_cache_max_packets: usize,
+    /// Minimum milliseconds between keyframe requests (PLI) forwarded to a publisher.
+    pub pli_min_interval_ms: u64,
+    /// Most viewers one channel accepts; further WHEP requests get 503.
+    pub max_viewers_per_channel: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_sdp_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        Self {
+            udp_bind: SocketAddr::from(([0, 0, 0, 0], 8189)),
+            advertised_ips: vec![IpAddr::from([127, 0, 0, 1])],
+            disconnected_timeout_secs: 5,
+            failed_timeout_secs: 15,
+        }
+    }
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://data/feiyan.db".to_string(),
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            gop_cache_max_packets: 4096,
+            pli_min_interval_ms: 500,
+            max_viewers_per_channel: 5000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: HttpConfig::default(),
+            webrtc: WebRtcConfig::default(),
+            catalog: CatalogConfig::default(),
+            relay: RelayConfig::default(),
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        /// The path given.
+        path: String,
+        /// What the parser said.
+        source: toml::de::Error,
+    },
+    /// An environment override could not be parsed.
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Env {
+        /// Variable name.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `path` if given (a missing default file is not an error), applies environment
+    /// overrides and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    source,
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Applies `FEIYAN_LISTEN`, `FEIYAN_UDP_BIND`, `FEIYAN_DATABASE_URL` and
+    /// `FEIYAN_ADVERTISED_IPS`; `lookup` is the environment (a function so tests need none).
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(value) = lookup("FEIYAN_LISTEN") {
+            self.http.listen = value.parse().map_err(|e| ConfigError::Env {
+                name: "FEIYAN_LISTEN",
+                value: value.clone(),
+                reason: format!("{e}; expected HOST:PORT"),
+            })?;
+        }
+        if let Some(value) = lookup("FEIYAN_UDP_BIND") {
+            self.webrtc.udp_bind = value.parse().map_err(|e| ConfigError::Env {
+                name: "FEIYAN_UDP_BIND",
+                value: value.clone(),
+                reason: format!("{e}; expected HOST:PORT"),
+            })?;
+        }
+        if let Some(value) = lookup("FEIYAN_DATABASE_URL") {
+            self.catalog.database_url = value;
+        }
+        if let Some(value) = lookup("FEIYAN_ADVERTISED_IPS") {
+            let mut ips = Vec::new();
+            for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                ips.push(part.parse().map_err(|e| ConfigError::Env {
+                    name: "FEIYAN_ADVERTISED_IPS",
+                    value: value.clone(),
+                    reason: format!("{part:?}: {e}; expected comma-separated IP addresses"),
+                })?);
+            }
+            self.webrtc.advertised_ips = ips;
+        }
+        Ok(())
+    }
+
+    /// Rejects values the server cannot run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.webrtc.advertised_ips.is_empty() {
+            return Err(ConfigError::Invalid(
+                "webrtc.advertised_ips is empty: list the IPs clients reach this server on".into(),
+            ));
+        }
+        if self
+            .webrtc
+            .advertised_ips
+            .iter()
+            .any(|ip| ip.is_unspecified())
+        {
+            return Err(ConfigError::Invalid(
+                "webrtc.advertised_ips must not contain 0.0.0.0 or ::; list real addresses".into(),
+            ));
+        }
+        let url = &self.catalog.database_url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(ConfigError::Invalid(format!(
+                "catalog.database_url {url:?} must start with sqlite: or postgres:"
+            )));
+        }
+        if self.http.max_sdp_bytes < 1024 {
+            return Err(ConfigError::Invalid("http.max_sdp_bytes must be at least 1024".into()));
+        }
+        if self.webrtc.failed_timeout_secs <= self.webrtc.disconnected_timeout_secs {
+            return Err(ConfigError::Invalid(
+                "webrtc.failed_timeout_secs must be greater than disconnected_timeout_secs".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_file_parses_and_validates() {
+        let text = include_str!("../config/feiyan.toml");
+        let config = Config::from_toml(text).expect("config/feiyan.toml parses");
+        config.validate().expect("config/feiyan.toml validates");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::from_toml("[http]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_apply_and_bad_values_say_why() {
+        let mut config = Config::default();
+        config
+            .apply_env(|name| match name {
+                "FEIYAN_ADVERTISED_IPS" => Some("10.0.0.5, 203.0.113.7".into()),
+                "FEIYAN_LISTEN" => Some("127.0.0.1:9000".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.webrtc.advertised_ips.len(), 2);
+        assert_eq!(config.http.listen.port(), 9000);
+        let err = Config::default()
+            .apply_env(|name| (name == "FEIYAN_ADVERTISED_IPS").then(|| "not-an-ip".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("not-an-ip"), "{err}");
+    }
+}

@@ -1,0 +1,439 @@
+//! HTTP: WHIP (RFC 9725) and WHEP resources, the JSON API and the pages, as warp filters.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /whip/{channel}` | publish (SDP offer, `Authorization: Bearer <stream key>`) |
+//! | `DELETE /whip/{channel}/{id}` | stop publishing |
+//! | `POST /whep/{channel}` | watch (SDP offer) |
+//! | `DELETE /whep/{channel}/{id}` | stop watching |
+//! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
+//! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API |
+//! | `GET /`, `/watch/{c}`, `/publish/{c}` | pages |
+
+pub mod error;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::catalog::{Catalog, SessionKind, Terminal, now_ms, rfc3339};
+use crate::ids::{ChannelName, SessionId};
+use crate::relay::{RelayHandle, ViewerInfo};
+use error::{ApiError, recover, text};
+
+/// What every handler shares.
+pub struct AppState {
+    /// The catalog.
+    pub catalog: Catalog,
+    /// The relay engine.
+    pub relay: RelayHandle,
+    /// Largest accepted SDP body.
+    pub max_sdp_bytes: u64,
+    /// Per-process salt for hashing client addresses (never stored in clear).
+    pub salt: [u8; 16],
+}
+
+type State = Arc<AppState>;
+
+fn with_state(state: State) -> impl Filter<Extract = (State,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Query of `POST /whip/{channel}`.
+#[derive(Debug, Deserialize)]
+pub struct WhipQuery {
+    /// Session title.
+    pub title: Option<String>,
+    /// `lecture` (default), `film_class` or `other`.
+    pub kind: Option<String>,
+}
+
+/// Query of `POST /whep/{channel}`.
+#[derive(Debug, Deserialize)]
+pub struct WhepQuery {
+    /// A stable anonymous viewer id kept by the watch page, for unique-viewer counts.
+    pub vid: Option<String>,
+}
+
+/// All routes with CORS and error recovery.
+pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let limit = state.max_sdp_bytes;
+
+    let whip_post = warp::post()
+        .and(warp::path!("whip" / String))
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::query::<WhipQuery>())
+        .and(warp::body::content_length_limit(limit))
+        .and(warp::body::bytes())
+        .and(with_state(state.clone()))
+        .then(whip_post);
+    let whep_post = warp::post()
+        .and(warp::path!("whep" / String))
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<String>("user-agent"))
+        .and(warp::query::<WhepQuery>())
+        .and(warp::addr::remote())
+        .and(warp::body::content_length_limit(limit))
+        .and(warp::body::bytes())
+        .and(with_state(state.clone()))
+        .then(whep_post);
+    let delete = warp::delete()
+        .and(warp::path!(String / String / String))
+        .and(with_state(state.clone()))
+        .then(delete_resource);
+    let patch = warp::patch()
+        .and(warp::path!(String / String / String))
+        .map(|_: String, _: String, _: String| {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "trickle ICE and ICE restart are not supported: send the complete offer in the POST\n"
+                    .into(),
+            );
+            r.headers_mut()
+                .insert("allow", HeaderValue::from_static("DELETE, OPTIONS"));
+            r
+        });
+    let options = warp::options().and(warp::path::full()).map(|path: warp::path::FullPath| {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let p = path.as_str();
+        if (p.starts_with("/whip/") || p.starts_with("/whep/")) && p.matches('/').count() == 2 {
+            r.headers_mut()
+                .insert("accept-post", HeaderValue::from_static("application/sdp"));
+        }
+        r
+    });
+
+    let live = warp::get()
+        .and(warp::path!("api" / "live"))
+        .and(with_state(state.clone()))
+        .then(api_live);
+    let channel = warp::get()
+        .and(warp::path!("api" / "channels" / String))
+        .and(with_state(state.clone()))
+        .then(api_channel);
+    let session = warp::get()
+        .and(warp::path!("api" / "sessions" / i64))
+        .and(with_state(state.clone()))
+        .then(api_session);
+    let health = warp::get()
+        .and(warp::path!("healthz"))
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+
+    let index = warp::get().and(warp::path::end()).map(|| page(pages::INDEX));
+    let watch = warp::get()
+        .and(warp::path!("watch" / String))
+        .map(|_: String| page(pages::WATCH));
+    let publish = warp::get()
+        .and(warp::path!("publish" / String))
+        .map(|_: String| page(pages::PUBLISH));
+
+    whip_post
+        .or(whep_post)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(patch)
+        .unify()
+        .or(options)
+        .unify()
+        .or(live)
+        .unify()
+        .or(channel)
+        .unify()
+        .or(session)
+        .unify()
+        .or(health)
+        .unify()
+        .or(index)
+        .unify()
+        .or(watch)
+        .unify()
+        .or(publish)
+        .unify()
+        .recover(recover)
+        .unify()
+        .map(cors)
+}
+
+mod pages {
+    pub const INDEX: &str = include_str!("pages/index.html");
+    pub const WATCH: &str = include_str!("pages/watch.html");
+    pub const PUBLISH: &str = include_str!("pages/publish.html");
+}
+
+fn page(html: &'static str) -> Response {
+    let mut r = html.into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+/// CORS on every answer, so a page on another origin can publish and watch.
+fn cors(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
+    );
+    h.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("authorization, content-type, if-match"),
+    );
+    h.insert(
+        "access-control-expose-headers",
+        HeaderValue::from_static("location, link, etag, accept-patch, accept-post"),
+    );
+    response
+}
+
+fn parse_channel(name: &str) -> Result<ChannelName, ApiError> {
+    ChannelName::parse(name).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no channel {name:?} (channel names are lowercase letters, digits, - and _)"
+        ))
+    })
+}
+
+fn check_sdp_body(content_type: Option<String>, body: &Bytes) -> Result<String, ApiError> {
+    let ct = content_type.unwrap_or_default();
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "application/sdp" {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/sdp (got {:?})",
+            if ct.is_empty() { "nothing" } else { ct.as_str() }
+        )));
+    }
+    let sdp = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("bad SDP offer: the body is not UTF-8 text".into()))?;
+    if sdp.trim().is_empty() {
+        return Err(ApiError::BadRequest("bad SDP offer: the body is empty".into()));
+    }
+    Ok(sdp.to_string())
+}
+
+fn created(location: String, answer: String) -> Response {
+    let mut r = answer.into_response();
+    *r.status_mut() = StatusCode::CREATED;
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/sdp"));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert("location", v);
+    }
+    r
+}
+
+fn finish(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|e| e.into_response())
+}
+
+async fn whip_post(
+    channel: String,
+    content_type: Option<String>,
+    authorization: Option<String>,
+    query: WhipQuery,
+    body: Bytes,
+    state: State,
+) -> Response {
+    finish(whip_post_inner(channel, content_type, authorization, query, body, state).await)
+}
+
+async fn whip_post_inner(
+    channel: String,
+    content_type: Option<String>,
+    authorization: Option<String>,
+    query: WhipQuery,
+    body: Bytes,
+    state: State,
+) -> Result<Response, ApiError> {
+    let channel = parse_channel(&channel)?;
+    let token = authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "missing stream key: send Authorization: Bearer <stream key>".into(),
+            )
+        })?;
+    let offer = check_sdp_body(content_type, &body)?;
+    let kind = match query.kind.as_deref() {
+        None | Some("") => SessionKind::Lecture,
+        Some(k) => SessionKind::parse(k).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "kind {k:?} is not one of lecture, film_class, other"
+            ))
+        })?,
+    };
+    let title = query.title.unwrap_or_default();
+    if title.chars().count() > 200 {
+        return Err(ApiError::BadRequest("title is longer than 200 characters".into()));
+    }
+    let owner = state.catalog.authorize_publisher(&channel, token).await?;
+    if state
+        .relay
+        .board()
+        .get(&channel)
+        .is_some_and(|s| s.live)
+    {
+        return Err(ApiError::Conflict(format!(
+            "channel {channel} already has a live publisher; stop it first"
+        )));
+    }
+    let started = now_ms();
+    let session = state
+        .catalog
+        .open_session(&channel, owner.station_id, kind, &title, "whip", started)
+        .await?;
+    match state
+        .relay
+        .publish(channel.clone(), offer, session, title, started)
+        .await
+    {
+        Ok(accepted) => Ok(created(
+            format!("/whip/{channel}/{}", accepted.resource),
+            accepted.answer,
+        )),
+        Err(err) => {
+            // The session never went live: close its row at once.
+            let _ = state.catalog.close_session(session, started).await;
+            Err(err.into())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn whep_post(
+    channel: String,
+    content_type: Option<String>,
+    user_agent: Option<String>,
+    query: WhepQuery,
+    remote: Option<SocketAddr>,
+    body: Bytes,
+    state: State,
+) -> Response {
+    finish(async {
+        let channel = parse_channel(&channel)?;
+        let offer = check_sdp_body(content_type, &body)?;
+        let terminal = Terminal::from_user_agent(user_agent.as_deref().unwrap_or("")).as_str();
+        let client = remote.map(|a| a.ip().to_string()).unwrap_or_default();
+        let mut hasher = Sha256::new();
+        hasher.update(state.salt);
+        hasher.update(client.as_bytes());
+        let client_hash = hex::encode(&hasher.finalize()[..16]);
+        let viewer_key = match query.vid.filter(|v| !v.is_empty() && v.len() <= 128) {
+            Some(vid) => hex::encode(&Sha256::digest(vid.as_bytes())[..16]),
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let viewer = ViewerInfo {
+            terminal,
+            viewer_key,
+            client_hash,
+        };
+        let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
+        Ok(created(
+            format!("/whep/{channel}/{}", accepted.resource),
+            accepted.answer,
+        ))
+    }
+    .await)
+}
+
+async fn delete_resource(kind: String, channel: String, resource: String, state: State) -> Response {
+    finish(async {
+        let publisher = match kind.as_str() {
+            "whip" => true,
+            "whep" => false,
+            _ => return Err(ApiError::NotFound("not found".into())),
+        };
+        let channel = parse_channel(&channel)?;
+        state.relay.delete(channel, resource, publisher).await?;
+        Ok(text(StatusCode::OK, "session ended\n".into()))
+    }
+    .await)
+}
+
+/// One entry of `GET /api/live`.
+#[derive(Debug, Serialize)]
+pub struct LiveEntry {
+    /// Channel name.
+    pub channel: String,
+    /// Station name.
+    pub station: String,
+    /// Institute name.
+    pub institute: String,
+    /// Center name.
+    pub center: String,
+    /// Session title.
+    pub title: String,
+    /// Session id.
+    pub session_id: Option<SessionId>,
+    /// Start, RFC 3339.
+    pub started_at: String,
+    /// Viewers now.
+    pub viewers: usize,
+}
+
+async fn api_live(state: State) -> Response {
+    finish(async {
+        let mut out = Vec::new();
+        for (channel, status) in state.relay.board().live() {
+            let owner = state.catalog.channel_owner(&channel).await.ok();
+            out.push(LiveEntry {
+                channel: channel.to_string(),
+                station: owner.as_ref().map(|o| o.station.clone()).unwrap_or_default(),
+                institute: owner.as_ref().map(|o| o.institute.clone()).unwrap_or_default(),
+                center: owner.as_ref().map(|o| o.center.clone()).unwrap_or_default(),
+                title: status.title,
+                session_id: status.session_id,
+                started_at: rfc3339(status.started_at_ms),
+                viewers: status.viewers,
+            });
+        }
+        Ok(warp::reply::json(&out).into_response())
+    }
+    .await)
+}
+
+async fn api_channel(channel: String, state: State) -> Response {
+    finish(async {
+        let channel = parse_channel(&channel)?;
+        let owner = state.catalog.channel_owner(&channel).await?;
+        let status = state.relay.board().get(&channel);
+        Ok(warp::reply::json(&serde_json::json!({
+            "channel": channel,
+            "station": owner.station,
+            "institute": owner.institute,
+            "center": owner.center,
+            "live": status.as_ref().is_some_and(|s| s.live),
+            "title": status.as_ref().map(|s| s.title.clone()).unwrap_or_default(),
+            "session_id": status.as_ref().and_then(|s| s.session_id),
+            "viewers": status.as_ref().map(|s| s.viewers).unwrap_or(0),
+        }))
+        .into_response())
+    }
+    .await)
+}
+
+async fn api_session(id: i64, state: State) -> Response {
+    finish(async {
+        let summary = state
+            .catalog
+            .session_summary(SessionId(id), now_ms())
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+        Ok(warp::reply::json(&summary).into_response())
+    }
+    .await)
+}

@@ -1,0 +1,88 @@
+//! Typed identities, so a station id is never passed where a session id is expected.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A station's row id in the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StationId(pub i64);
+
+/// A live session's row id (one lecture, film class or other broadcast).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct SessionId(pub i64);
+
+/// One viewer attendance row: a WHEP session's time within one live session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ViewerId(pub i64);
+
+impl ViewerId {
+    /// A fresh random id (positive 63-bit), made by the relay so the media path never waits
+    /// for the database to hand one out.
+    pub fn random() -> ViewerId {
+        ViewerId((rand::random::<u64>() >> 1) as i64)
+    }
+}
+
+/// A channel name as it appears in URLs (`/whip/{channel}`): lowercase letters, digits and
+/// `-`/`_`, 1 to 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct ChannelName(String);
+
+impl ChannelName {
+    /// Validates a channel name from a URL or the CLI.
+    pub fn parse(name: &str) -> Option<ChannelName> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        ok.then(|| ChannelName(name.to_string()))
+    }
+
+    /// The default channel of a station.
+    pub fn for_station(station: StationId) -> ChannelName {
+        ChannelName(format!("st-{}", station.0))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for StationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_are_url_safe() {
+        assert!(ChannelName::parse("st-12").is_some());
+        assert!(ChannelName::parse("").is_none());
+        assert!(ChannelName::parse("St-1").is_none());
+        assert!(ChannelName::parse("a/b").is_none());
+        assert!(ChannelName::parse(&"x".repeat(65)).is_none());
+    }
+}

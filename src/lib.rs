@@ -1,0 +1,30 @@
+//! # feiyan
+//!
+//! A livestream and media-hub server for a city's civic-practice network: stations
+//! (站) publish lectures and film classes, residents watch in browsers, and a catalog
+//! counts every viewer for administrators.
+//!
+//! ## Data flow
+//! ```text
+//! WHIP publisher --HTTP offer--> http::whip --> relay engine (one UDP socket, all peers)
+//!                                                 |  keyframe cache, header rewrite, SRTP
+//! WHEP viewers  <--------- RTP over the same UDP socket ----+
+//!                                                 |
+//!                       audience events --bounded queue--> catalog writer --> SQLite | PostgreSQL
+//! ```
+//!
+//! ## Modules
+//! - [`config`]: TOML config with environment overrides.
+//! - [`relay`]: the hub; WebRTC peers driven sans-IO by one engine task.
+//! - [`catalog`]: sqlx catalog (hierarchy, sessions, attendance) and the batching writer.
+//! - [`http`]: WHIP/WHEP resources, JSON API, pages.
+//! - [`client`]: a standards-following WHIP/WHEP client (tests, benchmark, demo source).
+//! - [`app`]: wiring and shutdown order.
+
+pub mod app;
+pub mod catalog;
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod relay;

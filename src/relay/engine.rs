@@ -1,0 +1,1250 @@
+//! The engine task: one UDP socket, all peer connections, the channel hub and fan-out.
+//!
+//! Datagrams are routed to peers by source address, or for a first STUN check by the
+//! ufrag in its USERNAME. Every peer is a sans-IO `RTCPeerConnection`; after feeding it
+//! input the engine drains its outputs (events, RTP/RTCP, datagrams) and schedules its
+//! next timeout in a heap.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
+};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::media::{GopCache, Rewriter, VideoCodec};
+use super::stun;
+use super::{
+    Accepted, ChannelStatus, Command, LiveBoard, RelayCounters, RelayError, ViewerInfo,
+};
+use crate::catalog::{AudienceEvent, AudienceSink, now_ms};
+use crate::config::{RelayConfig, WebRtcConfig};
+use crate::ids::{ChannelName, SessionId, ViewerId};
+
+/// Internal key of a peer connection.
+type PeerKey = u64;
+
+/// A peer is serviced at least this often even if its stack asks for nothing, so a
+/// deadline that moved earlier after a write is never missed for long.
+const MAX_TIMER: Duration = Duration::from_millis(200);
+
+/// A viewer that has not connected within this time is removed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct TrackIn {
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    receiver_id: RTCRtpReceiverId,
+    media_ssrc: u32,
+}
+
+struct PublisherState {
+    session: SessionId,
+    title: String,
+    started_at_ms: i64,
+    /// Audio/video sections in the offer: the channel goes live when all have opened.
+    expected_tracks: usize,
+    tracks: HashMap<String, TrackIn>,
+}
+
+struct TrackOut {
+    sender_id: RTCRtpSenderId,
+    rewriter: Rewriter,
+}
+
+struct ViewerState {
+    info: ViewerInfo,
+    video: Option<TrackOut>,
+    audio: Option<TrackOut>,
+    connected: bool,
+    /// The attendance row of the session being watched, if one is live.
+    row: Option<ViewerId>,
+}
+
+enum Role {
+    Publisher(PublisherState),
+    Viewer(ViewerState),
+}
+
+struct Peer {
+    pc: RTCPeerConnection,
+    channel: ChannelName,
+    resource: String,
+    ufrag: String,
+    role: Role,
+    remotes: Vec<SocketAddr>,
+    created: Instant,
+    /// The timeout currently scheduled in the heap for this peer.
+    scheduled: Option<Instant>,
+    closing: bool,
+}
+
+#[derive(Default)]
+struct Channel {
+    publisher: Option<PeerKey>,
+    live: bool,
+    video_codec: Option<RTCRtpCodec>,
+    audio_codec: Option<RTCRtpCodec>,
+    video_kind: Option<VideoCodec>,
+    gop: GopCache,
+    viewers: HashSet<PeerKey>,
+    connected_viewers: usize,
+    peak: i64,
+    last_pli: Option<Instant>,
+}
+
+/// The relay engine. Created by [`super::start`].
+pub struct Engine {
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    /// The address our ICE host candidates carry and incoming datagrams are tagged with.
+    candidate_addr: SocketAddr,
+    advertised: Vec<IpAddr>,
+    webrtc: WebRtcConfig,
+    relay: RelayConfig,
+    audience: AudienceSink,
+    commands: mpsc::Receiver<Command>,
+    board: Arc<LiveBoard>,
+    peers: HashMap<PeerKey, Peer>,
+    by_addr: HashMap<SocketAddr, PeerKey>,
+    by_ufrag: HashMap<String, PeerKey>,
+    by_resource: HashMap<String, PeerKey>,
+    channels: HashMap<ChannelName, Channel>,
+    timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
+    next_key: PeerKey,
+    outbox: Vec<(BytesMut, SocketAddr)>,
+}
+
+fn media_engine() -> Result<MediaEngine, RelayError> {
+    let mut engine = MediaEngine::default();
+    let video_fb = vec![
+        RTCPFeedback {
+            typ: "goog-remb".into(),
+            parameter: String::new(),
+        },
+        RTCPFeedback {
+            typ: "ccm".into(),
+            parameter: "fir".into(),
+        },
+        RTCPFeedback {
+            typ: "nack".into(),
+            parameter: String::new(),
+        },
+        RTCPFeedback {
+            typ: "nack".into(),
+            parameter: "pli".into(),
+        },
+    ];
+    let video = |mime: &str, fmtp: &str, pt: u8| RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: mime.into(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: fmtp.into(),
+            rtcp_feedback: video_fb.clone(),
+        },
+        payload_type: pt,
+    };
+    let codecs = [
+        video(
+            "video/H264",
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+            125,
+        ),
+        video(
+            "video/H264",
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+            102,
+        ),
+        video(
+            "video/H264",
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f",
+            127,
+        ),
+        video(
+            "video/H264",
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032",
+            123,
+        ),
+        video("video/VP8", "", 96),
+    ];
+    let internal = |e: rtc::shared::error::Error| RelayError::Internal(e.to_string());
+    for codec in codecs {
+        engine
+            .register_codec(codec, RtpCodecKind::Video)
+            .map_err(internal)?;
+    }
+    engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: "audio/opus".into(),
+                    clock_rate: 48_000,
+                    channels: 2,
+                    sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: 111,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(internal)?;
+    Ok(engine)
+}
+
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    (0..len)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Counts the audio/video sections of an offer that send media to us.
+fn sending_sections(sdp: &str) -> usize {
+    let mut count = 0;
+    let mut in_media = false;
+    let mut sends = true;
+    for line in sdp.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("m=") {
+            if in_media && sends {
+                count += 1;
+            }
+            in_media = rest.starts_with("audio") || rest.starts_with("video");
+            sends = true;
+        } else if line == "a=recvonly" || line == "a=inactive" {
+            sends = false;
+        }
+    }
+    if in_media && sends {
+        count += 1;
+    }
+    count
+}
+
+fn check_offer_text(sdp: &str) -> Result<(), RelayError> {
+    if !sdp.trim_start().starts_with("v=0") {
+        return Err(RelayError::BadOffer(
+            "the body is not an SDP offer (it must start with v=0)".into(),
+        ));
+    }
+    if !sdp.lines().any(|l| l.starts_with("m=audio") || l.starts_with("m=video")) {
+        return Err(RelayError::BadOffer("the offer has no audio or video section".into()));
+    }
+    if !sdp.contains("a=ice-ufrag:") || !sdp.contains("a=fingerprint:") {
+        return Err(RelayError::BadOffer(
+            "the offer lacks ICE credentials or a DTLS fingerprint".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub(super) fn bind(
+        webrtc: &WebRtcConfig,
+        relay: &RelayConfig,
+        audience: AudienceSink,
+        commands: mpsc::Receiver<Command>,
+        board: Arc<LiveBoard>,
+    ) -> std::io::Result<Engine> {
+        use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+        let domain = if webrtc.udp_bind.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let socket = Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP))?;
+        // Large buffers: one socket carries every viewer's media.
+        let _ = socket.set_send_buffer_size(8 << 20);
+        let _ = socket.set_recv_buffer_size(8 << 20);
+        socket.set_nonblocking(true)?;
+        socket.bind(&webrtc.udp_bind.into())?;
+        let socket = UdpSocket::from_std(socket.into())?;
+        let local_addr = socket.local_addr()?;
+        let advertised = webrtc.advertised_ips.clone();
+        let candidate_ip = advertised
+            .first()
+            .copied()
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        info!(%local_addr, ?advertised, "media UDP socket bound");
+        Ok(Engine {
+            socket,
+            local_addr,
+            candidate_addr: SocketAddr::new(candidate_ip, local_addr.port()),
+            advertised,
+            webrtc: webrtc.clone(),
+            relay: relay.clone(),
+            audience,
+            commands,
+            board,
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_resource: HashMap::new(),
+            channels: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_key: 1,
+            outbox: Vec::new(),
+        })
+    }
+
+    pub(super) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Runs until a `Shutdown` command or until every handle is dropped.
+    pub async fn run(mut self) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            self.audience.flush();
+            self.flush_outbox().await;
+            let deadline = self
+                .timers
+                .peek()
+                .map(|Reverse((at, _))| *at)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let sleep = tokio::time::sleep_until(deadline.into());
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        self.shutdown().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.handle_command(command),
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                received = self.socket.recv_from(&mut buf) => {
+                    match received {
+                        Ok((n, from)) => self.handle_datagram(&buf[..n], from),
+                        Err(err) => debug!(?err, "media socket receive error"),
+                    }
+                    // Drain what else is waiting before servicing timers.
+                    for _ in 0..64 {
+                        match self.socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => self.handle_datagram(&buf[..n], from),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = sleep => {}
+            }
+            self.run_timers();
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.remove_peer(key, "server shutting down");
+        }
+        self.audience.flush();
+        self.flush_outbox().await;
+    }
+
+    async fn flush_outbox(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let mut sent = 0u64;
+        let mut dropped = 0u64;
+        for (data, to) in std::mem::take(&mut self.outbox) {
+            loop {
+                match self.socket.try_send_to(&data, to) {
+                    Ok(_) => {
+                        sent += 1;
+                        break;
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                        // The shared socket buffer is full: wait briefly for room, then
+                        // drop rather than stall every other viewer.
+                        let ready = tokio::time::timeout(
+                            Duration::from_millis(20),
+                            self.socket.writable(),
+                        )
+                        .await;
+                        if !matches!(ready, Ok(Ok(()))) {
+                            dropped += 1;
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        // Unreachable peers (ICMP errors) are handled by ICE timeouts.
+                        dropped += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        RelayCounters::add(&self.board.counters.datagrams_sent, sent);
+        RelayCounters::add(&self.board.counters.datagrams_dropped, dropped);
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Publish {
+                channel,
+                offer,
+                session,
+                title,
+                started_at_ms,
+                reply,
+            } => {
+                let result = self.accept_publisher(channel, offer, session, title, started_at_ms);
+                let _ = reply.send(result);
+            }
+            Command::View {
+                channel,
+                offer,
+                viewer,
+                reply,
+            } => {
+                let result = self.accept_viewer(channel, offer, viewer);
+                let _ = reply.send(result);
+            }
+            Command::Delete {
+                channel,
+                resource,
+                publisher,
+                reply,
+            } => {
+                let found = self.by_resource.get(&resource).copied().filter(|key| {
+                    self.peers.get(key).is_some_and(|p| {
+                        p.channel == channel && matches!(p.role, Role::Publisher(_)) == publisher
+                    })
+                });
+                let result = match found {
+                    Some(key) => {
+                        self.remove_peer(key, "deleted by client");
+                        Ok(())
+                    }
+                    None => Err(RelayError::UnknownResource(resource)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    fn new_peer_connection(&self, ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, RelayError> {
+        let internal = |e: rtc::shared::error::Error| RelayError::Internal(e.to_string());
+        let mut media = media_engine()?;
+        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(internal)?;
+        let settings = SettingEngineBuilder::new()
+            .with_answering_dtls_role(RTCDtlsRole::Server)
+            .with_ice_credentials(ufrag.to_string(), pwd.to_string())
+            .with_ice_timeouts(
+                Some(Duration::from_secs(self.webrtc.disconnected_timeout_secs)),
+                Some(Duration::from_secs(self.webrtc.failed_timeout_secs)),
+                Some(Duration::from_secs(2)),
+            )
+            .build();
+        RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings)
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())
+            .map_err(internal)
+    }
+
+    /// Applies the offer, adds our host candidates and returns the answer SDP.
+    fn negotiate(&self, pc: &mut RTCPeerConnection, offer: String) -> Result<String, RelayError> {
+        let offer = RTCSessionDescription::offer(offer)
+            .map_err(|e| RelayError::BadOffer(format!("cannot parse the SDP: {e}")))?;
+        pc.set_remote_description(Instant::now(), offer)
+            .map_err(|e| RelayError::BadOffer(format!("the offer cannot be applied: {e}")))?;
+        for ip in &self.advertised {
+            let candidate = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: "udp".to_owned(),
+                    address: ip.to_string(),
+                    port: self.local_addr.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .new_candidate_host()
+            .map_err(|e| RelayError::Internal(e.to_string()))?;
+            let init = RTCIceCandidate::from(&candidate)
+                .to_json()
+                .map_err(|e| RelayError::Internal(e.to_string()))?;
+            pc.add_local_candidate(init)
+                .map_err(|e| RelayError::Internal(e.to_string()))?;
+        }
+        let answer = pc
+            .create_answer(None)
+            .map_err(|e| RelayError::BadOffer(format!("no answer possible for this offer: {e}")))?;
+        pc.set_local_description(Instant::now(), answer)
+            .map_err(|e| RelayError::Internal(e.to_string()))?;
+        let answer = pc
+            .local_description()
+            .ok_or_else(|| RelayError::Internal("no local description".into()))?;
+        Ok(answer.sdp)
+    }
+
+    fn insert_peer(&mut self, peer: Peer) -> PeerKey {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.by_ufrag.insert(peer.ufrag.clone(), key);
+        self.by_resource.insert(peer.resource.clone(), key);
+        self.peers.insert(key, peer);
+        self.service(key);
+        key
+    }
+
+    fn accept_publisher(
+        &mut self,
+        channel: ChannelName,
+        offer: String,
+        session: SessionId,
+        title: String,
+        started_at_ms: i64,
+    ) -> Result<Accepted, RelayError> {
+        check_offer_text(&offer)?;
+        if self
+            .channels
+            .get(&channel)
+            .is_some_and(|c| c.publisher.is_some())
+        {
+            return Err(RelayError::Busy(channel.to_string()));
+        }
+        let expected_tracks = sending_sections(&offer);
+        if expected_tracks == 0 {
+            return Err(RelayError::BadOffer(
+                "the offer sends no audio or video (all sections are recvonly or inactive)".into(),
+            ));
+        }
+        let ufrag = random_token(16);
+        let mut pc = self.new_peer_connection(&ufrag, &random_token(32))?;
+        let answer = self.negotiate(&mut pc, offer)?;
+        if !answer.lines().any(|l| {
+            (l.starts_with("m=audio") || l.starts_with("m=video")) && !l.starts_with("m=audio 0")
+                && !l.starts_with("m=video 0")
+        }) {
+            return Err(RelayError::BadOffer(
+                "no offered codec is supported; publish H.264 (packetization-mode=1), VP8 or Opus".into(),
+            ));
+        }
+        let resource = random_token(24);
+        info!(%channel, %session, %resource, "publisher accepted");
+        let peer = Peer {
+            pc,
+            channel: channel.clone(),
+            resource: resource.clone(),
+            ufrag,
+            role: Role::Publisher(PublisherState {
+                session,
+                title,
+                started_at_ms,
+                expected_tracks,
+                tracks: HashMap::new(),
+            }),
+            remotes: Vec::new(),
+            created: Instant::now(),
+            scheduled: None,
+            closing: false,
+        };
+        let key = self.insert_peer(peer);
+        let max = self.relay.gop_cache_max_packets;
+        let ch = self.channels.entry(channel).or_insert_with(|| Channel {
+            gop: GopCache::new(max),
+            ..Default::default()
+        });
+        ch.publisher = Some(key);
+        ch.peak = ch.connected_viewers as i64;
+        Ok(Accepted {
+            resource,
+            answer,
+        })
+    }
+
+    fn accept_viewer(
+        &mut self,
+        channel: ChannelName,
+        offer: String,
+        info: ViewerInfo,
+    ) -> Result<Accepted, RelayError> {
+        check_offer_text(&offer)?;
+        let (video_codec, audio_codec, count) = match self.channels.get(&channel) {
+            Some(ch) if ch.live => (ch.video_codec.clone(), ch.audio_codec.clone(), ch.viewers.len()),
+            _ => return Err(RelayError::NotLive(channel.to_string())),
+        };
+        if count >= self.relay.max_viewers_per_channel {
+            return Err(RelayError::Full(channel.to_string(), count));
+        }
+        let ufrag = random_token(16);
+        let mut pc = self.new_peer_connection(&ufrag, &random_token(32))?;
+        let stream_id = format!("feiyan-{channel}");
+        let mut add = |kind: RtpCodecKind, codec: &RTCRtpCodec| -> Result<(RTCRtpSenderId, u32), RelayError> {
+            let ssrc = rand::random::<u32>();
+            let label = if kind == RtpCodecKind::Video { "video" } else { "audio" };
+            let track = MediaStreamTrack::new(
+                stream_id.clone(),
+                format!("{label}-{ssrc}"),
+                label.to_string(),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: codec.clone(),
+                    ..Default::default()
+                }],
+            );
+            let id = pc
+                .add_track(track)
+                .map_err(|e| RelayError::Internal(e.to_string()))?;
+            Ok((id, ssrc))
+        };
+        let video = video_codec
+            .as_ref()
+            .map(|c| add(RtpCodecKind::Video, c).map(|s| (s, c.clone())))
+            .transpose()?;
+        let audio = audio_codec
+            .as_ref()
+            .map(|c| add(RtpCodecKind::Audio, c).map(|s| (s, c.clone())))
+            .transpose()?;
+        let answer = self.negotiate(&mut pc, offer)?;
+        let mut out_track = |slot: Option<((RTCRtpSenderId, u32), RTCRtpCodec)>| -> Option<TrackOut> {
+            let ((sender_id, ssrc), codec) = slot?;
+            let mut sender = pc.rtp_sender(sender_id)?;
+            let params = sender.get_parameters();
+            let pt = params
+                .rtp_parameters
+                .codecs
+                .iter()
+                .find(|c| {
+                    c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type)
+                        && c.rtp_codec.sdp_fmtp_line == codec.sdp_fmtp_line
+                })
+                .or_else(|| {
+                    params
+                        .rtp_parameters
+                        .codecs
+                        .iter()
+                        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
+                })?
+                .payload_type;
+            Some(TrackOut {
+                sender_id,
+                rewriter: Rewriter::new(ssrc, pt, codec.clock_rate),
+            })
+        };
+        let video_out = out_track(video.clone());
+        let audio_out = out_track(audio.clone());
+        if video_out.is_none() && audio_out.is_none() {
+            let wanted: Vec<String> = video
+                .iter()
+                .chain(audio.iter())
+                .map(|(_, c)| c.mime_type.clone())
+                .collect();
+            return Err(RelayError::BadOffer(format!(
+                "the offer accepts none of this channel's codecs ({}); offer recvonly audio/video with them",
+                wanted.join(", ")
+            )));
+        }
+        let resource = random_token(24);
+        debug!(%channel, %resource, "viewer accepted");
+        let peer = Peer {
+            pc,
+            channel: channel.clone(),
+            resource: resource.clone(),
+            ufrag,
+            role: Role::Viewer(ViewerState {
+                info,
+                video: video_out,
+                audio: audio_out,
+                connected: false,
+                row: None,
+            }),
+            remotes: Vec::new(),
+            created: Instant::now(),
+            scheduled: None,
+            closing: false,
+        };
+        let key = self.insert_peer(peer);
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.viewers.insert(key);
+        }
+        Ok(Accepted {
+            resource,
+            answer,
+        })
+    }
+
+    fn handle_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        let mut key = self.by_addr.get(&from).copied();
+        if stun::is_stun(data)
+            && let Some(ufrag) = stun::local_ufrag(data)
+            && let Some(&owner) = self.by_ufrag.get(ufrag)
+            && key != Some(owner)
+        {
+            key = Some(owner);
+            self.by_addr.insert(from, owner);
+            if let Some(peer) = self.peers.get_mut(&owner) {
+                peer.remotes.push(from);
+            }
+        }
+        let Some(key) = key else {
+            RelayCounters::add(&self.board.counters.datagrams_unrouted, 1);
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let message = TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: self.candidate_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if let Err(err) = peer.pc.handle_read(message) {
+            debug!(?err, channel = %peer.channel, "peer rejected a datagram");
+        }
+        self.service(key);
+    }
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(peer) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            if peer.scheduled != Some(at) {
+                continue; // superseded entry
+            }
+            peer.scheduled = None;
+            if let Err(err) = peer.pc.handle_timeout(now) {
+                debug!(?err, "peer timeout handling failed");
+            }
+            let stale_viewer = matches!(&peer.role, Role::Viewer(v) if !v.connected)
+                && now.duration_since(peer.created) > CONNECT_TIMEOUT;
+            if stale_viewer {
+                self.remove_peer(key, "never connected");
+                continue;
+            }
+            self.service(key);
+        }
+    }
+
+    /// Drains a peer's outputs and reschedules its timer.
+    fn service(&mut self, key: PeerKey) {
+        let mut rtp_in: Vec<(RtpCodecKind, rtp::Packet)> = Vec::new();
+        let mut keyframe_wanted = false;
+        let mut state_change: Option<RTCPeerConnectionState> = None;
+        let mut opened: Vec<TrackIn> = Vec::new();
+        {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                return;
+            };
+            while let Some(event) = peer.pc.poll_event() {
+                match event {
+                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                        debug!(channel = %peer.channel, %state, "peer state");
+                        state_change = Some(state);
+                    }
+                    RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                        if let Some(receiver) = peer.pc.rtp_receiver(init.receiver_id) {
+                            let track = receiver.track();
+                            let kind = track.kind();
+                            let codec = track.codec(init.ssrc).cloned();
+                            if let Some(codec) = codec {
+                                opened.push(TrackIn {
+                                    kind,
+                                    codec,
+                                    receiver_id: init.receiver_id,
+                                    media_ssrc: init.ssrc,
+                                });
+                            }
+                        }
+                        let _ = init.track_id;
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(message) = peer.pc.poll_read() {
+                match message.message {
+                    RTCMessage::RtpPacket(track_id, packet) => {
+                        if let Role::Publisher(p) = &peer.role {
+                            if let Some(t) = p.tracks.get(&track_id) {
+                                rtp_in.push((t.kind, packet));
+                            } else if let Some(t) = opened.iter().find(|t| {
+                                t.media_ssrc == packet.header.ssrc
+                            }) {
+                                rtp_in.push((t.kind, packet));
+                            }
+                        }
+                    }
+                    RTCMessage::RtcpPacket(_, packets) => {
+                        if matches!(peer.role, Role::Viewer(_)) {
+                            keyframe_wanted |= packets.iter().any(|p| {
+                                p.as_any().is::<PictureLossIndication>()
+                                    || p.as_any().is::<FullIntraRequest>()
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !opened.is_empty() {
+            self.tracks_opened(key, opened);
+        }
+        if !rtp_in.is_empty() {
+            self.fan_out(key, rtp_in);
+        }
+        if keyframe_wanted
+            && let Some(channel) = self.peers.get(&key).map(|p| p.channel.clone())
+        {
+            self.request_keyframe(&channel);
+        }
+        match state_change {
+            Some(RTCPeerConnectionState::Connected) => self.peer_connected(key),
+            Some(RTCPeerConnectionState::Failed) | Some(RTCPeerConnectionState::Closed) => {
+                self.remove_peer(key, "connection failed or closed");
+                return;
+            }
+            _ => {}
+        }
+        self.drain_writes(key);
+    }
+
+    fn drain_writes(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        while let Some(out) = peer.pc.poll_write() {
+            self.outbox.push((out.message, out.transport.peer_addr));
+        }
+        let now = Instant::now();
+        let next = peer
+            .pc
+            .poll_timeout()
+            .unwrap_or(now + MAX_TIMER)
+            .min(now + MAX_TIMER);
+        if peer.scheduled.is_none_or(|s| next < s) {
+            peer.scheduled = Some(next);
+            self.timers.push(Reverse((next, key)));
+        }
+    }
+
+    fn tracks_opened(&mut self, key: PeerKey, opened: Vec<TrackIn>) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let Role::Publisher(state) = &mut peer.role else {
+            return;
+        };
+        let channel = peer.channel.clone();
+        for track in opened {
+            info!(%channel, mime = %track.codec.mime_type, ssrc = track.media_ssrc, "publisher track open");
+            let track_id = peer
+                .pc
+                .rtp_receiver(track.receiver_id)
+                .map(|r| r.track().track_id().clone())
+                .unwrap_or_default();
+            state.tracks.insert(track_id, track);
+        }
+        if state.tracks.len() < state.expected_tracks {
+            return;
+        }
+        let video = state
+            .tracks
+            .values()
+            .find(|t| t.kind == RtpCodecKind::Video)
+            .map(|t| t.codec.clone());
+        let audio = state
+            .tracks
+            .values()
+            .find(|t| t.kind == RtpCodecKind::Audio)
+            .map(|t| t.codec.clone());
+        let session = state.session;
+        let title = state.title.clone();
+        let started_at_ms = state.started_at_ms;
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if ch.live {
+            return;
+        }
+        // Viewers that stayed connected keep their negotiated codec; warn when a new
+        // publisher sends a different one (those viewers will not decode it).
+        if let (Some(old), Some(new)) = (&ch.video_codec, &video)
+            && !old.mime_type.eq_ignore_ascii_case(&new.mime_type)
+            && !ch.viewers.is_empty()
+        {
+            warn!(%channel, old = %old.mime_type, new = %new.mime_type, "publisher changed video codec; connected viewers must reconnect");
+        }
+        ch.video_kind = video.as_ref().map(|c| VideoCodec::from_mime(&c.mime_type));
+        ch.video_codec = video;
+        ch.audio_codec = audio;
+        ch.live = true;
+        ch.gop.clear();
+        info!(%channel, %session, "channel live");
+        // Connected viewers (publisher switch) now watch the new session.
+        let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
+        for vkey in viewers {
+            self.open_viewer_row(vkey);
+        }
+        self.publish_status(&channel, Some((session, title, started_at_ms)));
+        self.request_keyframe(&channel);
+    }
+
+    fn session_of(&self, channel: &ChannelName) -> Option<(SessionId, String, i64)> {
+        let ch = self.channels.get(channel)?;
+        if !ch.live {
+            return None;
+        }
+        let publisher = self.peers.get(&ch.publisher?)?;
+        match &publisher.role {
+            Role::Publisher(p) => Some((p.session, p.title.clone(), p.started_at_ms)),
+            Role::Viewer(_) => None,
+        }
+    }
+
+    fn publish_status(&self, channel: &ChannelName, session: Option<(SessionId, String, i64)>) {
+        let viewers = self
+            .channels
+            .get(channel)
+            .map(|c| c.connected_viewers)
+            .unwrap_or(0);
+        let status = match session {
+            Some((session, title, started_at_ms)) => ChannelStatus {
+                live: true,
+                session_id: Some(session),
+                title,
+                started_at_ms,
+                viewers,
+            },
+            None => ChannelStatus {
+                live: false,
+                session_id: None,
+                title: String::new(),
+                started_at_ms: 0,
+                viewers,
+            },
+        };
+        self.board.set(channel, Some(status));
+    }
+
+    /// Opens an attendance row for a connected viewer when its channel has a live session.
+    fn open_viewer_row(&mut self, vkey: PeerKey) {
+        let Some(channel) = self.peers.get(&vkey).map(|p| p.channel.clone()) else {
+            return;
+        };
+        let Some((session, _, _)) = self.session_of(&channel) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&vkey) else {
+            return;
+        };
+        let Role::Viewer(v) = &mut peer.role else {
+            return;
+        };
+        if !v.connected || v.row.is_some() {
+            return;
+        }
+        let id = ViewerId::random();
+        v.row = Some(id);
+        self.audience.push(AudienceEvent::ViewerJoined {
+            id,
+            session,
+            at_ms: now_ms(),
+            terminal: v.info.terminal,
+            viewer_key: v.info.viewer_key.clone(),
+            client_hash: v.info.client_hash.clone(),
+        });
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            let now_watching = ch.connected_viewers as i64;
+            if now_watching > ch.peak {
+                ch.peak = now_watching;
+                self.audience.push(AudienceEvent::Peak {
+                    session,
+                    peak: now_watching,
+                });
+            }
+        }
+    }
+
+    fn peer_connected(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let channel = peer.channel.clone();
+        let Role::Viewer(v) = &mut peer.role else {
+            info!(%channel, "publisher connected");
+            return;
+        };
+        if v.connected {
+            return;
+        }
+        v.connected = true;
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.connected_viewers += 1;
+        }
+        self.open_viewer_row(key);
+        let session = self.session_of(&channel);
+        self.publish_status(&channel, session);
+        // Fast start: replay the latest keyframe group so the first picture is whole.
+        let cached: Vec<rtp::Packet> = self
+            .channels
+            .get(&channel)
+            .map(|c| c.gop.packets().to_vec())
+            .unwrap_or_default();
+        if cached.is_empty() {
+            self.request_keyframe(&channel);
+        } else {
+            let now = Instant::now();
+            if let Some(peer) = self.peers.get_mut(&key) {
+                for packet in &cached {
+                    write_to_viewer(peer, RtpCodecKind::Video, packet, now);
+                }
+                RelayCounters::add(&self.board.counters.packets_out, cached.len() as u64);
+            }
+        }
+    }
+
+    fn fan_out(&mut self, publisher: PeerKey, packets: Vec<(RtpCodecKind, rtp::Packet)>) {
+        let Some(channel) = self.peers.get(&publisher).map(|p| p.channel.clone()) else {
+            return;
+        };
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if ch.publisher != Some(publisher) || !ch.live {
+            return;
+        }
+        RelayCounters::add(&self.board.counters.packets_in, packets.len() as u64);
+        if let Some(kind) = ch.video_kind {
+            for (k, packet) in &packets {
+                if *k == RtpCodecKind::Video {
+                    ch.gop.push(kind, packet);
+                }
+            }
+        }
+        let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
+        let now = Instant::now();
+        let mut delivered = 0u64;
+        for vkey in viewers {
+            let Some(peer) = self.peers.get_mut(&vkey) else {
+                continue;
+            };
+            if !matches!(&peer.role, Role::Viewer(v) if v.connected) {
+                continue;
+            }
+            for (kind, packet) in &packets {
+                if write_to_viewer(peer, *kind, packet, now) {
+                    delivered += 1;
+                }
+            }
+            while let Some(out) = peer.pc.poll_write() {
+                self.outbox.push((out.message, out.transport.peer_addr));
+            }
+        }
+        RelayCounters::add(&self.board.counters.packets_out, delivered);
+    }
+
+    fn request_keyframe(&mut self, channel: &ChannelName) {
+        let min_interval = Duration::from_millis(self.relay.pli_min_interval_ms);
+        let now = Instant::now();
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        if ch.last_pli.is_some_and(|t| now.duration_since(t) < min_interval) {
+            return;
+        }
+        let Some(pkey) = ch.publisher else {
+            return;
+        };
+        ch.last_pli = Some(now);
+        let Some(peer) = self.peers.get_mut(&pkey) else {
+            return;
+        };
+        let Role::Publisher(p) = &peer.role else {
+            return;
+        };
+        let targets: Vec<(RTCRtpReceiverId, u32)> = p
+            .tracks
+            .values()
+            .filter(|t| t.kind == RtpCodecKind::Video)
+            .map(|t| (t.receiver_id, t.media_ssrc))
+            .collect();
+        for (receiver_id, media_ssrc) in targets {
+            if let Some(mut receiver) = peer.pc.rtp_receiver(receiver_id) {
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc,
+                };
+                if receiver.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
+                    RelayCounters::add(&self.board.counters.plis_forwarded, 1);
+                }
+            }
+        }
+        self.drain_writes(pkey);
+    }
+
+    fn remove_peer(&mut self, key: PeerKey, why: &str) {
+        let Some(mut peer) = self.peers.remove(&key) else {
+            return;
+        };
+        if !peer.closing {
+            peer.closing = true;
+            let _ = peer.pc.close();
+            while let Some(out) = peer.pc.poll_write() {
+                self.outbox.push((out.message, out.transport.peer_addr));
+            }
+        }
+        self.by_ufrag.remove(&peer.ufrag);
+        self.by_resource.remove(&peer.resource);
+        for addr in &peer.remotes {
+            if self.by_addr.get(addr) == Some(&key) {
+                self.by_addr.remove(addr);
+            }
+        }
+        let channel = peer.channel.clone();
+        let at_ms = now_ms();
+        match peer.role {
+            Role::Publisher(p) => {
+                info!(%channel, session = %p.session, why, "publisher ended");
+                self.audience.push(AudienceEvent::SessionEnded {
+                    session: p.session,
+                    at_ms,
+                });
+                let viewers: Vec<PeerKey> = match self.channels.get_mut(&channel) {
+                    Some(ch) if ch.publisher == Some(key) => {
+                        ch.publisher = None;
+                        ch.live = false;
+                        ch.gop.clear();
+                        ch.peak = 0;
+                        ch.last_pli = None;
+                        ch.viewers.iter().copied().collect()
+                    }
+                    _ => Vec::new(),
+                };
+                // Viewers stay connected (a new publisher may come back), but their
+                // attendance of this session ends now.
+                for vkey in viewers {
+                    if let Some(Peer {
+                        role: Role::Viewer(v),
+                        ..
+                    }) = self.peers.get_mut(&vkey)
+                    {
+                        if let Some(id) = v.row.take() {
+                            self.audience.push(AudienceEvent::ViewerLeft { id, at_ms });
+                        }
+                        for track in [&mut v.video, &mut v.audio].into_iter().flatten() {
+                            track.rewriter.resync();
+                        }
+                    }
+                }
+                self.publish_status(&channel, None);
+            }
+            Role::Viewer(v) => {
+                debug!(%channel, why, "viewer left");
+                if let Some(id) = v.row {
+                    self.audience.push(AudienceEvent::ViewerLeft { id, at_ms });
+                }
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.viewers.remove(&key);
+                    if v.connected {
+                        ch.connected_viewers = ch.connected_viewers.saturating_sub(1);
+                    }
+                }
+                let session = self.session_of(&channel);
+                self.publish_status(&channel, session);
+            }
+        }
+        let idle = self
+            .channels
+            .get(&channel)
+            .is_some_and(|c| c.publisher.is_none() && c.viewers.is_empty());
+        if idle {
+            self.channels.remove(&channel);
+            self.board.set(&channel, None);
+        }
+    }
+}
+
+/// Rewrites and writes one packet to a viewer; returns whether it was handed to SRTP.
+fn write_to_viewer(peer: &mut Peer, kind: RtpCodecKind, packet: &rtp::Packet, now: Instant) -> bool {
+    let Role::Viewer(v) = &mut peer.role else {
+        return false;
+    };
+    let track = match kind {
+        RtpCodecKind::Video => v.video.as_mut(),
+        RtpCodecKind::Audio => v.audio.as_mut(),
+        _ => None,
+    };
+    let Some(track) = track else {
+        return false;
+    };
+    let out = track.rewriter.rewrite(packet, now);
+    match peer.pc.rtp_sender(track.sender_id) {
+        Some(mut sender) => sender.write_rtp(now, out).is_ok(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_sending_sections() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n";
+        assert_eq!(sending_sections(sdp), 2);
+        let sdp = "v=0\r\nm=audio 9 X 111\r\na=recvonly\r\nm=video 9 X 96\r\na=sendrecv\r\nm=application 9 X\r\n";
+        assert_eq!(sending_sections(sdp), 1);
+    }
+
+    #[test]
+    fn offer_text_checks_explain_themselves() {
+        let err = check_offer_text("hello").unwrap_err().to_string();
+        assert!(err.contains("v=0"), "{err}");
+        let err = check_offer_text("v=0\r\ns=-\r\n").unwrap_err().to_string();
+        assert!(err.contains("no audio or video"), "{err}");
+    }
+}

@@ -1,0 +1,291 @@
+//! The relay hub: every WebRTC peer (station publishers and resident viewers) lives in one
+//! engine task that owns the single media UDP socket and drives the sans-IO `rtc` peer
+//! connections. A publisher's packet is received once; each viewer's work is a header
+//! rewrite, SRTP and a send (no per-viewer task, lock or channel hop).
+//!
+//! Other modules talk to the engine through [`RelayHandle`] (commands over a bounded
+//! queue) and read live figures from [`LiveBoard`].
+
+mod engine;
+pub mod media;
+mod stun;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::catalog::AudienceSink;
+use crate::config::{RelayConfig, WebRtcConfig};
+use crate::ids::{ChannelName, SessionId};
+
+pub use engine::Engine;
+
+/// Why the relay refused or failed a request. Each maps to one HTTP status in `http::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The SDP offer could not be used.
+    #[error("bad SDP offer: {0}")]
+    BadOffer(String),
+    /// A publisher is already live on the channel.
+    #[error("channel {0} already has a live publisher; stop it first (DELETE its session)")]
+    Busy(String),
+    /// Nothing is being published on the channel.
+    #[error("channel {0} is not live; try again when the station is broadcasting")]
+    NotLive(String),
+    /// The session resource does not exist (ended or never existed).
+    #[error("no such session {0}")]
+    UnknownResource(String),
+    /// The channel has as many viewers as it accepts.
+    #[error("channel {0} is full ({1} viewers)")]
+    Full(String, usize),
+    /// The engine is gone (shutting down).
+    #[error("relay is shutting down")]
+    Closed,
+    /// The WebRTC stack failed.
+    #[error("internal WebRTC error: {0}")]
+    Internal(String),
+}
+
+/// What a viewer brings to a WHEP request, for attendance.
+#[derive(Debug, Clone)]
+pub struct ViewerInfo {
+    /// mobile/pc/tv/other.
+    pub terminal: &'static str,
+    /// Stable per person when the page sends one, else unique per WHEP session.
+    pub viewer_key: String,
+    /// Salted hash of the client address.
+    pub client_hash: String,
+}
+
+/// An accepted WHIP/WHEP offer.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Resource id for the session URL (`/whip/{channel}/{resource}`).
+    pub resource: String,
+    /// The SDP answer.
+    pub answer: String,
+}
+
+/// A request to the engine.
+pub(crate) enum Command {
+    Publish {
+        channel: ChannelName,
+        offer: String,
+        session: SessionId,
+        title: String,
+        started_at_ms: i64,
+        reply: oneshot::Sender<Result<Accepted, RelayError>>,
+    },
+    View {
+        channel: ChannelName,
+        offer: String,
+        viewer: ViewerInfo,
+        reply: oneshot::Sender<Result<Accepted, RelayError>>,
+    },
+    Delete {
+        channel: ChannelName,
+        resource: String,
+        publisher: bool,
+        reply: oneshot::Sender<Result<(), RelayError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What `/api/live` and the pages show about a channel, kept current by the engine.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelStatus {
+    /// Whether a publisher's media is flowing into the channel.
+    pub live: bool,
+    /// The live session, when live.
+    pub session_id: Option<SessionId>,
+    /// Session title.
+    pub title: String,
+    /// Unix ms the session started.
+    pub started_at_ms: i64,
+    /// Connected viewers now.
+    pub viewers: usize,
+}
+
+/// Counters for benchmarks and metrics. Relaxed atomics: exactness across threads is not needed.
+#[derive(Debug, Default)]
+pub struct RelayCounters {
+    /// RTP packets received from publishers.
+    pub packets_in: AtomicU64,
+    /// RTP packets handed to viewers.
+    pub packets_out: AtomicU64,
+    /// Datagrams sent on the media socket.
+    pub datagrams_sent: AtomicU64,
+    /// Datagrams dropped because the socket stayed full.
+    pub datagrams_dropped: AtomicU64,
+    /// Datagrams received that matched no peer.
+    pub datagrams_unrouted: AtomicU64,
+    /// Keyframe requests forwarded to publishers.
+    pub plis_forwarded: AtomicU64,
+}
+
+impl RelayCounters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Live state readable from HTTP handlers without asking the engine.
+#[derive(Debug, Default)]
+pub struct LiveBoard {
+    // A std Mutex: held only to copy or replace a map entry, never across an await.
+    channels: Mutex<HashMap<ChannelName, ChannelStatus>>,
+    /// Relay counters.
+    pub counters: RelayCounters,
+}
+
+impl LiveBoard {
+    /// The status of one channel (`None` when it never had a publisher or viewer).
+    pub fn get(&self, channel: &ChannelName) -> Option<ChannelStatus> {
+        self.lock().get(channel).cloned()
+    }
+
+    /// All live channels.
+    pub fn live(&self) -> Vec<(ChannelName, ChannelStatus)> {
+        let mut out: Vec<_> = self
+            .lock()
+            .iter()
+            .filter(|(_, s)| s.live)
+            .map(|(c, s)| (c.clone(), s.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    pub(crate) fn set(&self, channel: &ChannelName, status: Option<ChannelStatus>) {
+        let mut map = self.lock();
+        match status {
+            Some(status) => {
+                map.insert(channel.clone(), status);
+            }
+            None => {
+                map.remove(channel);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelName, ChannelStatus>> {
+        // A poisoned lock only means a panic elsewhere; the map itself is still valid.
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Cheap-to-clone handle for talking to the engine.
+#[derive(Clone)]
+pub struct RelayHandle {
+    tx: mpsc::Sender<Command>,
+    board: Arc<LiveBoard>,
+    udp_addr: SocketAddr,
+}
+
+impl RelayHandle {
+    /// Live figures.
+    pub fn board(&self) -> &Arc<LiveBoard> {
+        &self.board
+    }
+
+    /// The bound media UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, RelayError>>) -> Command,
+    ) -> Result<T, RelayError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| RelayError::Closed)?;
+        rx.await.map_err(|_| RelayError::Closed)?
+    }
+
+    /// Starts a publisher on `channel` with a WHIP offer.
+    pub async fn publish(
+        &self,
+        channel: ChannelName,
+        offer: String,
+        session: SessionId,
+        title: String,
+        started_at_ms: i64,
+    ) -> Result<Accepted, RelayError> {
+        self.ask(|reply| Command::Publish {
+            channel,
+            offer,
+            session,
+            title,
+            started_at_ms,
+            reply,
+        })
+        .await
+    }
+
+    /// Adds a viewer to `channel` with a WHEP offer.
+    pub async fn view(
+        &self,
+        channel: ChannelName,
+        offer: String,
+        viewer: ViewerInfo,
+    ) -> Result<Accepted, RelayError> {
+        self.ask(|reply| Command::View {
+            channel,
+            offer,
+            viewer,
+            reply,
+        })
+        .await
+    }
+
+    /// Ends a WHIP (`publisher`) or WHEP session resource.
+    pub async fn delete(
+        &self,
+        channel: ChannelName,
+        resource: String,
+        publisher: bool,
+    ) -> Result<(), RelayError> {
+        self.ask(|reply| Command::Delete {
+            channel,
+            resource,
+            publisher,
+            reply,
+        })
+        .await
+    }
+
+    /// Closes every peer, writes their attendance and stops the engine.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Binds the media socket and starts the engine task.
+pub async fn start(
+    webrtc: &WebRtcConfig,
+    relay: &RelayConfig,
+    audience: AudienceSink,
+) -> std::io::Result<(RelayHandle, tokio::task::JoinHandle<()>)> {
+    let board = Arc::new(LiveBoard::default());
+    let (tx, rx) = mpsc::channel(1024);
+    let engine = Engine::bind(webrtc, relay, audience, rx, board.clone())?;
+    let udp_addr = engine.local_addr();
+    let task = tokio::spawn(engine.run());
+    Ok((
+        RelayHandle {
+            tx,
+            board,
+            udp_addr,
+        },
+        task,
+    ))
+}
