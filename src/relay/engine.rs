@@ -57,7 +57,7 @@ type PeerKey = u64;
 /// deadline that moved earlier after a write is never missed for long.
 const MAX_TIMER: Duration = Duration::from_millis(200);
 
-/// A viewer that has not connected within this time is removed.
+/// A peer that has not connected within this time is removed (its session closed).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct TrackIn {
@@ -106,6 +106,8 @@ struct Peer {
     /// The timeout currently scheduled in the heap for this peer.
     scheduled: Option<Instant>,
     closing: bool,
+    /// Whether ICE and DTLS ever completed; peers that never connect are removed.
+    ever_connected: bool,
 }
 
 #[derive(Default)]
@@ -263,6 +265,25 @@ fn check_offer_text(sdp: &str) -> Result<(), RelayError> {
         return Err(RelayError::BadOffer(
             "the offer lacks ICE credentials or a DTLS fingerprint".into(),
         ));
+    }
+    for line in sdp.lines().filter_map(|l| l.trim().strip_prefix("a=fingerprint:")) {
+        let (algorithm, value) = line.split_once(' ').unwrap_or((line, ""));
+        let bytes = match algorithm.to_ascii_lowercase().as_str() {
+            "sha-1" => 20,
+            "sha-224" => 28,
+            "sha-256" => 32,
+            "sha-384" => 48,
+            "sha-512" => 64,
+            _ => 0,
+        };
+        let well_formed = value.trim().split(':').all(|b| {
+            b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit())
+        }) && value.trim().split(':').count() == bytes;
+        if bytes == 0 || !well_formed {
+            return Err(RelayError::BadOffer(format!(
+                "malformed DTLS fingerprint {line:?}: expected e.g. sha-256 followed by 32 hex bytes"
+            )));
+        }
     }
     Ok(())
 }
@@ -577,6 +598,7 @@ impl Engine {
             created: Instant::now(),
             scheduled: None,
             closing: false,
+            ever_connected: false,
         };
         let key = self.insert_peer(peer);
         let max = self.relay.gop_cache_max_packets;
@@ -598,11 +620,11 @@ impl Engine {
         offer: String,
         info: ViewerInfo,
     ) -> Result<Accepted, RelayError> {
-        check_offer_text(&offer)?;
         let (video_codec, audio_codec, count) = match self.channels.get(&channel) {
             Some(ch) if ch.live => (ch.video_codec.clone(), ch.audio_codec.clone(), ch.viewers.len()),
             _ => return Err(RelayError::NotLive(channel.to_string())),
         };
+        check_offer_text(&offer)?;
         if count >= self.relay.max_viewers_per_channel {
             return Err(RelayError::Full(channel.to_string(), count));
         }
@@ -696,6 +718,7 @@ impl Engine {
             created: Instant::now(),
             scheduled: None,
             closing: false,
+            ever_connected: false,
         };
         let key = self.insert_peer(peer);
         if let Some(ch) = self.channels.get_mut(&channel) {
@@ -760,9 +783,9 @@ impl Engine {
             if let Err(err) = peer.pc.handle_timeout(now) {
                 debug!(?err, "peer timeout handling failed");
             }
-            let stale_viewer = matches!(&peer.role, Role::Viewer(v) if !v.connected)
+            let never_connected = !peer.ever_connected
                 && now.duration_since(peer.created) > CONNECT_TIMEOUT;
-            if stale_viewer {
+            if never_connected {
                 self.remove_peer(key, "never connected");
                 continue;
             }
@@ -1013,6 +1036,7 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        peer.ever_connected = true;
         let channel = peer.channel.clone();
         let Role::Viewer(v) = &mut peer.role else {
             info!(%channel, "publisher connected");
