@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One command on a fresh machine: install what is missing, build, create the demo station
+# (SQLite in data/), start the server and publish a demo programme into the demo channel.
+# Open http://127.0.0.1:8080/ to watch. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+cargo build --release --bins
+bin=target/release
+export FEIYAN_DATABASE_URL="${FEIYAN_DATABASE_URL:-sqlite://data/feiyan.db}"
+mkdir -p data
+if [ ! -f data/demo-station.json ]; then
+  $bin/feiyan station add --center "示范中心" --institute "示范所" --name "示范站" --json > data/demo-station.json
+fi
+channel=$(python3 -c 'import json;print(json.load(open("data/demo-station.json"))["channel"])')
+key=$(python3 -c 'import json;print(json.load(open("data/demo-station.json"))["stream_key"])')
+$bin/feiyan serve "$@" &
+server=$!
+trap 'kill $server ${demo:-} 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 1 50); do
+  curl -fsS http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break
+  sleep 0.2
+done
+$bin/feiyan-bench --whip "http://127.0.0.1:8080/whip/$channel?title=%E7%A4%BA%E8%8C%83%E8%AF%BE" \
+  --token "$key" --viewers 0 --duration 0 --loop-forever &
+demo=$!
+echo
+echo "feiyan is up:   http://127.0.0.1:8080/"
+echo "demo channel:   http://127.0.0.1:8080/watch/$channel"
+echo "publish page:   http://127.0.0.1:8080/publish/$channel   (stream key in data/demo-station.json)"
+wait $server

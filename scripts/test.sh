@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One command on a fresh machine: install what is missing, then build and run the whole
+# test suite once (unit, integration with real WebRTC peers, headless Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FEIYAN_WANT_CHROMIUM=1 ./scripts/deps.sh
+if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
+fi
+export RUST_BACKTRACE=1
+cargo nextest run --no-fail-fast --test-threads 2 "$@"
