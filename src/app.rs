@@ -95,7 +95,10 @@ impl RunningServer {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = start(config).await?;
     let base = server.base_url();
-    println!("feiyan is running: {base}/  (media UDP {})", server.udp_addr);
+    println!(
+        "feiyan is running: {base}/  (media UDP {})",
+        server.udp_addr
+    );
     wait_for_signal().await;
     info!("shutting down");
     server.shutdown().await;
@@ -106,13 +109,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

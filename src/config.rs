@@ -231,13 +231,18 @@ impl Config {
             ));
         }
         let url = &self.catalog.database_url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
             return Err(ConfigError::Invalid(format!(
                 "catalog.database_url {url:?} must start with sqlite: or postgres:"
             )));
         }
         if self.http.max_sdp_bytes < 1024 {
-            return Err(ConfigError::Invalid("http.max_sdp_bytes must be at least 1024".into()));
+            return Err(ConfigError::Invalid(
+                "http.max_sdp_bytes must be at least 1024".into(),
+            ));
         }
         if self.webrtc.failed_timeout_secs <= self.webrtc.disconnected_timeout_secs {
             return Err(ConfigError::Invalid(

@@ -10,7 +10,11 @@ use feiyan::catalog::Catalog;
 use feiyan::config::Config;
 
 #[derive(Parser)]
-#[command(name = "feiyan", version, about = "Livestream and media-hub server (WHIP/WHEP relay, catalog, attendance)")]
+#[command(
+    name = "feiyan",
+    version,
+    about = "Livestream and media-hub server (WHIP/WHEP relay, catalog, attendance)"
+)]
 struct Cli {
     /// Configuration file (TOML). Defaults to config/feiyan.toml when it exists.
     #[arg(long, global = true)]
@@ -69,10 +73,9 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,rtc=warn,rtc_ice=warn,rtc_dtls=error,sqlx=warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new("info,rtc=warn,rtc_ice=warn,rtc_dtls=error,sqlx=warn")
+        }))
         .init();
     let config = load_config(cli.config)?;
     match cli.command {
@@ -97,16 +100,28 @@ async fn main() -> anyhow::Result<()> {
                     if json {
                         println!("{}", serde_json::to_string(&station)?);
                     } else {
-                        println!("station:    {} ({center} / {institute} / {name})", station.station_id);
+                        println!(
+                            "station:    {} ({center} / {institute} / {name})",
+                            station.station_id
+                        );
                         println!("channel:    {}", station.channel);
                         println!("stream key: {}", station.stream_key);
-                        println!("(the stream key is shown only now; `feiyan station rotate-key {}` issues a new one)", station.channel);
+                        println!(
+                            "(the stream key is shown only now; `feiyan station rotate-key {}` issues a new one)",
+                            station.channel
+                        );
                     }
                 }
                 StationAction::List => {
-                    println!("{:>6}  {:<12}  {}", "id", "channel", "center / institute / station");
+                    println!(
+                        "{:>6}  {:<12}  {}",
+                        "id", "channel", "center / institute / station"
+                    );
                     for s in catalog.list_stations().await? {
-                        println!("{:>6}  {:<12}  {} / {} / {}", s.id, s.channel, s.center, s.institute, s.name);
+                        println!(
+                            "{:>6}  {:<12}  {} / {} / {}",
+                            s.id, s.channel, s.center, s.institute, s.name
+                        );
                     }
                 }
                 StationAction::RotateKey { station } => {

@@ -60,25 +60,50 @@ async fn whip_and_whep_reject_bad_input_with_reasons() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("v=0"), "{body}");
     let (s, body) = post(&whip, Some("application/sdp"), Some(key), FAKE_OFFER).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "a broken fingerprint is refused: {body}");
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "a broken fingerprint is refused: {body}"
+    );
     assert!(body.contains("fingerprint"), "{body}");
-    let (s, body) = post(&whip, Some("application/sdp"), Some(key), vec![0xff_u8, 0xfe, 0x00]).await;
+    let (s, body) = post(
+        &whip,
+        Some("application/sdp"),
+        Some(key),
+        vec![0xff_u8, 0xfe, 0x00],
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
 
     // WHEP on a channel that is not live -> 404 saying so; unknown channel -> 404.
     let (s, body) = post(&whep, Some("application/sdp"), None, FAKE_OFFER).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
     assert!(body.contains("not live"), "{body}");
-    let (s, _) = post(&format!("{}/whep/no-such", t.base), Some("application/sdp"), None, FAKE_OFFER).await;
+    let (s, _) = post(
+        &format!("{}/whep/no-such", t.base),
+        Some("application/sdp"),
+        None,
+        FAKE_OFFER,
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = post(&format!("{}/whip/no-such", t.base), Some("application/sdp"), Some(key), FAKE_OFFER).await;
+    let (s, _) = post(
+        &format!("{}/whip/no-such", t.base),
+        Some("application/sdp"),
+        Some(key),
+        FAKE_OFFER,
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // DELETE of an unknown session -> 404.
     let client = reqwest::Client::new();
     for path in ["whip", "whep"] {
         let r = client
-            .delete(format!("{}/{path}/{}/nonexistent", t.base, t.station.channel))
+            .delete(format!(
+                "{}/{path}/{}/nonexistent",
+                t.base, t.station.channel
+            ))
             .send()
             .await
             .unwrap();
@@ -117,7 +142,11 @@ async fn whip_and_whep_reject_bad_input_with_reasons() {
         .await
         .unwrap();
     assert_eq!(live, serde_json::json!([]));
-    let health = client.get(format!("{}/healthz", t.base)).send().await.unwrap();
+    let health = client
+        .get(format!("{}/healthz", t.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     t.server.shutdown().await;
 }

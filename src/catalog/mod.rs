@@ -103,8 +103,16 @@ impl Terminal {
     pub fn from_user_agent(ua: &str) -> Terminal {
         let ua_lower = ua.to_ascii_lowercase();
         const TV: [&str; 10] = [
-            "smart-tv", "smarttv", "hbbtv", "appletv", "android tv", "googletv", "tizen",
-            "webos", "crkey", "bravia",
+            "smart-tv",
+            "smarttv",
+            "hbbtv",
+            "appletv",
+            "android tv",
+            "googletv",
+            "tizen",
+            "webos",
+            "crkey",
+            "bravia",
         ];
         const MOBILE: [&str; 5] = ["mobile", "android", "iphone", "ipad", "harmonyos"];
         const PC: [&str; 5] = ["windows", "macintosh", "x11", "linux", "cros"];
@@ -252,7 +260,9 @@ impl Catalog {
         sqlx::any::install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
         let url = if is_sqlite {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or(path);
             if path != ":memory:"
                 && let Some(dir) = Path::new(path).parent()
@@ -272,9 +282,15 @@ impl Catalog {
         if is_sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA foreign_keys=ON").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode=WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout=5000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys=ON")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             });
@@ -337,7 +353,9 @@ impl Catalog {
         if existing.is_some() {
             return Err(CatalogError::Invalid {
                 field: "station name",
-                reason: format!("station {name:?} already exists in {center}/{institute}; use `feiyan station rotate-key` for a new key"),
+                reason: format!(
+                    "station {name:?} already exists in {center}/{institute}; use `feiyan station rotate-key` for a new key"
+                ),
             });
         }
         let (station_id,): (i64,) = sqlx::query_as(
@@ -444,10 +462,11 @@ impl Catalog {
         key: &str,
     ) -> Result<ChannelOwner, CatalogError> {
         let owner = self.channel_owner(channel).await?;
-        let (hash,): (String,) = sqlx::query_as("SELECT stream_key_hash FROM stations WHERE id = $1")
-            .bind(owner.station_id.0)
-            .fetch_one(&self.pool)
-            .await?;
+        let (hash,): (String,) =
+            sqlx::query_as("SELECT stream_key_hash FROM stations WHERE id = $1")
+                .bind(owner.station_id.0)
+                .fetch_one(&self.pool)
+                .await?;
         // Both sides are fixed-length hex digests of the inputs, so comparing them leaks
         // nothing useful about the key through timing.
         if hash != hash_key(key) {
@@ -513,14 +532,23 @@ impl Catalog {
         id: SessionId,
         now_ms: i64,
     ) -> Result<Option<SessionSummary>, CatalogError> {
-        let row: Option<(i64, String, i64, String, String, String, i64, Option<i64>, i64)> =
-            sqlx::query_as(
-                "SELECT id, channel, station_id, kind, title, source, started_at, ended_at, \
+        let row: Option<(
+            i64,
+            String,
+            i64,
+            String,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            i64,
+        )> = sqlx::query_as(
+            "SELECT id, channel, station_id, kind, title, source, started_at, ended_at, \
                  peak_viewers FROM sessions WHERE id = $1",
-            )
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some((id, channel, station_id, kind, title, source, started, ended, peak)) = row else {
             return Ok(None);
         };
@@ -573,12 +601,30 @@ mod tests {
     #[test]
     fn terminal_types_from_user_agents() {
         let cases = [
-            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148", Terminal::Mobile),
-            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) Chrome/120 Mobile Safari/537.36", Terminal::Mobile),
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120", Terminal::Pc),
-            ("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156", Terminal::Pc),
-            ("Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) SamsungBrowser/4.0 TV Safari", Terminal::Tv),
-            ("Mozilla/5.0 (Linux; Android 9; BRAVIA 4K VH2) Chrome/90", Terminal::Tv),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148",
+                Terminal::Mobile,
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) Chrome/120 Mobile Safari/537.36",
+                Terminal::Mobile,
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120",
+                Terminal::Pc,
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156",
+                Terminal::Pc,
+            ),
+            (
+                "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) SamsungBrowser/4.0 TV Safari",
+                Terminal::Tv,
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 9; BRAVIA 4K VH2) Chrome/90",
+                Terminal::Tv,
+            ),
             ("feiyan-bench/0.1", Terminal::Other),
             ("", Terminal::Other),
         ];
@@ -596,19 +642,41 @@ mod tests {
         let b = catalog.add_station("一中心", "一所", "二站").await.unwrap();
         assert_ne!(a.channel, b.channel);
         assert!(catalog.add_station("一中心", "一所", "一站").await.is_err());
-        assert!(catalog.authorize_publisher(&a.channel, &a.stream_key).await.is_ok());
+        assert!(
+            catalog
+                .authorize_publisher(&a.channel, &a.stream_key)
+                .await
+                .is_ok()
+        );
         assert!(matches!(
             catalog.authorize_publisher(&a.channel, &b.stream_key).await,
             Err(CatalogError::WrongKey(_))
         ));
         let rotated = catalog.rotate_key(a.channel.as_str()).await.unwrap();
-        assert!(catalog.authorize_publisher(&a.channel, &a.stream_key).await.is_err());
-        assert!(catalog.authorize_publisher(&a.channel, &rotated).await.is_ok());
+        assert!(
+            catalog
+                .authorize_publisher(&a.channel, &a.stream_key)
+                .await
+                .is_err()
+        );
+        assert!(
+            catalog
+                .authorize_publisher(&a.channel, &rotated)
+                .await
+                .is_ok()
+        );
         let list = catalog.list_stations().await.unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].center, "一中心");
         let id = catalog
-            .open_session(&a.channel, a.station_id, SessionKind::Lecture, "t", "whip", 1_000)
+            .open_session(
+                &a.channel,
+                a.station_id,
+                SessionKind::Lecture,
+                "t",
+                "whip",
+                1_000,
+            )
             .await
             .unwrap();
         let summary = catalog.session_summary(id, 2_000).await.unwrap().unwrap();

@@ -116,7 +116,11 @@ pub fn spawn_writer(catalog: Catalog, capacity: usize) -> (AudienceSink, JoinHan
                 match write_batch(&catalog, &batch).await {
                     Ok(()) => break,
                     Err(err) => {
-                        warn!(?err, events = batch.len(), "audience batch failed; retrying");
+                        warn!(
+                            ?err,
+                            events = batch.len(),
+                            "audience batch failed; retrying"
+                        );
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }

@@ -1,1 +1,430 @@
-//! placeholder until the client lands
+//! Standards-following WHIP (RFC 9725) and WHEP client, used by tests and by `feiyan-bench`.
+//!
+//! The client deliberately talks to the server only through the public protocols: an HTTP
+//! `POST` of an `application/sdp` offer, a `201 Created` answer with a `Location` header, and a
+//! `DELETE` of that location to end the session. Nothing here knows about feiyan's internals,
+//! so the same code can measure any WHIP/WHEP server.
+//!
+//! * [`media`] turns an H.264 Annex-B file and an Ogg Opus file into pre-packetized RTP
+//!   payloads, so a publisher knows the exact bytes it sends.
+//! * [`whip`] publishes that media in real time ([`WhipPublisher`]).
+//! * [`whep`] receives a stream and records what arrived and when ([`WhepViewer`]).
+
+pub mod media;
+pub mod whep;
+pub mod whip;
+
+pub use media::{SyntheticMedia, make_test_media};
+pub use whep::{ViewerOptions, ViewerStats, WhepViewer};
+pub use whip::{PublisherOptions, PublisherStats, WhipPublisher};
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use tokio::sync::watch;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+};
+
+/// Everything that can go wrong while publishing or viewing.
+///
+/// Messages are meant to be read by a person running a test or a benchmark, so they carry the
+/// URL, the HTTP status and the response body where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL given to the client, or a `Location` header, could not be parsed.
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The text that failed to parse.
+        url: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The HTTP request could not be sent or its response could not be read.
+    #[error("{method} {url} failed: {source}")]
+    Http {
+        /// `POST` or `DELETE`.
+        method: &'static str,
+        /// The URL that was requested.
+        url: String,
+        /// The transport-level error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The HTTP client could not be built (e.g. an unusable TLS or proxy setting).
+    #[error("cannot build HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// The server answered with a status other than the one the protocol requires.
+    #[error("{method} {url} returned HTTP {status} (expected {expected}): {body}")]
+    UnexpectedStatus {
+        /// `POST` or `DELETE`.
+        method: &'static str,
+        /// The URL that was requested.
+        url: String,
+        /// The status the server sent.
+        status: u16,
+        /// What the protocol expects, e.g. `201 Created`.
+        expected: &'static str,
+        /// The response body as text (truncated), usually the server's explanation.
+        body: String,
+    },
+    /// A `201 Created` arrived without the `Location` header WHIP/WHEP require.
+    #[error("POST {url} returned 201 Created without a Location header")]
+    MissingLocation {
+        /// The URL that was requested.
+        url: String,
+    },
+    /// The WebRTC stack rejected an operation.
+    #[error("WebRTC error while {context}: {source}")]
+    WebRtc {
+        /// What the client was doing.
+        context: &'static str,
+        /// The error from the `webrtc` crate.
+        #[source]
+        source: webrtc::error::Error,
+    },
+    /// Negotiation finished but not in a usable way (e.g. no common codec).
+    #[error("negotiation failed: {0}")]
+    Negotiation(String),
+    /// Something did not happen within its deadline.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// How long the client waited.
+        after: Duration,
+    },
+    /// Reading a media file failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file involved.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A media file is not what the source expects (not Annex-B H.264, not Ogg Opus, ...).
+    #[error("invalid media: {0}")]
+    InvalidMedia(String),
+    /// Running the ffmpeg CLI failed.
+    #[error("ffmpeg failed: {0}")]
+    Ffmpeg(String),
+}
+
+impl ClientError {
+    pub(crate) fn webrtc(context: &'static str) -> impl FnOnce(webrtc::error::Error) -> Self {
+        move |source| ClientError::WebRtc { context, source }
+    }
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// Audio or video; used to index per-kind counters and payload logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    /// The Opus track.
+    Audio,
+    /// The H.264 (or, for viewers, any negotiated video codec) track.
+    Video,
+}
+
+impl fmt::Display for MediaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        })
+    }
+}
+
+/// Packet and byte counters for one kind of media.
+///
+/// Bytes are RTP *payload* bytes: headers and header extensions are rewritten by servers and
+/// interceptors, the payload is the part that must arrive unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindCounters {
+    /// Number of RTP packets.
+    pub packets: u64,
+    /// Sum of their payload sizes in bytes.
+    pub bytes: u64,
+}
+
+impl KindCounters {
+    pub(crate) fn add(&mut self, payload_len: usize) {
+        self.packets += 1;
+        self.bytes += payload_len as u64;
+    }
+}
+
+/// Settings shared by publishers and viewers for building the local peer connection and for
+/// the HTTP exchange.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Local UDP addresses the peer connection binds (one host candidate each). The default,
+    /// `127.0.0.1:0`, keeps test traffic on loopback; use a LAN address to reach a remote
+    /// server. A wildcard binds every non-loopback interface.
+    pub udp_addrs: Vec<SocketAddr>,
+    /// Upper bound on ICE candidate gathering before the offer is sent (non-trickle WHIP/WHEP
+    /// sends one complete offer).
+    pub gather_timeout: Duration,
+    /// Upper bound on the HTTP POST/DELETE exchange.
+    pub http_timeout: Duration,
+    /// Upper bound on ICE + DTLS reaching `connected` after the answer is applied.
+    pub connect_timeout: Duration,
+    /// An HTTP client to reuse (its connection pool is shared), e.g. across the many viewers
+    /// of a benchmark. When `None`, each session builds its own with `http_timeout`.
+    pub http_client: Option<reqwest::Client>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            udp_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            gather_timeout: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            http_client: None,
+        }
+    }
+}
+
+/// The result of a successful WHIP/WHEP `POST`.
+pub(crate) struct SessionResource {
+    /// Absolute URL of the session resource (the `Location` header resolved against the
+    /// endpoint URL); `DELETE` goes here.
+    pub(crate) location: reqwest::Url,
+    /// The SDP answer.
+    pub(crate) answer_sdp: String,
+}
+
+/// Maximum number of body bytes quoted in an error message.
+const MAX_ERROR_BODY: usize = 2000;
+
+fn truncate_body(mut body: String) -> String {
+    if body.len() > MAX_ERROR_BODY {
+        let mut cut = MAX_ERROR_BODY;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+        body.push_str("...");
+    }
+    body.trim().to_owned()
+}
+
+pub(crate) fn parse_url(url: &str) -> Result<reqwest::Url> {
+    reqwest::Url::parse(url).map_err(|e| ClientError::InvalidUrl {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn http_client(opts: &ConnectOptions) -> Result<reqwest::Client> {
+    if let Some(client) = &opts.http_client {
+        return Ok(client.clone());
+    }
+    reqwest::Client::builder()
+        .timeout(opts.http_timeout)
+        .build()
+        .map_err(ClientError::HttpClient)
+}
+
+/// `POST`s an SDP offer as WHIP/WHEP specify and returns the session resource and answer.
+pub(crate) async fn post_offer(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    bearer_token: Option<&str>,
+    offer_sdp: String,
+) -> Result<SessionResource> {
+    let mut request = client
+        .post(url.clone())
+        .header(CONTENT_TYPE, "application/sdp")
+        .body(offer_sdp);
+    if let Some(token) = bearer_token {
+        request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let http_err = |source| ClientError::Http {
+        method: "POST",
+        url: url.to_string(),
+        source,
+    };
+    let response = request.send().await.map_err(http_err)?;
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().map(str::to_owned));
+    let body = response.text().await.map_err(http_err)?;
+    if status != reqwest::StatusCode::CREATED {
+        return Err(ClientError::UnexpectedStatus {
+            method: "POST",
+            url: url.to_string(),
+            status: status.as_u16(),
+            expected: "201 Created",
+            body: truncate_body(body),
+        });
+    }
+    let location = match location {
+        Some(Ok(text)) => text,
+        Some(Err(_)) => {
+            return Err(ClientError::InvalidUrl {
+                url: "<non-ASCII Location header>".to_owned(),
+                reason: "Location header is not visible ASCII".to_owned(),
+            });
+        }
+        None => {
+            return Err(ClientError::MissingLocation {
+                url: url.to_string(),
+            });
+        }
+    };
+    let location = url.join(&location).map_err(|e| ClientError::InvalidUrl {
+        url: location.clone(),
+        reason: e.to_string(),
+    })?;
+    if body.trim().is_empty() {
+        return Err(ClientError::Negotiation(format!(
+            "POST {url} returned 201 Created with an empty SDP answer"
+        )));
+    }
+    Ok(SessionResource {
+        location,
+        answer_sdp: body,
+    })
+}
+
+/// `DELETE`s a session resource; any 2xx counts as success.
+pub(crate) async fn delete_resource(
+    client: &reqwest::Client,
+    location: &reqwest::Url,
+    bearer_token: Option<&str>,
+) -> Result<()> {
+    let mut request = client.delete(location.clone());
+    if let Some(token) = bearer_token {
+        request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let http_err = |source| ClientError::Http {
+        method: "DELETE",
+        url: location.to_string(),
+        source,
+    };
+    let response = request.send().await.map_err(http_err)?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        return Err(ClientError::UnexpectedStatus {
+            method: "DELETE",
+            url: location.to_string(),
+            status: status.as_u16(),
+            expected: "2xx",
+            body: truncate_body(body),
+        });
+    }
+    Ok(())
+}
+
+/// Callback type for remote tracks; publishers ignore them, viewers record them.
+pub(crate) type TrackCallback = Arc<dyn Fn(Arc<dyn TrackRemote>) + Send + Sync>;
+
+/// Peer connection event handler shared by publishers and viewers: it publishes the gathering
+/// and connection states through `watch` channels so the async API can wait on them, and hands
+/// remote tracks to an optional callback.
+pub(crate) struct StateHandler {
+    pub(crate) gathering: watch::Sender<RTCIceGatheringState>,
+    pub(crate) connection: watch::Sender<RTCPeerConnectionState>,
+    pub(crate) on_track: Option<TrackCallback>,
+}
+
+impl StateHandler {
+    pub(crate) fn new(on_track: Option<TrackCallback>) -> Arc<Self> {
+        Arc::new(Self {
+            gathering: watch::channel(RTCIceGatheringState::New).0,
+            connection: watch::channel(RTCPeerConnectionState::New).0,
+            on_track,
+        })
+    }
+
+    /// Waits until ICE gathering is complete (or `timeout` elapses).
+    pub(crate) async fn wait_gathering_complete(&self, timeout: Duration) -> Result<()> {
+        let mut rx = self.gathering.subscribe();
+        let wait = rx.wait_for(|s| *s == RTCIceGatheringState::Complete);
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ClientError::Timeout {
+                what: "ICE gathering to complete",
+                after: timeout,
+            }),
+        }
+    }
+
+    /// Waits until the peer connection is `connected`; fails early on `failed`/`closed`.
+    pub(crate) async fn wait_connected(&self, timeout: Duration) -> Result<()> {
+        let mut rx = self.connection.subscribe();
+        let wait = rx.wait_for(|s| {
+            matches!(
+                s,
+                RTCPeerConnectionState::Connected
+                    | RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Closed
+            )
+        });
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(state)) if *state == RTCPeerConnectionState::Connected => Ok(()),
+            Ok(Ok(state)) => Err(ClientError::Negotiation(format!(
+                "peer connection became {} before connecting",
+                *state
+            ))),
+            _ => Err(ClientError::Timeout {
+                what: "the peer connection to connect (ICE + DTLS)",
+                after: timeout,
+            }),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for StateHandler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        self.gathering.send_replace(state);
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(%state, "peer connection state");
+        self.connection.send_replace(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if let Some(cb) = &self.on_track {
+            cb(track);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_resolves_relative_to_endpoint() {
+        let base = parse_url("http://127.0.0.1:8080/whip/live?x=1").expect("valid url");
+        let abs = base.join("/session/abc").expect("joins");
+        assert_eq!(abs.as_str(), "http://127.0.0.1:8080/session/abc");
+        let rel = base.join("abc").expect("joins");
+        assert_eq!(rel.as_str(), "http://127.0.0.1:8080/whip/abc");
+        let full = base.join("http://other:1/r").expect("joins");
+        assert_eq!(full.as_str(), "http://other:1/r");
+    }
+
+    #[test]
+    fn long_bodies_are_truncated() {
+        let body = "é".repeat(MAX_ERROR_BODY);
+        let out = truncate_body(body);
+        assert!(out.len() <= MAX_ERROR_BODY + 3);
+        assert!(out.ends_with("..."));
+    }
+}

@@ -70,7 +70,8 @@ impl From<CatalogError> for ApiError {
                 ApiError::NotFound(err.to_string())
             }
             CatalogError::WrongKey(_) => ApiError::Unauthorized(
-                "wrong stream key for this channel (send Authorization: Bearer <stream key>)".into(),
+                "wrong stream key for this channel (send Authorization: Bearer <stream key>)"
+                    .into(),
             ),
             CatalogError::Invalid { .. } => ApiError::BadRequest(err.to_string()),
             CatalogError::Database(_) | CatalogError::Migrate(_) | CatalogError::Io(_) => {
@@ -105,10 +106,7 @@ pub fn text(status: StatusCode, body: String) -> Response {
 pub async fn recover(rejection: Rejection) -> Result<Response, std::convert::Infallible> {
     let (status, message) = if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "not found".to_string())
-    } else if rejection
-        .find::<warp::reject::PayloadTooLarge>()
-        .is_some()
-    {
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body too large (SDP offers are limited to 64 KiB)".to_string(),
@@ -118,13 +116,16 @@ pub async fn recover(rejection: Rejection) -> Result<Response, std::convert::Inf
             StatusCode::LENGTH_REQUIRED,
             "a Content-Length header is required".to_string(),
         )
-    } else if rejection
-        .find::<warp::reject::MethodNotAllowed>()
-        .is_some()
-    {
-        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".to_string())
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed".to_string(),
+        )
     } else if let Some(err) = rejection.find::<warp::reject::InvalidQuery>() {
-        (StatusCode::BAD_REQUEST, format!("invalid query string: {err}"))
+        (
+            StatusCode::BAD_REQUEST,
+            format!("invalid query string: {err}"),
+        )
     } else if let Some(err) = rejection.find::<warp::reject::InvalidHeader>() {
         (StatusCode::BAD_REQUEST, format!("{err}"))
     } else if let Some(err) = rejection.find::<warp::body::BodyDeserializeError>() {

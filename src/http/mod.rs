@@ -101,15 +101,17 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
                 .insert("allow", HeaderValue::from_static("DELETE, OPTIONS"));
             r
         });
-    let options = warp::options().and(warp::path::full()).map(|path: warp::path::FullPath| {
-        let mut r = StatusCode::NO_CONTENT.into_response();
-        let p = path.as_str();
-        if (p.starts_with("/whip/") || p.starts_with("/whep/")) && p.matches('/').count() == 2 {
-            r.headers_mut()
-                .insert("accept-post", HeaderValue::from_static("application/sdp"));
-        }
-        r
-    });
+    let options = warp::options()
+        .and(warp::path::full())
+        .map(|path: warp::path::FullPath| {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            let p = path.as_str();
+            if (p.starts_with("/whip/") || p.starts_with("/whep/")) && p.matches('/').count() == 2 {
+                r.headers_mut()
+                    .insert("accept-post", HeaderValue::from_static("application/sdp"));
+            }
+            r
+        });
 
     let live = warp::get()
         .and(warp::path!("api" / "live"))
@@ -127,7 +129,9 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .and(warp::path!("healthz"))
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
 
-    let index = warp::get().and(warp::path::end()).map(|| page(pages::INDEX));
+    let index = warp::get()
+        .and(warp::path::end())
+        .map(|| page(pages::INDEX));
     let watch = warp::get()
         .and(warp::path!("watch" / String))
         .map(|_: String| page(pages::WATCH));
@@ -207,17 +211,28 @@ fn parse_channel(name: &str) -> Result<ChannelName, ApiError> {
 
 fn check_sdp_body(content_type: Option<String>, body: &Bytes) -> Result<String, ApiError> {
     let ct = content_type.unwrap_or_default();
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime != "application/sdp" {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/sdp (got {:?})",
-            if ct.is_empty() { "nothing" } else { ct.as_str() }
+            if ct.is_empty() {
+                "nothing"
+            } else {
+                ct.as_str()
+            }
         )));
     }
     let sdp = std::str::from_utf8(body)
         .map_err(|_| ApiError::BadRequest("bad SDP offer: the body is not UTF-8 text".into()))?;
     if sdp.trim().is_empty() {
-        return Err(ApiError::BadRequest("bad SDP offer: the body is empty".into()));
+        return Err(ApiError::BadRequest(
+            "bad SDP offer: the body is empty".into(),
+        ));
     }
     Ok(sdp.to_string())
 }
@@ -259,7 +274,10 @@ async fn whip_post_inner(
     let channel = parse_channel(&channel)?;
     let token = authorization
         .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
+        .and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
@@ -278,15 +296,12 @@ async fn whip_post_inner(
     };
     let title = query.title.unwrap_or_default();
     if title.chars().count() > 200 {
-        return Err(ApiError::BadRequest("title is longer than 200 characters".into()));
+        return Err(ApiError::BadRequest(
+            "title is longer than 200 characters".into(),
+        ));
     }
     let owner = state.catalog.authorize_publisher(&channel, token).await?;
-    if state
-        .relay
-        .board()
-        .get(&channel)
-        .is_some_and(|s| s.live)
-    {
+    if state.relay.board().get(&channel).is_some_and(|s| s.live) {
         return Err(ApiError::Conflict(format!(
             "channel {channel} already has a live publisher; stop it first"
         )));
@@ -323,45 +338,54 @@ async fn whep_post(
     body: Bytes,
     state: State,
 ) -> Response {
-    finish(async {
-        let channel = parse_channel(&channel)?;
-        let offer = check_sdp_body(content_type, &body)?;
-        let terminal = Terminal::from_user_agent(user_agent.as_deref().unwrap_or("")).as_str();
-        let client = remote.map(|a| a.ip().to_string()).unwrap_or_default();
-        let mut hasher = Sha256::new();
-        hasher.update(state.salt);
-        hasher.update(client.as_bytes());
-        let client_hash = hex::encode(&hasher.finalize()[..16]);
-        let viewer_key = match query.vid.filter(|v| !v.is_empty() && v.len() <= 128) {
-            Some(vid) => hex::encode(&Sha256::digest(vid.as_bytes())[..16]),
-            None => uuid::Uuid::new_v4().simple().to_string(),
-        };
-        let viewer = ViewerInfo {
-            terminal,
-            viewer_key,
-            client_hash,
-        };
-        let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
-        Ok(created(
-            format!("/whep/{channel}/{}", accepted.resource),
-            accepted.answer,
-        ))
-    }
-    .await)
+    finish(
+        async {
+            let channel = parse_channel(&channel)?;
+            let offer = check_sdp_body(content_type, &body)?;
+            let terminal = Terminal::from_user_agent(user_agent.as_deref().unwrap_or("")).as_str();
+            let client = remote.map(|a| a.ip().to_string()).unwrap_or_default();
+            let mut hasher = Sha256::new();
+            hasher.update(state.salt);
+            hasher.update(client.as_bytes());
+            let client_hash = hex::encode(&hasher.finalize()[..16]);
+            let viewer_key = match query.vid.filter(|v| !v.is_empty() && v.len() <= 128) {
+                Some(vid) => hex::encode(&Sha256::digest(vid.as_bytes())[..16]),
+                None => uuid::Uuid::new_v4().simple().to_string(),
+            };
+            let viewer = ViewerInfo {
+                terminal,
+                viewer_key,
+                client_hash,
+            };
+            let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
+            Ok(created(
+                format!("/whep/{channel}/{}", accepted.resource),
+                accepted.answer,
+            ))
+        }
+        .await,
+    )
 }
 
-async fn delete_resource(kind: String, channel: String, resource: String, state: State) -> Response {
-    finish(async {
-        let publisher = match kind.as_str() {
-            "whip" => true,
-            "whep" => false,
-            _ => return Err(ApiError::NotFound("not found".into())),
-        };
-        let channel = parse_channel(&channel)?;
-        state.relay.delete(channel, resource, publisher).await?;
-        Ok(text(StatusCode::OK, "session ended\n".into()))
-    }
-    .await)
+async fn delete_resource(
+    kind: String,
+    channel: String,
+    resource: String,
+    state: State,
+) -> Response {
+    finish(
+        async {
+            let publisher = match kind.as_str() {
+                "whip" => true,
+                "whep" => false,
+                _ => return Err(ApiError::NotFound("not found".into())),
+            };
+            let channel = parse_channel(&channel)?;
+            state.relay.delete(channel, resource, publisher).await?;
+            Ok(text(StatusCode::OK, "session ended\n".into()))
+        }
+        .await,
+    )
 }
 
 /// One entry of `GET /api/live`.
@@ -386,54 +410,66 @@ pub struct LiveEntry {
 }
 
 async fn api_live(state: State) -> Response {
-    finish(async {
-        let mut out = Vec::new();
-        for (channel, status) in state.relay.board().live() {
-            let owner = state.catalog.channel_owner(&channel).await.ok();
-            out.push(LiveEntry {
-                channel: channel.to_string(),
-                station: owner.as_ref().map(|o| o.station.clone()).unwrap_or_default(),
-                institute: owner.as_ref().map(|o| o.institute.clone()).unwrap_or_default(),
-                center: owner.as_ref().map(|o| o.center.clone()).unwrap_or_default(),
-                title: status.title,
-                session_id: status.session_id,
-                started_at: rfc3339(status.started_at_ms),
-                viewers: status.viewers,
-            });
+    finish(
+        async {
+            let mut out = Vec::new();
+            for (channel, status) in state.relay.board().live() {
+                let owner = state.catalog.channel_owner(&channel).await.ok();
+                out.push(LiveEntry {
+                    channel: channel.to_string(),
+                    station: owner
+                        .as_ref()
+                        .map(|o| o.station.clone())
+                        .unwrap_or_default(),
+                    institute: owner
+                        .as_ref()
+                        .map(|o| o.institute.clone())
+                        .unwrap_or_default(),
+                    center: owner.as_ref().map(|o| o.center.clone()).unwrap_or_default(),
+                    title: status.title,
+                    session_id: status.session_id,
+                    started_at: rfc3339(status.started_at_ms),
+                    viewers: status.viewers,
+                });
+            }
+            Ok(warp::reply::json(&out).into_response())
         }
-        Ok(warp::reply::json(&out).into_response())
-    }
-    .await)
+        .await,
+    )
 }
 
 async fn api_channel(channel: String, state: State) -> Response {
-    finish(async {
-        let channel = parse_channel(&channel)?;
-        let owner = state.catalog.channel_owner(&channel).await?;
-        let status = state.relay.board().get(&channel);
-        Ok(warp::reply::json(&serde_json::json!({
-            "channel": channel,
-            "station": owner.station,
-            "institute": owner.institute,
-            "center": owner.center,
-            "live": status.as_ref().is_some_and(|s| s.live),
-            "title": status.as_ref().map(|s| s.title.clone()).unwrap_or_default(),
-            "session_id": status.as_ref().and_then(|s| s.session_id),
-            "viewers": status.as_ref().map(|s| s.viewers).unwrap_or(0),
-        }))
-        .into_response())
-    }
-    .await)
+    finish(
+        async {
+            let channel = parse_channel(&channel)?;
+            let owner = state.catalog.channel_owner(&channel).await?;
+            let status = state.relay.board().get(&channel);
+            Ok(warp::reply::json(&serde_json::json!({
+                "channel": channel,
+                "station": owner.station,
+                "institute": owner.institute,
+                "center": owner.center,
+                "live": status.as_ref().is_some_and(|s| s.live),
+                "title": status.as_ref().map(|s| s.title.clone()).unwrap_or_default(),
+                "session_id": status.as_ref().and_then(|s| s.session_id),
+                "viewers": status.as_ref().map(|s| s.viewers).unwrap_or(0),
+            }))
+            .into_response())
+        }
+        .await,
+    )
 }
 
 async fn api_session(id: i64, state: State) -> Response {
-    finish(async {
-        let summary = state
-            .catalog
-            .session_summary(SessionId(id), now_ms())
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
-        Ok(warp::reply::json(&summary).into_response())
-    }
-    .await)
+    finish(
+        async {
+            let summary = state
+                .catalog
+                .session_summary(SessionId(id), now_ms())
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+            Ok(warp::reply::json(&summary).into_response())
+        }
+        .await,
+    )
 }

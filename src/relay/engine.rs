@@ -43,9 +43,7 @@ use tracing::{debug, info, warn};
 
 use super::media::{GopCache, Rewriter, VideoCodec};
 use super::stun;
-use super::{
-    Accepted, ChannelStatus, Command, LiveBoard, RelayCounters, RelayError, ViewerInfo,
-};
+use super::{Accepted, ChannelStatus, Command, LiveBoard, RelayCounters, RelayError, ViewerInfo};
 use crate::catalog::{AudienceEvent, AudienceSink, now_ms};
 use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId, ViewerId};
@@ -258,15 +256,23 @@ fn check_offer_text(sdp: &str) -> Result<(), RelayError> {
             "the body is not an SDP offer (it must start with v=0)".into(),
         ));
     }
-    if !sdp.lines().any(|l| l.starts_with("m=audio") || l.starts_with("m=video")) {
-        return Err(RelayError::BadOffer("the offer has no audio or video section".into()));
+    if !sdp
+        .lines()
+        .any(|l| l.starts_with("m=audio") || l.starts_with("m=video"))
+    {
+        return Err(RelayError::BadOffer(
+            "the offer has no audio or video section".into(),
+        ));
     }
     if !sdp.contains("a=ice-ufrag:") || !sdp.contains("a=fingerprint:") {
         return Err(RelayError::BadOffer(
             "the offer lacks ICE credentials or a DTLS fingerprint".into(),
         ));
     }
-    for line in sdp.lines().filter_map(|l| l.trim().strip_prefix("a=fingerprint:")) {
+    for line in sdp
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=fingerprint:"))
+    {
         let (algorithm, value) = line.split_once(' ').unwrap_or((line, ""));
         let bytes = match algorithm.to_ascii_lowercase().as_str() {
             "sha-1" => 20,
@@ -276,9 +282,11 @@ fn check_offer_text(sdp: &str) -> Result<(), RelayError> {
             "sha-512" => 64,
             _ => 0,
         };
-        let well_formed = value.trim().split(':').all(|b| {
-            b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit())
-        }) && value.trim().split(':').count() == bytes;
+        let well_formed = value
+            .trim()
+            .split(':')
+            .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+            && value.trim().split(':').count() == bytes;
         if bytes == 0 || !well_formed {
             return Err(RelayError::BadOffer(format!(
                 "malformed DTLS fingerprint {line:?}: expected e.g. sha-256 followed by 32 hex bytes"
@@ -411,11 +419,9 @@ impl Engine {
                     Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                         // The shared socket buffer is full: wait briefly for room, then
                         // drop rather than stall every other viewer.
-                        let ready = tokio::time::timeout(
-                            Duration::from_millis(20),
-                            self.socket.writable(),
-                        )
-                        .await;
+                        let ready =
+                            tokio::time::timeout(Duration::from_millis(20), self.socket.writable())
+                                .await;
                         if !matches!(ready, Ok(Ok(()))) {
                             dropped += 1;
                             break;
@@ -482,7 +488,8 @@ impl Engine {
     fn new_peer_connection(&self, ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, RelayError> {
         let internal = |e: rtc::shared::error::Error| RelayError::Internal(e.to_string());
         let mut media = media_engine()?;
-        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(internal)?;
+        let registry =
+            register_default_interceptors(Registry::new(), &mut media).map_err(internal)?;
         let settings = SettingEngineBuilder::new()
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_ice_credentials(ufrag.to_string(), pwd.to_string())
@@ -573,11 +580,13 @@ impl Engine {
         let mut pc = self.new_peer_connection(&ufrag, &random_token(32))?;
         let answer = self.negotiate(&mut pc, offer)?;
         if !answer.lines().any(|l| {
-            (l.starts_with("m=audio") || l.starts_with("m=video")) && !l.starts_with("m=audio 0")
+            (l.starts_with("m=audio") || l.starts_with("m=video"))
+                && !l.starts_with("m=audio 0")
                 && !l.starts_with("m=video 0")
         }) {
             return Err(RelayError::BadOffer(
-                "no offered codec is supported; publish H.264 (packetization-mode=1), VP8 or Opus".into(),
+                "no offered codec is supported; publish H.264 (packetization-mode=1), VP8 or Opus"
+                    .into(),
             ));
         }
         let resource = random_token(24);
@@ -608,10 +617,7 @@ impl Engine {
         });
         ch.publisher = Some(key);
         ch.peak = ch.connected_viewers as i64;
-        Ok(Accepted {
-            resource,
-            answer,
-        })
+        Ok(Accepted { resource, answer })
     }
 
     fn accept_viewer(
@@ -621,7 +627,11 @@ impl Engine {
         info: ViewerInfo,
     ) -> Result<Accepted, RelayError> {
         let (video_codec, audio_codec, count) = match self.channels.get(&channel) {
-            Some(ch) if ch.live => (ch.video_codec.clone(), ch.audio_codec.clone(), ch.viewers.len()),
+            Some(ch) if ch.live => (
+                ch.video_codec.clone(),
+                ch.audio_codec.clone(),
+                ch.viewers.len(),
+            ),
             _ => return Err(RelayError::NotLive(channel.to_string())),
         };
         check_offer_text(&offer)?;
@@ -631,9 +641,15 @@ impl Engine {
         let ufrag = random_token(16);
         let mut pc = self.new_peer_connection(&ufrag, &random_token(32))?;
         let stream_id = format!("feiyan-{channel}");
-        let mut add = |kind: RtpCodecKind, codec: &RTCRtpCodec| -> Result<(RTCRtpSenderId, u32), RelayError> {
+        let mut add = |kind: RtpCodecKind,
+                       codec: &RTCRtpCodec|
+         -> Result<(RTCRtpSenderId, u32), RelayError> {
             let ssrc = rand::random::<u32>();
-            let label = if kind == RtpCodecKind::Video { "video" } else { "audio" };
+            let label = if kind == RtpCodecKind::Video {
+                "video"
+            } else {
+                "audio"
+            };
             let track = MediaStreamTrack::new(
                 stream_id.clone(),
                 format!("{label}-{ssrc}"),
@@ -662,31 +678,31 @@ impl Engine {
             .map(|c| add(RtpCodecKind::Audio, c).map(|s| (s, c.clone())))
             .transpose()?;
         let answer = self.negotiate(&mut pc, offer)?;
-        let mut out_track = |slot: Option<((RTCRtpSenderId, u32), RTCRtpCodec)>| -> Option<TrackOut> {
-            let ((sender_id, ssrc), codec) = slot?;
-            let mut sender = pc.rtp_sender(sender_id)?;
-            let params = sender.get_parameters();
-            let pt = params
-                .rtp_parameters
-                .codecs
-                .iter()
-                .find(|c| {
-                    c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type)
-                        && c.rtp_codec.sdp_fmtp_line == codec.sdp_fmtp_line
-                })
-                .or_else(|| {
+        let mut out_track =
+            |slot: Option<((RTCRtpSenderId, u32), RTCRtpCodec)>| -> Option<TrackOut> {
+                let ((sender_id, ssrc), codec) = slot?;
+                let mut sender = pc.rtp_sender(sender_id)?;
+                let params = sender.get_parameters();
+                let pt =
                     params
                         .rtp_parameters
                         .codecs
                         .iter()
-                        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
-                })?
-                .payload_type;
-            Some(TrackOut {
-                sender_id,
-                rewriter: Rewriter::new(ssrc, pt, codec.clock_rate),
-            })
-        };
+                        .find(|c| {
+                            c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type)
+                                && c.rtp_codec.sdp_fmtp_line == codec.sdp_fmtp_line
+                        })
+                        .or_else(|| {
+                            params.rtp_parameters.codecs.iter().find(|c| {
+                                c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type)
+                            })
+                        })?
+                        .payload_type;
+                Some(TrackOut {
+                    sender_id,
+                    rewriter: Rewriter::new(ssrc, pt, codec.clock_rate),
+                })
+            };
         let video_out = out_track(video.clone());
         let audio_out = out_track(audio.clone());
         if video_out.is_none() && audio_out.is_none() {
@@ -724,10 +740,7 @@ impl Engine {
         if let Some(ch) = self.channels.get_mut(&channel) {
             ch.viewers.insert(key);
         }
-        Ok(Accepted {
-            resource,
-            answer,
-        })
+        Ok(Accepted { resource, answer })
     }
 
     fn handle_datagram(&mut self, data: &[u8], from: SocketAddr) {
@@ -783,8 +796,8 @@ impl Engine {
             if let Err(err) = peer.pc.handle_timeout(now) {
                 debug!(?err, "peer timeout handling failed");
             }
-            let never_connected = !peer.ever_connected
-                && now.duration_since(peer.created) > CONNECT_TIMEOUT;
+            let never_connected =
+                !peer.ever_connected && now.duration_since(peer.created) > CONNECT_TIMEOUT;
             if never_connected {
                 self.remove_peer(key, "never connected");
                 continue;
@@ -834,9 +847,9 @@ impl Engine {
                         if let Role::Publisher(p) = &peer.role {
                             if let Some(t) = p.tracks.get(&track_id) {
                                 rtp_in.push((t.kind, packet));
-                            } else if let Some(t) = opened.iter().find(|t| {
-                                t.media_ssrc == packet.header.ssrc
-                            }) {
+                            } else if let Some(t) =
+                                opened.iter().find(|t| t.media_ssrc == packet.header.ssrc)
+                            {
                                 rtp_in.push((t.kind, packet));
                             }
                         }
@@ -859,9 +872,7 @@ impl Engine {
         if !rtp_in.is_empty() {
             self.fan_out(key, rtp_in);
         }
-        if keyframe_wanted
-            && let Some(channel) = self.peers.get(&key).map(|p| p.channel.clone())
-        {
+        if keyframe_wanted && let Some(channel) = self.peers.get(&key).map(|p| p.channel.clone()) {
             self.request_keyframe(&channel);
         }
         match state_change {
@@ -1117,7 +1128,10 @@ impl Engine {
         let Some(ch) = self.channels.get_mut(channel) else {
             return;
         };
-        if ch.last_pli.is_some_and(|t| now.duration_since(t) < min_interval) {
+        if ch
+            .last_pli
+            .is_some_and(|t| now.duration_since(t) < min_interval)
+        {
             return;
         }
         let Some(pkey) = ch.publisher else {
@@ -1233,7 +1247,12 @@ impl Engine {
 }
 
 /// Rewrites and writes one packet to a viewer; returns whether it was handed to SRTP.
-fn write_to_viewer(peer: &mut Peer, kind: RtpCodecKind, packet: &rtp::Packet, now: Instant) -> bool {
+fn write_to_viewer(
+    peer: &mut Peer,
+    kind: RtpCodecKind,
+    packet: &rtp::Packet,
+    now: Instant,
+) -> bool {
     let Role::Viewer(v) = &mut peer.role else {
         return false;
     };

@@ -272,7 +272,10 @@ mod tests {
         assert!(starts_keyframe(VideoCodec::H264, &[0x67, 0x42]));
         assert!(!starts_keyframe(VideoCodec::H264, &[0x41, 1]));
         // STAP-A with SPS (7) and PPS (8).
-        assert!(starts_keyframe(VideoCodec::H264, &[0x78, 0, 2, 0x67, 0x42, 0, 1, 0x68]));
+        assert!(starts_keyframe(
+            VideoCodec::H264,
+            &[0x78, 0, 2, 0x67, 0x42, 0, 1, 0x68]
+        ));
         assert!(!starts_keyframe(VideoCodec::H264, &[0x78, 0, 1, 0x41]));
         // FU-A start of IDR, middle of IDR, start of non-IDR.
         assert!(starts_keyframe(VideoCodec::H264, &[0x7c, 0x85, 0]));
@@ -290,7 +293,10 @@ mod tests {
         assert!(!starts_keyframe(VideoCodec::Vp8, &[0x10, 0x01]));
         assert!(!starts_keyframe(VideoCodec::Vp8, &[0x00, 0x00]));
         // X=1, I=1 with 15-bit picture id.
-        assert!(starts_keyframe(VideoCodec::Vp8, &[0x90, 0x80, 0x81, 0x02, 0x00]));
+        assert!(starts_keyframe(
+            VideoCodec::Vp8,
+            &[0x90, 0x80, 0x81, 0x02, 0x00]
+        ));
         assert!(!starts_keyframe(VideoCodec::Vp8, &[0x90]));
     }
 
@@ -298,9 +304,15 @@ mod tests {
     fn gop_cache_keeps_only_the_latest_group() {
         let mut cache = GopCache::new(100);
         assert!(!cache.push(VideoCodec::H264, &pkt(1, 1, 0, &[0x41])));
-        assert!(cache.packets().is_empty(), "nothing before the first keyframe");
+        assert!(
+            cache.packets().is_empty(),
+            "nothing before the first keyframe"
+        );
         assert!(cache.push(VideoCodec::H264, &pkt(1, 2, 10, &[0x67])));
-        assert!(!cache.push(VideoCodec::H264, &pkt(1, 3, 10, &[0x65])), "same frame");
+        assert!(
+            !cache.push(VideoCodec::H264, &pkt(1, 3, 10, &[0x65])),
+            "same frame"
+        );
         cache.push(VideoCodec::H264, &pkt(1, 4, 20, &[0x41]));
         assert_eq!(cache.packets().len(), 3);
         assert!(cache.push(VideoCodec::H264, &pkt(1, 5, 30, &[0x65])));
@@ -326,17 +338,41 @@ mod tests {
         let a = rw.rewrite(&pkt(1, 100, 5_000, b"a"), t0);
         let b = rw.rewrite(&pkt(1, 101, 8_000, b"b"), t0 + Duration::from_millis(33));
         assert_eq!((a.header.ssrc, a.header.payload_type), (777, 102));
-        assert_eq!(b.header.sequence_number, a.header.sequence_number.wrapping_add(1));
+        assert_eq!(
+            b.header.sequence_number,
+            a.header.sequence_number.wrapping_add(1)
+        );
         // A new publisher with unrelated numbering one second later.
-        let c = rw.rewrite(&pkt(2, 60_000, 1_000_000, b"c"), t0 + Duration::from_millis(1_033));
-        assert_eq!(c.header.sequence_number, b.header.sequence_number.wrapping_add(1));
+        let c = rw.rewrite(
+            &pkt(2, 60_000, 1_000_000, b"c"),
+            t0 + Duration::from_millis(1_033),
+        );
+        assert_eq!(
+            c.header.sequence_number,
+            b.header.sequence_number.wrapping_add(1)
+        );
         let dt = c.header.timestamp.wrapping_sub(b.header.timestamp);
-        assert!((89_000..=91_000).contains(&dt), "timestamp advanced by wall time: {dt}");
+        assert!(
+            (89_000..=91_000).contains(&dt),
+            "timestamp advanced by wall time: {dt}"
+        );
         assert_eq!(&c.payload[..], b"c");
         // A retransmission of an older packet maps into its own slot.
-        let d = rw.rewrite(&pkt(2, 60_001, 1_003_000, b"d"), t0 + Duration::from_millis(1_066));
-        let old = rw.rewrite(&pkt(2, 59_999, 997_000, b"o"), t0 + Duration::from_millis(1_070));
-        assert_eq!(old.header.sequence_number, c.header.sequence_number.wrapping_sub(1));
-        assert_eq!(d.header.sequence_number, c.header.sequence_number.wrapping_add(1));
+        let d = rw.rewrite(
+            &pkt(2, 60_001, 1_003_000, b"d"),
+            t0 + Duration::from_millis(1_066),
+        );
+        let old = rw.rewrite(
+            &pkt(2, 59_999, 997_000, b"o"),
+            t0 + Duration::from_millis(1_070),
+        );
+        assert_eq!(
+            old.header.sequence_number,
+            c.header.sequence_number.wrapping_sub(1)
+        );
+        assert_eq!(
+            d.header.sequence_number,
+            c.header.sequence_number.wrapping_add(1)
+        );
     }
 }

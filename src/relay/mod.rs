@@ -204,7 +204,10 @@ impl RelayHandle {
         make: impl FnOnce(oneshot::Sender<Result<T, RelayError>>) -> Command,
     ) -> Result<T, RelayError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| RelayError::Closed)?;
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| RelayError::Closed)?;
         rx.await.map_err(|_| RelayError::Closed)?
     }
 

@@ -18,7 +18,8 @@ pub struct TestServer {
 pub async fn start_server() -> TestServer {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rtc=error,rtc_ice=error,rtc_dtls=off".into()),
+            std::env::var("RUST_LOG")
+                .unwrap_or_else(|_| "warn,rtc=error,rtc_ice=error,rtc_dtls=off".into()),
         )
         .with_test_writer()
         .try_init();

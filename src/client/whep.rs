@@ -1,0 +1,830 @@
+//! WHEP viewer: offers receive-only audio + video and records what arrives.
+//!
+//! Everything is recorded per kind from the RTP packets the WebRTC stack hands up: counts,
+//! optionally every payload (for byte-identity checks against a publisher), sequence-number
+//! continuity, and the timeline a viewer cares about — `POST`, first RTP packet, first
+//! *complete* keyframe.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::packet::Packet as RtpPacket;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCSessionDescription, Registry, register_default_interceptors,
+};
+
+use super::media::{
+    AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, h264_payload_info, vp8_payload_is_keyframe,
+    vp8_payload_starts_frame,
+};
+use super::whip::{count_between, lock};
+use super::{
+    ClientError, ConnectOptions, KindCounters, MediaKind, Result, StateHandler, TrackCallback,
+    delete_resource, http_client, parse_url, post_offer,
+};
+
+/// How a [`WhepViewer`] connects and what it records.
+#[derive(Debug, Clone)]
+pub struct ViewerOptions {
+    /// Local sockets and timeouts.
+    pub connect: ConnectOptions,
+    /// Keep every received RTP payload per kind (see [`WhepViewer::received_payloads`]) for
+    /// byte-identity checks. Memory grows with the session.
+    pub record_payloads: bool,
+    /// Keep the arrival instant and size of every packet so
+    /// [`WhepViewer::received_between`] can count packets inside a time window. About 16 bytes
+    /// per packet.
+    pub record_arrival_log: bool,
+    /// Wait for ICE + DTLS to reach `connected` before `connect` returns. When false, `connect`
+    /// returns as soon as the answer is applied.
+    pub wait_connected: bool,
+    /// Send one PLI when the video track opens, as a browser does when it has no keyframe.
+    /// Off by default, so time-to-first-keyframe measures what the server does on its own.
+    pub request_keyframe_on_start: bool,
+}
+
+impl Default for ViewerOptions {
+    fn default() -> Self {
+        Self {
+            connect: ConnectOptions::default(),
+            record_payloads: false,
+            record_arrival_log: true,
+            wait_connected: true,
+            request_keyframe_on_start: false,
+        }
+    }
+}
+
+/// Receive-side record of one track (audio or video).
+#[derive(Debug, Clone, Default)]
+pub struct TrackStats {
+    /// Packets and payload bytes received (duplicates included).
+    pub counters: KindCounters,
+    /// Negotiated codec MIME type, e.g. `video/H264`, once the track opened.
+    pub codec: Option<String>,
+    /// Payload type of the most recent packet.
+    pub payload_type: Option<u8>,
+    /// SSRC of the first packet.
+    pub first_ssrc: Option<u32>,
+    /// How many times the SSRC changed mid-stream (a server switching sources without
+    /// renegotiation shows up here).
+    pub ssrc_changes: u64,
+    /// Forward jumps in the sequence number (each counts once however many packets it skips).
+    pub seq_gaps: u64,
+    /// Sequence numbers skipped over by those jumps: packets never seen (unless they arrive
+    /// late, which is counted in `seq_late`).
+    pub seq_missing: u64,
+    /// Packets older than the newest seen (reordered or retransmitted late).
+    pub seq_late: u64,
+    /// Packets repeating the newest sequence number.
+    pub seq_duplicates: u64,
+    /// In-order packets whose RTP timestamp went backwards.
+    pub timestamp_regressions: u64,
+    /// When the first packet arrived.
+    pub first_at: Option<Instant>,
+    /// When the most recent packet arrived.
+    pub last_at: Option<Instant>,
+}
+
+impl TrackStats {
+    /// True when the stream was one SSRC with no sequence gaps, no reordering or duplicates,
+    /// and non-decreasing timestamps, i.e. what a viewer of a clean relay should see.
+    pub fn is_continuous(&self) -> bool {
+        self.ssrc_changes == 0
+            && self.seq_gaps == 0
+            && self.seq_late == 0
+            && self.seq_duplicates == 0
+            && self.timestamp_regressions == 0
+    }
+}
+
+/// A snapshot of what a viewer has received.
+#[derive(Debug, Clone)]
+pub struct ViewerStats {
+    /// When the WHEP `POST` was sent (the start of every "time to ..." measurement).
+    pub posted_at: Instant,
+    /// When the `201 Created` answer arrived.
+    pub answered_at: Instant,
+    /// When the peer connection reached `connected`, if it has.
+    pub connected_at: Option<Instant>,
+    /// When the first RTP packet of any kind arrived.
+    pub first_rtp_at: Option<Instant>,
+    /// When the first complete keyframe had fully arrived: for H.264 an access unit with an
+    /// IDR slice (type 5, also found inside STAP-A and FU-A), an SPS seen at or before it, all
+    /// of its packets contiguous from a NAL start, completed by the packet with the marker
+    /// bit; for VP8 a key frame received the same way.
+    pub first_keyframe_at: Option<Instant>,
+    /// Whether the frame of the very first video packet is a keyframe (H.264: contains an
+    /// IDR or SPS; VP8: key frame), i.e. whether the server started this viewer on a
+    /// decodable picture. False until the first video packet.
+    pub first_video_frame_is_keyframe: bool,
+    /// Number of complete keyframes received.
+    pub keyframes_completed: u64,
+    /// The video track.
+    pub video: TrackStats,
+    /// The audio track.
+    pub audio: TrackStats,
+}
+
+impl ViewerStats {
+    /// Time from `POST` to the first complete keyframe.
+    pub fn time_to_first_keyframe(&self) -> Option<Duration> {
+        self.first_keyframe_at
+            .map(|t| t.saturating_duration_since(self.posted_at))
+    }
+
+    /// Time from `POST` to the first RTP packet.
+    pub fn time_to_first_rtp(&self) -> Option<Duration> {
+        self.first_rtp_at
+            .map(|t| t.saturating_duration_since(self.posted_at))
+    }
+
+    /// Stats for one kind.
+    pub fn track(&self, kind: MediaKind) -> &TrackStats {
+        match kind {
+            MediaKind::Audio => &self.audio,
+            MediaKind::Video => &self.video,
+        }
+    }
+}
+
+/// Video codecs the keyframe detector understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VideoCodec {
+    H264,
+    Vp8,
+    Other,
+}
+
+impl VideoCodec {
+    fn from_mime(mime: &str) -> Self {
+        if mime.eq_ignore_ascii_case(MIME_TYPE_H264) {
+            VideoCodec::H264
+        } else if mime.eq_ignore_ascii_case(MIME_TYPE_VP8) {
+            VideoCodec::Vp8
+        } else {
+            VideoCodec::Other
+        }
+    }
+}
+
+/// Per-kind receive state: counters plus the continuity tracker.
+#[derive(Debug, Default)]
+struct TrackState {
+    stats: TrackStats,
+    last_ssrc: Option<u32>,
+    last_seq: Option<u16>,
+    last_ts: u32,
+    payloads: Vec<Bytes>,
+    arrivals: Vec<(Instant, u32)>,
+}
+
+impl TrackState {
+    /// Updates continuity counters; returns true when the packet is the next in-order one
+    /// (or starts the stream), false for late/duplicate packets.
+    fn observe(&mut self, now: Instant, packet: &RtpPacket, flags: RecordFlags) -> bool {
+        let h = &packet.header;
+        let s = &mut self.stats;
+        s.counters.add(packet.payload.len());
+        s.payload_type = Some(h.payload_type);
+        s.first_at.get_or_insert(now);
+        s.last_at = Some(now);
+        s.first_ssrc.get_or_insert(h.ssrc);
+        if flags.record_payloads {
+            self.payloads.push(packet.payload.clone());
+        }
+        if flags.record_arrival_log {
+            self.arrivals.push((now, packet.payload.len() as u32));
+        }
+        let in_order = match (self.last_ssrc, self.last_seq) {
+            (Some(ssrc), Some(last)) if ssrc == h.ssrc => {
+                let delta = h.sequence_number.wrapping_sub(last);
+                if delta == 0 {
+                    s.seq_duplicates += 1;
+                    false
+                } else if delta < 0x8000 {
+                    if delta > 1 {
+                        s.seq_gaps += 1;
+                        s.seq_missing += u64::from(delta - 1);
+                    }
+                    if (h.timestamp.wrapping_sub(self.last_ts) as i32) < 0 {
+                        s.timestamp_regressions += 1;
+                    }
+                    true
+                } else {
+                    s.seq_late += 1;
+                    false
+                }
+            }
+            (Some(_), _) => {
+                s.ssrc_changes += 1;
+                true
+            }
+            (None, _) => true,
+        };
+        if in_order {
+            self.last_ssrc = Some(h.ssrc);
+            self.last_seq = Some(h.sequence_number);
+            self.last_ts = h.timestamp;
+        }
+        in_order
+    }
+}
+
+/// Reassembly-free keyframe detector: follows frames by RTP timestamp and marker bit.
+#[derive(Debug, Default)]
+struct FrameTracker {
+    /// Timestamp of the frame being received.
+    current_ts: Option<u32>,
+    /// The current frame's first packet began a NAL unit / VP8 frame.
+    clean_start: bool,
+    /// No sequence gap inside the current frame so far.
+    contiguous: bool,
+    /// The current frame contains keyframe data.
+    has_key: bool,
+    /// The current frame (H.264) contains an SPS.
+    has_sps: bool,
+    /// An SPS has been seen in an earlier frame.
+    sps_seen: bool,
+    /// Sequence number of the previous in-order video packet.
+    prev_seq: Option<u16>,
+    /// Timestamp of the very first video packet.
+    first_frame_ts: Option<u32>,
+}
+
+/// Recording switches copied from [`ViewerOptions`].
+#[derive(Debug, Clone, Copy)]
+struct RecordFlags {
+    record_payloads: bool,
+    record_arrival_log: bool,
+}
+
+/// Everything the receive tasks write.
+#[derive(Debug)]
+struct ViewerState {
+    flags: RecordFlags,
+    video_codec: VideoCodec,
+    first_rtp_at: Option<Instant>,
+    first_keyframe_at: Option<Instant>,
+    first_video_frame_is_keyframe: bool,
+    keyframes_completed: u64,
+    connected_at: Option<Instant>,
+    video: TrackState,
+    audio: TrackState,
+    frames: FrameTracker,
+}
+
+impl ViewerState {
+    fn new(flags: RecordFlags) -> Self {
+        Self {
+            flags,
+            video_codec: VideoCodec::Other,
+            first_rtp_at: None,
+            first_keyframe_at: None,
+            first_video_frame_is_keyframe: false,
+            keyframes_completed: 0,
+            connected_at: None,
+            video: TrackState::default(),
+            audio: TrackState::default(),
+            frames: FrameTracker::default(),
+        }
+    }
+
+    fn on_packet(&mut self, kind: MediaKind, now: Instant, packet: &RtpPacket) {
+        self.first_rtp_at.get_or_insert(now);
+        let flags = self.flags;
+        match kind {
+            MediaKind::Audio => {
+                self.audio.observe(now, packet, flags);
+            }
+            MediaKind::Video => {
+                if self.video.observe(now, packet, flags) {
+                    self.on_video_in_order(now, packet);
+                }
+            }
+        }
+    }
+
+    fn on_video_in_order(&mut self, now: Instant, packet: &RtpPacket) {
+        let h = &packet.header;
+        let payload = &packet.payload[..];
+        let (is_key, starts, has_sps) = match self.video_codec {
+            VideoCodec::H264 => {
+                let info = h264_payload_info(payload);
+                (info.has_idr, info.starts_nal, info.has_sps)
+            }
+            VideoCodec::Vp8 => (
+                vp8_payload_is_keyframe(payload),
+                vp8_payload_starts_frame(payload),
+                false,
+            ),
+            VideoCodec::Other => (false, false, false),
+        };
+        let f = &mut self.frames;
+        let follows_prev = f
+            .prev_seq
+            .is_none_or(|p| h.sequence_number == p.wrapping_add(1));
+        if f.current_ts != Some(h.timestamp) {
+            f.current_ts = Some(h.timestamp);
+            f.clean_start = starts;
+            f.contiguous = true;
+            f.has_key = false;
+            f.has_sps = false;
+        } else if !follows_prev {
+            f.contiguous = false;
+        }
+        f.prev_seq = Some(h.sequence_number);
+        f.has_key |= is_key;
+        f.has_sps |= has_sps;
+
+        let first_ts = *f.first_frame_ts.get_or_insert(h.timestamp);
+        if first_ts == h.timestamp && (is_key || has_sps) {
+            self.first_video_frame_is_keyframe = true;
+        }
+
+        if h.marker {
+            let decodable = match self.video_codec {
+                VideoCodec::H264 => f.sps_seen || f.has_sps,
+                _ => true,
+            };
+            if f.has_key && f.clean_start && f.contiguous && decodable {
+                self.keyframes_completed += 1;
+                self.first_keyframe_at.get_or_insert(now);
+            }
+            f.sps_seen |= f.has_sps;
+            // The next packet starts a new frame even if it reuses the timestamp.
+            f.current_ts = None;
+        }
+    }
+}
+
+/// A WHEP session receiving audio + video.
+pub struct WhepViewer {
+    /// The local peer connection; closed by `close`.
+    pc: Arc<dyn PeerConnection>,
+    /// Keeps the state channels alive and exposes the connection state.
+    handler: Arc<StateHandler>,
+    /// HTTP client reused for the `DELETE`.
+    http: reqwest::Client,
+    /// The session resource URL (resolved `Location`).
+    location: reqwest::Url,
+    /// Bearer token repeated on `DELETE`.
+    bearer_token: Option<String>,
+    /// Written by the receive tasks.
+    state: Arc<Mutex<ViewerState>>,
+    /// Receive tasks, aborted on close/drop.
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// When the `POST` was sent.
+    posted_at: Instant,
+    /// When the answer arrived.
+    answered_at: Instant,
+    /// Set once `close` has run, so it is idempotent and drop does not close twice.
+    closed: AtomicBool,
+}
+
+impl WhepViewer {
+    /// Starts viewing the WHEP endpoint `url`.
+    ///
+    /// Builds a peer connection with receive-only audio and video transceivers (Opus; H.264
+    /// constrained-baseline and baseline with packetization-mode=1, and VP8), waits for ICE
+    /// gathering, `POST`s the offer (with `Authorization: Bearer` when a token is given),
+    /// requires `201 Created` with a `Location`, applies the answer and, unless disabled,
+    /// waits for the connection. Must be called inside a tokio runtime; the receive tasks run
+    /// on it.
+    pub async fn connect(
+        url: &str,
+        bearer_token: Option<&str>,
+        opts: ViewerOptions,
+    ) -> Result<WhepViewer> {
+        let endpoint = parse_url(url)?;
+        let http = http_client(&opts.connect)?;
+
+        let mut media_engine = MediaEngine::default();
+        let codecs = [
+            (
+                MIME_TYPE_OPUS,
+                AUDIO_CLOCK_RATE,
+                2,
+                "minptime=10;useinbandfec=1",
+                111,
+                RtpCodecKind::Audio,
+            ),
+            (
+                MIME_TYPE_H264,
+                VIDEO_CLOCK_RATE,
+                0,
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+                102,
+                RtpCodecKind::Video,
+            ),
+            (
+                MIME_TYPE_H264,
+                VIDEO_CLOCK_RATE,
+                0,
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+                106,
+                RtpCodecKind::Video,
+            ),
+            (
+                MIME_TYPE_VP8,
+                VIDEO_CLOCK_RATE,
+                0,
+                "",
+                96,
+                RtpCodecKind::Video,
+            ),
+        ];
+        for (mime, clock_rate, channels, fmtp, payload_type, kind) in codecs {
+            media_engine
+                .register_codec(
+                    RTCRtpCodecParameters {
+                        rtp_codec: RTCRtpCodec {
+                            mime_type: mime.to_owned(),
+                            clock_rate,
+                            channels,
+                            sdp_fmtp_line: fmtp.to_owned(),
+                            rtcp_feedback: vec![],
+                        },
+                        payload_type,
+                    },
+                    kind,
+                )
+                .map_err(ClientError::webrtc("registering codecs"))?;
+        }
+        // Adds NACK/PLI feedback to the video codecs, receiver reports and TWCC.
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            .map_err(ClientError::webrtc("registering interceptors"))?;
+
+        let state = Arc::new(Mutex::new(ViewerState::new(RecordFlags {
+            record_payloads: opts.record_payloads,
+            record_arrival_log: opts.record_arrival_log,
+        })));
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let on_track: TrackCallback = {
+            let state = state.clone();
+            let tasks = tasks.clone();
+            let runtime = tokio::runtime::Handle::current();
+            let request_keyframe = opts.request_keyframe_on_start;
+            Arc::new(move |track: Arc<dyn TrackRemote>| {
+                let task = runtime.spawn(receive(track, state.clone(), request_keyframe));
+                lock(&tasks).push(task);
+            })
+        };
+        let handler = StateHandler::new(Some(on_track));
+        let pc: Arc<dyn PeerConnection> = Arc::new(
+            PeerConnectionBuilder::new()
+                .with_media_engine(media_engine)
+                .with_interceptor_registry(registry)
+                .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
+                .with_udp_addrs(opts.connect.udp_addrs.clone())
+                .build()
+                .await
+                .map_err(ClientError::webrtc("creating the peer connection"))?,
+        );
+
+        let viewer = async {
+            for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+                pc.add_transceiver_from_kind(
+                    kind,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        streams: vec![],
+                        send_encodings: vec![],
+                    }),
+                )
+                .await
+                .map_err(ClientError::webrtc("adding a receive-only transceiver"))?;
+            }
+            let offer = pc
+                .create_offer(None)
+                .await
+                .map_err(ClientError::webrtc("creating the offer"))?;
+            pc.set_local_description(offer)
+                .await
+                .map_err(ClientError::webrtc("applying the offer"))?;
+            handler
+                .wait_gathering_complete(opts.connect.gather_timeout)
+                .await?;
+            let offer = pc.local_description().await.ok_or_else(|| {
+                ClientError::Negotiation("no local description after gathering".to_owned())
+            })?;
+
+            let posted_at = Instant::now();
+            let resource = post_offer(&http, &endpoint, bearer_token, offer.sdp).await?;
+            let answered_at = Instant::now();
+            let applied = async {
+                let answer = RTCSessionDescription::answer(resource.answer_sdp.clone())
+                    .map_err(ClientError::webrtc("parsing the SDP answer"))?;
+                pc.set_remote_description(answer)
+                    .await
+                    .map_err(ClientError::webrtc("applying the SDP answer"))?;
+                if opts.wait_connected {
+                    handler.wait_connected(opts.connect.connect_timeout).await?;
+                    lock(&state).connected_at = Some(Instant::now());
+                }
+                Ok::<_, ClientError>(())
+            }
+            .await;
+            if let Err(e) = applied {
+                let _ = delete_resource(&http, &resource.location, bearer_token).await;
+                return Err(e);
+            }
+            Ok(WhepViewer {
+                pc: pc.clone(),
+                handler: handler.clone(),
+                http: http.clone(),
+                location: resource.location,
+                bearer_token: bearer_token.map(str::to_owned),
+                state: state.clone(),
+                tasks: tasks.clone(),
+                posted_at,
+                answered_at,
+                closed: AtomicBool::new(false),
+            })
+        }
+        .await;
+        if viewer.is_err() {
+            for task in lock(&tasks).drain(..) {
+                task.abort();
+            }
+            let _ = pc.close().await;
+        }
+        viewer
+    }
+
+    /// The session resource URL returned in `Location` (resolved to an absolute URL).
+    pub fn location(&self) -> &str {
+        self.location.as_str()
+    }
+
+    /// A snapshot of what has been received so far.
+    pub fn stats(&self) -> ViewerStats {
+        let connected = *self.handler.connection.borrow()
+            == webrtc::peer_connection::RTCPeerConnectionState::Connected;
+        let mut s = lock(&self.state);
+        if connected && s.connected_at.is_none() {
+            // Approximation when `wait_connected` was off: first time a snapshot saw it.
+            s.connected_at = Some(Instant::now());
+        }
+        ViewerStats {
+            posted_at: self.posted_at,
+            answered_at: self.answered_at,
+            connected_at: s.connected_at,
+            first_rtp_at: s.first_rtp_at,
+            first_keyframe_at: s.first_keyframe_at,
+            first_video_frame_is_keyframe: s.first_video_frame_is_keyframe,
+            keyframes_completed: s.keyframes_completed,
+            video: s.video.stats.clone(),
+            audio: s.audio.stats.clone(),
+        }
+    }
+
+    /// Every payload received so far for `kind`, in arrival order. Empty unless
+    /// [`ViewerOptions::record_payloads`] was set.
+    pub fn received_payloads(&self, kind: MediaKind) -> Vec<Bytes> {
+        let s = lock(&self.state);
+        match kind {
+            MediaKind::Audio => s.audio.payloads.clone(),
+            MediaKind::Video => s.video.payloads.clone(),
+        }
+    }
+
+    /// Packets and bytes of `kind` that arrived at or after `from` and before `to` (`None`: up
+    /// to now). Zero unless [`ViewerOptions::record_arrival_log`] was set.
+    pub fn received_between(
+        &self,
+        kind: MediaKind,
+        from: Instant,
+        to: Option<Instant>,
+    ) -> KindCounters {
+        let s = lock(&self.state);
+        let log = match kind {
+            MediaKind::Audio => &s.audio.arrivals,
+            MediaKind::Video => &s.video.arrivals,
+        };
+        count_between(log, from, to)
+    }
+
+    /// Ends the session: `DELETE`s the session resource and closes the peer connection. The
+    /// connection is closed even if the `DELETE` fails; that error is returned. Calling it
+    /// again does nothing. Counters stay readable afterwards.
+    pub async fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let deleted =
+            delete_resource(&self.http, &self.location, self.bearer_token.as_deref()).await;
+        let closed = self.pc.close().await;
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        deleted?;
+        closed.map_err(ClientError::webrtc("closing the peer connection"))
+    }
+}
+
+impl Drop for WhepViewer {
+    fn drop(&mut self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        if !self.closed.load(Ordering::SeqCst)
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let pc = self.pc.clone();
+            handle.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
+/// Receive loop for one remote track.
+async fn receive(
+    track: Arc<dyn TrackRemote>,
+    state: Arc<Mutex<ViewerState>>,
+    request_keyframe: bool,
+) {
+    let kind = match track.kind().await {
+        RtpCodecKind::Audio => MediaKind::Audio,
+        RtpCodecKind::Video => MediaKind::Video,
+        _ => return,
+    };
+    let ssrc = track.ssrcs().await.first().copied();
+    let codec = match ssrc {
+        Some(ssrc) => track.codec(ssrc).await.map(|c| c.mime_type),
+        None => None,
+    };
+    {
+        let mut s = lock(&state);
+        if kind == MediaKind::Video {
+            s.video_codec = codec
+                .as_deref()
+                .map_or(VideoCodec::Other, VideoCodec::from_mime);
+            s.video.stats.codec = codec.clone();
+        } else {
+            s.audio.stats.codec = codec.clone();
+        }
+    }
+    if request_keyframe
+        && kind == MediaKind::Video
+        && let Some(media_ssrc) = ssrc
+    {
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+            tracing::debug!(error = %e, "WHEP viewer could not send PLI");
+        }
+    }
+    while let Some(event) = track.poll().await {
+        match event {
+            TrackRemoteEvent::OnRtpPacket(packet) => {
+                let now = Instant::now();
+                lock(&state).on_packet(kind, now, &packet);
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::rtp::header::Header;
+
+    fn pkt(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> RtpPacket {
+        RtpPacket {
+            header: Header {
+                version: 2,
+                marker,
+                payload_type: 102,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc: 42,
+                ..Default::default()
+            },
+            payload: Bytes::copy_from_slice(payload),
+        }
+    }
+
+    fn viewer(codec: VideoCodec) -> ViewerState {
+        let mut s = ViewerState::new(RecordFlags {
+            record_payloads: true,
+            record_arrival_log: true,
+        });
+        s.video_codec = codec;
+        s
+    }
+
+    const STAP_SPS_PPS: &[u8] = &[0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce];
+    const FU_IDR_START: &[u8] = &[0x7c, 0x85, 1];
+    const FU_IDR_MID: &[u8] = &[0x7c, 0x05, 2];
+    const FU_IDR_END: &[u8] = &[0x7c, 0x45, 3];
+    const P_SLICE: &[u8] = &[0x41, 0x9a, 0];
+
+    #[test]
+    fn h264_keyframe_completes_on_marker() {
+        let mut v = viewer(VideoCodec::H264);
+        let t = Instant::now();
+        v.on_packet(MediaKind::Video, t, &pkt(10, 1000, false, STAP_SPS_PPS));
+        v.on_packet(MediaKind::Video, t, &pkt(11, 1000, false, FU_IDR_START));
+        v.on_packet(MediaKind::Video, t, &pkt(12, 1000, false, FU_IDR_MID));
+        assert!(
+            v.first_keyframe_at.is_none(),
+            "not complete before the marker"
+        );
+        v.on_packet(MediaKind::Video, t, &pkt(13, 1000, true, FU_IDR_END));
+        assert!(v.first_keyframe_at.is_some());
+        assert!(v.first_video_frame_is_keyframe);
+        assert_eq!(v.keyframes_completed, 1);
+        assert!(v.video.stats.is_continuous());
+        assert_eq!(v.video.payloads.len(), 4);
+    }
+
+    #[test]
+    fn joining_mid_gop_is_not_a_keyframe_start() {
+        let mut v = viewer(VideoCodec::H264);
+        let t = Instant::now();
+        // First frame is a P-frame.
+        v.on_packet(MediaKind::Video, t, &pkt(1, 0, true, P_SLICE));
+        assert!(!v.first_video_frame_is_keyframe);
+        // A keyframe with a lost middle fragment is not complete.
+        v.on_packet(MediaKind::Video, t, &pkt(2, 3000, false, STAP_SPS_PPS));
+        v.on_packet(MediaKind::Video, t, &pkt(3, 3000, false, FU_IDR_START));
+        v.on_packet(MediaKind::Video, t, &pkt(5, 3000, true, FU_IDR_END));
+        assert!(v.first_keyframe_at.is_none());
+        assert_eq!(v.video.stats.seq_gaps, 1);
+        assert_eq!(v.video.stats.seq_missing, 1);
+        // The next whole one is.
+        v.on_packet(MediaKind::Video, t, &pkt(6, 6000, false, STAP_SPS_PPS));
+        v.on_packet(MediaKind::Video, t, &pkt(7, 6000, false, FU_IDR_START));
+        v.on_packet(MediaKind::Video, t, &pkt(8, 6000, true, FU_IDR_END));
+        assert!(v.first_keyframe_at.is_some());
+        assert!(!v.first_video_frame_is_keyframe);
+    }
+
+    #[test]
+    fn keyframe_starting_mid_fragment_is_ignored() {
+        let mut v = viewer(VideoCodec::H264);
+        let t = Instant::now();
+        // Joined in the middle of an IDR's FU-A sequence (SPS seen earlier doesn't help).
+        v.on_packet(MediaKind::Video, t, &pkt(20, 0, false, FU_IDR_MID));
+        v.on_packet(MediaKind::Video, t, &pkt(21, 0, true, FU_IDR_END));
+        assert!(v.first_keyframe_at.is_none());
+        assert!(
+            v.first_video_frame_is_keyframe,
+            "first frame carries IDR data"
+        );
+    }
+
+    #[test]
+    fn continuity_counters() {
+        let mut v = viewer(VideoCodec::Other);
+        let t = Instant::now();
+        for (seq, ts) in [
+            (65534u16, 10u32),
+            (65535, 20),
+            (0, 30),
+            (0, 30),
+            (3, 40),
+            (2, 35),
+        ] {
+            v.on_packet(MediaKind::Audio, t, &pkt(seq, ts, false, &[1]));
+        }
+        let a = &v.audio.stats;
+        assert_eq!(a.counters.packets, 6);
+        assert_eq!(a.seq_duplicates, 1);
+        assert_eq!(a.seq_gaps, 1);
+        assert_eq!(a.seq_missing, 2);
+        assert_eq!(a.seq_late, 1);
+        assert!(!a.is_continuous());
+        let mut other = pkt(4, 50, false, &[1]);
+        other.header.ssrc = 7;
+        v.on_packet(MediaKind::Audio, t, &other);
+        assert_eq!(v.audio.stats.ssrc_changes, 1);
+    }
+
+    #[test]
+    fn vp8_keyframe_detection_in_stream() {
+        let mut v = viewer(VideoCodec::Vp8);
+        let t = Instant::now();
+        v.on_packet(MediaKind::Video, t, &pkt(1, 0, false, &[0x10, 0x50, 0x01]));
+        v.on_packet(MediaKind::Video, t, &pkt(2, 0, true, &[0x00, 0xaa]));
+        assert!(v.first_keyframe_at.is_some());
+        assert!(v.first_video_frame_is_keyframe);
+    }
+}

@@ -1,0 +1,781 @@
+//! WHIP publisher (RFC 9725): offers send-only H.264 + Opus, then paces a
+//! [`SyntheticMedia`] source in real time.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::interceptor::TaggedPacket;
+use rtc::interceptor::{Interceptor, Packet as InterceptorPacket, Registry, Slot, StreamInfo};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::header::Header;
+use rtc::rtp::packet::Packet as RtpPacket;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCSessionDescription, register_default_interceptors,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use super::media::{AUDIO_CLOCK_RATE, SyntheticMedia, VIDEO_CLOCK_RATE};
+use super::{
+    ClientError, ConnectOptions, KindCounters, MediaKind, Result, StateHandler, delete_resource,
+    http_client, parse_url, post_offer,
+};
+
+/// The H.264 format the publisher offers: constrained baseline level 3.1, non-interleaved
+/// packetization (FU-A/STAP-A), which every WebRTC endpoint decodes.
+pub const H264_FMTP: &str =
+    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+/// Payload type the publisher offers for H.264 (the answer may renumber; the negotiated one
+/// is what gets sent).
+pub const OFFERED_H264_PT: u8 = 102;
+/// Payload type the publisher offers for Opus.
+pub const OFFERED_OPUS_PT: u8 = 111;
+
+/// How a [`WhipPublisher`] connects and what it records.
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    /// Local sockets and timeouts.
+    pub connect: ConnectOptions,
+    /// Keep every sent RTP payload per kind (see [`WhipPublisher::sent_payloads`]) so tests can
+    /// check that viewers receive byte-identical payloads. Cheap: payloads are shared `Bytes`,
+    /// but the list grows for as long as the publisher runs.
+    pub record_payloads: bool,
+    /// Keep the send instant and size of every packet so [`WhipPublisher::sent_between`] can
+    /// say how much was sent during a viewer's lifetime. About 16 bytes per packet.
+    pub record_send_log: bool,
+    /// Restart the files from the beginning when they end (RTP timestamps and sequence
+    /// numbers keep increasing). When false, sending stops after one pass.
+    pub loop_media: bool,
+}
+
+impl Default for PublisherOptions {
+    fn default() -> Self {
+        Self {
+            connect: ConnectOptions::default(),
+            record_payloads: false,
+            record_send_log: true,
+            loop_media: true,
+        }
+    }
+}
+
+/// A snapshot of a publisher's counters.
+#[derive(Debug, Clone)]
+pub struct PublisherStats {
+    /// Video packets/bytes handed to the WebRTC stack.
+    pub video: KindCounters,
+    /// Audio packets/bytes handed to the WebRTC stack.
+    pub audio: KindCounters,
+    /// Picture Loss Indications received from the server (keyframe requests). The source has
+    /// a keyframe every second anyway, so they are only counted.
+    pub plis_received: u64,
+    /// Full Intra Requests received from the server.
+    pub firs_received: u64,
+    /// SSRC of the video stream (chosen by the publisher).
+    pub video_ssrc: u32,
+    /// SSRC of the audio stream.
+    pub audio_ssrc: u32,
+    /// Negotiated H.264 payload type actually used on the wire.
+    pub video_payload_type: u8,
+    /// Negotiated Opus payload type actually used on the wire.
+    pub audio_payload_type: u8,
+    /// When the WHIP `POST` was sent.
+    pub posted_at: Instant,
+    /// When the peer connection reached `connected`.
+    pub connected_at: Instant,
+    /// When the first RTP packet was written.
+    pub first_packet_at: Option<Instant>,
+    /// Whether the pacing task is still running.
+    pub sending: bool,
+    /// Why sending stopped early, if it did (e.g. the connection closed).
+    pub send_error: Option<String>,
+}
+
+/// Mutable state shared between the pacing task and the API.
+#[derive(Debug, Default)]
+struct SendState {
+    video: KindCounters,
+    audio: KindCounters,
+    first_packet_at: Option<Instant>,
+    video_payloads: Vec<Bytes>,
+    audio_payloads: Vec<Bytes>,
+    video_log: Vec<(Instant, u32)>,
+    audio_log: Vec<(Instant, u32)>,
+    sending: bool,
+    send_error: Option<String>,
+}
+
+/// Counts keyframe requests arriving from the server.
+#[derive(Debug, Default)]
+struct KeyframeRequestCounters {
+    plis: AtomicU64,
+    firs: AtomicU64,
+}
+
+/// A WHIP session publishing synthetic H.264 + Opus.
+///
+/// Created by [`WhipPublisher::connect`]; media flows from a background task on the current
+/// tokio runtime until [`stop`](Self::stop) (or drop).
+pub struct WhipPublisher {
+    /// The local peer connection; closed by `stop`.
+    pc: Arc<dyn PeerConnection>,
+    /// Holds the connection-state watch channels alive.
+    _handler: Arc<StateHandler>,
+    /// HTTP client reused for the `DELETE`.
+    http: reqwest::Client,
+    /// The session resource URL (resolved `Location`).
+    location: reqwest::Url,
+    /// Bearer token repeated on `DELETE`.
+    bearer_token: Option<String>,
+    /// Counters and logs written by the pacer.
+    state: Arc<Mutex<SendState>>,
+    /// PLI/FIR counts written by the RTCP interceptor.
+    requests: Arc<KeyframeRequestCounters>,
+    /// The pacing task; aborted by `stop_sending`/`stop`/drop.
+    pacer: Mutex<Option<JoinHandle<()>>>,
+    /// Fixed facts about the session, copied into every stats snapshot.
+    video_ssrc: u32,
+    audio_ssrc: u32,
+    video_pt: u8,
+    audio_pt: u8,
+    posted_at: Instant,
+    connected_at: Instant,
+    /// Set once `stop` has run, so it is idempotent and drop does not close twice.
+    closed: AtomicBool,
+}
+
+impl WhipPublisher {
+    /// Publishes `media` to the WHIP endpoint `url`.
+    ///
+    /// Builds a peer connection with send-only H.264 (packetization-mode=1,
+    /// profile-level-id=42e01f) and Opus transceivers, waits for ICE gathering to complete,
+    /// `POST`s the offer as `application/sdp` (with `Authorization: Bearer` when a token is
+    /// given), requires `201 Created` with a `Location`, applies the answer, waits for the
+    /// connection, and then starts pacing the media in real time with the negotiated payload
+    /// types. Must be called inside a tokio runtime; the pacer runs on it.
+    pub async fn connect(
+        url: &str,
+        bearer_token: Option<&str>,
+        media: SyntheticMedia,
+        opts: PublisherOptions,
+    ) -> Result<WhipPublisher> {
+        let endpoint = parse_url(url)?;
+        let http = http_client(&opts.connect)?;
+
+        let mut media_engine = MediaEngine::default();
+        let video_feedback = ["nack", "nack pli", "ccm fir"]
+            .iter()
+            .map(|fb| {
+                let (typ, parameter) = fb.split_once(' ').unwrap_or((fb, ""));
+                RTCPFeedback {
+                    typ: typ.to_owned(),
+                    parameter: parameter.to_owned(),
+                }
+            })
+            .collect::<Vec<_>>();
+        let video_codec = RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: VIDEO_CLOCK_RATE,
+            channels: 0,
+            sdp_fmtp_line: H264_FMTP.to_owned(),
+            rtcp_feedback: video_feedback,
+        };
+        let audio_codec = RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: AUDIO_CLOCK_RATE,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        };
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: video_codec.clone(),
+                    payload_type: OFFERED_H264_PT,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(ClientError::webrtc("registering H.264"))?;
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: audio_codec.clone(),
+                    payload_type: OFFERED_OPUS_PT,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(ClientError::webrtc("registering Opus"))?;
+        let requests = Arc::new(KeyframeRequestCounters::default());
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            .map_err(ClientError::webrtc("registering interceptors"))?
+            // Application-most, so it sees inbound RTCP after every other interceptor.
+            .with(
+                Slot::from(14_000),
+                KeyframeRequestTap {
+                    counters: requests.clone(),
+                    read: VecDeque::new(),
+                    write: VecDeque::new(),
+                },
+            );
+
+        let handler = StateHandler::new(None);
+        let pc: Arc<dyn PeerConnection> = Arc::new(
+            PeerConnectionBuilder::new()
+                .with_media_engine(media_engine)
+                .with_interceptor_registry(registry)
+                .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
+                .with_udp_addrs(opts.connect.udp_addrs.clone())
+                .build()
+                .await
+                .map_err(ClientError::webrtc("creating the peer connection"))?,
+        );
+
+        let result = Self::negotiate_and_start(
+            pc.clone(),
+            handler,
+            &endpoint,
+            http,
+            bearer_token,
+            media,
+            &opts,
+            requests,
+            video_codec,
+            audio_codec,
+        )
+        .await;
+        if result.is_err() {
+            let _ = pc.close().await;
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn negotiate_and_start(
+        pc: Arc<dyn PeerConnection>,
+        handler: Arc<StateHandler>,
+        endpoint: &reqwest::Url,
+        http: reqwest::Client,
+        bearer_token: Option<&str>,
+        media: SyntheticMedia,
+        opts: &PublisherOptions,
+        requests: Arc<KeyframeRequestCounters>,
+        video_codec: RTCRtpCodec,
+        audio_codec: RTCRtpCodec,
+    ) -> Result<WhipPublisher> {
+        let stream_id = format!("feiyan-whip-{:08x}", rand::random::<u32>());
+        let video_ssrc = rand::random::<u32>();
+        let mut audio_ssrc = rand::random::<u32>();
+        while audio_ssrc == video_ssrc {
+            audio_ssrc = rand::random::<u32>();
+        }
+        let make_track = |kind: RtpCodecKind, ssrc: u32, codec: RTCRtpCodec| {
+            Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                stream_id.clone(),
+                format!("{stream_id}-{kind}"),
+                format!("synthetic {kind}"),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec,
+                    ..Default::default()
+                }],
+            )))
+        };
+        let video_track = make_track(RtpCodecKind::Video, video_ssrc, video_codec);
+        let audio_track = make_track(RtpCodecKind::Audio, audio_ssrc, audio_codec);
+        let mut senders = Vec::new();
+        for track in [&video_track, &audio_track] {
+            let transceiver = pc
+                .add_transceiver_from_track(
+                    track.clone() as Arc<dyn TrackLocal>,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Sendonly,
+                        streams: vec![stream_id.clone()],
+                        send_encodings: vec![],
+                    }),
+                )
+                .await
+                .map_err(ClientError::webrtc("adding a send-only transceiver"))?;
+            let sender = transceiver
+                .sender()
+                .await
+                .map_err(ClientError::webrtc("reading the transceiver's sender"))?
+                .ok_or_else(|| {
+                    ClientError::Negotiation("send-only transceiver has no sender".to_owned())
+                })?;
+            senders.push(sender);
+        }
+
+        let offer = pc
+            .create_offer(None)
+            .await
+            .map_err(ClientError::webrtc("creating the offer"))?;
+        pc.set_local_description(offer)
+            .await
+            .map_err(ClientError::webrtc("applying the offer"))?;
+        handler
+            .wait_gathering_complete(opts.connect.gather_timeout)
+            .await?;
+        let offer = pc.local_description().await.ok_or_else(|| {
+            ClientError::Negotiation("no local description after gathering".to_owned())
+        })?;
+
+        let posted_at = Instant::now();
+        let resource = post_offer(&http, endpoint, bearer_token, offer.sdp).await?;
+        let session = async {
+            let answer = RTCSessionDescription::answer(resource.answer_sdp.clone())
+                .map_err(ClientError::webrtc("parsing the SDP answer"))?;
+            pc.set_remote_description(answer)
+                .await
+                .map_err(ClientError::webrtc("applying the SDP answer"))?;
+            let video_pt = negotiated_payload_type(&senders[0], MIME_TYPE_H264).await?;
+            let audio_pt = negotiated_payload_type(&senders[1], MIME_TYPE_OPUS).await?;
+            handler.wait_connected(opts.connect.connect_timeout).await?;
+            Ok::<_, ClientError>((video_pt, audio_pt))
+        }
+        .await;
+        let (video_pt, audio_pt) = match session {
+            Ok(pts) => pts,
+            Err(e) => {
+                // Do not leave a half-open session on the server.
+                let _ = delete_resource(&http, &resource.location, bearer_token).await;
+                return Err(e);
+            }
+        };
+        let connected_at = Instant::now();
+
+        let state = Arc::new(Mutex::new(SendState {
+            sending: true,
+            ..Default::default()
+        }));
+        let pacer = tokio::spawn(pace(
+            media,
+            PacedTrack {
+                track: video_track,
+                ssrc: video_ssrc,
+                payload_type: video_pt,
+            },
+            PacedTrack {
+                track: audio_track,
+                ssrc: audio_ssrc,
+                payload_type: audio_pt,
+            },
+            state.clone(),
+            PaceFlags {
+                record_payloads: opts.record_payloads,
+                record_send_log: opts.record_send_log,
+                loop_media: opts.loop_media,
+            },
+        ));
+
+        Ok(WhipPublisher {
+            pc,
+            _handler: handler,
+            http,
+            location: resource.location,
+            bearer_token: bearer_token.map(str::to_owned),
+            state,
+            requests,
+            pacer: Mutex::new(Some(pacer)),
+            video_ssrc,
+            audio_ssrc,
+            video_pt,
+            audio_pt,
+            posted_at,
+            connected_at,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The session resource URL returned in `Location` (resolved to an absolute URL).
+    pub fn location(&self) -> &str {
+        self.location.as_str()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> PublisherStats {
+        let s = lock(&self.state);
+        PublisherStats {
+            video: s.video,
+            audio: s.audio,
+            plis_received: self.requests.plis.load(Ordering::Relaxed),
+            firs_received: self.requests.firs.load(Ordering::Relaxed),
+            video_ssrc: self.video_ssrc,
+            audio_ssrc: self.audio_ssrc,
+            video_payload_type: self.video_pt,
+            audio_payload_type: self.audio_pt,
+            posted_at: self.posted_at,
+            connected_at: self.connected_at,
+            first_packet_at: s.first_packet_at,
+            sending: s.sending,
+            send_error: s.send_error.clone(),
+        }
+    }
+
+    /// Every payload sent so far for `kind`, in send order. Empty unless
+    /// [`PublisherOptions::record_payloads`] was set.
+    pub fn sent_payloads(&self, kind: MediaKind) -> Vec<Bytes> {
+        let s = lock(&self.state);
+        match kind {
+            MediaKind::Video => s.video_payloads.clone(),
+            MediaKind::Audio => s.audio_payloads.clone(),
+        }
+    }
+
+    /// Packets and bytes of `kind` written at or after `from` and before `to` (`None`: up to
+    /// now). Zero unless [`PublisherOptions::record_send_log`] was set.
+    pub fn sent_between(
+        &self,
+        kind: MediaKind,
+        from: Instant,
+        to: Option<Instant>,
+    ) -> KindCounters {
+        let s = lock(&self.state);
+        let log = match kind {
+            MediaKind::Video => &s.video_log,
+            MediaKind::Audio => &s.audio_log,
+        };
+        count_between(log, from, to)
+    }
+
+    /// Stops pacing media but keeps the session (and the peer connection) open, e.g. to let
+    /// in-flight packets reach viewers before their counters are read.
+    pub fn stop_sending(&self) {
+        if let Some(task) = self.pacer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+        lock(&self.state).sending = false;
+    }
+
+    /// Ends the session: stops the media, `DELETE`s the session resource and closes the peer
+    /// connection. The connection is closed even if the `DELETE` fails; that error is returned.
+    /// Calling it again does nothing. Counters stay readable afterwards.
+    pub async fn stop(&self) -> Result<()> {
+        self.stop_sending();
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let deleted =
+            delete_resource(&self.http, &self.location, self.bearer_token.as_deref()).await;
+        let closed = self.pc.close().await;
+        deleted?;
+        closed.map_err(ClientError::webrtc("closing the peer connection"))
+    }
+}
+
+impl Drop for WhipPublisher {
+    fn drop(&mut self) {
+        self.stop_sending();
+        if !self.closed.load(Ordering::SeqCst)
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let pc = self.pc.clone();
+            handle.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave counters inconsistent in a harmful way.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sums a `(instant, bytes)` log over `[from, to)`; the log is in time order.
+pub(crate) fn count_between(
+    log: &[(Instant, u32)],
+    from: Instant,
+    to: Option<Instant>,
+) -> KindCounters {
+    let start = log.partition_point(|(t, _)| *t < from);
+    let end = to.map_or(log.len(), |to| log.partition_point(|(t, _)| *t < to));
+    let mut c = KindCounters::default();
+    for (_, len) in log.get(start..end).unwrap_or(&[]) {
+        c.add(*len as usize);
+    }
+    c
+}
+
+/// Finds the payload type the answer gave the codec with `mime` on this sender.
+async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> Result<u8> {
+    let params = sender.get_parameters().await.map_err(ClientError::webrtc(
+        "reading the negotiated sender parameters",
+    ))?;
+    params
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+        .map(|c| c.payload_type)
+        .ok_or_else(|| {
+            let offered: Vec<String> = params
+                .rtp_parameters
+                .codecs
+                .iter()
+                .map(|c| format!("{}/{}", c.rtp_codec.mime_type, c.payload_type))
+                .collect();
+            ClientError::Negotiation(format!(
+                "the answer did not accept {mime} (negotiated: {offered:?})"
+            ))
+        })
+}
+
+/// One outgoing stream for the pacer.
+struct PacedTrack {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+}
+
+/// Recording switches for the pacer.
+#[derive(Clone, Copy)]
+struct PaceFlags {
+    record_payloads: bool,
+    record_send_log: bool,
+    loop_media: bool,
+}
+
+/// Position of one stream in its (looping) list of frames.
+struct Cursor {
+    /// Next frame/packet index.
+    index: usize,
+    /// Media time of that frame in clock-rate ticks since the start of sending.
+    time: u64,
+    clock_rate: u32,
+    /// Random initial RTP timestamp and sequence number (RFC 3550 §5.1).
+    ts_base: u32,
+    seq: u16,
+    done: bool,
+}
+
+impl Cursor {
+    fn new(clock_rate: u32) -> Self {
+        Self {
+            index: 0,
+            time: 0,
+            clock_rate,
+            ts_base: rand::random(),
+            seq: rand::random(),
+            done: false,
+        }
+    }
+
+    fn due(&self, start: tokio::time::Instant) -> tokio::time::Instant {
+        start + Duration::from_micros(self.time * 1_000_000 / u64::from(self.clock_rate))
+    }
+
+    fn advance(&mut self, duration: u32, len: usize, loop_media: bool) {
+        self.time += u64::from(duration);
+        self.index += 1;
+        if self.index >= len {
+            self.index = 0;
+            self.done = !loop_media;
+        }
+    }
+}
+
+/// Sends both streams in real time: each frame/packet at its media time, video frames as a
+/// burst of packets sharing one timestamp with the marker on the last.
+async fn pace(
+    media: SyntheticMedia,
+    video: PacedTrack,
+    audio: PacedTrack,
+    state: Arc<Mutex<SendState>>,
+    flags: PaceFlags,
+) {
+    let frames = media.video_frames();
+    let packets = media.audio_packets();
+    let mut v = Cursor::new(VIDEO_CLOCK_RATE);
+    let mut a = Cursor::new(AUDIO_CLOCK_RATE);
+    let start = tokio::time::Instant::now();
+    let outcome: std::result::Result<(), String> = async {
+        loop {
+            let send_video = match (v.done, a.done) {
+                (true, true) => return Ok(()),
+                (false, true) => true,
+                (true, false) => false,
+                (false, false) => v.due(start) <= a.due(start),
+            };
+            let cursor = if send_video { &mut v } else { &mut a };
+            tokio::time::sleep_until(cursor.due(start)).await;
+            let timestamp = cursor.ts_base.wrapping_add(cursor.time as u32);
+            if send_video {
+                let frame = &frames[v.index];
+                let last = frame.payloads.len().saturating_sub(1);
+                for (i, payload) in frame.payloads.iter().enumerate() {
+                    let packet = rtp_packet(&video, v.seq, timestamp, i == last, payload);
+                    v.seq = v.seq.wrapping_add(1);
+                    write(&video, packet, MediaKind::Video, &state, flags).await?;
+                }
+                v.advance(frame.duration, frames.len(), flags.loop_media);
+            } else {
+                let packet = &packets[a.index];
+                // Opus: one packet per RTP packet; marker only at the start of a talkspurt,
+                // which continuous audio never has after the first.
+                let rtp = rtp_packet(&audio, a.seq, timestamp, a.time == 0, &packet.payload);
+                a.seq = a.seq.wrapping_add(1);
+                write(&audio, rtp, MediaKind::Audio, &state, flags).await?;
+                a.advance(packet.duration, packets.len(), flags.loop_media);
+            }
+        }
+    }
+    .await;
+    let mut s = lock(&state);
+    s.sending = false;
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, "WHIP publisher stopped sending");
+        s.send_error = Some(e);
+    }
+}
+
+fn rtp_packet(
+    track: &PacedTrack,
+    seq: u16,
+    timestamp: u32,
+    marker: bool,
+    payload: &Bytes,
+) -> RtpPacket {
+    RtpPacket {
+        header: Header {
+            version: 2,
+            marker,
+            payload_type: track.payload_type,
+            sequence_number: seq,
+            timestamp,
+            ssrc: track.ssrc,
+            ..Default::default()
+        },
+        payload: payload.clone(),
+    }
+}
+
+async fn write(
+    track: &PacedTrack,
+    packet: RtpPacket,
+    kind: MediaKind,
+    state: &Mutex<SendState>,
+    flags: PaceFlags,
+) -> std::result::Result<(), String> {
+    let payload = packet.payload.clone();
+    track
+        .track
+        .write_rtp(packet)
+        .await
+        .map_err(|e| format!("writing {kind} RTP: {e}"))?;
+    let now = Instant::now();
+    let mut guard = lock(state);
+    let s = &mut *guard;
+    s.first_packet_at.get_or_insert(now);
+    let len = payload.len();
+    let (counters, payloads, log) = match kind {
+        MediaKind::Video => (&mut s.video, &mut s.video_payloads, &mut s.video_log),
+        MediaKind::Audio => (&mut s.audio, &mut s.audio_payloads, &mut s.audio_log),
+    };
+    counters.add(len);
+    if flags.record_send_log {
+        log.push((now, len as u32));
+    }
+    if flags.record_payloads {
+        payloads.push(payload);
+    }
+    Ok(())
+}
+
+/// Interceptor that counts inbound PLI and FIR packets and passes everything through
+/// unchanged. It sits last in the read walk, after the stock interceptors.
+struct KeyframeRequestTap {
+    counters: Arc<KeyframeRequestCounters>,
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> std::result::Result<(), Self::Error> {
+        if let InterceptorPacket::Rtcp(packets) = &msg.message.packet {
+            for p in packets {
+                let any = p.as_any();
+                if any.is::<PictureLossIndication>() {
+                    self.counters.plis.fetch_add(1, Ordering::Relaxed);
+                } else if any.is::<FullIntraRequest>() {
+                    self.counters.firs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> std::result::Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_between_uses_half_open_ranges() {
+        let t0 = Instant::now();
+        let log: Vec<(Instant, u32)> = (0..10)
+            .map(|i| (t0 + Duration::from_millis(i * 10), 100))
+            .collect();
+        let all = count_between(&log, t0, None);
+        assert_eq!(
+            all,
+            KindCounters {
+                packets: 10,
+                bytes: 1000
+            }
+        );
+        let mid = count_between(
+            &log,
+            t0 + Duration::from_millis(20),
+            Some(t0 + Duration::from_millis(50)),
+        );
+        assert_eq!(mid.packets, 3);
+        let none = count_between(&log, t0 + Duration::from_secs(1), None);
+        assert_eq!(none.packets, 0);
+    }
+}
