@@ -21,8 +21,8 @@ for _ in $(seq 1 50); do
   curl -fsS http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break
   sleep 0.2
 done
-$bin/feiyan-bench --whip "http://127.0.0.1:8080/whip/$channel?title=%E7%A4%BA%E8%8C%83%E8%AF%BE" \
-  --token "$key" --viewers 0 --duration 0 --loop-forever &
+$bin/feiyan publish --url "http://127.0.0.1:8080/whip/$channel?title=%E7%A4%BA%E8%8C%83%E8%AF%BE" \
+  --key "$key" &
 demo=$!
 echo
 echo "feiyan is up:   http://127.0.0.1:8080/"

@@ -29,6 +29,19 @@ enum Command {
     Serve,
     /// Apply catalog migrations and exit.
     Migrate,
+    /// Publish a generated test programme (colour bars and a tone, made with the ffmpeg CLI)
+    /// to a WHIP endpoint until stopped: a demo source and a way to check any WHIP server.
+    Publish {
+        /// WHIP endpoint, e.g. http://127.0.0.1:8080/whip/st-1
+        #[arg(long)]
+        url: String,
+        /// Stream key (sent as Authorization: Bearer).
+        #[arg(long)]
+        key: String,
+        /// Video bitrate in kbit/s.
+        #[arg(long, default_value_t = 600)]
+        kbps: u32,
+    },
     /// Manage stations.
     Station {
         #[command(subcommand)]
@@ -80,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let config = load_config(cli.config)?;
     match cli.command {
         Command::Serve => feiyan::app::run(config).await,
+        Command::Publish { url, key, kbps } => publish_test_programme(&url, &key, kbps).await,
         Command::Migrate => {
             Catalog::connect(&config.catalog.database_url).await?;
             println!("catalog is up to date: {}", config.catalog.database_url);
@@ -132,4 +146,26 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn publish_test_programme(url: &str, key: &str, kbps: u32) -> anyhow::Result<()> {
+    use feiyan::client::{PublisherOptions, SyntheticMedia, WhipPublisher, make_test_media};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().to_path_buf();
+    let media = tokio::task::spawn_blocking(move || -> anyhow::Result<SyntheticMedia> {
+        let (h264, ogg) = make_test_media(&path, std::time::Duration::from_secs(20), kbps)?;
+        Ok(SyntheticMedia::load(&h264, &ogg)?)
+    })
+    .await??;
+    let options = PublisherOptions {
+        record_send_log: false,
+        ..Default::default()
+    };
+    let publisher = WhipPublisher::connect(url, Some(key), media, options)
+        .await
+        .context("publishing the test programme")?;
+    println!("publishing test programme to {url} (Ctrl-C stops)");
+    tokio::signal::ctrl_c().await?;
+    publisher.stop().await?;
+    Ok(())
 }

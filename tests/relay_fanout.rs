@@ -209,3 +209,109 @@ async fn ten_viewers_get_every_packet_and_are_counted() {
     late.close().await.ok();
     t.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_keep_playing_when_the_publisher_changes() {
+    let t = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let channel = t.station.channel.to_string();
+    let whip = format!("{}/whip/{channel}", t.base);
+    let whep = format!("{}/whep/{channel}", t.base);
+    let publish = |media| {
+        let whip = whip.clone();
+        let key = t.station.stream_key.clone();
+        async move {
+            WhipPublisher::connect(
+                &whip,
+                Some(&key),
+                media,
+                PublisherOptions {
+                    record_payloads: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("publisher connects")
+        }
+    };
+
+    let first = publish(test_media(dir.path(), 3).await).await;
+    let mut session_one = None;
+    for _ in 0..200 {
+        session_one = live_session(&t.base, &channel).await;
+        if session_one.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let session_one = session_one.expect("first session live");
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        viewers.push(
+            WhepViewer::connect(&whep, None, viewer_opts())
+                .await
+                .expect("viewer"),
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.stop().await.expect("first publisher stops");
+    let before: Vec<u64> = viewers
+        .iter()
+        .map(|v| v.stats().video.counters.packets)
+        .collect();
+    assert!(
+        before.iter().all(|&n| n > 20),
+        "viewers got the first publisher: {before:?}"
+    );
+
+    // A new publisher (new SSRCs, new sequence numbers) on the same channel.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = publish(test_media(dir.path(), 3).await).await;
+    let mut session_two = None;
+    for _ in 0..200 {
+        session_two = live_session(&t.base, &channel).await;
+        if session_two.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let session_two = session_two.expect("second session live");
+    assert_ne!(session_one, session_two);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    second.stop_sending();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let sent_two: HashSet<Bytes> = second.sent_payloads(MediaKind::Video).into_iter().collect();
+    for (i, viewer) in viewers.iter().enumerate() {
+        let stats = viewer.stats();
+        // Same peer connection, same SSRC, sequence numbers without a gap.
+        assert_eq!(stats.video.ssrc_changes, 0, "viewer {i}: {:?}", stats.video);
+        assert_eq!(stats.audio.ssrc_changes, 0, "viewer {i}: {:?}", stats.audio);
+        assert_eq!(stats.video.seq_gaps, 0, "viewer {i}: {:?}", stats.video);
+        assert_eq!(
+            stats.video.timestamp_regressions, 0,
+            "viewer {i}: {:?}",
+            stats.video
+        );
+        let from_second = viewer
+            .received_payloads(MediaKind::Video)
+            .iter()
+            .filter(|p| sent_two.contains(*p))
+            .count();
+        assert!(
+            from_second * 100 >= sent_two.len() * 95,
+            "viewer {i} got {from_second} of {} packets of the second publisher",
+            sent_two.len()
+        );
+    }
+    // Each viewer attended both sessions: one row in each.
+    for session in [session_one, session_two] {
+        let rows = t.server.catalog.session_viewers(session).await.unwrap();
+        assert_eq!(rows.len(), 3, "session {session}: {rows:?}");
+    }
+    second.stop().await.ok();
+    for viewer in viewers {
+        viewer.close().await.ok();
+    }
+    t.server.shutdown().await;
+}

@@ -1,1 +1,729 @@
-fn main() {}
+//! `feiyan-bench`: fan-out benchmark for any standards-following WHIP/WHEP server.
+//!
+//! Publishes synthetic H.264 + Opus (made with the ffmpeg CLI) over WHIP, opens N WHEP
+//! viewers, runs for a while and reports delivery, loss, time to first keyframe and, when
+//! given the server's PID, its CPU and memory cost per viewer.
+//!
+//! Timeline (all times relative to `t0`, the first WHEP POST):
+//!
+//! ```text
+//! publish ── warm-up ── t0: viewers POST, spread over --join-window ── settle ──
+//!   [ steady window: server CPU/RSS measured ] ── t0 + --duration: publisher stops ── drain
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use feiyan::client::{
+    ClientError, ConnectOptions, KindCounters, MediaKind, PublisherOptions, SyntheticMedia,
+    ViewerOptions, ViewerStats, WhepViewer, WhipPublisher, make_test_media,
+};
+use serde_json::json;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "feiyan-bench",
+    about = "Fan-out benchmark: one WHIP publisher, N WHEP viewers, against any WHIP/WHEP server"
+)]
+struct Args {
+    /// WHIP endpoint URL to publish to.
+    #[arg(long)]
+    whip: String,
+    /// WHEP endpoint URL the viewers play from.
+    #[arg(long)]
+    whep: String,
+    /// Bearer token sent with every request (WHIP, WHEP and DELETE).
+    #[arg(long)]
+    token: Option<String>,
+    /// Number of WHEP viewers.
+    #[arg(long, default_value_t = 10)]
+    viewers: usize,
+    /// Seconds from the first WHEP POST until the publisher stops.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Spread the WHEP POSTs evenly over this many seconds (0 = all at once).
+    #[arg(long, default_value_t = 0.0)]
+    join_window: f64,
+    /// Video bitrate of the generated H.264 test file, in kbit/s (Opus adds 64 kbit/s).
+    #[arg(long, default_value_t = 600)]
+    bitrate_kbps: u32,
+    /// PID of the server process, to report its CPU (from /proc/PID/stat) and RSS
+    /// (/proc/PID/status) per viewer.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Seconds of publishing before the first viewer joins (also the baseline CPU window).
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Seconds after a viewer's first packet before its delivery accounting starts (a
+    /// keyframe burst at join is not counted as extra delivery), and after the last join
+    /// before the CPU window starts.
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+    /// Local IP address the publisher's and viewers' WebRTC sockets bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Length of the generated media loop in seconds.
+    #[arg(long, default_value_t = 10)]
+    media_seconds: u64,
+    /// Per-viewer timeout for gathering + POST + ICE/DTLS, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    connect_timeout: f64,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("feiyan-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Errors that end the benchmark.
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    /// The WHIP/WHEP client failed (publisher or media generation).
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// Local setup failed (arguments, threads, temp files).
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn secs(s: f64, what: &str) -> Result<Duration, BenchError> {
+    Duration::try_from_secs_f64(s).map_err(|_| BenchError::Setup(format!("invalid {what}: {s}")))
+}
+
+fn run(args: Args) -> Result<(), BenchError> {
+    let duration = secs(args.duration, "--duration")?;
+    let join_window = secs(args.join_window, "--join-window")?;
+    let warmup = secs(args.warmup, "--warmup")?;
+    let settle = secs(args.settle, "--settle")?;
+    let connect_timeout = secs(args.connect_timeout, "--connect-timeout")?;
+    if args.viewers == 0 {
+        return Err(BenchError::Setup("--viewers must be at least 1".to_owned()));
+    }
+
+    let dir = std::env::temp_dir().join(format!("feiyan-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| BenchError::Setup(format!("creating {}: {e}", dir.display())))?;
+    let _cleanup = RemoveDirOnDrop(dir.clone());
+    eprintln!(
+        "making {} s of test media at {} kbit/s with ffmpeg...",
+        args.media_seconds, args.bitrate_kbps
+    );
+    let (h264, ogg) = make_test_media(
+        &dir,
+        Duration::from_secs(args.media_seconds),
+        args.bitrate_kbps,
+    )?;
+    let media = SyntheticMedia::load(&h264, &ogg)?;
+
+    let connect = ConnectOptions {
+        udp_addrs: vec![SocketAddr::new(args.bind, 0)],
+        connect_timeout,
+        ..Default::default()
+    };
+
+    // The publisher gets its own thread and single-threaded runtime so that its pacing is
+    // not disturbed by hundreds of viewer tasks competing for the main runtime.
+    let publisher = PublisherThread::start(
+        args.whip.clone(),
+        args.token.clone(),
+        media,
+        PublisherOptions {
+            connect: connect.clone(),
+            record_send_log: true,
+            ..Default::default()
+        },
+    )?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Setup(format!("starting tokio: {e}")))?;
+    let result = runtime.block_on(bench(
+        &args,
+        publisher.publisher.clone(),
+        Timing {
+            duration,
+            join_window,
+            warmup,
+            settle,
+        },
+        connect,
+    ));
+    publisher.stop();
+    result
+}
+
+/// Added to each viewer's accounting start. Media is sent on a 20 ms (audio) / 33.3 ms
+/// (video) grid anchored where the viewer's first packet was sent, so `first packet + settle`
+/// lands exactly on a send instant and a packet in flight there would be counted as delivered
+/// but not as expected. 10 ms puts the boundary between send instants of both grids.
+const GRID_OFFSET: Duration = Duration::from_millis(10);
+
+/// Durations parsed from the arguments.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// `--duration`: first POST until the publisher stops.
+    duration: Duration,
+    /// `--join-window`: spread of the viewer POSTs.
+    join_window: Duration,
+    /// `--warmup`: publisher-only time before the first POST.
+    warmup: Duration,
+    /// `--settle`: delay before accounting/measurement windows start.
+    settle: Duration,
+}
+
+/// Deletes the temporary media directory when the benchmark ends.
+struct RemoveDirOnDrop(PathBuf);
+
+impl Drop for RemoveDirOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The publisher and the thread whose runtime drives it.
+struct PublisherThread {
+    /// Shared with the benchmark, which reads counters and stops the media.
+    publisher: Arc<WhipPublisher>,
+    /// Tells the thread to DELETE the session and exit.
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+    /// Joined at the end so the DELETE completes before the process exits.
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl PublisherThread {
+    fn start(
+        url: String,
+        token: Option<String>,
+        media: SyntheticMedia,
+        opts: PublisherOptions,
+    ) -> Result<Self, BenchError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("whip-publisher".to_owned())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(BenchError::Setup(format!("tokio: {e}"))));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    eprintln!("publishing to {url} ...");
+                    match WhipPublisher::connect(&url, token.as_deref(), media, opts).await {
+                        Ok(p) => {
+                            let p = Arc::new(p);
+                            let _ = ready_tx.send(Ok(p.clone()));
+                            let _ = stop_rx.await;
+                            if let Err(e) = p.stop().await {
+                                eprintln!("publisher DELETE: {e}");
+                            }
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.into()));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| BenchError::Setup(format!("spawning the publisher thread: {e}")))?;
+        let publisher = ready_rx
+            .recv()
+            .map_err(|_| BenchError::Setup("publisher thread exited".to_owned()))??;
+        Ok(Self {
+            publisher,
+            stop_tx,
+            thread,
+        })
+    }
+
+    /// Sends DELETE for the publisher session and waits for the thread.
+    fn stop(self) {
+        let _ = self.stop_tx.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// CPU time (user + system) and resident memory of a process, read from /proc.
+#[derive(Debug, Clone, Copy)]
+struct ProcSample {
+    /// When the sample was taken.
+    at: Instant,
+    /// utime + stime in milliseconds of CPU (core-ms).
+    cpu_ms: f64,
+    /// VmRSS in KiB, when readable.
+    rss_kib: Option<u64>,
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+fn sample_proc(pid: &str, ticks: f64) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces; fields resume after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        });
+    Some(ProcSample {
+        at: Instant::now(),
+        cpu_ms: (utime + stime) * 1000.0 / ticks,
+        rss_kib,
+    })
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank.min(sorted.len()) - 1).copied()
+}
+
+fn loss_pct(expected: u64, delivered: u64) -> Option<f64> {
+    (expected > 0).then(|| (1.0 - delivered as f64 / expected as f64) * 100.0)
+}
+
+fn fmt_opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}{unit}"))
+}
+
+fn fmt_pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2} %"))
+}
+
+async fn bench(
+    args: &Args,
+    publisher: Arc<WhipPublisher>,
+    timing: Timing,
+    connect: ConnectOptions,
+) -> Result<(), BenchError> {
+    let ticks = clock_ticks_per_second();
+    let pid = args.server_pid.map(|p| p.to_string());
+    let server = |label: &str| -> Option<ProcSample> {
+        let pid = pid.as_deref()?;
+        let s = sample_proc(pid, ticks);
+        if s.is_none() {
+            eprintln!("warning: cannot read /proc/{pid} ({label})");
+        }
+        s
+    };
+    let own = || sample_proc("self", ticks);
+
+    // Warm-up: publisher alone; gives the server's baseline CPU.
+    let warm_start = server("warm-up start");
+    tokio::time::sleep(timing.warmup).await;
+    let before_viewers = server("before viewers");
+    let pub_stats = publisher.stats();
+    if !pub_stats.sending {
+        return Err(BenchError::Setup(format!(
+            "publisher stopped during warm-up: {}",
+            pub_stats.send_error.unwrap_or_default()
+        )));
+    }
+
+    // Viewers join.
+    let http = reqwest::Client::builder()
+        .timeout(connect.http_timeout)
+        .build()
+        .map_err(|e| BenchError::Setup(format!("HTTP client: {e}")))?;
+    let viewer_opts = ViewerOptions {
+        connect: ConnectOptions {
+            http_client: Some(http),
+            ..connect
+        },
+        record_arrival_log: true,
+        ..Default::default()
+    };
+    let n = args.viewers;
+    eprintln!(
+        "starting {n} viewers over {:.1} s ...",
+        timing.join_window.as_secs_f64()
+    );
+    let t0 = tokio::time::Instant::now();
+    let t0_std = Instant::now();
+    let own_start = own();
+    let mut joins = Vec::with_capacity(n);
+    for i in 0..n {
+        let offset = if n > 1 {
+            timing.join_window.mul_f64(i as f64 / (n - 1) as f64)
+        } else {
+            Duration::ZERO
+        };
+        let url = args.whep.clone();
+        let token = args.token.clone();
+        let opts = viewer_opts.clone();
+        joins.push(tokio::spawn(async move {
+            tokio::time::sleep_until(t0 + offset).await;
+            WhepViewer::connect(&url, token.as_deref(), opts).await
+        }));
+    }
+    let mut viewers = Vec::with_capacity(n);
+    let mut failures: Vec<String> = Vec::new();
+    for j in joins {
+        match j.await {
+            Ok(Ok(v)) => viewers.push(v),
+            Ok(Err(e)) => failures.push(e.to_string()),
+            Err(e) => failures.push(format!("viewer task failed: {e}")),
+        }
+    }
+    let joined_at = Instant::now();
+    eprintln!(
+        "{} viewers connected, {} failed ({:.1} s after the first POST)",
+        viewers.len(),
+        failures.len(),
+        joined_at.duration_since(t0_std).as_secs_f64()
+    );
+
+    // Steady window: after everyone joined and settled, until the end of the run.
+    let end = t0 + timing.duration;
+    let steady_start =
+        (t0 + timing.join_window).max(tokio::time::Instant::from_std(joined_at)) + timing.settle;
+    let mut steady: Option<(ProcSample, ProcSample)> = None;
+    let mut own_steady: Option<(ProcSample, ProcSample)> = None;
+    let steady_window_ok = steady_start + Duration::from_secs(1) <= end;
+    if steady_window_ok {
+        tokio::time::sleep_until(steady_start).await;
+        let (a, own_a) = (server("steady start"), own());
+        tokio::time::sleep_until(end).await;
+        let (b, own_b) = (server("steady end"), own());
+        steady = a.zip(b);
+        own_steady = own_a.zip(own_b);
+    } else {
+        tokio::time::sleep_until(end).await;
+    }
+    let steady_start_std = steady_start.into_std();
+
+    // Stop the media, let in-flight packets arrive, then read every viewer.
+    publisher.stop_sending();
+    let t_stop = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let own_end = own();
+    let pub_stats = publisher.stats();
+    let stats: Vec<ViewerStats> = viewers.iter().map(|v| v.stats()).collect();
+
+    // Delivery accounting per viewer: from its first packet (+ settle) to the stop.
+    let mut expected = [KindCounters::default(); 2];
+    let mut delivered = [KindCounters::default(); 2];
+    let kinds = [MediaKind::Video, MediaKind::Audio];
+    let mut silent = 0usize;
+    for (v, s) in viewers.iter().zip(&stats) {
+        let from = s.first_rtp_at.unwrap_or(s.answered_at) + timing.settle + GRID_OFFSET;
+        if s.first_rtp_at.is_none() {
+            silent += 1;
+        }
+        if from >= t_stop {
+            continue;
+        }
+        for (k, kind) in kinds.iter().enumerate() {
+            let e = publisher.sent_between(*kind, from, Some(t_stop));
+            let d = v.received_between(*kind, from, None);
+            expected[k].packets += e.packets;
+            expected[k].bytes += e.bytes;
+            delivered[k].packets += d.packets;
+            delivered[k].bytes += d.bytes;
+        }
+    }
+    let total = |c: &[KindCounters; 2]| KindCounters {
+        packets: c[0].packets + c[1].packets,
+        bytes: c[0].bytes + c[1].bytes,
+    };
+    let (exp_all, del_all) = (total(&expected), total(&delivered));
+
+    // Liveness at +15 s: received anything in the second before t0 + 15 s.
+    let at15 = t0_std + Duration::from_secs(15);
+    let receiving_at_15 = (timing.duration >= Duration::from_secs(15)).then(|| {
+        viewers
+            .iter()
+            .filter(|v| {
+                kinds.iter().any(|k| {
+                    v.received_between(*k, at15 - Duration::from_secs(1), Some(at15))
+                        .packets
+                        > 0
+                })
+            })
+            .count()
+    });
+
+    // Timings.
+    let mut first_frame_ms: Vec<f64> = stats
+        .iter()
+        .filter_map(|s| s.time_to_first_keyframe())
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .collect();
+    first_frame_ms.sort_by(f64::total_cmp);
+    let mut first_rtp_ms: Vec<f64> = stats
+        .iter()
+        .filter_map(|s| s.time_to_first_rtp())
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .collect();
+    first_rtp_ms.sort_by(f64::total_cmp);
+    let starts_on_keyframe = stats
+        .iter()
+        .filter(|s| s.first_video_frame_is_keyframe)
+        .count();
+
+    // RTP continuity.
+    let seq_missing: u64 = stats
+        .iter()
+        .map(|s| s.video.seq_missing + s.audio.seq_missing)
+        .sum();
+    let seq_late: u64 = stats
+        .iter()
+        .map(|s| s.video.seq_late + s.audio.seq_late)
+        .sum();
+    let seq_dup: u64 = stats
+        .iter()
+        .map(|s| s.video.seq_duplicates + s.audio.seq_duplicates)
+        .sum();
+    let ssrc_changes: u64 = stats
+        .iter()
+        .map(|s| s.video.ssrc_changes + s.audio.ssrc_changes)
+        .sum();
+    let continuous = stats
+        .iter()
+        .filter(|s| s.video.is_continuous() && s.audio.is_continuous())
+        .count();
+
+    // Server cost over the steady window.
+    let steady_secs = steady.map(|(a, b)| b.at.duration_since(a.at).as_secs_f64());
+    let receiving_in_window = viewers
+        .iter()
+        .filter(|v| {
+            kinds.iter().any(|k| {
+                v.received_between(*k, steady_start_std, Some(t_stop))
+                    .packets
+                    > 0
+            })
+        })
+        .count();
+    let cpu_total_ms = steady.map(|(a, b)| b.cpu_ms - a.cpu_ms);
+    let cpu_per_viewer_s = match (cpu_total_ms, steady_secs) {
+        (Some(ms), Some(s)) if s > 0.0 && receiving_in_window > 0 => {
+            Some(ms / (receiving_in_window as f64 * s))
+        }
+        _ => None,
+    };
+    let cpu_rate = |a: &ProcSample, b: &ProcSample| {
+        let s = b.at.duration_since(a.at).as_secs_f64();
+        (s > 0.0).then(|| (b.cpu_ms - a.cpu_ms) / s)
+    };
+    let baseline_rate = warm_start
+        .zip(before_viewers)
+        .and_then(|(a, b)| cpu_rate(&a, &b));
+    let steady_rate = steady.and_then(|(a, b)| cpu_rate(&a, &b));
+    let net_cpu_per_viewer_s = match (steady_rate, baseline_rate) {
+        (Some(s), Some(b)) if receiving_in_window > 0 => Some((s - b) / receiving_in_window as f64),
+        _ => None,
+    };
+    let rss_before = before_viewers.and_then(|s| s.rss_kib);
+    let rss_steady = steady.and_then(|(_, b)| b.rss_kib);
+    let rss_per_viewer_kib = match (rss_before, rss_steady) {
+        (Some(a), Some(b)) if !viewers.is_empty() => {
+            Some((b as f64 - a as f64) / viewers.len() as f64)
+        }
+        _ => None,
+    };
+    let own_cpu_per_viewer_s = own_steady
+        .and_then(|(a, b)| cpu_rate(&a, &b))
+        .filter(|_| receiving_in_window > 0)
+        .map(|r| r / receiving_in_window as f64);
+    let own_cpu_total_ms = own_start.zip(own_end).map(|(a, b)| b.cpu_ms - a.cpu_ms);
+
+    // Close everything (DELETE), concurrently.
+    let viewers: Vec<Arc<WhepViewer>> = viewers.into_iter().map(Arc::new).collect();
+    let closes: Vec<_> = viewers
+        .iter()
+        .map(|v| {
+            let v = v.clone();
+            tokio::spawn(async move { v.close().await })
+        })
+        .collect();
+    let mut delete_failures = 0usize;
+    for c in closes {
+        if !matches!(c.await, Ok(Ok(()))) {
+            delete_failures += 1;
+        }
+    }
+
+    // Report.
+    let median_ff = percentile(&first_frame_ms, 50.0);
+    let p95_ff = percentile(&first_frame_ms, 95.0);
+    let max_ff = first_frame_ms.last().copied();
+    println!();
+    println!("=== feiyan-bench report ===");
+    println!("WHIP {}  ->  WHEP {}", args.whip, args.whep);
+    println!(
+        "viewers: {n} requested, {} connected, {} failed, {} never received media, join window {:.1} s, duration {:.1} s from first POST",
+        viewers.len(),
+        failures.len(),
+        silent,
+        timing.join_window.as_secs_f64(),
+        timing.duration.as_secs_f64()
+    );
+    for f in failures.iter().take(5) {
+        println!("  connect failure: {f}");
+    }
+    match receiving_at_15 {
+        Some(c) => println!("viewers receiving at +15 s: {c}/{}", n),
+        None => println!("viewers receiving at +15 s: n/a (duration < 15 s)"),
+    }
+    println!(
+        "publisher: sent video {} pkts / {} B, audio {} pkts / {} B; PLIs received {}, FIRs {}; pt video {} audio {}",
+        pub_stats.video.packets,
+        pub_stats.video.bytes,
+        pub_stats.audio.packets,
+        pub_stats.audio.bytes,
+        pub_stats.plis_received,
+        pub_stats.firs_received,
+        pub_stats.video_payload_type,
+        pub_stats.audio_payload_type
+    );
+    println!(
+        "delivery (each viewer from its first packet + {:.1} s until the publisher stopped):",
+        timing.settle.as_secs_f64()
+    );
+    for (k, kind) in kinds.iter().enumerate() {
+        println!(
+            "  {kind:5}: expected {} pkts / {} B (sent x viewers), delivered {} pkts / {} B, loss {} (bytes {})",
+            expected[k].packets,
+            expected[k].bytes,
+            delivered[k].packets,
+            delivered[k].bytes,
+            fmt_pct(loss_pct(expected[k].packets, delivered[k].packets)),
+            fmt_pct(loss_pct(expected[k].bytes, delivered[k].bytes)),
+        );
+    }
+    println!(
+        "  total: expected {} pkts, delivered {} pkts, loss {}",
+        exp_all.packets,
+        del_all.packets,
+        fmt_pct(loss_pct(exp_all.packets, del_all.packets))
+    );
+    println!(
+        "  (boundary noise: about one packet per viewer per kind can be in flight at a window edge; a small negative loss is that, not duplication)"
+    );
+    println!(
+        "RTP continuity: {continuous}/{} viewers fully continuous; seq missing {seq_missing}, late {seq_late}, duplicate {seq_dup}, SSRC changes {ssrc_changes}",
+        stats.len()
+    );
+    println!(
+        "first frame (POST -> first complete keyframe): median {}, p95 {}, max {} ({} of {} viewers got one); first RTP median {}; {starts_on_keyframe} viewers started on a keyframe",
+        fmt_opt(median_ff, " ms"),
+        fmt_opt(p95_ff, " ms"),
+        fmt_opt(max_ff, " ms"),
+        first_frame_ms.len(),
+        stats.len(),
+        fmt_opt(percentile(&first_rtp_ms, 50.0), " ms"),
+    );
+    if args.server_pid.is_some() {
+        if !steady_window_ok {
+            println!(
+                "server: steady window too short (joins ended too close to the end of the run); no CPU figures"
+            );
+        }
+        println!(
+            "server CPU: {} core-ms per viewer-second over a {} steady window with {receiving_in_window} receiving viewers (total {}; publisher-only baseline {} core-ms/s; net of baseline {} core-ms per viewer-second)",
+            fmt_opt(cpu_per_viewer_s.map(|v| (v * 100.0).round() / 100.0), ""),
+            fmt_opt(steady_secs, " s"),
+            fmt_opt(cpu_total_ms, " core-ms"),
+            fmt_opt(baseline_rate, ""),
+            fmt_opt(net_cpu_per_viewer_s, ""),
+        );
+        println!(
+            "server RSS: {} KiB before viewers, {} KiB with viewers, {} KiB per viewer",
+            rss_before.map_or("n/a".to_owned(), |v| v.to_string()),
+            rss_steady.map_or("n/a".to_owned(), |v| v.to_string()),
+            fmt_opt(rss_per_viewer_kib, ""),
+        );
+    }
+    println!(
+        "bench process CPU: {} core-ms per viewer-second in the steady window, {} core-ms total since the first POST (the client shares the machine: if this is high, the numbers above are client-bound)",
+        fmt_opt(own_cpu_per_viewer_s, ""),
+        fmt_opt(own_cpu_total_ms, ""),
+    );
+    if delete_failures > 0 {
+        println!("warning: {delete_failures} viewer DELETEs failed");
+    }
+
+    let kc = |c: &KindCounters| json!({"packets": c.packets, "bytes": c.bytes});
+    let report = json!({
+        "whip": args.whip,
+        "whep": args.whep,
+        "viewers_requested": n,
+        "viewers_connected": viewers.len(),
+        "viewers_failed": failures.len(),
+        "viewers_silent": silent,
+        "viewers_receiving_at_15s": receiving_at_15,
+        "join_window_s": timing.join_window.as_secs_f64(),
+        "duration_s": timing.duration.as_secs_f64(),
+        "bitrate_kbps": args.bitrate_kbps,
+        "settle_s": timing.settle.as_secs_f64(),
+        "sent": {"video": kc(&pub_stats.video), "audio": kc(&pub_stats.audio)},
+        "plis_received": pub_stats.plis_received,
+        "expected": {"video": kc(&expected[0]), "audio": kc(&expected[1]), "total": kc(&exp_all)},
+        "delivered": {"video": kc(&delivered[0]), "audio": kc(&delivered[1]), "total": kc(&del_all)},
+        "loss_pct": {
+            "video": loss_pct(expected[0].packets, delivered[0].packets),
+            "audio": loss_pct(expected[1].packets, delivered[1].packets),
+            "total": loss_pct(exp_all.packets, del_all.packets),
+            "total_bytes": loss_pct(exp_all.bytes, del_all.bytes),
+        },
+        "rtp": {
+            "continuous_viewers": continuous,
+            "seq_missing": seq_missing,
+            "seq_late": seq_late,
+            "seq_duplicates": seq_dup,
+            "ssrc_changes": ssrc_changes,
+        },
+        "first_frame_ms": {"median": median_ff, "p95": p95_ff, "max": max_ff, "count": first_frame_ms.len()},
+        "first_rtp_ms_median": percentile(&first_rtp_ms, 50.0),
+        "viewers_started_on_keyframe": starts_on_keyframe,
+        "server": {
+            "pid": args.server_pid,
+            "steady_window_s": steady_secs,
+            "receiving_viewers_in_window": receiving_in_window,
+            "cpu_core_ms_total": cpu_total_ms,
+            "cpu_core_ms_per_viewer_s": cpu_per_viewer_s,
+            "cpu_baseline_core_ms_per_s": baseline_rate,
+            "cpu_net_core_ms_per_viewer_s": net_cpu_per_viewer_s,
+            "rss_kib_before_viewers": rss_before,
+            "rss_kib_with_viewers": rss_steady,
+            "rss_kib_per_viewer": rss_per_viewer_kib,
+        },
+        "bench_cpu_core_ms_per_viewer_s": own_cpu_per_viewer_s,
+        "connect_failures": failures.iter().take(5).collect::<Vec<_>>(),
+    });
+    println!("{report}");
+    Ok(())
+}

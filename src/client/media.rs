@@ -629,6 +629,39 @@ mod tests {
     }
 
     #[test]
+    fn ffmpeg_test_media_loads() {
+        let dir = std::env::temp_dir().join(format!(
+            "feiyan-media-test-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let made = make_test_media(&dir, Duration::from_secs(2), 300);
+        let media = made.and_then(|(v, a)| SyntheticMedia::load(&v, &a));
+        let _ = std::fs::remove_dir_all(&dir);
+        let media = media.expect("ffmpeg test media loads (is ffmpeg installed?)");
+        let frames = media.video_frames();
+        assert_eq!(frames.len(), 60);
+        let keyframes: Vec<usize> = (0..frames.len())
+            .filter(|&i| frames[i].is_keyframe)
+            .collect();
+        assert_eq!(keyframes, vec![0, 30]);
+        assert!(frames.iter().all(|f| f.duration == 3000));
+        assert!(
+            frames
+                .iter()
+                .flat_map(|f| &f.payloads)
+                .all(|p| p.len() <= DEFAULT_MAX_PAYLOAD)
+        );
+        // Keyframes start with the SPS/PPS STAP-A.
+        assert!(h264_payload_info(&frames[30].payloads[0]).has_sps);
+        assert!(media.audio_packets().iter().all(|p| p.duration == 960));
+        let audio = media.audio_duration().as_secs_f64();
+        assert!((1.9..2.2).contains(&audio), "audio lasts {audio} s");
+        assert_eq!(media.video_duration(), Duration::from_secs(2));
+    }
+
+    #[test]
     fn vp8_keyframe_detection() {
         // S=1, PID=0, no extensions, P=0 (keyframe).
         assert!(vp8_payload_is_keyframe(&[0x10, 0x50, 0x01]));

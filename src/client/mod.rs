@@ -15,7 +15,7 @@ pub mod whep;
 pub mod whip;
 
 pub use media::{SyntheticMedia, make_test_media};
-pub use whep::{ViewerOptions, ViewerStats, WhepViewer};
+pub use whep::{TrackStats, ViewerOptions, ViewerStats, WhepViewer};
 pub use whip::{PublisherOptions, PublisherStats, WhipPublisher};
 
 use std::fmt;
@@ -45,7 +45,7 @@ pub enum ClientError {
         reason: String,
     },
     /// The HTTP request could not be sent or its response could not be read.
-    #[error("{method} {url} failed: {source}")]
+    #[error("{method} {url} failed: {}", error_chain(.source))]
     Http {
         /// `POST` or `DELETE`.
         method: &'static str,
@@ -56,7 +56,7 @@ pub enum ClientError {
         source: reqwest::Error,
     },
     /// The HTTP client could not be built (e.g. an unusable TLS or proxy setting).
-    #[error("cannot build HTTP client: {0}")]
+    #[error("cannot build HTTP client: {}", error_chain(.0))]
     HttpClient(#[source] reqwest::Error),
     /// The server answered with a status other than the one the protocol requires.
     #[error("{method} {url} returned HTTP {status} (expected {expected}): {body}")]
@@ -113,6 +113,22 @@ pub enum ClientError {
     /// Running the ffmpeg CLI failed.
     #[error("ffmpeg failed: {0}")]
     Ffmpeg(String),
+}
+
+/// `error: cause: root cause`, because reqwest's top-level message ("error sending request")
+/// hides the useful part (e.g. "Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
 }
 
 impl ClientError {

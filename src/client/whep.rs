@@ -162,8 +162,11 @@ impl ViewerStats {
 /// Video codecs the keyframe detector understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum VideoCodec {
+    /// RFC 6184 payloads: IDR found in single NAL units, STAP-A/B and FU-A/B.
     H264,
+    /// RFC 7741 payloads: key frames found from the payload descriptor and frame header.
     Vp8,
+    /// No keyframe detection.
     Other,
 }
 
@@ -182,11 +185,17 @@ impl VideoCodec {
 /// Per-kind receive state: counters plus the continuity tracker.
 #[derive(Debug, Default)]
 struct TrackState {
+    /// The counters handed out by `stats()`.
     stats: TrackStats,
+    /// SSRC of the newest in-order packet, to detect source switches.
     last_ssrc: Option<u32>,
+    /// Sequence number of the newest in-order packet, to classify the next one.
     last_seq: Option<u16>,
+    /// Timestamp of the newest in-order packet, to detect regressions.
     last_ts: u32,
+    /// Every payload, when payload recording is on (byte-identity checks).
     payloads: Vec<Bytes>,
+    /// `(arrival instant, payload length)` per packet, for `received_between`.
     arrivals: Vec<(Instant, u32)>,
 }
 
@@ -266,22 +275,34 @@ struct FrameTracker {
 /// Recording switches copied from [`ViewerOptions`].
 #[derive(Debug, Clone, Copy)]
 struct RecordFlags {
+    /// See [`ViewerOptions::record_payloads`].
     record_payloads: bool,
+    /// See [`ViewerOptions::record_arrival_log`].
     record_arrival_log: bool,
 }
 
 /// Everything the receive tasks write.
 #[derive(Debug)]
 struct ViewerState {
+    /// What to record besides counters.
     flags: RecordFlags,
+    /// Codec of the video track, which decides how keyframes are recognised.
     video_codec: VideoCodec,
+    /// See [`ViewerStats::first_rtp_at`].
     first_rtp_at: Option<Instant>,
+    /// See [`ViewerStats::first_keyframe_at`].
     first_keyframe_at: Option<Instant>,
+    /// See [`ViewerStats::first_video_frame_is_keyframe`].
     first_video_frame_is_keyframe: bool,
+    /// See [`ViewerStats::keyframes_completed`].
     keyframes_completed: u64,
+    /// See [`ViewerStats::connected_at`].
     connected_at: Option<Instant>,
+    /// Video receive state.
     video: TrackState,
+    /// Audio receive state.
     audio: TrackState,
+    /// Keyframe detection across video packets.
     frames: FrameTracker,
 }
 

@@ -109,21 +109,32 @@ pub struct PublisherStats {
 /// Mutable state shared between the pacing task and the API.
 #[derive(Debug, Default)]
 struct SendState {
+    /// Video packets/bytes written so far.
     video: KindCounters,
+    /// Audio packets/bytes written so far.
     audio: KindCounters,
+    /// When the first packet was written (start of media on the wire).
     first_packet_at: Option<Instant>,
+    /// Every video payload, when payload recording is on (byte-identity checks).
     video_payloads: Vec<Bytes>,
+    /// Every audio payload, when payload recording is on.
     audio_payloads: Vec<Bytes>,
+    /// `(send instant, payload length)` per video packet, for `sent_between`.
     video_log: Vec<(Instant, u32)>,
+    /// `(send instant, payload length)` per audio packet, for `sent_between`.
     audio_log: Vec<(Instant, u32)>,
+    /// Whether the pacer is still running.
     sending: bool,
+    /// Why the pacer stopped on its own, if it did.
     send_error: Option<String>,
 }
 
 /// Counts keyframe requests arriving from the server.
 #[derive(Debug, Default)]
 struct KeyframeRequestCounters {
+    /// Inbound Picture Loss Indications.
     plis: AtomicU64,
+    /// Inbound Full Intra Requests.
     firs: AtomicU64,
 }
 
@@ -148,12 +159,17 @@ pub struct WhipPublisher {
     requests: Arc<KeyframeRequestCounters>,
     /// The pacing task; aborted by `stop_sending`/`stop`/drop.
     pacer: Mutex<Option<JoinHandle<()>>>,
-    /// Fixed facts about the session, copied into every stats snapshot.
+    /// Video SSRC, reported in stats (viewers may see it rewritten).
     video_ssrc: u32,
+    /// Audio SSRC, reported in stats.
     audio_ssrc: u32,
+    /// Negotiated H.264 payload type, reported in stats.
     video_pt: u8,
+    /// Negotiated Opus payload type, reported in stats.
     audio_pt: u8,
+    /// When the `POST` was sent, reported in stats.
     posted_at: Instant,
+    /// When the connection came up, reported in stats.
     connected_at: Instant,
     /// Set once `stop` has run, so it is idempotent and drop does not close twice.
     closed: AtomicBool,
@@ -541,16 +557,22 @@ async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> Res
 
 /// One outgoing stream for the pacer.
 struct PacedTrack {
+    /// Where packets are written.
     track: Arc<TrackLocalStaticRTP>,
+    /// SSRC stamped on every packet; must match the track's encoding or the stack drops it.
     ssrc: u32,
+    /// Negotiated payload type stamped on every packet.
     payload_type: u8,
 }
 
 /// Recording switches for the pacer.
 #[derive(Clone, Copy)]
 struct PaceFlags {
+    /// See [`PublisherOptions::record_payloads`].
     record_payloads: bool,
+    /// See [`PublisherOptions::record_send_log`].
     record_send_log: bool,
+    /// See [`PublisherOptions::loop_media`].
     loop_media: bool,
 }
 
@@ -560,10 +582,13 @@ struct Cursor {
     index: usize,
     /// Media time of that frame in clock-rate ticks since the start of sending.
     time: u64,
+    /// Ticks per second of this stream's RTP clock.
     clock_rate: u32,
-    /// Random initial RTP timestamp and sequence number (RFC 3550 §5.1).
+    /// Random initial RTP timestamp (RFC 3550 §5.1); the timestamp is `ts_base + time`.
     ts_base: u32,
+    /// Next RTP sequence number, starting at a random value.
     seq: u16,
+    /// The single pass is over (only when not looping).
     done: bool,
 }
 
@@ -703,8 +728,11 @@ async fn write(
 /// Interceptor that counts inbound PLI and FIR packets and passes everything through
 /// unchanged. It sits last in the read walk, after the stock interceptors.
 struct KeyframeRequestTap {
+    /// Shared with the publisher, which reports them in stats.
     counters: Arc<KeyframeRequestCounters>,
+    /// Inbound packets waiting to continue the read walk.
     read: VecDeque<TaggedPacket>,
+    /// Outbound packets waiting to continue the write walk.
     write: VecDeque<TaggedPacket>,
 }
 
