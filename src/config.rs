@@ -41,7 +41,8 @@ pub struct WebRtcConfig {
     pub advertised_ips: Vec<IpAddr>,
     /// Seconds without ICE traffic before a peer counts as disconnected.
     pub disconnected_timeout_secs: u64,
-    /// Seconds without ICE traffic before a peer is failed and removed.
+    /// Further seconds (after `disconnected_timeout_secs`) without ICE traffic before a peer
+    /// is failed and removed: a silent peer is gone after the sum of both.
     pub failed_timeout_secs: u64,
 }
 

@@ -21,6 +21,8 @@
 //! - [`client`]: a standards-following WHIP/WHEP client (tests, benchmark, demo source).
 //! - [`app`]: wiring and shutdown order.
 
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod catalog;
 pub mod client;

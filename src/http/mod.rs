@@ -139,9 +139,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .and(warp::path!("publish" / String))
         .map(|_: String| page(pages::PUBLISH));
 
-    whip_post
-        .or(whep_post)
-        .unify()
+    let media = whip_post.or(whep_post).unify().boxed();
+    media
         .or(delete)
         .unify()
         .or(patch)
@@ -156,6 +155,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .unify()
         .or(health)
         .unify()
+        .boxed()
         .or(index)
         .unify()
         .or(watch)
