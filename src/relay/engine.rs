@@ -55,6 +55,9 @@ type PeerKey = u64;
 /// deadline that moved earlier after a write is never missed for long.
 const MAX_TIMER: Duration = Duration::from_millis(200);
 
+/// Delay between a viewer connecting and the keyframe-group replay (see `replay_at`).
+const REPLAY_DELAY: Duration = Duration::from_millis(30);
+
 /// A peer that has not connected within this time is removed (its session closed).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -84,6 +87,10 @@ struct ViewerState {
     video: Option<TrackOut>,
     audio: Option<TrackOut>,
     connected: bool,
+    /// When to replay the keyframe group to this viewer. Set a moment after it connects:
+    /// a client installs its SRTP keys after the DTLS handshake, and packets sent in the
+    /// same instant are dropped by busy clients. Live video waits until the replay is done.
+    replay_at: Option<Instant>,
     /// The attendance row of the session being watched, if one is live.
     row: Option<ViewerId>,
 }
@@ -728,6 +735,7 @@ impl Engine {
                 video: video_out,
                 audio: audio_out,
                 connected: false,
+                replay_at: None,
                 row: None,
             }),
             remotes: Vec::new(),
@@ -796,8 +804,13 @@ impl Engine {
             if let Err(err) = peer.pc.handle_timeout(now) {
                 debug!(?err, "peer timeout handling failed");
             }
+            let replay_due =
+                matches!(&peer.role, Role::Viewer(v) if v.replay_at.is_some_and(|t| t <= now));
             let never_connected =
                 !peer.ever_connected && now.duration_since(peer.created) > CONNECT_TIMEOUT;
+            if replay_due {
+                self.replay_keyframe_group(key);
+            }
             if never_connected {
                 self.remove_peer(key, "never connected");
                 continue;
@@ -894,11 +907,18 @@ impl Engine {
             self.outbox.push((out.message, out.transport.peer_addr));
         }
         let now = Instant::now();
-        let next = peer
+        let mut next = peer
             .pc
             .poll_timeout()
             .unwrap_or(now + MAX_TIMER)
             .min(now + MAX_TIMER);
+        if let Role::Viewer(ViewerState {
+            replay_at: Some(at),
+            ..
+        }) = &peer.role
+        {
+            next = next.min(*at);
+        }
         if peer.scheduled.is_none_or(|s| next < s) {
             peer.scheduled = Some(next);
             self.timers.push(Reverse((next, key)));
@@ -1063,23 +1083,42 @@ impl Engine {
         self.open_viewer_row(key);
         let session = self.session_of(&channel);
         self.publish_status(&channel, session);
-        // Fast start: replay the latest keyframe group so the first picture is whole.
+        // Fast start: the latest keyframe group is replayed shortly (see `replay_at`).
+        if let Some(Peer {
+            role: Role::Viewer(v),
+            ..
+        }) = self.peers.get_mut(&key)
+        {
+            v.replay_at = Some(Instant::now() + REPLAY_DELAY);
+        }
+    }
+
+    /// Sends the channel's cached keyframe group to one viewer so its first picture is
+    /// whole; live video to it starts after this.
+    fn replay_keyframe_group(&mut self, key: PeerKey) {
+        let Some(channel) = self.peers.get(&key).map(|p| p.channel.clone()) else {
+            return;
+        };
         let cached: Vec<rtp::Packet> = self
             .channels
             .get(&channel)
             .map(|c| c.gop.packets().to_vec())
             .unwrap_or_default();
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if let Role::Viewer(v) = &mut peer.role {
+            v.replay_at = None;
+        }
         if cached.is_empty() {
             self.request_keyframe(&channel);
-        } else {
-            let now = Instant::now();
-            if let Some(peer) = self.peers.get_mut(&key) {
-                for packet in &cached {
-                    write_to_viewer(peer, RtpCodecKind::Video, packet, now);
-                }
-                RelayCounters::add(&self.board.counters.packets_out, cached.len() as u64);
-            }
+            return;
         }
+        let now = Instant::now();
+        for packet in &cached {
+            write_to_viewer(peer, RtpCodecKind::Video, packet, now);
+        }
+        RelayCounters::add(&self.board.counters.packets_out, cached.len() as u64);
     }
 
     fn fan_out(&mut self, publisher: PeerKey, packets: Vec<(RtpCodecKind, rtp::Packet)>) {
@@ -1107,10 +1146,14 @@ impl Engine {
             let Some(peer) = self.peers.get_mut(&vkey) else {
                 continue;
             };
-            if !matches!(&peer.role, Role::Viewer(v) if v.connected) {
-                continue;
-            }
+            let video_waits = match &peer.role {
+                Role::Viewer(v) if v.connected => v.replay_at.is_some(),
+                _ => continue,
+            };
             for (kind, packet) in &packets {
+                if video_waits && *kind == RtpCodecKind::Video {
+                    continue;
+                }
                 if write_to_viewer(peer, *kind, packet, now) {
                     delivered += 1;
                 }
