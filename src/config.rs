@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 /// Everything the server needs to start. Every key is documented in `config/feiyan.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// HTTP side: WHIP/WHEP resources, API and pages.
@@ -101,17 +101,6 @@ impl Default for RelayConfig {
             gop_cache_max_packets: 4096,
             pli_min_interval_ms: 500,
             max_viewers_per_channel: 5000,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: HttpConfig::default(),
-            webrtc: WebRtcConfig::default(),
-            catalog: CatalogConfig::default(),
-            relay: RelayConfig::default(),
         }
     }
 }

@@ -128,8 +128,8 @@ async fn main() -> anyhow::Result<()> {
                 }
                 StationAction::List => {
                     println!(
-                        "{:>6}  {:<12}  {}",
-                        "id", "channel", "center / institute / station"
+                        "{:>6}  {:<12}  center / institute / station",
+                        "id", "channel"
                     );
                     for s in catalog.list_stations().await? {
                         println!(

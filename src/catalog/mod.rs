@@ -247,6 +247,20 @@ fn check_name(field: &'static str, value: &str) -> Result<String, CatalogError> 
     Ok(value.to_string())
 }
 
+/// A `sessions` row as selected by [`Catalog::session_summary`]: id, channel, station,
+/// kind, title, source, started, ended, peak.
+type SessionRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+);
+
 /// Handle to the catalog database; cheap to clone.
 #[derive(Clone)]
 pub struct Catalog {
@@ -532,17 +546,7 @@ impl Catalog {
         id: SessionId,
         now_ms: i64,
     ) -> Result<Option<SessionSummary>, CatalogError> {
-        let row: Option<(
-            i64,
-            String,
-            i64,
-            String,
-            String,
-            String,
-            i64,
-            Option<i64>,
-            i64,
-        )> = sqlx::query_as(
+        let row: Option<SessionRow> = sqlx::query_as(
             "SELECT id, channel, station_id, kind, title, source, started_at, ended_at, \
                  peak_viewers FROM sessions WHERE id = $1",
         )
