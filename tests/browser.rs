@@ -125,7 +125,8 @@ impl Browser {
             "--use-fake-device-for-media-stream",
             "--use-fake-ui-for-media-stream",
             "--allow-loopback-in-peer-connection",
-            "--disable-features=WebRtcHideLocalIpsWithMdns",
+            // Chromium's default mDNS (.local) host candidates stay on, as in real
+            // browsers: the server learns the real address from the browser's checks.
             "--autoplay-policy=no-user-gesture-required",
             "--no-first-run",
             "--disable-background-networking",
