@@ -40,6 +40,17 @@ async fn live_session(base: &str, channel: &str) -> Option<SessionId> {
     }
 }
 
+/// Waits (up to 10 s) until the channel is live and returns its session.
+async fn wait_live(base: &str, channel: &str) -> SessionId {
+    for _ in 0..200 {
+        if let Some(session) = live_session(base, channel).await {
+            return session;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("channel {channel} did not go live within 10 s");
+}
+
 fn viewer_opts() -> ViewerOptions {
     ViewerOptions {
         record_payloads: true,
@@ -67,15 +78,7 @@ async fn ten_viewers_get_every_packet_and_are_counted() {
     )
     .await
     .expect("publisher connects");
-    let mut session = None;
-    for _ in 0..200 {
-        session = live_session(&t.base, &channel).await;
-        if session.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let session = session.expect("channel goes live");
+    let session = wait_live(&t.base, &channel).await;
 
     // A second publisher while one is live -> 409.
     let second = WhipPublisher::connect(
@@ -236,15 +239,7 @@ async fn viewers_keep_playing_when_the_publisher_changes() {
     };
 
     let first = publish(test_media(dir.path(), 3).await).await;
-    let mut session_one = None;
-    for _ in 0..200 {
-        session_one = live_session(&t.base, &channel).await;
-        if session_one.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let session_one = session_one.expect("first session live");
+    let session_one = wait_live(&t.base, &channel).await;
     let mut viewers = Vec::new();
     for _ in 0..3 {
         viewers.push(
@@ -267,15 +262,7 @@ async fn viewers_keep_playing_when_the_publisher_changes() {
     // A new publisher (new SSRCs, new sequence numbers) on the same channel.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = publish(test_media(dir.path(), 3).await).await;
-    let mut session_two = None;
-    for _ in 0..200 {
-        session_two = live_session(&t.base, &channel).await;
-        if session_two.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let session_two = session_two.expect("second session live");
+    let session_two = wait_live(&t.base, &channel).await;
     assert_ne!(session_one, session_two);
     tokio::time::sleep(Duration::from_secs(2)).await;
     second.stop_sending();

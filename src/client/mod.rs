@@ -250,6 +250,27 @@ pub(crate) fn http_client(opts: &ConnectOptions) -> Result<reqwest::Client> {
         .map_err(ClientError::HttpClient)
 }
 
+/// Creates and applies an offer, waits for ICE gathering (non-trickle WHIP/WHEP sends one
+/// complete offer) and returns the offer SDP with its candidates.
+pub(crate) async fn complete_offer(
+    pc: &dyn webrtc::peer_connection::PeerConnection,
+    handler: &StateHandler,
+    gather_timeout: Duration,
+) -> Result<String> {
+    let offer = pc
+        .create_offer(None)
+        .await
+        .map_err(ClientError::webrtc("creating the offer"))?;
+    pc.set_local_description(offer)
+        .await
+        .map_err(ClientError::webrtc("applying the offer"))?;
+    handler.wait_gathering_complete(gather_timeout).await?;
+    let offer = pc.local_description().await.ok_or_else(|| {
+        ClientError::Negotiation("no local description after gathering".to_owned())
+    })?;
+    Ok(offer.sdp)
+}
+
 /// `POST`s an SDP offer as WHIP/WHEP specify and returns the session resource and answer.
 pub(crate) async fn post_offer(
     client: &reqwest::Client,

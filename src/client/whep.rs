@@ -31,7 +31,7 @@ use super::media::{
 use super::whip::{count_between, lock};
 use super::{
     ClientError, ConnectOptions, KindCounters, MediaKind, Result, StateHandler, TrackCallback,
-    delete_resource, http_client, parse_url, post_offer,
+    complete_offer, delete_resource, http_client, parse_url, post_offer,
 };
 
 /// How a [`WhepViewer`] connects and what it records.
@@ -527,22 +527,11 @@ impl WhepViewer {
                 .await
                 .map_err(ClientError::webrtc("adding a receive-only transceiver"))?;
             }
-            let offer = pc
-                .create_offer(None)
-                .await
-                .map_err(ClientError::webrtc("creating the offer"))?;
-            pc.set_local_description(offer)
-                .await
-                .map_err(ClientError::webrtc("applying the offer"))?;
-            handler
-                .wait_gathering_complete(opts.connect.gather_timeout)
-                .await?;
-            let offer = pc.local_description().await.ok_or_else(|| {
-                ClientError::Negotiation("no local description after gathering".to_owned())
-            })?;
+            let offer_sdp =
+                complete_offer(pc.as_ref(), &handler, opts.connect.gather_timeout).await?;
 
             let posted_at = Instant::now();
-            let resource = post_offer(&http, &endpoint, bearer_token, offer.sdp).await?;
+            let resource = post_offer(&http, &endpoint, bearer_token, offer_sdp).await?;
             let answered_at = Instant::now();
             let applied = async {
                 let answer = RTCSessionDescription::answer(resource.answer_sdp.clone())

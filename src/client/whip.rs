@@ -32,8 +32,8 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use super::media::{AUDIO_CLOCK_RATE, SyntheticMedia, VIDEO_CLOCK_RATE};
 use super::{
-    ClientError, ConnectOptions, KindCounters, MediaKind, Result, StateHandler, delete_resource,
-    http_client, parse_url, post_offer,
+    ClientError, ConnectOptions, KindCounters, MediaKind, Result, StateHandler, complete_offer,
+    delete_resource, http_client, parse_url, post_offer,
 };
 
 /// The H.264 format the publisher offers: constrained baseline level 3.1, non-interleaved
@@ -340,22 +340,10 @@ impl WhipPublisher {
             senders.push(sender);
         }
 
-        let offer = pc
-            .create_offer(None)
-            .await
-            .map_err(ClientError::webrtc("creating the offer"))?;
-        pc.set_local_description(offer)
-            .await
-            .map_err(ClientError::webrtc("applying the offer"))?;
-        handler
-            .wait_gathering_complete(opts.connect.gather_timeout)
-            .await?;
-        let offer = pc.local_description().await.ok_or_else(|| {
-            ClientError::Negotiation("no local description after gathering".to_owned())
-        })?;
+        let offer_sdp = complete_offer(pc.as_ref(), &handler, opts.connect.gather_timeout).await?;
 
         let posted_at = Instant::now();
-        let resource = post_offer(&http, endpoint, bearer_token, offer.sdp).await?;
+        let resource = post_offer(&http, endpoint, bearer_token, offer_sdp).await?;
         let session = async {
             let answer = RTCSessionDescription::answer(resource.answer_sdp.clone())
                 .map_err(ClientError::webrtc("parsing the SDP answer"))?;
