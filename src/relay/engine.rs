@@ -9,9 +9,12 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use futures::stream::{BoxStream, SelectAll};
+use futures::{FutureExt, StreamExt};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
@@ -43,7 +46,10 @@ use tracing::{debug, info, warn};
 
 use super::media::{GopCache, Rewriter, VideoCodec};
 use super::stun;
-use super::{Accepted, ChannelStatus, Command, LiveBoard, RelayCounters, RelayError, ViewerInfo};
+use super::{
+    Accepted, ChannelStatus, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks,
+    MediaKind, RelayCounters, RelayError, ViewerInfo,
+};
 use crate::catalog::{AudienceEvent, AudienceSink, now_ms};
 use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId, ViewerId};
@@ -60,6 +66,25 @@ const REPLAY_DELAY: Duration = Duration::from_millis(30);
 
 /// A peer that has not connected within this time is removed (its session closed).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Internal key of a local (server-side) publisher.
+pub(super) type LocalId = u64;
+
+/// The live session a source publishes.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionInfo {
+    pub(crate) id: SessionId,
+    pub(crate) title: String,
+    pub(crate) started_at_ms: i64,
+}
+
+/// A server-side source: RTMP ingest, a pull source or film playout.
+struct LocalState {
+    channel: ChannelName,
+    session: SessionInfo,
+    /// Set when a viewer asks for a keyframe; the source's encoder reads and clears it.
+    keyframe_wanted: Arc<AtomicBool>,
+}
 
 struct TrackIn {
     kind: RtpCodecKind,
@@ -118,6 +143,8 @@ struct Peer {
 #[derive(Default)]
 struct Channel {
     publisher: Option<PeerKey>,
+    /// A server-side source (RTMP, pull, playout) publishing instead of a WebRTC peer.
+    local: Option<LocalId>,
     live: bool,
     video_codec: Option<RTCRtpCodec>,
     audio_codec: Option<RTCRtpCodec>,
@@ -148,6 +175,9 @@ pub struct Engine {
     channels: HashMap<ChannelName, Channel>,
     timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
     next_key: PeerKey,
+    locals: HashMap<LocalId, LocalState>,
+    /// Packets from every local source, each stream ending with `LocalInput::End`.
+    local_inputs: SelectAll<BoxStream<'static, (LocalId, LocalInput)>>,
     outbox: Vec<(BytesMut, SocketAddr)>,
 }
 
@@ -348,6 +378,8 @@ impl Engine {
             channels: HashMap::new(),
             timers: BinaryHeap::new(),
             next_key: 1,
+            locals: HashMap::new(),
+            local_inputs: SelectAll::new(),
             outbox: Vec::new(),
         })
     }
@@ -395,6 +427,16 @@ impl Engine {
                         }
                     }
                 }
+                Some((id, input)) = self.local_inputs.next(), if !self.local_inputs.is_empty() => {
+                    self.handle_local(id, input);
+                    // Take what else is queued without waiting.
+                    for _ in 0..64 {
+                        match self.local_inputs.next().now_or_never() {
+                            Some(Some((id, input))) => self.handle_local(id, input),
+                            _ => break,
+                        }
+                    }
+                }
                 _ = sleep => {}
             }
             self.run_timers();
@@ -405,6 +447,10 @@ impl Engine {
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
             self.remove_peer(key, "server shutting down");
+        }
+        let locals: Vec<LocalId> = self.locals.keys().copied().collect();
+        for id in locals {
+            self.end_local(id, "server shutting down");
         }
         self.audience.flush();
         self.flush_outbox().await;
@@ -486,6 +532,15 @@ impl Engine {
                     }
                     None => Err(RelayError::UnknownResource(resource)),
                 };
+                let _ = reply.send(result);
+            }
+            Command::PublishLocal {
+                channel,
+                session,
+                tracks,
+                reply,
+            } => {
+                let result = self.accept_local(channel, session, tracks);
                 let _ = reply.send(result);
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
@@ -573,7 +628,7 @@ impl Engine {
         if self
             .channels
             .get(&channel)
-            .is_some_and(|c| c.publisher.is_some())
+            .is_some_and(|c| c.publisher.is_some() || c.local.is_some())
         {
             return Err(RelayError::Busy(channel.to_string()));
         }
@@ -749,6 +804,132 @@ impl Engine {
             ch.viewers.insert(key);
         }
         Ok(Accepted { resource, answer })
+    }
+
+    fn accept_local(
+        &mut self,
+        channel: ChannelName,
+        session: SessionInfo,
+        tracks: LocalTracks,
+    ) -> Result<LocalPublisher, RelayError> {
+        if tracks.video.is_none() && tracks.audio.is_none() {
+            return Err(RelayError::BadOffer("a source needs audio or video".into()));
+        }
+        if self
+            .channels
+            .get(&channel)
+            .is_some_and(|c| c.publisher.is_some() || c.local.is_some())
+        {
+            return Err(RelayError::Busy(channel.to_string()));
+        }
+        let id = self.next_key;
+        self.next_key += 1;
+        let (tx, rx) = mpsc::channel::<LocalInput>(1024);
+        let keyframe_wanted = Arc::new(AtomicBool::new(false));
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|input| (input, rx))
+        })
+        .chain(futures::stream::once(async { LocalInput::End }))
+        .map(move |input| (id, input))
+        .boxed();
+        self.local_inputs.push(stream);
+        self.locals.insert(
+            id,
+            LocalState {
+                channel: channel.clone(),
+                session: session.clone(),
+                keyframe_wanted: keyframe_wanted.clone(),
+            },
+        );
+        let max = self.relay.gop_cache_max_packets;
+        let ch = self
+            .channels
+            .entry(channel.clone())
+            .or_insert_with(|| Channel {
+                gop: GopCache::new(max),
+                ..Default::default()
+            });
+        ch.local = Some(id);
+        ch.peak = ch.connected_viewers as i64;
+        info!(%channel, session = %session.id, "local source publishing");
+        self.go_live(&channel, tracks.video, tracks.audio, session);
+        Ok(LocalPublisher {
+            tx,
+            keyframe_wanted,
+        })
+    }
+
+    fn handle_local(&mut self, id: LocalId, input: LocalInput) {
+        match input {
+            LocalInput::Packet(kind, packet) => {
+                let Some(channel) = self.locals.get(&id).map(|l| l.channel.clone()) else {
+                    return;
+                };
+                let kind = match kind {
+                    MediaKind::Audio => RtpCodecKind::Audio,
+                    MediaKind::Video => RtpCodecKind::Video,
+                };
+                self.fan_out_channel(&channel, vec![(kind, packet)]);
+            }
+            LocalInput::End => self.end_local(id, "source ended"),
+        }
+    }
+
+    fn end_local(&mut self, id: LocalId, why: &str) {
+        let Some(local) = self.locals.remove(&id) else {
+            return;
+        };
+        info!(channel = %local.channel, session = %local.session.id, why, "local source ended");
+        let ours = self
+            .channels
+            .get_mut(&local.channel)
+            .filter(|ch| ch.local == Some(id))
+            .map(|ch| ch.local = None)
+            .is_some();
+        self.end_session(&local.channel, local.session.id, ours);
+        let idle = self
+            .channels
+            .get(&local.channel)
+            .is_some_and(|c| c.publisher.is_none() && c.local.is_none() && c.viewers.is_empty());
+        if idle {
+            self.channels.remove(&local.channel);
+            self.board.set(&local.channel, None);
+        }
+    }
+
+    /// Ends a live session: its row, and the attendance rows of its viewers, who stay
+    /// connected (a publisher may come back) but stop attending this session.
+    fn end_session(&mut self, channel: &ChannelName, session: SessionId, was_live_source: bool) {
+        let at_ms = now_ms();
+        self.audience
+            .push(AudienceEvent::SessionEnded { session, at_ms });
+        let viewers: Vec<PeerKey> = match self.channels.get_mut(channel) {
+            Some(ch) if was_live_source => {
+                ch.live = false;
+                ch.gop.clear();
+                ch.peak = 0;
+                ch.last_pli = None;
+                ch.viewers.iter().copied().collect()
+            }
+            _ => Vec::new(),
+        };
+        for vkey in viewers {
+            if let Some(Peer {
+                role: Role::Viewer(v),
+                ..
+            }) = self.peers.get_mut(&vkey)
+            {
+                if let Some(id) = v.row.take() {
+                    self.audience.push(AudienceEvent::ViewerLeft { id, at_ms });
+                }
+                for track in [&mut v.video, &mut v.audio].into_iter().flatten() {
+                    track.rewriter.resync();
+                }
+            }
+        }
+        if was_live_source {
+            self.publish_status(channel, None);
+        }
     }
 
     fn handle_datagram(&mut self, data: &[u8], from: SocketAddr) {
@@ -955,9 +1136,24 @@ impl Engine {
             .values()
             .find(|t| t.kind == RtpCodecKind::Audio)
             .map(|t| t.codec.clone());
-        let session = state.session;
-        let title = state.title.clone();
-        let started_at_ms = state.started_at_ms;
+        let session = SessionInfo {
+            id: state.session,
+            title: state.title.clone(),
+            started_at_ms: state.started_at_ms,
+        };
+        self.go_live(&channel, video, audio, session);
+    }
+
+    /// Marks a channel live with its source's codecs; connected viewers (a publisher
+    /// change) start attending the new session.
+    fn go_live(
+        &mut self,
+        channel: &ChannelName,
+        video: Option<RTCRtpCodec>,
+        audio: Option<RTCRtpCodec>,
+        session: SessionInfo,
+    ) {
+        let channel = channel.clone();
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };
@@ -977,13 +1173,16 @@ impl Engine {
         ch.audio_codec = audio;
         ch.live = true;
         ch.gop.clear();
-        info!(%channel, %session, "channel live");
+        info!(%channel, session = %session.id, "channel live");
         // Connected viewers (publisher switch) now watch the new session.
         let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
         for vkey in viewers {
             self.open_viewer_row(vkey);
         }
-        self.publish_status(&channel, Some((session, title, started_at_ms)));
+        self.publish_status(
+            &channel,
+            Some((session.id, session.title, session.started_at_ms)),
+        );
         self.request_keyframe(&channel);
     }
 
@@ -991,6 +1190,10 @@ impl Engine {
         let ch = self.channels.get(channel)?;
         if !ch.live {
             return None;
+        }
+        if let Some(local) = ch.local.and_then(|id| self.locals.get(&id)) {
+            let s = &local.session;
+            return Some((s.id, s.title.clone(), s.started_at_ms));
         }
         let publisher = self.peers.get(&ch.publisher?)?;
         match &publisher.role {
@@ -1125,10 +1328,25 @@ impl Engine {
         let Some(channel) = self.peers.get(&publisher).map(|p| p.channel.clone()) else {
             return;
         };
-        let Some(ch) = self.channels.get_mut(&channel) else {
+        if self
+            .channels
+            .get(&channel)
+            .is_some_and(|ch| ch.publisher == Some(publisher))
+        {
+            self.fan_out_channel(&channel, packets);
+        }
+    }
+
+    /// Sends a live source's packets to every connected viewer of the channel.
+    fn fan_out_channel(
+        &mut self,
+        channel: &ChannelName,
+        packets: Vec<(RtpCodecKind, rtp::Packet)>,
+    ) {
+        let Some(ch) = self.channels.get_mut(channel) else {
             return;
         };
-        if ch.publisher != Some(publisher) || !ch.live {
+        if !ch.live {
             return;
         }
         RelayCounters::add(&self.board.counters.packets_in, packets.len() as u64);
@@ -1175,6 +1393,12 @@ impl Engine {
             .last_pli
             .is_some_and(|t| now.duration_since(t) < min_interval)
         {
+            return;
+        }
+        if let Some(local) = ch.local.and_then(|id| self.locals.get(&id)) {
+            ch.last_pli = Some(now);
+            local.keyframe_wanted.store(true, Ordering::Relaxed);
+            RelayCounters::add(&self.board.counters.plis_forwarded, 1);
             return;
         }
         let Some(pkey) = ch.publisher else {
@@ -1230,38 +1454,13 @@ impl Engine {
         match peer.role {
             Role::Publisher(p) => {
                 info!(%channel, session = %p.session, why, "publisher ended");
-                self.audience.push(AudienceEvent::SessionEnded {
-                    session: p.session,
-                    at_ms,
-                });
-                let viewers: Vec<PeerKey> = match self.channels.get_mut(&channel) {
-                    Some(ch) if ch.publisher == Some(key) => {
-                        ch.publisher = None;
-                        ch.live = false;
-                        ch.gop.clear();
-                        ch.peak = 0;
-                        ch.last_pli = None;
-                        ch.viewers.iter().copied().collect()
-                    }
-                    _ => Vec::new(),
-                };
-                // Viewers stay connected (a new publisher may come back), but their
-                // attendance of this session ends now.
-                for vkey in viewers {
-                    if let Some(Peer {
-                        role: Role::Viewer(v),
-                        ..
-                    }) = self.peers.get_mut(&vkey)
-                    {
-                        if let Some(id) = v.row.take() {
-                            self.audience.push(AudienceEvent::ViewerLeft { id, at_ms });
-                        }
-                        for track in [&mut v.video, &mut v.audio].into_iter().flatten() {
-                            track.rewriter.resync();
-                        }
-                    }
-                }
-                self.publish_status(&channel, None);
+                let ours = self
+                    .channels
+                    .get_mut(&channel)
+                    .filter(|ch| ch.publisher == Some(key))
+                    .map(|ch| ch.publisher = None)
+                    .is_some();
+                self.end_session(&channel, p.session, ours);
             }
             Role::Viewer(v) => {
                 debug!(%channel, why, "viewer left");
@@ -1281,7 +1480,7 @@ impl Engine {
         let idle = self
             .channels
             .get(&channel)
-            .is_some_and(|c| c.publisher.is_none() && c.viewers.is_empty());
+            .is_some_and(|c| c.publisher.is_none() && c.local.is_none() && c.viewers.is_empty());
         if idle {
             self.channels.remove(&channel);
             self.board.set(&channel, None);

@@ -23,6 +23,82 @@ use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId};
 
 pub use engine::Engine;
+pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    /// Audio (Opus).
+    Audio,
+    /// Video (H.264 or VP8).
+    Video,
+}
+
+/// The codecs a server-side source sends. Viewers negotiate these.
+#[derive(Debug, Clone, Default)]
+pub struct LocalTracks {
+    /// Video codec, e.g. [`h264_codec`].
+    pub video: Option<RTCRtpCodec>,
+    /// Audio codec, e.g. [`opus_codec`].
+    pub audio: Option<RTCRtpCodec>,
+}
+
+/// H.264 constrained baseline, packetization-mode 1: what every browser decodes.
+pub fn h264_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/H264".into(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            .into(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// Opus 48 kHz stereo.
+pub fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "audio/opus".into(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// What a local source hands the engine.
+pub(crate) enum LocalInput {
+    Packet(MediaKind, rtc::rtp::Packet),
+    End,
+}
+
+/// A server-side publisher (RTMP ingest, pull source, film playout) feeding a channel with
+/// RTP packets. The channel is live while this exists; dropping it ends the session.
+pub struct LocalPublisher {
+    tx: mpsc::Sender<LocalInput>,
+    keyframe_wanted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LocalPublisher {
+    /// Sends one RTP packet (H.264 per RFC 6184 packetization-mode 1, or Opus per RFC 7587).
+    /// Waits while the bounded queue to the engine is full.
+    pub async fn send(&self, kind: MediaKind, packet: rtc::rtp::Packet) -> Result<(), RelayError> {
+        self.tx
+            .send(LocalInput::Packet(kind, packet))
+            .await
+            .map_err(|_| RelayError::Closed)
+    }
+
+    /// Whether a viewer asked for a keyframe since the last call (the encoder should force
+    /// an IDR). Requests are already rate-limited by the relay.
+    pub fn take_keyframe_request(&self) -> bool {
+        self.keyframe_wanted
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Ends the session now (the same happens on drop).
+    pub fn finish(self) {}
+}
 
 /// Why the relay refused or failed a request. Each maps to one HTTP status in `http::error`.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +167,12 @@ pub(crate) enum Command {
         resource: String,
         publisher: bool,
         reply: oneshot::Sender<Result<(), RelayError>>,
+    },
+    PublishLocal {
+        channel: ChannelName,
+        session: engine::SessionInfo,
+        tracks: LocalTracks,
+        reply: oneshot::Sender<Result<LocalPublisher, RelayError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -258,6 +340,29 @@ impl RelayHandle {
             channel,
             resource,
             publisher,
+            reply,
+        })
+        .await
+    }
+
+    /// Starts a server-side source on `channel` for the live session `session` (already
+    /// opened in the catalog). `Busy` when another publisher is live there.
+    pub async fn publish_local(
+        &self,
+        channel: ChannelName,
+        session: SessionId,
+        title: String,
+        started_at_ms: i64,
+        tracks: LocalTracks,
+    ) -> Result<LocalPublisher, RelayError> {
+        self.ask(|reply| Command::PublishLocal {
+            channel,
+            session: engine::SessionInfo {
+                id: session,
+                title,
+                started_at_ms,
+            },
+            tracks,
             reply,
         })
         .await
