@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
-use rtc::interceptor::Registry;
+use rtc::interceptor::{NackResponderBuilder, Registry, SenderReportBuilder, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
@@ -547,11 +547,27 @@ impl Engine {
         }
     }
 
-    fn new_peer_connection(&self, ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, RelayError> {
+    fn new_peer_connection(
+        &self,
+        ufrag: &str,
+        pwd: &str,
+        viewer: bool,
+    ) -> Result<RTCPeerConnection, RelayError> {
         let internal = |e: rtc::shared::error::Error| RelayError::Internal(e.to_string());
         let mut media = media_engine()?;
-        let registry =
-            register_default_interceptors(Registry::new(), &mut media).map_err(internal)?;
+        let registry = if viewer {
+            // A viewer only receives: answer its NACKs from a short history (~2.5 s of
+            // video) and send sender reports for lip sync. No receive-side interceptors,
+            // so each forwarded packet walks a shorter chain and each viewer holds less.
+            Registry::new()
+                .with(
+                    Slot::NackResponder,
+                    NackResponderBuilder::new().with_size(256).build(),
+                )
+                .with(Slot::SenderReport, SenderReportBuilder::new().build())
+        } else {
+            register_default_interceptors(Registry::new(), &mut media).map_err(internal)?
+        };
         let settings = SettingEngineBuilder::new()
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_ice_credentials(ufrag.to_string(), pwd.to_string())
@@ -639,7 +655,7 @@ impl Engine {
             ));
         }
         let ufrag = random_token(16);
-        let mut pc = self.new_peer_connection(&ufrag, &random_token(32))?;
+        let mut pc = self.new_peer_connection(&ufrag, &random_token(32), false)?;
         let answer = self.negotiate(&mut pc, offer)?;
         if !answer.lines().any(|l| {
             (l.starts_with("m=audio") || l.starts_with("m=video"))
@@ -701,7 +717,7 @@ impl Engine {
             return Err(RelayError::Full(channel.to_string(), count));
         }
         let ufrag = random_token(16);
-        let mut pc = self.new_peer_connection(&ufrag, &random_token(32))?;
+        let mut pc = self.new_peer_connection(&ufrag, &random_token(32), true)?;
         let stream_id = format!("feiyan-{channel}");
         let mut add = |kind: RtpCodecKind,
                        codec: &RTCRtpCodec|
