@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what feiyan needs from Debian when it is missing (idempotent, quiet when done).
 set -euo pipefail
-want=(pkg-config libclang-dev ffmpeg curl ca-certificates)
+want=(pkg-config libclang-dev ffmpeg curl ca-certificates libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev)
 [ "${FEIYAN_WANT_CHROMIUM:-0}" = 1 ] && want+=(chromium)
 missing=()
 for pkg in "${want[@]}"; do
