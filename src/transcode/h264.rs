@@ -1,0 +1,248 @@
+//! H.264 bitstream plumbing for passthrough (no ffmpeg): the `avcC` decoder configuration
+//! record, length-prefixed (AVCC) to Annex-B conversion, and SPS/PPS put in-band before
+//! every IDR so a viewer that joins on any keyframe can decode it.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::TranscodeError;
+
+const START_CODE: [u8; 4] = [0, 0, 0, 1];
+const NAL_IDR: u8 = 5;
+const NAL_SPS: u8 = 7;
+const NAL_PPS: u8 = 8;
+const NAL_AUD: u8 = 9;
+
+/// The parts of an `AVCDecoderConfigurationRecord` (ISO 14496-15 §5.2.4.1) passthrough needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvcConfig {
+    /// `profile_idc` of the stream: 66 (baseline) cannot carry B-frames.
+    pub profile_idc: u8,
+    /// Bytes in each NAL length prefix (1, 2 or 4).
+    pub nal_length_size: usize,
+    /// Sequence parameter sets, without start codes.
+    pub sps: Vec<Bytes>,
+    /// Picture parameter sets, without start codes.
+    pub pps: Vec<Bytes>,
+}
+
+impl AvcConfig {
+    /// Parses an `avcC` record (the FLV AVC sequence header body, or MP4/MKV extradata).
+    pub fn parse(data: &[u8]) -> Result<AvcConfig, TranscodeError> {
+        let bad = |what: &str| TranscodeError::BadInput(format!("H.264 avcC record: {what}"));
+        if data.len() < 7 || data[0] != 1 {
+            return Err(bad("too short or not version 1"));
+        }
+        let profile_idc = data[1];
+        let nal_length_size = usize::from(data[4] & 0x03) + 1;
+        if nal_length_size == 3 {
+            return Err(bad("3-byte NAL lengths are not allowed"));
+        }
+        let mut at = 5;
+        let read_sets = |count: usize, at: &mut usize| -> Result<Vec<Bytes>, TranscodeError> {
+            let mut sets = Vec::with_capacity(count);
+            for _ in 0..count {
+                let len_bytes = data.get(*at..*at + 2).ok_or_else(|| bad("truncated"))?;
+                let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+                let set = data
+                    .get(*at + 2..*at + 2 + len)
+                    .ok_or_else(|| bad("truncated parameter set"))?;
+                sets.push(Bytes::copy_from_slice(set));
+                *at += 2 + len;
+            }
+            Ok(sets)
+        };
+        let sps_count = usize::from(data[at] & 0x1f);
+        at += 1;
+        let sps = read_sets(sps_count, &mut at)?;
+        let pps_count = usize::from(*data.get(at).ok_or_else(|| bad("no PPS count"))?);
+        at += 1;
+        let pps = read_sets(pps_count, &mut at)?;
+        if sps.is_empty() || pps.is_empty() {
+            return Err(bad("no SPS or no PPS"));
+        }
+        Ok(AvcConfig {
+            profile_idc,
+            nal_length_size,
+            sps,
+            pps,
+        })
+    }
+}
+
+/// Splits one length-prefixed sample into NAL units.
+pub fn split_length_prefixed(
+    data: &[u8],
+    length_size: usize,
+) -> Result<Vec<&[u8]>, TranscodeError> {
+    let mut nals = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let prefix = data
+            .get(at..at + length_size)
+            .ok_or_else(|| TranscodeError::BadInput("H.264 sample: truncated NAL length".into()))?;
+        let len = prefix
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        at += length_size;
+        let nal = data.get(at..at + len).ok_or_else(|| {
+            TranscodeError::BadInput(format!(
+                "H.264 sample: NAL of {len} bytes overruns the {}-byte sample",
+                data.len()
+            ))
+        })?;
+        if !nal.is_empty() {
+            nals.push(nal);
+        }
+        at += len;
+    }
+    Ok(nals)
+}
+
+/// Splits an Annex-B byte stream into NAL units (without start codes).
+pub fn split_annexb(data: &[u8]) -> Vec<&[u8]> {
+    let mut nals = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut i = 0;
+    let mut push = |from: usize, to: usize| {
+        let mut nal = &data[from..to];
+        while let [rest @ .., 0] = nal {
+            nal = rest;
+        }
+        if !nal.is_empty() {
+            nals.push(nal);
+        }
+    };
+    while i + 2 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            if let Some(s) = start {
+                push(s, i);
+            }
+            i += 3;
+            start = Some(i);
+        } else {
+            i += 1;
+        }
+    }
+    if let Some(s) = start {
+        push(s.min(data.len()), data.len());
+    }
+    nals
+}
+
+/// Turns source access units into Annex-B access units ready for RTP, keeping the latest
+/// SPS/PPS and putting them in front of every IDR that lacks them.
+#[derive(Debug, Clone)]
+pub struct AnnexbWriter {
+    /// `Some(n)` for length-prefixed input (n-byte lengths), `None` for Annex-B input.
+    length_size: Option<usize>,
+    /// Latest parameter sets, from the config record or seen in-band.
+    sps: Vec<Bytes>,
+    pps: Vec<Bytes>,
+}
+
+impl AnnexbWriter {
+    /// A writer for length-prefixed samples described by `config`.
+    pub fn for_avcc(config: &AvcConfig) -> AnnexbWriter {
+        AnnexbWriter {
+            length_size: Some(config.nal_length_size),
+            sps: config.sps.clone(),
+            pps: config.pps.clone(),
+        }
+    }
+
+    /// A writer for Annex-B input (MPEG-TS, raw .h264); parameter sets come in-band.
+    pub fn for_annexb() -> AnnexbWriter {
+        AnnexbWriter {
+            length_size: None,
+            sps: Vec::new(),
+            pps: Vec::new(),
+        }
+    }
+
+    /// Converts one access unit. Returns the Annex-B bytes and whether it holds an IDR.
+    /// Access unit delimiters are dropped (browsers do not need them).
+    pub fn convert(&mut self, sample: &[u8]) -> Result<(Bytes, bool), TranscodeError> {
+        let nals = match self.length_size {
+            Some(n) => split_length_prefixed(sample, n)?,
+            None => split_annexb(sample),
+        };
+        let types = || nals.iter().map(|n| n[0] & 0x1f);
+        let has_idr = types().any(|t| t == NAL_IDR);
+        let has_sps = types().any(|t| t == NAL_SPS);
+        let has_pps = types().any(|t| t == NAL_PPS);
+        let mut in_band_sps = Vec::new();
+        let mut in_band_pps = Vec::new();
+        let mut out = BytesMut::with_capacity(sample.len() + 64);
+        if has_idr && !(has_sps && has_pps) {
+            for set in self.sps.iter().chain(self.pps.iter()) {
+                out.put_slice(&START_CODE);
+                out.put_slice(set);
+            }
+        }
+        for nal in &nals {
+            match nal[0] & 0x1f {
+                NAL_AUD => continue,
+                NAL_SPS => in_band_sps.push(Bytes::copy_from_slice(nal)),
+                NAL_PPS => in_band_pps.push(Bytes::copy_from_slice(nal)),
+                _ => {}
+            }
+            out.put_slice(&START_CODE);
+            out.put_slice(nal);
+        }
+        if !in_band_sps.is_empty() {
+            self.sps = in_band_sps;
+        }
+        if !in_band_pps.is_empty() {
+            self.pps = in_band_pps;
+        }
+        Ok((out.freeze(), has_idr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn avcc_record() -> Vec<u8> {
+        let sps = [0x67, 0x42, 0xc0, 0x1e, 0xda];
+        let pps = [0x68, 0xce, 0x3c, 0x80];
+        let mut r = vec![1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, sps.len() as u8];
+        r.extend_from_slice(&sps);
+        r.extend_from_slice(&[1, 0, pps.len() as u8]);
+        r.extend_from_slice(&pps);
+        r
+    }
+
+    #[test]
+    fn avcc_record_parses_and_rejects_garbage() {
+        let config = AvcConfig::parse(&avcc_record()).unwrap();
+        assert_eq!(config.profile_idc, 66);
+        assert_eq!(config.nal_length_size, 4);
+        assert_eq!(config.sps.len(), 1);
+        assert_eq!(config.pps.len(), 1);
+        assert!(AvcConfig::parse(&[1, 2, 3]).is_err());
+        let mut truncated = avcc_record();
+        truncated.truncate(10);
+        assert!(AvcConfig::parse(&truncated).is_err());
+    }
+
+    #[test]
+    fn idr_gets_parameter_sets_and_non_idr_does_not() {
+        let config = AvcConfig::parse(&avcc_record()).unwrap();
+        let mut w = AnnexbWriter::for_avcc(&config);
+        let idr = [0, 0, 0, 3, 0x65, 0x88, 0x84];
+        let (au, key) = w.convert(&idr).unwrap();
+        assert!(key);
+        let nals = split_annexb(&au);
+        let types: Vec<u8> = nals.iter().map(|n| n[0] & 0x1f).collect();
+        assert_eq!(types, vec![7, 8, 5]);
+        let p = [0, 0, 0, 2, 0x41, 0x9a];
+        let (au, key) = w.convert(&p).unwrap();
+        assert!(!key);
+        assert_eq!(&au[..], &[0, 0, 0, 1, 0x41, 0x9a]);
+        assert!(
+            w.convert(&[0, 0, 0, 9, 0x41]).is_err(),
+            "overrun is an error"
+        );
+    }
+}

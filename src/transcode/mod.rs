@@ -1,0 +1,438 @@
+//! The transcode stage: the only code that touches FFmpeg (through `ffmpeg_next`).
+//!
+//! A source (RTMP ingest, pull source, film playout) describes its tracks with
+//! [`VideoInput`] / [`AudioInput`], starts a [`Transcoder`] and pushes [`SourcePacket`]s;
+//! browser-playable [`Encoded`] media comes out of the returned channel:
+//! - audio of any codec and rate -> Opus 48 kHz stereo, 20 ms (960-sample) packets;
+//! - video H.264 without B-frames -> passed through (Annex-B, SPS/PPS before each IDR);
+//!   anything else -> decoded and encoded with libx264 (zerolatency, constrained baseline,
+//!   so no B-frames; an IDR every 2 s; an IDR forced on viewer request, rate-limited).
+//!
+//! Each track runs on its own OS thread with bounded channels on both sides, so the async
+//! runtime never waits on a codec and a slow codec pushes back on its source. Closing the
+//! input (dropping the [`Transcoder`]) makes the threads flush their codecs and exit; the
+//! output channel closes when both have finished.
+
+pub mod demux;
+pub mod h264;
+
+mod audio;
+mod video;
+
+use std::sync::Arc;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ffmpeg_next as ffmpeg;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+pub use crate::relay::MediaKind;
+use h264::AvcConfig;
+
+/// Transcode failures. `BadInput` is the source's fault; `Codec` and `Unsupported` say what
+/// FFmpeg could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscodeError {
+    /// The source sent data that cannot be parsed.
+    #[error("bad input: {0}")]
+    BadInput(String),
+    /// A codec this server needs is missing from the FFmpeg build.
+    #[error(
+        "FFmpeg has no {0}; install an FFmpeg built with it (Debian's libavcodec has libx264 and libopus)"
+    )]
+    MissingCodec(&'static str),
+    /// The input uses something this server cannot play.
+    #[error("unsupported input: {0}")]
+    Unsupported(String),
+    /// FFmpeg failed.
+    #[error("{context}: {source}")]
+    Codec {
+        /// What was being done.
+        context: &'static str,
+        /// FFmpeg's error.
+        source: ffmpeg::Error,
+    },
+    /// The transcode threads have stopped (the source should end its session).
+    #[error("transcoder stopped")]
+    Stopped,
+    /// A thread could not be started.
+    #[error("cannot start transcode thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+impl TranscodeError {
+    fn codec(context: &'static str) -> impl FnOnce(ffmpeg::Error) -> TranscodeError {
+        move |source| TranscodeError::Codec { context, source }
+    }
+}
+
+/// How a channel's video reaches viewers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoMode {
+    /// Pass H.264 through when it cannot contain B-frames, else transcode.
+    #[default]
+    Auto,
+    /// Always pass H.264 through (the operator vouches there are no B-frames); other
+    /// codecs are still transcoded because browsers cannot play them.
+    Passthrough,
+    /// Always decode and re-encode with libx264.
+    Transcode,
+}
+
+/// Encoder settings. `Default` is what a lecture needs on a small machine.
+#[derive(Debug, Clone)]
+pub struct TranscodeOptions {
+    /// Passthrough or transcode (see [`VideoMode`]).
+    pub video_mode: VideoMode,
+    /// libx264 target bitrate, kbit/s.
+    pub video_kbps: u32,
+    /// libx264 preset: the CPU/quality trade-off.
+    pub x264_preset: String,
+    /// Output height when transcoding (width follows the aspect ratio); `None` keeps the
+    /// source size.
+    pub scale_height: Option<u32>,
+    /// Opus bitrate, kbit/s.
+    pub audio_kbps: u32,
+    /// Minimum time between IDRs forced by viewer requests, so a storm of PLIs cannot turn
+    /// the stream into all keyframes.
+    pub keyframe_min_interval: Duration,
+    /// Capacity of each bounded channel (packets).
+    pub queue: usize,
+}
+
+impl Default for TranscodeOptions {
+    fn default() -> Self {
+        Self {
+            video_mode: VideoMode::Auto,
+            video_kbps: 1500,
+            x264_preset: "veryfast".into(),
+            scale_height: None,
+            audio_kbps: 64,
+            keyframe_min_interval: Duration::from_secs(1),
+            queue: 256,
+        }
+    }
+}
+
+/// How to open a decoder: a codec id plus its configuration record (RTMP), or the full
+/// stream parameters a demuxer found (files, pull sources).
+enum DecoderSpec {
+    Raw {
+        id: ffmpeg::codec::Id,
+        extradata: Vec<u8>,
+    },
+    Params(ffmpeg::codec::Parameters),
+}
+
+/// A source's video track.
+pub struct VideoInput {
+    spec: DecoderSpec,
+    /// For H.264: its configuration, when the source gave one out of band (avcC).
+    avc: Option<AvcConfig>,
+    /// Whether the stream is H.264 at all (passthrough is only possible then).
+    is_h264: bool,
+    /// Whether the stream may reorder frames (B-frames). `Auto` mode transcodes when true.
+    may_have_b_frames: bool,
+    /// Frames per second the encoder should assume, when known.
+    frame_rate: Option<(i32, i32)>,
+    /// Short description for logs and the catalog, e.g. `h264 high 1280x720`.
+    pub description: String,
+}
+
+impl VideoInput {
+    /// H.264 described by an `avcC` record (the FLV/RTMP AVC sequence header). Only the
+    /// baseline profile rules out B-frames from the header alone, so `Auto` transcodes
+    /// main/high-profile streams.
+    pub fn h264_avcc(record: &[u8], frame_rate: Option<f64>) -> Result<VideoInput, TranscodeError> {
+        let avc = AvcConfig::parse(record)?;
+        let may_have_b_frames = avc.profile_idc != 66;
+        Ok(VideoInput {
+            description: format!("h264 profile {}", avc.profile_idc),
+            spec: DecoderSpec::Raw {
+                id: ffmpeg::codec::Id::H264,
+                extradata: record.to_vec(),
+            },
+            avc: Some(avc),
+            is_h264: true,
+            may_have_b_frames,
+            frame_rate: frame_rate
+                .filter(|f| f.is_finite() && *f > 0.0 && *f < 1000.0)
+                .map(|f| ((f * 1000.0).round() as i32, 1000)),
+        })
+    }
+
+    /// Whether this input would be passed through under `mode`.
+    pub fn passthrough(&self, mode: VideoMode) -> bool {
+        self.is_h264
+            && match mode {
+                VideoMode::Auto => !self.may_have_b_frames,
+                VideoMode::Passthrough => true,
+                VideoMode::Transcode => false,
+            }
+    }
+}
+
+/// A source's audio track.
+pub struct AudioInput {
+    spec: DecoderSpec,
+    /// Short description for logs, e.g. `aac 44100 Hz`.
+    pub description: String,
+}
+
+impl AudioInput {
+    /// AAC described by its AudioSpecificConfig (the FLV/RTMP AAC sequence header).
+    pub fn aac(audio_specific_config: &[u8]) -> Result<AudioInput, TranscodeError> {
+        if audio_specific_config.len() < 2 {
+            return Err(TranscodeError::BadInput(
+                "AAC AudioSpecificConfig shorter than 2 bytes".into(),
+            ));
+        }
+        Ok(AudioInput {
+            spec: DecoderSpec::Raw {
+                id: ffmpeg::codec::Id::AAC,
+                extradata: audio_specific_config.to_vec(),
+            },
+            description: "aac".into(),
+        })
+    }
+}
+
+/// One compressed source packet, timestamps in microseconds on the source's clock.
+#[derive(Debug, Clone)]
+pub struct SourcePacket {
+    /// Which track.
+    pub kind: MediaKind,
+    /// The packet as the container carries it (H.264: length-prefixed with an avcC
+    /// config, or Annex-B; AAC: raw).
+    pub data: Bytes,
+    /// Presentation time, µs.
+    pub pts_us: i64,
+    /// Decode time, µs (equals `pts_us` without B-frames).
+    pub dts_us: i64,
+    /// Whether the container marked it a keyframe.
+    pub keyframe: bool,
+}
+
+/// Browser-playable media out of the transcoder.
+#[derive(Debug, Clone)]
+pub enum Encoded {
+    /// One H.264 access unit, Annex-B, SPS/PPS in-band before IDRs.
+    Video {
+        /// The access unit.
+        access_unit: Bytes,
+        /// Presentation time on a 90 kHz clock, from the source's clock.
+        pts_90k: i64,
+        /// Whether it is an IDR.
+        keyframe: bool,
+    },
+    /// One Opus packet of 20 ms.
+    Audio {
+        /// The packet.
+        packet: Bytes,
+        /// Presentation time on a 48 kHz clock, from the source's clock.
+        pts_48k: i64,
+    },
+}
+
+/// Running transcode threads for one source. Drop it (or call [`Transcoder::finish`]) to
+/// flush and stop them.
+pub struct Transcoder {
+    video_tx: Option<mpsc::Sender<SourcePacket>>,
+    audio_tx: Option<mpsc::Sender<SourcePacket>>,
+    /// Set by [`Transcoder::request_keyframe`], consumed by the video thread.
+    keyframe_wanted: Arc<AtomicBool>,
+    /// Whether video is passed through (keyframe requests then cannot be honoured).
+    video_passthrough: bool,
+}
+
+/// Initializes FFmpeg once per process and quiets its logging to errors.
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if let Err(err) = ffmpeg::init() {
+            tracing::error!(?err, "FFmpeg failed to initialize");
+        }
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+    });
+}
+
+impl Transcoder {
+    /// Opens the decoders (so bad inputs fail here, not later) and starts one thread per
+    /// track. The returned channel yields encoded media until the input ends.
+    pub fn start(
+        video: Option<VideoInput>,
+        audio: Option<AudioInput>,
+        options: &TranscodeOptions,
+    ) -> Result<(Transcoder, mpsc::Receiver<Encoded>), TranscodeError> {
+        init();
+        if video.is_none() && audio.is_none() {
+            return Err(TranscodeError::Unsupported(
+                "neither audio nor video found".into(),
+            ));
+        }
+        let (out_tx, out_rx) = mpsc::channel(options.queue);
+        let keyframe_wanted = Arc::new(AtomicBool::new(false));
+        let mut video_passthrough = false;
+        let video_tx = match video {
+            Some(input) => {
+                video_passthrough = input.passthrough(options.video_mode);
+                let keyframes = keyframe_wanted.clone();
+                let opts = options.clone();
+                let (tx, rx) = mpsc::channel(options.queue);
+                let out = out_tx.clone();
+                // FFmpeg's scaler is not Send, so the stage is built on its own thread;
+                // opening errors come back before `start` returns.
+                spawn_stage("transcode-video", move || {
+                    video::VideoStage::new(input, &opts, video_passthrough, keyframes)
+                        .map(|stage| move || stage.run(rx, out))
+                })?;
+                Some(tx)
+            }
+            None => None,
+        };
+        let audio_tx = match audio {
+            Some(input) => {
+                let opts = options.clone();
+                let (tx, rx) = mpsc::channel(options.queue);
+                let out = out_tx.clone();
+                spawn_stage("transcode-audio", move || {
+                    audio::AudioStage::new(input, &opts).map(|stage| move || stage.run(rx, out))
+                })?;
+                Some(tx)
+            }
+            None => None,
+        };
+        Ok((
+            Transcoder {
+                video_tx,
+                audio_tx,
+                keyframe_wanted,
+                video_passthrough,
+            },
+            out_rx,
+        ))
+    }
+
+    /// Whether video is passed through unchanged.
+    pub fn video_passthrough(&self) -> bool {
+        self.video_passthrough
+    }
+
+    /// Whether the transcoder has a track of `kind`.
+    pub fn has(&self, kind: MediaKind) -> bool {
+        match kind {
+            MediaKind::Video => self.video_tx.is_some(),
+            MediaKind::Audio => self.audio_tx.is_some(),
+        }
+    }
+
+    /// Hands one packet to its track's thread, waiting while that thread is busy. Packets
+    /// for a track the transcoder does not have are dropped.
+    pub async fn push(&self, packet: SourcePacket) -> Result<(), TranscodeError> {
+        let tx = match packet.kind {
+            MediaKind::Video => &self.video_tx,
+            MediaKind::Audio => &self.audio_tx,
+        };
+        match tx {
+            Some(tx) => tx.send(packet).await.map_err(|_| TranscodeError::Stopped),
+            None => Ok(()),
+        }
+    }
+
+    /// The blocking twin of [`Transcoder::push`], for demuxer threads.
+    pub fn push_blocking(&self, packet: SourcePacket) -> Result<(), TranscodeError> {
+        let tx = match packet.kind {
+            MediaKind::Video => &self.video_tx,
+            MediaKind::Audio => &self.audio_tx,
+        };
+        match tx {
+            Some(tx) => tx
+                .blocking_send(packet)
+                .map_err(|_| TranscodeError::Stopped),
+            None => Ok(()),
+        }
+    }
+
+    /// Asks for an IDR as soon as possible (a viewer sent PLI/FIR). Honoured only when
+    /// transcoding, at most once per `keyframe_min_interval`.
+    pub fn request_keyframe(&self) {
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// A cloneable handle for [`Transcoder::request_keyframe`], for the task that reads
+    /// viewers' keyframe requests from the relay.
+    pub fn keyframe_requester(&self) -> KeyframeRequester {
+        KeyframeRequester(self.keyframe_wanted.clone())
+    }
+
+    /// Ends the input: the threads flush what they hold and the output channel closes.
+    pub fn finish(self) {}
+}
+
+/// Asks a [`Transcoder`] for an IDR from another task.
+#[derive(Clone)]
+pub struct KeyframeRequester(Arc<AtomicBool>);
+
+impl KeyframeRequester {
+    /// See [`Transcoder::request_keyframe`].
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts a thread that builds a stage with `build` and then runs it; returns the build
+/// error, if any, to the caller.
+fn spawn_stage<B, R>(name: &str, build: B) -> Result<(), TranscodeError>
+where
+    B: FnOnce() -> Result<R, TranscodeError> + Send + 'static,
+    R: FnOnce(),
+{
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || match build() {
+            Ok(run) => {
+                let _ = ready_tx.send(Ok(()));
+                run();
+            }
+            Err(err) => {
+                let _ = ready_tx.send(Err(err));
+            }
+        })?;
+    ready_rx.recv().map_err(|_| TranscodeError::Stopped)?
+}
+
+/// `ffmpeg` codec context with `extradata` copied in (FFmpeg frees it with the context).
+fn context_for(spec: &DecoderSpec) -> Result<ffmpeg::codec::Context, TranscodeError> {
+    match spec {
+        DecoderSpec::Params(params) => ffmpeg::codec::Context::from_parameters(params.clone())
+            .map_err(TranscodeError::codec("reading stream parameters")),
+        DecoderSpec::Raw { id, extradata } => {
+            let codec =
+                ffmpeg::decoder::find(*id).ok_or(TranscodeError::MissingCodec("decoder"))?;
+            let mut ctx = ffmpeg::codec::Context::new_with_codec(codec);
+            let padding = ffmpeg::ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
+            // SAFETY: the buffer is allocated with FFmpeg's allocator, zero-padded as
+            // libavcodec requires, fully initialized before the context sees it, and owned
+            // (freed) by the context from here on.
+            unsafe {
+                let buf = ffmpeg::ffi::av_mallocz(extradata.len() + padding) as *mut u8;
+                if buf.is_null() {
+                    return Err(TranscodeError::Unsupported("out of memory".into()));
+                }
+                std::ptr::copy_nonoverlapping(extradata.as_ptr(), buf, extradata.len());
+                let raw = ctx.as_mut_ptr();
+                (*raw).extradata = buf;
+                (*raw).extradata_size = extradata.len() as i32;
+            }
+            Ok(ctx)
+        }
+    }
+}
+
+/// Microsecond time base used for every packet and frame inside the stage.
+const MICROS: ffmpeg::Rational = ffmpeg::Rational(1, 1_000_000);
