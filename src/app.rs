@@ -24,6 +24,9 @@ pub struct RunningServer {
     pub catalog: Catalog,
     /// The relay, for tests.
     pub relay: RelayHandle,
+    /// Where RTMP ingest listens, when enabled.
+    pub rtmp_addr: Option<SocketAddr>,
+    ingest: crate::ingest::Ingest,
     stop_http: oneshot::Sender<()>,
     http_task: JoinHandle<()>,
     engine_task: JoinHandle<()>,
@@ -43,6 +46,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let (relay, engine_task) = relay::start(&config.webrtc, &config.relay, audience)
         .await
         .with_context(|| format!("binding media UDP socket {}", config.webrtc.udp_bind))?;
+    let ingest = crate::ingest::start(&config.ingest, catalog.clone(), relay.clone())
+        .await
+        .with_context(|| format!("starting ingest (RTMP {:?})", config.ingest.rtmp_listen))?;
     let state = Arc::new(AppState {
         catalog: catalog.clone(),
         relay: relay.clone(),
@@ -66,6 +72,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         udp_addr: relay.udp_addr(),
         catalog,
         relay,
+        rtmp_addr: ingest.rtmp_addr,
+        ingest,
         stop_http,
         http_task,
         engine_task,
@@ -82,6 +90,7 @@ impl RunningServer {
     /// Stops in order: HTTP, relay (closing attendance), then the writer drains.
     pub async fn shutdown(self) {
         let _ = self.stop_http.send(());
+        self.ingest.shutdown().await;
         self.relay.shutdown().await;
         let _ = self.engine_task.await;
         drop(self.relay);

@@ -18,6 +18,8 @@ pub struct Config {
     pub catalog: CatalogConfig,
     /// Fan-out limits.
     pub relay: RelayConfig,
+    /// RTMP ingest and transcoding.
+    pub ingest: crate::ingest::IngestConfig,
 }
 
 /// HTTP listener settings.

@@ -29,4 +29,6 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod relay;
+pub mod transcode;

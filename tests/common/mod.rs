@@ -28,6 +28,7 @@ pub async fn start_server() -> TestServer {
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.webrtc.udp_bind = "127.0.0.1:0".parse().unwrap();
     config.webrtc.advertised_ips = vec!["127.0.0.1".parse().unwrap()];
+    config.ingest.rtmp_listen = Some("127.0.0.1:0".parse().unwrap());
     config.catalog.database_url = format!("sqlite://{}/feiyan.db", dir.path().display());
     config.validate().expect("test config is valid");
     let server = start(config).await.expect("server starts");

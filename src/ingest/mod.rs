@@ -1,0 +1,197 @@
+//! Ways media comes into a channel from outside WebRTC: RTMP push ([`rtmp`]), and the
+//! shared path every such source takes: [`crate::transcode`] -> [`packetize`] -> a
+//! [`LocalPublisher`] on the relay. A viewer cannot tell how a lecture came in.
+
+pub mod packetize;
+pub mod rtmp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::relay::{LocalPublisher, MediaKind, RelayError, RelayHandle};
+use crate::transcode::{Encoded, KeyframeRequester, TranscodeError, TranscodeOptions, VideoMode};
+use packetize::RtpPacketizer;
+
+/// Ingest settings (`[ingest]` in `config/feiyan.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Where the RTMP server listens; `None` turns RTMP ingest off.
+    pub rtmp_listen: Option<SocketAddr>,
+    /// Default video handling for every channel (`auto`, `passthrough`, `transcode`).
+    pub video: VideoMode,
+    /// libx264 bitrate when transcoding, kbit/s.
+    pub video_kbps: u32,
+    /// libx264 preset when transcoding (CPU against quality).
+    pub x264_preset: String,
+    /// Opus bitrate, kbit/s.
+    pub audio_kbps: u32,
+    /// Per-channel overrides, keyed by channel name.
+    pub channels: HashMap<String, ChannelIngestConfig>,
+}
+
+/// Per-channel ingest overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelIngestConfig {
+    /// Video handling for this channel; the `[ingest]` default when absent.
+    pub video: Option<VideoMode>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
+            video: VideoMode::Auto,
+            video_kbps: 1500,
+            x264_preset: "veryfast".into(),
+            audio_kbps: 64,
+            channels: HashMap::new(),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Transcode options for sources on `channel`.
+    pub fn options_for(&self, channel: &str) -> TranscodeOptions {
+        TranscodeOptions {
+            video_mode: self
+                .channels
+                .get(channel)
+                .and_then(|c| c.video)
+                .unwrap_or(self.video),
+            video_kbps: self.video_kbps,
+            x264_preset: self.x264_preset.clone(),
+            audio_kbps: self.audio_kbps,
+            ..TranscodeOptions::default()
+        }
+    }
+}
+
+/// Why an ingest connection or source ended. The log line carries it.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The peer broke the RTMP protocol (or is not speaking RTMP at all).
+    #[error("RTMP protocol error: {0}")]
+    Protocol(String),
+    /// The publisher was refused (unknown channel, wrong key, wrong app).
+    #[error("publish refused: {0}")]
+    Refused(String),
+    /// The media cannot be used.
+    #[error(transparent)]
+    Transcode(#[from] TranscodeError),
+    /// The relay refused the source (e.g. the channel already has a publisher).
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The socket failed or timed out.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every ingest task needs.
+pub(crate) struct IngestContext {
+    pub(crate) catalog: Catalog,
+    pub(crate) relay: RelayHandle,
+    pub(crate) config: IngestConfig,
+}
+
+/// The running ingest services.
+pub struct Ingest {
+    /// Where RTMP listens, when enabled.
+    pub rtmp_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Binds the RTMP listener (when configured) and starts accepting.
+pub async fn start(
+    config: &IngestConfig,
+    catalog: Catalog,
+    relay: RelayHandle,
+) -> Result<Ingest, IngestError> {
+    let (stop, stopped) = watch::channel(false);
+    let ctx = Arc::new(IngestContext {
+        catalog,
+        relay,
+        config: config.clone(),
+    });
+    let mut tasks = Vec::new();
+    let mut rtmp_addr = None;
+    if let Some(addr) = config.rtmp_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        info!(rtmp = %bound, "RTMP ingest listening");
+        rtmp_addr = Some(bound);
+        tasks.push(tokio::spawn(rtmp::accept_loop(
+            listener,
+            ctx.clone(),
+            stopped,
+        )));
+    }
+    Ok(Ingest {
+        rtmp_addr,
+        stop,
+        tasks,
+    })
+}
+
+impl Ingest {
+    /// Stops accepting and ends every ingest connection (their sessions end).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// Moves one source's encoded media into the relay until the transcoder's output ends,
+/// passing viewers' keyframe requests back to the encoder. Ends the session when done.
+pub(crate) async fn forward(
+    mut encoded: mpsc::Receiver<Encoded>,
+    publisher: LocalPublisher,
+    keyframes: KeyframeRequester,
+) {
+    let mut rtp = RtpPacketizer::new();
+    while let Some(media) = encoded.recv().await {
+        if publisher.take_keyframe_request() {
+            keyframes.request();
+        }
+        let sent = match media {
+            Encoded::Video {
+                access_unit,
+                pts_90k,
+                ..
+            } => {
+                let mut result = Ok(());
+                for packet in rtp.video(&access_unit, pts_90k) {
+                    result = publisher.send(MediaKind::Video, packet).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                result
+            }
+            Encoded::Audio { packet, pts_48k } => {
+                publisher
+                    .send(MediaKind::Audio, rtp.audio(packet, pts_48k))
+                    .await
+            }
+        };
+        if let Err(err) = sent {
+            debug!(%err, "relay stopped taking media");
+            break;
+        }
+    }
+    publisher.finish();
+}
