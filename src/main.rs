@@ -47,6 +47,45 @@ enum Command {
         #[command(subcommand)]
         action: StationAction,
     },
+    /// Manage the film library.
+    Film {
+        #[command(subcommand)]
+        action: FilmAction,
+    },
+    /// Schedule film classes.
+    Screening {
+        #[command(subcommand)]
+        action: ScreeningAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum FilmAction {
+    /// Probe files and add the playable ones; unplayable ones are reported with the reason
+    /// (the others still import). Exits non-zero when any file was rejected.
+    Import {
+        /// Film files (keep them under media/films/).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List films.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ScreeningAction {
+    /// Schedule a film class: the server plays the film into the station's channel then.
+    Schedule {
+        /// Station id or channel.
+        #[arg(long)]
+        station: String,
+        /// Film id (see `feiyan film list`).
+        #[arg(long)]
+        film: i64,
+        /// Start time, RFC 3339, e.g. 2026-12-01T19:00:00+08:00.
+        #[arg(long)]
+        at: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +138,35 @@ async fn main() -> anyhow::Result<()> {
             println!("catalog is up to date: {}", config.catalog.database_url);
             Ok(())
         }
+        Command::Film { action } => {
+            let catalog = Catalog::connect(&config.catalog.database_url)
+                .await
+                .context("opening the catalog")?;
+            film_command(&catalog, action).await
+        }
+        Command::Screening {
+            action: ScreeningAction::Schedule { station, film, at },
+        } => {
+            let catalog = Catalog::connect(&config.catalog.database_url)
+                .await
+                .context("opening the catalog")?;
+            let at = chrono::DateTime::parse_from_rfc3339(&at).with_context(|| {
+                format!("--at {at:?}: expected RFC 3339, e.g. 2026-12-01T19:00:00+08:00")
+            })?;
+            let s = catalog
+                .schedule_screening(
+                    &station,
+                    film,
+                    at.timestamp_millis(),
+                    feiyan::catalog::now_ms(),
+                )
+                .await?;
+            println!(
+                "screening {} scheduled at {} (film {}, station {})",
+                s.id, s.starts_at, s.film_id, s.station_id
+            );
+            Ok(())
+        }
         Command::Station { action } => {
             let catalog = Catalog::connect(&config.catalog.database_url)
                 .await
@@ -146,6 +214,53 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn film_command(catalog: &Catalog, action: FilmAction) -> anyhow::Result<()> {
+    match action {
+        FilmAction::Import { paths } => {
+            let mut rejected = 0;
+            for path in paths {
+                let probe_path = path.clone();
+                let probed = tokio::task::spawn_blocking(move || {
+                    feiyan::ingest::playout::probe_film(&probe_path)
+                })
+                .await?;
+                match probed {
+                    Ok(film) => {
+                        let id = catalog.add_film(&film, feiyan::catalog::now_ms()).await?;
+                        println!(
+                            "imported film {id}: {} ({:.1} s, {} / {})",
+                            film.title,
+                            film.duration_ms as f64 / 1000.0,
+                            film.video_codec.as_deref().unwrap_or("no video"),
+                            film.audio_codec.as_deref().unwrap_or("no audio")
+                        );
+                    }
+                    Err(err) => {
+                        rejected += 1;
+                        eprintln!("rejected {}: {err}", path.display());
+                    }
+                }
+            }
+            if rejected > 0 {
+                anyhow::bail!("{rejected} file(s) could not be imported");
+            }
+        }
+        FilmAction::List => {
+            for f in catalog.list_films().await? {
+                println!(
+                    "{:>4}  {:>8.1} s  {:<6} {:<6} {}",
+                    f.id,
+                    f.duration_ms as f64 / 1000.0,
+                    f.video_codec.as_deref().unwrap_or("-"),
+                    f.audio_codec.as_deref().unwrap_or("-"),
+                    f.title
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn publish_test_programme(url: &str, key: &str, kbps: u32) -> anyhow::Result<()> {

@@ -4,7 +4,10 @@
 //! Times are stored as unix milliseconds (UTC) so both databases agree byte for byte.
 //! Stream keys are stored as SHA-256 hashes only; the clear key is shown once at creation.
 
+mod films;
 mod writer;
+
+pub use films::{Film, NewFilm, Screening};
 
 pub use writer::{AudienceEvent, AudienceSink, spawn_writer};
 

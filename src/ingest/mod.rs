@@ -3,6 +3,7 @@
 //! [`LocalPublisher`] on the relay. A viewer cannot tell how a lecture came in.
 
 pub mod packetize;
+pub mod playout;
 pub mod rtmp;
 
 use std::collections::HashMap;
@@ -33,6 +34,9 @@ pub struct IngestConfig {
     pub x264_preset: String,
     /// Opus bitrate, kbit/s.
     pub audio_kbps: u32,
+    /// How late a screening may still start (e.g. after the server was down); later ones
+    /// are marked missed.
+    pub screening_grace_secs: u64,
     /// Per-channel overrides, keyed by channel name.
     pub channels: HashMap<String, ChannelIngestConfig>,
 }
@@ -53,6 +57,7 @@ impl Default for IngestConfig {
             video_kbps: 1500,
             x264_preset: "veryfast".into(),
             audio_kbps: 64,
+            screening_grace_secs: 600,
             channels: HashMap::new(),
         }
     }
@@ -135,9 +140,10 @@ pub async fn start(
         tasks.push(tokio::spawn(rtmp::accept_loop(
             listener,
             ctx.clone(),
-            stopped,
+            stopped.clone(),
         )));
     }
+    tasks.push(tokio::spawn(playout::scheduler(ctx.clone(), stopped)));
     Ok(Ingest {
         rtmp_addr,
         stop,

@@ -52,7 +52,10 @@ impl Demuxer {
             dict.set(k, v);
         }
         let input = ffmpeg::format::input_with_dictionary(location, dict).map_err(|source| {
-            TranscodeError::Unsupported(format!("cannot open {location}: {source}"))
+            TranscodeError::Unsupported(format!(
+                "cannot open {location} as media ({source}): not a media file, damaged, \
+                 unreachable, or a container FFmpeg does not know"
+            ))
         })?;
         let mut video = None;
         let mut video_input = None;

@@ -1,0 +1,251 @@
+//! Film library and screenings (scheduled film classes, 电影党史课).
+
+use serde::Serialize;
+
+use super::{Catalog, CatalogError, rfc3339};
+use crate::ids::{SessionId, StationId};
+
+/// A film row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Film {
+    /// Row id.
+    pub id: i64,
+    /// Title (the file name without extension unless given).
+    pub title: String,
+    /// Path of the file the server plays.
+    pub path: String,
+    /// Duration, ms.
+    pub duration_ms: i64,
+    /// Container format found by probing.
+    pub container: String,
+    /// Video codec, if any.
+    pub video_codec: Option<String>,
+    /// Audio codec, if any.
+    pub audio_codec: Option<String>,
+    /// Picture width.
+    pub width: i64,
+    /// Picture height.
+    pub height: i64,
+}
+
+/// What `film import` learned about a file (from probing it).
+#[derive(Debug, Clone)]
+pub struct NewFilm {
+    /// Title.
+    pub title: String,
+    /// Path.
+    pub path: String,
+    /// Duration, ms.
+    pub duration_ms: i64,
+    /// Container format.
+    pub container: String,
+    /// Video codec.
+    pub video_codec: Option<String>,
+    /// Audio codec.
+    pub audio_codec: Option<String>,
+    /// Width.
+    pub width: i64,
+    /// Height.
+    pub height: i64,
+}
+
+/// A screening row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Screening {
+    /// Row id.
+    pub id: i64,
+    /// Station whose channel plays it.
+    pub station_id: StationId,
+    /// The film.
+    pub film_id: i64,
+    /// Scheduled start, unix ms.
+    pub starts_at_ms: i64,
+    /// Scheduled start, RFC 3339.
+    pub starts_at: String,
+    /// scheduled, playing, done, missed or failed.
+    pub status: String,
+    /// The live session once it started.
+    pub session_id: Option<SessionId>,
+    /// Why it was missed or failed.
+    pub note: String,
+}
+
+type ScreeningRow = (i64, i64, i64, i64, String, Option<i64>, String);
+
+fn screening(row: ScreeningRow) -> Screening {
+    let (id, station, film, at, status, session, note) = row;
+    Screening {
+        id,
+        station_id: StationId(station),
+        film_id: film,
+        starts_at_ms: at,
+        starts_at: rfc3339(at),
+        status,
+        session_id: session.map(SessionId),
+        note,
+    }
+}
+
+impl Catalog {
+    /// Records a probed film (re-importing the same path updates it). Returns its id.
+    pub async fn add_film(&self, film: &NewFilm, now_ms: i64) -> Result<i64, CatalogError> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO films (title, path, duration_ms, container, video_codec, audio_codec, \
+             width, height, imported_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (path) DO UPDATE SET title = excluded.title, \
+             duration_ms = excluded.duration_ms, container = excluded.container, \
+             video_codec = excluded.video_codec, audio_codec = excluded.audio_codec, \
+             width = excluded.width, height = excluded.height RETURNING id",
+        )
+        .bind(&film.title)
+        .bind(&film.path)
+        .bind(film.duration_ms)
+        .bind(&film.container)
+        .bind(&film.video_codec)
+        .bind(&film.audio_codec)
+        .bind(film.width)
+        .bind(film.height)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// One film by id.
+    pub async fn film(&self, id: i64) -> Result<Film, CatalogError> {
+        let row: Option<FilmRow> = sqlx::query_as(
+            "SELECT id, title, path, duration_ms, container, video_codec, audio_codec, width, \
+             height FROM films WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = row.ok_or_else(|| CatalogError::Invalid {
+            field: "film",
+            reason: format!("no film with id {id}; `feiyan film list` shows them"),
+        })?;
+        Ok(film(row))
+    }
+
+    /// Every film.
+    pub async fn list_films(&self) -> Result<Vec<Film>, CatalogError> {
+        let rows: Vec<FilmRow> = sqlx::query_as(
+            "SELECT id, title, path, duration_ms, container, video_codec, audio_codec, width, \
+             height FROM films ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(film).collect())
+    }
+
+    /// Schedules `film` on `station` (id or channel) at `starts_at_ms`.
+    pub async fn schedule_screening(
+        &self,
+        station: &str,
+        film_id: i64,
+        starts_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<Screening, CatalogError> {
+        let station_id = self.resolve_station(station).await?;
+        self.film(film_id).await?;
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO screenings (station_id, film_id, starts_at, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(station_id.0)
+        .bind(film_id)
+        .bind(starts_at_ms)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        self.screening(id).await
+    }
+
+    /// One screening by id.
+    pub async fn screening(&self, id: i64) -> Result<Screening, CatalogError> {
+        let row: Option<ScreeningRow> = sqlx::query_as(
+            "SELECT id, station_id, film_id, starts_at, status, session_id, note \
+                 FROM screenings WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(screening).ok_or_else(|| CatalogError::Invalid {
+            field: "screening",
+            reason: format!("no screening with id {id}"),
+        })
+    }
+
+    /// Screenings still waiting whose time has come (`starts_at <= now_ms`), oldest first.
+    pub async fn due_screenings(&self, now_ms: i64) -> Result<Vec<Screening>, CatalogError> {
+        let rows: Vec<ScreeningRow> = sqlx::query_as(
+            "SELECT id, station_id, film_id, starts_at, status, session_id, note \
+             FROM screenings WHERE status = 'scheduled' AND starts_at <= $1 ORDER BY starts_at",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(screening).collect())
+    }
+
+    /// Moves a screening to `status` (with its session and a note), only from `from`:
+    /// returns false when another worker moved it first.
+    pub async fn set_screening_status(
+        &self,
+        id: i64,
+        from: &str,
+        status: &str,
+        session: Option<SessionId>,
+        note: &str,
+    ) -> Result<bool, CatalogError> {
+        let done = sqlx::query(
+            "UPDATE screenings SET status = $1, session_id = COALESCE($2, session_id), note = $3 \
+             WHERE id = $4 AND status = $5",
+        )
+        .bind(status)
+        .bind(session.map(|s| s.0))
+        .bind(note)
+        .bind(id)
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The film a session played, for film-class sessions.
+    pub async fn session_film(&self, session: SessionId) -> Result<Option<i64>, CatalogError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT film_id FROM screenings WHERE session_id = $1")
+                .bind(session.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(id,)| id))
+    }
+}
+
+type FilmRow = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+fn film(row: FilmRow) -> Film {
+    let (id, title, path, duration_ms, container, video_codec, audio_codec, width, height) = row;
+    Film {
+        id,
+        title,
+        path,
+        duration_ms,
+        container,
+        video_codec,
+        audio_codec,
+        width,
+        height,
+    }
+}

@@ -1,0 +1,207 @@
+//! Film classes: `film import` probing, and the scheduler that plays a screening's film in
+//! real time (paced by its timestamps) into the station's channel as a `film_class`
+//! session, ending at the end of the file. A screening whose time passed while the server
+//! was down starts late within `ingest.screening_grace_secs`, else it is marked `missed`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{IngestContext, IngestError, forward};
+use crate::catalog::{NewFilm, Screening, SessionKind, now_ms};
+use crate::ids::ChannelName;
+use crate::relay::{LocalTracks, MediaKind, h264_codec, opus_codec};
+use crate::transcode::demux::{Demuxer, probe};
+use crate::transcode::{TranscodeError, Transcoder};
+
+/// How often the scheduler looks for due screenings.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Probes a file for `film import`: the error names what makes it unplayable. Blocking.
+pub fn probe_film(path: &Path) -> Result<NewFilm, IngestError> {
+    let text = path.to_str().ok_or_else(|| {
+        IngestError::Refused(format!("{}: the path is not valid UTF-8", path.display()))
+    })?;
+    if !path.is_file() {
+        return Err(IngestError::Refused(format!("{text}: no such file")));
+    }
+    let probe = probe(text)?;
+    let absolute = std::fs::canonicalize(path)?;
+    Ok(NewFilm {
+        title: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| text.to_string()),
+        path: absolute.to_string_lossy().into_owned(),
+        duration_ms: probe.duration_ms,
+        container: probe.container,
+        video_codec: probe.video_codec,
+        audio_codec: probe.audio_codec,
+        width: i64::from(probe.width),
+        height: i64::from(probe.height),
+    })
+}
+
+/// Starts due screenings until `stop` flips.
+pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let now = now_ms();
+        let due = match ctx.catalog.due_screenings(now).await {
+            Ok(due) => due,
+            Err(err) => {
+                warn!(%err, "cannot read due screenings");
+                continue;
+            }
+        };
+        for screening in due {
+            let late_ms = now - screening.starts_at_ms;
+            let grace_ms = ctx.config.screening_grace_secs as i64 * 1000;
+            if late_ms > grace_ms {
+                let note = format!(
+                    "missed: the server was not running at the scheduled time ({} s late, grace {} s)",
+                    late_ms / 1000,
+                    grace_ms / 1000
+                );
+                warn!(screening = screening.id, %note, "screening missed");
+                let _ = ctx
+                    .catalog
+                    .set_screening_status(screening.id, "scheduled", "missed", None, &note)
+                    .await;
+                continue;
+            }
+            match ctx
+                .catalog
+                .set_screening_status(screening.id, "scheduled", "playing", None, "")
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    warn!(%err, "cannot claim screening");
+                    continue;
+                }
+            }
+            let ctx = ctx.clone();
+            let stop = stop.clone();
+            let id = screening.id;
+            tokio::spawn(
+                async move {
+                    let (status, note) = match play(&ctx, &screening, stop).await {
+                        Ok(()) => ("done", String::new()),
+                        Err(err) => {
+                            warn!(%err, "screening failed");
+                            ("failed", err.to_string())
+                        }
+                    };
+                    let _ = ctx
+                        .catalog
+                        .set_screening_status(screening.id, "playing", status, None, &note)
+                        .await;
+                }
+                .instrument(info_span!("screening", id)),
+            );
+        }
+    }
+}
+
+async fn play(
+    ctx: &IngestContext,
+    screening: &Screening,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let film = ctx.catalog.film(screening.film_id).await?;
+    let channel = ChannelName::for_station(screening.station_id);
+    let options = ctx.config.options_for(channel.as_str());
+    let path = film.path.clone();
+    let (demuxer, transcoder, encoded) = tokio::task::spawn_blocking(move || {
+        let mut demuxer = Demuxer::open(&path, &[])?;
+        let (transcoder, encoded) =
+            Transcoder::start(demuxer.take_video(), demuxer.take_audio(), &options)?;
+        Ok::<_, TranscodeError>((demuxer, transcoder, encoded))
+    })
+    .await
+    .map_err(|e| IngestError::Refused(format!("playout task failed: {e}")))??;
+    let started = now_ms();
+    let session = ctx
+        .catalog
+        .open_session(
+            &channel,
+            screening.station_id,
+            SessionKind::FilmClass,
+            &film.title,
+            "playout",
+            started,
+        )
+        .await?;
+    ctx.catalog
+        .set_screening_status(screening.id, "playing", "playing", Some(session), "")
+        .await?;
+    let tracks = LocalTracks {
+        video: transcoder.has(MediaKind::Video).then(h264_codec),
+        audio: transcoder.has(MediaKind::Audio).then(opus_codec),
+    };
+    let publisher = match ctx
+        .relay
+        .publish_local(
+            channel.clone(),
+            session,
+            film.title.clone(),
+            started,
+            tracks,
+        )
+        .await
+    {
+        Ok(p) => p,
+        Err(err) => {
+            let _ = ctx.catalog.close_session(session, now_ms()).await;
+            return Err(err.into());
+        }
+    };
+    info!(%channel, %session, film = film.id, passthrough = transcoder.video_passthrough(), "film class started");
+    let forwarder = tokio::spawn(forward(encoded, publisher, transcoder.keyframe_requester()));
+    let halt = Arc::new(AtomicBool::new(false));
+    let halt_pacer = halt.clone();
+    let pacer = tokio::task::spawn_blocking(move || pace(demuxer, transcoder, &halt_pacer));
+    let watcher = tokio::spawn(async move {
+        let _ = stop.changed().await;
+        halt.store(true, Ordering::Relaxed);
+    });
+    let paced = pacer
+        .await
+        .map_err(|e| IngestError::Refused(format!("playout thread failed: {e}")))?;
+    let _ = forwarder.await;
+    watcher.abort();
+    info!(%session, "film class ended");
+    Ok(paced?)
+}
+
+/// Reads the film and hands packets on at the pace of their decode timestamps, so
+/// viewers get it in real time. Ends at the end of the file or when `halt` is set.
+fn pace(
+    mut demuxer: Demuxer,
+    transcoder: Transcoder,
+    halt: &AtomicBool,
+) -> Result<(), TranscodeError> {
+    let start = Instant::now();
+    let mut first = None;
+    while !halt.load(Ordering::Relaxed) {
+        let Some(packet) = demuxer.read()? else { break };
+        let origin = *first.get_or_insert(packet.dts_us);
+        let due = Duration::from_micros((packet.dts_us - origin).max(0) as u64);
+        let elapsed = start.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+        transcoder.push_blocking(packet)?;
+    }
+    transcoder.finish();
+    Ok(())
+}
