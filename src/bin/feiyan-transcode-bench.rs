@@ -1,0 +1,159 @@
+//! Transcode benchmark (not a test): CPU time of the ffmpeg-next stage against the ffmpeg
+//! CLI doing the same job (720p30 H.264 with B-frames + AAC -> 360p libx264 baseline
+//! zerolatency + Opus), and how much 720p30 -> 360p work fits in real time.
+//!
+//! `cargo run --bin feiyan-transcode-bench -- [SECONDS] [PARALLEL]`
+
+use std::process::Command;
+use std::time::Instant;
+
+use feiyan::transcode::demux::Demuxer;
+use feiyan::transcode::{TranscodeOptions, Transcoder, VideoMode};
+
+fn cpu_secs(who: i32) -> f64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut usage) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+fn ours(path: &str) -> anyhow::Result<(usize, usize)> {
+    let mut demuxer = Demuxer::open(path, &[])?;
+    let options = TranscodeOptions {
+        video_mode: VideoMode::Transcode,
+        video_kbps: 800,
+        scale_height: Some(360),
+        ..TranscodeOptions::default()
+    };
+    let (transcoder, mut out) =
+        Transcoder::start(demuxer.take_video(), demuxer.take_audio(), &options)?;
+    let drain = std::thread::spawn(move || {
+        let (mut v, mut a) = (0, 0);
+        while let Some(e) = out.blocking_recv() {
+            match e {
+                feiyan::transcode::Encoded::Video { .. } => v += 1,
+                feiyan::transcode::Encoded::Audio { .. } => a += 1,
+            }
+        }
+        (v, a)
+    });
+    while let Some(p) = demuxer.read()? {
+        transcoder.push_blocking(p)?;
+    }
+    transcoder.finish();
+    drain
+        .join()
+        .map_err(|_| anyhow::anyhow!("drain thread panicked"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let secs: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let parallel: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(2);
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("720p.mp4");
+    let input_s = input.to_string_lossy().to_string();
+    let made = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=1280x720:rate=30")
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+        ])
+        .arg(secs.to_string())
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "high",
+            "-bf",
+            "3",
+        ])
+        .args(["-b:v", "3000k", "-c:a", "aac", "-b:a", "128k"])
+        .arg(&input)
+        .status()?;
+    anyhow::ensure!(made.success(), "ffmpeg could not make the input");
+
+    let cpu0 = cpu_secs(libc::RUSAGE_SELF);
+    let t0 = Instant::now();
+    let (v, a) = ours(&input_s)?;
+    let ours_wall = t0.elapsed().as_secs_f64();
+    let ours_cpu = cpu_secs(libc::RUSAGE_SELF) - cpu0;
+
+    let c0 = cpu_secs(libc::RUSAGE_CHILDREN);
+    let t0 = Instant::now();
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&input)
+        .args([
+            "-vf",
+            "scale=-2:360:flags=bilinear",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+        ])
+        .args([
+            "-tune",
+            "zerolatency",
+            "-profile:v",
+            "baseline",
+            "-b:v",
+            "800k",
+            "-g",
+            "60",
+        ])
+        .args([
+            "-c:a", "libopus", "-b:a", "64k", "-ar", "48000", "-ac", "2", "-f", "null", "-",
+        ])
+        .status()?;
+    anyhow::ensure!(status.success(), "ffmpeg CLI transcode failed");
+    let cli_wall = t0.elapsed().as_secs_f64();
+    let cli_cpu = cpu_secs(libc::RUSAGE_CHILDREN) - c0;
+
+    let t0 = Instant::now();
+    let jobs: Vec<_> = (0..parallel)
+        .map(|_| {
+            let p = input_s.clone();
+            std::thread::spawn(move || ours(&p).map(|_| ()).map_err(|e| e.to_string()))
+        })
+        .collect();
+    for j in jobs {
+        j.join()
+            .map_err(|_| anyhow::anyhow!("job panicked"))?
+            .map_err(anyhow::Error::msg)?;
+    }
+    let par_wall = t0.elapsed().as_secs_f64();
+
+    println!(
+        "input: {secs} s of 720p30 H.264 high (B-frames) + AAC 44.1 kHz -> 360p libx264 veryfast baseline 800k + Opus 64k"
+    );
+    println!(
+        "feiyan (ffmpeg-next): {v} video + {a} audio packets, CPU {ours_cpu:.2} s, wall {ours_wall:.2} s ({:.1}x real time)",
+        f64::from(secs) / ours_wall
+    );
+    println!(
+        "ffmpeg CLI:           CPU {cli_cpu:.2} s, wall {cli_wall:.2} s ({:.1}x real time)",
+        f64::from(secs) / cli_wall
+    );
+    println!("CPU ratio feiyan / CLI: {:.3}", ours_cpu / cli_cpu);
+    println!(
+        "{parallel} parallel transcodes: wall {par_wall:.2} s -> about {:.1} concurrent 720p30->360p streams in real time on this machine",
+        f64::from(secs) * parallel as f64 / par_wall
+    );
+    Ok(())
+}
