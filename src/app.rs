@@ -54,6 +54,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         relay: relay.clone(),
         max_sdp_bytes: config.http.max_sdp_bytes,
         salt: rand::random(),
+        pull: ingest.pull.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

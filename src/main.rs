@@ -57,6 +57,36 @@ enum Command {
         #[command(subcommand)]
         action: ScreeningAction,
     },
+    /// Manage pull sources (IP cameras and streams the server opens itself).
+    Source {
+        #[command(subcommand)]
+        action: SourceAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SourceAction {
+    /// Add a source; a running server connects within a second and keeps retrying.
+    Add {
+        /// Channel to feed.
+        #[arg(long)]
+        channel: String,
+        /// rtsp://, srt://, rtmp:// or http(s):// URL.
+        #[arg(long)]
+        url: String,
+    },
+    /// List sources (URLs without credentials).
+    List,
+    /// Stop using a source.
+    Disable {
+        /// Source id.
+        id: i64,
+    },
+    /// Use a disabled source again.
+    Enable {
+        /// Source id.
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -165,6 +195,49 @@ async fn main() -> anyhow::Result<()> {
                 "screening {} scheduled at {} (film {}, station {})",
                 s.id, s.starts_at, s.film_id, s.station_id
             );
+            Ok(())
+        }
+        Command::Source { action } => {
+            let catalog = Catalog::connect(&config.catalog.database_url)
+                .await
+                .context("opening the catalog")?;
+            match action {
+                SourceAction::Add { channel, url } => {
+                    let name = feiyan::ids::ChannelName::parse(&channel)
+                        .with_context(|| format!("invalid channel name {channel:?}"))?;
+                    let s = catalog
+                        .add_source(&name, &url, feiyan::catalog::now_ms())
+                        .await?;
+                    println!(
+                        "source {} feeds {} from {}",
+                        s.id,
+                        s.channel,
+                        feiyan::catalog::redact_url(&s.url)
+                    );
+                }
+                SourceAction::List => {
+                    for s in catalog.list_sources().await? {
+                        let on = if s.enabled { "enabled" } else { "disabled" };
+                        println!(
+                            "{:>4}  {:<12} {:<8} {}",
+                            s.id,
+                            s.channel,
+                            on,
+                            feiyan::catalog::redact_url(&s.url)
+                        );
+                    }
+                }
+                SourceAction::Disable { id } | SourceAction::Enable { id } => {
+                    let enable = matches!(action, SourceAction::Enable { .. });
+                    if !catalog.set_source_enabled(id, enable).await? {
+                        anyhow::bail!("no source {id}; `feiyan source list` shows them");
+                    }
+                    println!(
+                        "source {id} {}",
+                        if enable { "enabled" } else { "disabled" }
+                    );
+                }
+            }
             Ok(())
         }
         Command::Station { action } => {

@@ -23,3 +23,11 @@ CREATE TABLE screenings (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX screenings_due ON screenings(status, starts_at);
+-- Pull sources (RTSP/SRT/RTMP/HTTP URLs the server opens itself) feeding a channel.
+CREATE TABLE sources (
+    id BIGSERIAL PRIMARY KEY,
+    channel TEXT NOT NULL REFERENCES channels(name),
+    url TEXT NOT NULL,
+    enabled BIGINT NOT NULL DEFAULT 1,
+    created_at BIGINT NOT NULL
+);

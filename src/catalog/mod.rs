@@ -5,9 +5,11 @@
 //! Stream keys are stored as SHA-256 hashes only; the clear key is shown once at creation.
 
 mod films;
+mod sources;
 mod writer;
 
 pub use films::{Film, NewFilm, Screening};
+pub use sources::{PullSource, redact_url};
 
 pub use writer::{AudienceEvent, AudienceSink, spawn_writer};
 

@@ -11,6 +11,7 @@
 //! | `GET /`, `/watch/{c}`, `/publish/{c}` | pages |
 
 pub mod error;
+mod ingest;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub max_sdp_bytes: u64,
     /// Per-process salt for hashing client addresses (never stored in clear).
     pub salt: [u8; 16],
+    /// Pull source statuses (`GET /api/sources`).
+    pub pull: Arc<crate::ingest::pull::PullBoard>,
 }
 
 type State = Arc<AppState>;
@@ -161,6 +164,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .or(watch)
         .unify()
         .or(publish)
+        .unify()
+        .or(ingest::routes(state.clone()))
         .unify()
         .recover(recover)
         .unify()

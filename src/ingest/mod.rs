@@ -4,6 +4,7 @@
 
 pub mod packetize;
 pub mod playout;
+pub mod pull;
 pub mod rtmp;
 
 use std::collections::HashMap;
@@ -114,6 +115,8 @@ pub(crate) struct IngestContext {
 pub struct Ingest {
     /// Where RTMP listens, when enabled.
     pub rtmp_addr: Option<SocketAddr>,
+    /// Pull source statuses, for the API.
+    pub pull: Arc<pull::PullBoard>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -143,9 +146,19 @@ pub async fn start(
             stopped.clone(),
         )));
     }
-    tasks.push(tokio::spawn(playout::scheduler(ctx.clone(), stopped)));
+    tasks.push(tokio::spawn(playout::scheduler(
+        ctx.clone(),
+        stopped.clone(),
+    )));
+    let pull = Arc::new(pull::PullBoard::default());
+    tasks.push(tokio::spawn(pull::supervisor(
+        ctx.clone(),
+        pull.clone(),
+        stopped,
+    )));
     Ok(Ingest {
         rtmp_addr,
+        pull,
         stop,
         tasks,
     })

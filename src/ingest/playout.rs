@@ -183,9 +183,10 @@ async fn play(
     Ok(paced?)
 }
 
-/// Reads the film and hands packets on at the pace of their decode timestamps, so
-/// viewers get it in real time. Ends at the end of the file or when `halt` is set.
-fn pace(
+/// Reads the input and hands packets on at the pace of their decode timestamps, so
+/// viewers get files in real time (live inputs arrive at that pace anyway and are never
+/// held back). Ends at the end of the input or when `halt` is set.
+pub(crate) fn pace(
     mut demuxer: Demuxer,
     transcoder: Transcoder,
     halt: &AtomicBool,

@@ -1,0 +1,148 @@
+//! Ingest resources: pull sources and screenings (film classes).
+//!
+//! - `GET /api/sources`: every running pull source with its status (connected, retrying,
+//!   last error, next retry); URLs without credentials.
+//! - `POST /api/sources` `{"channel", "url"}`: adds a pull source to a channel.
+//! - `POST /api/screenings` `{"channel", "film_id", "at"}` (`at` RFC 3339): schedules a film
+//!   class on the channel's station. `GET /api/screenings/{id}`: its status and session.
+//!
+//! Changes need the channel's stream key (`Authorization: Bearer <stream key>`), as WHIP.
+
+use serde::Deserialize;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use super::error::ApiError;
+use super::{State, finish, parse_channel, with_state};
+use crate::catalog::{now_ms, redact_url};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSource {
+    channel: String,
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewScreening {
+    channel: String,
+    film_id: i64,
+    at: String,
+}
+
+pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
+    let list = warp::get()
+        .and(warp::path!("api" / "sources"))
+        .and(with_state(state.clone()))
+        .map(|state: State| warp::reply::json(&state.pull.list()).into_response());
+    let add = warp::post()
+        .and(warp::path!("api" / "sources"))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::body::content_length_limit(16 * 1024))
+        .and(warp::body::json())
+        .and(with_state(state.clone()))
+        .then(
+            |auth: Option<String>, body: NewSource, state: State| async move {
+                finish(add_source(auth, body, state).await)
+            },
+        );
+    let schedule = warp::post()
+        .and(warp::path!("api" / "screenings"))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::body::content_length_limit(16 * 1024))
+        .and(warp::body::json())
+        .and(with_state(state.clone()))
+        .then(
+            |auth: Option<String>, body: NewScreening, state: State| async move {
+                finish(schedule(auth, body, state).await)
+            },
+        );
+    let screening = warp::get()
+        .and(warp::path!("api" / "screenings" / i64))
+        .and(with_state(state))
+        .then(|id: i64, state: State| async move {
+            finish(
+                state
+                    .catalog
+                    .screening(id)
+                    .await
+                    .map(|s| warp::reply::json(&s).into_response())
+                    .map_err(|_| ApiError::NotFound(format!("no screening {id}"))),
+            )
+        });
+    list.or(add)
+        .unify()
+        .or(schedule)
+        .unify()
+        .or(screening)
+        .unify()
+        .boxed()
+}
+
+async fn authorize(
+    auth: Option<String>,
+    channel: &str,
+    state: &State,
+) -> Result<crate::ids::ChannelName, ApiError> {
+    let channel = parse_channel(channel)?;
+    let key = auth
+        .as_deref()
+        .and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "missing stream key: send Authorization: Bearer <stream key>".into(),
+            )
+        })?;
+    state.catalog.authorize_publisher(&channel, key).await?;
+    Ok(channel)
+}
+
+async fn add_source(
+    auth: Option<String>,
+    body: NewSource,
+    state: State,
+) -> Result<Response, ApiError> {
+    let channel = authorize(auth, &body.channel, &state).await?;
+    let mut source = state
+        .catalog
+        .add_source(&channel, &body.url, now_ms())
+        .await?;
+    source.url = redact_url(&source.url);
+    let mut r = warp::reply::json(&source).into_response();
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
+
+async fn schedule(
+    auth: Option<String>,
+    body: NewScreening,
+    state: State,
+) -> Result<Response, ApiError> {
+    let channel = authorize(auth, &body.channel, &state).await?;
+    let at = chrono::DateTime::parse_from_rfc3339(&body.at).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "at {:?}: {e}; expected RFC 3339, e.g. 2026-12-01T19:00:00+08:00",
+            body.at
+        ))
+    })?;
+    let s = state
+        .catalog
+        .schedule_screening(
+            channel.as_str(),
+            body.film_id,
+            at.timestamp_millis(),
+            now_ms(),
+        )
+        .await?;
+    let mut r = warp::reply::json(&s).into_response();
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
