@@ -47,6 +47,61 @@ fn ours(path: &str) -> anyhow::Result<(usize, usize)> {
         .map_err(|_| anyhow::anyhow!("drain thread panicked"))
 }
 
+/// Feeds `path` in real time and returns the median and worst time from handing a video
+/// packet to the stage until its encoded picture comes out (pictures matched by pts).
+fn latency(path: &str, mode: VideoMode) -> anyhow::Result<(f64, f64, bool)> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let mut demuxer = Demuxer::open(path, &[])?;
+    let options = TranscodeOptions {
+        video_mode: mode,
+        video_kbps: 1500,
+        ..TranscodeOptions::default()
+    };
+    let (transcoder, mut out) = Transcoder::start(demuxer.take_video(), None, &options)?;
+    let passthrough = transcoder.video_passthrough();
+    let pushed: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
+    let seen = pushed.clone();
+    let drain = std::thread::spawn(move || {
+        let mut lat = Vec::new();
+        while let Some(e) = out.blocking_recv() {
+            if let feiyan::transcode::Encoded::Video { pts_90k, .. } = e {
+                let at = seen
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&(pts_90k * 100 / 9)).copied());
+                if let Some(at) = at {
+                    lat.push(at.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        lat
+    });
+    let start = Instant::now();
+    let mut first = None;
+    while let Some(p) = demuxer.read()? {
+        if p.kind != feiyan::transcode::MediaKind::Video {
+            continue;
+        }
+        let origin = *first.get_or_insert(p.dts_us);
+        let due = std::time::Duration::from_micros((p.dts_us - origin).max(0) as u64);
+        if due > start.elapsed() {
+            std::thread::sleep(due - start.elapsed());
+        }
+        if let Ok(mut m) = pushed.lock() {
+            m.insert(p.pts_us, Instant::now());
+        }
+        transcoder.push_blocking(p)?;
+    }
+    transcoder.finish();
+    let mut lat = drain
+        .join()
+        .map_err(|_| anyhow::anyhow!("drain panicked"))?;
+    lat.sort_by(|a, b| a.total_cmp(b));
+    anyhow::ensure!(!lat.is_empty(), "no pictures matched");
+    Ok((lat[lat.len() / 2], lat[lat.len() - 1], passthrough))
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let secs: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
@@ -154,6 +209,30 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{parallel} parallel transcodes: wall {par_wall:.2} s -> about {:.1} concurrent 720p30->360p streams in real time on this machine",
         f64::from(secs) * parallel as f64 / par_wall
+    );
+    let baseline = dir.path().join("720p-baseline.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&input)
+        .args([
+            "-an",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-b:v",
+            "3000k",
+        ])
+        .arg(&baseline)
+        .status()?;
+    anyhow::ensure!(made.success(), "ffmpeg could not make the baseline input");
+    let (med, max, pass) = latency(&baseline.to_string_lossy(), VideoMode::Auto)?;
+    println!(
+        "latency added, 720p baseline (passthrough={pass}): median {med:.1} ms, max {max:.1} ms"
+    );
+    let (med, max, pass) = latency(&input_s, VideoMode::Auto)?;
+    println!(
+        "latency added, 720p high with B-frames (passthrough={pass}): median {med:.1} ms, max {max:.1} ms"
     );
     Ok(())
 }
