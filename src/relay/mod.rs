@@ -209,6 +209,12 @@ pub struct RelayCounters {
     pub datagrams_unrouted: AtomicU64,
     /// Keyframe requests forwarded to publishers.
     pub plis_forwarded: AtomicU64,
+    /// Packets resent to viewers in answer to NACKs.
+    pub retransmissions: AtomicU64,
+    /// Times a lossy viewer's video was cut to the next keyframe.
+    pub viewers_skipped: AtomicU64,
+    /// Viewers disconnected because their link lost too much for too long.
+    pub viewers_dropped: AtomicU64,
 }
 
 impl RelayCounters {
