@@ -46,6 +46,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::feedback::DeliverFeedback;
 use super::media::{
     GopCache, HealthAction, RetransmitBuffer, Rewriter, VideoCodec, ViewerHealth, starts_keyframe,
 };
@@ -374,7 +375,10 @@ impl Engine {
         Ok(Engine {
             socket,
             local_addr,
-            candidate_addr: SocketAddr::new(candidate_ip, local_addr.port()),
+            candidate_addr: SocketAddr::new(
+                candidate_ip,
+                webrtc.advertised_port.unwrap_or(local_addr.port()),
+            ),
             advertised,
             webrtc: webrtc.clone(),
             relay: relay.clone(),
@@ -569,7 +573,9 @@ impl Engine {
             // A viewer only receives: its NACKs are answered by the engine from the
             // channel's retransmission buffer, so the chain only sends sender reports (lip
             // sync). Each forwarded packet walks a short chain and each viewer holds little.
-            Registry::new().with(Slot::SenderReport, SenderReportBuilder::new().build())
+            Registry::new()
+                .with(Slot::SenderReport, SenderReportBuilder::new().build())
+                .with(Slot::from(14_000), DeliverFeedback::default())
         } else {
             register_default_interceptors(Registry::new(), &mut media).map_err(internal)?
         };
@@ -602,7 +608,7 @@ impl Engine {
                 base_config: CandidateConfig {
                     network: "udp".to_owned(),
                     address: ip.to_string(),
-                    port: self.local_addr.port(),
+                    port: self.candidate_addr.port(),
                     component: 1,
                     ..Default::default()
                 },

@@ -7,6 +7,7 @@
 //! queue) and read live figures from [`LiveBoard`].
 
 mod engine;
+mod feedback;
 pub mod media;
 mod stun;
 
