@@ -138,6 +138,22 @@ async fn nacks_are_answered_from_the_channel_buffer() {
         "with {dropped} dropped and {resent} resent, the viewer got {delivered}/{} video packets",
         expected.len()
     );
+    // Operators see the same in /metrics.
+    let metrics = reqwest::get(format!("{}/metrics", t.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("feiyan_retransmissions_total "))
+        .expect("retransmissions in /metrics");
+    assert_eq!(
+        line,
+        format!("feiyan_retransmissions_total {resent}").as_str()
+    );
+    assert!(metrics.contains("feiyan_live_channels 1"), "{metrics}");
     viewer.close().await.ok();
     publisher.stop().await.ok();
     t.server.shutdown().await;

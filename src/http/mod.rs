@@ -125,6 +125,10 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .and(warp::path!("api" / "sessions" / i64))
         .and(with_state(state.clone()))
         .then(api_session);
+    let metrics = warp::get()
+        .and(warp::path!("metrics"))
+        .and(with_state(state.clone()))
+        .map(|state: State| metrics(&state));
     let health = warp::get()
         .and(warp::path!("healthz"))
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
@@ -154,6 +158,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .or(session)
         .unify()
         .or(health)
+        .unify()
+        .or(metrics)
         .unify()
         .boxed()
         .or(index)
@@ -386,6 +392,36 @@ async fn delete_resource(
         }
         .await,
     )
+}
+
+/// Prometheus text exposition of the relay's counters and live gauges.
+fn metrics(state: &AppState) -> Response {
+    use std::fmt::Write;
+    let board = state.relay.board();
+    let mut out = String::new();
+    for (name, help, value) in board.counters.snapshot() {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let live = board.live();
+    let viewers: usize = live.iter().map(|(_, s)| s.viewers).sum();
+    let _ = writeln!(
+        out,
+        "# HELP feiyan_live_channels channels with a live source\n# TYPE feiyan_live_channels gauge\nfeiyan_live_channels {}",
+        live.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP feiyan_viewers connected viewers of live channels\n# TYPE feiyan_viewers gauge\nfeiyan_viewers {viewers}"
+    );
+    let mut r = out.into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }
 
 /// One entry of `GET /api/live`.
