@@ -136,6 +136,9 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
     let index = warp::get()
         .and(warp::path::end())
         .map(|| page(pages::INDEX));
+    let css = warp::get()
+        .and(warp::path!("assets" / "feiyan.css"))
+        .map(|| asset(pages::CSS, "text/css; charset=utf-8"));
     let watch = warp::get()
         .and(warp::path!("watch" / String))
         .map(|_: String| page(pages::WATCH));
@@ -164,6 +167,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .boxed()
         .or(index)
         .unify()
+        .or(css)
+        .unify()
         .or(watch)
         .unify()
         .or(publish)
@@ -177,6 +182,18 @@ mod pages {
     pub const INDEX: &str = include_str!("pages/index.html");
     pub const WATCH: &str = include_str!("pages/watch.html");
     pub const PUBLISH: &str = include_str!("pages/publish.html");
+    pub const CSS: &str = include_str!("pages/feiyan.css");
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        "cache-control",
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    r
 }
 
 fn page(html: &'static str) -> Response {
