@@ -139,6 +139,9 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
     let css = warp::get()
         .and(warp::path!("assets" / "feiyan.css"))
         .map(|| asset(pages::CSS, "text/css; charset=utf-8"));
+    let js = warp::get()
+        .and(warp::path!("assets" / "feiyan.js"))
+        .map(|| asset(pages::JS, "text/javascript; charset=utf-8"));
     let watch = warp::get()
         .and(warp::path!("watch" / String))
         .map(|_: String| page(pages::WATCH));
@@ -169,6 +172,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .unify()
         .or(css)
         .unify()
+        .or(js)
+        .unify()
         .or(watch)
         .unify()
         .or(publish)
@@ -183,6 +188,7 @@ mod pages {
     pub const WATCH: &str = include_str!("pages/watch.html");
     pub const PUBLISH: &str = include_str!("pages/publish.html");
     pub const CSS: &str = include_str!("pages/feiyan.css");
+    pub const JS: &str = include_str!("pages/feiyan.js");
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
