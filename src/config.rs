@@ -41,6 +41,9 @@ pub struct WebRtcConfig {
     /// Addresses put in our ICE candidates: the LAN or public IPs clients reach us on
     /// (NAT 1:1 included). `FEIYAN_ADVERTISED_IPS` (comma-separated) overrides.
     pub advertised_ips: Vec<IpAddr>,
+    /// The UDP port put in our ICE candidates when a port forward maps a different
+    /// external port to `udp_bind` (default: the bound port).
+    pub advertised_port: Option<u16>,
     /// Seconds without ICE traffic before a peer counts as disconnected.
     pub disconnected_timeout_secs: u64,
     /// Further seconds (after `disconnected_timeout_secs`) without ICE traffic before a peer
@@ -83,6 +86,7 @@ impl Default for WebRtcConfig {
         Self {
             udp_bind: SocketAddr::from(([0, 0, 0, 0], 8189)),
             advertised_ips: vec![IpAddr::from([127, 0, 0, 1])],
+            advertised_port: None,
             disconnected_timeout_secs: 5,
             failed_timeout_secs: 15,
         }

@@ -488,6 +488,20 @@ async fn bench(
         .map(|d| d.as_secs_f64() * 1000.0)
         .collect();
     first_rtp_ms.sort_by(f64::total_cmp);
+    // Where the first-frame time goes: HTTP answer, then ICE + DTLS, then media.
+    let mut answer_ms: Vec<f64> = stats
+        .iter()
+        .map(|s| (s.answered_at - s.posted_at).as_secs_f64() * 1000.0)
+        .collect();
+    answer_ms.sort_by(f64::total_cmp);
+    let mut connected_ms: Vec<f64> = stats
+        .iter()
+        .filter_map(|s| {
+            s.connected_at
+                .map(|c| (c - s.posted_at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    connected_ms.sort_by(f64::total_cmp);
     let starts_on_keyframe = stats
         .iter()
         .filter(|s| s.first_video_frame_is_keyframe)
@@ -646,6 +660,11 @@ async fn bench(
         stats.len(),
         fmt_opt(percentile(&first_rtp_ms, 50.0), " ms"),
     );
+    println!(
+        "  of which: POST -> 201 answer median {}, POST -> ICE+DTLS connected median {}",
+        fmt_opt(percentile(&answer_ms, 50.0), " ms"),
+        fmt_opt(percentile(&connected_ms, 50.0), " ms"),
+    );
     if args.server_pid.is_some() {
         if !steady_window_ok {
             println!(
@@ -708,6 +727,8 @@ async fn bench(
         },
         "first_frame_ms": {"median": median_ff, "p95": p95_ff, "max": max_ff, "count": first_frame_ms.len()},
         "first_rtp_ms_median": percentile(&first_rtp_ms, 50.0),
+        "answer_ms_median": percentile(&answer_ms, 50.0),
+        "connected_ms_median": percentile(&connected_ms, 50.0),
         "viewers_started_on_keyframe": starts_on_keyframe,
         "server": {
             "pid": args.server_pid,

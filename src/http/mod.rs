@@ -128,6 +128,10 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .and(warp::path!("api" / "sessions" / i64))
         .and(with_state(state.clone()))
         .then(api_session);
+    let metrics = warp::get()
+        .and(warp::path!("metrics"))
+        .and(with_state(state.clone()))
+        .map(|state: State| metrics(&state));
     let health = warp::get()
         .and(warp::path!("healthz"))
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
@@ -135,6 +139,12 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
     let index = warp::get()
         .and(warp::path::end())
         .map(|| page(pages::INDEX));
+    let css = warp::get()
+        .and(warp::path!("assets" / "feiyan.css"))
+        .map(|| asset(pages::CSS, "text/css; charset=utf-8"));
+    let js = warp::get()
+        .and(warp::path!("assets" / "feiyan.js"))
+        .map(|| asset(pages::JS, "text/javascript; charset=utf-8"));
     let watch = warp::get()
         .and(warp::path!("watch" / String))
         .map(|_: String| page(pages::WATCH));
@@ -158,8 +168,14 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .unify()
         .or(health)
         .unify()
+        .or(metrics)
+        .unify()
         .boxed()
         .or(index)
+        .unify()
+        .or(css)
+        .unify()
+        .or(js)
         .unify()
         .or(watch)
         .unify()
@@ -176,6 +192,19 @@ mod pages {
     pub const INDEX: &str = include_str!("pages/index.html");
     pub const WATCH: &str = include_str!("pages/watch.html");
     pub const PUBLISH: &str = include_str!("pages/publish.html");
+    pub const CSS: &str = include_str!("pages/feiyan.css");
+    pub const JS: &str = include_str!("pages/feiyan.js");
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        "cache-control",
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    r
 }
 
 fn page(html: &'static str) -> Response {
@@ -391,6 +420,36 @@ async fn delete_resource(
         }
         .await,
     )
+}
+
+/// Prometheus text exposition of the relay's counters and live gauges.
+fn metrics(state: &AppState) -> Response {
+    use std::fmt::Write;
+    let board = state.relay.board();
+    let mut out = String::new();
+    for (name, help, value) in board.counters.snapshot() {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let live = board.live();
+    let viewers: usize = live.iter().map(|(_, s)| s.viewers).sum();
+    let _ = writeln!(
+        out,
+        "# HELP feiyan_live_channels channels with a live source\n# TYPE feiyan_live_channels gauge\nfeiyan_live_channels {}",
+        live.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP feiyan_viewers connected viewers of live channels\n# TYPE feiyan_viewers gauge\nfeiyan_viewers {viewers}"
+    );
+    let mut r = out.into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }
 
 /// One entry of `GET /api/live`.

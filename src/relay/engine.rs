@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
-use rtc::interceptor::{NackResponderBuilder, Registry, SenderReportBuilder, Slot};
+use rtc::interceptor::{Registry, SenderReportBuilder, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
@@ -32,6 +32,8 @@ use rtc::peer_connection::transport::{
 };
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
@@ -44,7 +46,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::media::{GopCache, Rewriter, VideoCodec};
+use super::feedback::DeliverFeedback;
+use super::media::{
+    GopCache, HealthAction, RetransmitBuffer, Rewriter, VideoCodec, ViewerHealth, starts_keyframe,
+};
 use super::stun;
 use super::{
     Accepted, ChannelStatus, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks,
@@ -116,6 +121,10 @@ struct ViewerState {
     /// a client installs its SRTP keys after the DTLS handshake, and packets sent in the
     /// same instant are dropped by busy clients. Live video waits until the replay is done.
     replay_at: Option<Instant>,
+    /// Its receiver reports' loss, deciding keyframe skips and drops.
+    health: ViewerHealth,
+    /// Video is withheld until the next keyframe (set when its link is losing too much).
+    skip_video: bool,
     /// The attendance row of the session being watched, if one is live.
     row: Option<ViewerId>,
 }
@@ -150,6 +159,8 @@ struct Channel {
     audio_codec: Option<RTCRtpCodec>,
     video_kind: Option<VideoCodec>,
     gop: GopCache,
+    /// Recent video packets, answering every viewer's NACKs.
+    rtx: RetransmitBuffer,
     viewers: HashSet<PeerKey>,
     connected_viewers: usize,
     peak: i64,
@@ -364,7 +375,10 @@ impl Engine {
         Ok(Engine {
             socket,
             local_addr,
-            candidate_addr: SocketAddr::new(candidate_ip, local_addr.port()),
+            candidate_addr: SocketAddr::new(
+                candidate_ip,
+                webrtc.advertised_port.unwrap_or(local_addr.port()),
+            ),
             advertised,
             webrtc: webrtc.clone(),
             relay: relay.clone(),
@@ -556,15 +570,12 @@ impl Engine {
         let internal = |e: rtc::shared::error::Error| RelayError::Internal(e.to_string());
         let mut media = media_engine()?;
         let registry = if viewer {
-            // A viewer only receives: answer its NACKs from a short history (~2.5 s of
-            // video) and send sender reports for lip sync. No receive-side interceptors,
-            // so each forwarded packet walks a shorter chain and each viewer holds less.
+            // A viewer only receives: its NACKs are answered by the engine from the
+            // channel's retransmission buffer, so the chain only sends sender reports (lip
+            // sync). Each forwarded packet walks a short chain and each viewer holds little.
             Registry::new()
-                .with(
-                    Slot::NackResponder,
-                    NackResponderBuilder::new().with_size(256).build(),
-                )
                 .with(Slot::SenderReport, SenderReportBuilder::new().build())
+                .with(Slot::from(14_000), DeliverFeedback::default())
         } else {
             register_default_interceptors(Registry::new(), &mut media).map_err(internal)?
         };
@@ -597,7 +608,7 @@ impl Engine {
                 base_config: CandidateConfig {
                     network: "udp".to_owned(),
                     address: ip.to_string(),
-                    port: self.local_addr.port(),
+                    port: self.candidate_addr.port(),
                     component: 1,
                     ..Default::default()
                 },
@@ -807,6 +818,8 @@ impl Engine {
                 audio: audio_out,
                 connected: false,
                 replay_at: None,
+                health: ViewerHealth::default(),
+                skip_video: false,
                 row: None,
             }),
             remotes: Vec::new(),
@@ -923,6 +936,7 @@ impl Engine {
             Some(ch) if was_live_source => {
                 ch.live = false;
                 ch.gop.clear();
+                ch.rtx.clear();
                 ch.peak = 0;
                 ch.last_pli = None;
                 ch.viewers.iter().copied().collect()
@@ -1020,6 +1034,8 @@ impl Engine {
     fn service(&mut self, key: PeerKey) {
         let mut rtp_in: Vec<(RtpCodecKind, rtp::Packet)> = Vec::new();
         let mut keyframe_wanted = false;
+        let mut nacked: Vec<u16> = Vec::new();
+        let mut losses: Vec<u8> = Vec::new();
         let mut state_change: Option<RTCPeerConnectionState> = None;
         let mut opened: Vec<TrackIn> = Vec::new();
         {
@@ -1065,11 +1081,29 @@ impl Engine {
                         }
                     }
                     RTCMessage::RtcpPacket(_, packets) => {
-                        if matches!(peer.role, Role::Viewer(_)) {
-                            keyframe_wanted |= packets.iter().any(|p| {
-                                p.as_any().is::<PictureLossIndication>()
-                                    || p.as_any().is::<FullIntraRequest>()
-                            });
+                        if let Role::Viewer(v) = &peer.role {
+                            let video_ssrc = v.video.as_ref().map(|t| t.rewriter.ssrc());
+                            for p in &packets {
+                                let any = p.as_any();
+                                if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+                                {
+                                    keyframe_wanted = true;
+                                } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>()
+                                {
+                                    if Some(nack.media_ssrc) == video_ssrc {
+                                        nacked.extend(
+                                            nack.nacks.iter().flat_map(|n| n.packet_list()),
+                                        );
+                                    }
+                                } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                                    losses.extend(
+                                        rr.reports
+                                            .iter()
+                                            .filter(|r| Some(r.ssrc) == video_ssrc)
+                                            .map(|r| r.fraction_lost),
+                                    );
+                                }
+                            }
                         }
                     }
                     _ => {}
@@ -1085,6 +1119,14 @@ impl Engine {
         if keyframe_wanted && let Some(channel) = self.peers.get(&key).map(|p| p.channel.clone()) {
             self.request_keyframe(&channel);
         }
+        if !nacked.is_empty() {
+            self.retransmit(key, &nacked);
+        }
+        for fraction_lost in losses {
+            if !self.viewer_health(key, fraction_lost) {
+                return;
+            }
+        }
         match state_change {
             Some(RTCPeerConnectionState::Connected) => self.peer_connected(key),
             Some(RTCPeerConnectionState::Failed) | Some(RTCPeerConnectionState::Closed) => {
@@ -1094,6 +1136,67 @@ impl Engine {
             _ => {}
         }
         self.drain_writes(key);
+    }
+
+    /// Answers a viewer's NACK from the channel's retransmission buffer.
+    fn retransmit(&mut self, key: PeerKey, seqs: &[u16]) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let Some(ch) = self.channels.get(&peer.channel) else {
+            return;
+        };
+        let Role::Viewer(v) = &mut peer.role else {
+            return;
+        };
+        let Some(track) = v.video.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut resent = 0u64;
+        for &seq in seqs {
+            let Some((ssrc, source_seq)) = track.rewriter.source_seq(seq) else {
+                continue;
+            };
+            let Some(packet) = ch.rtx.get(ssrc, source_seq) else {
+                continue;
+            };
+            let out = track.rewriter.rewrite(packet, now);
+            if let Some(mut sender) = peer.pc.rtp_sender(track.sender_id)
+                && sender.write_rtp(now, out).is_ok()
+            {
+                resent += 1;
+            }
+        }
+        RelayCounters::add(&self.board.counters.retransmissions, resent);
+    }
+
+    /// Applies a viewer's reported loss; returns false when the viewer was dropped.
+    fn viewer_health(&mut self, key: PeerKey, fraction_lost: u8) -> bool {
+        let Some(Peer {
+            role: Role::Viewer(v),
+            channel,
+            ..
+        }) = self.peers.get_mut(&key)
+        else {
+            return true;
+        };
+        match v.health.on_report(fraction_lost, Instant::now()) {
+            HealthAction::Keep => true,
+            HealthAction::SkipToKeyframe => {
+                debug!(%channel, fraction_lost, "lossy viewer skips to the next keyframe");
+                v.skip_video = true;
+                RelayCounters::add(&self.board.counters.viewers_skipped, 1);
+                let channel = channel.clone();
+                self.request_keyframe(&channel);
+                true
+            }
+            HealthAction::Drop => {
+                RelayCounters::add(&self.board.counters.viewers_dropped, 1);
+                self.remove_peer(key, "link lost too much for too long");
+                false
+            }
+        }
     }
 
     fn drain_writes(&mut self, key: PeerKey) {
@@ -1370,9 +1473,11 @@ impl Engine {
             for (k, packet) in &packets {
                 if *k == RtpCodecKind::Video {
                     ch.gop.push(kind, packet);
+                    ch.rtx.push(packet);
                 }
             }
         }
+        let video_kind = ch.video_kind.unwrap_or(VideoCodec::Other);
         let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
         let now = Instant::now();
         let mut delivered = 0u64;
@@ -1380,11 +1485,25 @@ impl Engine {
             let Some(peer) = self.peers.get_mut(&vkey) else {
                 continue;
             };
-            let video_waits = match &peer.role {
+            let mut video_waits = match &peer.role {
                 Role::Viewer(v) if v.connected => v.replay_at.is_some(),
                 _ => continue,
             };
             for (kind, packet) in &packets {
+                if *kind == RtpCodecKind::Video
+                    && let Role::Viewer(v) = &mut peer.role
+                    && v.skip_video
+                {
+                    if starts_keyframe(video_kind, &packet.payload) {
+                        // Resume on a clean picture; the skipped packets leave no gap.
+                        v.skip_video = false;
+                        if let Some(track) = v.video.as_mut() {
+                            track.rewriter.resync();
+                        }
+                    } else {
+                        video_waits = true;
+                    }
+                }
                 if video_waits && *kind == RtpCodecKind::Video {
                     continue;
                 }

@@ -159,6 +159,101 @@ impl GopCache {
     }
 }
 
+/// The channel's recent video packets, for answering viewers' NACKs: one buffer per
+/// channel instead of one per viewer, holding the shared packets.
+#[derive(Debug)]
+pub struct RetransmitBuffer {
+    slots: Vec<Option<rtp::Packet>>,
+}
+
+impl Default for RetransmitBuffer {
+    /// 512 packets: about 4 s of 1 Mbps video.
+    fn default() -> Self {
+        RetransmitBuffer::new(512)
+    }
+}
+
+impl RetransmitBuffer {
+    /// A buffer of `size` packets (rounded up to a power of two).
+    pub fn new(size: usize) -> RetransmitBuffer {
+        RetransmitBuffer {
+            slots: vec![None; size.max(1).next_power_of_two()],
+        }
+    }
+
+    fn slot(&self, seq: u16) -> usize {
+        seq as usize & (self.slots.len() - 1)
+    }
+
+    /// Remembers a packet (replacing the one `size` sequence numbers older).
+    pub fn push(&mut self, packet: &rtp::Packet) {
+        let i = self.slot(packet.header.sequence_number);
+        self.slots[i] = Some(packet.clone());
+    }
+
+    /// The source packet `seq` of stream `ssrc`, if still held.
+    pub fn get(&self, ssrc: u32, seq: u16) -> Option<&rtp::Packet> {
+        self.slots[self.slot(seq)]
+            .as_ref()
+            .filter(|p| p.header.ssrc == ssrc && p.header.sequence_number == seq)
+    }
+
+    /// Forgets everything (the source changed).
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+    }
+}
+
+/// What to do about a viewer whose receiver reports show heavy loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthAction {
+    /// Nothing.
+    Keep,
+    /// Stop its video until the next keyframe, so it recovers from a clean picture instead
+    /// of retransmitting a backlog its link cannot carry.
+    SkipToKeyframe,
+    /// Disconnect it: its link has not carried the stream for a long time.
+    Drop,
+}
+
+/// Tracks one viewer's reported loss. Time is an input, so tests need no sleeping.
+#[derive(Debug, Default)]
+pub struct ViewerHealth {
+    /// Since when reports have been lossy, if they are.
+    lossy_since: Option<Instant>,
+    /// When the viewer was last sent to the next keyframe.
+    last_skip: Option<Instant>,
+}
+
+impl ViewerHealth {
+    /// Loss fraction (of 256) above which a report counts as lossy: 25 %.
+    pub const LOSSY: u8 = 64;
+    /// Minimum time between two keyframe skips.
+    pub const SKIP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+    /// How long a viewer may stay lossy before it is dropped.
+    pub const DROP_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
+    /// Takes one receiver report's `fraction_lost` (0..=255 meaning 0..100 %).
+    pub fn on_report(&mut self, fraction_lost: u8, now: Instant) -> HealthAction {
+        if fraction_lost < Self::LOSSY {
+            self.lossy_since = None;
+            return HealthAction::Keep;
+        }
+        let since = *self.lossy_since.get_or_insert(now);
+        if now.duration_since(since) >= Self::DROP_AFTER {
+            return HealthAction::Drop;
+        }
+        if self
+            .last_skip
+            .is_none_or(|t| now.duration_since(t) >= Self::SKIP_INTERVAL)
+        {
+            self.last_skip = Some(now);
+            return HealthAction::SkipToKeyframe;
+        }
+        HealthAction::Keep
+    }
+}
+
 /// Rewrites one forwarded stream's RTP headers for one viewer so its sequence numbers and
 /// timestamps stay continuous across publisher changes (a new publisher's packets follow
 /// the old ones as if nothing happened), with the viewer's SSRC and payload type.
@@ -195,6 +290,18 @@ impl Rewriter {
     /// change), so the viewer sees no gap in sequence numbers.
     pub fn resync(&mut self) {
         self.source_ssrc = None;
+    }
+
+    /// The SSRC this viewer's stream is sent with.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// The source stream and sequence number behind an outgoing sequence number, for
+    /// answering a NACK (valid while the source has not changed since).
+    pub fn source_seq(&self, out_seq: u16) -> Option<(u32, u16)> {
+        self.source_ssrc
+            .map(|ssrc| (ssrc, out_seq.wrapping_sub(self.seq_offset)))
     }
 
     /// The outgoing header for `packet` received at `now`. Payload is untouched (shared).
@@ -298,6 +405,57 @@ mod tests {
             &[0x90, 0x80, 0x81, 0x02, 0x00]
         ));
         assert!(!starts_keyframe(VideoCodec::Vp8, &[0x90]));
+    }
+
+    #[test]
+    fn retransmit_buffer_finds_recent_packets_only() {
+        let mut buf = RetransmitBuffer::new(4);
+        for seq in 10..16 {
+            buf.push(&pkt(5, seq, 0, b"x"));
+        }
+        assert!(buf.get(5, 15).is_some());
+        assert!(buf.get(5, 12).is_some());
+        assert!(buf.get(5, 11).is_none(), "overwritten by 15");
+        assert!(buf.get(6, 15).is_none(), "other stream");
+        buf.clear();
+        assert!(buf.get(5, 15).is_none());
+    }
+
+    #[test]
+    fn nacked_sequence_numbers_map_back_to_the_source() {
+        let t0 = Instant::now();
+        let mut rw = Rewriter::new(9, 96, 90_000);
+        rw.rewrite(&pkt(1, 500, 0, b"a"), t0);
+        rw.rewrite(&pkt(2, 9_000, 0, b"b"), t0 + Duration::from_millis(20));
+        let out = rw.rewrite(&pkt(2, 9_001, 3_000, b"c"), t0 + Duration::from_millis(40));
+        assert_eq!(rw.source_seq(out.header.sequence_number), Some((2, 9_001)));
+    }
+
+    #[test]
+    fn lossy_viewers_skip_then_drop() {
+        let t0 = Instant::now();
+        let mut h = ViewerHealth::default();
+        assert_eq!(h.on_report(10, t0), HealthAction::Keep);
+        assert_eq!(h.on_report(100, t0), HealthAction::SkipToKeyframe);
+        assert_eq!(
+            h.on_report(100, t0 + Duration::from_secs(1)),
+            HealthAction::Keep
+        );
+        assert_eq!(
+            h.on_report(100, t0 + Duration::from_secs(2)),
+            HealthAction::SkipToKeyframe
+        );
+        // Recovery resets the clock.
+        assert_eq!(
+            h.on_report(0, t0 + Duration::from_secs(3)),
+            HealthAction::Keep
+        );
+        let t1 = t0 + Duration::from_secs(4);
+        h.on_report(200, t1);
+        assert_eq!(
+            h.on_report(200, t1 + Duration::from_secs(15)),
+            HealthAction::Drop
+        );
     }
 
     #[test]

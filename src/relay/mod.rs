@@ -7,6 +7,7 @@
 //! queue) and read live figures from [`LiveBoard`].
 
 mod engine;
+mod feedback;
 pub mod media;
 mod stun;
 
@@ -209,11 +210,69 @@ pub struct RelayCounters {
     pub datagrams_unrouted: AtomicU64,
     /// Keyframe requests forwarded to publishers.
     pub plis_forwarded: AtomicU64,
+    /// Packets resent to viewers in answer to NACKs.
+    pub retransmissions: AtomicU64,
+    /// Times a lossy viewer's video was cut to the next keyframe.
+    pub viewers_skipped: AtomicU64,
+    /// Viewers disconnected because their link lost too much for too long.
+    pub viewers_dropped: AtomicU64,
 }
 
 impl RelayCounters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Name, help text and value of every counter, for `/metrics`.
+    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 9] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            (
+                "feiyan_rtp_packets_in_total",
+                "RTP packets received from publishers",
+                get(&self.packets_in),
+            ),
+            (
+                "feiyan_rtp_packets_out_total",
+                "RTP packets handed to viewers",
+                get(&self.packets_out),
+            ),
+            (
+                "feiyan_udp_datagrams_sent_total",
+                "datagrams sent on the media socket",
+                get(&self.datagrams_sent),
+            ),
+            (
+                "feiyan_udp_datagrams_dropped_total",
+                "datagrams dropped because the socket stayed full",
+                get(&self.datagrams_dropped),
+            ),
+            (
+                "feiyan_udp_datagrams_unrouted_total",
+                "datagrams that matched no peer",
+                get(&self.datagrams_unrouted),
+            ),
+            (
+                "feiyan_plis_forwarded_total",
+                "keyframe requests sent to sources",
+                get(&self.plis_forwarded),
+            ),
+            (
+                "feiyan_retransmissions_total",
+                "packets resent to viewers for NACKs",
+                get(&self.retransmissions),
+            ),
+            (
+                "feiyan_viewers_skipped_total",
+                "lossy viewers cut to the next keyframe",
+                get(&self.viewers_skipped),
+            ),
+            (
+                "feiyan_viewers_dropped_total",
+                "viewers disconnected for sustained loss",
+                get(&self.viewers_dropped),
+            ),
+        ]
     }
 }
 

@@ -16,6 +16,11 @@ pub struct TestServer {
 
 /// Starts the real server on loopback with ephemeral ports and one station.
 pub async fn start_server() -> TestServer {
+    start_server_with(|_| {}).await
+}
+
+/// Like [`start_server`], with a chance to change the configuration first.
+pub async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             std::env::var("RUST_LOG")
@@ -30,6 +35,7 @@ pub async fn start_server() -> TestServer {
     config.webrtc.advertised_ips = vec!["127.0.0.1".parse().unwrap()];
     config.ingest.rtmp_listen = Some("127.0.0.1:0".parse().unwrap());
     config.catalog.database_url = format!("sqlite://{}/feiyan.db", dir.path().display());
+    adjust(&mut config);
     config.validate().expect("test config is valid");
     let server = start(config).await.expect("server starts");
     let station = server
