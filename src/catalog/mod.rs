@@ -4,8 +4,21 @@
 //! Times are stored as unix milliseconds (UTC) so both databases agree byte for byte.
 //! Stream keys are stored as SHA-256 hashes only; the clear key is shown once at creation.
 
+mod accounts;
+mod demo;
+mod hierarchy;
+mod programme;
+mod stats;
 mod writer;
 
+pub use accounts::{Account, LoginThrottle, Scope, TOKEN_LIFETIME_MS};
+pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
+pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv};
+pub use programme::{Named, SessionInfo, SessionUpdate};
+pub use stats::{
+    GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, sessions_csv,
+    shanghai_day, shanghai_midnight_ms, stats_csv,
+};
 pub use writer::{AudienceEvent, AudienceSink, spawn_writer};
 
 use std::path::Path;
@@ -265,6 +278,8 @@ type SessionRow = (
 #[derive(Clone)]
 pub struct Catalog {
     pool: AnyPool,
+    /// PostgreSQL needs a few extra statements (serial sequences after bulk inserts).
+    is_postgres: bool,
 }
 
 impl Catalog {
@@ -315,7 +330,10 @@ impl Catalog {
         } else {
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
         }
-        Ok(Catalog { pool })
+        Ok(Catalog {
+            pool,
+            is_postgres: !is_sqlite,
+        })
     }
 
     /// The pool, for the audience writer.
