@@ -48,6 +48,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         relay: relay.clone(),
         max_sdp_bytes: config.http.max_sdp_bytes,
         salt: rand::random(),
+        login_throttle: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

@@ -246,7 +246,7 @@ struct Failures {
 }
 
 /// Slows down password guessing per (username, client address): after three failures each
-/// further attempt must wait 1 s, 2 s, 4 s ... up to 5 min. A success clears the entry.
+/// further attempt must wait 2 s, 4 s, 8 s ... up to 5 min. A success clears the entry.
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
     /// Never held across an `.await`: every method is synchronous, so a std mutex is right.
@@ -283,7 +283,7 @@ impl LoginThrottle {
             Duration::ZERO
         } else {
             let doublings = (f.count - FREE_FAILURES - 1).min(16);
-            (Duration::from_secs(1) * 2u32.pow(doublings)).min(MAX_DELAY)
+            (Duration::from_secs(2) * 2u32.pow(doublings)).min(MAX_DELAY)
         };
         f.blocked_until = now + delay;
         delay
@@ -308,20 +308,20 @@ mod tests {
             assert!(t.check("a", "1.2.3.4", t0).is_ok());
             assert_eq!(t.failed("a", "1.2.3.4", t0), Duration::ZERO);
         }
-        assert_eq!(t.failed("a", "1.2.3.4", t0), Duration::from_secs(1));
+        assert_eq!(t.failed("a", "1.2.3.4", t0), Duration::from_secs(2));
         assert!(t.check("a", "1.2.3.4", t0).is_err());
         // Another address or username is not affected.
         assert!(t.check("a", "5.6.7.8", t0).is_ok());
         assert!(t.check("b", "1.2.3.4", t0).is_ok());
-        let t1 = t0 + Duration::from_secs(1);
+        let t1 = t0 + Duration::from_secs(2);
         assert!(t.check("a", "1.2.3.4", t1).is_ok());
-        assert_eq!(t.failed("a", "1.2.3.4", t1), Duration::from_secs(2));
+        assert_eq!(t.failed("a", "1.2.3.4", t1), Duration::from_secs(4));
         assert_eq!(
             t.check("a", "1.2.3.4", t1 + Duration::from_millis(500)),
-            Err(Duration::from_millis(1500))
+            Err(Duration::from_millis(3500))
         );
-        let t2 = t1 + Duration::from_secs(2);
-        assert_eq!(t.failed("a", "1.2.3.4", t2), Duration::from_secs(4));
+        let t2 = t1 + Duration::from_secs(4);
+        assert_eq!(t.failed("a", "1.2.3.4", t2), Duration::from_secs(8));
         t.succeeded("a", "1.2.3.4");
         assert!(t.check("a", "1.2.3.4", t2).is_ok());
     }

@@ -9,7 +9,9 @@
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
 //! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API |
 //! | `GET /`, `/watch/{c}`, `/publish/{c}` | pages |
+//! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 
+pub mod admin;
 pub mod error;
 
 use std::convert::Infallible;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub max_sdp_bytes: u64,
     /// Per-process salt for hashing client addresses (never stored in clear).
     pub salt: [u8; 16],
+    /// Slows down password guessing on `POST /api/login`.
+    pub login_throttle: crate::catalog::LoginThrottle,
 }
 
 type State = Arc<AppState>;
@@ -156,6 +160,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .or(health)
         .unify()
         .boxed()
+        .or(admin::routes(state.clone()))
+        .unify()
         .or(index)
         .unify()
         .or(watch)
