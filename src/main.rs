@@ -1,5 +1,7 @@
 //! `feiyan` command line: parse flags, set up logging, hand over to `app` or the catalog.
 
+mod manage;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -42,6 +44,9 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         kbps: u32,
     },
+    /// Administrator commands: accounts, hierarchy, import, demo data, statistics benchmark.
+    #[command(flatten)]
+    Manage(manage::Manage),
     /// Manage stations.
     Station {
         #[command(subcommand)]
@@ -94,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => feiyan::app::run(config).await,
         Command::Publish { url, key, kbps } => publish_test_programme(&url, &key, kbps).await,
+        Command::Manage(command) => manage::run(command, &config.catalog.database_url).await,
         Command::Migrate => {
             Catalog::connect(&config.catalog.database_url).await?;
             println!("catalog is up to date: {}", config.catalog.database_url);
