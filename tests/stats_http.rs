@@ -322,5 +322,17 @@ async fn logins_scopes_filters_and_csv() {
         StatusCode::OK
     );
 
+    // The dashboard is served by the binary itself.
+    let r = w
+        .http
+        .get(format!("{}/admin", w.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("lang=\"zh-CN\"") && html.contains("/api/stats/"));
+    assert!(!html.contains("http://cdn") && !html.contains("https://"));
+
     t.server.shutdown().await;
 }

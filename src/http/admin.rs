@@ -20,6 +20,7 @@
 //! | `GET/POST /api/admin/topics`, `/api/admin/films` `{name}` | read: logged in; add: city |
 //! | `POST /api/admin/accounts` `{username, password, role, id}` | city; center admins add station operators of their center |
 //! | `GET /api/stats/table`, `/api/stats/sessions` (`format=csv` for CSV) | within scope |
+//! | `GET /admin` | the dashboard page (it logs in by itself) |
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,11 +34,15 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::error::ApiError;
-use super::{State, finish, with_state};
+use super::{State, finish, page, with_state};
 use crate::catalog::{
     Account, Level, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS, now_ms, sessions_csv,
     stats_csv,
 };
+
+/// The dashboard (zh-CN): overview, audience chart (SVG drawn by its own script), rankings,
+/// drill-down to sessions and the station's headcount form. No CDN, works offline.
+const DASHBOARD: &str = include_str!("pages/admin.html");
 
 /// Body of `POST /api/login`.
 #[derive(Debug, Deserialize)]
@@ -540,6 +545,10 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
             },
         );
 
+    let dashboard = warp::get()
+        .and(warp::path!("admin"))
+        .map(|| page(DASHBOARD));
+
     login
         .or(logout)
         .unify()
@@ -569,6 +578,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .or(add_named)
         .unify()
         .or(stats)
+        .unify()
+        .or(dashboard)
         .unify()
         .boxed()
 }
