@@ -206,6 +206,12 @@ pub async fn run(command: Manage, database_url: &str) -> anyhow::Result<()> {
                 report.viewers,
                 started.elapsed().as_secs_f64()
             );
+            let t = Instant::now();
+            let frozen = catalog.freeze_session_figures(now_ms()).await?;
+            println!(
+                "froze the figures of {frozen} sessions in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
         }
         Manage::StatsBench { runs, events } => stats_bench(&catalog, runs.max(1), events).await?,
     }
@@ -228,6 +234,12 @@ async fn stats_bench(catalog: &Catalog, runs: usize, events: usize) -> anyhow::R
         .map(|s| s.id.0)
         .context("the catalog has no stations: run `feiyan demo-data` first")?;
     let placement = catalog.station_placement(any_station).await?;
+    let t = Instant::now();
+    let frozen = catalog.freeze_session_figures(now_ms()).await?;
+    println!(
+        "froze the figures of {frozen} sessions in {:.2} s before timing",
+        t.elapsed().as_secs_f64()
+    );
     let today = feiyan::catalog::shanghai_day(now_ms());
     let year_ago = (today - chrono::Duration::days(365))
         .format("%Y-%m-%d")

@@ -329,6 +329,40 @@ async fn statistics_match_hand_computed_figures(catalog: &Catalog) {
     assert_eq!((s1.viewer_minutes, s1.total_audience), (120.0, 13));
     assert_eq!(listing[0].speaker, "王老师");
 
+    // A live session: an open viewer row counts up to now.
+    let start = shanghai_midnight_ms(NaiveDate::from_ymd_opt(2026, 6, 3).unwrap()) + 600 * MIN;
+    let live_id = catalog
+        .insert_sessions(&[SessionFixture {
+            station_id: f.s1,
+            kind: SessionKind::Lecture,
+            title: "live".into(),
+            started_at: start,
+            ended_at: None,
+            peak_viewers: 1,
+            in_person: 0,
+            film_id: None,
+        }])
+        .await
+        .unwrap()[0];
+    catalog
+        .insert_viewers(&[ViewerFixture {
+            session_id: live_id,
+            joined_at: start + 10 * MIN,
+            left_at: None,
+            terminal: "pc",
+            viewer_key: "gina".into(),
+        }])
+        .await
+        .unwrap();
+    let june3 = query(&[("from", "2026-06-03".into()), ("to", "2026-06-03".into())]);
+    let now_live = catalog.stats(&june3, start + 70 * MIN).await.unwrap();
+    assert_eq!(
+        brief(&now_live),
+        vec![(0, "total".into(), 1, 1, 1, 60.0, 0, 1)]
+    );
+    let later = catalog.stats(&june3, start + 100 * MIN).await.unwrap();
+    assert_eq!(later[0].viewer_minutes, 90.0);
+
     let csv = stats_csv(&monthly);
     assert!(csv.starts_with("\u{feff}编号,名称,时段,场次"));
     assert!(csv.contains("\r\n"));

@@ -320,6 +320,11 @@ impl Catalog {
                     sqlx::query("PRAGMA foreign_keys=ON")
                         .execute(&mut *conn)
                         .await?;
+                    // 64 MiB page cache: viewer rows have random ids, so inserts touch pages
+                    // all over the table; the 2 MiB default makes a year of them crawl.
+                    sqlx::query("PRAGMA cache_size=-65536")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             });

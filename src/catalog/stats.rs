@@ -12,6 +12,8 @@
 //!   to the session's end (or now while live).
 //! - Peak concurrency of a group is the highest session peak in it.
 //! - Terminal split counts distinct viewers per terminal per session.
+//! - Figures of sessions over for ten minutes are frozen in `session_figures` (computed by
+//!   the same rules) so a year of statistics does not rescan millions of viewer rows.
 //!
 //! The SQL is assembled from fixed fragments in this file; every value is a bound parameter.
 
@@ -390,15 +392,24 @@ const JOINS: &str = "FROM sessions s JOIN stations st ON st.id = s.station_id \
      JOIN institutes i ON i.id = st.institute_id JOIN centers c ON c.id = i.center_id \
      LEFT JOIN films f ON f.id = s.film_id";
 
-/// Per-session viewer figures over the sessions in `sel`.
-const VIEWER_CTE: &str = "vs AS (SELECT v.session_id AS sid, \
-     COUNT(DISTINCT v.viewer_key) AS uniq, \
-     COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END) AS mobile, \
-     COUNT(DISTINCT CASE WHEN v.terminal = 'pc' THEN v.viewer_key END) AS pc, \
-     COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END) AS tv, \
-     COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END) AS other, \
-     SUM(COALESCE(v.left_at, sel.end_at) - v.joined_at) AS ms \
-     FROM viewers v JOIN sel ON sel.sid = v.session_id GROUP BY v.session_id)";
+/// How long after its end a session's figures are frozen into `session_figures`; the
+/// audience writer has written every leave by then (it flushes within about a second).
+pub const FIGURES_AFTER_MS: i64 = 10 * 60_000;
+
+/// Per-session viewer figures over the sessions in `sel`: frozen figures where they exist,
+/// computed from the viewer rows for sessions still live or just ended.
+const VIEWER_CTE: &str = "vs AS (SELECT sf.session_id AS sid, sf.online AS uniq, sf.mobile AS mobile, \
+     sf.pc AS pc, sf.tv AS tv, sf.other AS other, sf.viewer_ms AS ms \
+     FROM session_figures sf JOIN sel ON sel.sid = sf.session_id \
+     UNION ALL SELECT v.session_id, \
+     COUNT(DISTINCT v.viewer_key), \
+     COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END), \
+     COUNT(DISTINCT CASE WHEN v.terminal = 'pc' THEN v.viewer_key END), \
+     COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END), \
+     COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
+     SUM(COALESCE(v.left_at, sel.end_at) - v.joined_at) \
+     FROM viewers v JOIN sel ON sel.sid = v.session_id WHERE sel.figured = 0 \
+     GROUP BY v.session_id)";
 
 type DayRow = (
     i64,
@@ -416,8 +427,41 @@ type DayRow = (
 );
 
 impl Catalog {
+    /// Freezes the figures of sessions that ended at least [`FIGURES_AFTER_MS`] before
+    /// `now_ms`; returns how many. Statistics call it first, so it costs only what ended
+    /// since the last call (an index on `(figured, ended_at)` finds them).
+    pub async fn freeze_session_figures(&self, now_ms: i64) -> Result<u64, CatalogError> {
+        let cutoff = now_ms - FIGURES_AFTER_MS;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO session_figures (session_id, online, mobile, pc, tv, other, viewer_ms) \
+             SELECT s.id, COUNT(DISTINCT v.viewer_key), \
+             COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END), \
+             COUNT(DISTINCT CASE WHEN v.terminal = 'pc' THEN v.viewer_key END), \
+             COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END), \
+             COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
+             CAST(COALESCE(SUM(COALESCE(v.left_at, s.ended_at) - v.joined_at), 0) AS BIGINT) \
+             FROM sessions s LEFT JOIN viewers v ON v.session_id = s.id \
+             WHERE s.figured = 0 AND s.ended_at IS NOT NULL AND s.ended_at < $1 \
+             GROUP BY s.id ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE sessions SET figured = 1 \
+             WHERE figured = 0 AND ended_at IS NOT NULL AND ended_at < $1",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
     /// The statistics table for `q`; open sessions and viewer rows count up to `now_ms`.
     pub async fn stats(&self, q: &StatsQuery, now_ms: i64) -> Result<Vec<StatsRow>, CatalogError> {
+        self.freeze_session_figures(now_ms).await?;
         let (gid, gname) = match q.group {
             GroupBy::All => ("CAST(0 AS BIGINT)", "'全部'"),
             GroupBy::Center => ("c.id", "c.name"),
@@ -427,7 +471,7 @@ impl Catalog {
         };
         let (filter, args, kind) = filters(q);
         let sql = format!(
-            "WITH sel AS (SELECT s.id AS sid, COALESCE(s.ended_at, $1) AS end_at, \
+            "WITH sel AS (SELECT s.id AS sid, COALESCE(s.ended_at, $1) AS end_at, s.figured AS figured, \
              s.peak_viewers AS peak, s.in_person AS in_person, \
              (s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS} AS day, \
              {gid} AS gid, {gname} AS gname {JOINS} {filter}), {VIEWER_CTE} \
@@ -491,10 +535,11 @@ impl Catalog {
         q: &StatsQuery,
         now_ms: i64,
     ) -> Result<Vec<SessionStats>, CatalogError> {
+        self.freeze_session_figures(now_ms).await?;
         let (filter, args, kind) = filters(q);
         let limit_arg = args.len() + 2 + usize::from(kind.is_some());
         let sql = format!(
-            "WITH sel AS (SELECT s.id AS sid, s.started_at AS started_at, \
+            "WITH sel AS (SELECT s.id AS sid, s.started_at AS started_at, s.figured AS figured, \
              COALESCE(s.ended_at, $1) AS end_at, s.peak_viewers AS peak, s.in_person AS in_person, \
              c.name AS center, i.name AS institute, st.id AS station_id, st.name AS station, \
              s.kind AS kind, s.title AS title, s.speaker AS speaker, f.title AS film \
