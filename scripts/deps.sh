@@ -17,3 +17,32 @@ if ! command -v cargo >/dev/null; then
   echo "cargo is required (Rust >= 1.94): https://rustup.rs" >&2
   exit 1
 fi
+
+# PostgreSQL for the catalog tests (FEIYAN_WANT_POSTGRES=1, set by scripts/test.sh): install
+# it when missing, start the cluster, allow trust logins from 127.0.0.1 (a test-only machine
+# setting) and make sure the database `test` exists. The tests connect to
+# ${FEIYAN_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}.
+if [ "${FEIYAN_WANT_POSTGRES:-0}" = 1 ] && [ -z "${FEIYAN_TEST_POSTGRES_URL:-}" ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  if ! command -v pg_ctlcluster >/dev/null; then
+    echo "installing: postgresql"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends postgresql
+  fi
+  pg_ok() { psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; }
+  if ! pg_ok; then
+    ver=$(ls /etc/postgresql | sort -V | tail -1)
+    hba=/etc/postgresql/$ver/main/pg_hba.conf
+    if ! grep -q "feiyan-tests" "$hba"; then
+      # First matching line wins in pg_hba.conf, so the trust line goes on top.
+      $SUDO sed -i '1i host all all 127.0.0.1/32 trust # feiyan-tests' "$hba"
+    fi
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start 2>/dev/null \
+      || $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
+    for _ in $(seq 1 50); do pg_ok && break; sleep 0.2; done
+    pg_ok || { echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
+  fi
+  if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'test'")" != 1 ]; then
+    psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE test'
+  fi
+fi

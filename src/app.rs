@@ -55,6 +55,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         max_sdp_bytes: config.http.max_sdp_bytes,
         salt: rand::random(),
         pull: ingest.pull.clone(),
+        login_throttle: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

@@ -1,5 +1,7 @@
 //! `feiyan` command line: parse flags, set up logging, hand over to `app` or the catalog.
 
+mod manage;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -42,6 +44,9 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         kbps: u32,
     },
+    /// Administrator commands: accounts, hierarchy, import, demo data, statistics benchmark.
+    #[command(flatten)]
+    Manage(manage::Manage),
     /// Manage stations.
     Station {
         #[command(subcommand)]
@@ -163,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => feiyan::app::run(config).await,
         Command::Publish { url, key, kbps } => publish_test_programme(&url, &key, kbps).await,
+        Command::Manage(command) => manage::run(command, &config.catalog.database_url).await,
         Command::Migrate => {
             Catalog::connect(&config.catalog.database_url).await?;
             println!("catalog is up to date: {}", config.catalog.database_url);
@@ -301,7 +307,9 @@ async fn film_command(catalog: &Catalog, action: FilmAction) -> anyhow::Result<(
                 .await?;
                 match probed {
                     Ok(film) => {
-                        let id = catalog.add_film(&film, feiyan::catalog::now_ms()).await?;
+                        let id = catalog
+                            .import_film(&film, feiyan::catalog::now_ms())
+                            .await?;
                         println!(
                             "imported film {id}: {} ({:.1} s, {} / {})",
                             film.title,

@@ -57,7 +57,7 @@ async fn a_scheduled_film_class_starts_on_time_plays_and_ends_at_eof() {
     make_media(dir.path(), 4);
     let catalog = t.server.catalog.clone();
     let film = probe_film(&dir.path().join("h264-bframes-aac.mp4")).unwrap();
-    let film_id = catalog.add_film(&film, now_ms()).await.unwrap();
+    let film_id = catalog.import_film(&film, now_ms()).await.unwrap();
     let channel = t.station.channel.to_string();
 
     // One screening missed long ago (beyond the grace period), one 3 s ahead.

@@ -1,16 +1,15 @@
 -- Film library and scheduled film classes (screenings). Times are unix milliseconds (UTC).
-CREATE TABLE films (
-    id BIGSERIAL PRIMARY KEY,
-    title TEXT NOT NULL,
-    path TEXT NOT NULL UNIQUE,
-    duration_ms BIGINT NOT NULL,
-    container TEXT NOT NULL,
-    video_codec TEXT,
-    audio_codec TEXT,
-    width BIGINT NOT NULL DEFAULT 0,
-    height BIGINT NOT NULL DEFAULT 0,
-    imported_at BIGINT NOT NULL
-);
+-- The films table itself comes from 0002 (titles for statistics); the library adds the
+-- file behind each title. Titles added by administrators alone have no file (path '').
+ALTER TABLE films ADD COLUMN path TEXT NOT NULL DEFAULT '';
+ALTER TABLE films ADD COLUMN duration_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE films ADD COLUMN container TEXT NOT NULL DEFAULT '';
+ALTER TABLE films ADD COLUMN video_codec TEXT;
+ALTER TABLE films ADD COLUMN audio_codec TEXT;
+ALTER TABLE films ADD COLUMN width BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE films ADD COLUMN height BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE films ADD COLUMN imported_at BIGINT NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX films_path ON films(path) WHERE path <> '';
 CREATE TABLE screenings (
     id BIGSERIAL PRIMARY KEY,
     station_id BIGINT NOT NULL REFERENCES stations(id),

@@ -87,17 +87,45 @@ fn screening(row: ScreeningRow) -> Screening {
 }
 
 impl Catalog {
-    /// Records a probed film (re-importing the same path updates it). Returns its id.
-    pub async fn add_film(&self, film: &NewFilm, now_ms: i64) -> Result<i64, CatalogError> {
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO films (title, path, duration_ms, container, video_codec, audio_codec, \
-             width, height, imported_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (path) DO UPDATE SET title = excluded.title, \
-             duration_ms = excluded.duration_ms, container = excluded.container, \
-             video_codec = excluded.video_codec, audio_codec = excluded.audio_codec, \
-             width = excluded.width, height = excluded.height RETURNING id",
+    /// Records a probed film and returns its id. Re-importing the same path updates it; a
+    /// title an administrator already listed (without a file) gets this file; a title that
+    /// belongs to another file is refused (titles name films in the statistics).
+    pub async fn import_film(&self, film: &NewFilm, now_ms: i64) -> Result<i64, CatalogError> {
+        let existing: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, path FROM films WHERE title = $1")
+                .bind(&film.title)
+                .fetch_optional(&self.pool)
+                .await?;
+        let id = match existing {
+            Some((id, path)) if path.is_empty() || path == film.path => id,
+            Some((_, path)) => {
+                return Err(CatalogError::Invalid {
+                    field: "film title",
+                    reason: format!(
+                        "a film titled {:?} already exists ({path}); rename the file",
+                        film.title
+                    ),
+                });
+            }
+            None => {
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO films (title, path, imported_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (path) WHERE path <> '' DO UPDATE SET title = excluded.title \
+                     RETURNING id",
+                )
+                .bind(&film.title)
+                .bind(&film.path)
+                .bind(now_ms)
+                .fetch_one(&self.pool)
+                .await?;
+                id
+            }
+        };
+        sqlx::query(
+            "UPDATE films SET path = $2, duration_ms = $3, container = $4, video_codec = $5, \
+             audio_codec = $6, width = $7, height = $8, imported_at = $9 WHERE id = $1",
         )
-        .bind(&film.title)
+        .bind(id)
         .bind(&film.path)
         .bind(film.duration_ms)
         .bind(&film.container)
@@ -106,7 +134,7 @@ impl Catalog {
         .bind(film.width)
         .bind(film.height)
         .bind(now_ms)
-        .fetch_one(&self.pool)
+        .execute(&self.pool)
         .await?;
         Ok(id)
     }

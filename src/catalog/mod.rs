@@ -6,11 +6,25 @@
 
 mod films;
 mod sources;
-mod writer;
 
 pub use films::{Film, NewFilm, Screening};
 pub use sources::{PullSource, redact_url};
 
+mod accounts;
+mod demo;
+mod hierarchy;
+mod programme;
+mod stats;
+mod writer;
+
+pub use accounts::{Account, LoginThrottle, Scope, TOKEN_LIFETIME_MS};
+pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
+pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv};
+pub use programme::{Named, SessionInfo, SessionUpdate};
+pub use stats::{
+    GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, sessions_csv,
+    shanghai_day, shanghai_midnight_ms, stats_csv,
+};
 pub use writer::{AudienceEvent, AudienceSink, spawn_writer};
 
 use std::path::Path;
@@ -270,6 +284,8 @@ type SessionRow = (
 #[derive(Clone)]
 pub struct Catalog {
     pool: AnyPool,
+    /// PostgreSQL needs a few extra statements (serial sequences after bulk inserts).
+    is_postgres: bool,
 }
 
 impl Catalog {
@@ -310,6 +326,11 @@ impl Catalog {
                     sqlx::query("PRAGMA foreign_keys=ON")
                         .execute(&mut *conn)
                         .await?;
+                    // 64 MiB page cache: viewer rows have random ids, so inserts touch pages
+                    // all over the table; the 2 MiB default makes a year of them crawl.
+                    sqlx::query("PRAGMA cache_size=-65536")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             });
@@ -320,7 +341,10 @@ impl Catalog {
         } else {
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
         }
-        Ok(Catalog { pool })
+        Ok(Catalog {
+            pool,
+            is_postgres: !is_sqlite,
+        })
     }
 
     /// The pool, for the audience writer.

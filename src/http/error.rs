@@ -17,6 +17,12 @@ pub enum ApiError {
     /// No or wrong credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// Logged in, but the account's scope does not cover this center, institute or station.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed logins from this username and address; retry after the seconds given.
+    #[error("{0}")]
+    TooManyRequests(String, u64),
     /// The resource does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -40,6 +46,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -87,7 +95,13 @@ impl Reply for ApiError {
             tracing::error!(%detail, "internal error answering a request");
         }
         let status = self.status();
-        text(status, format!("{self}\n"))
+        let mut response = text(status, format!("{self}\n"));
+        if let ApiError::TooManyRequests(_, seconds) = &self
+            && let Ok(v) = warp::http::HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert("retry-after", v);
+        }
+        response
     }
 }
 

@@ -9,7 +9,9 @@
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
 //! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API |
 //! | `GET /`, `/watch/{c}`, `/publish/{c}` | pages |
+//! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 
+pub mod admin;
 pub mod error;
 mod ingest;
 
@@ -41,6 +43,8 @@ pub struct AppState {
     pub salt: [u8; 16],
     /// Pull source statuses (`GET /api/sources`).
     pub pull: Arc<crate::ingest::pull::PullBoard>,
+    /// Slows down password guessing on `POST /api/login`.
+    pub login_throttle: crate::catalog::LoginThrottle,
 }
 
 type State = Arc<AppState>;
@@ -171,6 +175,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .or(metrics)
         .unify()
         .boxed()
+        .or(admin::routes(state.clone()))
+        .unify()
         .or(index)
         .unify()
         .or(css)

@@ -141,6 +141,17 @@ async fn play(
             started,
         )
         .await?;
+    // Link the session to its film and schedule, so statistics group film classes by film.
+    ctx.catalog
+        .update_session(
+            session.0,
+            &crate::catalog::SessionUpdate {
+                film_id: Some(film.id),
+                scheduled_at: Some(screening.starts_at_ms),
+                ..Default::default()
+            },
+        )
+        .await?;
     ctx.catalog
         .set_screening_status(screening.id, "playing", "playing", Some(session), "")
         .await?;

@@ -1,0 +1,30 @@
+-- Session metadata, in-person headcounts, films, topics and administrator accounts
+-- (issue 4). Times are unix milliseconds (UTC).
+CREATE TABLE topics (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE films (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL UNIQUE
+);
+ALTER TABLE sessions ADD COLUMN speaker TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN topic_id INTEGER REFERENCES topics(id);
+ALTER TABLE sessions ADD COLUMN film_id INTEGER REFERENCES films(id);
+ALTER TABLE sessions ADD COLUMN scheduled_at BIGINT;
+ALTER TABLE sessions ADD COLUMN in_person BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX sessions_started ON sessions(started_at);
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    center_id INTEGER REFERENCES centers(id),
+    station_id INTEGER REFERENCES stations(id),
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE auth_tokens (
+    token_hash TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    expires_at BIGINT NOT NULL
+);

@@ -1,0 +1,766 @@
+//! Attendance statistics for administrators.
+//!
+//! Rules (the same on SQLite and PostgreSQL, checked by `tests/stats_catalog.rs`):
+//! - A session belongs to the Asia/Shanghai day (UTC+8, no daylight saving) on which it
+//!   *started*, so a film class from 23:30 to 01:10 counts once, on its first day, with all
+//!   of its viewers and minutes. Days are bucketed with `(ms + 8 h) / 1 day` arithmetic so
+//!   both databases agree without time-zone tables.
+//! - Online viewers are distinct `viewer_key`s *per session* (a resident who leaves and
+//!   rejoins counts once; one who watches two lectures counts twice), summed over sessions:
+//!   that is the 人次 of the online audience. Total audience = online + in-person headcount.
+//! - Viewer-minutes sum each attendance row from join to leave; a row still open counts up
+//!   to the session's end (or now while live).
+//! - Peak concurrency of a group is the highest session peak in it.
+//! - Terminal split counts distinct viewers per terminal per session.
+//! - Figures of sessions over for ten minutes are frozen in `session_figures` (computed by
+//!   the same rules) so a year of statistics does not rescan millions of viewer rows.
+//!
+//! The SQL is assembled from fixed fragments in this file; every value is a bound parameter.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Datelike, NaiveDate};
+use serde::Serialize;
+use sqlx::AssertSqlSafe;
+
+use super::{Catalog, CatalogError, SessionKind, rfc3339};
+
+const DAY_MS: i64 = 86_400_000;
+/// Asia/Shanghai is UTC+8 all year.
+const SHANGHAI_OFFSET_MS: i64 = 8 * 3_600_000;
+
+/// The level a filter or a scope names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// A 中心.
+    Center,
+    /// A 所.
+    Institute,
+    /// A 站.
+    Station,
+}
+
+impl Level {
+    fn column(self) -> &'static str {
+        match self {
+            Level::Center => "c.id",
+            Level::Institute => "i.id",
+            Level::Station => "st.id",
+        }
+    }
+}
+
+/// What rows of a statistics table stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    /// One row per period for everything selected.
+    All,
+    /// Per center.
+    Center,
+    /// Per institute.
+    Institute,
+    /// Per station.
+    Station,
+    /// Per film (sessions without a film form group 0).
+    Film,
+}
+
+/// The time buckets of a statistics table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// The whole range in one bucket.
+    Total,
+    /// Asia/Shanghai calendar day.
+    Day,
+    /// ISO week (Monday to Sunday).
+    Week,
+    /// Calendar month.
+    Month,
+    /// Calendar quarter.
+    Quarter,
+    /// Calendar year.
+    Year,
+}
+
+/// A checked statistics request.
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    /// Only sessions of this center, institute or station.
+    pub level: Option<(Level, i64)>,
+    /// First day (Asia/Shanghai), inclusive.
+    pub from: Option<NaiveDate>,
+    /// Last day (Asia/Shanghai), inclusive.
+    pub to: Option<NaiveDate>,
+    /// Only this kind of session.
+    pub kind: Option<SessionKind>,
+    /// Only sessions showing this film.
+    pub film: Option<i64>,
+    /// Rows per what.
+    pub group: GroupBy,
+    /// Rows per which period.
+    pub period: Period,
+    /// Most rows of a session listing.
+    pub limit: i64,
+}
+
+fn invalid(field: &'static str, reason: String) -> CatalogError {
+    CatalogError::Invalid { field, reason }
+}
+
+fn parse_day(field: &'static str, text: &str) -> Result<NaiveDate, CatalogError> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|d| (2000..=2100).contains(&d.year()))
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!("{text:?} is not a date like 2026-03-31 between 2000 and 2100"),
+            )
+        })
+}
+
+impl StatsQuery {
+    /// Reads and checks query parameters: `level` + `id`, `from`, `to` (YYYY-MM-DD,
+    /// Asia/Shanghai), `kind`, `film`, `group`, `period`, `limit`. Unknown parameters are
+    /// refused so a typo does not silently widen a report.
+    pub fn parse(params: &HashMap<String, String>) -> Result<StatsQuery, CatalogError> {
+        const KNOWN: [&str; 10] = [
+            "level", "id", "from", "to", "kind", "film", "group", "period", "limit", "format",
+        ];
+        if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(invalid(
+                "parameter",
+                format!("unknown parameter {unknown:?}; known: {}", KNOWN.join(", ")),
+            ));
+        }
+        let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let level = match (get("level"), get("id")) {
+            (None, None) => None,
+            (Some(level), Some(id)) => {
+                let level = match level {
+                    "center" => Level::Center,
+                    "institute" => Level::Institute,
+                    "station" => Level::Station,
+                    other => {
+                        return Err(invalid(
+                            "level",
+                            format!("{other:?} is not one of center, institute, station"),
+                        ));
+                    }
+                };
+                let id = id
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|id| *id > 0)
+                    .ok_or_else(|| invalid("id", format!("{id:?} is not a positive number")))?;
+                Some((level, id))
+            }
+            _ => {
+                return Err(invalid(
+                    "level",
+                    "give level and id together (e.g. level=center&id=3)".into(),
+                ));
+            }
+        };
+        let from = get("from").map(|t| parse_day("from", t)).transpose()?;
+        let to = get("to").map(|t| parse_day("to", t)).transpose()?;
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            return Err(invalid(
+                "to",
+                format!("the range ends ({t}) before it starts ({f})"),
+            ));
+        }
+        let kind = get("kind")
+            .map(|k| {
+                SessionKind::parse(k).ok_or_else(|| {
+                    invalid(
+                        "kind",
+                        format!("{k:?} is not one of lecture, film_class, other"),
+                    )
+                })
+            })
+            .transpose()?;
+        let film = get("film")
+            .map(|f| {
+                f.parse::<i64>()
+                    .ok()
+                    .filter(|f| *f > 0)
+                    .ok_or_else(|| invalid("film", format!("{f:?} is not a film id")))
+            })
+            .transpose()?;
+        let group = match get("group").unwrap_or("all") {
+            "all" => GroupBy::All,
+            "center" => GroupBy::Center,
+            "institute" => GroupBy::Institute,
+            "station" => GroupBy::Station,
+            "film" => GroupBy::Film,
+            other => {
+                return Err(invalid(
+                    "group",
+                    format!("{other:?} is not one of all, center, institute, station, film"),
+                ));
+            }
+        };
+        let period = match get("period").unwrap_or("total") {
+            "total" => Period::Total,
+            "day" => Period::Day,
+            "week" => Period::Week,
+            "month" => Period::Month,
+            "quarter" => Period::Quarter,
+            "year" => Period::Year,
+            other => {
+                return Err(invalid(
+                    "period",
+                    format!("{other:?} is not one of total, day, week, month, quarter, year"),
+                ));
+            }
+        };
+        let limit = get("limit")
+            .map(|l| {
+                l.parse::<i64>()
+                    .ok()
+                    .filter(|l| (1..=10_000).contains(l))
+                    .ok_or_else(|| invalid("limit", format!("{l:?} is not between 1 and 10000")))
+            })
+            .transpose()?
+            .unwrap_or(500);
+        Ok(StatsQuery {
+            level,
+            from,
+            to,
+            kind,
+            film,
+            group,
+            period,
+            limit,
+        })
+    }
+
+    /// An unfiltered whole-range query, for code that builds one by hand.
+    pub fn all() -> StatsQuery {
+        StatsQuery {
+            level: None,
+            from: None,
+            to: None,
+            kind: None,
+            film: None,
+            group: GroupBy::All,
+            period: Period::Total,
+            limit: 500,
+        }
+    }
+}
+
+/// Unix ms of 00:00 Asia/Shanghai on `day`.
+pub fn shanghai_midnight_ms(day: NaiveDate) -> i64 {
+    day.signed_duration_since(NaiveDate::default()).num_days() * DAY_MS - SHANGHAI_OFFSET_MS
+}
+
+/// The Asia/Shanghai date of unix ms.
+pub fn shanghai_day(ms: i64) -> NaiveDate {
+    let days = (ms + SHANGHAI_OFFSET_MS).div_euclid(DAY_MS);
+    NaiveDate::default() + chrono::Duration::days(days)
+}
+
+fn period_label(period: Period, day: NaiveDate) -> String {
+    match period {
+        Period::Total => "total".into(),
+        Period::Day => day.format("%Y-%m-%d").to_string(),
+        Period::Week => {
+            let w = day.iso_week();
+            format!("{}-W{:02}", w.year(), w.week())
+        }
+        Period::Month => day.format("%Y-%m").to_string(),
+        Period::Quarter => format!("{}-Q{}", day.year(), day.month0() / 3 + 1),
+        Period::Year => day.year().to_string(),
+    }
+}
+
+/// Distinct viewers per terminal type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Terminals {
+    /// Phones and tablets.
+    pub mobile: i64,
+    /// Desktop browsers.
+    pub pc: i64,
+    /// Smart TVs.
+    pub tv: i64,
+    /// Unknown devices.
+    pub other: i64,
+}
+
+/// One row of a statistics table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsRow {
+    /// Center, institute, station or film id; 0 for `group=all` (and sessions without film).
+    pub group_id: i64,
+    /// Its name.
+    pub group_name: String,
+    /// Period label: 2026-03-31, 2026-W14, 2026-03, 2026-Q1, 2026, or `total`.
+    pub period: String,
+    /// Sessions held.
+    pub sessions: i64,
+    /// Online viewers (distinct per session, summed: 人次).
+    pub online_viewers: i64,
+    /// Highest concurrent viewers of any session in the row.
+    pub peak_viewers: i64,
+    /// Watched minutes.
+    pub viewer_minutes: f64,
+    /// In-person headcount.
+    pub in_person: i64,
+    /// Online + in-person (人次).
+    pub total_audience: i64,
+    /// Online viewers by terminal.
+    pub terminals: Terminals,
+    #[serde(skip)]
+    viewer_ms: i64,
+}
+
+/// One row of a session listing (the bottom of the drill-down).
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionStats {
+    /// Session id.
+    pub id: i64,
+    /// Center name.
+    pub center: String,
+    /// Institute name.
+    pub institute: String,
+    /// Station id.
+    pub station_id: i64,
+    /// Station name.
+    pub station: String,
+    /// lecture, film_class, other.
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// Lecturer.
+    pub speaker: String,
+    /// Film title.
+    pub film: Option<String>,
+    /// Start, RFC 3339 UTC.
+    pub started_at: String,
+    /// Asia/Shanghai day it counts on.
+    pub day: String,
+    /// Length in minutes.
+    pub minutes: f64,
+    /// Highest concurrent viewers.
+    pub peak_viewers: i64,
+    /// Distinct online viewers.
+    pub online_viewers: i64,
+    /// Watched minutes.
+    pub viewer_minutes: f64,
+    /// In-person headcount.
+    pub in_person: i64,
+    /// Online + in-person.
+    pub total_audience: i64,
+}
+
+fn minutes(ms: i64) -> f64 {
+    (ms.max(0) as f64 / 600.0).round() / 100.0
+}
+
+/// Builds the `WHERE` clause for the filters; parameters start at `$2` (`$1` is now).
+fn filters(q: &StatsQuery) -> (String, Vec<i64>, Option<&'static str>) {
+    let mut sql = String::from("WHERE 1 = 1");
+    let mut args = Vec::new();
+    if let Some((level, id)) = q.level {
+        args.push(id);
+        sql += &format!(" AND {} = ${}", level.column(), args.len() + 1);
+    }
+    if let Some(from) = q.from {
+        args.push(shanghai_midnight_ms(from));
+        sql += &format!(" AND s.started_at >= ${}", args.len() + 1);
+    }
+    if let Some(to) = q.to {
+        args.push(shanghai_midnight_ms(to) + DAY_MS);
+        sql += &format!(" AND s.started_at < ${}", args.len() + 1);
+    }
+    if let Some(film) = q.film {
+        args.push(film);
+        sql += &format!(" AND s.film_id = ${}", args.len() + 1);
+    }
+    let kind = q.kind.map(SessionKind::as_str);
+    if kind.is_some() {
+        sql += &format!(" AND s.kind = ${}", args.len() + 2);
+    }
+    (sql, args, kind)
+}
+
+const JOINS: &str = "FROM sessions s JOIN stations st ON st.id = s.station_id \
+     JOIN institutes i ON i.id = st.institute_id JOIN centers c ON c.id = i.center_id \
+     LEFT JOIN films f ON f.id = s.film_id";
+
+/// How long after its end a session's figures are frozen into `session_figures`; the
+/// audience writer has written every leave by then (it flushes within about a second).
+pub const FIGURES_AFTER_MS: i64 = 10 * 60_000;
+
+/// Per-session viewer figures over the sessions in `sel`: frozen figures where they exist,
+/// computed from the viewer rows for sessions still live or just ended.
+const VIEWER_CTE: &str = "vs AS (SELECT sf.session_id AS sid, sf.online AS uniq, sf.mobile AS mobile, \
+     sf.pc AS pc, sf.tv AS tv, sf.other AS other, sf.viewer_ms AS ms \
+     FROM session_figures sf JOIN sel ON sel.sid = sf.session_id \
+     UNION ALL SELECT v.session_id, \
+     COUNT(DISTINCT v.viewer_key), \
+     COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END), \
+     COUNT(DISTINCT CASE WHEN v.terminal = 'pc' THEN v.viewer_key END), \
+     COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END), \
+     COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
+     SUM(COALESCE(v.left_at, sel.end_at) - v.joined_at) \
+     FROM viewers v JOIN sel ON sel.sid = v.session_id WHERE sel.figured = 0 \
+     GROUP BY v.session_id)";
+
+type DayRow = (
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+impl Catalog {
+    /// Freezes the figures of sessions that ended at least [`FIGURES_AFTER_MS`] before
+    /// `now_ms`; returns how many. Statistics call it first, so it costs only what ended
+    /// since the last call (an index on `(figured, ended_at)` finds them).
+    pub async fn freeze_session_figures(&self, now_ms: i64) -> Result<u64, CatalogError> {
+        let cutoff = now_ms - FIGURES_AFTER_MS;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO session_figures (session_id, online, mobile, pc, tv, other, viewer_ms) \
+             SELECT s.id, COUNT(DISTINCT v.viewer_key), \
+             COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END), \
+             COUNT(DISTINCT CASE WHEN v.terminal = 'pc' THEN v.viewer_key END), \
+             COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END), \
+             COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
+             CAST(COALESCE(SUM(COALESCE(v.left_at, s.ended_at) - v.joined_at), 0) AS BIGINT) \
+             FROM sessions s LEFT JOIN viewers v ON v.session_id = s.id \
+             WHERE s.figured = 0 AND s.ended_at IS NOT NULL AND s.ended_at < $1 \
+             GROUP BY s.id ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE sessions SET figured = 1 \
+             WHERE figured = 0 AND ended_at IS NOT NULL AND ended_at < $1",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The statistics table for `q`; open sessions and viewer rows count up to `now_ms`.
+    pub async fn stats(&self, q: &StatsQuery, now_ms: i64) -> Result<Vec<StatsRow>, CatalogError> {
+        self.freeze_session_figures(now_ms).await?;
+        let (gid, gname) = match q.group {
+            GroupBy::All => ("CAST(0 AS BIGINT)", "'全部'"),
+            GroupBy::Center => ("c.id", "c.name"),
+            GroupBy::Institute => ("i.id", "i.name"),
+            GroupBy::Station => ("st.id", "st.name"),
+            GroupBy::Film => ("COALESCE(f.id, 0)", "COALESCE(f.title, '（无影片）')"),
+        };
+        let (filter, args, kind) = filters(q);
+        let sql = format!(
+            "WITH sel AS (SELECT s.id AS sid, COALESCE(s.ended_at, $1) AS end_at, s.figured AS figured, \
+             s.peak_viewers AS peak, s.in_person AS in_person, \
+             (s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS} AS day, \
+             {gid} AS gid, {gname} AS gname {JOINS} {filter}), {VIEWER_CTE} \
+             SELECT sel.gid, MIN(sel.gname), sel.day, COUNT(*), MAX(sel.peak), \
+             CAST(SUM(sel.in_person) AS BIGINT), CAST(COALESCE(SUM(vs.uniq), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(vs.mobile), 0) AS BIGINT), CAST(COALESCE(SUM(vs.pc), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(vs.tv), 0) AS BIGINT), CAST(COALESCE(SUM(vs.other), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(vs.ms), 0) AS BIGINT) \
+             FROM sel LEFT JOIN vs ON vs.sid = sel.sid GROUP BY sel.gid, sel.day"
+        );
+        let mut query = sqlx::query_as::<_, DayRow>(AssertSqlSafe(sql)).bind(now_ms);
+        for a in &args {
+            query = query.bind(*a);
+        }
+        if let Some(kind) = kind {
+            query = query.bind(kind);
+        }
+        let days = query.fetch_all(&self.pool).await?;
+        let mut rows: BTreeMap<(String, i64), StatsRow> = BTreeMap::new();
+        for (gid, gname, day, n, peak, in_person, uniq, mobile, pc, tv, other, ms) in days {
+            let date = NaiveDate::default() + chrono::Duration::days(day);
+            let label = period_label(q.period, date);
+            let row = rows
+                .entry((label.clone(), gid))
+                .or_insert_with(|| StatsRow {
+                    group_id: gid,
+                    group_name: gname,
+                    period: label,
+                    sessions: 0,
+                    online_viewers: 0,
+                    peak_viewers: 0,
+                    viewer_minutes: 0.0,
+                    in_person: 0,
+                    total_audience: 0,
+                    terminals: Terminals::default(),
+                    viewer_ms: 0,
+                });
+            row.sessions += n;
+            row.online_viewers += uniq;
+            row.peak_viewers = row.peak_viewers.max(peak);
+            row.in_person += in_person;
+            row.total_audience += uniq + in_person;
+            row.terminals.mobile += mobile;
+            row.terminals.pc += pc;
+            row.terminals.tv += tv;
+            row.terminals.other += other;
+            row.viewer_ms += ms;
+        }
+        Ok(rows
+            .into_values()
+            .map(|mut r| {
+                r.viewer_minutes = minutes(r.viewer_ms);
+                r
+            })
+            .collect())
+    }
+
+    /// Sessions matching `q` (newest first, at most `q.limit`) with their figures.
+    pub async fn stats_sessions(
+        &self,
+        q: &StatsQuery,
+        now_ms: i64,
+    ) -> Result<Vec<SessionStats>, CatalogError> {
+        self.freeze_session_figures(now_ms).await?;
+        let (filter, args, kind) = filters(q);
+        let limit_arg = args.len() + 2 + usize::from(kind.is_some());
+        let sql = format!(
+            "WITH sel AS (SELECT s.id AS sid, s.started_at AS started_at, s.figured AS figured, \
+             COALESCE(s.ended_at, $1) AS end_at, s.peak_viewers AS peak, s.in_person AS in_person, \
+             c.name AS center, i.name AS institute, st.id AS station_id, st.name AS station, \
+             s.kind AS kind, s.title AS title, s.speaker AS speaker, f.title AS film \
+             {JOINS} {filter} ORDER BY s.started_at DESC, s.id DESC LIMIT ${limit_arg}), {VIEWER_CTE} \
+             SELECT sel.sid, sel.center, sel.institute, sel.station_id, sel.station, sel.kind, \
+             sel.title, sel.speaker, sel.film, sel.started_at, sel.end_at, sel.peak, sel.in_person, \
+             CAST(COALESCE(vs.uniq, 0) AS BIGINT), CAST(COALESCE(vs.ms, 0) AS BIGINT) \
+             FROM sel LEFT JOIN vs ON vs.sid = sel.sid ORDER BY sel.started_at DESC, sel.sid DESC"
+        );
+        type Row = (
+            i64,
+            String,
+            String,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        );
+        let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).bind(now_ms);
+        for a in &args {
+            query = query.bind(*a);
+        }
+        if let Some(kind) = kind {
+            query = query.bind(kind);
+        }
+        let rows = query.bind(q.limit).fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    id,
+                    center,
+                    institute,
+                    station_id,
+                    station,
+                    kind,
+                    title,
+                    speaker,
+                    film,
+                    start,
+                    end,
+                    peak,
+                    in_person,
+                    uniq,
+                    ms,
+                )| {
+                    SessionStats {
+                        id,
+                        center,
+                        institute,
+                        station_id,
+                        station,
+                        kind,
+                        title,
+                        speaker,
+                        film,
+                        started_at: rfc3339(start),
+                        day: shanghai_day(start).format("%Y-%m-%d").to_string(),
+                        minutes: minutes(end - start),
+                        peak_viewers: peak,
+                        online_viewers: uniq,
+                        viewer_minutes: minutes(ms),
+                        in_person,
+                        total_audience: uniq + in_person,
+                    }
+                },
+            )
+            .collect())
+    }
+}
+
+fn csv_field(out: &mut String, value: &str) {
+    if value.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&value.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}
+
+fn csv_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    // The BOM makes spreadsheet programs read the file as UTF-8, so Chinese shows correctly.
+    let mut out = String::from("\u{feff}");
+    out.push_str(&header.join(","));
+    out.push_str("\r\n");
+    for row in rows {
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            csv_field(&mut out, v);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// A statistics table as CSV (UTF-8 with BOM, Chinese headers, CRLF).
+pub fn stats_csv(rows: &[StatsRow]) -> String {
+    csv_table(
+        &[
+            "编号",
+            "名称",
+            "时段",
+            "场次",
+            "线上观看人次",
+            "最高同时在线",
+            "观看分钟",
+            "现场人数",
+            "总受众人次",
+            "手机",
+            "电脑",
+            "电视",
+            "其他终端",
+        ],
+        rows.iter().map(|r| {
+            vec![
+                r.group_id.to_string(),
+                r.group_name.clone(),
+                r.period.clone(),
+                r.sessions.to_string(),
+                r.online_viewers.to_string(),
+                r.peak_viewers.to_string(),
+                r.viewer_minutes.to_string(),
+                r.in_person.to_string(),
+                r.total_audience.to_string(),
+                r.terminals.mobile.to_string(),
+                r.terminals.pc.to_string(),
+                r.terminals.tv.to_string(),
+                r.terminals.other.to_string(),
+            ]
+        }),
+    )
+}
+
+/// A session listing as CSV (UTF-8 with BOM).
+pub fn sessions_csv(rows: &[SessionStats]) -> String {
+    csv_table(
+        &[
+            "场次编号",
+            "中心",
+            "所",
+            "站",
+            "类型",
+            "标题",
+            "主讲人",
+            "影片",
+            "开始时间",
+            "日期",
+            "时长分钟",
+            "最高同时在线",
+            "线上观看人数",
+            "观看分钟",
+            "现场人数",
+            "总受众人次",
+        ],
+        rows.iter().map(|r| {
+            vec![
+                r.id.to_string(),
+                r.center.clone(),
+                r.institute.clone(),
+                r.station.clone(),
+                r.kind.clone(),
+                r.title.clone(),
+                r.speaker.clone(),
+                r.film.clone().unwrap_or_default(),
+                r.started_at.clone(),
+                r.day.clone(),
+                r.minutes.to_string(),
+                r.peak_viewers.to_string(),
+                r.online_viewers.to_string(),
+                r.viewer_minutes.to_string(),
+                r.in_person.to_string(),
+                r.total_audience.to_string(),
+            ]
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shanghai_days_and_labels() {
+        let d = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let midnight = shanghai_midnight_ms(d);
+        // 2026-01-01 00:00 +08:00 is 2025-12-31 16:00 UTC.
+        assert_eq!(rfc3339(midnight), "2025-12-31T16:00:00.000Z");
+        assert_eq!(shanghai_day(midnight), d);
+        assert_eq!(shanghai_day(midnight - 1), d.pred_opt().unwrap());
+        assert_eq!(period_label(Period::Week, d), "2026-W01");
+        assert_eq!(period_label(Period::Quarter, d), "2026-Q1");
+        let dec29 = NaiveDate::from_ymd_opt(2025, 12, 29).unwrap();
+        assert_eq!(period_label(Period::Week, dec29), "2026-W01");
+    }
+
+    #[test]
+    fn bad_parameters_say_why() {
+        let q = |pairs: &[(&str, &str)]| {
+            StatsQuery::parse(
+                &pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        assert!(q(&[("from", "2026-02-30")]).is_err());
+        assert!(q(&[("from", "2026-03-02"), ("to", "2026-03-01")]).is_err());
+        assert!(q(&[("level", "center")]).is_err());
+        assert!(q(&[("period", "fortnight")]).is_err());
+        assert!(q(&[("colour", "red")]).is_err());
+        assert!(q(&[("level", "station"), ("id", "3"), ("period", "month")]).is_ok());
+    }
+}

@@ -1,0 +1,585 @@
+//! Administrator API: login, the hierarchy, CSV import, topics and films, session metadata
+//! and headcounts, accounts, statistics, and the dashboard page.
+//!
+//! Every route here needs `Authorization: Bearer <token>` from `POST /api/login` and checks
+//! the account's scope: a city admin sees everything, a center admin its center, a station
+//! operator its station. Outside the scope the answer is 403.
+//!
+//! | route | who |
+//! |---|---|
+//! | `POST /api/login` `{username, password}` -> `{token}` | anyone (throttled) |
+//! | `POST /api/logout`, `GET /api/me` | logged in |
+//! | `GET /api/admin/hierarchy` | the tree within the scope |
+//! | `POST /api/admin/centers` `{name}` | city |
+//! | `POST /api/admin/institutes` `{center_id, name}` | city, that center |
+//! | `POST /api/admin/stations` `{institute_id, name, address}` | city, that center |
+//! | `POST /api/admin/stations/{id}/rotate-key` | city, its center, that station |
+//! | `GET /api/admin/stations/{id}/sessions` | city, its center, that station |
+//! | `POST /api/admin/sessions/{id}` `{speaker, topic_id, film_id, scheduled_at, in_person}` | the session's station and above |
+//! | `POST /api/admin/import` (CSV body) | city |
+//! | `GET/POST /api/admin/topics`, `/api/admin/films` `{name}` | read: logged in; add: city |
+//! | `POST /api/admin/accounts` `{username, password, role, id}` | city; center admins add station operators of their center |
+//! | `GET /api/stats/table`, `/api/stats/sessions` (`format=csv` for CSV) | within scope |
+//! | `GET /admin` | the dashboard page (it logs in by itself) |
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use warp::filters::BoxedFilter;
+use warp::http::HeaderValue;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use super::error::ApiError;
+use super::{State, finish, page, with_state};
+use crate::catalog::{
+    Account, Level, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS, now_ms, sessions_csv,
+    stats_csv,
+};
+
+/// The dashboard (zh-CN): overview, audience chart (SVG drawn by its own script), rankings,
+/// drill-down to sessions and the station's headcount form. No CDN, works offline.
+const DASHBOARD: &str = include_str!("pages/admin.html");
+
+/// Body of `POST /api/login`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// Account name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Body of the create routes that take only a name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameBody {
+    /// Center name, topic name or film title.
+    pub name: String,
+}
+
+/// Body of `POST /api/admin/institutes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstituteBody {
+    /// The parent center.
+    pub center_id: i64,
+    /// Institute name.
+    pub name: String,
+}
+
+/// Body of `POST /api/admin/stations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationBody {
+    /// The parent institute.
+    pub institute_id: i64,
+    /// Station name.
+    pub name: String,
+    /// Street address, shown to administrators.
+    #[serde(default)]
+    pub address: String,
+}
+
+/// Body of `POST /api/admin/accounts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountBody {
+    /// Login name.
+    pub username: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// `city`, `center` or `station`.
+    pub role: String,
+    /// Center id for `center`, station id for `station`.
+    pub id: Option<i64>,
+}
+
+fn bearer(header: &Option<String>) -> Option<&str> {
+    header
+        .as_deref()
+        .and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+async fn authenticate(state: &State, header: &Option<String>) -> Result<Account, ApiError> {
+    let token = bearer(header).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "log in first: POST /api/login, then send Authorization: Bearer <token>".into(),
+        )
+    })?;
+    state
+        .catalog
+        .account_for_token(token, now_ms())
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the login has expired; log in again".into()))
+}
+
+fn outside(what: &str) -> ApiError {
+    ApiError::Forbidden(format!("{what} is outside the scope of this account"))
+}
+
+fn require_city(account: &Account) -> Result<(), ApiError> {
+    match account.scope {
+        Scope::City => Ok(()),
+        _ => Err(ApiError::Forbidden(
+            "only a city administrator may do this".into(),
+        )),
+    }
+}
+
+fn allow_center(account: &Account, center: i64) -> Result<(), ApiError> {
+    match account.scope {
+        Scope::City => Ok(()),
+        Scope::Center(c) if c == center => Ok(()),
+        _ => Err(outside(&format!("center {center}"))),
+    }
+}
+
+async fn allow_institute(state: &State, account: &Account, institute: i64) -> Result<(), ApiError> {
+    match account.scope {
+        Scope::City => Ok(()),
+        Scope::Center(c) => match state.catalog.institute_center(institute).await? {
+            Some(center) if center == c => Ok(()),
+            _ => Err(outside(&format!("institute {institute}"))),
+        },
+        Scope::Station(_) => Err(outside(&format!("institute {institute}"))),
+    }
+}
+
+async fn allow_station(state: &State, account: &Account, station: i64) -> Result<(), ApiError> {
+    match account.scope {
+        Scope::City => Ok(()),
+        Scope::Center(c) => match state.catalog.station_placement(station).await {
+            Ok(p) if p.center_id == c => Ok(()),
+            _ => Err(outside(&format!("station {station}"))),
+        },
+        Scope::Station(s) if s == station => Ok(()),
+        Scope::Station(_) => Err(outside(&format!("station {station}"))),
+    }
+}
+
+/// Checks a statistics filter against the scope; an unfiltered request from a center admin
+/// or station operator is narrowed to their own center or station.
+async fn scoped(
+    state: &State,
+    account: &Account,
+    mut q: StatsQuery,
+) -> Result<StatsQuery, ApiError> {
+    match q.level {
+        Some((Level::Center, id)) => allow_center(account, id)?,
+        Some((Level::Institute, id)) => allow_institute(state, account, id).await?,
+        Some((Level::Station, id)) => allow_station(state, account, id).await?,
+        None => {
+            q.level = match account.scope {
+                Scope::City => None,
+                Scope::Center(c) => Some((Level::Center, c)),
+                Scope::Station(s) => Some((Level::Station, s)),
+            }
+        }
+    }
+    Ok(q)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response {
+    warp::reply::json(value).into_response()
+}
+
+fn csv(body: String, name: &str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert("content-disposition", v);
+    }
+    r
+}
+
+fn wants_csv(params: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match params.get("format").map(String::as_str) {
+        None | Some("json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "format {other:?} is not json or csv"
+        ))),
+    }
+}
+
+async fn login(
+    body: Login,
+    remote: Option<SocketAddr>,
+    state: State,
+) -> Result<Response, ApiError> {
+    let client = remote.map(|a| a.ip().to_string()).unwrap_or_default();
+    let user = body.username.trim().to_string();
+    if let Err(wait) = state.login_throttle.check(&user, &client, Instant::now()) {
+        let seconds = wait.as_secs().max(1);
+        return Err(ApiError::TooManyRequests(
+            format!("too many failed logins; try again in {seconds} s"),
+            seconds,
+        ));
+    }
+    match state.catalog.login(&user, &body.password, now_ms()).await? {
+        Some((token, account)) => {
+            state.login_throttle.succeeded(&user, &client);
+            Ok(json(&serde_json::json!({
+                "token": token,
+                "expires_in_s": TOKEN_LIFETIME_MS / 1000,
+                "account": account,
+            })))
+        }
+        None => {
+            state.login_throttle.failed(&user, &client, Instant::now());
+            Err(ApiError::Unauthorized("wrong username or password".into()))
+        }
+    }
+}
+
+/// A JSON body of at most 64 KiB.
+fn body_json<T: serde::de::DeserializeOwned + Send>()
+-> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
+    warp::body::content_length_limit(64 * 1024).and(warp::body::json())
+}
+
+/// Every admin route; merged into [`super::routes`].
+pub fn routes(state: State) -> BoxedFilter<(Response,)> {
+    let auth = warp::header::optional::<String>("authorization");
+
+    let login = warp::post()
+        .and(warp::path!("api" / "login"))
+        .and(body_json())
+        .and(warp::addr::remote())
+        .and(with_state(state.clone()))
+        .then(|body, remote, state| async move { finish(login(body, remote, state).await) });
+    let logout = warp::post()
+        .and(warp::path!("api" / "logout"))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(|h: Option<String>, state: State| async move {
+            finish(
+                async {
+                    authenticate(&state, &h).await?;
+                    if let Some(token) = bearer(&h) {
+                        state.catalog.logout(token).await?;
+                    }
+                    Ok(json(&serde_json::json!({"logged_out": true})))
+                }
+                .await,
+            )
+        });
+    let me = warp::get()
+        .and(warp::path!("api" / "me"))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(|h: Option<String>, state: State| async move {
+            finish(authenticate(&state, &h).await.map(|a| json(&a)))
+        });
+    let hierarchy = warp::get()
+        .and(warp::path!("api" / "admin" / "hierarchy"))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(|h: Option<String>, state: State| async move {
+            finish(
+                async {
+                    let a = authenticate(&state, &h).await?;
+                    let (center, station) = match a.scope {
+                        Scope::City => (None, None),
+                        Scope::Center(c) => (Some(c), None),
+                        Scope::Station(s) => (None, Some(s)),
+                    };
+                    Ok(json(&state.catalog.hierarchy(center, station).await?))
+                }
+                .await,
+            )
+        });
+    let centers = warp::post()
+        .and(warp::path!("api" / "admin" / "centers"))
+        .and(auth)
+        .and(body_json())
+        .and(with_state(state.clone()))
+        .then(
+            |h: Option<String>, body: NameBody, state: State| async move {
+                finish(
+                    async {
+                        require_city(&authenticate(&state, &h).await?)?;
+                        let id = state.catalog.create_center(&body.name).await?;
+                        Ok(json(&serde_json::json!({"id": id})))
+                    }
+                    .await,
+                )
+            },
+        );
+    let institutes = warp::post()
+        .and(warp::path!("api" / "admin" / "institutes"))
+        .and(auth)
+        .and(body_json())
+        .and(with_state(state.clone()))
+        .then(
+            |h: Option<String>, body: InstituteBody, state: State| async move {
+                finish(
+                    async {
+                        allow_center(&authenticate(&state, &h).await?, body.center_id)?;
+                        let id = state
+                            .catalog
+                            .create_institute(body.center_id, &body.name)
+                            .await?;
+                        Ok(json(&serde_json::json!({"id": id})))
+                    }
+                    .await,
+                )
+            },
+        );
+    let stations = warp::post()
+        .and(warp::path!("api" / "admin" / "stations"))
+        .and(auth)
+        .and(body_json())
+        .and(with_state(state.clone()))
+        .then(
+            |h: Option<String>, body: StationBody, state: State| async move {
+                finish(
+                    async {
+                        let a = authenticate(&state, &h).await?;
+                        allow_institute(&state, &a, body.institute_id).await?;
+                        let created = state
+                            .catalog
+                            .create_station(body.institute_id, &body.name, &body.address)
+                            .await?;
+                        Ok(json(&created))
+                    }
+                    .await,
+                )
+            },
+        );
+    let rotate = warp::post()
+        .and(warp::path!(
+            "api" / "admin" / "stations" / i64 / "rotate-key"
+        ))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(|id: i64, h: Option<String>, state: State| async move {
+            finish(
+                async {
+                    allow_station(&state, &authenticate(&state, &h).await?, id).await?;
+                    let key = state.catalog.rotate_key(&id.to_string()).await?;
+                    Ok(json(&serde_json::json!({"stream_key": key})))
+                }
+                .await,
+            )
+        });
+    let station_sessions = warp::get()
+        .and(warp::path!("api" / "admin" / "stations" / i64 / "sessions"))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(|id: i64, h: Option<String>, state: State| async move {
+            finish(
+                async {
+                    allow_station(&state, &authenticate(&state, &h).await?, id).await?;
+                    Ok(json(&state.catalog.station_sessions(id, 200).await?))
+                }
+                .await,
+            )
+        });
+    let session_update = warp::post()
+        .and(warp::path!("api" / "admin" / "sessions" / i64))
+        .and(auth)
+        .and(body_json())
+        .and(with_state(state.clone()))
+        .then(
+            |id: i64, h: Option<String>, body: SessionUpdate, state: State| async move {
+                finish(
+                    async {
+                        let a = authenticate(&state, &h).await?;
+                        let station = state
+                            .catalog
+                            .session_station(id)
+                            .await?
+                            .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+                        allow_station(&state, &a, station).await?;
+                        Ok(json(&state.catalog.update_session(id, &body).await?))
+                    }
+                    .await,
+                )
+            },
+        );
+    let import = warp::post()
+        .and(warp::path!("api" / "admin" / "import"))
+        .and(auth)
+        .and(warp::body::content_length_limit(8 * 1024 * 1024))
+        .and(warp::body::bytes())
+        .and(with_state(state.clone()))
+        .then(|h: Option<String>, body: Bytes, state: State| async move {
+            finish(
+                async {
+                    require_city(&authenticate(&state, &h).await?)?;
+                    let text = std::str::from_utf8(&body).map_err(|_| {
+                        ApiError::BadRequest("the CSV file must be UTF-8 text".into())
+                    })?;
+                    Ok(json(&state.catalog.import_csv(text).await?))
+                }
+                .await,
+            )
+        });
+    let list = warp::get()
+        .and(warp::path!("api" / "admin" / String))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(|what: String, h: Option<String>, state: State| async move {
+            finish(
+                async {
+                    authenticate(&state, &h).await?;
+                    match what.as_str() {
+                        "topics" => Ok(json(&state.catalog.topics().await?)),
+                        "films" => Ok(json(&state.catalog.films().await?)),
+                        _ => Err(ApiError::NotFound("not found".into())),
+                    }
+                }
+                .await,
+            )
+        });
+    let add_named = warp::post()
+        .and(warp::path!("api" / "admin" / String))
+        .and(auth)
+        .and(body_json())
+        .and(with_state(state.clone()))
+        .then(
+            |what: String, h: Option<String>, body: NameBody, state: State| async move {
+                finish(
+                    async {
+                        require_city(&authenticate(&state, &h).await?)?;
+                        let id = match what.as_str() {
+                            "topics" => state.catalog.add_topic(&body.name).await?,
+                            "films" => state.catalog.add_film(&body.name).await?,
+                            _ => return Err(ApiError::NotFound("not found".into())),
+                        };
+                        Ok(json(&serde_json::json!({"id": id})))
+                    }
+                    .await,
+                )
+            },
+        );
+    let accounts = warp::post()
+        .and(warp::path!("api" / "admin" / "accounts"))
+        .and(auth)
+        .and(body_json())
+        .and(with_state(state.clone()))
+        .then(|h: Option<String>, body: AccountBody, state: State| async move {
+            finish(
+                async {
+                    let a = authenticate(&state, &h).await?;
+                    let scope = match (body.role.as_str(), body.id) {
+                        ("city", _) => Scope::City,
+                        ("center", Some(c)) => Scope::Center(c),
+                        ("station", Some(s)) => Scope::Station(s),
+                        _ => {
+                            return Err(ApiError::BadRequest(
+                                "role must be city, center (with id = center id) or station (with id = station id)"
+                                    .into(),
+                            ));
+                        }
+                    };
+                    match scope {
+                        Scope::Station(s) => allow_station(&state, &a, s).await?,
+                        _ => require_city(&a)?,
+                    }
+                    if let (Scope::Station(_), Scope::Station(_)) = (a.scope, scope) {
+                        return Err(ApiError::Forbidden(
+                            "station operators cannot create accounts".into(),
+                        ));
+                    }
+                    let id = state
+                        .catalog
+                        .add_account(&body.username, &body.password, scope)
+                        .await?;
+                    Ok(json(&serde_json::json!({"id": id})))
+                }
+                .await,
+            )
+        });
+    let stats = warp::get()
+        .and(warp::path!("api" / "stats" / String))
+        .and(auth)
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_state(state.clone()))
+        .then(
+            |what: String, h: Option<String>, params: HashMap<String, String>, state: State| async move {
+                finish(
+                    async {
+                        let a = authenticate(&state, &h).await?;
+                        let as_csv = wants_csv(&params)?;
+                        let q = scoped(&state, &a, StatsQuery::parse(&params)?).await?;
+                        match what.as_str() {
+                            "table" => {
+                                let rows = state.catalog.stats(&q, now_ms()).await?;
+                                Ok(if as_csv {
+                                    csv(stats_csv(&rows), "feiyan-stats.csv")
+                                } else {
+                                    json(&rows)
+                                })
+                            }
+                            "sessions" => {
+                                let rows = state.catalog.stats_sessions(&q, now_ms()).await?;
+                                Ok(if as_csv {
+                                    csv(sessions_csv(&rows), "feiyan-sessions.csv")
+                                } else {
+                                    json(&rows)
+                                })
+                            }
+                            other => Err(ApiError::NotFound(format!(
+                                "no statistics table {other:?}; use /api/stats/table or /api/stats/sessions"
+                            ))),
+                        }
+                    }
+                    .await,
+                )
+            },
+        );
+
+    let dashboard = warp::get()
+        .and(warp::path!("admin"))
+        .map(|| page(DASHBOARD));
+
+    login
+        .or(logout)
+        .unify()
+        .or(me)
+        .unify()
+        .or(hierarchy)
+        .unify()
+        .or(centers)
+        .unify()
+        .or(institutes)
+        .unify()
+        .or(stations)
+        .unify()
+        .or(rotate)
+        .unify()
+        .or(station_sessions)
+        .unify()
+        .or(session_update)
+        .unify()
+        .or(import)
+        .unify()
+        .or(accounts)
+        .unify()
+        .boxed()
+        .or(list)
+        .unify()
+        .or(add_named)
+        .unify()
+        .or(stats)
+        .unify()
+        .or(dashboard)
+        .unify()
+        .boxed()
+}
