@@ -397,21 +397,6 @@ const JOINS: &str = "FROM sessions s JOIN stations st ON st.id = s.station_id \
 /// audience writer has written every leave by then (it flushes within about a second).
 pub const FIGURES_AFTER_MS: i64 = 10 * 60_000;
 
-/// Per-session viewer figures over the sessions in `sel`: frozen figures where they exist,
-/// computed from the viewer rows for sessions still live or just ended.
-const VIEWER_CTE: &str = "vs AS (SELECT sf.session_id AS sid, sf.online AS uniq, sf.mobile AS mobile, \
-     sf.pc AS pc, sf.tv AS tv, sf.other AS other, sf.viewer_ms AS ms \
-     FROM session_figures sf JOIN sel ON sel.sid = sf.session_id \
-     UNION ALL SELECT v.session_id, \
-     COUNT(DISTINCT v.viewer_key), \
-     COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END), \
-     COUNT(DISTINCT CASE WHEN v.terminal = 'pc' THEN v.viewer_key END), \
-     COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END), \
-     COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
-     SUM(COALESCE(v.left_at, sel.end_at) - v.joined_at) \
-     FROM viewers v JOIN sel ON sel.sid = v.session_id WHERE sel.figured = 0 \
-     GROUP BY v.session_id)";
-
 type DayRow = (
     i64,
     String,
@@ -570,16 +555,31 @@ impl Catalog {
         let (filter, args, kind) = filters(q);
         let limit_arg = args.len() + 2 + usize::from(kind.is_some());
         let sql = format!(
-            "WITH sel AS (SELECT s.id AS sid, s.started_at AS started_at, s.figured AS figured, \
-             COALESCE(s.ended_at, $1) AS end_at, s.peak_viewers AS peak, s.in_person AS in_person, \
-             c.name AS center, i.name AS institute, st.id AS station_id, st.name AS station, \
-             s.kind AS kind, s.title AS title, s.speaker AS speaker, f.title AS film \
-             {JOINS} {filter} ORDER BY s.started_at DESC, s.id DESC LIMIT ${limit_arg}), {VIEWER_CTE} \
-             SELECT sel.sid, sel.center, sel.institute, sel.station_id, sel.station, sel.kind, \
-             sel.title, sel.speaker, sel.film, sel.started_at, sel.end_at, sel.peak, sel.in_person, \
-             CAST(COALESCE(vs.uniq, 0) AS BIGINT), CAST(COALESCE(vs.ms, 0) AS BIGINT) \
-             FROM sel LEFT JOIN vs ON vs.sid = sel.sid ORDER BY sel.started_at DESC, sel.sid DESC"
+            "SELECT s.id, c.name, i.name, st.id, st.name, s.kind, s.title, s.speaker, f.title, \
+             s.started_at, COALESCE(s.ended_at, $1), s.peak_viewers, s.in_person, \
+             COALESCE(sf.online, 0), COALESCE(sf.viewer_ms, 0) \
+             {JOINS} LEFT JOIN session_figures sf ON sf.session_id = s.id {filter} \
+             ORDER BY s.started_at DESC, s.id DESC LIMIT ${limit_arg}"
         );
+        // Sessions not frozen yet, from their viewer rows (few: live or just ended).
+        let live_sql = format!(
+            "SELECT s.id, COUNT(DISTINCT v.viewer_key), \
+             CAST(COALESCE(SUM(COALESCE(v.left_at, s.ended_at, $1) - v.joined_at), 0) AS BIGINT) \
+             {JOINS} JOIN viewers v ON v.session_id = s.id {filter} AND s.figured = 0 GROUP BY s.id"
+        );
+        let mut live = sqlx::query_as::<_, (i64, i64, i64)>(AssertSqlSafe(live_sql)).bind(now_ms);
+        for a in &args {
+            live = live.bind(*a);
+        }
+        if let Some(kind) = kind {
+            live = live.bind(kind);
+        }
+        let live: HashMap<i64, (i64, i64)> = live
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|(id, uniq, ms)| (id, (uniq, ms)))
+            .collect();
         type Row = (
             i64,
             String,
@@ -622,9 +622,10 @@ impl Catalog {
                     end,
                     peak,
                     in_person,
-                    uniq,
-                    ms,
+                    frozen_uniq,
+                    frozen_ms,
                 )| {
+                    let (uniq, ms) = live.get(&id).copied().unwrap_or((frozen_uniq, frozen_ms));
                     SessionStats {
                         id,
                         center,
