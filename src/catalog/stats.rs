@@ -432,6 +432,17 @@ impl Catalog {
     /// since the last call (an index on `(figured, ended_at)` finds them).
     pub async fn freeze_session_figures(&self, now_ms: i64) -> Result<u64, CatalogError> {
         let cutoff = now_ms - FIGURES_AFTER_MS;
+        // Usually nothing is due: an index probe answers that without planning the insert.
+        let due: Option<(i64,)> = sqlx::query_as(
+            "SELECT id FROM sessions WHERE figured = 0 AND ended_at IS NOT NULL \
+             AND ended_at < $1 LIMIT 1",
+        )
+        .bind(cutoff)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO session_figures (session_id, online, mobile, pc, tv, other, viewer_ms) \
