@@ -360,6 +360,14 @@ async fn statistics_match_hand_computed_figures(catalog: &Catalog) {
         brief(&now_live),
         vec![(0, "total".into(), 1, 1, 1, 60.0, 0, 1)]
     );
+    let listed = catalog
+        .stats_sessions(&june3, start + 70 * MIN)
+        .await
+        .unwrap();
+    assert_eq!(
+        (listed[0].online_viewers, listed[0].viewer_minutes),
+        (1, 60.0)
+    );
     let later = catalog.stats(&june3, start + 100 * MIN).await.unwrap();
     assert_eq!(later[0].viewer_minutes, 90.0);
 

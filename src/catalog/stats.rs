@@ -363,7 +363,8 @@ fn minutes(ms: i64) -> f64 {
 
 /// Builds the `WHERE` clause for the filters; parameters start at `$2` (`$1` is now).
 fn filters(q: &StatsQuery) -> (String, Vec<i64>, Option<&'static str>) {
-    let mut sql = String::from("WHERE 1 = 1");
+    // `$1` (now) is named here so every statement built on these filters uses it.
+    let mut sql = String::from("WHERE CAST($1 AS BIGINT) IS NOT NULL");
     let mut args = Vec::new();
     if let Some((level, id)) = q.level {
         args.push(id);
@@ -396,21 +397,6 @@ const JOINS: &str = "FROM sessions s JOIN stations st ON st.id = s.station_id \
 /// audience writer has written every leave by then (it flushes within about a second).
 pub const FIGURES_AFTER_MS: i64 = 10 * 60_000;
 
-/// Per-session viewer figures over the sessions in `sel`: frozen figures where they exist,
-/// computed from the viewer rows for sessions still live or just ended.
-const VIEWER_CTE: &str = "vs AS (SELECT sf.session_id AS sid, sf.online AS uniq, sf.mobile AS mobile, \
-     sf.pc AS pc, sf.tv AS tv, sf.other AS other, sf.viewer_ms AS ms \
-     FROM session_figures sf JOIN sel ON sel.sid = sf.session_id \
-     UNION ALL SELECT v.session_id, \
-     COUNT(DISTINCT v.viewer_key), \
-     COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END), \
-     COUNT(DISTINCT CASE WHEN v.terminal = 'pc' THEN v.viewer_key END), \
-     COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END), \
-     COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
-     SUM(COALESCE(v.left_at, sel.end_at) - v.joined_at) \
-     FROM viewers v JOIN sel ON sel.sid = v.session_id WHERE sel.figured = 0 \
-     GROUP BY v.session_id)";
-
 type DayRow = (
     i64,
     String,
@@ -425,6 +411,20 @@ type DayRow = (
     i64,
     i64,
 );
+/// A not-yet-frozen session: group, day, online, mobile, pc, tv, other, viewer ms.
+type LiveRow = (i64, i64, i64, i64, i64, i64, i64, i64);
+
+impl StatsRow {
+    fn add_viewers(&mut self, online: i64, terminals: [i64; 4], ms: i64) {
+        self.online_viewers += online;
+        self.total_audience += online;
+        self.terminals.mobile += terminals[0];
+        self.terminals.pc += terminals[1];
+        self.terminals.tv += terminals[2];
+        self.terminals.other += terminals[3];
+        self.viewer_ms += ms;
+    }
+}
 
 impl Catalog {
     /// Freezes the figures of sessions that ended at least [`FIGURES_AFTER_MS`] before
@@ -432,6 +432,17 @@ impl Catalog {
     /// since the last call (an index on `(figured, ended_at)` finds them).
     pub async fn freeze_session_figures(&self, now_ms: i64) -> Result<u64, CatalogError> {
         let cutoff = now_ms - FIGURES_AFTER_MS;
+        // Usually nothing is due: an index probe answers that without planning the insert.
+        let due: Option<(i64,)> = sqlx::query_as(
+            "SELECT id FROM sessions WHERE figured = 0 AND ended_at IS NOT NULL \
+             AND ended_at < $1 LIMIT 1",
+        )
+        .bind(cutoff)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO session_figures (session_id, online, mobile, pc, tv, other, viewer_ms) \
@@ -470,30 +481,45 @@ impl Catalog {
             GroupBy::Film => ("COALESCE(f.id, 0)", "COALESCE(f.title, '（无影片）')"),
         };
         let (filter, args, kind) = filters(q);
-        let sql = format!(
-            "WITH sel AS (SELECT s.id AS sid, COALESCE(s.ended_at, $1) AS end_at, s.figured AS figured, \
-             s.peak_viewers AS peak, s.in_person AS in_person, \
-             (s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS} AS day, \
-             {gid} AS gid, {gname} AS gname {JOINS} {filter}), {VIEWER_CTE} \
-             SELECT sel.gid, MIN(sel.gname), sel.day, COUNT(*), MAX(sel.peak), \
-             CAST(SUM(sel.in_person) AS BIGINT), CAST(COALESCE(SUM(vs.uniq), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(vs.mobile), 0) AS BIGINT), CAST(COALESCE(SUM(vs.pc), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(vs.tv), 0) AS BIGINT), CAST(COALESCE(SUM(vs.other), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(vs.ms), 0) AS BIGINT) \
-             FROM sel LEFT JOIN vs ON vs.sid = sel.sid GROUP BY sel.gid, sel.day"
+        let day = format!("(s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS}");
+        // Sessions and their frozen figures, per group and day. Kept free of the viewer
+        // table so the planner never weighs millions of viewer rows against a year of sessions.
+        let sessions_sql = format!(
+            "SELECT {gid}, MIN({gname}), {day}, COUNT(*), MAX(s.peak_viewers), \
+             CAST(SUM(s.in_person) AS BIGINT), CAST(COALESCE(SUM(sf.online), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(sf.mobile), 0) AS BIGINT), CAST(COALESCE(SUM(sf.pc), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(sf.tv), 0) AS BIGINT), CAST(COALESCE(SUM(sf.other), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(sf.viewer_ms), 0) AS BIGINT) \
+             {JOINS} LEFT JOIN session_figures sf ON sf.session_id = s.id {filter} GROUP BY 1, 3"
         );
-        let mut query = sqlx::query_as::<_, DayRow>(AssertSqlSafe(sql)).bind(now_ms);
+        // Sessions not frozen yet (live or just ended), one row each, from the viewer rows;
+        // the (figured, ended_at) index keeps this to the few recent sessions.
+        let live_sql = format!(
+            "SELECT MIN({gid}), MIN({day}), COUNT(DISTINCT v.viewer_key), \
+             COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END), \
+             COUNT(DISTINCT CASE WHEN v.terminal = 'pc' THEN v.viewer_key END), \
+             COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END), \
+             COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
+             CAST(COALESCE(SUM(COALESCE(v.left_at, s.ended_at, $1) - v.joined_at), 0) AS BIGINT) \
+             {JOINS} JOIN viewers v ON v.session_id = s.id {filter} AND s.figured = 0 GROUP BY s.id"
+        );
+        let mut query = sqlx::query_as::<_, DayRow>(AssertSqlSafe(sessions_sql)).bind(now_ms);
+        let mut live = sqlx::query_as::<_, LiveRow>(AssertSqlSafe(live_sql)).bind(now_ms);
         for a in &args {
             query = query.bind(*a);
+            live = live.bind(*a);
         }
         if let Some(kind) = kind {
             query = query.bind(kind);
+            live = live.bind(kind);
         }
         let days = query.fetch_all(&self.pool).await?;
+        let live = live.fetch_all(&self.pool).await?;
+        let label =
+            |day: i64| period_label(q.period, NaiveDate::default() + chrono::Duration::days(day));
         let mut rows: BTreeMap<(String, i64), StatsRow> = BTreeMap::new();
         for (gid, gname, day, n, peak, in_person, uniq, mobile, pc, tv, other, ms) in days {
-            let date = NaiveDate::default() + chrono::Duration::days(day);
-            let label = period_label(q.period, date);
+            let label = label(day);
             let row = rows
                 .entry((label.clone(), gid))
                 .or_insert_with(|| StatsRow {
@@ -510,15 +536,16 @@ impl Catalog {
                     viewer_ms: 0,
                 });
             row.sessions += n;
-            row.online_viewers += uniq;
             row.peak_viewers = row.peak_viewers.max(peak);
             row.in_person += in_person;
-            row.total_audience += uniq + in_person;
-            row.terminals.mobile += mobile;
-            row.terminals.pc += pc;
-            row.terminals.tv += tv;
-            row.terminals.other += other;
-            row.viewer_ms += ms;
+            row.total_audience += in_person;
+            row.add_viewers(uniq, [mobile, pc, tv, other], ms);
+        }
+        for (gid, day, uniq, mobile, pc, tv, other, ms) in live {
+            // Every live session was counted by the first query, so its row exists.
+            if let Some(row) = rows.get_mut(&(label(day), gid)) {
+                row.add_viewers(uniq, [mobile, pc, tv, other], ms);
+            }
         }
         Ok(rows
             .into_values()
@@ -539,16 +566,31 @@ impl Catalog {
         let (filter, args, kind) = filters(q);
         let limit_arg = args.len() + 2 + usize::from(kind.is_some());
         let sql = format!(
-            "WITH sel AS (SELECT s.id AS sid, s.started_at AS started_at, s.figured AS figured, \
-             COALESCE(s.ended_at, $1) AS end_at, s.peak_viewers AS peak, s.in_person AS in_person, \
-             c.name AS center, i.name AS institute, st.id AS station_id, st.name AS station, \
-             s.kind AS kind, s.title AS title, s.speaker AS speaker, f.title AS film \
-             {JOINS} {filter} ORDER BY s.started_at DESC, s.id DESC LIMIT ${limit_arg}), {VIEWER_CTE} \
-             SELECT sel.sid, sel.center, sel.institute, sel.station_id, sel.station, sel.kind, \
-             sel.title, sel.speaker, sel.film, sel.started_at, sel.end_at, sel.peak, sel.in_person, \
-             CAST(COALESCE(vs.uniq, 0) AS BIGINT), CAST(COALESCE(vs.ms, 0) AS BIGINT) \
-             FROM sel LEFT JOIN vs ON vs.sid = sel.sid ORDER BY sel.started_at DESC, sel.sid DESC"
+            "SELECT s.id, c.name, i.name, st.id, st.name, s.kind, s.title, s.speaker, f.title, \
+             s.started_at, COALESCE(s.ended_at, $1), s.peak_viewers, s.in_person, \
+             COALESCE(sf.online, 0), COALESCE(sf.viewer_ms, 0) \
+             {JOINS} LEFT JOIN session_figures sf ON sf.session_id = s.id {filter} \
+             ORDER BY s.started_at DESC, s.id DESC LIMIT ${limit_arg}"
         );
+        // Sessions not frozen yet, from their viewer rows (few: live or just ended).
+        let live_sql = format!(
+            "SELECT s.id, COUNT(DISTINCT v.viewer_key), \
+             CAST(COALESCE(SUM(COALESCE(v.left_at, s.ended_at, $1) - v.joined_at), 0) AS BIGINT) \
+             {JOINS} JOIN viewers v ON v.session_id = s.id {filter} AND s.figured = 0 GROUP BY s.id"
+        );
+        let mut live = sqlx::query_as::<_, (i64, i64, i64)>(AssertSqlSafe(live_sql)).bind(now_ms);
+        for a in &args {
+            live = live.bind(*a);
+        }
+        if let Some(kind) = kind {
+            live = live.bind(kind);
+        }
+        let live: HashMap<i64, (i64, i64)> = live
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|(id, uniq, ms)| (id, (uniq, ms)))
+            .collect();
         type Row = (
             i64,
             String,
@@ -591,9 +633,10 @@ impl Catalog {
                     end,
                     peak,
                     in_person,
-                    uniq,
-                    ms,
+                    frozen_uniq,
+                    frozen_ms,
                 )| {
+                    let (uniq, ms) = live.get(&id).copied().unwrap_or((frozen_uniq, frozen_ms));
                     SessionStats {
                         id,
                         center,
