@@ -12,6 +12,13 @@ mkdir -p data
 if [ ! -f data/demo-station.json ]; then
   $bin/feiyan station add --center "示范中心" --institute "示范所" --name "示范站" --json > data/demo-station.json
 fi
+# FEIYAN_DEMO_CITY=1: also fill the catalog with a demo city-year for /admin (once; about
+# 90 s on PostgreSQL, 15-20 min on SQLite) and create the admin "demo" / "demo-password".
+if [ "${FEIYAN_DEMO_CITY:-0}" = 1 ] && [ ! -f data/demo-city.done ]; then
+  $bin/feiyan demo-data --centers 10 --institutes 105 --stations 2100 --days 365
+  FEIYAN_ADMIN_PASSWORD=demo-password $bin/feiyan admin add --username demo --role city
+  touch data/demo-city.done
+fi
 channel=$(python3 -c 'import json;print(json.load(open("data/demo-station.json"))["channel"])')
 key=$(python3 -c 'import json;print(json.load(open("data/demo-station.json"))["stream_key"])')
 $bin/feiyan serve "$@" &
