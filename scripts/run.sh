@@ -29,6 +29,13 @@ if ! $bin/feiyan film list | grep -q "示范影片"; then
 fi
 film_id=$($bin/feiyan film list | awk '/示范影片/ {print $1; exit}')
 film_channel=$(python3 -c 'import json;print(json.load(open("data/film-station.json"))["channel"])')
+# FEIYAN_DEMO_CITY=1: also fill the catalog with a demo city-year for /admin (once; about
+# 90 s on PostgreSQL, 15-20 min on SQLite) and create the admin "demo" / "demo-password".
+if [ "${FEIYAN_DEMO_CITY:-0}" = 1 ] && [ ! -f data/demo-city.done ]; then
+  $bin/feiyan demo-data --centers 10 --institutes 105 --stations 2100 --days 365
+  FEIYAN_ADMIN_PASSWORD=demo-password $bin/feiyan admin add --username demo --role city
+  touch data/demo-city.done
+fi
 channel=$(python3 -c 'import json;print(json.load(open("data/demo-station.json"))["channel"])')
 key=$(python3 -c 'import json;print(json.load(open("data/demo-station.json"))["stream_key"])')
 $bin/feiyan serve "$@" &
