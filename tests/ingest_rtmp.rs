@@ -10,10 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{start_server, wait_until};
+use common::{live_session, start_server, wait_until};
 use feiyan::catalog::now_ms;
 use feiyan::client::{MediaKind, ViewerOptions, WhepViewer};
-use feiyan::ids::SessionId;
 use ffmpeg_next as ffmpeg;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
@@ -49,20 +48,6 @@ fn push_rtmp(file: &Path, url: &str) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("ffmpeg starts")
-}
-
-async fn live_session(base: &str, channel: &str) -> Option<SessionId> {
-    let v: serde_json::Value = reqwest::get(format!("{base}/api/channels/{channel}"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    if v["live"].as_bool() == Some(true) {
-        v["session_id"].as_i64().map(SessionId)
-    } else {
-        None
-    }
 }
 
 /// Depacketizes received RTP payloads into one Annex-B stream.

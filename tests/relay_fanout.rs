@@ -8,12 +8,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{start_server, wait_until};
+use common::{start_server, wait_live, wait_until};
 use feiyan::client::MediaKind;
 use feiyan::client::{
     PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher, make_test_media,
 };
-use feiyan::ids::SessionId;
 
 async fn test_media(dir: &std::path::Path, secs: u64) -> SyntheticMedia {
     let dir = dir.to_path_buf();
@@ -24,31 +23,6 @@ async fn test_media(dir: &std::path::Path, secs: u64) -> SyntheticMedia {
     })
     .await
     .unwrap()
-}
-
-async fn live_session(base: &str, channel: &str) -> Option<SessionId> {
-    let v: serde_json::Value = reqwest::get(format!("{base}/api/channels/{channel}"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    if v["live"].as_bool() == Some(true) {
-        v["session_id"].as_i64().map(SessionId)
-    } else {
-        None
-    }
-}
-
-/// Waits (up to 10 s) until the channel is live and returns its session.
-async fn wait_live(base: &str, channel: &str) -> SessionId {
-    for _ in 0..200 {
-        if let Some(session) = live_session(base, channel).await {
-            return session;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("channel {channel} did not go live within 10 s");
 }
 
 fn viewer_opts() -> ViewerOptions {

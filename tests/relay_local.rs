@@ -12,23 +12,8 @@ use feiyan::catalog::{SessionKind, now_ms};
 use feiyan::client::{
     MediaKind as ClientKind, SyntheticMedia, ViewerOptions, WhepViewer, make_test_media,
 };
+use feiyan::ingest::packetize::packet as rtp_packet;
 use feiyan::relay::{LocalTracks, MediaKind, h264_codec, opus_codec};
-use rtc::rtp;
-
-fn rtp_packet(pt: u8, ssrc: u32, seq: u16, ts: u32, marker: bool, payload: Bytes) -> rtp::Packet {
-    rtp::Packet {
-        header: rtp::header::Header {
-            version: 2,
-            payload_type: pt,
-            sequence_number: seq,
-            timestamp: ts,
-            ssrc,
-            marker,
-            ..Default::default()
-        },
-        payload,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_source_reaches_viewers_and_its_session_is_recorded() {

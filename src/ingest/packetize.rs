@@ -76,7 +76,8 @@ impl RtpPacketizer {
     }
 }
 
-fn packet(pt: u8, ssrc: u32, seq: u16, ts: u32, marker: bool, payload: Bytes) -> rtp::Packet {
+/// An RTP packet with only the fields a relay source sets.
+pub fn packet(pt: u8, ssrc: u32, seq: u16, ts: u32, marker: bool, payload: Bytes) -> rtp::Packet {
     rtp::Packet {
         header: rtp::header::Header {
             version: 2,

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use feiyan::app::{RunningServer, start};
 use feiyan::catalog::NewStation;
 use feiyan::config::Config;
+use feiyan::ids::SessionId;
 
 pub struct TestServer {
     pub server: RunningServer,
@@ -66,4 +67,30 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// The live session of `channel` according to the API, if it is live.
+pub async fn live_session(base: &str, channel: &str) -> Option<SessionId> {
+    let v: serde_json::Value = reqwest::get(format!("{base}/api/channels/{channel}"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    if v["live"].as_bool() == Some(true) {
+        v["session_id"].as_i64().map(SessionId)
+    } else {
+        None
+    }
+}
+
+/// Waits (up to 10 s) until the channel is live and returns its session.
+pub async fn wait_live(base: &str, channel: &str) -> SessionId {
+    for _ in 0..200 {
+        if let Some(session) = live_session(base, channel).await {
+            return session;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("channel {channel} did not go live within 10 s");
 }
