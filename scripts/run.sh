@@ -38,7 +38,18 @@ if [ "${FEIYAN_DEMO_CITY:-0}" = 1 ] && [ ! -f data/demo-city.done ]; then
 fi
 channel=$(python3 -c 'import json;print(json.load(open("data/demo-station.json"))["channel"])')
 key=$(python3 -c 'import json;print(json.load(open("data/demo-station.json"))["stream_key"])')
-$bin/feiyan serve "$@" &
+# The shipped configuration plus a rendition ladder on the film channel, so the watch page
+# offers 原画 (the 720p film, passed through) and 360p (encoded beside it).
+demo_config=data/demo.toml
+{
+  cat config/feiyan.toml
+  printf '\n[ingest.channels.%s]\nrenditions = [{ name = "360p", height = 360, video_kbps = 600 }]\n' "$film_channel"
+} > "$demo_config"
+if [ $# -eq 0 ]; then
+  $bin/feiyan --config "$demo_config" serve &
+else
+  $bin/feiyan serve "$@" &
+fi
 server=$!
 trap 'kill $server ${demo:-} 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 50); do

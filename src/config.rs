@@ -240,6 +240,7 @@ impl Config {
                 "http.max_sdp_bytes must be at least 1024".into(),
             ));
         }
+        self.ingest.validate().map_err(ConfigError::Invalid)?;
         if self.webrtc.failed_timeout_secs <= self.webrtc.disconnected_timeout_secs {
             return Err(ConfigError::Invalid(
                 "webrtc.failed_timeout_secs must be greater than disconnected_timeout_secs".into(),

@@ -511,3 +511,111 @@ async fn chromium_publishes_and_chromium_watches() {
     }
     t.server.shutdown().await;
 }
+
+/// The watch page honours `?quality=`: with a rendition ladder on the channel (fed by the
+/// ffmpeg CLI over RTMP), Chromium plays the 180p rendition and the page offers all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_watches_the_rendition_it_asks_for() {
+    let chromium = chromium_path();
+    let t = common::start_server_with(|c| {
+        c.ingest.renditions = vec![
+            feiyan::transcode::RenditionSpec {
+                name: "180p".into(),
+                height: 180,
+                video_kbps: 250,
+            },
+            feiyan::transcode::RenditionSpec {
+                name: "270p".into(),
+                height: 270,
+                video_kbps: 400,
+            },
+        ];
+    })
+    .await;
+    let reports: SharedReports = Arc::default();
+    let report_url = start_collector(reports.clone()).await;
+    let channel = t.station.channel.to_string();
+    let rtmp = t.server.rtmp_addr.expect("RTMP is on");
+    let mut push = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-f", "flv"])
+        .arg(format!(
+            "rtmp://{rtmp}/live/{channel}?key={}",
+            t.station.stream_key
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg starts");
+    let mut ctx = Ctx {
+        started: Instant::now(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+        base: t.base.clone(),
+        channel: channel.clone(),
+        reports: reports.clone(),
+        publisher: None,
+        viewer: None,
+    };
+    ctx.wait_for(
+        "the RTMP push to make the channel live with its ladder",
+        Duration::from_secs(20),
+        async |c: &Ctx| {
+            let info = c.info().await;
+            if info["live"].as_bool() == Some(true)
+                && info["qualities"].as_array().map(Vec::len) == Some(3)
+            {
+                Ok(())
+            } else {
+                Err(format!("api {info}"))
+            }
+        },
+    )
+    .await;
+    let watch_url = format!(
+        "{}/watch/{}?quality=180p&report={}",
+        t.base,
+        enc(&channel),
+        enc(&report_url)
+    );
+    ctx.viewer = Some(Browser::launch("watch", &chromium, &watch_url));
+    ctx.wait_for(
+        "the watch page to decode the 180p rendition and offer all three qualities",
+        Duration::from_secs(30),
+        async |c: &Ctx| {
+            let rep = latest(&c.reports, "watch");
+            if num(&rep, "framesDecoded") > 30
+                && num(&rep, "videoHeight") == 180
+                && num(&rep, "qualityChoices") == 3
+                && rep["quality"] == "180p"
+            {
+                Ok(())
+            } else {
+                Err(format!("watch report {rep}"))
+            }
+        },
+    )
+    .await;
+    let watch = latest(&reports, "watch");
+    assert_eq!(watch["videoWidth"], 320, "watch report: {watch}");
+    if let Some(mut viewer) = ctx.viewer.take() {
+        viewer.kill().await;
+    }
+    push.kill().await.ok();
+    t.server.shutdown().await;
+}

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use common::{live_session, start_server, wait_until};
 use feiyan::catalog::now_ms;
 use feiyan::client::{MediaKind, ViewerOptions, WhepViewer};
+use feiyan::transcode::RenditionSpec;
 use ffmpeg_next as ffmpeg;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
@@ -62,9 +63,18 @@ fn annexb(payloads: &[Bytes]) -> Vec<u8> {
     out
 }
 
-/// Decodes an Annex-B H.264 file; returns (frames decoded, B-frames seen, decoder's
-/// reorder delay).
-fn decode_h264(path: &Path) -> (usize, usize, i32) {
+/// What decoding a received H.264 stream found.
+struct Decoded {
+    frames: usize,
+    b_frames: usize,
+    /// The decoder's reorder delay (0 when the stream needs no reordering).
+    delay: i32,
+    width: u32,
+    height: u32,
+}
+
+/// Decodes an Annex-B H.264 file.
+fn decode_h264(path: &Path) -> Decoded {
     ffmpeg::init().unwrap();
     let mut input = ffmpeg::format::input(path).expect("received H.264 opens");
     let stream = input
@@ -77,11 +87,12 @@ fn decode_h264(path: &Path) -> (usize, usize, i32) {
         .decoder()
         .video()
         .unwrap();
-    let (mut frames, mut b_frames) = (0, 0);
+    let (mut frames, mut b_frames, mut size) = (0, 0, (0, 0));
     let mut frame = ffmpeg::frame::Video::empty();
     let mut count = |decoder: &mut ffmpeg::decoder::Video| {
         while decoder.receive_frame(&mut frame).is_ok() {
             frames += 1;
+            size = (frame.width(), frame.height());
             if frame.kind() == ffmpeg::picture::Type::B {
                 b_frames += 1;
             }
@@ -96,7 +107,23 @@ fn decode_h264(path: &Path) -> (usize, usize, i32) {
     count(&mut decoder);
     // SAFETY: reading an integer field of an open decoder context.
     let delay = unsafe { (*decoder.as_ptr()).has_b_frames };
-    (frames, b_frames, delay)
+    Decoded {
+        frames,
+        b_frames,
+        delay,
+        width: size.0,
+        height: size.1,
+    }
+}
+
+/// Depacketizes a viewer's video, writes it into `dir` and decodes it.
+async fn decode_received(viewer: &WhepViewer, dir: &Path, name: &str) -> Decoded {
+    let payloads = viewer.received_payloads(MediaKind::Video);
+    let h264 = dir.join(format!("{name}.h264"));
+    std::fs::write(&h264, annexb(&payloads)).unwrap();
+    tokio::task::spawn_blocking(move || decode_h264(&h264))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,16 +201,11 @@ async fn rtmp_push_with_b_frames_reaches_a_whep_viewer_as_h264_without_b_frames_
         stats.audio.counters.packets
     );
 
-    let payloads = viewer.received_payloads(MediaKind::Video);
-    let h264 = dir.path().join("received.h264");
-    std::fs::write(&h264, annexb(&payloads)).unwrap();
-    let (frames, b_frames, delay) = tokio::task::spawn_blocking(move || decode_h264(&h264))
-        .await
-        .unwrap();
+    let decoded = decode_received(&viewer, dir.path(), "received").await;
     // The viewer joined within a second of going live; the clip is 6 s at 30 fps.
-    assert!(frames >= 120, "decoded {frames} frames");
-    assert_eq!(b_frames, 0, "no B-frames reach WebRTC");
-    assert_eq!(delay, 0, "the decoder needs no reordering");
+    assert!(decoded.frames >= 120, "decoded {} frames", decoded.frames);
+    assert_eq!(decoded.b_frames, 0, "no B-frames reach WebRTC");
+    assert_eq!(decoded.delay, 0, "the decoder needs no reordering");
     viewer.close().await.ok();
     t.server.shutdown().await;
 }
@@ -238,5 +260,138 @@ async fn garbage_and_wrong_keys_close_only_their_connection() {
         "a correct push after bad ones goes live"
     );
     let _ = tokio::task::spawn_blocking(move || push.wait()).await;
+    t.server.shutdown().await;
+}
+
+/// A channel with a rendition ladder: the source H.264 (baseline, so passed through) plus
+/// a 180p rung and a 720p rung (which must not upscale the 360p source). Each viewer gets
+/// the picture size it asked for with `?quality=`, all count in one session, and an
+/// unknown quality is refused with the list of offered ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_choose_a_rendition_with_the_quality_parameter() {
+    let t = common::start_server_with(|c| {
+        c.ingest.renditions = vec![
+            RenditionSpec {
+                name: "180p".into(),
+                height: 180,
+                video_kbps: 250,
+            },
+            RenditionSpec {
+                name: "720p".into(),
+                height: 720,
+                video_kbps: 1200,
+            },
+        ];
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    make_media(dir.path(), 6);
+    let clip = dir.path().join("h264-baseline-aac.mp4");
+    let rtmp = t.server.rtmp_addr.expect("RTMP is on");
+    let channel = t.station.channel.to_string();
+    let url = format!("rtmp://{rtmp}/live/{channel}?key={}", t.station.stream_key);
+    let mut ffmpeg_push = push_rtmp(&clip, &url);
+    let session = common::wait_live(&t.base, &channel).await;
+
+    let status: serde_json::Value = reqwest::get(format!("{}/api/channels/{channel}", t.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["qualities"],
+        serde_json::json!(["source", "180p", "720p"])
+    );
+
+    let whep = format!("{}/whep/{channel}", t.base);
+    let refused = reqwest::Client::new()
+        .post(format!("{whep}?quality=1080p"))
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let reason = refused.text().await.unwrap();
+    assert!(
+        reason.contains("1080p") && reason.contains("source, 180p, 720p"),
+        "the refusal names the offered qualities: {reason}"
+    );
+
+    let options = || ViewerOptions {
+        record_payloads: true,
+        ..Default::default()
+    };
+    let (low_url, high_url) = (
+        format!("{whep}?quality=180p"),
+        format!("{whep}?quality=720p"),
+    );
+    let (source, low, high) = tokio::join!(
+        WhepViewer::connect(&whep, None, options()),
+        WhepViewer::connect(&low_url, None, options()),
+        WhepViewer::connect(&high_url, None, options()),
+    );
+    let (source, low, high) = (
+        source.expect("source viewer"),
+        low.expect("180p viewer"),
+        high.expect("720p viewer"),
+    );
+    let pushed = tokio::task::spawn_blocking(move || ffmpeg_push.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(pushed.success(), "ffmpeg pushed the whole clip: {pushed}");
+    let catalog = t.server.catalog.clone();
+    assert!(
+        wait_until(Duration::from_secs(8), || {
+            let catalog = catalog.clone();
+            async move {
+                let s = catalog.session_summary(session, now_ms()).await.unwrap();
+                s.is_some_and(|s| !s.live)
+            }
+        })
+        .await,
+        "session ended after the push"
+    );
+
+    for (viewer, name, size) in [
+        (&source, "source", (640, 360)),
+        (&low, "180p", (320, 180)),
+        (&high, "720p", (640, 360)),
+    ] {
+        let stats = viewer.stats();
+        assert!(
+            stats.first_video_frame_is_keyframe,
+            "the {name} viewer started on a keyframe"
+        );
+        assert!(
+            stats.audio.counters.packets > 150,
+            "{name} viewer gets audio"
+        );
+        let decoded = decode_received(viewer, dir.path(), name).await;
+        assert_eq!(
+            (decoded.width, decoded.height),
+            size,
+            "the {name} viewer gets its picture size"
+        );
+        assert!(
+            decoded.frames >= 120,
+            "{name}: decoded {} frames",
+            decoded.frames
+        );
+    }
+    let summary = catalog
+        .session_summary(session, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        summary.peak_viewers, 3,
+        "all renditions count in one session"
+    );
+    for viewer in [source, low, high] {
+        viewer.close().await.ok();
+    }
     t.server.shutdown().await;
 }

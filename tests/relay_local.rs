@@ -51,6 +51,7 @@ async fn a_local_source_reaches_viewers_and_its_session_is_recorded() {
             LocalTracks {
                 video: Some(h264_codec()),
                 audio: Some(opus_codec()),
+                ..Default::default()
             },
         )
         .await
@@ -66,6 +67,7 @@ async fn a_local_source_reaches_viewers_and_its_session_is_recorded() {
             LocalTracks {
                 video: Some(h264_codec()),
                 audio: None,
+                ..Default::default()
             },
         )
         .await;

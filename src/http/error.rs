@@ -60,7 +60,9 @@ impl ApiError {
 impl From<RelayError> for ApiError {
     fn from(err: RelayError) -> Self {
         match err {
-            RelayError::BadOffer(_) => ApiError::BadRequest(err.to_string()),
+            RelayError::BadOffer(_) | RelayError::UnknownQuality { .. } => {
+                ApiError::BadRequest(err.to_string())
+            }
             RelayError::Busy(_) => ApiError::Conflict(err.to_string()),
             RelayError::NotLive(_) | RelayError::UnknownResource(_) => {
                 ApiError::NotFound(err.to_string())

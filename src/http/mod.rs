@@ -67,6 +67,9 @@ pub struct WhipQuery {
 pub struct WhepQuery {
     /// A stable anonymous viewer id kept by the watch page, for unique-viewer counts.
     pub vid: Option<String>,
+    /// Which rendition to receive (`source`, or a name from the channel's ladder, listed
+    /// in `/api/channels/{channel}` as `qualities`); the source when absent.
+    pub quality: Option<String>,
 }
 
 /// All routes with CORS and error recovery.
@@ -396,6 +399,7 @@ async fn whep_post(
                 terminal,
                 viewer_key,
                 client_hash,
+                quality: query.quality,
             };
             let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
             Ok(created(
@@ -477,6 +481,8 @@ pub struct LiveEntry {
     pub started_at: String,
     /// Viewers now.
     pub viewers: usize,
+    /// What `?quality=` accepts on `/whep/{channel}`.
+    pub qualities: Vec<String>,
 }
 
 async fn api_live(state: State) -> Response {
@@ -500,6 +506,7 @@ async fn api_live(state: State) -> Response {
                     session_id: status.session_id,
                     started_at: rfc3339(status.started_at_ms),
                     viewers: status.viewers,
+                    qualities: status.qualities,
                 });
             }
             Ok(warp::reply::json(&out).into_response())
@@ -523,6 +530,7 @@ async fn api_channel(channel: String, state: State) -> Response {
                 "title": status.as_ref().map(|s| s.title.clone()).unwrap_or_default(),
                 "session_id": status.as_ref().and_then(|s| s.session_id),
                 "viewers": status.as_ref().map(|s| s.viewers).unwrap_or(0),
+                "qualities": status.map(|s| s.qualities).unwrap_or_default(),
             }))
             .into_response())
         }

@@ -18,7 +18,9 @@ use tracing::{debug, info};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::relay::{LocalPublisher, MediaKind, RelayError, RelayHandle};
-use crate::transcode::{Encoded, KeyframeRequester, TranscodeError, TranscodeOptions, VideoMode};
+use crate::transcode::{
+    Encoded, KeyframeRequester, RenditionSpec, TranscodeError, TranscodeOptions, VideoMode,
+};
 use packetize::RtpPacketizer;
 
 /// Ingest settings (`[ingest]` in `config/feiyan.toml`).
@@ -38,6 +40,10 @@ pub struct IngestConfig {
     /// How late a screening may still start (e.g. after the server was down); later ones
     /// are marked missed.
     pub screening_grace_secs: u64,
+    /// Lower renditions every channel fed through the transcoder offers beside its source
+    /// video (viewers pick one with `?quality=NAME`). Empty: the source only. Each rung
+    /// costs one libx264 encode.
+    pub renditions: Vec<RenditionSpec>,
     /// Per-channel overrides, keyed by channel name.
     pub channels: HashMap<String, ChannelIngestConfig>,
 }
@@ -48,6 +54,8 @@ pub struct IngestConfig {
 pub struct ChannelIngestConfig {
     /// Video handling for this channel; the `[ingest]` default when absent.
     pub video: Option<VideoMode>,
+    /// This channel's rendition ladder; the `[ingest]` ladder when absent.
+    pub renditions: Option<Vec<RenditionSpec>>,
 }
 
 impl Default for IngestConfig {
@@ -59,20 +67,65 @@ impl Default for IngestConfig {
             x264_preset: "veryfast".into(),
             audio_kbps: 64,
             screening_grace_secs: 600,
+            renditions: Vec::new(),
             channels: HashMap::new(),
         }
     }
 }
 
 impl IngestConfig {
+    /// Rejects ladders viewers could not address: names must be unique, URL-safe and not
+    /// `source` (the original video's name); heights and bitrates must be positive.
+    pub fn validate(&self) -> Result<(), String> {
+        let ladders = std::iter::once(("[ingest]".to_string(), &self.renditions)).chain(
+            self.channels.iter().filter_map(|(name, c)| {
+                c.renditions
+                    .as_ref()
+                    .map(|r| (format!("[ingest.channels.{name}]"), r))
+            }),
+        );
+        for (section, ladder) in ladders {
+            let mut seen = std::collections::HashSet::new();
+            for r in ladder {
+                let safe = !r.name.is_empty()
+                    && r.name.len() <= 32
+                    && r.name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !safe {
+                    return Err(format!(
+                        "{section} renditions: name {:?} must be 1-32 letters, digits, '-' or '_'",
+                        r.name
+                    ));
+                }
+                if r.name == crate::relay::SOURCE_QUALITY || !seen.insert(r.name.as_str()) {
+                    return Err(format!(
+                        "{section} renditions: name {:?} is reserved or used twice",
+                        r.name
+                    ));
+                }
+                if !(16..=4320).contains(&r.height) || r.video_kbps == 0 {
+                    return Err(format!(
+                        "{section} renditions: {:?} needs a height of 16-4320 and a video_kbps above 0",
+                        r.name
+                    ));
+                }
+            }
+            if ladder.len() > 8 {
+                return Err(format!("{section} renditions: at most 8 rungs"));
+            }
+        }
+        Ok(())
+    }
+
     /// Transcode options for sources on `channel`.
     pub fn options_for(&self, channel: &str) -> TranscodeOptions {
+        let overrides = self.channels.get(channel);
         TranscodeOptions {
-            video_mode: self
-                .channels
-                .get(channel)
-                .and_then(|c| c.video)
-                .unwrap_or(self.video),
+            video_mode: overrides.and_then(|c| c.video).unwrap_or(self.video),
+            renditions: overrides
+                .and_then(|c| c.renditions.clone())
+                .unwrap_or_else(|| self.renditions.clone()),
             video_kbps: self.video_kbps,
             x264_preset: self.x264_preset.clone(),
             audio_kbps: self.audio_kbps,
@@ -181,7 +234,8 @@ pub(crate) async fn forward(
     publisher: LocalPublisher,
     keyframes: KeyframeRequester,
 ) {
-    let mut rtp = RtpPacketizer::new();
+    // One packetizer per rendition: each is its own RTP stream (SSRC, sequence numbers).
+    let mut rtp = vec![RtpPacketizer::new()];
     while let Some(media) = encoded.recv().await {
         if publisher.take_keyframe_request() {
             keyframes.request();
@@ -190,11 +244,18 @@ pub(crate) async fn forward(
             Encoded::Video {
                 access_unit,
                 pts_90k,
+                rendition,
                 ..
             } => {
+                let index = usize::from(rendition);
+                if rtp.len() <= index {
+                    rtp.resize_with(index + 1, RtpPacketizer::new);
+                }
                 let mut result = Ok(());
-                for packet in rtp.video(&access_unit, pts_90k) {
-                    result = publisher.send(MediaKind::Video, packet).await;
+                for packet in rtp[index].video(&access_unit, pts_90k) {
+                    result = publisher
+                        .send_rendition(MediaKind::Video, rendition, packet)
+                        .await;
                     if result.is_err() {
                         break;
                     }
@@ -203,7 +264,7 @@ pub(crate) async fn forward(
             }
             Encoded::Audio { packet, pts_48k } => {
                 publisher
-                    .send(MediaKind::Audio, rtp.audio(packet, pts_48k))
+                    .send(MediaKind::Audio, rtp[0].audio(packet, pts_48k))
                     .await
             }
         };

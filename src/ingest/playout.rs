@@ -14,7 +14,6 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{IngestContext, IngestError, forward};
 use crate::catalog::{NewFilm, Screening, SessionKind, now_ms};
 use crate::ids::ChannelName;
-use crate::relay::{LocalTracks, MediaKind, h264_codec, opus_codec};
 use crate::transcode::demux::{Demuxer, probe};
 use crate::transcode::{TranscodeError, Transcoder};
 
@@ -155,10 +154,7 @@ async fn play(
     ctx.catalog
         .set_screening_status(screening.id, "playing", "playing", Some(session), "")
         .await?;
-    let tracks = LocalTracks {
-        video: transcoder.has(MediaKind::Video).then(h264_codec),
-        audio: transcoder.has(MediaKind::Audio).then(opus_codec),
-    };
+    let tracks = transcoder.local_tracks();
     let publisher = match ctx
         .relay
         .publish_local(

@@ -18,7 +18,6 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{IngestContext, IngestError, forward};
 use crate::catalog::{PullSource, SessionKind, now_ms, redact_url};
 use crate::ids::{ChannelName, SessionId};
-use crate::relay::{LocalTracks, MediaKind, h264_codec, opus_codec};
 use crate::transcode::demux::Demuxer;
 use crate::transcode::{TranscodeError, Transcoder};
 
@@ -237,10 +236,7 @@ async fn attempt(
                 started,
             )
             .await?;
-        let tracks = LocalTracks {
-            video: transcoder.has(MediaKind::Video).then(h264_codec),
-            audio: transcoder.has(MediaKind::Audio).then(opus_codec),
-        };
+        let tracks = transcoder.local_tracks();
         match ctx
             .relay
             .publish_local(channel.clone(), session, title, started, tracks)

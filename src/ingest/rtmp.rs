@@ -27,7 +27,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{IngestContext, IngestError, forward};
 use crate::catalog::{ChannelOwner, SessionKind, now_ms};
 use crate::ids::{ChannelName, SessionId};
-use crate::relay::{LocalTracks, MediaKind, h264_codec, opus_codec};
+use crate::relay::MediaKind;
 use crate::transcode::{AudioInput, SourcePacket, Transcoder, VideoInput};
 
 /// The RTMP application name publishers use (`rtmp://HOST/live`).
@@ -474,10 +474,7 @@ impl Conn {
                 started,
             )
             .await?;
-        let tracks = LocalTracks {
-            video: transcoder.has(MediaKind::Video).then(h264_codec),
-            audio: transcoder.has(MediaKind::Audio).then(opus_codec),
-        };
+        let tracks = transcoder.local_tracks();
         let publisher = match self
             .ctx
             .relay

@@ -53,7 +53,7 @@ use super::media::{
 use super::stun;
 use super::{
     Accepted, ChannelStatus, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks,
-    MediaKind, RelayCounters, RelayError, ViewerInfo,
+    MediaKind, RelayCounters, RelayError, SOURCE_QUALITY, ViewerInfo,
 };
 use crate::catalog::{AudienceEvent, AudienceSink, now_ms};
 use crate::config::{RelayConfig, WebRtcConfig};
@@ -127,6 +127,8 @@ struct ViewerState {
     skip_video: bool,
     /// The attendance row of the session being watched, if one is live.
     row: Option<ViewerId>,
+    /// Which of the channel's video streams it watches (0 is the source).
+    rendition: usize,
 }
 
 enum Role {
@@ -149,7 +151,30 @@ struct Peer {
     ever_connected: bool,
 }
 
-#[derive(Default)]
+/// One video stream of a channel: the source (index 0) or a lower rendition, each with
+/// its own keyframe group for fast start and its own retransmission buffer.
+struct VideoStream {
+    name: String,
+    gop: GopCache,
+    /// Recent video packets, answering every viewer's NACKs.
+    rtx: RetransmitBuffer,
+}
+
+impl VideoStream {
+    fn new(name: &str, gop_max: usize) -> VideoStream {
+        VideoStream {
+            name: name.to_string(),
+            gop: GopCache::new(gop_max),
+            rtx: RetransmitBuffer::default(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.gop.clear();
+        self.rtx.clear();
+    }
+}
+
 struct Channel {
     publisher: Option<PeerKey>,
     /// A server-side source (RTMP, pull, playout) publishing instead of a WebRTC peer.
@@ -158,13 +183,37 @@ struct Channel {
     video_codec: Option<RTCRtpCodec>,
     audio_codec: Option<RTCRtpCodec>,
     video_kind: Option<VideoCodec>,
-    gop: GopCache,
-    /// Recent video packets, answering every viewer's NACKs.
-    rtx: RetransmitBuffer,
+    /// The source video (0) and the renditions the live source sends beside it.
+    streams: Vec<VideoStream>,
+    gop_max: usize,
     viewers: HashSet<PeerKey>,
     connected_viewers: usize,
     peak: i64,
     last_pli: Option<Instant>,
+}
+
+impl Channel {
+    fn new(gop_max: usize) -> Channel {
+        Channel {
+            publisher: None,
+            local: None,
+            live: false,
+            video_codec: None,
+            audio_codec: None,
+            video_kind: None,
+            streams: vec![VideoStream::new(SOURCE_QUALITY, gop_max)],
+            gop_max,
+            viewers: HashSet::new(),
+            connected_viewers: 0,
+            peak: 0,
+            last_pli: None,
+        }
+    }
+
+    /// What `?quality=` accepts now.
+    fn qualities(&self) -> Vec<String> {
+        self.streams.iter().map(|s| s.name.clone()).collect()
+    }
 }
 
 /// The relay engine. Created by [`super::start`].
@@ -700,10 +749,10 @@ impl Engine {
         };
         let key = self.insert_peer(peer);
         let max = self.relay.gop_cache_max_packets;
-        let ch = self.channels.entry(channel).or_insert_with(|| Channel {
-            gop: GopCache::new(max),
-            ..Default::default()
-        });
+        let ch = self
+            .channels
+            .entry(channel)
+            .or_insert_with(|| Channel::new(max));
         ch.publisher = Some(key);
         ch.peak = ch.connected_viewers as i64;
         Ok(Accepted { resource, answer })
@@ -715,12 +764,28 @@ impl Engine {
         offer: String,
         info: ViewerInfo,
     ) -> Result<Accepted, RelayError> {
-        let (video_codec, audio_codec, count) = match self.channels.get(&channel) {
-            Some(ch) if ch.live => (
-                ch.video_codec.clone(),
-                ch.audio_codec.clone(),
-                ch.viewers.len(),
-            ),
+        let (video_codec, audio_codec, count, rendition) = match self.channels.get(&channel) {
+            Some(ch) if ch.live => {
+                let rendition = match info.quality.as_deref() {
+                    None | Some("") => 0,
+                    Some(asked) => {
+                        ch.streams
+                            .iter()
+                            .position(|s| s.name == asked)
+                            .ok_or_else(|| RelayError::UnknownQuality {
+                                channel: channel.to_string(),
+                                asked: asked.to_string(),
+                                offered: ch.qualities(),
+                            })?
+                    }
+                };
+                (
+                    ch.video_codec.clone(),
+                    ch.audio_codec.clone(),
+                    ch.viewers.len(),
+                    rendition,
+                )
+            }
             _ => return Err(RelayError::NotLive(channel.to_string())),
         };
         check_offer_text(&offer)?;
@@ -821,6 +886,7 @@ impl Engine {
                 health: ViewerHealth::default(),
                 skip_video: false,
                 row: None,
+                rendition,
             }),
             remotes: Vec::new(),
             created: Instant::now(),
@@ -874,14 +940,17 @@ impl Engine {
         let ch = self
             .channels
             .entry(channel.clone())
-            .or_insert_with(|| Channel {
-                gop: GopCache::new(max),
-                ..Default::default()
-            });
+            .or_insert_with(|| Channel::new(max));
         ch.local = Some(id);
         ch.peak = ch.connected_viewers as i64;
         info!(%channel, session = %session.id, "local source publishing");
-        self.go_live(&channel, tracks.video, tracks.audio, session);
+        self.go_live(
+            &channel,
+            tracks.video,
+            tracks.audio,
+            tracks.renditions,
+            session,
+        );
         Ok(LocalPublisher {
             tx,
             keyframe_wanted,
@@ -890,7 +959,7 @@ impl Engine {
 
     fn handle_local(&mut self, id: LocalId, input: LocalInput) {
         match input {
-            LocalInput::Packet(kind, packet) => {
+            LocalInput::Packet(kind, rendition, packet) => {
                 let Some(channel) = self.locals.get(&id).map(|l| l.channel.clone()) else {
                     return;
                 };
@@ -898,7 +967,7 @@ impl Engine {
                     MediaKind::Audio => RtpCodecKind::Audio,
                     MediaKind::Video => RtpCodecKind::Video,
                 };
-                self.fan_out_channel(&channel, vec![(kind, packet)]);
+                self.fan_out_channel(&channel, usize::from(rendition), vec![(kind, packet)]);
             }
             LocalInput::End => self.end_local(id, "source ended"),
         }
@@ -935,8 +1004,7 @@ impl Engine {
         let viewers: Vec<PeerKey> = match self.channels.get_mut(channel) {
             Some(ch) if was_live_source => {
                 ch.live = false;
-                ch.gop.clear();
-                ch.rtx.clear();
+                ch.streams.iter_mut().for_each(VideoStream::clear);
                 ch.peak = 0;
                 ch.last_pli = None;
                 ch.viewers.iter().copied().collect()
@@ -1149,6 +1217,9 @@ impl Engine {
         let Role::Viewer(v) = &mut peer.role else {
             return;
         };
+        let Some(stream) = ch.streams.get(v.rendition) else {
+            return;
+        };
         let Some(track) = v.video.as_mut() else {
             return;
         };
@@ -1158,7 +1229,7 @@ impl Engine {
             let Some((ssrc, source_seq)) = track.rewriter.source_seq(seq) else {
                 continue;
             };
-            let Some(packet) = ch.rtx.get(ssrc, source_seq) else {
+            let Some(packet) = stream.rtx.get(ssrc, source_seq) else {
                 continue;
             };
             let out = track.rewriter.rewrite(packet, now);
@@ -1260,7 +1331,7 @@ impl Engine {
             title: state.title.clone(),
             started_at_ms: state.started_at_ms,
         };
-        self.go_live(&channel, video, audio, session);
+        self.go_live(&channel, video, audio, Vec::new(), session);
     }
 
     /// Marks a channel live with its source's codecs; connected viewers (a publisher
@@ -1270,6 +1341,7 @@ impl Engine {
         channel: &ChannelName,
         video: Option<RTCRtpCodec>,
         audio: Option<RTCRtpCodec>,
+        renditions: Vec<String>,
         session: SessionInfo,
     ) {
         let channel = channel.clone();
@@ -1291,11 +1363,31 @@ impl Engine {
         ch.video_codec = video;
         ch.audio_codec = audio;
         ch.live = true;
-        ch.gop.clear();
-        info!(%channel, session = %session.id, "channel live");
-        // Connected viewers (publisher switch) now watch the new session.
+        ch.streams.truncate(1);
+        ch.streams[0].clear();
+        let gop_max = ch.gop_max;
+        ch.streams.extend(
+            renditions
+                .iter()
+                .map(|name| VideoStream::new(name, gop_max)),
+        );
+        let streams = ch.streams.len();
+        info!(%channel, session = %session.id, ?renditions, "channel live");
+        // Connected viewers (publisher switch) now watch the new session; a viewer of a
+        // rendition the new source does not send falls back to the source video.
         let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
         for vkey in viewers {
+            if let Some(Peer {
+                role: Role::Viewer(v),
+                ..
+            }) = self.peers.get_mut(&vkey)
+                && v.rendition >= streams
+            {
+                v.rendition = 0;
+                if let Some(track) = v.video.as_mut() {
+                    track.rewriter.resync();
+                }
+            }
             self.open_viewer_row(vkey);
         }
         self.publish_status(
@@ -1322,11 +1414,11 @@ impl Engine {
     }
 
     fn publish_status(&self, channel: &ChannelName, session: Option<(SessionId, String, i64)>) {
-        let viewers = self
+        let (viewers, qualities) = self
             .channels
             .get(channel)
-            .map(|c| c.connected_viewers)
-            .unwrap_or(0);
+            .map(|c| (c.connected_viewers, c.qualities()))
+            .unwrap_or_default();
         let status = match session {
             Some((session, title, started_at_ms)) => ChannelStatus {
                 live: true,
@@ -1334,6 +1426,7 @@ impl Engine {
                 title,
                 started_at_ms,
                 viewers,
+                qualities,
             },
             None => ChannelStatus {
                 live: false,
@@ -1341,6 +1434,7 @@ impl Engine {
                 title: String::new(),
                 started_at_ms: 0,
                 viewers,
+                qualities: Vec::new(),
             },
         };
         self.board.set(channel, Some(status));
@@ -1421,10 +1515,15 @@ impl Engine {
         let Some(channel) = self.peers.get(&key).map(|p| p.channel.clone()) else {
             return;
         };
+        let rendition = match self.peers.get(&key).map(|p| &p.role) {
+            Some(Role::Viewer(v)) => v.rendition,
+            _ => 0,
+        };
         let cached: Vec<rtp::Packet> = self
             .channels
             .get(&channel)
-            .map(|c| c.gop.packets().to_vec())
+            .and_then(|c| c.streams.get(rendition))
+            .map(|s| s.gop.packets().to_vec())
             .unwrap_or_default();
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
@@ -1452,14 +1551,16 @@ impl Engine {
             .get(&channel)
             .is_some_and(|ch| ch.publisher == Some(publisher))
         {
-            self.fan_out_channel(&channel, packets);
+            self.fan_out_channel(&channel, 0, packets);
         }
     }
 
-    /// Sends a live source's packets to every connected viewer of the channel.
+    /// Sends a live source's packets to every connected viewer of the channel: audio to
+    /// all, video to the viewers of `rendition`.
     fn fan_out_channel(
         &mut self,
         channel: &ChannelName,
+        rendition: usize,
         packets: Vec<(RtpCodecKind, rtp::Packet)>,
     ) {
         let Some(ch) = self.channels.get_mut(channel) else {
@@ -1469,11 +1570,11 @@ impl Engine {
             return;
         }
         RelayCounters::add(&self.board.counters.packets_in, packets.len() as u64);
-        if let Some(kind) = ch.video_kind {
+        if let (Some(kind), Some(stream)) = (ch.video_kind, ch.streams.get_mut(rendition)) {
             for (k, packet) in &packets {
                 if *k == RtpCodecKind::Video {
-                    ch.gop.push(kind, packet);
-                    ch.rtx.push(packet);
+                    stream.gop.push(kind, packet);
+                    stream.rtx.push(packet);
                 }
             }
         }
@@ -1485,11 +1586,14 @@ impl Engine {
             let Some(peer) = self.peers.get_mut(&vkey) else {
                 continue;
             };
-            let mut video_waits = match &peer.role {
-                Role::Viewer(v) if v.connected => v.replay_at.is_some(),
+            let (mut video_waits, other_rendition) = match &peer.role {
+                Role::Viewer(v) if v.connected => (v.replay_at.is_some(), v.rendition != rendition),
                 _ => continue,
             };
             for (kind, packet) in &packets {
+                if *kind == RtpCodecKind::Video && other_rendition {
+                    continue;
+                }
                 if *kind == RtpCodecKind::Video
                     && let Role::Viewer(v) = &mut peer.role
                     && v.skip_video

@@ -35,6 +35,9 @@ pub enum MediaKind {
     Video,
 }
 
+/// What viewers ask for with `?quality=` to get a channel's original video.
+pub const SOURCE_QUALITY: &str = "source";
+
 /// The codecs a server-side source sends. Viewers negotiate these.
 #[derive(Debug, Clone, Default)]
 pub struct LocalTracks {
@@ -42,6 +45,9 @@ pub struct LocalTracks {
     pub video: Option<RTCRtpCodec>,
     /// Audio codec, e.g. [`opus_codec`].
     pub audio: Option<RTCRtpCodec>,
+    /// Names of the lower renditions the source also sends (video rendition 1, 2, ...),
+    /// in the same codec as `video`. The original is always [`SOURCE_QUALITY`].
+    pub renditions: Vec<String>,
 }
 
 /// H.264 constrained baseline, packetization-mode 1: what every browser decodes.
@@ -69,7 +75,8 @@ pub fn opus_codec() -> RTCRtpCodec {
 
 /// What a local source hands the engine.
 pub(crate) enum LocalInput {
-    Packet(MediaKind, rtc::rtp::Packet),
+    /// A packet of one track; video carries its rendition (0 is the source).
+    Packet(MediaKind, u8, rtc::rtp::Packet),
     End,
 }
 
@@ -84,8 +91,19 @@ impl LocalPublisher {
     /// Sends one RTP packet (H.264 per RFC 6184 packetization-mode 1, or Opus per RFC 7587).
     /// Waits while the bounded queue to the engine is full.
     pub async fn send(&self, kind: MediaKind, packet: rtc::rtp::Packet) -> Result<(), RelayError> {
+        self.send_rendition(kind, 0, packet).await
+    }
+
+    /// Sends one packet of rendition `rendition` (0 is the source video, `i + 1` is
+    /// `LocalTracks::renditions[i]`; audio is shared, so it always goes as 0).
+    pub async fn send_rendition(
+        &self,
+        kind: MediaKind,
+        rendition: u8,
+        packet: rtc::rtp::Packet,
+    ) -> Result<(), RelayError> {
         self.tx
-            .send(LocalInput::Packet(kind, packet))
+            .send(LocalInput::Packet(kind, rendition, packet))
             .await
             .map_err(|_| RelayError::Closed)
     }
@@ -116,6 +134,16 @@ pub enum RelayError {
     /// The session resource does not exist (ended or never existed).
     #[error("no such session {0}")]
     UnknownResource(String),
+    /// The viewer asked for a rendition the channel does not offer.
+    #[error("channel {channel} offers no quality {asked:?}; choose one of: {}", offered.join(", "))]
+    UnknownQuality {
+        /// The channel.
+        channel: String,
+        /// What was asked for.
+        asked: String,
+        /// What the channel offers now.
+        offered: Vec<String>,
+    },
     /// The channel has as many viewers as it accepts.
     #[error("channel {0} is full ({1} viewers)")]
     Full(String, usize),
@@ -136,6 +164,8 @@ pub struct ViewerInfo {
     pub viewer_key: String,
     /// Salted hash of the client address.
     pub client_hash: String,
+    /// The rendition asked for with `?quality=`; `None` is the source.
+    pub quality: Option<String>,
 }
 
 /// An accepted WHIP/WHEP offer.
@@ -193,6 +223,8 @@ pub struct ChannelStatus {
     pub started_at_ms: i64,
     /// Connected viewers now.
     pub viewers: usize,
+    /// What `?quality=` accepts while live: `source` first, then the lower renditions.
+    pub qualities: Vec<String>,
 }
 
 /// Counters for benchmarks and metrics. Relaxed atomics: exactness across threads is not needed.

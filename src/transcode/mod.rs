@@ -6,7 +6,9 @@
 //! - audio of any codec and rate -> Opus 48 kHz stereo, 20 ms (960-sample) packets;
 //! - video H.264 without B-frames -> passed through (Annex-B, SPS/PPS before each IDR);
 //!   anything else -> decoded and encoded with libx264 (zerolatency, constrained baseline,
-//!   so no B-frames; an IDR every 2 s; an IDR forced on viewer request, rate-limited).
+//!   so no B-frames; an IDR every 2 s; an IDR forced on viewer request, rate-limited);
+//! - optionally a ladder of lower renditions (e.g. 720p, 360p), each encoded with libx264
+//!   from the same decoded frames, tagged with its rendition number.
 //!
 //! Each track runs on its own OS thread with bounded channels on both sides, so the async
 //! runtime never waits on a codec and a slow codec pushes back on its source. Closing the
@@ -95,6 +97,9 @@ pub struct TranscodeOptions {
     /// Output height when transcoding (width follows the aspect ratio); `None` keeps the
     /// source size.
     pub scale_height: Option<u32>,
+    /// Lower renditions encoded beside the main video, from one decode. Their output
+    /// carries `rendition` 1, 2, ... in this order; the main video is rendition 0.
+    pub renditions: Vec<RenditionSpec>,
     /// Opus bitrate, kbit/s.
     pub audio_kbps: u32,
     /// Minimum time between IDRs forced by viewer requests, so a storm of PLIs cannot turn
@@ -111,11 +116,25 @@ impl Default for TranscodeOptions {
             video_kbps: 1500,
             x264_preset: "veryfast".into(),
             scale_height: None,
+            renditions: Vec::new(),
             audio_kbps: 64,
             keyframe_min_interval: Duration::from_secs(1),
             queue: 256,
         }
     }
+}
+
+/// One rung of a channel's rendition ladder (`[[ingest.renditions]]` in the config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenditionSpec {
+    /// What viewers ask for with `?quality=`, e.g. `360p`.
+    pub name: String,
+    /// Output height in pixels; width follows the aspect ratio. A source smaller than
+    /// this is encoded at its own size (never upscaled).
+    pub height: u32,
+    /// libx264 target bitrate, kbit/s.
+    pub video_kbps: u32,
 }
 
 /// How to open a decoder: a codec id plus its configuration record (RTMP), or the full
@@ -228,6 +247,8 @@ pub enum Encoded {
         pts_90k: i64,
         /// Whether it is an IDR.
         keyframe: bool,
+        /// 0 for the main video, `i + 1` for `TranscodeOptions::renditions[i]`.
+        rendition: u8,
     },
     /// One Opus packet of 20 ms.
     Audio {
@@ -247,6 +268,8 @@ pub struct Transcoder {
     keyframe_wanted: Arc<AtomicBool>,
     /// Whether video is passed through (keyframe requests then cannot be honoured).
     video_passthrough: bool,
+    /// Names of the renditions encoded beside the main video (empty without video).
+    renditions: Vec<String>,
 }
 
 /// Initializes FFmpeg once per process and quiets its logging to errors.
@@ -277,6 +300,10 @@ impl Transcoder {
         let (out_tx, out_rx) = mpsc::channel(options.queue);
         let keyframe_wanted = Arc::new(AtomicBool::new(false));
         let mut video_passthrough = false;
+        let renditions = match &video {
+            Some(_) => options.renditions.iter().map(|r| r.name.clone()).collect(),
+            None => Vec::new(),
+        };
         let video_tx = match video {
             Some(input) => {
                 video_passthrough = input.passthrough(options.video_mode);
@@ -312,6 +339,7 @@ impl Transcoder {
                 audio_tx,
                 keyframe_wanted,
                 video_passthrough,
+                renditions,
             },
             out_rx,
         ))
@@ -320,6 +348,16 @@ impl Transcoder {
     /// Whether video is passed through unchanged.
     pub fn video_passthrough(&self) -> bool {
         self.video_passthrough
+    }
+
+    /// What the relay needs to know about this output: H.264 and/or Opus, and the
+    /// renditions' names.
+    pub fn local_tracks(&self) -> crate::relay::LocalTracks {
+        crate::relay::LocalTracks {
+            video: self.has(MediaKind::Video).then(crate::relay::h264_codec),
+            audio: self.has(MediaKind::Audio).then(crate::relay::opus_codec),
+            renditions: self.renditions.clone(),
+        }
     }
 
     /// Whether the transcoder has a track of `kind`.

@@ -1,4 +1,5 @@
-//! The video thread: H.264 passthrough, or decode -> (scale) -> libx264.
+//! The video thread: H.264 passthrough and/or one decode -> (scale) -> libx264 per rung of
+//! the rendition ladder.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,31 +16,35 @@ use super::{
     Encoded, MICROS, SourcePacket, TranscodeError, TranscodeOptions, VideoInput, context_for,
 };
 
-enum Mode {
-    Passthrough(AnnexbWriter),
-    Transcode(Box<Transcode>),
-}
-
-struct Transcode {
-    decoder: ffmpeg::decoder::Video,
+/// One encoder of the ladder: the main video when it is transcoded, or a lower rendition.
+struct Rung {
+    /// 0 for the main video, `i + 1` for `TranscodeOptions::renditions[i]`.
+    rendition: u8,
+    /// Output height (width follows the aspect ratio); `None` keeps the source size.
+    height: Option<u32>,
+    kbps: u32,
     /// Opened on the first decoded frame, when the size is known.
     encoder: Option<ffmpeg::encoder::Video>,
     /// Converts to YUV 4:2:0 at the output size when the source differs.
     scaler: Option<scaling::Context>,
+}
+
+/// The video thread's state: an optional passthrough of the main video, and one decoder
+/// feeding every encoder of the ladder (so N renditions cost one decode).
+pub(super) struct VideoStage {
+    /// Rewrites the source's H.264 to Annex-B when the main video is passed through.
+    passthrough: Option<AnnexbWriter>,
+    /// Present when at least one rung encodes.
+    decoder: Option<ffmpeg::decoder::Video>,
+    rungs: Vec<Rung>,
     frame_rate: (i32, i32),
-    kbps: u32,
     preset: String,
-    scale_height: Option<u32>,
-    /// Last pts handed to the encoder (µs), to keep them strictly increasing.
+    /// Last pts handed to the encoders (µs), to keep them strictly increasing.
     last_pts: Option<i64>,
+    keyframe_wanted: Arc<AtomicBool>,
     /// When the last IDR was forced, for rate limiting.
     last_forced: Option<Instant>,
     min_interval: Duration,
-}
-
-pub(super) struct VideoStage {
-    mode: Mode,
-    keyframe_wanted: Arc<AtomicBool>,
 }
 
 impl VideoStage {
@@ -49,11 +54,17 @@ impl VideoStage {
         passthrough: bool,
         keyframe_wanted: Arc<AtomicBool>,
     ) -> Result<VideoStage, TranscodeError> {
-        let mode = if passthrough {
-            Mode::Passthrough(match &input.avc {
-                Some(avc) => AnnexbWriter::for_avcc(avc),
-                None => AnnexbWriter::for_annexb(),
-            })
+        let mut rungs = Vec::new();
+        if !passthrough {
+            rungs.push(Rung::new(0, options.scale_height, options.video_kbps));
+        }
+        for (i, spec) in options.renditions.iter().enumerate() {
+            let rendition = u8::try_from(i + 1)
+                .map_err(|_| TranscodeError::Unsupported("more than 255 renditions".into()))?;
+            rungs.push(Rung::new(rendition, Some(spec.height), spec.video_kbps));
+        }
+        let decoder = if rungs.is_empty() {
+            None
         } else {
             let mut ctx = context_for(&input.spec)?;
             ctx.set_threading(ffmpeg::threading::Config {
@@ -69,70 +80,67 @@ impl VideoStage {
             if ffmpeg::encoder::find_by_name("libx264").is_none() {
                 return Err(TranscodeError::MissingCodec("libx264 encoder"));
             }
-            Mode::Transcode(Box::new(Transcode {
-                decoder,
-                encoder: None,
-                scaler: None,
-                frame_rate: input.frame_rate.unwrap_or((30, 1)),
-                kbps: options.video_kbps,
-                preset: options.x264_preset.clone(),
-                scale_height: options.scale_height,
-                last_pts: None,
-                last_forced: None,
-                min_interval: options.keyframe_min_interval,
-            }))
+            Some(decoder)
         };
+        let passthrough = passthrough.then(|| match &input.avc {
+            Some(avc) => AnnexbWriter::for_avcc(avc),
+            None => AnnexbWriter::for_annexb(),
+        });
         Ok(VideoStage {
-            mode,
+            passthrough,
+            decoder,
+            rungs,
+            frame_rate: input.frame_rate.unwrap_or((30, 1)),
+            preset: options.x264_preset.clone(),
+            last_pts: None,
             keyframe_wanted,
+            last_forced: None,
+            min_interval: options.keyframe_min_interval,
         })
     }
 
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<SourcePacket>, out: mpsc::Sender<Encoded>) {
         while let Some(packet) = rx.blocking_recv() {
-            let result = match &mut self.mode {
-                Mode::Passthrough(writer) => match writer.convert(&packet.data) {
-                    Ok((access_unit, keyframe)) => {
-                        self.keyframe_wanted.store(false, Ordering::Relaxed);
-                        out.blocking_send(Encoded::Video {
-                            access_unit,
-                            pts_90k: packet.pts_us * 9 / 100,
-                            keyframe,
-                        })
-                        .map_err(|_| TranscodeError::Stopped)
-                    }
-                    Err(err) => {
-                        warn!(%err, "dropping a video packet");
-                        Ok(())
-                    }
-                },
-                Mode::Transcode(t) => t.push(Some(&packet), &self.keyframe_wanted, &out),
-            };
-            if let Err(err) = result {
+            if let Err(err) = self.push(Some(&packet), &out) {
                 if !matches!(err, TranscodeError::Stopped) {
                     warn!(%err, "video transcoding stopped");
                 }
                 return;
             }
         }
-        if let Mode::Transcode(t) = &mut self.mode
-            && let Err(err) = t.push(None, &self.keyframe_wanted, &out)
+        if let Err(err) = self.push(None, &out)
             && !matches!(err, TranscodeError::Stopped)
         {
             warn!(%err, "flushing the video transcoder failed");
         }
         debug!("video thread done");
     }
-}
 
-impl Transcode {
-    /// Decodes `packet` (or flushes on `None`) and encodes every frame that comes out.
+    /// Passes `packet` through and/or decodes it (flushes on `None`) and encodes every
+    /// frame that comes out on every rung.
     fn push(
         &mut self,
         packet: Option<&SourcePacket>,
-        keyframe_wanted: &AtomicBool,
         out: &mpsc::Sender<Encoded>,
     ) -> Result<(), TranscodeError> {
+        if let (Some(p), Some(writer)) = (packet, &mut self.passthrough) {
+            match writer.convert(&p.data) {
+                Ok((access_unit, keyframe)) => out
+                    .blocking_send(Encoded::Video {
+                        access_unit,
+                        pts_90k: p.pts_us * 9 / 100,
+                        keyframe,
+                        rendition: 0,
+                    })
+                    .map_err(|_| TranscodeError::Stopped)?,
+                Err(err) => warn!(%err, "dropping a video packet"),
+            }
+        }
+        let Some(decoder) = &mut self.decoder else {
+            // Nothing is encoded, so a keyframe request cannot be honoured.
+            self.keyframe_wanted.store(false, Ordering::Relaxed);
+            return Ok(());
+        };
         match packet {
             Some(p) => {
                 let mut pkt = ffmpeg::Packet::copy(&p.data);
@@ -141,7 +149,7 @@ impl Transcode {
                 if p.keyframe {
                     pkt.set_flags(ffmpeg::packet::Flags::KEY);
                 }
-                if let Err(err) = self.decoder.send_packet(&pkt) {
+                if let Err(err) = decoder.send_packet(&pkt) {
                     // Corrupt data is the source's problem; the decoder resyncs at the
                     // next keyframe.
                     debug!(?err, "video decoder rejected a packet");
@@ -149,29 +157,63 @@ impl Transcode {
                 }
             }
             None => {
-                let _ = self.decoder.send_eof();
+                let _ = decoder.send_eof();
             }
         }
         let mut frame = ffmpeg::frame::Video::empty();
-        while self.decoder.receive_frame(&mut frame).is_ok() {
+        while decoder.receive_frame(&mut frame).is_ok() {
             let pts = frame.timestamp().or(frame.pts()).unwrap_or(0);
-            self.encode(&frame, pts, keyframe_wanted, out)?;
+            let pts = match self.last_pts {
+                Some(last) if pts <= last => last + 1,
+                _ => pts,
+            };
+            self.last_pts = Some(pts);
+            let force = self.keyframe_wanted.load(Ordering::Relaxed)
+                && self
+                    .last_forced
+                    .is_none_or(|at| at.elapsed() >= self.min_interval);
+            if force {
+                self.keyframe_wanted.store(false, Ordering::Relaxed);
+                self.last_forced = Some(Instant::now());
+            }
+            for rung in &mut self.rungs {
+                rung.encode(&frame, pts, force, self.frame_rate, &self.preset, out)?;
+            }
         }
-        if packet.is_none()
-            && let Some(encoder) = &mut self.encoder
-        {
-            let _ = encoder.send_eof();
-            drain(encoder, out)?;
+        if packet.is_none() {
+            for rung in &mut self.rungs {
+                if let Some(encoder) = &mut rung.encoder {
+                    let _ = encoder.send_eof();
+                    drain(encoder, rung.rendition, out)?;
+                }
+            }
         }
         Ok(())
     }
+}
 
-    fn open_encoder(&mut self, frame: &ffmpeg::frame::Video) -> Result<(), TranscodeError> {
+impl Rung {
+    fn new(rendition: u8, height: Option<u32>, kbps: u32) -> Rung {
+        Rung {
+            rendition,
+            height,
+            kbps,
+            encoder: None,
+            scaler: None,
+        }
+    }
+
+    fn open_encoder(
+        &mut self,
+        frame: &ffmpeg::frame::Video,
+        frame_rate: (i32, i32),
+        preset: &str,
+    ) -> Result<(), TranscodeError> {
         let (sw, sh) = (frame.width(), frame.height());
         if sw == 0 || sh == 0 {
             return Err(TranscodeError::BadInput("video frame of size 0".into()));
         }
-        let (w, h) = match self.scale_height {
+        let (w, h) = match self.height {
             Some(h) if h < sh => {
                 let w = (u64::from(sw) * u64::from(h) / u64::from(sh)) as u32;
                 (w & !1, h & !1)
@@ -198,7 +240,7 @@ impl Transcode {
             .encoder()
             .video()
             .map_err(TranscodeError::codec("creating the H.264 encoder"))?;
-        let (num, den) = self.frame_rate;
+        let (num, den) = frame_rate;
         let fps = (f64::from(num) / f64::from(den.max(1))).clamp(1.0, 120.0);
         enc.set_width(w);
         enc.set_height(h);
@@ -209,7 +251,7 @@ impl Transcode {
         enc.set_max_b_frames(0);
         enc.set_bit_rate(self.kbps as usize * 1000);
         let mut opts = ffmpeg::Dictionary::new();
-        opts.set("preset", &self.preset);
+        opts.set("preset", preset);
         opts.set("tune", "zerolatency");
         opts.set("profile", "baseline");
         // An I-frame requested through pict_type becomes an IDR (what a joining viewer needs).
@@ -219,7 +261,14 @@ impl Transcode {
         let encoder = enc
             .open_with(opts)
             .map_err(TranscodeError::codec("opening libx264"))?;
-        debug!(w, h, fps, kbps = self.kbps, "libx264 opened");
+        debug!(
+            w,
+            h,
+            fps,
+            kbps = self.kbps,
+            rendition = self.rendition,
+            "libx264 opened"
+        );
         self.encoder = Some(encoder);
         Ok(())
     }
@@ -228,11 +277,13 @@ impl Transcode {
         &mut self,
         frame: &ffmpeg::frame::Video,
         pts: i64,
-        keyframe_wanted: &AtomicBool,
+        force_idr: bool,
+        frame_rate: (i32, i32),
+        preset: &str,
         out: &mpsc::Sender<Encoded>,
     ) -> Result<(), TranscodeError> {
         if self.encoder.is_none() {
-            self.open_encoder(frame)?;
+            self.open_encoder(frame, frame_rate, preset)?;
         }
         let mut scaled;
         let mut own;
@@ -249,36 +300,26 @@ impl Transcode {
                 &mut own
             }
         };
-        let pts = match self.last_pts {
-            Some(last) if pts <= last => last + 1,
-            _ => pts,
-        };
-        self.last_pts = Some(pts);
         input.set_pts(Some(pts));
         // The decoder marks frames with the source's picture types; x264 would obey them.
-        let force = keyframe_wanted.load(Ordering::Relaxed)
-            && self
-                .last_forced
-                .is_none_or(|at| at.elapsed() >= self.min_interval);
-        if force {
-            keyframe_wanted.store(false, Ordering::Relaxed);
-            self.last_forced = Some(Instant::now());
-            input.set_kind(ffmpeg::picture::Type::I);
+        input.set_kind(if force_idr {
+            ffmpeg::picture::Type::I
         } else {
-            input.set_kind(ffmpeg::picture::Type::None);
-        }
+            ffmpeg::picture::Type::None
+        });
         let Some(encoder) = &mut self.encoder else {
             return Ok(());
         };
         encoder
             .send_frame(input)
             .map_err(TranscodeError::codec("encoding a frame"))?;
-        drain(encoder, out)
+        drain(encoder, self.rendition, out)
     }
 }
 
 fn drain(
     encoder: &mut ffmpeg::encoder::Video,
+    rendition: u8,
     out: &mpsc::Sender<Encoded>,
 ) -> Result<(), TranscodeError> {
     let mut packet = ffmpeg::Packet::empty();
@@ -289,6 +330,7 @@ fn drain(
             access_unit: bytes::Bytes::copy_from_slice(data),
             pts_90k: pts_us * 9 / 100,
             keyframe: packet.is_key(),
+            rendition,
         })
         .map_err(|_| TranscodeError::Stopped)?;
     }
