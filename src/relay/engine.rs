@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
-use rtc::interceptor::{Registry, SenderReportBuilder, Slot};
+use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
@@ -50,6 +50,7 @@ use super::feedback::DeliverFeedback;
 use super::media::{
     GopCache, HealthAction, RetransmitBuffer, Rewriter, VideoCodec, ViewerHealth, starts_keyframe,
 };
+use super::srtp::{KeyTap, SenderReportInput};
 use super::stun;
 use super::{
     Accepted, ChannelStatus, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks,
@@ -68,6 +69,9 @@ const MAX_TIMER: Duration = Duration::from_millis(200);
 
 /// Delay between a viewer connecting and the keyframe-group replay (see `replay_at`).
 const REPLAY_DELAY: Duration = Duration::from_millis(30);
+
+/// How often each viewer gets sender reports (lip sync, RFC 3550 §6.4.1).
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A peer that has not connected within this time is removed (its session closed).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,6 +114,9 @@ struct PublisherState {
 struct TrackOut {
     sender_id: RTCRtpSenderId,
     rewriter: Rewriter,
+    /// Packets and payload octets sent, for sender reports.
+    packets: u32,
+    octets: u32,
 }
 
 struct ViewerState {
@@ -129,6 +136,11 @@ struct ViewerState {
     row: Option<ViewerId>,
     /// Which of the channel's video streams it watches (0 is the source).
     rendition: usize,
+    /// Our SRTP context for this viewer, from its key tap once DTLS is done; media then
+    /// bypasses rtc's per-packet pipeline (see [`super::srtp`]).
+    srtp: Option<rtc::srtp::context::Context>,
+    /// When to send the next sender reports.
+    next_report: Option<Instant>,
 }
 
 enum Role {
@@ -149,6 +161,10 @@ struct Peer {
     closing: bool,
     /// Whether ICE and DTLS ever completed; peers that never connect are removed.
     ever_connected: bool,
+    /// The viewer's SRTP key tap (viewers only).
+    tap: Option<Arc<KeyTap>>,
+    /// Where rtc last sent a datagram for this peer: the selected ICE pair's remote.
+    send_to: Option<SocketAddr>,
 }
 
 /// One video stream of a channel: the source (index 0) or a lower rendition, each with
@@ -238,7 +254,14 @@ pub struct Engine {
     locals: HashMap<LocalId, LocalState>,
     /// Packets from every local source, each stream ending with `LocalInput::End`.
     local_inputs: SelectAll<BoxStream<'static, (LocalId, LocalInput)>>,
-    outbox: Vec<(BytesMut, SocketAddr)>,
+    outbox: Outbox,
+}
+
+/// Datagrams waiting for the socket, and a buffer reused to marshal each packet.
+#[derive(Default)]
+struct Outbox {
+    datagrams: Vec<(BytesMut, SocketAddr)>,
+    scratch: Vec<u8>,
 }
 
 fn media_engine() -> Result<MediaEngine, RelayError> {
@@ -443,7 +466,7 @@ impl Engine {
             next_key: 1,
             locals: HashMap::new(),
             local_inputs: SelectAll::new(),
-            outbox: Vec::new(),
+            outbox: Outbox::default(),
         })
     }
 
@@ -520,12 +543,12 @@ impl Engine {
     }
 
     async fn flush_outbox(&mut self) {
-        if self.outbox.is_empty() {
+        if self.outbox.datagrams.is_empty() {
             return;
         }
         let mut sent = 0u64;
         let mut dropped = 0u64;
-        for (data, to) in std::mem::take(&mut self.outbox) {
+        for (data, to) in std::mem::take(&mut self.outbox.datagrams) {
             loop {
                 match self.socket.try_send_to(&data, to) {
                     Ok(_) => {
@@ -610,25 +633,32 @@ impl Engine {
         }
     }
 
+    /// A peer connection; for a viewer also the key tap its forwarded media is protected
+    /// with.
     fn new_peer_connection(
         &self,
         ufrag: &str,
         pwd: &str,
         viewer: bool,
-    ) -> Result<RTCPeerConnection, RelayError> {
+    ) -> Result<(RTCPeerConnection, Option<Arc<KeyTap>>), RelayError> {
         let internal = |e: rtc::shared::error::Error| RelayError::Internal(e.to_string());
         let mut media = media_engine()?;
+        let mut settings = SettingEngineBuilder::new();
+        let mut tap = None;
         let registry = if viewer {
-            // A viewer only receives: its NACKs are answered by the engine from the
-            // channel's retransmission buffer, so the chain only sends sender reports (lip
-            // sync). Each forwarded packet walks a short chain and each viewer holds little.
-            Registry::new()
-                .with(Slot::SenderReport, SenderReportBuilder::new().build())
-                .with(Slot::from(14_000), DeliverFeedback::default())
+            // A viewer only receives: its media goes out on the engine's own SRTP path and
+            // sender reports are built by the engine; its NACKs are answered from the
+            // channel's retransmission buffer. The chain only hands its RTCP to us.
+            let key_tap = KeyTap::new().map_err(|e| RelayError::Internal(e.to_string()))?;
+            settings = settings
+                .with_crypto_provider(key_tap.clone())
+                .with_srtp_protection_profiles(super::srtp::viewer_profiles());
+            tap = Some(key_tap);
+            Registry::new().with(Slot::from(14_000), DeliverFeedback::default())
         } else {
             register_default_interceptors(Registry::new(), &mut media).map_err(internal)?
         };
-        let settings = SettingEngineBuilder::new()
+        let settings = settings
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_ice_credentials(ufrag.to_string(), pwd.to_string())
             .with_ice_timeouts(
@@ -643,6 +673,7 @@ impl Engine {
             .with_media_engine(media)
             .with_interceptor_registry(registry)
             .build(Instant::now())
+            .map(|pc| (pc, tap))
             .map_err(internal)
     }
 
@@ -715,7 +746,7 @@ impl Engine {
             ));
         }
         let ufrag = random_token(16);
-        let mut pc = self.new_peer_connection(&ufrag, &random_token(32), false)?;
+        let (mut pc, _) = self.new_peer_connection(&ufrag, &random_token(32), false)?;
         let answer = self.negotiate(&mut pc, offer)?;
         if !answer.lines().any(|l| {
             (l.starts_with("m=audio") || l.starts_with("m=video"))
@@ -746,6 +777,8 @@ impl Engine {
             scheduled: None,
             closing: false,
             ever_connected: false,
+            tap: None,
+            send_to: None,
         };
         let key = self.insert_peer(peer);
         let max = self.relay.gop_cache_max_packets;
@@ -793,7 +826,7 @@ impl Engine {
             return Err(RelayError::Full(channel.to_string(), count));
         }
         let ufrag = random_token(16);
-        let mut pc = self.new_peer_connection(&ufrag, &random_token(32), true)?;
+        let (mut pc, tap) = self.new_peer_connection(&ufrag, &random_token(32), true)?;
         let stream_id = format!("feiyan-{channel}");
         let mut add = |kind: RtpCodecKind,
                        codec: &RTCRtpCodec|
@@ -855,6 +888,8 @@ impl Engine {
                 Some(TrackOut {
                     sender_id,
                     rewriter: Rewriter::new(ssrc, pt, codec.clock_rate),
+                    packets: 0,
+                    octets: 0,
                 })
             };
         let video_out = out_track(video.clone());
@@ -887,12 +922,16 @@ impl Engine {
                 skip_video: false,
                 row: None,
                 rendition,
+                srtp: None,
+                next_report: None,
             }),
             remotes: Vec::new(),
             created: Instant::now(),
             scheduled: None,
             closing: false,
             ever_connected: false,
+            tap,
+            send_to: None,
         };
         let key = self.insert_peer(peer);
         if let Some(ch) = self.channels.get_mut(&channel) {
@@ -1220,22 +1259,20 @@ impl Engine {
         let Some(stream) = ch.streams.get(v.rendition) else {
             return;
         };
-        let Some(track) = v.video.as_mut() else {
+        let Some(track) = v.video.as_ref() else {
             return;
         };
+        let packets: Vec<rtp::Packet> = seqs
+            .iter()
+            .filter_map(|&seq| {
+                let (ssrc, source_seq) = track.rewriter.source_seq(seq)?;
+                stream.rtx.get(ssrc, source_seq).cloned()
+            })
+            .collect();
         let now = Instant::now();
         let mut resent = 0u64;
-        for &seq in seqs {
-            let Some((ssrc, source_seq)) = track.rewriter.source_seq(seq) else {
-                continue;
-            };
-            let Some(packet) = stream.rtx.get(ssrc, source_seq) else {
-                continue;
-            };
-            let out = track.rewriter.rewrite(packet, now);
-            if let Some(mut sender) = peer.pc.rtp_sender(track.sender_id)
-                && sender.write_rtp(now, out).is_ok()
-            {
+        for packet in &packets {
+            if write_to_viewer(peer, RtpCodecKind::Video, packet, now, &mut self.outbox) {
                 resent += 1;
             }
         }
@@ -1274,9 +1311,7 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        while let Some(out) = peer.pc.poll_write() {
-            self.outbox.push((out.message, out.transport.peer_addr));
-        }
+        take_writes(peer, &mut self.outbox);
         let now = Instant::now();
         let mut next = peer
             .pc
@@ -1493,6 +1528,13 @@ impl Engine {
             return;
         }
         v.connected = true;
+        v.srtp = peer.tap.as_ref().and_then(|tap| tap.local_context());
+        if v.srtp.is_none() {
+            warn!(%channel, "no SRTP keys seen for a viewer; its media goes through rtc's pipeline");
+        }
+        if let Some(to) = selected_remote(peer) {
+            peer.send_to = Some(to);
+        }
         if let Some(ch) = self.channels.get_mut(&channel) {
             ch.connected_viewers += 1;
         }
@@ -1537,7 +1579,7 @@ impl Engine {
         }
         let now = Instant::now();
         for packet in &cached {
-            write_to_viewer(peer, RtpCodecKind::Video, packet, now);
+            write_to_viewer(peer, RtpCodecKind::Video, packet, now, &mut self.outbox);
         }
         RelayCounters::add(&self.board.counters.packets_out, cached.len() as u64);
     }
@@ -1611,13 +1653,12 @@ impl Engine {
                 if video_waits && *kind == RtpCodecKind::Video {
                     continue;
                 }
-                if write_to_viewer(peer, *kind, packet, now) {
+                if write_to_viewer(peer, *kind, packet, now, &mut self.outbox) {
                     delivered += 1;
                 }
             }
-            while let Some(out) = peer.pc.poll_write() {
-                self.outbox.push((out.message, out.transport.peer_addr));
-            }
+            report_to_viewer(peer, now, &mut self.outbox);
+            take_writes(peer, &mut self.outbox);
         }
         RelayCounters::add(&self.board.counters.packets_out, delivered);
     }
@@ -1677,9 +1718,7 @@ impl Engine {
         if !peer.closing {
             peer.closing = true;
             let _ = peer.pc.close();
-            while let Some(out) = peer.pc.poll_write() {
-                self.outbox.push((out.message, out.transport.peer_addr));
-            }
+            take_writes(&mut peer, &mut self.outbox);
         }
         self.by_ufrag.remove(&peer.ufrag);
         self.by_resource.remove(&peer.resource);
@@ -1728,11 +1767,14 @@ impl Engine {
 }
 
 /// Rewrites and writes one packet to a viewer; returns whether it was handed to SRTP.
+/// Sends one packet to a viewer: rewritten, protected with the engine's SRTP context and
+/// queued for the socket; through rtc's pipeline only while that context is missing.
 fn write_to_viewer(
     peer: &mut Peer,
     kind: RtpCodecKind,
     packet: &rtp::Packet,
     now: Instant,
+    out: &mut Outbox,
 ) -> bool {
     let Role::Viewer(v) = &mut peer.role else {
         return false;
@@ -1745,11 +1787,87 @@ fn write_to_viewer(
     let Some(track) = track else {
         return false;
     };
-    let out = track.rewriter.rewrite(packet, now);
+    let rewritten = track.rewriter.rewrite(packet, now);
+    track.packets = track.packets.wrapping_add(1);
+    track.octets = track.octets.wrapping_add(rewritten.payload.len() as u32);
+    if let (Some(context), Some(to)) = (v.srtp.as_mut(), peer.send_to) {
+        return match super::srtp::protect_rtp(context, &rewritten, &mut out.scratch) {
+            Some(datagram) => {
+                out.datagrams.push((datagram, to));
+                true
+            }
+            None => false,
+        };
+    }
     match peer.pc.rtp_sender(track.sender_id) {
-        Some(mut sender) => sender.write_rtp(now, out).is_ok(),
+        Some(mut sender) => sender.write_rtp(now, rewritten).is_ok(),
         None => false,
     }
+}
+
+/// Sends the viewer's sender reports when they are due (about once a second).
+fn report_to_viewer(peer: &mut Peer, now: Instant, out: &mut Outbox) {
+    let Role::Viewer(v) = &mut peer.role else {
+        return;
+    };
+    if v.srtp.is_none() || v.next_report.is_some_and(|at| now < at) {
+        return;
+    }
+    v.next_report = Some(now + SENDER_REPORT_INTERVAL);
+    // Follow the selected pair if ICE changed it (e.g. the viewer's network changed).
+    if let Some(to) = selected_remote(peer) {
+        peer.send_to = Some(to);
+    }
+    let Role::Viewer(v) = &mut peer.role else {
+        return;
+    };
+    let (Some(context), Some(to)) = (v.srtp.as_mut(), peer.send_to) else {
+        return;
+    };
+    let tracks: Vec<SenderReportInput> = [v.video.as_ref(), v.audio.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some(SenderReportInput {
+                ssrc: t.rewriter.ssrc(),
+                rtp_time: t.rewriter.rtp_time_at(now)?,
+                packets: t.packets,
+                octets: t.octets,
+            })
+        })
+        .collect();
+    if let Some(datagram) =
+        super::srtp::sender_report(context, &tracks, std::time::SystemTime::now())
+    {
+        out.datagrams.push((datagram, to));
+    }
+}
+
+/// Moves what rtc wants sent for `peer` to the outbox, noting where its DTLS goes: rtc
+/// sends everything but STUN to the selected ICE pair, while STUN answers go to whichever
+/// address checked.
+fn take_writes(peer: &mut Peer, out: &mut Outbox) {
+    while let Some(w) = peer.pc.poll_write() {
+        if !matches!(w.message.first(), Some(0..=3)) {
+            peer.send_to = Some(w.transport.peer_addr);
+        }
+        out.datagrams.push((w.message, w.transport.peer_addr));
+    }
+}
+
+/// The remote address of the viewer's selected ICE candidate pair, when it is an IP.
+fn selected_remote(peer: &mut Peer) -> Option<SocketAddr> {
+    let Role::Viewer(v) = &peer.role else {
+        return None;
+    };
+    let sender_id = v.video.as_ref().or(v.audio.as_ref())?.sender_id;
+    let sender = peer.pc.rtp_sender(sender_id)?;
+    let pair = sender
+        .transport()?
+        .ice_transport()
+        .get_selected_candidate_pair()?;
+    let ip: IpAddr = pair.remote().address.parse().ok()?;
+    Some(SocketAddr::new(ip, pair.remote().port))
 }
 
 #[cfg(test)]

@@ -297,6 +297,17 @@ impl Rewriter {
         self.ssrc
     }
 
+    /// The RTP timestamp of this stream at `now`, extrapolated from the last packet sent
+    /// (for sender reports); `None` before the first packet.
+    pub fn rtp_time_at(&self, now: Instant) -> Option<u32> {
+        let last_at = self.last_at?;
+        let elapsed = now.saturating_duration_since(last_at).as_secs_f64();
+        Some(
+            self.last_out_ts
+                .wrapping_add((elapsed * f64::from(self.clock_rate)) as u32),
+        )
+    }
+
     /// The source stream and sequence number behind an outgoing sequence number, for
     /// answering a NACK (valid while the source has not changed since).
     pub fn source_seq(&self, out_seq: u16) -> Option<(u32, u16)> {

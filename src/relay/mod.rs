@@ -9,6 +9,7 @@
 mod engine;
 mod feedback;
 pub mod media;
+mod srtp;
 mod stun;
 
 use std::collections::HashMap;
