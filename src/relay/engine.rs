@@ -138,14 +138,14 @@ struct ViewerState {
     rendition: usize,
     /// Our SRTP context for this viewer, from its key tap once DTLS is done; media then
     /// bypasses rtc's per-packet pipeline (see [`super::srtp`]).
-    srtp: Option<rtc::srtp::context::Context>,
+    srtp: Option<Box<rtc::srtp::context::Context>>,
     /// When to send the next sender reports.
     next_report: Option<Instant>,
 }
 
 enum Role {
     Publisher(PublisherState),
-    Viewer(ViewerState),
+    Viewer(Box<ViewerState>),
 }
 
 struct Peer {
@@ -912,7 +912,7 @@ impl Engine {
             channel: channel.clone(),
             resource: resource.clone(),
             ufrag,
-            role: Role::Viewer(ViewerState {
+            role: Role::Viewer(Box::new(ViewerState {
                 info,
                 video: video_out,
                 audio: audio_out,
@@ -924,7 +924,7 @@ impl Engine {
                 rendition,
                 srtp: None,
                 next_report: None,
-            }),
+            })),
             remotes: Vec::new(),
             created: Instant::now(),
             scheduled: None,
@@ -1318,12 +1318,10 @@ impl Engine {
             .poll_timeout()
             .unwrap_or(now + MAX_TIMER)
             .min(now + MAX_TIMER);
-        if let Role::Viewer(ViewerState {
-            replay_at: Some(at),
-            ..
-        }) = &peer.role
+        if let Role::Viewer(v) = &peer.role
+            && let Some(at) = v.replay_at
         {
-            next = next.min(*at);
+            next = next.min(at);
         }
         if peer.scheduled.is_none_or(|s| next < s) {
             peer.scheduled = Some(next);
@@ -1528,7 +1526,11 @@ impl Engine {
             return;
         }
         v.connected = true;
-        v.srtp = peer.tap.as_ref().and_then(|tap| tap.local_context());
+        v.srtp = peer
+            .tap
+            .as_ref()
+            .and_then(|tap| tap.local_context())
+            .map(Box::new);
         if v.srtp.is_none() {
             warn!(%channel, "no SRTP keys seen for a viewer; its media goes through rtc's pipeline");
         }
