@@ -2,6 +2,8 @@
 # Installs what feiyan needs from Debian when it is missing (idempotent, quiet when done).
 set -euo pipefail
 want=(pkg-config libclang-dev ffmpeg curl ca-certificates libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev)
+# An RTSP server for the RTSP pull test (the ffmpeg CLI can push RTSP but not serve it).
+want+=(rtsp-server-perl)
 [ "${FEIYAN_WANT_CHROMIUM:-0}" = 1 ] && want+=(chromium)
 missing=()
 for pkg in "${want[@]}"; do

@@ -121,6 +121,17 @@ enum ScreeningAction {
         #[arg(long)]
         at: String,
     },
+    /// Start a scheduled (or missed) screening now. Like every catalog command this writes
+    /// the catalog; the running server plays it within a second.
+    Start {
+        /// Screening id (printed by `screening schedule`).
+        id: i64,
+    },
+    /// Stop a playing screening (its session ends within a second) or cancel a waiting one.
+    Stop {
+        /// Screening id.
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -180,28 +191,11 @@ async fn main() -> anyhow::Result<()> {
                 .context("opening the catalog")?;
             film_command(&catalog, action).await
         }
-        Command::Screening {
-            action: ScreeningAction::Schedule { station, film, at },
-        } => {
+        Command::Screening { action } => {
             let catalog = Catalog::connect(&config.catalog.database_url)
                 .await
                 .context("opening the catalog")?;
-            let at = chrono::DateTime::parse_from_rfc3339(&at).with_context(|| {
-                format!("--at {at:?}: expected RFC 3339, e.g. 2026-12-01T19:00:00+08:00")
-            })?;
-            let s = catalog
-                .schedule_screening(
-                    &station,
-                    film,
-                    at.timestamp_millis(),
-                    feiyan::catalog::now_ms(),
-                )
-                .await?;
-            println!(
-                "screening {} scheduled at {} (film {}, station {})",
-                s.id, s.starts_at, s.film_id, s.station_id
-            );
-            Ok(())
+            screening_command(&catalog, action).await
         }
         Command::Source { action } => {
             let catalog = Catalog::connect(&config.catalog.database_url)
@@ -295,34 +289,89 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+async fn screening_command(catalog: &Catalog, action: ScreeningAction) -> anyhow::Result<()> {
+    match action {
+        ScreeningAction::Schedule { station, film, at } => {
+            let at = chrono::DateTime::parse_from_rfc3339(&at).with_context(|| {
+                format!("--at {at:?}: expected RFC 3339, e.g. 2026-12-01T19:00:00+08:00")
+            })?;
+            let s = catalog
+                .schedule_screening(
+                    &station,
+                    film,
+                    at.timestamp_millis(),
+                    feiyan::catalog::now_ms(),
+                )
+                .await?;
+            println!(
+                "screening {} scheduled at {} (film {}, station {})",
+                s.id, s.starts_at, s.film_id, s.station_id
+            );
+        }
+        ScreeningAction::Start { id } => {
+            let s = catalog
+                .start_screening_now(id, feiyan::catalog::now_ms())
+                .await?;
+            println!(
+                "screening {} (film {}, station {}) starts now; a running server plays it within a second",
+                s.id, s.film_id, s.station_id
+            );
+        }
+        ScreeningAction::Stop { id } => {
+            let s = catalog.stop_screening(id).await?;
+            if s.status == "stopping" {
+                println!(
+                    "screening {id}: stop requested; the server ends session {} within a second",
+                    s.session_id.map(|s| s.0).unwrap_or_default()
+                );
+            } else {
+                println!("screening {id} cancelled");
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn film_command(catalog: &Catalog, action: FilmAction) -> anyhow::Result<()> {
     match action {
         FilmAction::Import { paths } => {
             let mut rejected = 0;
             for path in paths {
+                let shown = ImportProgress::new(&path);
                 let probe_path = path.clone();
+                let reporter = shown.clone();
                 let probed = tokio::task::spawn_blocking(move || {
-                    feiyan::ingest::playout::probe_film(&probe_path)
+                    feiyan::ingest::playout::probe_film_with_progress(&probe_path, |p| {
+                        reporter.update(p)
+                    })
                 })
                 .await?;
-                match probed {
-                    Ok(film) => {
-                        let id = catalog
-                            .import_film(&film, feiyan::catalog::now_ms())
-                            .await?;
-                        println!(
-                            "imported film {id}: {} ({:.1} s, {} / {})",
-                            film.title,
-                            film.duration_ms as f64 / 1000.0,
-                            film.video_codec.as_deref().unwrap_or("no video"),
-                            film.audio_codec.as_deref().unwrap_or("no audio")
-                        );
-                    }
+                let film = match probed {
+                    Ok(film) => film,
                     Err(err) => {
                         rejected += 1;
+                        shown.finish("rejected");
                         eprintln!("rejected {}: {err}", path.display());
+                        continue;
                     }
-                }
+                };
+                let id = match catalog.import_film(&film, feiyan::catalog::now_ms()).await {
+                    Ok(id) => id,
+                    Err(err) => {
+                        rejected += 1;
+                        shown.finish("rejected");
+                        eprintln!("rejected {}: {err}", path.display());
+                        continue;
+                    }
+                };
+                shown.finish("ok");
+                println!(
+                    "imported film {id}: {} ({:.1} s, {} / {})",
+                    film.title,
+                    film.duration_ms as f64 / 1000.0,
+                    film.video_codec.as_deref().unwrap_or("no video"),
+                    film.audio_codec.as_deref().unwrap_or("no audio")
+                );
             }
             if rejected > 0 {
                 anyhow::bail!("{rejected} file(s) could not be imported");
@@ -342,6 +391,70 @@ async fn film_command(catalog: &Catalog, action: FilmAction) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// The per-file progress of `film import` on stderr: a bar when stderr is a terminal,
+/// otherwise one plain line per quarter of the file, so logs stay readable.
+#[derive(Clone)]
+struct ImportProgress {
+    name: String,
+    /// The bar, when stderr is a terminal.
+    bar: Option<indicatif::ProgressBar>,
+    /// Quarters already reported in plain mode (shared with the probe thread's clone).
+    quarters: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ImportProgress {
+    fn new(path: &std::path::Path) -> Self {
+        use std::io::IsTerminal;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let bar = std::io::stderr().is_terminal().then(|| {
+            // Length 1 until the probe knows the duration, so it starts at 0 %, not 100 %.
+            let bar = indicatif::ProgressBar::new(1);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix:30!} [{bar:30}] {percent:>3}% {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(name.clone());
+            bar.set_message("scanning");
+            bar
+        });
+        Self {
+            name,
+            bar,
+            quarters: Default::default(),
+        }
+    }
+
+    fn update(&self, p: feiyan::ingest::playout::ProbeProgress) {
+        use std::sync::atomic::Ordering;
+        if let Some(bar) = &self.bar {
+            bar.set_length(p.total_ms.max(1));
+            bar.set_position(p.done_ms);
+        } else if let Some(quarter) = (p.done_ms * 4).checked_div(p.total_ms)
+            && self.quarters.fetch_max(quarter, Ordering::Relaxed) < quarter
+        {
+            eprintln!("{}: scanned {}%", self.name, quarter * 25);
+        }
+    }
+
+    fn finish(&self, outcome: &'static str) {
+        if let Some(bar) = &self.bar {
+            if outcome == "ok" {
+                bar.finish_with_message(outcome);
+            } else {
+                bar.abandon_with_message(outcome);
+            }
+            // The finished bar stays on screen; what follows goes on its own line.
+            eprintln!();
+        }
+    }
 }
 
 async fn publish_test_programme(url: &str, key: &str, kbps: u32) -> anyhow::Result<()> {

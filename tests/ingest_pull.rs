@@ -207,3 +207,252 @@ async fn a_pulled_stream_survives_its_server_restarting_and_bad_urls_retry() {
     viewer.close().await.ok();
     t.server.shutdown().await;
 }
+
+/// The ffmpeg CLI as an SRT listener (one caller), looping the clip in real time as MPEG-TS.
+fn serve_srt(clip: &Path, port: u16) -> Child {
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+        ])
+        .arg(clip)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(format!("srt://127.0.0.1:{port}?mode=listener"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg starts")
+}
+
+/// Waits until `channel` is live (or not) as the API says.
+async fn wait_channel(base: &str, channel: &str, live: bool, within: Duration) -> bool {
+    wait_until(within, || {
+        let (base, channel) = (base.to_string(), channel.to_string());
+        async move { channel_live(&base, &channel).await == live }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_srt_pull_source_reaches_viewers_and_reconnects_after_its_listener_restarts() {
+    let t = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    make_media(dir.path(), 4);
+    let clip = dir.path().join("h264-baseline-aac.mp4");
+    let port = free_port();
+    let mut srt = serve_srt(&clip, port);
+    let base = t.base.clone();
+    let ch = t.station.channel.to_string();
+
+    let url = format!("srt://127.0.0.1:{port}?mode=caller");
+    let added: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/sources"))
+        .bearer_auth(&t.station.stream_key)
+        .json(&serde_json::json!({"channel": ch, "url": url}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = added["id"].as_i64().expect("source id");
+    assert_eq!(added["url"], url);
+
+    assert!(
+        wait_channel(&base, &ch, true, Duration::from_secs(10)).await,
+        "the SRT-pulled channel goes live"
+    );
+    let status = source_status(&base, id).await;
+    assert_eq!(status["state"], "connected", "{status}");
+    let session = status["session_id"].as_i64().expect("live session");
+    let summary = t
+        .server
+        .catalog
+        .session_summary(feiyan::ids::SessionId(session), feiyan::catalog::now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.source, "pull");
+    assert!(summary.live);
+
+    let viewer = WhepViewer::connect(&format!("{base}/whep/{ch}"), None, ViewerOptions::default())
+        .await
+        .expect("viewer connects");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = viewer.stats();
+    assert_eq!(stats.video.codec.as_deref(), Some("video/H264"));
+    assert_eq!(stats.audio.codec.as_deref(), Some("audio/opus"));
+    assert!(stats.first_video_frame_is_keyframe);
+    assert!(stats.keyframes_completed >= 1, "{stats:?}");
+    // 2 s of 30 fps video (several RTP packets a frame) and 50 Opus packets a second.
+    assert!(stats.video.counters.packets > 60, "{:?}", stats.video);
+    assert!(stats.audio.counters.packets > 60, "{:?}", stats.audio);
+
+    // The SRT listener dies: the channel goes not-live; it comes back: the same viewer resumes.
+    srt.kill().unwrap();
+    let _ = srt.wait();
+    assert!(
+        wait_channel(&base, &ch, false, Duration::from_secs(15)).await,
+        "channel not live after the SRT listener died"
+    );
+    let down = source_status(&base, id).await;
+    assert!(
+        down["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{down}"
+    );
+    let mut srt = serve_srt(&clip, port);
+    assert!(
+        wait_channel(&base, &ch, true, Duration::from_secs(20)).await,
+        "reconnected to the restarted SRT listener"
+    );
+    let resumed_from = viewer.stats().video.counters.packets;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = viewer.stats().video.counters.packets;
+    assert!(
+        after > resumed_from + 60,
+        "viewer resumed: {resumed_from} -> {after}"
+    );
+    let up = source_status(&base, id).await;
+    assert_eq!(up["state"], "connected", "{up}");
+    assert_ne!(up["session_id"].as_i64(), Some(session), "a new session");
+
+    srt.kill().ok();
+    let _ = srt.wait();
+    viewer.close().await.ok();
+    t.server.shutdown().await;
+}
+
+/// A child process killed (and reaped) when the test ends, pass or fail.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An RTSP server as an IP camera would be: Debian's `rtsp-server-perl` (RTSP::Server)
+/// relays what the ffmpeg CLI announces and records to its source port to RTSP players on
+/// its client port. Returns (server, publisher, client port).
+fn serve_rtsp(clip: &Path) -> (Reaped, Reaped, u16) {
+    let (client_port, source_port) = (free_port(), free_port());
+    let rtp_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        & !1;
+    let server = Command::new("rtsp-server-perl")
+        .args(["--clientport", &client_port.to_string()])
+        .args(["--serverport", &source_port.to_string()])
+        .args(["--client_listen_address", "127.0.0.1"])
+        .args(["--source_listen_address", "127.0.0.1"])
+        .args(["--rtp_start_port", &rtp_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rtsp-server-perl runs (scripts/deps.sh installs the Debian package)");
+    let server = Reaped(server);
+    // Wait for its source port before announcing to it.
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", source_port)).is_ok()
+    });
+    assert!(up, "rtsp-server-perl listens on {source_port}");
+    let publisher = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+        ])
+        .arg(clip)
+        .args(["-c", "copy", "-f", "rtsp"])
+        .arg(format!("rtsp://127.0.0.1:{source_port}/cam"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg starts");
+    (server, Reaped(publisher), client_port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_camera_is_pulled_into_a_channel_and_reaches_a_viewer() {
+    let t = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    make_media(dir.path(), 4);
+    // The camera's stream: H.264 without B-frames (passed through) that repeats its
+    // parameter sets before each keyframe, as IP cameras do, and AAC.
+    let clip = dir.path().join("camera.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "4", "-pix_fmt", "yuv420p", "-c:v", "libx264"])
+        .args(["-profile:v", "baseline", "-g", "30", "-b:v", "800k"])
+        .args([
+            "-x264-params",
+            "repeat-headers=1",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+        ])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (_server, _publisher, port) = serve_rtsp(&clip);
+    // Give the announce a moment; a pull that comes too early just retries.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = t.base.clone();
+    let ch = t.station.channel.to_string();
+    let source = t
+        .server
+        .catalog
+        .add_source(
+            &t.station.channel,
+            &format!("rtsp://admin:secret@127.0.0.1:{port}/cam"),
+            0,
+        )
+        .await
+        .unwrap();
+    // Opening an RTSP stream reads a few seconds of it to learn its streams.
+    assert!(
+        wait_channel(&base, &ch, true, Duration::from_secs(30)).await,
+        "the RTSP camera's channel goes live: {}",
+        source_status(&base, source.id).await
+    );
+    let status = source_status(&base, source.id).await;
+    assert_eq!(status["state"], "connected", "{status}");
+    assert_eq!(
+        status["url"],
+        format!("rtsp://***@127.0.0.1:{port}/cam"),
+        "credentials are not shown"
+    );
+    let viewer = WhepViewer::connect(&format!("{base}/whep/{ch}"), None, ViewerOptions::default())
+        .await
+        .expect("viewer connects");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // RTSP::Server relays RTP over UDP only; on a loaded machine it loses some, so this
+    // checks that pictures and sound arrive, not that every packet did.
+    let stats = viewer.stats();
+    assert_eq!(stats.video.codec.as_deref(), Some("video/H264"));
+    assert_eq!(stats.audio.codec.as_deref(), Some("audio/opus"));
+    assert!(stats.keyframes_completed >= 1, "{stats:?}");
+    assert!(stats.video.counters.packets > 30, "{:?}", stats.video);
+    assert!(stats.audio.counters.packets > 30, "{:?}", stats.audio);
+    viewer.close().await.ok();
+    t.server.shutdown().await;
+}

@@ -62,7 +62,8 @@ pub struct Screening {
     pub starts_at_ms: i64,
     /// Scheduled start, RFC 3339.
     pub starts_at: String,
-    /// scheduled, playing, done, missed or failed.
+    /// scheduled, playing, done, missed, failed; after an operator's stop: stopping (asked,
+    /// the server is ending it), stopped, or cancelled (stopped before it started).
     pub status: String,
     /// The live session once it started.
     pub session_id: Option<SessionId>,
@@ -238,6 +239,75 @@ impl Catalog {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Start-now: moves a waiting (or missed) screening's start to `now_ms`, so the
+    /// server's scheduler plays it within a poll (~0.2 s). Works whether the request
+    /// comes through the API or the CLI, and from any host that reaches the catalog.
+    pub async fn start_screening_now(
+        &self,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<Screening, CatalogError> {
+        let done = sqlx::query(
+            "UPDATE screenings SET starts_at = $1, status = 'scheduled', note = '', \
+             session_id = NULL WHERE id = $2 AND status IN ('scheduled', 'missed')",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        let screening = self.screening(id).await?;
+        if done.rows_affected() == 1 {
+            return Ok(screening);
+        }
+        Err(CatalogError::Conflict(match screening.status.as_str() {
+            "playing" | "stopping" => format!(
+                "screening {id} is already {} (session {})",
+                screening.status,
+                screening.session_id.map(|s| s.0).unwrap_or_default()
+            ),
+            other => format!(
+                "screening {id} is {other}; to show the film again, schedule a new screening"
+            ),
+        }))
+    }
+
+    /// Stop: a playing screening is marked `stopping` (the server playing it ends the
+    /// session within a poll and marks it `stopped`); a waiting one is `cancelled`.
+    pub async fn stop_screening(&self, id: i64) -> Result<Screening, CatalogError> {
+        let done = sqlx::query(
+            "UPDATE screenings SET status = CASE status WHEN 'playing' THEN 'stopping' \
+             ELSE 'cancelled' END, note = CASE status WHEN 'playing' THEN 'stop requested' \
+             ELSE 'cancelled before it started' END \
+             WHERE id = $1 AND status IN ('playing', 'scheduled')",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        let screening = self.screening(id).await?;
+        if done.rows_affected() == 1 {
+            return Ok(screening);
+        }
+        Err(CatalogError::Conflict(format!(
+            "screening {id} is {}; only a scheduled or playing screening can be stopped",
+            screening.status
+        )))
+    }
+
+    /// Links a screening to the session playing it, whatever its status (a stop may
+    /// already have been asked for while the session opened).
+    pub async fn link_screening_session(
+        &self,
+        id: i64,
+        session: SessionId,
+    ) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE screenings SET session_id = $1 WHERE id = $2")
+            .bind(session.0)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The film a session played, for film-class sessions.

@@ -58,6 +58,10 @@ pub enum CatalogError {
         /// Why.
         reason: String,
     },
+    /// The row is in a state that forbids the change (e.g. stopping a screening that
+    /// already ended); the message says what is possible instead.
+    #[error("{0}")]
+    Conflict(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -1,5 +1,6 @@
 //! Pull sources: URLs the server opens itself (IP cameras over RTSP, SRT, RTMP, HTTP) to
-//! feed a channel.
+//! feed a channel. An SRT source calls an SRT listener (`srt://HOST:PORT?mode=caller`;
+//! libavformat's options such as `passphrase` or `latency` (µs) go in the query).
 
 use serde::Serialize;
 
@@ -19,13 +20,27 @@ pub struct PullSource {
     pub enabled: bool,
 }
 
-/// The URL without `user:password@`, for logs and the API.
+/// The URL without `user:password@` and without an SRT `passphrase=` value, for logs and
+/// the API.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
+    let url = match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme && !url[scheme + 3..at].contains('/') => {
             format!("{}://***@{}", &url[..scheme], &url[at + 1..])
         }
         _ => url.to_string(),
+    };
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("passphrase") => format!("{k}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url,
     }
 }
 
@@ -104,6 +119,10 @@ mod tests {
             "rtsp://***@10.0.0.5:554/stream1"
         );
         assert_eq!(redact_url("srt://1.2.3.4:9000"), "srt://1.2.3.4:9000");
+        assert_eq!(
+            redact_url("srt://1.2.3.4:9000?mode=caller&passphrase=longsecret1&latency=200"),
+            "srt://1.2.3.4:9000?mode=caller&passphrase=***&latency=200"
+        );
         assert_eq!(
             redact_url("http://host/a@b.ts"),
             "http://host/a@b.ts",

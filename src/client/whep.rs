@@ -46,6 +46,10 @@ pub struct ViewerOptions {
     /// [`WhepViewer::received_between`] can count packets inside a time window. About 16 bytes
     /// per packet.
     pub record_arrival_log: bool,
+    /// Keep `(RTP timestamp, arrival instant)` of every video picture completed in order
+    /// (its marker-bit packet), for end-to-end latency figures (see
+    /// [`WhepViewer::video_frame_log`]). About 24 bytes per picture.
+    pub record_frame_log: bool,
     /// Wait for ICE + DTLS to reach `connected` before `connect` returns. When false, `connect`
     /// returns as soon as the answer is applied.
     pub wait_connected: bool,
@@ -60,6 +64,7 @@ impl Default for ViewerOptions {
             connect: ConnectOptions::default(),
             record_payloads: false,
             record_arrival_log: true,
+            record_frame_log: false,
             wait_connected: true,
             request_keyframe_on_start: false,
         }
@@ -279,6 +284,8 @@ struct RecordFlags {
     record_payloads: bool,
     /// See [`ViewerOptions::record_arrival_log`].
     record_arrival_log: bool,
+    /// See [`ViewerOptions::record_frame_log`].
+    record_frame_log: bool,
 }
 
 /// Everything the receive tasks write.
@@ -304,6 +311,8 @@ struct ViewerState {
     audio: TrackState,
     /// Keyframe detection across video packets.
     frames: FrameTracker,
+    /// See [`ViewerOptions::record_frame_log`].
+    frame_log: Vec<(u32, Instant)>,
 }
 
 impl ViewerState {
@@ -319,6 +328,7 @@ impl ViewerState {
             video: TrackState::default(),
             audio: TrackState::default(),
             frames: FrameTracker::default(),
+            frame_log: Vec::new(),
         }
     }
 
@@ -375,6 +385,9 @@ impl ViewerState {
         }
 
         if h.marker {
+            if self.flags.record_frame_log {
+                self.frame_log.push((h.timestamp, now));
+            }
             let decodable = match self.video_codec {
                 VideoCodec::H264 => f.sps_seen || f.has_sps,
                 _ => true,
@@ -490,6 +503,7 @@ impl WhepViewer {
         let state = Arc::new(Mutex::new(ViewerState::new(RecordFlags {
             record_payloads: opts.record_payloads,
             record_arrival_log: opts.record_arrival_log,
+            record_frame_log: opts.record_frame_log,
         })));
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let on_track: TrackCallback = {
@@ -608,6 +622,12 @@ impl WhepViewer {
             MediaKind::Audio => s.audio.payloads.clone(),
             MediaKind::Video => s.video.payloads.clone(),
         }
+    }
+
+    /// `(RTP timestamp, arrival instant)` of every video picture completed so far, in
+    /// arrival order. Empty unless [`ViewerOptions::record_frame_log`] was set.
+    pub fn video_frame_log(&self) -> Vec<(u32, Instant)> {
+        lock(&self.state).frame_log.clone()
     }
 
     /// Packets and bytes of `kind` that arrived at or after `from` and before `to` (`None`: up
@@ -735,6 +755,7 @@ mod tests {
         let mut s = ViewerState::new(RecordFlags {
             record_payloads: true,
             record_arrival_log: true,
+            record_frame_log: true,
         });
         s.video_codec = codec;
         s

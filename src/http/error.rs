@@ -84,6 +84,7 @@ impl From<CatalogError> for ApiError {
                     .into(),
             ),
             CatalogError::Invalid { .. } => ApiError::BadRequest(err.to_string()),
+            CatalogError::Conflict(reason) => ApiError::Conflict(reason),
             CatalogError::Database(_) | CatalogError::Migrate(_) | CatalogError::Io(_) => {
                 ApiError::Internal(err.to_string())
             }

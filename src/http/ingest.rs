@@ -5,8 +5,13 @@
 //! - `POST /api/sources` `{"channel", "url"}`: adds a pull source to a channel.
 //! - `POST /api/screenings` `{"channel", "film_id", "at"}` (`at` RFC 3339): schedules a film
 //!   class on the channel's station. `GET /api/screenings/{id}`: its status and session.
+//! - `POST /api/screenings/{id}/start`: start-now (a scheduled or missed screening plays
+//!   within a second). `POST /api/screenings/{id}/stop`: a playing screening ends its
+//!   session (`stopping`, then `stopped`); a waiting one is `cancelled`. Both answer
+//!   `202 Accepted` with the screening; 409 when its status does not allow it.
 //!
-//! Changes need the channel's stream key (`Authorization: Bearer <stream key>`), as WHIP.
+//! Changes need the channel's stream key (`Authorization: Bearer <stream key>`), as WHIP;
+//! for a screening, the key of the station that shows it.
 
 use serde::Deserialize;
 use warp::filters::BoxedFilter;
@@ -60,6 +65,15 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
                 finish(schedule(auth, body, state).await)
             },
         );
+    let control = warp::post()
+        .and(warp::path!("api" / "screenings" / i64 / String))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(with_state(state.clone()))
+        .then(
+            |id: i64, action: String, auth: Option<String>, state: State| async move {
+                finish(control_screening(id, &action, auth, state).await)
+            },
+        );
     let screening = warp::get()
         .and(warp::path!("api" / "screenings" / i64))
         .and(with_state(state))
@@ -78,6 +92,8 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
         .or(schedule)
         .unify()
         .or(screening)
+        .unify()
+        .or(control)
         .unify()
         .boxed()
 }
@@ -144,5 +160,34 @@ async fn schedule(
         .await?;
     let mut r = warp::reply::json(&s).into_response();
     *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
+
+/// `POST /api/screenings/{id}/start|stop` with the stream key of the screening's station.
+async fn control_screening(
+    id: i64,
+    action: &str,
+    auth: Option<String>,
+    state: State,
+) -> Result<Response, ApiError> {
+    if action != "start" && action != "stop" {
+        return Err(ApiError::NotFound(format!(
+            "no action {action:?} on screenings: use start or stop"
+        )));
+    }
+    let screening = state
+        .catalog
+        .screening(id)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no screening {id}")))?;
+    let channel = crate::ids::ChannelName::for_station(screening.station_id);
+    authorize(auth, channel.as_str(), &state).await?;
+    let changed = if action == "start" {
+        state.catalog.start_screening_now(id, now_ms()).await?
+    } else {
+        state.catalog.stop_screening(id).await?
+    };
+    let mut r = warp::reply::json(&changed).into_response();
+    *r.status_mut() = StatusCode::ACCEPTED;
     Ok(r)
 }

@@ -17,11 +17,36 @@ use crate::ids::ChannelName;
 use crate::transcode::demux::{Demuxer, probe};
 use crate::transcode::{TranscodeError, Transcoder};
 
-/// How often the scheduler looks for due screenings.
+/// How often the scheduler looks for due screenings (start-now acts within this).
 const POLL: Duration = Duration::from_millis(200);
+/// How often a playing screening checks whether an operator asked it to stop.
+const STOP_POLL: Duration = Duration::from_millis(250);
 
 /// Probes a file for `film import`: the error names what makes it unplayable. Blocking.
 pub fn probe_film(path: &Path) -> Result<NewFilm, IngestError> {
+    probe_film_with_progress(path, |_| {})
+}
+
+/// How far `film import` got with one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeProgress {
+    /// Media time read so far, ms.
+    pub done_ms: u64,
+    /// The file's stated duration, ms (0 until the header was read).
+    pub total_ms: u64,
+}
+
+/// A scan that ends before this share of the stated duration means a truncated copy.
+const TRUNCATED_BELOW: f64 = 0.8;
+
+/// [`probe_film`], then reads every packet of the file (without decoding) so a damaged
+/// or truncated copy is refused at import rather than in the middle of a film class;
+/// `progress` hears how far the scan got (media time against the stated duration).
+/// Blocking; the scan is bounded by disk speed.
+pub fn probe_film_with_progress(
+    path: &Path,
+    mut progress: impl FnMut(ProbeProgress),
+) -> Result<NewFilm, IngestError> {
     let text = path.to_str().ok_or_else(|| {
         IngestError::Refused(format!("{}: the path is not valid UTF-8", path.display()))
     })?;
@@ -29,6 +54,47 @@ pub fn probe_film(path: &Path) -> Result<NewFilm, IngestError> {
         return Err(IngestError::Refused(format!("{text}: no such file")));
     }
     let probe = probe(text)?;
+    let total_ms = u64::try_from(probe.duration_ms).unwrap_or(0);
+    progress(ProbeProgress {
+        done_ms: 0,
+        total_ms,
+    });
+    let mut demuxer = Demuxer::open(text, &[])?;
+    let mut first_us = None;
+    let mut end_ms = 0u64;
+    loop {
+        let packet = match demuxer.read() {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
+            Err(err) => {
+                return Err(IngestError::Refused(format!(
+                    "damaged at {:.1} s of {:.1} s: {err}",
+                    end_ms as f64 / 1000.0,
+                    total_ms as f64 / 1000.0
+                )));
+            }
+        };
+        let origin = *first_us.get_or_insert(packet.dts_us);
+        let at_ms = u64::try_from((packet.dts_us - origin) / 1000).unwrap_or(0);
+        if at_ms > end_ms {
+            end_ms = at_ms;
+            progress(ProbeProgress {
+                done_ms: end_ms.min(total_ms),
+                total_ms,
+            });
+        }
+    }
+    if (end_ms as f64) < total_ms as f64 * TRUNCATED_BELOW {
+        return Err(IngestError::Refused(format!(
+            "its media ends at {:.1} s of a stated {:.1} s (a truncated copy?)",
+            end_ms as f64 / 1000.0,
+            total_ms as f64 / 1000.0
+        )));
+    }
+    progress(ProbeProgress {
+        done_ms: total_ms,
+        total_ms,
+    });
     let absolute = std::fs::canonicalize(path)?;
     Ok(NewFilm {
         title: path
@@ -100,10 +166,23 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
                             ("failed", err.to_string())
                         }
                     };
-                    let _ = ctx
+                    // An operator's stop wins over how the playout itself ended.
+                    let stopped = ctx
                         .catalog
-                        .set_screening_status(screening.id, "playing", status, None, &note)
+                        .set_screening_status(
+                            screening.id,
+                            "stopping",
+                            "stopped",
+                            None,
+                            "stopped by an operator",
+                        )
                         .await;
+                    if !matches!(stopped, Ok(true)) {
+                        let _ = ctx
+                            .catalog
+                            .set_screening_status(screening.id, "playing", status, None, &note)
+                            .await;
+                    }
                 }
                 .instrument(info_span!("screening", id)),
             );
@@ -152,7 +231,7 @@ async fn play(
         )
         .await?;
     ctx.catalog
-        .set_screening_status(screening.id, "playing", "playing", Some(session), "")
+        .link_screening_session(screening.id, session)
         .await?;
     let tracks = transcoder.local_tracks();
     let publisher = match ctx
@@ -177,8 +256,25 @@ async fn play(
     let halt = Arc::new(AtomicBool::new(false));
     let halt_pacer = halt.clone();
     let pacer = tokio::task::spawn_blocking(move || pace(demuxer, transcoder, &halt_pacer));
+    // Ends the playout on server shutdown or when an operator asks for a stop (the
+    // request comes through the catalog, so the API and the CLI on any host reach it).
+    let catalog = ctx.catalog.clone();
+    let id = screening.id;
     let watcher = tokio::spawn(async move {
-        let _ = stop.changed().await;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = tokio::time::sleep(STOP_POLL) => {}
+            }
+            if catalog
+                .screening(id)
+                .await
+                .is_ok_and(|s| s.status == "stopping")
+            {
+                info!(screening = id, "stop requested");
+                break;
+            }
+        }
         halt.store(true, Ordering::Relaxed);
     });
     let paced = pacer

@@ -148,11 +148,10 @@ struct Live {
     session: SessionId,
 }
 
-/// FLV demux state of one publish.
+/// What one publish has sent so far, and its live part once media flows.
 #[derive(Default)]
 struct Media {
-    avc_record: Option<Bytes>,
-    aac_config: Option<Bytes>,
+    demux: FlvDemux,
     /// From `onMetaData`: whether the publisher announced video / audio.
     has_video: Option<bool>,
     has_audio: Option<bool>,
@@ -350,76 +349,28 @@ impl Conn {
         }
     }
 
-    /// One FLV VIDEODATA body: `[frame type|codec][AVC packet type][composition time SI24][data]`.
+    /// One FLV VIDEODATA tag body, once the publish was accepted.
     async fn video_tag(&mut self, tag: &[u8], ts_ms: i64) -> Result<(), IngestError> {
         if self.authorized.is_none() {
             return Err(IngestError::Protocol(
                 "media before a successful publish".into(),
             ));
         }
-        if tag.len() < 5 {
-            return Ok(());
-        }
-        let codec = tag[0] & 0x0f;
-        if codec != FLV_CODEC_AVC {
-            return Err(IngestError::Refused(format!(
-                "FLV video codec id {codec} is not supported; send H.264 (AVC)"
-            )));
-        }
-        let keyframe = tag[0] >> 4 == 1;
-        let cts = {
-            let raw = (i32::from(tag[2]) << 16) | (i32::from(tag[3]) << 8) | i32::from(tag[4]);
-            (raw << 8) >> 8 // sign-extend 24 bits
-        };
-        let body = Bytes::copy_from_slice(&tag[5..]);
-        match tag[1] {
-            // A new sequence header mid-stream would need a new decoder; keep the first.
-            0 if self.media.live.is_none() => self.media.avc_record = Some(body),
-            1 => {
-                let packet = SourcePacket {
-                    kind: MediaKind::Video,
-                    data: body,
-                    pts_us: (ts_ms + i64::from(cts)) * 1000,
-                    dts_us: ts_ms * 1000,
-                    keyframe,
-                };
-                self.media_packet(packet).await?;
-            }
-            _ => {}
+        if let Some(packet) = self.media.demux.video(tag, ts_ms)? {
+            self.media_packet(packet).await?;
         }
         Ok(())
     }
 
-    /// One FLV AUDIODATA body: `[format|rate|size|type][AAC packet type][data]`.
+    /// One FLV AUDIODATA tag body, once the publish was accepted.
     async fn audio_tag(&mut self, tag: &[u8], ts_ms: i64) -> Result<(), IngestError> {
         if self.authorized.is_none() {
             return Err(IngestError::Protocol(
                 "media before a successful publish".into(),
             ));
         }
-        if tag.len() < 2 {
-            return Ok(());
-        }
-        let format = tag[0] >> 4;
-        if format != FLV_SOUND_AAC {
-            return Err(IngestError::Refused(format!(
-                "FLV sound format {format} is not supported; send AAC"
-            )));
-        }
-        let body = Bytes::copy_from_slice(&tag[2..]);
-        match tag[1] {
-            0 if self.media.live.is_none() => self.media.aac_config = Some(body),
-            0 => {}
-            _ => {
-                let packet = SourcePacket {
-                    kind: MediaKind::Audio,
-                    data: body,
-                    pts_us: ts_ms * 1000,
-                    dts_us: ts_ms * 1000,
-                    keyframe: true,
-                };
-                self.media_packet(packet).await?;
-            }
+        if let Some(packet) = self.media.demux.audio(tag, ts_ms)? {
+            self.media_packet(packet).await?;
         }
         Ok(())
     }
@@ -430,8 +381,8 @@ impl Conn {
         }
         self.media.pending.push(packet);
         let m = &self.media;
-        let video_known = m.avc_record.is_some() || m.has_video == Some(false);
-        let audio_known = m.aac_config.is_some() || m.has_audio == Some(false);
+        let video_known = m.demux.avc_record.is_some() || m.has_video == Some(false);
+        let audio_known = m.demux.aac_config.is_some() || m.has_audio == Some(false);
         let waited = match (m.pending.first(), m.pending.last()) {
             (Some(a), Some(b)) => (b.dts_us - a.dts_us) / 1000 >= HEADER_WAIT_MS,
             _ => false,
@@ -447,12 +398,16 @@ impl Conn {
             return Ok(());
         };
         let m = &mut self.media;
+        // A new sequence header mid-stream would need new decoders: keep these.
+        m.demux.freeze_configs();
         let video = m
+            .demux
             .avc_record
             .as_ref()
             .map(|r| VideoInput::h264_avcc(r, m.frame_rate))
             .transpose()?;
         let audio = m
+            .demux
             .aac_config
             .as_ref()
             .map(|c| AudioInput::aac(c))
@@ -512,6 +467,93 @@ impl Conn {
                 warn!(session = %live.session, "RTMP source did not drain within 5 s");
             }
         }
+    }
+}
+
+/// The FLV side of an RTMP publish, sans IO: turns VIDEODATA / AUDIODATA tag bodies (as
+/// `rml_rtmp` hands them over, with their RTMP timestamps) into [`SourcePacket`]s and keeps
+/// the sequence headers (the AVC decoder configuration record and the AAC
+/// AudioSpecificConfig). H.264 and AAC only; anything else is refused with what to send.
+#[derive(Debug, Default)]
+pub struct FlvDemux {
+    /// The AVCDecoderConfigurationRecord (SPS/PPS), once the publisher sent it.
+    pub avc_record: Option<Bytes>,
+    /// The AAC AudioSpecificConfig, once the publisher sent it.
+    pub aac_config: Option<Bytes>,
+    /// Decoders were built from the headers: later sequence headers are ignored.
+    frozen: bool,
+}
+
+impl FlvDemux {
+    /// Keeps the current sequence headers from now on (the transcoder was built from them).
+    pub fn freeze_configs(&mut self) {
+        self.frozen = true;
+    }
+
+    /// One FLV VIDEODATA body: `[frame type|codec][AVC packet type][composition time
+    /// SI24][data]`. Returns the coded picture, or `None` for headers and end-of-sequence.
+    pub fn video(&mut self, tag: &[u8], ts_ms: i64) -> Result<Option<SourcePacket>, IngestError> {
+        if tag.len() < 5 {
+            return Ok(None);
+        }
+        let codec = tag[0] & 0x0f;
+        if codec != FLV_CODEC_AVC {
+            return Err(IngestError::Refused(format!(
+                "FLV video codec id {codec} is not supported; send H.264 (AVC)"
+            )));
+        }
+        let keyframe = tag[0] >> 4 == 1;
+        let cts = {
+            let raw = (i32::from(tag[2]) << 16) | (i32::from(tag[3]) << 8) | i32::from(tag[4]);
+            (raw << 8) >> 8 // sign-extend 24 bits
+        };
+        let body = Bytes::copy_from_slice(&tag[5..]);
+        Ok(match tag[1] {
+            0 => {
+                if !self.frozen {
+                    self.avc_record = Some(body);
+                }
+                None
+            }
+            1 => Some(SourcePacket {
+                kind: MediaKind::Video,
+                data: body,
+                pts_us: (ts_ms + i64::from(cts)) * 1000,
+                dts_us: ts_ms * 1000,
+                keyframe,
+            }),
+            _ => None,
+        })
+    }
+
+    /// One FLV AUDIODATA body: `[format|rate|size|type][AAC packet type][data]`. Returns
+    /// the AAC frame, or `None` for the sequence header.
+    pub fn audio(&mut self, tag: &[u8], ts_ms: i64) -> Result<Option<SourcePacket>, IngestError> {
+        if tag.len() < 2 {
+            return Ok(None);
+        }
+        let format = tag[0] >> 4;
+        if format != FLV_SOUND_AAC {
+            return Err(IngestError::Refused(format!(
+                "FLV sound format {format} is not supported; send AAC"
+            )));
+        }
+        let body = Bytes::copy_from_slice(&tag[2..]);
+        Ok(match tag[1] {
+            0 => {
+                if !self.frozen {
+                    self.aac_config = Some(body);
+                }
+                None
+            }
+            _ => Some(SourcePacket {
+                kind: MediaKind::Audio,
+                data: body,
+                pts_us: ts_ms * 1000,
+                dts_us: ts_ms * 1000,
+                keyframe: true,
+            }),
+        })
     }
 }
 
