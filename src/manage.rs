@@ -221,6 +221,12 @@ pub async fn run(command: Manage, database_url: &str) -> anyhow::Result<()> {
                 "froze the figures of {frozen} sessions in {:.1} s",
                 t.elapsed().as_secs_f64()
             );
+            // Fresh planner statistics after a bulk load, or the planners guess: SQLite
+            // walks a year of station_days through its day index, PostgreSQL scans
+            // sessions for the few not yet frozen.
+            let t = Instant::now();
+            catalog.analyze().await?;
+            println!("analyzed in {:.1} s", t.elapsed().as_secs_f64());
         }
         Manage::StatsBench { runs, events } => stats_bench(&catalog, runs.max(1), events).await?,
     }
