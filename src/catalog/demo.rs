@@ -5,7 +5,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sqlx::AssertSqlSafe;
+use sqlx::{AnyConnection, AssertSqlSafe, Connection};
 
 use super::{Catalog, CatalogError, SessionKind, hash_key, now_ms, shanghai_midnight_ms};
 
@@ -58,6 +58,8 @@ pub struct DemoSpec {
     pub days: usize,
     /// Random seed.
     pub seed: u64,
+    /// Scales each session's online audience (1.0: about 20 viewer rows per session).
+    pub audience: f64,
 }
 
 /// What [`Catalog::build_demo`] wrote.
@@ -104,6 +106,16 @@ impl Catalog {
     /// Writes sessions as given (ids are assigned in order); returns their ids.
     pub async fn insert_sessions(&self, rows: &[SessionFixture]) -> Result<Vec<i64>, CatalogError> {
         let mut tx = self.pool.begin().await?;
+        let ids = self.insert_sessions_on(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn insert_sessions_on(
+        &self,
+        tx: &mut AnyConnection,
+        rows: &[SessionFixture],
+    ) -> Result<Vec<i64>, CatalogError> {
         let (max,): (i64,) =
             sqlx::query_as("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM sessions")
                 .fetch_one(&mut *tx)
@@ -155,13 +167,22 @@ impl Catalog {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
         Ok(ids)
     }
 
     /// Writes viewer rows as given (random ids, like the relay makes).
     pub async fn insert_viewers(&self, rows: &[ViewerFixture]) -> Result<(), CatalogError> {
         let mut tx = self.pool.begin().await?;
+        self.insert_viewers_on(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_viewers_on(
+        &self,
+        tx: &mut AnyConnection,
+        rows: &[ViewerFixture],
+    ) -> Result<(), CatalogError> {
         for chunk in rows.chunks(4000) {
             let mut sql = String::from(
                 "INSERT INTO viewers (id, session_id, joined_at, left_at, terminal, viewer_key, \
@@ -194,7 +215,6 @@ impl Catalog {
             }
             q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -288,7 +308,19 @@ impl Catalog {
         }
         report.stations = station_ids.len();
         progress(&report);
-        // Sessions and viewers, one day at a time so memory stays small.
+        // Sessions and viewers, one day at a time so memory stays small, on one connection
+        // committing about every 500,000 viewer rows. On SQLite that connection gets a
+        // 1 GiB page cache while it runs: viewer ids are random, so every insert touches
+        // its own page of the id index, and with a small cache each commit rewrites most of
+        // that index through the WAL.
+        let mut conn = self.pool.acquire().await?;
+        if !self.is_postgres {
+            sqlx::query("PRAGMA cache_size=-1048576")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let mut tx = conn.begin().await?;
+        let mut uncommitted = 0;
         let today = super::shanghai_day(now_ms());
         for d in (1..=spec.days).rev() {
             let day = today - chrono::Duration::days(d as i64);
@@ -335,10 +367,15 @@ impl Catalog {
             for s in sessions.iter_mut() {
                 let base: f64 = rng.random::<f64>().powi(3);
                 let n = (base * 60.0) as usize + rng.random_range(0..8);
+                let n = if spec.audience == 1.0 {
+                    n
+                } else {
+                    (n as f64 * spec.audience).round() as usize
+                };
                 s.peak_viewers = (n as f64 * 0.7).ceil() as i64;
                 plans.push(n);
             }
-            let ids = self.insert_sessions(&sessions).await?;
+            let ids = self.insert_sessions_on(&mut tx, &sessions).await?;
             let mut viewers = Vec::new();
             for ((s, id), n) in sessions.iter().zip(&ids).zip(plans) {
                 let (start, end) = (s.started_at, s.ended_at.unwrap_or(s.started_at));
@@ -372,10 +409,22 @@ impl Catalog {
                     });
                 }
             }
-            self.insert_viewers(&viewers).await?;
+            self.insert_viewers_on(&mut tx, &viewers).await?;
             report.sessions += sessions.len();
             report.viewers += viewers.len();
+            uncommitted += viewers.len();
+            if uncommitted > 500_000 {
+                tx.commit().await?;
+                tx = conn.begin().await?;
+                uncommitted = 0;
+            }
             progress(&report);
+        }
+        tx.commit().await?;
+        if !self.is_postgres {
+            sqlx::query("PRAGMA cache_size=-65536")
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(report)
     }

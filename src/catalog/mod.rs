@@ -351,6 +351,12 @@ impl Catalog {
         })
     }
 
+    /// Refreshes the query planner's statistics (after bulk loads such as demo data).
+    pub async fn analyze(&self) -> Result<(), CatalogError> {
+        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// The pool, for the audience writer.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool

@@ -229,6 +229,10 @@ impl Catalog {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Headcount and film are in the day rollups of a frozen session: rebuild its rows.
+        if update.in_person.is_some() || update.film_id.is_some() {
+            self.refresh_rollups(&mut tx, session).await?;
+        }
         tx.commit().await?;
         self.session_info(session)
             .await?

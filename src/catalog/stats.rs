@@ -13,7 +13,11 @@
 //! - Peak concurrency of a group is the highest session peak in it.
 //! - Terminal split counts distinct viewers per terminal per session.
 //! - Figures of sessions over for ten minutes are frozen in `session_figures` (computed by
-//!   the same rules) so a year of statistics does not rescan millions of viewer rows.
+//!   the same rules) so a year of statistics does not rescan millions of viewer rows, and
+//!   summed into day rollups: `station_days` (station x day x kind x film) and
+//!   `center_days` (center x day x kind x film). Every figure above is a sum over sessions
+//!   (or, for the peak, a maximum), so a rollup answers any range, filter and grouping the
+//!   API offers exactly; `tests/stats_catalog.rs` checks it against the raw rows.
 //!
 //! The SQL is assembled from fixed fragments in this file; every value is a bound parameter.
 
@@ -357,6 +361,29 @@ pub struct SessionStats {
     pub total_audience: i64,
 }
 
+/// The row of `rows` for a group and period label, made empty when missing.
+fn upsert(
+    rows: &mut BTreeMap<(String, i64), StatsRow>,
+    gid: i64,
+    gname: String,
+    label: String,
+) -> &mut StatsRow {
+    rows.entry((label.clone(), gid))
+        .or_insert_with(|| StatsRow {
+            group_id: gid,
+            group_name: gname,
+            period: label,
+            sessions: 0,
+            online_viewers: 0,
+            peak_viewers: 0,
+            viewer_minutes: 0.0,
+            in_person: 0,
+            total_audience: 0,
+            terminals: Terminals::default(),
+            viewer_ms: 0,
+        })
+}
+
 fn minutes(ms: i64) -> f64 {
     (ms.max(0) as f64 / 600.0).round() / 100.0
 }
@@ -397,6 +424,8 @@ const JOINS: &str = "FROM sessions s JOIN stations st ON st.id = s.station_id \
 /// audience writer has written every leave by then (it flushes within about a second).
 pub const FIGURES_AFTER_MS: i64 = 10 * 60_000;
 
+/// A rollup row: group, group name, a day of the bucket, sessions, peak, in person,
+/// online, mobile, pc, tv, other, viewer ms.
 type DayRow = (
     i64,
     String,
@@ -411,8 +440,27 @@ type DayRow = (
     i64,
     i64,
 );
-/// A not-yet-frozen session: group, day, online, mobile, pc, tv, other, viewer ms.
-type LiveRow = (i64, i64, i64, i64, i64, i64, i64, i64);
+/// A not-yet-frozen session: group, group name, day, peak, in person, online, mobile, pc,
+/// tv, other, viewer ms.
+type LiveRow = (i64, String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+
+/// Days since 1970-01-01 of an Asia/Shanghai date (the `day` column of the rollups).
+fn day_number(day: NaiveDate) -> i64 {
+    day.signed_duration_since(NaiveDate::default()).num_days()
+}
+
+/// The figures both rollups hold, and how one row's figure absorbs another's.
+const ROLLUP_FIGURES: [(&str, &str); 9] = [
+    ("sessions", "COUNT(*)"),
+    ("peak", "MAX(s.peak_viewers)"),
+    ("in_person", "SUM(s.in_person)"),
+    ("online", "SUM(sf.online)"),
+    ("mobile", "SUM(sf.mobile)"),
+    ("pc", "SUM(sf.pc)"),
+    ("tv", "SUM(sf.tv)"),
+    ("other", "SUM(sf.other)"),
+    ("viewer_ms", "SUM(sf.viewer_ms)"),
+];
 
 impl StatsRow {
     fn add_viewers(&mut self, online: i64, terminals: [i64; 4], ms: i64) {
@@ -427,9 +475,79 @@ impl StatsRow {
 }
 
 impl Catalog {
+    /// `year * 12 + month - 1` of a day number, in this database's dialect.
+    fn month_of_day(&self, day: &str) -> String {
+        if self.is_postgres {
+            format!(
+                "CAST(EXTRACT(YEAR FROM DATE '1970-01-01' + CAST({day} AS INTEGER)) * 12 \
+                 + EXTRACT(MONTH FROM DATE '1970-01-01' + CAST({day} AS INTEGER)) - 1 AS BIGINT)"
+            )
+        } else {
+            format!(
+                "(CAST(strftime('%Y', ({day}) * 86400, 'unixepoch') AS INTEGER) * 12 \
+                 + CAST(strftime('%m', ({day}) * 86400, 'unixepoch') AS INTEGER) - 1)"
+            )
+        }
+    }
+
+    /// `INSERT INTO station_days` (or `center_days` when `per_center`) of the frozen
+    /// sessions matching `condition` (over `sessions s`, `stations st`, `institutes i`),
+    /// summed per key. With `add`, rows already there absorb the new figures; otherwise
+    /// the caller has deleted them.
+    fn rollup_insert(&self, per_center: bool, condition: &str, add: bool) -> String {
+        let day = format!("(s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS}");
+        let month = self.month_of_day(&day);
+        let (table, key, key_sql, place_cols, place_sql) = if per_center {
+            (
+                "center_days",
+                "day, center_id, kind, film_id",
+                format!("{day}, i.center_id, s.kind, COALESCE(s.film_id, 0)"),
+                "",
+                "",
+            )
+        } else {
+            (
+                "station_days",
+                "station_id, day, kind, film_id",
+                format!("s.station_id, {day}, s.kind, COALESCE(s.film_id, 0)"),
+                ", institute_id, center_id",
+                ", MIN(st.institute_id), MIN(i.center_id)",
+            )
+        };
+        let names: Vec<&str> = ROLLUP_FIGURES.iter().map(|(n, _)| *n).collect();
+        let sums: Vec<&str> = ROLLUP_FIGURES.iter().map(|(_, e)| *e).collect();
+        let mut sql = format!(
+            "INSERT INTO {table} ({key}, month{place_cols}, {}) \
+             SELECT {key_sql}, MIN({month}){place_sql}, {} \
+             FROM sessions s JOIN session_figures sf ON sf.session_id = s.id \
+             JOIN stations st ON st.id = s.station_id JOIN institutes i ON i.id = st.institute_id \
+             WHERE {condition} GROUP BY 1, 2, 3, 4",
+            names.join(", "),
+            sums.join(", "),
+        );
+        if add {
+            let merge: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    if *n == "peak" {
+                        format!(
+                            "peak = CASE WHEN excluded.peak > {table}.peak \
+                             THEN excluded.peak ELSE {table}.peak END"
+                        )
+                    } else {
+                        format!("{n} = {table}.{n} + excluded.{n}")
+                    }
+                })
+                .collect();
+            sql += &format!(" ON CONFLICT ({key}) DO UPDATE SET {}", merge.join(", "));
+        }
+        sql
+    }
+
     /// Freezes the figures of sessions that ended at least [`FIGURES_AFTER_MS`] before
-    /// `now_ms`; returns how many. Statistics call it first, so it costs only what ended
-    /// since the last call (an index on `(figured, ended_at)` finds them).
+    /// `now_ms` and adds them to the day rollups; returns how many. Statistics call it
+    /// first, so it costs only what ended since the last call (an index on
+    /// `(figured, ended_at)` finds them).
     pub async fn freeze_session_figures(&self, now_ms: i64) -> Result<u64, CatalogError> {
         let cutoff = now_ms - FIGURES_AFTER_MS;
         // Usually nothing is due: an index probe answers that without planning the insert.
@@ -444,7 +562,17 @@ impl Catalog {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        // Claim the due sessions first (figured = 2 inside this transaction): a concurrent
+        // freeze waits on these rows and then finds nothing left to claim, so no session
+        // is added to the rollups twice.
+        let claimed = sqlx::query(
+            "UPDATE sessions SET figured = 2 \
+             WHERE figured = 0 AND ended_at IS NOT NULL AND ended_at < $1",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
             "INSERT INTO session_figures (session_id, online, mobile, pc, tv, other, viewer_ms) \
              SELECT s.id, COUNT(DISTINCT v.viewer_key), \
              COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END), \
@@ -453,26 +581,170 @@ impl Catalog {
              COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
              CAST(COALESCE(SUM(COALESCE(v.left_at, s.ended_at) - v.joined_at), 0) AS BIGINT) \
              FROM sessions s LEFT JOIN viewers v ON v.session_id = s.id \
-             WHERE s.figured = 0 AND s.ended_at IS NOT NULL AND s.ended_at < $1 \
-             GROUP BY s.id ON CONFLICT (session_id) DO NOTHING",
+             WHERE s.figured = 2 GROUP BY s.id ON CONFLICT (session_id) DO NOTHING",
         )
-        .bind(cutoff)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE sessions SET figured = 1 \
-             WHERE figured = 0 AND ended_at IS NOT NULL AND ended_at < $1",
-        )
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?;
+        for per_center in [false, true] {
+            sqlx::query(AssertSqlSafe(self.rollup_insert(
+                per_center,
+                "s.figured = 2",
+                true,
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE sessions SET figured = 1 WHERE figured = 2")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(done.rows_affected())
+        Ok(claimed.rows_affected())
+    }
+
+    /// Rebuilds the rollup rows of a frozen session's station and day from the frozen
+    /// figures, after its headcount or film changed; nothing for a session not frozen yet.
+    pub(super) async fn refresh_rollups(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        session: i64,
+    ) -> Result<(), CatalogError> {
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT s.station_id, i.center_id, s.started_at FROM sessions s \
+             JOIN stations st ON st.id = s.station_id JOIN institutes i ON i.id = st.institute_id \
+             WHERE s.id = $1 AND s.figured = 1",
+        )
+        .bind(session)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((station, center, started_at)) = row else {
+            return Ok(());
+        };
+        let day = (started_at + SHANGHAI_OFFSET_MS).div_euclid(DAY_MS);
+        let midnight = day * DAY_MS - SHANGHAI_OFFSET_MS;
+        for (per_center, table, place, id) in [
+            (false, "station_days", "station_id", station),
+            (true, "center_days", "center_id", center),
+        ] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE {place} = $1 AND day = $2"
+            )))
+            .bind(id)
+            .bind(day)
+            .execute(&mut *conn)
+            .await?;
+            let column = if per_center {
+                "i.center_id"
+            } else {
+                "s.station_id"
+            };
+            sqlx::query(AssertSqlSafe(self.rollup_insert(
+                per_center,
+                &format!(
+                    "{column} = $1 AND s.started_at >= $2 AND s.started_at < $3 \
+                     AND s.figured = 1"
+                ),
+                false,
+            )))
+            .bind(id)
+            .bind(midnight)
+            .bind(midnight + DAY_MS)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
 
     /// The statistics table for `q`; open sessions and viewer rows count up to `now_ms`.
+    ///
+    /// Frozen sessions are read from the day rollups (`center_days` when neither filter nor
+    /// grouping needs institutes or stations, `station_days` otherwise), summed per group
+    /// and period in SQL; sessions not frozen yet (live or just ended, few) are read one by
+    /// one from their viewer rows and added in.
     pub async fn stats(&self, q: &StatsQuery, now_ms: i64) -> Result<Vec<StatsRow>, CatalogError> {
         self.freeze_session_figures(now_ms).await?;
+        let per_center = matches!(q.level, None | Some((Level::Center, _)))
+            && matches!(q.group, GroupBy::All | GroupBy::Center | GroupBy::Film);
+        let table = if per_center {
+            "center_days"
+        } else {
+            "station_days"
+        };
+        let (gid, names, name) = match q.group {
+            GroupBy::All => ("CAST(0 AS BIGINT)", "", "'全部'"),
+            GroupBy::Center => ("r.center_id", "JOIN centers n ON n.id = a.gid", "n.name"),
+            GroupBy::Institute => (
+                "r.institute_id",
+                "JOIN institutes n ON n.id = a.gid",
+                "n.name",
+            ),
+            GroupBy::Station => ("r.station_id", "JOIN stations n ON n.id = a.gid", "n.name"),
+            GroupBy::Film => (
+                "r.film_id",
+                "LEFT JOIN films n ON n.id = a.gid",
+                "COALESCE(n.title, '（无影片）')",
+            ),
+        };
+        // Periods as bucket numbers: ISO weeks start on Monday and day 0 was a Thursday.
+        let bucket = match q.period {
+            Period::Total => "CAST(0 AS BIGINT)",
+            Period::Day => "r.day",
+            Period::Week => "(r.day + 3) / 7",
+            Period::Month => "r.month",
+            Period::Quarter => "r.month / 3",
+            Period::Year => "r.month / 12",
+        };
+        let mut conditions = Vec::new();
+        let mut args = Vec::new();
+        if let Some((level, id)) = q.level {
+            args.push(id);
+            let column = match level {
+                Level::Center => "r.center_id",
+                Level::Institute => "r.institute_id",
+                Level::Station => "r.station_id",
+            };
+            conditions.push(format!("{column} = ${}", args.len()));
+        }
+        if let Some(from) = q.from {
+            args.push(day_number(from));
+            conditions.push(format!("r.day >= ${}", args.len()));
+        }
+        if let Some(to) = q.to {
+            args.push(day_number(to));
+            conditions.push(format!("r.day <= ${}", args.len()));
+        }
+        if let Some(film) = q.film {
+            args.push(film);
+            conditions.push(format!("r.film_id = ${}", args.len()));
+        }
+        let kind = q.kind.map(SessionKind::as_str);
+        if kind.is_some() {
+            conditions.push(format!("r.kind = ${}", args.len() + 1));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let rollup_sql = format!(
+            "SELECT a.gid, {name}, a.day, a.sessions, a.peak, a.in_person, a.online, a.mobile, \
+             a.pc, a.tv, a.other, a.viewer_ms FROM (SELECT {gid} AS gid, {bucket} AS bucket, \
+             MIN(r.day) AS day, CAST(SUM(r.sessions) AS BIGINT) AS sessions, \
+             MAX(r.peak) AS peak, CAST(SUM(r.in_person) AS BIGINT) AS in_person, \
+             CAST(SUM(r.online) AS BIGINT) AS online, CAST(SUM(r.mobile) AS BIGINT) AS mobile, \
+             CAST(SUM(r.pc) AS BIGINT) AS pc, CAST(SUM(r.tv) AS BIGINT) AS tv, \
+             CAST(SUM(r.other) AS BIGINT) AS other, \
+             CAST(SUM(r.viewer_ms) AS BIGINT) AS viewer_ms \
+             FROM {table} r {filter} GROUP BY 1, 2) a {names}"
+        );
+        let mut rollup = sqlx::query_as::<_, DayRow>(AssertSqlSafe(rollup_sql));
+        for a in &args {
+            rollup = rollup.bind(*a);
+        }
+        if let Some(kind) = kind {
+            rollup = rollup.bind(kind);
+        }
+        // Sessions not frozen yet, one row each, from the viewer rows; the
+        // (figured, ended_at) index keeps this to the few recent sessions.
         let (gid, gname) = match q.group {
             GroupBy::All => ("CAST(0 AS BIGINT)", "'全部'"),
             GroupBy::Center => ("c.id", "c.name"),
@@ -482,70 +754,44 @@ impl Catalog {
         };
         let (filter, args, kind) = filters(q);
         let day = format!("(s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS}");
-        // Sessions and their frozen figures, per group and day. Kept free of the viewer
-        // table so the planner never weighs millions of viewer rows against a year of sessions.
-        let sessions_sql = format!(
-            "SELECT {gid}, MIN({gname}), {day}, COUNT(*), MAX(s.peak_viewers), \
-             CAST(SUM(s.in_person) AS BIGINT), CAST(COALESCE(SUM(sf.online), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(sf.mobile), 0) AS BIGINT), CAST(COALESCE(SUM(sf.pc), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(sf.tv), 0) AS BIGINT), CAST(COALESCE(SUM(sf.other), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(sf.viewer_ms), 0) AS BIGINT) \
-             {JOINS} LEFT JOIN session_figures sf ON sf.session_id = s.id {filter} GROUP BY 1, 3"
-        );
-        // Sessions not frozen yet (live or just ended), one row each, from the viewer rows;
-        // the (figured, ended_at) index keeps this to the few recent sessions.
         let live_sql = format!(
-            "SELECT MIN({gid}), MIN({day}), COUNT(DISTINCT v.viewer_key), \
+            "SELECT MIN({gid}), MIN({gname}), MIN({day}), MAX(s.peak_viewers), \
+             MAX(s.in_person), COUNT(DISTINCT v.viewer_key), \
              COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END), \
              COUNT(DISTINCT CASE WHEN v.terminal = 'pc' THEN v.viewer_key END), \
              COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END), \
              COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
              CAST(COALESCE(SUM(COALESCE(v.left_at, s.ended_at, $1) - v.joined_at), 0) AS BIGINT) \
-             {JOINS} JOIN viewers v ON v.session_id = s.id {filter} AND s.figured = 0 GROUP BY s.id"
+             {JOINS} LEFT JOIN viewers v ON v.session_id = s.id {filter} AND s.figured = 0 \
+             GROUP BY s.id"
         );
-        let mut query = sqlx::query_as::<_, DayRow>(AssertSqlSafe(sessions_sql)).bind(now_ms);
         let mut live = sqlx::query_as::<_, LiveRow>(AssertSqlSafe(live_sql)).bind(now_ms);
         for a in &args {
-            query = query.bind(*a);
             live = live.bind(*a);
         }
         if let Some(kind) = kind {
-            query = query.bind(kind);
             live = live.bind(kind);
         }
-        let days = query.fetch_all(&self.pool).await?;
+        let days = rollup.fetch_all(&self.pool).await?;
         let live = live.fetch_all(&self.pool).await?;
         let label =
             |day: i64| period_label(q.period, NaiveDate::default() + chrono::Duration::days(day));
         let mut rows: BTreeMap<(String, i64), StatsRow> = BTreeMap::new();
         for (gid, gname, day, n, peak, in_person, uniq, mobile, pc, tv, other, ms) in days {
-            let label = label(day);
-            let row = rows
-                .entry((label.clone(), gid))
-                .or_insert_with(|| StatsRow {
-                    group_id: gid,
-                    group_name: gname,
-                    period: label,
-                    sessions: 0,
-                    online_viewers: 0,
-                    peak_viewers: 0,
-                    viewer_minutes: 0.0,
-                    in_person: 0,
-                    total_audience: 0,
-                    terminals: Terminals::default(),
-                    viewer_ms: 0,
-                });
-            row.sessions += n;
-            row.peak_viewers = row.peak_viewers.max(peak);
-            row.in_person += in_person;
-            row.total_audience += in_person;
-            row.add_viewers(uniq, [mobile, pc, tv, other], ms);
+            let r = upsert(&mut rows, gid, gname, label(day));
+            r.sessions += n;
+            r.peak_viewers = r.peak_viewers.max(peak);
+            r.in_person += in_person;
+            r.total_audience += in_person;
+            r.add_viewers(uniq, [mobile, pc, tv, other], ms);
         }
-        for (gid, day, uniq, mobile, pc, tv, other, ms) in live {
-            // Every live session was counted by the first query, so its row exists.
-            if let Some(row) = rows.get_mut(&(label(day), gid)) {
-                row.add_viewers(uniq, [mobile, pc, tv, other], ms);
-            }
+        for (gid, gname, day, peak, in_person, uniq, mobile, pc, tv, other, ms) in live {
+            let r = upsert(&mut rows, gid, gname, label(day));
+            r.sessions += 1;
+            r.peak_viewers = r.peak_viewers.max(peak);
+            r.in_person += in_person;
+            r.total_audience += in_person;
+            r.add_viewers(uniq, [mobile, pc, tv, other], ms);
         }
         Ok(rows
             .into_values()

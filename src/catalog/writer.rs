@@ -2,9 +2,10 @@
 //! waits; this task writes them in batches (one transaction per batch, ~1 s worst case)
 //! and retries a failed batch instead of dropping it.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
+use sqlx::AssertSqlSafe;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -139,55 +140,132 @@ pub fn spawn_writer(catalog: Catalog, capacity: usize) -> (AudienceSink, JoinHan
     )
 }
 
+/// Rows per multi-row statement on PostgreSQL: joins bind six values each, so 1000 rows
+/// stay far below its 65,535 bound parameters and a batch is a few round trips.
+const ROWS_PER_STATEMENT: usize = 1000;
+/// On SQLite there is no round trip to save, and statements with thousands of bound
+/// values were measured to write slower per row than short ones.
+const ROWS_PER_STATEMENT_SQLITE: usize = 100;
+
+/// One batch in one transaction, as a few multi-row statements instead of one per event.
+///
+/// Grouping by kind keeps the outcome of writing the events one by one in order: joins
+/// are inserted before any leave is applied (a leave always follows its join, in this batch
+/// or an earlier one); of several leaves or ends of one row only the first counts, as with
+/// the `IS NULL` guards; peaks only ever rise. Every statement is idempotent, so a retried
+/// batch writes nothing twice.
 async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), sqlx::Error> {
-    let mut tx = catalog.pool().begin().await?;
+    let mut joins = Vec::new();
+    let mut leaves: Vec<(i64, i64)> = Vec::new();
+    let mut peaks: Vec<(i64, i64)> = Vec::new();
+    let mut ends: Vec<(i64, i64)> = Vec::new();
+    let mut seen = HashSet::new();
     for event in batch {
         match event {
-            AudienceEvent::ViewerJoined {
+            AudienceEvent::ViewerJoined { id, .. } => {
+                if seen.insert((0, id.0)) {
+                    joins.push(event);
+                }
+            }
+            AudienceEvent::ViewerLeft { id, at_ms } => {
+                if seen.insert((1, id.0)) {
+                    leaves.push((id.0, *at_ms));
+                }
+            }
+            AudienceEvent::Peak { session, peak } => {
+                match peaks.iter_mut().find(|(s, _)| *s == session.0) {
+                    Some((_, p)) => *p = (*p).max(*peak),
+                    None => peaks.push((session.0, *peak)),
+                }
+            }
+            AudienceEvent::SessionEnded { session, at_ms } => {
+                if seen.insert((2, session.0)) {
+                    ends.push((session.0, *at_ms));
+                }
+            }
+        }
+    }
+    let rows_per_statement = if catalog.is_postgres {
+        ROWS_PER_STATEMENT
+    } else {
+        ROWS_PER_STATEMENT_SQLITE
+    };
+    let mut tx = catalog.pool().begin().await?;
+    for chunk in joins.chunks(rows_per_statement) {
+        // Idempotent so a retried batch does not fail on rows already written.
+        let mut sql = String::from(
+            "INSERT INTO viewers (id, session_id, joined_at, terminal, viewer_key, client_hash) \
+             VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 6;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql += &format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            );
+        }
+        sql += " ON CONFLICT (id) DO NOTHING";
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for event in chunk {
+            if let AudienceEvent::ViewerJoined {
                 id,
                 session,
                 at_ms,
                 terminal,
                 viewer_key,
                 client_hash,
-            } => {
-                // Idempotent so a retried batch does not fail on rows already written.
-                sqlx::query(
-                    "INSERT INTO viewers (id, session_id, joined_at, terminal, viewer_key, client_hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(id.0)
-                .bind(session.0)
-                .bind(*at_ms)
-                .bind(*terminal)
-                .bind(viewer_key)
-                .bind(client_hash)
-                .execute(&mut *tx)
-                .await?;
-            }
-            AudienceEvent::ViewerLeft { id, at_ms } => {
-                sqlx::query("UPDATE viewers SET left_at = $1 WHERE id = $2 AND left_at IS NULL")
-                    .bind(*at_ms)
+            } = event
+            {
+                q = q
                     .bind(id.0)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            AudienceEvent::Peak { session, peak } => {
-                sqlx::query(
-                    "UPDATE sessions SET peak_viewers = $1 WHERE id = $2 AND peak_viewers < $1",
-                )
-                .bind(*peak)
-                .bind(session.0)
-                .execute(&mut *tx)
-                .await?;
-            }
-            AudienceEvent::SessionEnded { session, at_ms } => {
-                sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
-                    .bind(*at_ms)
                     .bind(session.0)
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(*at_ms)
+                    .bind(*terminal)
+                    .bind(viewer_key.as_str())
+                    .bind(client_hash.as_str());
             }
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for (table, rows, set) in [
+        (
+            "viewers",
+            &leaves,
+            "left_at = d.v FROM d WHERE viewers.id = d.k AND viewers.left_at IS NULL",
+        ),
+        (
+            "sessions",
+            &peaks,
+            "peak_viewers = d.v FROM d WHERE sessions.id = d.k AND sessions.peak_viewers < d.v",
+        ),
+        (
+            "sessions",
+            &ends,
+            "ended_at = d.v FROM d WHERE sessions.id = d.k AND sessions.ended_at IS NULL",
+        ),
+    ] {
+        for chunk in rows.chunks(rows_per_statement) {
+            // UPDATE ... FROM a list of (key, value) pairs: SQLite >= 3.33 and PostgreSQL.
+            let pairs: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "WITH d(k, v) AS (VALUES {}) UPDATE {table} SET {set}",
+                pairs.join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (k, v) in chunk {
+                q = q.bind(*k).bind(*v);
+            }
+            q.execute(&mut *tx).await?;
         }
     }
     tx.commit().await
