@@ -82,9 +82,15 @@ impl Demuxer {
             };
             let rate = stream.avg_frame_rate();
             let (w, h) = unsafe { ((*params.as_ptr()).width, (*params.as_ptr()).height) };
+            let annexb_extradata = if is_h264 && avc.is_none() {
+                extradata
+            } else {
+                Vec::new()
+            };
             video_input = Some(VideoInput {
                 spec: DecoderSpec::Params(params),
                 avc,
+                annexb_extradata,
                 is_h264,
                 may_have_b_frames: delay > 0,
                 frame_rate: (rate.numerator() > 0 && rate.denominator() > 0)

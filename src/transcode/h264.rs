@@ -159,6 +159,21 @@ impl AnnexbWriter {
         }
     }
 
+    /// A writer for Annex-B input whose parameter sets also came out of band, as Annex-B
+    /// extradata (RTSP's SDP `sprop-parameter-sets`, some MPEG-TS muxers): they are put in
+    /// front of IDRs until the stream sends its own.
+    pub fn for_annexb_seeded(extradata: &[u8]) -> AnnexbWriter {
+        let mut writer = AnnexbWriter::for_annexb();
+        for nal in split_annexb(extradata) {
+            match nal.first().map(|b| b & 0x1f) {
+                Some(NAL_SPS) => writer.sps.push(Bytes::copy_from_slice(nal)),
+                Some(NAL_PPS) => writer.pps.push(Bytes::copy_from_slice(nal)),
+                _ => {}
+            }
+        }
+        writer
+    }
+
     /// Converts one access unit. Returns the Annex-B bytes and whether it holds an IDR.
     /// Access unit delimiters are dropped (browsers do not need them).
     pub fn convert(&mut self, sample: &[u8]) -> Result<(Bytes, bool), TranscodeError> {
@@ -244,5 +259,20 @@ mod tests {
             w.convert(&[0, 0, 0, 9, 0x41]).is_err(),
             "overrun is an error"
         );
+    }
+
+    #[test]
+    fn out_of_band_annexb_sets_precede_an_idr_that_lacks_them() {
+        let extradata = [
+            0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80,
+        ];
+        let mut w = AnnexbWriter::for_annexb_seeded(&extradata);
+        let (au, key) = w.convert(&[0, 0, 0, 1, 0x65, 0x88, 0x84]).unwrap();
+        assert!(key);
+        let types: Vec<u8> = split_annexb(&au).iter().map(|n| n[0] & 0x1f).collect();
+        assert_eq!(types, vec![7, 8, 5]);
+        let mut unseeded = AnnexbWriter::for_annexb();
+        let (au, _) = unseeded.convert(&[0, 0, 0, 1, 0x65, 0x88, 0x84]).unwrap();
+        assert_eq!(split_annexb(&au).len(), 1, "nothing to add without sets");
     }
 }

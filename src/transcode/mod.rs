@@ -152,6 +152,8 @@ pub struct VideoInput {
     spec: DecoderSpec,
     /// For H.264: its configuration, when the source gave one out of band (avcC).
     avc: Option<AvcConfig>,
+    /// For Annex-B H.264: parameter sets the source gave out of band (Annex-B extradata).
+    annexb_extradata: Vec<u8>,
     /// Whether the stream is H.264 at all (passthrough is only possible then).
     is_h264: bool,
     /// Whether the stream may reorder frames (B-frames). `Auto` mode transcodes when true.
@@ -176,6 +178,7 @@ impl VideoInput {
                 extradata: record.to_vec(),
             },
             avc: Some(avc),
+            annexb_extradata: Vec::new(),
             is_h264: true,
             may_have_b_frames,
             frame_rate: frame_rate

@@ -84,7 +84,7 @@ impl VideoStage {
         };
         let passthrough = passthrough.then(|| match &input.avc {
             Some(avc) => AnnexbWriter::for_avcc(avc),
-            None => AnnexbWriter::for_annexb(),
+            None => AnnexbWriter::for_annexb_seeded(&input.annexb_extradata),
         });
         Ok(VideoStage {
             passthrough,
