@@ -116,6 +116,31 @@ fn decode_h264(path: &Path) -> Decoded {
     }
 }
 
+/// Waits for an ffmpeg push to finish successfully and for its session to end (once the
+/// transcoder has drained).
+async fn push_ends_its_session(
+    mut push: std::process::Child,
+    catalog: &feiyan::catalog::Catalog,
+    session: feiyan::ids::SessionId,
+) {
+    let status = tokio::task::spawn_blocking(move || push.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "ffmpeg pushed the whole clip: {status}");
+    assert!(
+        wait_until(Duration::from_secs(8), || {
+            let catalog = catalog.clone();
+            async move {
+                let s = catalog.session_summary(session, now_ms()).await.unwrap();
+                s.is_some_and(|s| !s.live)
+            }
+        })
+        .await,
+        "session ended after the push"
+    );
+}
+
 /// Depacketizes a viewer's video, writes it into `dir` and decodes it.
 async fn decode_received(viewer: &WhepViewer, dir: &Path, name: &str) -> Decoded {
     let payloads = viewer.received_payloads(MediaKind::Video);
@@ -137,7 +162,7 @@ async fn rtmp_push_with_b_frames_reaches_a_whep_viewer_as_h264_without_b_frames_
         "rtmp://{rtmp}/live/{channel}?key={}&title=RTMP%E6%B5%8B%E8%AF%95",
         t.station.stream_key
     );
-    let mut ffmpeg_push = push_rtmp(&clip, &url);
+    let ffmpeg_push = push_rtmp(&clip, &url);
 
     let mut session = None;
     for _ in 0..200 {
@@ -159,25 +184,9 @@ async fn rtmp_push_with_b_frames_reaches_a_whep_viewer_as_h264_without_b_frames_
     .await
     .expect("viewer connects");
 
-    let status = tokio::task::spawn_blocking(move || ffmpeg_push.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "ffmpeg pushed the whole clip: {status}");
-
     // The push ended: the session ends once the transcoder drained.
+    push_ends_its_session(ffmpeg_push, &t.server.catalog, session).await;
     let catalog = t.server.catalog.clone();
-    assert!(
-        wait_until(Duration::from_secs(8), || {
-            let catalog = catalog.clone();
-            async move {
-                let s = catalog.session_summary(session, now_ms()).await.unwrap();
-                s.is_some_and(|s| !s.live)
-            }
-        })
-        .await,
-        "session ended after the push"
-    );
     let summary = catalog
         .session_summary(session, now_ms())
         .await
@@ -290,7 +299,7 @@ async fn viewers_choose_a_rendition_with_the_quality_parameter() {
     let rtmp = t.server.rtmp_addr.expect("RTMP is on");
     let channel = t.station.channel.to_string();
     let url = format!("rtmp://{rtmp}/live/{channel}?key={}", t.station.stream_key);
-    let mut ffmpeg_push = push_rtmp(&clip, &url);
+    let ffmpeg_push = push_rtmp(&clip, &url);
     let session = common::wait_live(&t.base, &channel).await;
 
     let status: serde_json::Value = reqwest::get(format!("{}/api/channels/{channel}", t.base))
@@ -337,23 +346,8 @@ async fn viewers_choose_a_rendition_with_the_quality_parameter() {
         low.expect("180p viewer"),
         high.expect("720p viewer"),
     );
-    let pushed = tokio::task::spawn_blocking(move || ffmpeg_push.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(pushed.success(), "ffmpeg pushed the whole clip: {pushed}");
+    push_ends_its_session(ffmpeg_push, &t.server.catalog, session).await;
     let catalog = t.server.catalog.clone();
-    assert!(
-        wait_until(Duration::from_secs(8), || {
-            let catalog = catalog.clone();
-            async move {
-                let s = catalog.session_summary(session, now_ms()).await.unwrap();
-                s.is_some_and(|s| !s.live)
-            }
-        })
-        .await,
-        "session ended after the push"
-    );
 
     for (viewer, name, size) in [
         (&source, "source", (640, 360)),
