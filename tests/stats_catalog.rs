@@ -489,6 +489,57 @@ async fn metadata_is_checked(catalog: &Catalog) {
     );
 }
 
+/// A restart after a crash ends the screenings the old process was playing: a pending
+/// operator stop becomes `stopped`, an interrupted film class `failed`; waiting ones stay.
+async fn restart_ends_screenings_left_playing(catalog: &Catalog) {
+    let station = catalog
+        .add_station("放映中心", "放映所", "放映站")
+        .await
+        .unwrap();
+    let film = catalog
+        .import_film(
+            &feiyan::catalog::NewFilm {
+                title: "重启测试影片".into(),
+                path: "media/films/restart.mp4".into(),
+                duration_ms: 60_000,
+                container: "mp4".into(),
+                video_codec: Some("h264".into()),
+                audio_codec: Some("aac".into()),
+                width: 640,
+                height: 360,
+            },
+            1_000,
+        )
+        .await
+        .unwrap();
+    let channel = station.channel.to_string();
+    let mut ids = Vec::new();
+    for at in [10_000, 20_000, 9_000_000] {
+        let s = catalog
+            .schedule_screening(&channel, film, at, 1_000)
+            .await
+            .unwrap();
+        ids.push(s.id);
+    }
+    for id in &ids[..2] {
+        assert!(
+            catalog
+                .set_screening_status(*id, "scheduled", "playing", None, "playing")
+                .await
+                .unwrap()
+        );
+    }
+    catalog.stop_screening(ids[1]).await.unwrap();
+    catalog.close_stale(30_000).await.unwrap();
+    let status = |i: usize| {
+        let id = ids[i];
+        async move { catalog.screening(id).await.unwrap().status }
+    };
+    assert_eq!(status(0).await, "failed");
+    assert_eq!(status(1).await, "stopped");
+    assert_eq!(status(2).await, "scheduled");
+}
+
 #[tokio::test]
 async fn sqlite_statistics() {
     let db = catalog_db::sqlite().await;
@@ -508,6 +559,7 @@ async fn sqlite_import_and_metadata() {
     let db = catalog_db::sqlite().await;
     import_is_all_or_nothing(&db.catalog).await;
     metadata_is_checked(&db.catalog).await;
+    restart_ends_screenings_left_playing(&db.catalog).await;
     db.finish().await;
 }
 
@@ -516,5 +568,6 @@ async fn postgres_import_and_metadata() {
     let db = catalog_db::postgres().await;
     import_is_all_or_nothing(&db.catalog).await;
     metadata_is_checked(&db.catalog).await;
+    restart_ends_screenings_left_playing(&db.catalog).await;
     db.finish().await;
 }

@@ -563,10 +563,20 @@ impl Catalog {
         Ok(())
     }
 
-    /// Closes sessions and viewer rows left open by a crash, so figures stay bounded.
-    /// Returns how many sessions were closed.
+    /// Closes sessions and viewer rows left open by a crash, so figures stay bounded, and
+    /// ends screenings the stopped server was playing (an operator's pending stop becomes
+    /// `stopped`, an interrupted film class `failed`). Returns how many sessions were closed.
     pub async fn close_stale(&self, at_ms: i64) -> Result<u64, CatalogError> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE screenings SET \
+                 status = CASE status WHEN 'stopping' THEN 'stopped' ELSE 'failed' END, \
+                 note = CASE status WHEN 'stopping' THEN 'stopped (the server ended first)' \
+                        ELSE 'interrupted: the server stopped while the film played' END \
+             WHERE status IN ('playing', 'stopping')",
+        )
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE viewers SET left_at = $1 WHERE left_at IS NULL")
             .bind(at_ms)
             .execute(&mut *tx)
