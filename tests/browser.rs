@@ -421,7 +421,7 @@ async fn chromium_publishes_and_chromium_watches() {
     ctx.viewer = Some(Browser::launch("watch", &chromium, &watch_url));
     let watch_started = ctx.t();
     ctx.wait_for(
-        "the watch page to decode video (>30 frames) and audio (>20 packets) with the viewer counted",
+        "the watch page to decode video (>30 frames) and audio (>20 packets), connected, with the viewer counted",
         Duration::from_secs(30),
         async |c: &Ctx| {
             let rep = latest(&c.reports, "watch");
@@ -430,6 +430,7 @@ async fn chromium_publishes_and_chromium_watches() {
             if num(&rep, "framesDecoded") > 30
                 && num(&rep, "audioPacketsReceived") > 20
                 && num(&rep, "videoWidth") > 0
+                && rep["state"] == "connected"
                 && viewers >= 1
             {
                 Ok(())

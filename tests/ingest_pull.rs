@@ -301,7 +301,16 @@ async fn an_srt_pull_source_reaches_viewers_and_reconnects_after_its_listener_re
         wait_channel(&base, &ch, false, Duration::from_secs(15)).await,
         "channel not live after the SRT listener died"
     );
-    let down = source_status(&base, id).await;
+    // The source's status follows a moment after the channel (the pull task records the
+    // error once its reader has stopped).
+    let mut down = source_status(&base, id).await;
+    for _ in 0..100 {
+        if down["last_error"].as_str().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        down = source_status(&base, id).await;
+    }
     assert!(
         down["last_error"].as_str().is_some_and(|e| !e.is_empty()),
         "{down}"
