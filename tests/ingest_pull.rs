@@ -34,24 +34,11 @@ fn free_port() -> u16 {
 
 /// The ffmpeg CLI as a one-client HTTP MPEG-TS server, looping the clip in real time.
 fn serve_ts(clip: &Path, port: u16) -> Child {
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-        ])
-        .arg(clip)
-        .args(["-c", "copy", "-f", "mpegts", "-listen", "1"])
-        .arg(format!("http://127.0.0.1:{port}/cam.ts"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg starts")
+    loop_clip(
+        clip,
+        &["-c", "copy", "-f", "mpegts", "-listen", "1"],
+        &format!("http://127.0.0.1:{port}/cam.ts"),
+    )
 }
 
 async fn channel_live(base: &str, channel: &str) -> bool {
@@ -208,26 +195,27 @@ async fn a_pulled_stream_survives_its_server_restarting_and_bad_urls_retry() {
     t.server.shutdown().await;
 }
 
-/// The ffmpeg CLI as an SRT listener (one caller), looping the clip in real time as MPEG-TS.
-fn serve_srt(clip: &Path, port: u16) -> Child {
+/// The ffmpeg CLI looping `clip` in real time, copied into `output` options and `url`.
+fn loop_clip(clip: &Path, output: &[&str], url: &str) -> Child {
     Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-        ])
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-stream_loop", "-1", "-i"])
         .arg(clip)
-        .args(["-c", "copy", "-f", "mpegts"])
-        .arg(format!("srt://127.0.0.1:{port}?mode=listener"))
+        .args(output)
+        .arg(url)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("ffmpeg starts")
+}
+
+/// The ffmpeg CLI as an SRT listener (one caller), looping the clip in real time as MPEG-TS.
+fn serve_srt(clip: &Path, port: u16) -> Child {
+    loop_clip(
+        clip,
+        &["-c", "copy", "-f", "mpegts"],
+        &format!("srt://127.0.0.1:{port}?mode=listener"),
+    )
 }
 
 /// Waits until `channel` is live (or not) as the API says.
@@ -375,24 +363,11 @@ fn serve_rtsp(clip: &Path) -> (Reaped, Reaped, u16) {
         std::net::TcpStream::connect(("127.0.0.1", source_port)).is_ok()
     });
     assert!(up, "rtsp-server-perl listens on {source_port}");
-    let publisher = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-        ])
-        .arg(clip)
-        .args(["-c", "copy", "-f", "rtsp"])
-        .arg(format!("rtsp://127.0.0.1:{source_port}/cam"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg starts");
+    let publisher = loop_clip(
+        clip,
+        &["-c", "copy", "-f", "rtsp"],
+        &format!("rtsp://127.0.0.1:{source_port}/cam"),
+    );
     (server, Reaped(publisher), client_port)
 }
 
