@@ -251,6 +251,13 @@ async fn compare_all(db: &catalog_db::TestDb, now: i64, first_day: NaiveDate) ->
     let film = raw.iter().find(|s| s.film.0 != 0).unwrap().film.0;
     let mid = first_day + chrono::Duration::days(10);
     let end = first_day + chrono::Duration::days(25);
+    // Whole months, for the month rollup: from the first 1st after the first day to the
+    // last month end before the last, and the same range off by two days at each end.
+    let month_from = (first_day + chrono::Duration::days(31))
+        .with_day(1)
+        .unwrap();
+    let month_to = shanghai_day(now).with_day(1).unwrap().pred_opt().unwrap();
+    assert!(month_from < month_to, "{month_from} .. {month_to}");
     let mut cases: Vec<Vec<(&str, String)>> = Vec::new();
     for group in ["all", "center", "institute", "station", "film"] {
         for period in ["total", "day", "week", "month", "quarter", "year"] {
@@ -271,6 +278,19 @@ async fn compare_all(db: &catalog_db::TestDb, now: i64, first_day: NaiveDate) ->
         vec![("kind", "film_class".into())],
         vec![("kind", "lecture".into()), ("from", mid.to_string())],
         vec![("film", film.to_string())],
+        vec![
+            ("from", month_from.to_string()),
+            ("to", month_to.to_string()),
+        ],
+        vec![
+            ("from", (month_from - chrono::Duration::days(2)).to_string()),
+            ("to", (month_to + chrono::Duration::days(2)).to_string()),
+        ],
+        vec![
+            ("from", (month_from + chrono::Duration::days(2)).to_string()),
+            ("to", (month_to - chrono::Duration::days(2)).to_string()),
+        ],
+        vec![("to", (month_to - chrono::Duration::days(2)).to_string())],
     ];
     for filter in filters {
         for (group, period) in [
@@ -278,6 +298,9 @@ async fn compare_all(db: &catalog_db::TestDb, now: i64, first_day: NaiveDate) ->
             ("center", "week"),
             ("station", "day"),
             ("film", "month"),
+            ("station", "total"),
+            ("institute", "quarter"),
+            ("center", "month"),
         ] {
             let mut case = filter.clone();
             case.push(("group", group.into()));
@@ -303,12 +326,12 @@ async fn rollups_agree_with_raw_rows(db: &catalog_db::TestDb) {
         centers: 2,
         institutes: 3,
         stations: 7,
-        days: 40,
+        days: 70,
         seed: 7,
         audience: 1.0,
     };
     let report = catalog.build_demo(&spec, |_| {}).await.unwrap();
-    let first_day = shanghai_day(now_ms()) - chrono::Duration::days(40);
+    let first_day = shanghai_day(now_ms()) - chrono::Duration::days(70);
     // "Now" is a day ahead so that every demo session (the last may run past today's
     // midnight) is over and freezes, whatever the hour the test runs.
     let now = now_ms() + 86_400_000;

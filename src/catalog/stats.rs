@@ -420,6 +420,11 @@ const JOINS: &str = "FROM sessions s JOIN stations st ON st.id = s.station_id \
      JOIN institutes i ON i.id = st.institute_id JOIN centers c ON c.id = i.center_id \
      LEFT JOIN films f ON f.id = s.film_id";
 
+/// Sessions not frozen yet, as a condition on `s`. Written as a subquery so both databases
+/// start from the `(figured, ended_at)` index: with `s.figured = 0` SQLite's planner, once
+/// `ANALYZE` has seen that nearly every session is frozen, scanned all of them instead.
+const UNFROZEN: &str = "s.id IN (SELECT id FROM sessions WHERE figured = 0)";
+
 /// How long after its end a session's figures are frozen into `session_figures`; the
 /// audience writer has written every leave by then (it flushes within about a second).
 pub const FIGURES_AFTER_MS: i64 = 10 * 60_000;
@@ -443,6 +448,89 @@ type DayRow = (
 /// A not-yet-frozen session: group, group name, day, peak, in person, online, mobile, pc,
 /// tv, other, viewer ms.
 type LiveRow = (i64, String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+
+/// A rollup table of frozen session figures (migrations 0005 and 0006).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rollup {
+    /// Station x day x kind x film.
+    StationDays,
+    /// Center x day x kind x film.
+    CenterDays,
+    /// Station x month x kind.
+    StationMonths,
+    /// Station x month, all kinds summed: the `kind = '*'` rows of `station_months`.
+    StationMonthsAllKinds,
+}
+
+impl Rollup {
+    const ALL: [Rollup; 4] = [
+        Rollup::StationDays,
+        Rollup::CenterDays,
+        Rollup::StationMonths,
+        Rollup::StationMonthsAllKinds,
+    ];
+
+    fn table(self) -> &'static str {
+        match self {
+            Rollup::StationDays => "station_days",
+            Rollup::CenterDays => "center_days",
+            Rollup::StationMonths | Rollup::StationMonthsAllKinds => "station_months",
+        }
+    }
+}
+
+/// The part of a statistics range one rollup read covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stretch {
+    /// Days from .. to, inclusive; `None` is open.
+    Days(Option<NaiveDate>, Option<NaiveDate>),
+    /// Month numbers from .. to, inclusive; `None` is open.
+    Months(Option<i64>, Option<i64>),
+}
+
+impl Stretch {
+    /// Splits a range of days into the whole months in it and the days before and after
+    /// them; just the days when it holds no whole month.
+    fn split_months(from: Option<NaiveDate>, to: Option<NaiveDate>) -> Vec<Stretch> {
+        let first = from.map(|f| month_number(f) + i64::from(f.day() != 1));
+        let last = to.map(|t| {
+            let ends_month = t.succ_opt().is_none_or(|next| next.day() == 1);
+            month_number(t) - i64::from(!ends_month)
+        });
+        if let (Some(first), Some(last)) = (first, last)
+            && first > last
+        {
+            return vec![Stretch::Days(from, to)];
+        }
+        let mut parts = vec![Stretch::Months(first, last)];
+        if let (Some(from), Some(first)) = (from, first)
+            && from.day() != 1
+        {
+            parts.push(Stretch::Days(Some(from), first_of_month(first).pred_opt()));
+        }
+        if let (Some(to), Some(last)) = (to, last)
+            && first_of_month(last + 1) <= to
+        {
+            parts.push(Stretch::Days(Some(first_of_month(last + 1)), Some(to)));
+        }
+        parts
+    }
+}
+
+/// `year * 12 + month - 1` of a date (the `month` column of the rollups).
+fn month_number(day: NaiveDate) -> i64 {
+    i64::from(day.year()) * 12 + i64::from(day.month0())
+}
+
+/// The first day of a month number.
+fn first_of_month(month: i64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(
+        month.div_euclid(12) as i32,
+        month.rem_euclid(12) as u32 + 1,
+        1,
+    )
+    .unwrap_or_default()
+}
 
 /// Days since 1970-01-01 of an Asia/Shanghai date (the `day` column of the rollups).
 fn day_number(day: NaiveDate) -> i64 {
@@ -490,40 +578,51 @@ impl Catalog {
         }
     }
 
-    /// `INSERT INTO station_days` (or `center_days` when `per_center`) of the frozen
-    /// sessions matching `condition` (over `sessions s`, `stations st`, `institutes i`),
-    /// summed per key. With `add`, rows already there absorb the new figures; otherwise
-    /// the caller has deleted them.
-    fn rollup_insert(&self, per_center: bool, condition: &str, add: bool) -> String {
+    /// `INSERT INTO` the `rollup` of the frozen sessions matching `condition` (over
+    /// `sessions s`, `stations st`, `institutes i`), summed per key. With `add`, rows
+    /// already there absorb the new figures; otherwise the caller has deleted them.
+    fn rollup_insert(&self, rollup: Rollup, condition: &str, add: bool) -> String {
         let day = format!("(s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS}");
         let month = self.month_of_day(&day);
-        let (table, key, key_sql, place_cols, place_sql) = if per_center {
-            (
-                "center_days",
+        let (key, key_sql, place_cols, place_sql) = match rollup {
+            Rollup::CenterDays => (
                 "day, center_id, kind, film_id",
                 format!("{day}, i.center_id, s.kind, COALESCE(s.film_id, 0)"),
-                "",
-                "",
-            )
-        } else {
-            (
-                "station_days",
+                ", month",
+                format!(", MIN({month})"),
+            ),
+            Rollup::StationDays => (
                 "station_id, day, kind, film_id",
                 format!("s.station_id, {day}, s.kind, COALESCE(s.film_id, 0)"),
-                ", institute_id, center_id",
-                ", MIN(st.institute_id), MIN(i.center_id)",
-            )
+                ", month, institute_id, center_id",
+                format!(", MIN({month}), MIN(st.institute_id), MIN(i.center_id)"),
+            ),
+            Rollup::StationMonths | Rollup::StationMonthsAllKinds => (
+                "station_id, month, kind",
+                if rollup == Rollup::StationMonths {
+                    format!("s.station_id, {month}, s.kind")
+                } else {
+                    format!("s.station_id, {month}, '*'")
+                },
+                ", day, institute_id, center_id",
+                format!(", MIN({day}), MIN(st.institute_id), MIN(i.center_id)"),
+            ),
         };
+        let table = rollup.table();
+        let key_columns: Vec<String> = (1..=key.split(',').count())
+            .map(|n| n.to_string())
+            .collect();
         let names: Vec<&str> = ROLLUP_FIGURES.iter().map(|(n, _)| *n).collect();
         let sums: Vec<&str> = ROLLUP_FIGURES.iter().map(|(_, e)| *e).collect();
         let mut sql = format!(
-            "INSERT INTO {table} ({key}, month{place_cols}, {}) \
-             SELECT {key_sql}, MIN({month}){place_sql}, {} \
+            "INSERT INTO {table} ({key}{place_cols}, {}) \
+             SELECT {key_sql}{place_sql}, {} \
              FROM sessions s JOIN session_figures sf ON sf.session_id = s.id \
              JOIN stations st ON st.id = s.station_id JOIN institutes i ON i.id = st.institute_id \
-             WHERE {condition} GROUP BY 1, 2, 3, 4",
+             WHERE {condition} GROUP BY {}",
             names.join(", "),
             sums.join(", "),
+            key_columns.join(", "),
         );
         if add {
             let merge: Vec<String> = names
@@ -585,9 +684,9 @@ impl Catalog {
         )
         .execute(&mut *tx)
         .await?;
-        for per_center in [false, true] {
+        for rollup in Rollup::ALL {
             sqlx::query(AssertSqlSafe(self.rollup_insert(
-                per_center,
+                rollup,
                 "s.figured = 2",
                 true,
             )))
@@ -620,55 +719,88 @@ impl Catalog {
             return Ok(());
         };
         let day = (started_at + SHANGHAI_OFFSET_MS).div_euclid(DAY_MS);
+        let date = NaiveDate::default() + chrono::Duration::days(day);
+        let month = month_number(date);
+        let month_start = shanghai_midnight_ms(first_of_month(month));
+        let next_month = shanghai_midnight_ms(first_of_month(month + 1));
         let midnight = day * DAY_MS - SHANGHAI_OFFSET_MS;
-        for (per_center, table, place, id) in [
-            (false, "station_days", "station_id", station),
-            (true, "center_days", "center_id", center),
-        ] {
+        // The rows the session counts in: (rollup, place column, place, bucket column,
+        // bucket, first and end ms of the bucket). All are deleted before any is rebuilt,
+        // as both month rollups share `station_months`.
+        let rows = [
+            (
+                Rollup::StationDays,
+                "s.station_id",
+                station,
+                "day",
+                day,
+                midnight,
+                midnight + DAY_MS,
+            ),
+            (
+                Rollup::CenterDays,
+                "i.center_id",
+                center,
+                "day",
+                day,
+                midnight,
+                midnight + DAY_MS,
+            ),
+            (
+                Rollup::StationMonths,
+                "s.station_id",
+                station,
+                "month",
+                month,
+                month_start,
+                next_month,
+            ),
+            (
+                Rollup::StationMonthsAllKinds,
+                "s.station_id",
+                station,
+                "month",
+                month,
+                month_start,
+                next_month,
+            ),
+        ];
+        for (rollup, place, id, bucket, value, ..) in rows {
+            let table = rollup.table();
+            let column = &place[2..];
             sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE {place} = $1 AND day = $2"
+                "DELETE FROM {table} WHERE {column} = $1 AND {bucket} = $2"
             )))
             .bind(id)
-            .bind(day)
+            .bind(value)
             .execute(&mut *conn)
             .await?;
-            let column = if per_center {
-                "i.center_id"
-            } else {
-                "s.station_id"
-            };
+        }
+        for (rollup, place, id, _, _, start, end) in rows {
             sqlx::query(AssertSqlSafe(self.rollup_insert(
-                per_center,
+                rollup,
                 &format!(
-                    "{column} = $1 AND s.started_at >= $2 AND s.started_at < $3 \
+                    "{place} = $1 AND s.started_at >= $2 AND s.started_at < $3 \
                      AND s.figured = 1"
                 ),
                 false,
             )))
             .bind(id)
-            .bind(midnight)
-            .bind(midnight + DAY_MS)
+            .bind(start)
+            .bind(end)
             .execute(&mut *conn)
             .await?;
         }
         Ok(())
     }
 
-    /// The statistics table for `q`; open sessions and viewer rows count up to `now_ms`.
-    ///
-    /// Frozen sessions are read from the day rollups (`center_days` when neither filter nor
-    /// grouping needs institutes or stations, `station_days` otherwise), summed per group
-    /// and period in SQL; sessions not frozen yet (live or just ended, few) are read one by
-    /// one from their viewer rows and added in.
-    pub async fn stats(&self, q: &StatsQuery, now_ms: i64) -> Result<Vec<StatsRow>, CatalogError> {
-        self.freeze_session_figures(now_ms).await?;
-        let per_center = matches!(q.level, None | Some((Level::Center, _)))
-            && matches!(q.group, GroupBy::All | GroupBy::Center | GroupBy::Film);
-        let table = if per_center {
-            "center_days"
-        } else {
-            "station_days"
-        };
+    /// The rows of one rollup for `q` over `stretch`, summed per group and period.
+    async fn rollup_read(
+        &self,
+        q: &StatsQuery,
+        rollup: Rollup,
+        stretch: Stretch,
+    ) -> Result<Vec<DayRow>, sqlx::Error> {
         let (gid, names, name) = match q.group {
             GroupBy::All => ("CAST(0 AS BIGINT)", "", "'全部'"),
             GroupBy::Center => ("r.center_id", "JOIN centers n ON n.id = a.gid", "n.name"),
@@ -693,6 +825,13 @@ impl Catalog {
             Period::Quarter => "r.month / 3",
             Period::Year => "r.month / 12",
         };
+        // A constant bucket is left out of the grouping: SQLite then sums rows in key
+        // order instead of sorting them first.
+        let group_by = if q.period == Period::Total {
+            "1"
+        } else {
+            "1, 2"
+        };
         let mut conditions = Vec::new();
         let mut args = Vec::new();
         if let Some((level, id)) = q.level {
@@ -704,13 +843,17 @@ impl Catalog {
             };
             conditions.push(format!("{column} = ${}", args.len()));
         }
-        if let Some(from) = q.from {
-            args.push(day_number(from));
-            conditions.push(format!("r.day >= ${}", args.len()));
+        let (column, from, to) = match stretch {
+            Stretch::Days(from, to) => ("r.day", from.map(day_number), to.map(day_number)),
+            Stretch::Months(from, to) => ("r.month", from, to),
+        };
+        if let Some(from) = from {
+            args.push(from);
+            conditions.push(format!("{column} >= ${}", args.len()));
         }
-        if let Some(to) = q.to {
-            args.push(day_number(to));
-            conditions.push(format!("r.day <= ${}", args.len()));
+        if let Some(to) = to {
+            args.push(to);
+            conditions.push(format!("{column} <= ${}", args.len()));
         }
         if let Some(film) = q.film {
             args.push(film);
@@ -719,13 +862,17 @@ impl Catalog {
         let kind = q.kind.map(SessionKind::as_str);
         if kind.is_some() {
             conditions.push(format!("r.kind = ${}", args.len() + 1));
+        } else if rollup == Rollup::StationMonths {
+            // Any kind: the month's all-kinds row (a third of the rows to sum).
+            conditions.push("r.kind = '*'".into());
         }
         let filter = if conditions.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        let rollup_sql = format!(
+        let table = rollup.table();
+        let sql = format!(
             "SELECT a.gid, {name}, a.day, a.sessions, a.peak, a.in_person, a.online, a.mobile, \
              a.pc, a.tv, a.other, a.viewer_ms FROM (SELECT {gid} AS gid, {bucket} AS bucket, \
              MIN(r.day) AS day, CAST(SUM(r.sessions) AS BIGINT) AS sessions, \
@@ -734,15 +881,52 @@ impl Catalog {
              CAST(SUM(r.pc) AS BIGINT) AS pc, CAST(SUM(r.tv) AS BIGINT) AS tv, \
              CAST(SUM(r.other) AS BIGINT) AS other, \
              CAST(SUM(r.viewer_ms) AS BIGINT) AS viewer_ms \
-             FROM {table} r {filter} GROUP BY 1, 2) a {names}"
+             FROM {table} r {filter} GROUP BY {group_by}) a {names}"
         );
-        let mut rollup = sqlx::query_as::<_, DayRow>(AssertSqlSafe(rollup_sql));
-        for a in &args {
-            rollup = rollup.bind(*a);
+        let mut query = sqlx::query_as::<_, DayRow>(AssertSqlSafe(sql));
+        for a in args {
+            query = query.bind(a);
         }
         if let Some(kind) = kind {
-            rollup = rollup.bind(kind);
+            query = query.bind(kind);
         }
+        query.fetch_all(&self.pool).await
+    }
+
+    /// The statistics table for `q`; open sessions and viewer rows count up to `now_ms`.
+    ///
+    /// Frozen sessions are read from the day rollups (`center_days` when neither filter nor
+    /// grouping needs institutes or stations, `station_days` otherwise), summed per group
+    /// and period in SQL; sessions not frozen yet (live or just ended, few) are read one by
+    /// one from their viewer rows and added in.
+    pub async fn stats(&self, q: &StatsQuery, now_ms: i64) -> Result<Vec<StatsRow>, CatalogError> {
+        self.freeze_session_figures(now_ms).await?;
+        let per_center = matches!(q.level, None | Some((Level::Center, _)))
+            && matches!(q.group, GroupBy::All | GroupBy::Center | GroupBy::Film);
+        let reads: Vec<(Rollup, Stretch)> = if per_center {
+            vec![(Rollup::CenterDays, Stretch::Days(q.from, q.to))]
+        } else if q.film.is_none()
+            && q.group != GroupBy::Film
+            && matches!(
+                q.period,
+                Period::Total | Period::Month | Period::Quarter | Period::Year
+            )
+        {
+            Stretch::split_months(q.from, q.to)
+                .into_iter()
+                .map(|stretch| match stretch {
+                    Stretch::Months(..) => (Rollup::StationMonths, stretch),
+                    Stretch::Days(..) => (Rollup::StationDays, stretch),
+                })
+                .collect()
+        } else {
+            vec![(Rollup::StationDays, Stretch::Days(q.from, q.to))]
+        };
+        let rollups = futures::future::try_join_all(
+            reads
+                .into_iter()
+                .map(|(rollup, stretch)| self.rollup_read(q, rollup, stretch)),
+        );
         // Sessions not frozen yet, one row each, from the viewer rows; the
         // (figured, ended_at) index keeps this to the few recent sessions.
         let (gid, gname) = match q.group {
@@ -762,7 +946,7 @@ impl Catalog {
              COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END), \
              COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
              CAST(COALESCE(SUM(COALESCE(v.left_at, s.ended_at, $1) - v.joined_at), 0) AS BIGINT) \
-             {JOINS} LEFT JOIN viewers v ON v.session_id = s.id {filter} AND s.figured = 0 \
+             {JOINS} LEFT JOIN viewers v ON v.session_id = s.id {filter} AND {UNFROZEN} \
              GROUP BY s.id"
         );
         let mut live = sqlx::query_as::<_, LiveRow>(AssertSqlSafe(live_sql)).bind(now_ms);
@@ -772,12 +956,13 @@ impl Catalog {
         if let Some(kind) = kind {
             live = live.bind(kind);
         }
-        let days = rollup.fetch_all(&self.pool).await?;
-        let live = live.fetch_all(&self.pool).await?;
+        let (days, live) = futures::future::try_join(rollups, live.fetch_all(&self.pool)).await?;
         let label =
             |day: i64| period_label(q.period, NaiveDate::default() + chrono::Duration::days(day));
         let mut rows: BTreeMap<(String, i64), StatsRow> = BTreeMap::new();
-        for (gid, gname, day, n, peak, in_person, uniq, mobile, pc, tv, other, ms) in days {
+        for (gid, gname, day, n, peak, in_person, uniq, mobile, pc, tv, other, ms) in
+            days.into_iter().flatten()
+        {
             let r = upsert(&mut rows, gid, gname, label(day));
             r.sessions += n;
             r.peak_viewers = r.peak_viewers.max(peak);
@@ -822,7 +1007,7 @@ impl Catalog {
         let live_sql = format!(
             "SELECT s.id, COUNT(DISTINCT v.viewer_key), \
              CAST(COALESCE(SUM(COALESCE(v.left_at, s.ended_at, $1) - v.joined_at), 0) AS BIGINT) \
-             {JOINS} JOIN viewers v ON v.session_id = s.id {filter} AND s.figured = 0 GROUP BY s.id"
+             {JOINS} JOIN viewers v ON v.session_id = s.id {filter} AND {UNFROZEN} GROUP BY s.id"
         );
         let mut live = sqlx::query_as::<_, (i64, i64, i64)>(AssertSqlSafe(live_sql)).bind(now_ms);
         for a in &args {
@@ -1033,6 +1218,44 @@ mod tests {
         assert_eq!(period_label(Period::Quarter, d), "2026-Q1");
         let dec29 = NaiveDate::from_ymd_opt(2025, 12, 29).unwrap();
         assert_eq!(period_label(Period::Week, dec29), "2026-W01");
+    }
+
+    #[test]
+    fn ranges_split_into_whole_months_and_edge_days() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        let m = |y: i64, month: i64| y * 12 + month - 1;
+        // A rolling year: two days of November, Dec .. Oct whole, then 29 days.
+        assert_eq!(
+            Stretch::split_months(Some(d(2025, 11, 29)), Some(d(2026, 11, 29))),
+            vec![
+                Stretch::Months(Some(m(2025, 12)), Some(m(2026, 10))),
+                Stretch::Days(Some(d(2025, 11, 29)), Some(d(2025, 11, 30))),
+                Stretch::Days(Some(d(2026, 11, 1)), Some(d(2026, 11, 29))),
+            ]
+        );
+        // A calendar quarter is whole months only; February's end is found in leap years.
+        assert_eq!(
+            Stretch::split_months(Some(d(2024, 1, 1)), Some(d(2024, 2, 29))),
+            vec![Stretch::Months(Some(m(2024, 1)), Some(m(2024, 2)))]
+        );
+        // Inside one month: days only.
+        assert_eq!(
+            Stretch::split_months(Some(d(2026, 3, 2)), Some(d(2026, 3, 30))),
+            vec![Stretch::Days(Some(d(2026, 3, 2)), Some(d(2026, 3, 30)))]
+        );
+        // Open ends stay open.
+        assert_eq!(
+            Stretch::split_months(None, Some(d(2026, 3, 30))),
+            vec![
+                Stretch::Months(None, Some(m(2026, 2))),
+                Stretch::Days(Some(d(2026, 3, 1)), Some(d(2026, 3, 30))),
+            ]
+        );
+        assert_eq!(
+            Stretch::split_months(None, None),
+            vec![Stretch::Months(None, None)]
+        );
+        assert_eq!(first_of_month(m(2026, 12) + 1), d(2027, 1, 1));
     }
 
     #[test]
