@@ -104,8 +104,8 @@ const FILMS: [&str; 12] = [
 
 impl Catalog {
     /// Rows per multi-row INSERT: `postgres` on PostgreSQL, where each statement is a round
-    /// trip; 100 on SQLite, where binding looks each `$N` name up among all of the
-    /// statement's parameters, so a statement of thousands of rows costs quadratic time
+    /// trip; 100 on SQLite, whose parser looks each `$N` name up among the names it has
+    /// already seen, so preparing a statement of thousands of rows takes quadratic time
     /// (a 3,443-row viewer insert took 2 s).
     fn rows_per_statement(&self, postgres: usize) -> usize {
         if self.is_postgres { postgres } else { 100 }
