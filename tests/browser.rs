@@ -431,6 +431,7 @@ async fn chromium_publishes_and_chromium_watches() {
                 && num(&rep, "audioPacketsReceived") > 20
                 && num(&rep, "videoWidth") > 0
                 && rep["state"] == "connected"
+                && num(&rep, "firstFrameMs") > 0
                 && viewers >= 1
             {
                 Ok(())
@@ -446,6 +447,11 @@ async fn chromium_publishes_and_chromium_watches() {
         ctx.t(),
         ctx.t() - watch_started,
         ctx.info().await
+    );
+    // The page's own join timing (a figure for the notes, not a bound: tests do not time).
+    println!(
+        "chromium join: WHEP POST -> connected {} ms, -> first frame shown {} ms",
+        watch["connectedMs"], watch["firstFrameMs"]
     );
     assert_eq!(watch["state"], "connected", "watch report: {watch}");
 

@@ -76,6 +76,13 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    // Client-side logs on request (e.g. RUST_LOG=rtc_ice=debug to see the ICE timeline).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if let Err(e) = run(args) {
         eprintln!("feiyan-bench: {e}");
         std::process::exit(1);
