@@ -42,7 +42,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     if closed > 0 {
         info!(closed, "closed sessions left open by an earlier run");
     }
-    let (audience, writer_task) = spawn_writer(catalog.clone(), 65_536);
+    let (mut audience, writer_task) = spawn_writer(catalog.clone(), 65_536);
+    audience.set_node(catalog.register_node(now_ms()).await?);
     let (relay, engine_task) = relay::start(&config.webrtc, &config.relay, audience)
         .await
         .with_context(|| format!("binding media UDP socket {}", config.webrtc.udp_bind))?;

@@ -14,18 +14,12 @@ pub struct StationId(pub i64);
 #[serde(transparent)]
 pub struct SessionId(pub i64);
 
-/// One viewer attendance row: a WHEP session's time within one live session.
+/// One viewer attendance row: a WHEP session's time within one live session. The relay
+/// makes the ids itself (`AudienceSink::viewer_id`) so the media path never waits for the
+/// database to hand one out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ViewerId(pub i64);
-
-impl ViewerId {
-    /// A fresh random id (positive 63-bit), made by the relay so the media path never waits
-    /// for the database to hand one out.
-    pub fn random() -> ViewerId {
-        ViewerId((rand::random::<u64>() >> 1) as i64)
-    }
-}
 
 /// A channel name as it appears in URLs (`/whip/{channel}`): lowercase letters, digits and
 /// `-`/`_`, 1 to 64 characters.

@@ -370,7 +370,8 @@ async fn stats_bench(catalog: &Catalog, runs: usize, events: usize) -> anyhow::R
             }])
             .await?[0];
         let (mut sink, writer) = spawn_writer(catalog.clone(), 65_536);
-        let viewers: Vec<ViewerId> = (0..events / 2).map(|_| ViewerId::random()).collect();
+        sink.set_node(catalog.register_node(now_ms()).await?);
+        let viewers: Vec<ViewerId> = (0..events / 2).map(|_| sink.viewer_id()).collect();
         let t = Instant::now();
         for (n, id) in viewers.iter().enumerate() {
             sink.push(AudienceEvent::ViewerJoined {

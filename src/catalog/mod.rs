@@ -25,7 +25,7 @@ pub use stats::{
     GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, sessions_csv,
     shanghai_day, shanghai_midnight_ms, stats_csv,
 };
-pub use writer::{AudienceEvent, AudienceSink, spawn_writer};
+pub use writer::{AudienceEvent, AudienceSink, ViewerIds, spawn_writer};
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -587,6 +587,18 @@ impl Catalog {
             .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
+    }
+
+    /// Records a server start and returns its node number for viewer row ids (see
+    /// [`ViewerIds`]): consecutive starts get consecutive numbers, so servers sharing
+    /// one catalog never make the same id.
+    pub async fn register_node(&self, at_ms: i64) -> Result<u64, CatalogError> {
+        let (id,): (i64,) =
+            sqlx::query_as("INSERT INTO relay_nodes (started_at) VALUES ($1) RETURNING id")
+                .bind(at_ms)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(id as u64)
     }
 
     /// A session's times and audience figures; open viewer rows count up to `now_ms`.

@@ -1492,7 +1492,7 @@ impl Engine {
         if !v.connected || v.row.is_some() {
             return;
         }
-        let id = ViewerId::random();
+        let id = self.audience.viewer_id();
         v.row = Some(id);
         self.audience.push(AudienceEvent::ViewerJoined {
             id,
