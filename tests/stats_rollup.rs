@@ -14,7 +14,7 @@ use feiyan::catalog::{
     Catalog, DemoSpec, SessionFixture, SessionKind, SessionUpdate, StatsQuery, ViewerFixture,
     now_ms, shanghai_day,
 };
-use sqlx::AnyPool;
+use sqlx::{AnyPool, AssertSqlSafe};
 
 const MIN: i64 = 60_000;
 
@@ -433,6 +433,21 @@ async fn rollups_agree_with_raw_rows(db: &catalog_db::TestDb) {
             .await
             .unwrap();
     assert_eq!((rolled, per_center), (report.sessions as i64 + 1, rolled));
+    for table in [
+        "all_days",
+        "station_months WHERE kind = '*'",
+        "station_months WHERE kind <> '*'",
+        "center_months WHERE kind = '*'",
+        "center_months WHERE kind <> '*'",
+    ] {
+        let (n,): (i64,) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT CAST(SUM(sessions) AS BIGINT) FROM {table}"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(n, rolled, "{table}");
+    }
     let (in_person,): (i64,) =
         sqlx::query_as("SELECT CAST(SUM(in_person) AS BIGINT) FROM center_days WHERE film_id = $1")
             .bind(film)

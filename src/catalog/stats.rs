@@ -460,14 +460,23 @@ enum Rollup {
     StationMonths,
     /// Station x month, all kinds summed: the `kind = '*'` rows of `station_months`.
     StationMonthsAllKinds,
+    /// Day x kind x film over every station: the whole city's (or province's) days.
+    AllDays,
+    /// Center x month x kind.
+    CenterMonths,
+    /// Center x month, all kinds summed: the `kind = '*'` rows of `center_months`.
+    CenterMonthsAllKinds,
 }
 
 impl Rollup {
-    const ALL: [Rollup; 4] = [
+    const ALL: [Rollup; 7] = [
         Rollup::StationDays,
         Rollup::CenterDays,
         Rollup::StationMonths,
         Rollup::StationMonthsAllKinds,
+        Rollup::AllDays,
+        Rollup::CenterMonths,
+        Rollup::CenterMonthsAllKinds,
     ];
 
     fn table(self) -> &'static str {
@@ -475,6 +484,8 @@ impl Rollup {
             Rollup::StationDays => "station_days",
             Rollup::CenterDays => "center_days",
             Rollup::StationMonths | Rollup::StationMonthsAllKinds => "station_months",
+            Rollup::AllDays => "all_days",
+            Rollup::CenterMonths | Rollup::CenterMonthsAllKinds => "center_months",
         }
     }
 }
@@ -585,6 +596,22 @@ impl Catalog {
         let day = format!("(s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS}");
         let month = self.month_of_day(&day);
         let (key, key_sql, place_cols, place_sql) = match rollup {
+            Rollup::CenterMonths | Rollup::CenterMonthsAllKinds => (
+                "center_id, month, kind",
+                if rollup == Rollup::CenterMonths {
+                    format!("i.center_id, {month}, s.kind")
+                } else {
+                    format!("i.center_id, {month}, '*'")
+                },
+                ", day",
+                format!(", MIN({day})"),
+            ),
+            Rollup::AllDays => (
+                "day, kind, film_id",
+                format!("{day}, s.kind, COALESCE(s.film_id, 0)"),
+                ", month",
+                format!(", MIN({month})"),
+            ),
             Rollup::CenterDays => (
                 "day, center_id, kind, film_id",
                 format!("{day}, i.center_id, s.kind, COALESCE(s.film_id, 0)"),
@@ -726,30 +753,51 @@ impl Catalog {
         let midnight = day * DAY_MS - SHANGHAI_OFFSET_MS;
         // The rows the session counts in: (rollup, place column, place, bucket column,
         // bucket, first and end ms of the bucket). All are deleted before any is rebuilt,
-        // as both month rollups share `station_months`.
+        // as each table of month rollups holds two of them. `all_days` has no place; its
+        // "place" is the always-true `CAST($1 AS BIGINT) = $1`.
+        let (day_start, day_end) = (midnight, midnight + DAY_MS);
         let rows = [
             (
                 Rollup::StationDays,
-                "s.station_id",
+                "station_id",
                 station,
                 "day",
                 day,
-                midnight,
-                midnight + DAY_MS,
+                day_start,
+                day_end,
             ),
             (
                 Rollup::CenterDays,
-                "i.center_id",
+                "center_id",
                 center,
                 "day",
                 day,
-                midnight,
-                midnight + DAY_MS,
+                day_start,
+                day_end,
             ),
+            (Rollup::AllDays, "", 0, "day", day, day_start, day_end),
             (
                 Rollup::StationMonths,
-                "s.station_id",
+                "station_id",
                 station,
+                "month",
+                month,
+                month_start,
+                next_month,
+            ),
+            (
+                Rollup::CenterMonths,
+                "center_id",
+                center,
+                "month",
+                month,
+                month_start,
+                next_month,
+            ),
+            (
+                Rollup::CenterMonthsAllKinds,
+                "center_id",
+                center,
                 "month",
                 month,
                 month_start,
@@ -757,7 +805,7 @@ impl Catalog {
             ),
             (
                 Rollup::StationMonthsAllKinds,
-                "s.station_id",
+                "station_id",
                 station,
                 "month",
                 month,
@@ -765,24 +813,28 @@ impl Catalog {
                 next_month,
             ),
         ];
-        for (rollup, place, id, bucket, value, ..) in rows {
+        let place_sql = |column: &str, insert: bool| match (column, insert) {
+            ("", _) => "CAST($1 AS BIGINT) = $1".to_string(),
+            ("center_id", true) => "i.center_id = $1".to_string(),
+            (column, true) => format!("s.{column} = $1"),
+            (column, false) => format!("{column} = $1"),
+        };
+        for (rollup, column, id, bucket, value, ..) in rows {
             let table = rollup.table();
-            let column = &place[2..];
+            let place = place_sql(column, false);
             sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE {column} = $1 AND {bucket} = $2"
+                "DELETE FROM {table} WHERE {place} AND {bucket} = $2"
             )))
             .bind(id)
             .bind(value)
             .execute(&mut *conn)
             .await?;
         }
-        for (rollup, place, id, _, _, start, end) in rows {
+        for (rollup, column, id, _, _, start, end) in rows {
+            let place = place_sql(column, true);
             sqlx::query(AssertSqlSafe(self.rollup_insert(
                 rollup,
-                &format!(
-                    "{place} = $1 AND s.started_at >= $2 AND s.started_at < $3 \
-                     AND s.figured = 1"
-                ),
+                &format!("{place} AND s.started_at >= $2 AND s.started_at < $3 AND s.figured = 1"),
                 false,
             )))
             .bind(id)
@@ -862,7 +914,7 @@ impl Catalog {
         let kind = q.kind.map(SessionKind::as_str);
         if kind.is_some() {
             conditions.push(format!("r.kind = ${}", args.len() + 1));
-        } else if rollup == Rollup::StationMonths {
+        } else if matches!(rollup, Rollup::StationMonths | Rollup::CenterMonths) {
             // Any kind: the month's all-kinds row (a third of the rows to sum).
             conditions.push("r.kind = '*'".into());
         }
@@ -903,24 +955,30 @@ impl Catalog {
         self.freeze_session_figures(now_ms).await?;
         let per_center = matches!(q.level, None | Some((Level::Center, _)))
             && matches!(q.group, GroupBy::All | GroupBy::Center | GroupBy::Film);
-        let reads: Vec<(Rollup, Stretch)> = if per_center {
-            vec![(Rollup::CenterDays, Stretch::Days(q.from, q.to))]
-        } else if q.film.is_none()
+        // Month rollups have no film; they answer periods of a month or longer.
+        let by_month = q.film.is_none()
             && q.group != GroupBy::Film
             && matches!(
                 q.period,
                 Period::Total | Period::Month | Period::Quarter | Period::Year
-            )
+            );
+        let (days, months) = if q.level.is_none() && matches!(q.group, GroupBy::All | GroupBy::Film)
         {
-            Stretch::split_months(q.from, q.to)
+            (Rollup::AllDays, None)
+        } else if per_center {
+            (Rollup::CenterDays, Some(Rollup::CenterMonths))
+        } else {
+            (Rollup::StationDays, Some(Rollup::StationMonths))
+        };
+        let reads: Vec<(Rollup, Stretch)> = match months {
+            Some(months) if by_month => Stretch::split_months(q.from, q.to)
                 .into_iter()
                 .map(|stretch| match stretch {
-                    Stretch::Months(..) => (Rollup::StationMonths, stretch),
-                    Stretch::Days(..) => (Rollup::StationDays, stretch),
+                    Stretch::Months(..) => (months, stretch),
+                    Stretch::Days(..) => (days, stretch),
                 })
-                .collect()
-        } else {
-            vec![(Rollup::StationDays, Stretch::Days(q.from, q.to))]
+                .collect(),
+            _ => vec![(days, Stretch::Days(q.from, q.to))],
         };
         let rollups = futures::future::try_join_all(
             reads
