@@ -30,7 +30,8 @@ fi
 film_id=$($bin/feiyan film list | awk '/示范影片/ {print $1; exit}')
 film_channel=$(python3 -c 'import json;print(json.load(open("data/film-station.json"))["channel"])')
 # FEIYAN_DEMO_CITY=1: also fill the catalog with a demo city-year for /admin (once; about
-# 90 s on PostgreSQL, 15-20 min on SQLite) and create the admin "demo" / "demo-password".
+# 90 s on PostgreSQL or SQLite, plus 15-45 s freezing figures on first use) and create
+# the admin "demo" / "demo-password".
 if [ "${FEIYAN_DEMO_CITY:-0}" = 1 ] && [ ! -f data/demo-city.done ]; then
   $bin/feiyan demo-data --centers 10 --institutes 105 --stations 2100 --days 365
   FEIYAN_ADMIN_PASSWORD=demo-password $bin/feiyan admin add --username demo --role city
