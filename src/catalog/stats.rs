@@ -14,10 +14,11 @@
 //! - Terminal split counts distinct viewers per terminal per session.
 //! - Figures of sessions over for ten minutes are frozen in `session_figures` (computed by
 //!   the same rules) so a year of statistics does not rescan millions of viewer rows, and
-//!   summed into day rollups: `station_days` (station x day x kind x film) and
-//!   `center_days` (center x day x kind x film). Every figure above is a sum over sessions
-//!   (or, for the peak, a maximum), so a rollup answers any range, filter and grouping the
-//!   API offers exactly; `tests/stats_catalog.rs` checks it against the raw rows.
+//!   summed into rollups (see [`Rollup`]): per station, per center and for the whole area
+//!   by day, and per station and per center by month. Every figure above is a sum over
+//!   sessions (or, for the peak, a maximum), so rollups answer any range, filter and
+//!   grouping the API offers exactly; `tests/stats_rollup.rs` checks them against the raw
+//!   rows.
 //!
 //! The SQL is assembled from fixed fragments in this file; every value is a bound parameter.
 
@@ -947,10 +948,12 @@ impl Catalog {
 
     /// The statistics table for `q`; open sessions and viewer rows count up to `now_ms`.
     ///
-    /// Frozen sessions are read from the day rollups (`center_days` when neither filter nor
-    /// grouping needs institutes or stations, `station_days` otherwise), summed per group
-    /// and period in SQL; sessions not frozen yet (live or just ended, few) are read one by
-    /// one from their viewer rows and added in.
+    /// Frozen sessions are read from the smallest rollup that answers the query: `all_days`
+    /// for the whole area, `center_*` when neither filter nor grouping needs institutes or
+    /// stations, `station_*` otherwise; month rollups for the whole months of a range when
+    /// the period is a month or longer and no film is asked for, day rollups for the rest.
+    /// Each read is summed per group and period in SQL; sessions not frozen yet (live or
+    /// just ended, few) are read one by one from their viewer rows and added in.
     pub async fn stats(&self, q: &StatsQuery, now_ms: i64) -> Result<Vec<StatsRow>, CatalogError> {
         self.freeze_session_figures(now_ms).await?;
         let per_center = matches!(q.level, None | Some((Level::Center, _)))
