@@ -489,6 +489,30 @@ impl Rollup {
             Rollup::CenterMonths | Rollup::CenterMonthsAllKinds => "center_months",
         }
     }
+
+    /// The column of the station or center its rows belong to; none for `all_days`.
+    fn place(self) -> Option<&'static str> {
+        match self {
+            Rollup::StationDays | Rollup::StationMonths | Rollup::StationMonthsAllKinds => {
+                Some("station_id")
+            }
+            Rollup::CenterDays | Rollup::CenterMonths | Rollup::CenterMonthsAllKinds => {
+                Some("center_id")
+            }
+            Rollup::AllDays => None,
+        }
+    }
+
+    /// Whether its rows are months (else days).
+    fn by_month(self) -> bool {
+        matches!(
+            self,
+            Rollup::StationMonths
+                | Rollup::StationMonthsAllKinds
+                | Rollup::CenterMonths
+                | Rollup::CenterMonthsAllKinds
+        )
+    }
 }
 
 /// The part of a statistics range one rollup read covers.
@@ -728,8 +752,9 @@ impl Catalog {
         Ok(claimed.rows_affected())
     }
 
-    /// Rebuilds the rollup rows of a frozen session's station and day from the frozen
-    /// figures, after its headcount or film changed; nothing for a session not frozen yet.
+    /// Rebuilds the rollup rows of a frozen session's station, center, day and month from
+    /// the frozen figures, after its headcount or film changed; nothing for a session not
+    /// frozen yet.
     pub(super) async fn refresh_rollups(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -752,87 +777,45 @@ impl Catalog {
         let month_start = shanghai_midnight_ms(first_of_month(month));
         let next_month = shanghai_midnight_ms(first_of_month(month + 1));
         let midnight = day * DAY_MS - SHANGHAI_OFFSET_MS;
-        // The rows the session counts in: (rollup, place column, place, bucket column,
-        // bucket, first and end ms of the bucket). All are deleted before any is rebuilt,
-        // as each table of month rollups holds two of them. `all_days` has no place; its
-        // "place" is the always-true `CAST($1 AS BIGINT) = $1`.
-        let (day_start, day_end) = (midnight, midnight + DAY_MS);
-        let rows = [
-            (
-                Rollup::StationDays,
-                "station_id",
-                station,
-                "day",
-                day,
-                day_start,
-                day_end,
-            ),
-            (
-                Rollup::CenterDays,
-                "center_id",
-                center,
-                "day",
-                day,
-                day_start,
-                day_end,
-            ),
-            (Rollup::AllDays, "", 0, "day", day, day_start, day_end),
-            (
-                Rollup::StationMonths,
-                "station_id",
-                station,
-                "month",
-                month,
-                month_start,
-                next_month,
-            ),
-            (
-                Rollup::CenterMonths,
-                "center_id",
-                center,
-                "month",
-                month,
-                month_start,
-                next_month,
-            ),
-            (
-                Rollup::CenterMonthsAllKinds,
-                "center_id",
-                center,
-                "month",
-                month,
-                month_start,
-                next_month,
-            ),
-            (
-                Rollup::StationMonthsAllKinds,
-                "station_id",
-                station,
-                "month",
-                month,
-                month_start,
-                next_month,
-            ),
-        ];
-        let place_sql = |column: &str, insert: bool| match (column, insert) {
-            ("", _) => "CAST($1 AS BIGINT) = $1".to_string(),
-            ("center_id", true) => "i.center_id = $1".to_string(),
-            (column, true) => format!("s.{column} = $1"),
-            (column, false) => format!("{column} = $1"),
+        // Every rollup row the session counts in is deleted before any is rebuilt, as each
+        // table of month rollups holds two rollups.
+        let id_of = |rollup: Rollup| match rollup.place() {
+            Some("station_id") => station,
+            Some(_) => center,
+            None => 0,
         };
-        for (rollup, column, id, bucket, value, ..) in rows {
-            let table = rollup.table();
-            let place = place_sql(column, false);
+        for rollup in Rollup::ALL {
+            let (bucket, value) = if rollup.by_month() {
+                ("month", month)
+            } else {
+                ("day", day)
+            };
+            // `all_days` has no place: its condition is the always-true one below.
+            let place = match rollup.place() {
+                Some(column) => format!("{column} = $1"),
+                None => "CAST($1 AS BIGINT) = $1".into(),
+            };
             sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE {place} AND {bucket} = $2"
+                "DELETE FROM {} WHERE {place} AND {bucket} = $2",
+                rollup.table()
             )))
-            .bind(id)
+            .bind(id_of(rollup))
             .bind(value)
             .execute(&mut *conn)
             .await?;
         }
-        for (rollup, column, id, _, _, start, end) in rows {
-            let place = place_sql(column, true);
+        for rollup in Rollup::ALL {
+            let (start, end) = if rollup.by_month() {
+                (month_start, next_month)
+            } else {
+                (midnight, midnight + DAY_MS)
+            };
+            let place = match rollup.place() {
+                Some("center_id") => "i.center_id = $1".to_string(),
+                Some(column) => format!("s.{column} = $1"),
+                None => "CAST($1 AS BIGINT) = $1".into(),
+            };
+            let id = id_of(rollup);
             sqlx::query(AssertSqlSafe(self.rollup_insert(
                 rollup,
                 &format!("{place} AND s.started_at >= $2 AND s.started_at < $3 AND s.figured = 1"),
