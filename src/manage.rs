@@ -260,6 +260,10 @@ async fn stats_bench(catalog: &Catalog, runs: usize, events: usize) -> anyhow::R
         .format("%Y-%m-%d")
         .to_string();
     let to = today.format("%Y-%m-%d").to_string();
+    let new_year = chrono::Datelike::with_ordinal(&today, 1)
+        .unwrap_or(today)
+        .format("%Y-%m-%d")
+        .to_string();
     let month_ago = (today - chrono::Duration::days(30))
         .format("%Y-%m-%d")
         .to_string();
@@ -290,6 +294,11 @@ async fn stats_bench(catalog: &Catalog, runs: usize, events: usize) -> anyhow::R
         (
             "station ranking (year)",
             vec![("from", &year_ago), ("to", &to), ("group", "station")],
+            false,
+        ),
+        (
+            "station ranking (year to date)",
+            vec![("from", &new_year), ("to", &to), ("group", "station")],
             false,
         ),
         (

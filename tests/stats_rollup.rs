@@ -256,7 +256,8 @@ async fn compare_all(db: &catalog_db::TestDb, now: i64, first_day: NaiveDate) ->
     let month_from = (first_day + chrono::Duration::days(31))
         .with_day(1)
         .unwrap();
-    let month_to = shanghai_day(now).with_day(1).unwrap().pred_opt().unwrap();
+    let today = shanghai_day(now);
+    let month_to = today.with_day(1).unwrap().pred_opt().unwrap();
     assert!(month_from < month_to, "{month_from} .. {month_to}");
     let mut cases: Vec<Vec<(&str, String)>> = Vec::new();
     for group in ["all", "center", "institute", "station", "film"] {
@@ -291,6 +292,16 @@ async fn compare_all(db: &catalog_db::TestDb, now: i64, first_day: NaiveDate) ->
             ("to", (month_to - chrono::Duration::days(2)).to_string()),
         ],
         vec![("to", (month_to - chrono::Duration::days(2)).to_string())],
+        // Ranges reaching today (the rollups' current month stands for its days so far),
+        // and past it into later months.
+        vec![
+            ("from", (month_from + chrono::Duration::days(2)).to_string()),
+            ("to", today.to_string()),
+        ],
+        vec![
+            ("from", month_from.to_string()),
+            ("to", (today + chrono::Duration::days(40)).to_string()),
+        ],
     ];
     for filter in filters {
         for (group, period) in [
@@ -435,8 +446,12 @@ async fn rollups_agree_with_raw_rows(db: &catalog_db::TestDb) {
     assert_eq!((rolled, per_center), (report.sessions as i64 + 1, rolled));
     for table in [
         "all_days",
-        "station_months WHERE kind = '*'",
-        "station_months WHERE kind <> '*'",
+        "station_periods WHERE span = 1 AND kind = '*'",
+        "station_periods WHERE span = 1 AND kind <> '*'",
+        "station_periods WHERE span = 3 AND kind = '*'",
+        "station_periods WHERE span = 3 AND kind <> '*'",
+        "station_periods WHERE span = 12 AND kind = '*'",
+        "station_periods WHERE span = 12 AND kind <> '*'",
         "center_months WHERE kind = '*'",
         "center_months WHERE kind <> '*'",
     ] {

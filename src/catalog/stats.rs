@@ -450,67 +450,94 @@ type DayRow = (
 /// tv, other, viewer ms.
 type LiveRow = (i64, String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
 
-/// A rollup table of frozen session figures (migrations 0005 and 0006).
+/// A rollup of frozen session figures (migrations 0005, 0008 and 0009).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rollup {
     /// Station x day x kind x film.
     StationDays,
     /// Center x day x kind x film.
     CenterDays,
-    /// Station x month x kind.
-    StationMonths,
-    /// Station x month, all kinds summed: the `kind = '*'` rows of `station_months`.
-    StationMonthsAllKinds,
     /// Day x kind x film over every station: the whole city's (or province's) days.
     AllDays,
-    /// Center x month x kind.
-    CenterMonths,
-    /// Center x month, all kinds summed: the `kind = '*'` rows of `center_months`.
-    CenterMonthsAllKinds,
+    /// Station x calendar span of `span` months (1, 3 or 12) x kind; with `all_kinds`, the
+    /// `kind = '*'` rows summing all kinds.
+    StationPeriods { span: i64, all_kinds: bool },
+    /// Center x month x kind; with `all_kinds`, the `kind = '*'` rows.
+    CenterMonths { all_kinds: bool },
 }
 
+/// The spans of `station_periods`, longest first.
+const SPANS: [i64; 3] = [12, 3, 1];
+
 impl Rollup {
-    const ALL: [Rollup; 7] = [
+    const ALL: [Rollup; 11] = [
         Rollup::StationDays,
         Rollup::CenterDays,
-        Rollup::StationMonths,
-        Rollup::StationMonthsAllKinds,
         Rollup::AllDays,
-        Rollup::CenterMonths,
-        Rollup::CenterMonthsAllKinds,
+        Rollup::StationPeriods {
+            span: 12,
+            all_kinds: false,
+        },
+        Rollup::StationPeriods {
+            span: 12,
+            all_kinds: true,
+        },
+        Rollup::StationPeriods {
+            span: 3,
+            all_kinds: false,
+        },
+        Rollup::StationPeriods {
+            span: 3,
+            all_kinds: true,
+        },
+        Rollup::StationPeriods {
+            span: 1,
+            all_kinds: false,
+        },
+        Rollup::StationPeriods {
+            span: 1,
+            all_kinds: true,
+        },
+        Rollup::CenterMonths { all_kinds: false },
+        Rollup::CenterMonths { all_kinds: true },
     ];
 
     fn table(self) -> &'static str {
         match self {
             Rollup::StationDays => "station_days",
             Rollup::CenterDays => "center_days",
-            Rollup::StationMonths | Rollup::StationMonthsAllKinds => "station_months",
+            Rollup::StationPeriods { .. } => "station_periods",
             Rollup::AllDays => "all_days",
-            Rollup::CenterMonths | Rollup::CenterMonthsAllKinds => "center_months",
+            Rollup::CenterMonths { .. } => "center_months",
         }
     }
 
     /// The column of the station or center its rows belong to; none for `all_days`.
     fn place(self) -> Option<&'static str> {
         match self {
-            Rollup::StationDays | Rollup::StationMonths | Rollup::StationMonthsAllKinds => {
-                Some("station_id")
-            }
-            Rollup::CenterDays | Rollup::CenterMonths | Rollup::CenterMonthsAllKinds => {
-                Some("center_id")
-            }
+            Rollup::StationDays | Rollup::StationPeriods { .. } => Some("station_id"),
+            Rollup::CenterDays | Rollup::CenterMonths { .. } => Some("center_id"),
             Rollup::AllDays => None,
         }
     }
 
-    /// Whether its rows are months (else days).
-    fn by_month(self) -> bool {
+    /// How many months a row covers; none for day rollups.
+    fn span(self) -> Option<i64> {
+        match self {
+            Rollup::StationPeriods { span, .. } => Some(span),
+            Rollup::CenterMonths { .. } => Some(1),
+            _ => None,
+        }
+    }
+
+    /// Whether its rows sum all kinds (`kind = '*'`).
+    fn all_kinds(self) -> bool {
         matches!(
             self,
-            Rollup::StationMonths
-                | Rollup::StationMonthsAllKinds
-                | Rollup::CenterMonths
-                | Rollup::CenterMonthsAllKinds
+            Rollup::StationPeriods {
+                all_kinds: true,
+                ..
+            } | Rollup::CenterMonths { all_kinds: true }
         )
     }
 }
@@ -520,14 +547,32 @@ impl Rollup {
 enum Stretch {
     /// Days from .. to, inclusive; `None` is open.
     Days(Option<NaiveDate>, Option<NaiveDate>),
-    /// Month numbers from .. to, inclusive; `None` is open.
-    Months(Option<i64>, Option<i64>),
+    /// Whole spans of `.0` months, from the span starting at month number `.1` to the one
+    /// ending at `.2`, inclusive; `None` is open.
+    Months(i64, Option<i64>, Option<i64>),
 }
 
 impl Stretch {
-    /// Splits a range of days into the whole months in it and the days before and after
-    /// them; just the days when it holds no whole month.
-    fn split_months(from: Option<NaiveDate>, to: Option<NaiveDate>) -> Vec<Stretch> {
+    /// Splits a range of days into the whole calendar spans in it, longest of `spans`
+    /// (12, 3, 1 months) first, and the days before and after them; just the days when it
+    /// holds no whole month.
+    ///
+    /// Rollups hold only sessions that are over, none after `today`: a range that reaches
+    /// `today` is read as if it ran to the end of that year, so "the last 365 days" or
+    /// "this year so far" read this year's row instead of a row per month or day.
+    fn split(
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        today: NaiveDate,
+        spans: &[i64],
+    ) -> Vec<Stretch> {
+        let to = to.map(|t| {
+            if t >= today {
+                NaiveDate::from_ymd_opt(t.year(), 12, 31).unwrap_or(t)
+            } else {
+                t
+            }
+        });
         let first = from.map(|f| month_number(f) + i64::from(f.day() != 1));
         let last = to.map(|t| {
             let ends_month = t.succ_opt().is_none_or(|next| next.day() == 1);
@@ -538,7 +583,8 @@ impl Stretch {
         {
             return vec![Stretch::Days(from, to)];
         }
-        let mut parts = vec![Stretch::Months(first, last)];
+        let mut parts = Vec::new();
+        Self::cover(first, last, spans, &mut parts);
         if let (Some(from), Some(first)) = (from, first)
             && from.day() != 1
         {
@@ -550,6 +596,32 @@ impl Stretch {
             parts.push(Stretch::Days(Some(first_of_month(last + 1)), Some(to)));
         }
         parts
+    }
+
+    /// Covers months `first ..= last` with the whole spans of `spans[0]` in it, and what
+    /// is left at either end with the shorter spans.
+    fn cover(first: Option<i64>, last: Option<i64>, spans: &[i64], parts: &mut Vec<Stretch>) {
+        let Some((&span, shorter)) = spans.split_first() else {
+            return;
+        };
+        let start = first.map(|f| (f + span - 1).div_euclid(span) * span);
+        let end = last.map(|l| (l + 1).div_euclid(span) * span - 1);
+        if let (Some(start), Some(end)) = (start, end)
+            && start > end
+        {
+            return Self::cover(first, last, shorter, parts);
+        }
+        parts.push(Stretch::Months(span, start, end));
+        if let (Some(first), Some(start)) = (first, start)
+            && first < start
+        {
+            Self::cover(Some(first), Some(start - 1), shorter, parts);
+        }
+        if let (Some(last), Some(end)) = (last, end)
+            && end < last
+        {
+            Self::cover(Some(end + 1), Some(last), shorter, parts);
+        }
     }
 }
 
@@ -586,6 +658,28 @@ const ROLLUP_FIGURES: [(&str, &str); 9] = [
     ("viewer_ms", "SUM(sf.viewer_ms)"),
 ];
 
+/// The rollup figures of the rows of `t` summed, named as the rollup columns.
+fn sums(t: &str) -> String {
+    format!(
+        "MIN({t}.day) AS day, CAST(SUM({t}.sessions) AS BIGINT) AS sessions, \
+         MAX({t}.peak) AS peak, CAST(SUM({t}.in_person) AS BIGINT) AS in_person, \
+         CAST(SUM({t}.online) AS BIGINT) AS online, CAST(SUM({t}.mobile) AS BIGINT) AS mobile, \
+         CAST(SUM({t}.pc) AS BIGINT) AS pc, CAST(SUM({t}.tv) AS BIGINT) AS tv, \
+         CAST(SUM({t}.other) AS BIGINT) AS other, \
+         CAST(SUM({t}.viewer_ms) AS BIGINT) AS viewer_ms"
+    )
+}
+
+/// `GROUP BY` the group, and the period unless the query is for the whole range: a
+/// constant bucket is left out so that SQLite sums rows in key order instead of sorting.
+fn group_by(q: &StatsQuery, gid: &str, bucket: &str) -> String {
+    if q.period == Period::Total {
+        gid.to_string()
+    } else {
+        format!("{gid}, {bucket}")
+    }
+}
+
 impl StatsRow {
     fn add_viewers(&mut self, online: i64, terminals: [i64; 4], ms: i64) {
         self.online_viewers += online;
@@ -620,14 +714,11 @@ impl Catalog {
     fn rollup_insert(&self, rollup: Rollup, condition: &str, add: bool) -> String {
         let day = format!("(s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS}");
         let month = self.month_of_day(&day);
+        let kind = if rollup.all_kinds() { "'*'" } else { "s.kind" };
         let (key, key_sql, place_cols, place_sql) = match rollup {
-            Rollup::CenterMonths | Rollup::CenterMonthsAllKinds => (
+            Rollup::CenterMonths { .. } => (
                 "center_id, month, kind",
-                if rollup == Rollup::CenterMonths {
-                    format!("i.center_id, {month}, s.kind")
-                } else {
-                    format!("i.center_id, {month}, '*'")
-                },
+                format!("i.center_id, {month}, {kind}"),
                 ", day",
                 format!(", MIN({day})"),
             ),
@@ -649,13 +740,16 @@ impl Catalog {
                 ", month, institute_id, center_id",
                 format!(", MIN({month}), MIN(st.institute_id), MIN(i.center_id)"),
             ),
-            Rollup::StationMonths | Rollup::StationMonthsAllKinds => (
-                "station_id, month, kind",
-                if rollup == Rollup::StationMonths {
-                    format!("s.station_id, {month}, s.kind")
-                } else {
-                    format!("s.station_id, {month}, '*'")
-                },
+            Rollup::StationPeriods { span, .. } => (
+                "span, kind, month, station_id",
+                format!(
+                    "CAST({span} AS BIGINT), {kind}, {}, s.station_id",
+                    if span == 1 {
+                        month.clone()
+                    } else {
+                        format!("({month}) - ({month}) % {span}")
+                    }
+                ),
                 ", day, institute_id, center_id",
                 format!(", MIN({day}), MIN(st.institute_id), MIN(i.center_id)"),
             ),
@@ -752,7 +846,8 @@ impl Catalog {
         Ok(claimed.rows_affected())
     }
 
-    /// Rebuilds the rollup rows of a frozen session's station, center, day and month from
+    /// Rebuilds the rollup rows of a frozen session's station, center, day, month, quarter
+    /// and year from
     /// the frozen figures, after its headcount or film changed; nothing for a session not
     /// frozen yet.
     pub(super) async fn refresh_rollups(
@@ -772,31 +867,42 @@ impl Catalog {
             return Ok(());
         };
         let day = (started_at + SHANGHAI_OFFSET_MS).div_euclid(DAY_MS);
-        let date = NaiveDate::default() + chrono::Duration::days(day);
-        let month = month_number(date);
-        let month_start = shanghai_midnight_ms(first_of_month(month));
-        let next_month = shanghai_midnight_ms(first_of_month(month + 1));
+        let month = month_number(NaiveDate::default() + chrono::Duration::days(day));
         let midnight = day * DAY_MS - SHANGHAI_OFFSET_MS;
-        // Every rollup row the session counts in is deleted before any is rebuilt, as each
-        // table of month rollups holds two rollups.
+        // The bucket (`day` or first `month`) of each rollup's row, and when it starts and
+        // ends (unix ms).
+        let bucket_of = |rollup: Rollup| match rollup.span() {
+            Some(span) => {
+                let first = month - month.rem_euclid(span);
+                (
+                    "month",
+                    first,
+                    shanghai_midnight_ms(first_of_month(first)),
+                    shanghai_midnight_ms(first_of_month(first + span)),
+                )
+            }
+            None => ("day", day, midnight, midnight + DAY_MS),
+        };
         let id_of = |rollup: Rollup| match rollup.place() {
             Some("station_id") => station,
             Some(_) => center,
             None => 0,
         };
+        // Every rollup row the session counts in is deleted before any is rebuilt, as a
+        // table of spans holds both a rollup and its all-kinds rollup.
         for rollup in Rollup::ALL {
-            let (bucket, value) = if rollup.by_month() {
-                ("month", month)
-            } else {
-                ("day", day)
-            };
+            let (bucket, value, _, _) = bucket_of(rollup);
             // `all_days` has no place: its condition is the always-true one below.
             let place = match rollup.place() {
                 Some(column) => format!("{column} = $1"),
                 None => "CAST($1 AS BIGINT) = $1".into(),
             };
+            let span = match rollup {
+                Rollup::StationPeriods { span, .. } => format!(" AND span = {span}"),
+                _ => String::new(),
+            };
             sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {} WHERE {place} AND {bucket} = $2",
+                "DELETE FROM {} WHERE {place} AND {bucket} = $2{span}",
                 rollup.table()
             )))
             .bind(id_of(rollup))
@@ -805,23 +911,18 @@ impl Catalog {
             .await?;
         }
         for rollup in Rollup::ALL {
-            let (start, end) = if rollup.by_month() {
-                (month_start, next_month)
-            } else {
-                (midnight, midnight + DAY_MS)
-            };
+            let (_, _, start, end) = bucket_of(rollup);
             let place = match rollup.place() {
                 Some("center_id") => "i.center_id = $1".to_string(),
                 Some(column) => format!("s.{column} = $1"),
                 None => "CAST($1 AS BIGINT) = $1".into(),
             };
-            let id = id_of(rollup);
             sqlx::query(AssertSqlSafe(self.rollup_insert(
                 rollup,
                 &format!("{place} AND s.started_at >= $2 AND s.started_at < $3 AND s.figured = 1"),
                 false,
             )))
-            .bind(id)
+            .bind(id_of(rollup))
             .bind(start)
             .bind(end)
             .execute(&mut *conn)
@@ -830,27 +931,64 @@ impl Catalog {
         Ok(())
     }
 
-    /// The rows of one rollup for `q` over `stretch`, summed per group and period.
+    /// The rows of the rollups `reads` for `q`, summed per group and period in one
+    /// statement (a province-wide ranking returns its 20,000 rows once, not once per read).
     async fn rollup_read(
+        &self,
+        q: &StatsQuery,
+        reads: &[(Rollup, Stretch)],
+    ) -> Result<Vec<DayRow>, sqlx::Error> {
+        let (names, name) = match q.group {
+            GroupBy::All => ("", "'全部'"),
+            GroupBy::Center => ("JOIN centers n ON n.id = a.gid", "n.name"),
+            GroupBy::Institute => ("JOIN institutes n ON n.id = a.gid", "n.name"),
+            GroupBy::Station => ("JOIN stations n ON n.id = a.gid", "n.name"),
+            GroupBy::Film => (
+                "LEFT JOIN films n ON n.id = a.gid",
+                "COALESCE(n.title, '（无影片）')",
+            ),
+        };
+        let mut args = Vec::new();
+        let parts: Vec<String> = reads
+            .iter()
+            .map(|&(rollup, stretch)| self.rollup_select(q, rollup, stretch, &mut args))
+            .collect();
+        let summed = if let [one] = &parts[..] {
+            one.clone()
+        } else {
+            format!(
+                "SELECT u.gid, MIN(u.bucket) AS bucket, {} FROM ({}) u GROUP BY {}",
+                sums("u"),
+                parts.join(" UNION ALL "),
+                group_by(q, "u.gid", "u.bucket"),
+            )
+        };
+        let sql = format!(
+            "SELECT a.gid, {name}, a.day, a.sessions, a.peak, a.in_person, a.online, a.mobile, \
+             a.pc, a.tv, a.other, a.viewer_ms FROM ({summed}) a {names}"
+        );
+        let mut query = sqlx::query_as::<_, DayRow>(AssertSqlSafe(sql));
+        for a in args {
+            query = query.bind(a);
+        }
+        query.fetch_all(&self.pool).await
+    }
+
+    /// A `SELECT` of one rollup's rows for `q` over `stretch`, summed per group (`gid`) and
+    /// period (`bucket`); its parameters are pushed on `args`.
+    fn rollup_select(
         &self,
         q: &StatsQuery,
         rollup: Rollup,
         stretch: Stretch,
-    ) -> Result<Vec<DayRow>, sqlx::Error> {
-        let (gid, names, name) = match q.group {
-            GroupBy::All => ("CAST(0 AS BIGINT)", "", "'全部'"),
-            GroupBy::Center => ("r.center_id", "JOIN centers n ON n.id = a.gid", "n.name"),
-            GroupBy::Institute => (
-                "r.institute_id",
-                "JOIN institutes n ON n.id = a.gid",
-                "n.name",
-            ),
-            GroupBy::Station => ("r.station_id", "JOIN stations n ON n.id = a.gid", "n.name"),
-            GroupBy::Film => (
-                "r.film_id",
-                "LEFT JOIN films n ON n.id = a.gid",
-                "COALESCE(n.title, '（无影片）')",
-            ),
+        args: &mut Vec<i64>,
+    ) -> String {
+        let gid = match q.group {
+            GroupBy::All => "CAST(0 AS BIGINT)",
+            GroupBy::Center => "r.center_id",
+            GroupBy::Institute => "r.institute_id",
+            GroupBy::Station => "r.station_id",
+            GroupBy::Film => "r.film_id",
         };
         // Periods as bucket numbers: ISO weeks start on Monday and day 0 was a Thursday.
         let bucket = match q.period {
@@ -861,15 +999,7 @@ impl Catalog {
             Period::Quarter => "r.month / 3",
             Period::Year => "r.month / 12",
         };
-        // A constant bucket is left out of the grouping: SQLite then sums rows in key
-        // order instead of sorting them first.
-        let group_by = if q.period == Period::Total {
-            "1"
-        } else {
-            "1, 2"
-        };
         let mut conditions = Vec::new();
-        let mut args = Vec::new();
         if let Some((level, id)) = q.level {
             args.push(id);
             let column = match level {
@@ -881,25 +1011,38 @@ impl Catalog {
         }
         let (column, from, to) = match stretch {
             Stretch::Days(from, to) => ("r.day", from.map(day_number), to.map(day_number)),
-            Stretch::Months(from, to) => ("r.month", from, to),
+            Stretch::Months(span, from, to) => {
+                if matches!(rollup, Rollup::StationPeriods { .. }) {
+                    conditions.push(format!("r.span = {span}"));
+                }
+                ("r.month", from, to)
+            }
         };
-        if let Some(from) = from {
-            args.push(from);
-            conditions.push(format!("{column} >= ${}", args.len()));
-        }
-        if let Some(to) = to {
-            args.push(to);
-            conditions.push(format!("{column} <= ${}", args.len()));
+        match (from, to, stretch) {
+            // One span: an equality keeps a province-wide read in key (station) order.
+            (Some(from), Some(to), Stretch::Months(span, ..)) if to - from + 1 == span => {
+                args.push(from);
+                conditions.push(format!("{column} = ${}", args.len()));
+            }
+            _ => {
+                if let Some(from) = from {
+                    args.push(from);
+                    conditions.push(format!("{column} >= ${}", args.len()));
+                }
+                if let Some(to) = to {
+                    args.push(to);
+                    conditions.push(format!("{column} <= ${}", args.len()));
+                }
+            }
         }
         if let Some(film) = q.film {
             args.push(film);
             conditions.push(format!("r.film_id = ${}", args.len()));
         }
-        let kind = q.kind.map(SessionKind::as_str);
-        if kind.is_some() {
-            conditions.push(format!("r.kind = ${}", args.len() + 1));
-        } else if matches!(rollup, Rollup::StationMonths | Rollup::CenterMonths) {
-            // Any kind: the month's all-kinds row (a third of the rows to sum).
+        // The kind comes from [`SessionKind`], never from the request's text.
+        if let Some(kind) = q.kind {
+            conditions.push(format!("r.kind = '{}'", kind.as_str()));
+        } else if rollup.all_kinds() {
             conditions.push("r.kind = '*'".into());
         }
         let filter = if conditions.is_empty() {
@@ -907,26 +1050,12 @@ impl Catalog {
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        let table = rollup.table();
-        let sql = format!(
-            "SELECT a.gid, {name}, a.day, a.sessions, a.peak, a.in_person, a.online, a.mobile, \
-             a.pc, a.tv, a.other, a.viewer_ms FROM (SELECT {gid} AS gid, {bucket} AS bucket, \
-             MIN(r.day) AS day, CAST(SUM(r.sessions) AS BIGINT) AS sessions, \
-             MAX(r.peak) AS peak, CAST(SUM(r.in_person) AS BIGINT) AS in_person, \
-             CAST(SUM(r.online) AS BIGINT) AS online, CAST(SUM(r.mobile) AS BIGINT) AS mobile, \
-             CAST(SUM(r.pc) AS BIGINT) AS pc, CAST(SUM(r.tv) AS BIGINT) AS tv, \
-             CAST(SUM(r.other) AS BIGINT) AS other, \
-             CAST(SUM(r.viewer_ms) AS BIGINT) AS viewer_ms \
-             FROM {table} r {filter} GROUP BY {group_by}) a {names}"
-        );
-        let mut query = sqlx::query_as::<_, DayRow>(AssertSqlSafe(sql));
-        for a in args {
-            query = query.bind(a);
-        }
-        if let Some(kind) = kind {
-            query = query.bind(kind);
-        }
-        query.fetch_all(&self.pool).await
+        format!(
+            "SELECT {gid} AS gid, {bucket} AS bucket, {} FROM {} r {filter} GROUP BY {}",
+            sums("r"),
+            rollup.table(),
+            group_by(q, "1", "2"),
+        )
     }
 
     /// The statistics table for `q`; open sessions and viewer rows count up to `now_ms`.
@@ -941,36 +1070,49 @@ impl Catalog {
         self.freeze_session_figures(now_ms).await?;
         let per_center = matches!(q.level, None | Some((Level::Center, _)))
             && matches!(q.group, GroupBy::All | GroupBy::Center | GroupBy::Film);
-        // Month rollups have no film; they answer periods of a month or longer.
-        let by_month = q.film.is_none()
-            && q.group != GroupBy::Film
-            && matches!(
-                q.period,
-                Period::Total | Period::Month | Period::Quarter | Period::Year
-            );
-        let (days, months) = if q.level.is_none() && matches!(q.group, GroupBy::All | GroupBy::Film)
-        {
-            (Rollup::AllDays, None)
-        } else if per_center {
-            (Rollup::CenterDays, Some(Rollup::CenterMonths))
+        // Rollups of months or longer have no film; they answer periods at least as long.
+        let spans: &[i64] = if q.film.is_some() || q.group == GroupBy::Film {
+            &[]
         } else {
-            (Rollup::StationDays, Some(Rollup::StationMonths))
+            match q.period {
+                Period::Total | Period::Year => &SPANS,
+                Period::Quarter => &SPANS[1..],
+                Period::Month => &SPANS[2..],
+                Period::Week | Period::Day => &[],
+            }
         };
-        let reads: Vec<(Rollup, Stretch)> = match months {
-            Some(months) if by_month => Stretch::split_months(q.from, q.to)
+        // Without a kind filter, the spans' all-kinds rows (a third of the rows to sum).
+        let all_kinds = q.kind.is_none();
+        let (days, months): (Rollup, fn(i64, bool) -> Rollup) =
+            if q.level.is_none() && matches!(q.group, GroupBy::All | GroupBy::Film) {
+                (Rollup::AllDays, |_, _| Rollup::AllDays)
+            } else if per_center {
+                (Rollup::CenterDays, |_, all_kinds| Rollup::CenterMonths {
+                    all_kinds,
+                })
+            } else {
+                (Rollup::StationDays, |span, all_kinds| {
+                    Rollup::StationPeriods { span, all_kinds }
+                })
+            };
+        // `center_months` holds months only; `all_days` days only.
+        let spans: &[i64] = match days {
+            Rollup::AllDays => &[],
+            Rollup::CenterDays if !spans.is_empty() => &[1],
+            _ => spans,
+        };
+        let reads: Vec<(Rollup, Stretch)> = if spans.is_empty() {
+            vec![(days, Stretch::Days(q.from, q.to))]
+        } else {
+            Stretch::split(q.from, q.to, shanghai_day(now_ms), spans)
                 .into_iter()
                 .map(|stretch| match stretch {
-                    Stretch::Months(..) => (months, stretch),
+                    Stretch::Months(span, ..) => (months(span, all_kinds), stretch),
                     Stretch::Days(..) => (days, stretch),
                 })
-                .collect(),
-            _ => vec![(days, Stretch::Days(q.from, q.to))],
+                .collect()
         };
-        let rollups = futures::future::try_join_all(
-            reads
-                .into_iter()
-                .map(|(rollup, stretch)| self.rollup_read(q, rollup, stretch)),
-        );
+        let rollups = self.rollup_read(q, &reads);
         // Sessions not frozen yet, one row each, from the viewer rows; the
         // (figured, ended_at) index keeps this to the few recent sessions.
         let (gid, gname) = match q.group {
@@ -1004,9 +1146,7 @@ impl Catalog {
         let label =
             |day: i64| period_label(q.period, NaiveDate::default() + chrono::Duration::days(day));
         let mut rows: BTreeMap<(String, i64), StatsRow> = BTreeMap::new();
-        for (gid, gname, day, n, peak, in_person, uniq, mobile, pc, tv, other, ms) in
-            days.into_iter().flatten()
-        {
+        for (gid, gname, day, n, peak, in_person, uniq, mobile, pc, tv, other, ms) in days {
             let r = upsert(&mut rows, gid, gname, label(day));
             r.sessions += n;
             r.peak_viewers = r.peak_viewers.max(peak);
@@ -1265,41 +1405,85 @@ mod tests {
     }
 
     #[test]
-    fn ranges_split_into_whole_months_and_edge_days() {
+    fn ranges_split_into_whole_spans_and_edge_days() {
         let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
         let m = |y: i64, month: i64| y * 12 + month - 1;
+        // Months only, ranges that end before today.
+        let split = |from, to| Stretch::split(from, to, d(2030, 1, 1), &[1]);
         // A rolling year: two days of November, Dec .. Oct whole, then 29 days.
         assert_eq!(
-            Stretch::split_months(Some(d(2025, 11, 29)), Some(d(2026, 11, 29))),
+            split(Some(d(2025, 11, 29)), Some(d(2026, 11, 29))),
             vec![
-                Stretch::Months(Some(m(2025, 12)), Some(m(2026, 10))),
+                Stretch::Months(1, Some(m(2025, 12)), Some(m(2026, 10))),
                 Stretch::Days(Some(d(2025, 11, 29)), Some(d(2025, 11, 30))),
                 Stretch::Days(Some(d(2026, 11, 1)), Some(d(2026, 11, 29))),
             ]
         );
         // A calendar quarter is whole months only; February's end is found in leap years.
         assert_eq!(
-            Stretch::split_months(Some(d(2024, 1, 1)), Some(d(2024, 2, 29))),
-            vec![Stretch::Months(Some(m(2024, 1)), Some(m(2024, 2)))]
+            split(Some(d(2024, 1, 1)), Some(d(2024, 2, 29))),
+            vec![Stretch::Months(1, Some(m(2024, 1)), Some(m(2024, 2)))]
         );
         // Inside one month: days only.
         assert_eq!(
-            Stretch::split_months(Some(d(2026, 3, 2)), Some(d(2026, 3, 30))),
+            split(Some(d(2026, 3, 2)), Some(d(2026, 3, 30))),
             vec![Stretch::Days(Some(d(2026, 3, 2)), Some(d(2026, 3, 30)))]
         );
         // Open ends stay open.
         assert_eq!(
-            Stretch::split_months(None, Some(d(2026, 3, 30))),
+            split(None, Some(d(2026, 3, 30))),
             vec![
-                Stretch::Months(None, Some(m(2026, 2))),
+                Stretch::Months(1, None, Some(m(2026, 2))),
                 Stretch::Days(Some(d(2026, 3, 1)), Some(d(2026, 3, 30))),
             ]
         );
-        assert_eq!(
-            Stretch::split_months(None, None),
-            vec![Stretch::Months(None, None)]
-        );
+        assert_eq!(split(None, None), vec![Stretch::Months(1, None, None)]);
         assert_eq!(first_of_month(m(2026, 12) + 1), d(2027, 1, 1));
+
+        // Years, then quarters, then months, then days.
+        let split = |from, to| Stretch::split(from, to, d(2030, 1, 1), &SPANS);
+        assert_eq!(
+            split(Some(d(2024, 2, 10)), Some(d(2026, 5, 31))),
+            vec![
+                Stretch::Months(12, Some(m(2025, 1)), Some(m(2025, 12))),
+                Stretch::Months(3, Some(m(2024, 4)), Some(m(2024, 12))),
+                Stretch::Months(1, Some(m(2024, 3)), Some(m(2024, 3))),
+                Stretch::Months(3, Some(m(2026, 1)), Some(m(2026, 3))),
+                Stretch::Months(1, Some(m(2026, 4)), Some(m(2026, 5))),
+                Stretch::Days(Some(d(2024, 2, 10)), Some(d(2024, 2, 29))),
+            ]
+        );
+        assert_eq!(
+            split(None, Some(d(2026, 3, 31))),
+            vec![
+                Stretch::Months(12, None, Some(m(2025, 12))),
+                Stretch::Months(3, Some(m(2026, 1)), Some(m(2026, 3))),
+            ]
+        );
+        assert_eq!(split(None, None), vec![Stretch::Months(12, None, None)]);
+
+        // A range reaching today runs to the end of its year: nothing after today is
+        // frozen. The rolling year is then a month, a year and two days.
+        let today = d(2026, 11, 29);
+        assert_eq!(
+            Stretch::split(Some(d(2025, 11, 29)), Some(today), today, &SPANS),
+            vec![
+                Stretch::Months(12, Some(m(2026, 1)), Some(m(2026, 12))),
+                Stretch::Months(1, Some(m(2025, 12)), Some(m(2025, 12))),
+                Stretch::Days(Some(d(2025, 11, 29)), Some(d(2025, 11, 30))),
+            ]
+        );
+        assert_eq!(
+            Stretch::split(Some(d(2026, 11, 3)), Some(d(2027, 2, 10)), today, &[1]),
+            vec![
+                Stretch::Months(1, Some(m(2026, 12)), Some(m(2027, 12))),
+                Stretch::Days(Some(d(2026, 11, 3)), Some(d(2026, 11, 30))),
+            ]
+        );
+        assert_eq!(
+            Stretch::split(Some(d(2026, 11, 3)), Some(d(2026, 11, 28)), today, &SPANS),
+            vec![Stretch::Days(Some(d(2026, 11, 3)), Some(d(2026, 11, 28)))]
+        );
     }
 
     #[test]
