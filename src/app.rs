@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::catalog::{Catalog, now_ms, spawn_writer};
 use crate::config::Config;
@@ -31,6 +31,7 @@ pub struct RunningServer {
     http_task: JoinHandle<()>,
     engine_task: JoinHandle<()>,
     writer_task: JoinHandle<()>,
+    liveness_task: JoinHandle<()>,
 }
 
 /// Connects the catalog, starts the relay and HTTP, and returns once all are listening.
@@ -44,6 +45,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }
     let (mut audience, writer_task) = spawn_writer(catalog.clone(), 65_536);
     audience.set_node(catalog.register_node(now_ms()).await?);
+    let liveness_task = tokio::spawn(keep_alive(catalog.clone()));
     let (relay, engine_task) = relay::start(&config.webrtc, &config.relay, audience)
         .await
         .with_context(|| format!("binding media UDP socket {}", config.webrtc.udp_bind))?;
@@ -81,7 +83,30 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         http_task,
         engine_task,
         writer_task,
+        liveness_task,
     })
+}
+
+/// Notes in the catalog that this server is alive, and closes what servers gone for a
+/// minute left open (servers sharing a PostgreSQL catalog, or this one's crashed
+/// predecessor), until the server stops.
+async fn keep_alive(catalog: Catalog) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+        crate::catalog::NODE_HEARTBEAT_MS as u64,
+    ));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = catalog.heartbeat(now_ms()).await {
+            warn!(error = %e, "could not note this server alive in the catalog");
+            continue;
+        }
+        match catalog.close_gone(now_ms()).await {
+            Ok(0) => {}
+            Ok(closed) => info!(closed, "closed sessions of a server that is gone"),
+            Err(e) => warn!(error = %e, "could not close sessions of gone servers"),
+        }
+    }
 }
 
 impl RunningServer {
@@ -92,6 +117,7 @@ impl RunningServer {
 
     /// Stops in order: HTTP, relay (closing attendance), then the writer drains.
     pub async fn shutdown(self) {
+        self.liveness_task.abort();
         let _ = self.stop_http.send(());
         self.ingest.shutdown().await;
         self.relay.shutdown().await;

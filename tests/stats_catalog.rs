@@ -540,6 +540,103 @@ async fn restart_ends_screenings_left_playing(catalog: &Catalog) {
     assert_eq!(status(2).await, "scheduled");
 }
 
+/// Two servers share the catalog; one stops noting itself alive (a crash). The other
+/// closes the crashed server's session and viewer rows as of its last heartbeat, and
+/// never touches its own live session, however late its own heartbeat.
+async fn gone_servers_sessions_close_as_of_their_last_heartbeat(db: &catalog_db::TestDb) {
+    let a = &db.catalog;
+    let b = Catalog::connect(&db.url).await.unwrap();
+    let sa_station = a.add_station("节点中心", "节点所", "甲站").await.unwrap();
+    let sb_station = a.add_station("节点中心", "节点所", "乙站").await.unwrap();
+    let t0 = 1_000_000;
+    a.register_node(t0).await.unwrap();
+    b.register_node(t0).await.unwrap();
+    let open = |catalog: &Catalog, station: &feiyan::catalog::NewStation| {
+        let catalog = catalog.clone();
+        let (channel, id) = (station.channel.clone(), station.station_id);
+        async move {
+            catalog
+                .open_session(&channel, id, SessionKind::Lecture, "直播", "whip", t0 + 10_000)
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    let sa = open(a, &sa_station).await;
+    let sb = open(&b, &sb_station).await;
+    let viewer = |session, joined, key: &str| ViewerFixture {
+        session_id: session,
+        joined_at: joined,
+        left_at: None,
+        terminal: "pc",
+        viewer_key: key.into(),
+    };
+    a.insert_viewers(&[
+        viewer(sa, t0 + 20_000, "a1"),
+        viewer(sb, t0 + 20_000, "b1"),
+        // Joined after b's last heartbeat: it left when it joined, not before.
+        viewer(sb, t0 + 45_000, "b2"),
+    ])
+    .await
+    .unwrap();
+    b.heartbeat(t0 + 40_000).await.unwrap();
+    // b was seen 40 s ago: alive, nothing closes.
+    assert_eq!(a.close_gone(t0 + 80_000).await.unwrap(), 0);
+    // Two minutes later b has been silent for 80 s: gone. a's own heartbeat is older
+    // still (t0), but a is the caller.
+    assert_eq!(a.close_gone(t0 + 120_000).await.unwrap(), 1);
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let ended = |id: i64| {
+        let pool = pool.clone();
+        async move {
+            let (at,): (Option<i64>,) =
+                sqlx::query_as("SELECT ended_at FROM sessions WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            at
+        }
+    };
+    let left = |key: &str| {
+        let (pool, key) = (pool.clone(), key.to_string());
+        async move {
+            let (at,): (Option<i64>,) =
+                sqlx::query_as("SELECT left_at FROM viewers WHERE viewer_key = $1")
+                    .bind(key)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            at
+        }
+    };
+    assert_eq!(ended(sb).await, Some(t0 + 40_000));
+    assert_eq!(left("b1").await, Some(t0 + 40_000));
+    assert_eq!(left("b2").await, Some(t0 + 45_000));
+    assert_eq!(ended(sa).await, None);
+    assert_eq!(left("a1").await, None);
+    // A third server starting now closes a's session too: a was last seen at t0.
+    let c = Catalog::connect(&db.url).await.unwrap();
+    assert_eq!(c.close_stale(t0 + 120_000).await.unwrap(), 1);
+    assert_eq!(ended(sa).await, Some(t0 + 10_000));
+    assert_eq!(left("a1").await, Some(t0 + 20_000));
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_gone_servers() {
+    let db = catalog_db::sqlite().await;
+    gone_servers_sessions_close_as_of_their_last_heartbeat(&db).await;
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn postgres_gone_servers() {
+    let db = catalog_db::postgres().await;
+    gone_servers_sessions_close_as_of_their_last_heartbeat(&db).await;
+    db.finish().await;
+}
+
 #[tokio::test]
 async fn sqlite_statistics() {
     let db = catalog_db::sqlite().await;

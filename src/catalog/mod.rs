@@ -28,12 +28,15 @@ pub use stats::{
 pub use writer::{AudienceEvent, AudienceSink, ViewerIds, spawn_writer};
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
+use sqlx::AssertSqlSafe;
 use sqlx::any::AnyPoolOptions;
 
 use crate::ids::{ChannelName, SessionId, StationId};
@@ -290,7 +293,14 @@ pub struct Catalog {
     pool: AnyPool,
     /// PostgreSQL needs a few extra statements (serial sequences after bulk inserts).
     is_postgres: bool,
+    /// This server's `relay_nodes` row once [`Catalog::register_node`] made it; 0 before.
+    node: Arc<AtomicI64>,
 }
+
+/// How often a server notes in the catalog that it is alive ([`Catalog::heartbeat`]).
+pub const NODE_HEARTBEAT_MS: i64 = 10_000;
+/// A server unseen for this long is gone: [`Catalog::close_gone`] closes what it left open.
+pub const NODE_GONE_MS: i64 = 60_000;
 
 impl Catalog {
     /// Connects (creating a SQLite file and its directory when missing) and applies
@@ -348,6 +358,7 @@ impl Catalog {
         Ok(Catalog {
             pool,
             is_postgres: !is_sqlite,
+            node: Arc::default(),
         })
     }
 
@@ -539,8 +550,8 @@ impl Catalog {
         started_at_ms: i64,
     ) -> Result<SessionId, CatalogError> {
         let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO sessions (channel, station_id, kind, title, source, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO sessions (channel, station_id, kind, title, source, started_at, node_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(channel.as_str())
         .bind(station.0)
@@ -548,6 +559,7 @@ impl Catalog {
         .bind(title)
         .bind(source)
         .bind(started_at_ms)
+        .bind(self.node_id())
         .fetch_one(&self.pool)
         .await?;
         Ok(SessionId(id))
@@ -563,42 +575,109 @@ impl Catalog {
         Ok(())
     }
 
-    /// Closes sessions and viewer rows left open by a crash, so figures stay bounded, and
-    /// ends screenings the stopped server was playing (an operator's pending stop becomes
-    /// `stopped`, an interrupted film class `failed`). Returns how many sessions were closed.
+    /// At a server's start: closes the sessions and viewer rows that servers gone for
+    /// [`NODE_GONE_MS`] left open (see [`Catalog::close_gone`]), and those of servers too
+    /// old to record themselves, as of `at_ms`. Returns how many sessions were closed.
     pub async fn close_stale(&self, at_ms: i64) -> Result<u64, CatalogError> {
+        self.close_open(at_ms, true).await
+    }
+
+    /// Closes the sessions and viewer rows left open by servers not seen for
+    /// [`NODE_GONE_MS`] (a crash, a power cut), each as of its server's last heartbeat so
+    /// no one is credited with the hours the server was down; ends the screenings those
+    /// sessions played (an operator's pending stop becomes `stopped`, an interrupted film
+    /// class `failed`). Every server calls it now and then, so what a crashed server left
+    /// is closed even when it never comes back. Returns how many sessions were closed.
+    pub async fn close_gone(&self, at_ms: i64) -> Result<u64, CatalogError> {
+        self.close_open(at_ms, false).await
+    }
+
+    async fn close_open(&self, at_ms: i64, unowned: bool) -> Result<u64, CatalogError> {
+        let gone = format!("SELECT id FROM relay_nodes WHERE seen_at < $1 - {NODE_GONE_MS} AND id <> $2");
+        let stale = format!(
+            "ended_at IS NULL AND (node_id IN ({gone}){})",
+            if unowned { " OR node_id IS NULL" } else { "" }
+        );
+        // When each stale session ended: its server's last heartbeat, else now.
+        let end = "COALESCE((SELECT n.seen_at FROM relay_nodes n WHERE n.id = s.node_id), $1)";
+        // Usually nothing is: an index probe answers that without a write transaction.
+        let any: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT id FROM sessions WHERE {stale} LIMIT 1"
+        )))
+        .bind(at_ms)
+        .bind(self.node_id().unwrap_or(0))
+        .fetch_optional(&self.pool)
+        .await?;
+        if any.is_none() && !unowned {
+            return Ok(0);
+        }
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let bind = |sql: String| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(at_ms)
+                .bind(self.node_id().unwrap_or(0))
+        };
+        bind(format!(
+            "UPDATE viewers SET left_at = (SELECT CASE WHEN {end} > viewers.joined_at \
+             THEN {end} ELSE viewers.joined_at END FROM sessions s WHERE s.id = viewers.session_id) \
+             WHERE left_at IS NULL AND session_id IN (SELECT id FROM sessions WHERE {stale})"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let unowned_screening = if unowned {
+            " OR session_id IS NULL"
+        } else {
+            ""
+        };
+        bind(format!(
             "UPDATE screenings SET \
                  status = CASE status WHEN 'stopping' THEN 'stopped' ELSE 'failed' END, \
                  note = CASE status WHEN 'stopping' THEN 'stopped (the server ended first)' \
                         ELSE 'interrupted: the server stopped while the film played' END \
-             WHERE status IN ('playing', 'stopping')",
-        )
+             WHERE status IN ('playing', 'stopping') AND \
+             (session_id IN (SELECT id FROM sessions WHERE {stale}){unowned_screening})"
+        ))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE viewers SET left_at = $1 WHERE left_at IS NULL")
-            .bind(at_ms)
-            .execute(&mut *tx)
-            .await?;
-        let done = sqlx::query("UPDATE sessions SET ended_at = $1 WHERE ended_at IS NULL")
-            .bind(at_ms)
-            .execute(&mut *tx)
-            .await?;
+        let done = bind(format!(
+            "UPDATE sessions SET ended_at = (SELECT CASE WHEN {end} > s.started_at \
+             THEN {end} ELSE s.started_at END FROM sessions s WHERE s.id = sessions.id) \
+             WHERE {stale}"
+        ))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
 
     /// Records a server start and returns its node number for viewer row ids (see
     /// [`ViewerIds`]): consecutive starts get consecutive numbers, so servers sharing
-    /// one catalog never make the same id.
+    /// one catalog never make the same id. Sessions this catalog opens from now on are
+    /// the node's.
     pub async fn register_node(&self, at_ms: i64) -> Result<u64, CatalogError> {
-        let (id,): (i64,) =
-            sqlx::query_as("INSERT INTO relay_nodes (started_at) VALUES ($1) RETURNING id")
-                .bind(at_ms)
-                .fetch_one(&self.pool)
-                .await?;
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO relay_nodes (started_at, seen_at) VALUES ($1, $1) RETURNING id",
+        )
+        .bind(at_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        self.node.store(id, Ordering::Relaxed);
         Ok(id as u64)
+    }
+
+    /// Notes that this server is alive at `at_ms` (every [`NODE_HEARTBEAT_MS`]).
+    pub async fn heartbeat(&self, at_ms: i64) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE relay_nodes SET seen_at = $1 WHERE id = $2")
+            .bind(at_ms)
+            .bind(self.node_id().unwrap_or(0))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// This server's `relay_nodes` id, once registered.
+    fn node_id(&self) -> Option<i64> {
+        Some(self.node.load(Ordering::Relaxed)).filter(|&id| id != 0)
     }
 
     /// A session's times and audience figures; open viewer rows count up to `now_ms`.
