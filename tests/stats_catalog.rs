@@ -556,7 +556,14 @@ async fn gone_servers_sessions_close_as_of_their_last_heartbeat(db: &catalog_db:
         let (channel, id) = (station.channel.clone(), station.station_id);
         async move {
             catalog
-                .open_session(&channel, id, SessionKind::Lecture, "直播", "whip", t0 + 10_000)
+                .open_session(
+                    &channel,
+                    id,
+                    SessionKind::Lecture,
+                    "直播",
+                    "whip",
+                    t0 + 10_000,
+                )
                 .await
                 .unwrap()
                 .0

@@ -593,7 +593,8 @@ impl Catalog {
     }
 
     async fn close_open(&self, at_ms: i64, unowned: bool) -> Result<u64, CatalogError> {
-        let gone = format!("SELECT id FROM relay_nodes WHERE seen_at < $1 - {NODE_GONE_MS} AND id <> $2");
+        let gone =
+            format!("SELECT id FROM relay_nodes WHERE seen_at < $1 - {NODE_GONE_MS} AND id <> $2");
         let stale = format!(
             "ended_at IS NULL AND (node_id IN ({gone}){})",
             if unowned { " OR node_id IS NULL" } else { "" }
