@@ -592,6 +592,8 @@ impl Catalog {
         self.close_open(at_ms, false).await
     }
 
+    /// [`Catalog::close_gone`], and with `unowned` also the sessions and screenings no
+    /// server claims (rows from before migration 0010).
     async fn close_open(&self, at_ms: i64, unowned: bool) -> Result<u64, CatalogError> {
         let gone =
             format!("SELECT id FROM relay_nodes WHERE seen_at < $1 - {NODE_GONE_MS} AND id <> $2");

@@ -1081,33 +1081,33 @@ impl Catalog {
                 Period::Week | Period::Day => &[],
             }
         };
+        // The day rollup that answers, and the spans its month rollup has: `all_days` has
+        // none, `center_months` months only.
+        let (days, spans): (Rollup, &[i64]) =
+            if q.level.is_none() && matches!(q.group, GroupBy::All | GroupBy::Film) {
+                (Rollup::AllDays, &[])
+            } else if per_center {
+                (
+                    Rollup::CenterDays,
+                    if spans.is_empty() { &[] } else { &[1] },
+                )
+            } else {
+                (Rollup::StationDays, spans)
+            };
         // Without a kind filter, the spans' all-kinds rows (a third of the rows to sum).
         let all_kinds = q.kind.is_none();
-        let (days, months): (Rollup, fn(i64, bool) -> Rollup) =
-            if q.level.is_none() && matches!(q.group, GroupBy::All | GroupBy::Film) {
-                (Rollup::AllDays, |_, _| Rollup::AllDays)
-            } else if per_center {
-                (Rollup::CenterDays, |_, all_kinds| Rollup::CenterMonths {
-                    all_kinds,
-                })
-            } else {
-                (Rollup::StationDays, |span, all_kinds| {
-                    Rollup::StationPeriods { span, all_kinds }
-                })
-            };
-        // `center_months` holds months only; `all_days` days only.
-        let spans: &[i64] = match days {
-            Rollup::AllDays => &[],
-            Rollup::CenterDays if !spans.is_empty() => &[1],
-            _ => spans,
-        };
         let reads: Vec<(Rollup, Stretch)> = if spans.is_empty() {
             vec![(days, Stretch::Days(q.from, q.to))]
         } else {
             Stretch::split(q.from, q.to, shanghai_day(now_ms), spans)
                 .into_iter()
                 .map(|stretch| match stretch {
-                    Stretch::Months(span, ..) => (months(span, all_kinds), stretch),
+                    Stretch::Months(..) if days == Rollup::CenterDays => {
+                        (Rollup::CenterMonths { all_kinds }, stretch)
+                    }
+                    Stretch::Months(span, ..) => {
+                        (Rollup::StationPeriods { span, all_kinds }, stretch)
+                    }
                     Stretch::Days(..) => (days, stretch),
                 })
                 .collect()
