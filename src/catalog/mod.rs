@@ -340,8 +340,9 @@ impl Catalog {
                     sqlx::query("PRAGMA foreign_keys=ON")
                         .execute(&mut *conn)
                         .await?;
-                    // 64 MiB page cache: viewer rows have random ids, so inserts touch pages
-                    // all over the table; the 2 MiB default makes a year of them crawl.
+                    // 64 MiB page cache: freezing figures and rebuilding rollups read
+                    // viewer and session pages all over their tables; the 2 MiB default
+                    // makes a city-year of them crawl.
                     sqlx::query("PRAGMA cache_size=-65536")
                         .execute(&mut *conn)
                         .await?;
