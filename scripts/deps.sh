@@ -42,7 +42,13 @@ if [ "${FEIYAN_WANT_POSTGRES:-0}" = 1 ] && [ -z "${FEIYAN_TEST_POSTGRES_URL:-}" 
     $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start 2>/dev/null \
       || $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
     for _ in $(seq 1 50); do pg_ok && break; sleep 0.2; done
-    pg_ok || { echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
+    if ! pg_ok; then
+      echo "PostgreSQL did not come up on 127.0.0.1:5432. Clusters here:" >&2
+      pg_lsclusters >&2 || true
+      echo "A cluster on another port (made while 5432 was taken) can be used with" >&2
+      echo "FEIYAN_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:PORT/test" >&2
+      exit 1
+    fi
   fi
   if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'test'")" != 1 ]; then
     psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE test'
