@@ -26,7 +26,7 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
 };
@@ -660,8 +660,13 @@ impl Engine {
         } else {
             register_default_interceptors(Registry::new(), &mut media).map_err(internal)?
         };
+        // Answer `setup:active` (RFC 5763 §5: the answerer should be the DTLS client): the
+        // handshake then starts from here the moment ICE is up (see `service`), instead of
+        // waiting for the offerer's ClientHello, which a webrtc-rs offerer sends only on its
+        // next ICE tick (up to 200 ms later).
         let settings = settings
-            .with_answering_dtls_role(RTCDtlsRole::Server)
+            .with_answering_dtls_role(RTCDtlsRole::Client)
+            .with_lite(self.webrtc.ice_lite)
             .with_ice_credentials(ufrag.to_string(), pwd.to_string())
             .with_ice_timeouts(
                 Some(Duration::from_secs(self.webrtc.disconnected_timeout_secs)),
@@ -1151,12 +1156,16 @@ impl Engine {
             let Some(peer) = self.peers.get_mut(&key) else {
                 return;
             };
+            let mut ice_up = false;
             while let Some(event) = peer.pc.poll_event() {
                 match event {
                     RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                         debug!(channel = %peer.channel, %state, "peer state");
                         state_change = Some(state);
                     }
+                    RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                        RTCIceConnectionState::Connected,
+                    ) => ice_up = true,
                     RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
                         if let Some(receiver) = peer.pc.rtp_receiver(init.receiver_id) {
                             let track = receiver.track();
@@ -1174,6 +1183,16 @@ impl Engine {
                         let _ = init.track_id;
                     }
                     _ => {}
+                }
+            }
+            if ice_up {
+                // The DTLS client's ClientHello is queued when the selected pair's event
+                // passes through, but rtc hands it out only from a timeout: run one now.
+                // The STUN answer that completes the peer's ICE goes out first: a peer
+                // drops DTLS that arrives before its ICE is connected.
+                take_writes(peer, &mut self.outbox);
+                if let Err(err) = peer.pc.handle_timeout(Instant::now()) {
+                    debug!(?err, "peer timeout handling failed");
                 }
             }
             while let Some(message) = peer.pc.poll_read() {
