@@ -50,7 +50,7 @@ use super::feedback::DeliverFeedback;
 use super::media::{
     GopCache, HealthAction, RetransmitBuffer, Rewriter, VideoCodec, ViewerHealth, starts_keyframe,
 };
-use super::srtp::{KeyTap, SenderReportInput};
+use super::srtp::{GcmRtp, KeyTap, Rollover, SenderReportInput};
 use super::stun;
 use super::{
     Accepted, ChannelStatus, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks,
@@ -114,6 +114,8 @@ struct PublisherState {
 struct TrackOut {
     sender_id: RTCRtpSenderId,
     rewriter: Rewriter,
+    /// Rollover counter of its SSRC, for the GCM fast path.
+    rollover: Rollover,
     /// Packets and payload octets sent, for sender reports.
     packets: u32,
     octets: u32,
@@ -139,6 +141,9 @@ struct ViewerState {
     /// Our SRTP context for this viewer, from its key tap once DTLS is done; media then
     /// bypasses rtc's per-packet pipeline (see [`super::srtp`]).
     srtp: Option<Box<rtc::srtp::context::Context>>,
+    /// The AES-GCM fast path for its RTP when that profile was negotiated (every browser
+    /// offers it); RTCP and the other profile go through `srtp`.
+    gcm: Option<GcmRtp>,
     /// When to send the next sender reports.
     next_report: Option<Instant>,
 }
@@ -895,6 +900,7 @@ impl Engine {
                 Some(TrackOut {
                     sender_id,
                     rewriter: Rewriter::new(ssrc, pt, codec.clock_rate),
+                    rollover: Rollover::default(),
                     packets: 0,
                     octets: 0,
                 })
@@ -930,6 +936,7 @@ impl Engine {
                 row: None,
                 rendition,
                 srtp: None,
+                gcm: None,
                 next_report: None,
             })),
             remotes: Vec::new(),
@@ -1552,6 +1559,7 @@ impl Engine {
             .as_ref()
             .and_then(|tap| tap.local_context())
             .map(Box::new);
+        v.gcm = peer.tap.as_ref().and_then(|tap| tap.local_gcm());
         if v.srtp.is_none() {
             warn!(%channel, "no SRTP keys seen for a viewer; its media goes through rtc's pipeline");
         }
@@ -1817,6 +1825,17 @@ fn write_to_viewer(
     let rewritten = track.rewriter.rewrite(packet, now);
     track.packets = track.packets.wrapping_add(1);
     track.octets = track.octets.wrapping_add(rewritten.payload.len() as u32);
+    if let Some(to) = peer.send_to
+        && let Some(gcm) = v.gcm.as_mut()
+    {
+        return match gcm.protect(&rewritten.header, &rewritten.payload, &mut track.rollover) {
+            Some(datagram) => {
+                out.datagrams.push((datagram, to));
+                true
+            }
+            None => false,
+        };
+    }
     if let (Some(context), Some(to)) = (v.srtp.as_mut(), peer.send_to) {
         return match super::srtp::protect_rtp(context, &rewritten, &mut out.scratch) {
             Some(datagram) => {
