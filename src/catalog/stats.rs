@@ -963,15 +963,24 @@ impl Catalog {
                 group_by(q, "u.gid", "u.bucket"),
             )
         };
-        let sql = format!(
-            "SELECT a.gid, {name}, a.day, a.sessions, a.peak, a.in_person, a.online, a.mobile, \
-             a.pc, a.tv, a.other, a.viewer_ms FROM ({summed}) a {names}"
+        // The rows come back packed in one JSON array: a ranking of 20,000 stations is then
+        // one value through the driver instead of 20,000 rows at 2-4 us each (sqlx `Any`).
+        let row = format!(
+            "a.gid, {name}, a.day, a.sessions, a.peak, a.in_person, a.online, a.mobile, a.pc, \
+             a.tv, a.other, a.viewer_ms"
         );
-        let mut query = sqlx::query_as::<_, DayRow>(AssertSqlSafe(sql));
+        let packed = if self.is_postgres {
+            format!("COALESCE(json_agg(json_build_array({row}))::text, '[]')")
+        } else {
+            format!("json_group_array(json_array({row}))")
+        };
+        let sql = format!("SELECT {packed} FROM ({summed}) a {names}");
+        let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
         for a in args {
             query = query.bind(a);
         }
-        query.fetch_all(&self.pool).await
+        let json = query.fetch_one(&self.pool).await?;
+        serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))
     }
 
     /// A `SELECT` of one rollup's rows for `q` over `stretch`, summed per group (`gid`) and
