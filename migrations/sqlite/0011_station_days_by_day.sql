@@ -1,0 +1,9 @@
+-- The day index of `station_days` now carries every column, so the few edge days of a
+-- province- or center-wide range (the two days at the start of "the last 365 days") are
+-- read from it alone: through the old (day) index each of ~12,000 rows was a second
+-- lookup by primary key, 27 ms of a 20,000-station ranking against 2 ms.
+DROP INDEX station_days_day;
+CREATE INDEX station_days_day ON station_days(
+    day, month, institute_id, center_id, sessions, peak, in_person, online, mobile, pc, tv,
+    other, viewer_ms
+);
