@@ -994,7 +994,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// The rows of the rollups `reads` for `q`, each read summed per group and period.
+    /// The rows of the rollups `reads` for `q` (see [`Catalog::rollup_select`]).
     ///
     /// The reads run at once, each on its own connection, and their rows are merged per
     /// group and period by [`Catalog::stats`]: for a province-wide ranking of the last 365
@@ -1057,7 +1057,8 @@ impl Catalog {
     }
 
     /// A `SELECT` of one rollup's rows for `q` over `stretch`, summed per group (`gid`) and
-    /// period (`bucket`); its parameters are pushed on `args`.
+    /// period (`bucket`) unless its rows are about one per group already (then read as
+    /// they are, for [`Catalog::stats`] to merge); its parameters are pushed on `args`.
     fn rollup_select(
         &self,
         q: &StatsQuery,
