@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::oneshot;
@@ -65,12 +66,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("binding HTTP {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let server = warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(async {
-            let _ = stopped.await;
-        });
-    let http_task = tokio::spawn(server.run());
+    let http_task = tokio::spawn(crate::http::serve::serve(
+        listener,
+        routes(state),
+        Duration::from_secs(config.http.idle_timeout_secs),
+        stopped,
+    ));
     info!(%http_addr, udp = %relay.udp_addr(), "feiyan listening");
     Ok(RunningServer {
         http_addr,

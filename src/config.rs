@@ -30,6 +30,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Largest accepted SDP body; larger ones get 413.
     pub max_sdp_bytes: u64,
+    /// Seconds a keep-alive connection may sit with no request before it is closed.
+    pub idle_timeout_secs: u64,
 }
 
 /// WebRTC transport settings.
@@ -83,6 +85,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_sdp_bytes: 64 * 1024,
+            idle_timeout_secs: 10,
         }
     }
 }
@@ -241,6 +244,11 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "catalog.database_url {url:?} must start with sqlite: or postgres:"
             )));
+        }
+        if self.http.idle_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "http.idle_timeout_secs must be at least 1".into(),
+            ));
         }
         if self.http.max_sdp_bytes < 1024 {
             return Err(ConfigError::Invalid(

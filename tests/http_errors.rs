@@ -150,3 +150,78 @@ async fn whip_and_whep_reject_bad_input_with_reasons() {
     assert_eq!(health.status(), StatusCode::OK);
     t.server.shutdown().await;
 }
+
+/// A keep-alive connection with no request for `http.idle_timeout_secs` is closed by the
+/// server (each one holds buffers; every viewer's browser leaves one behind), while a
+/// connection that keeps asking stays open.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = common::start_server_with(|c| c.http.idle_timeout_secs = 1).await;
+    let addr = t.server.http_addr;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: feiyan\r\n\r\n";
+
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "healthz answered");
+
+    // A second connection asks every 300 ms for 2 s: never idle for a whole second.
+    let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..7 {
+        busy.write_all(request).await.unwrap();
+        let n = busy.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "busy connection still served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(2000));
+
+    // By now the idle one has been closed: the read sees end of stream, not a timeout.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(1), idle.read(&mut buf))
+        .await
+        .expect("the idle connection was closed within its timeout");
+    assert_eq!(closed.unwrap(), 0, "end of stream on the idle connection");
+    t.server.shutdown().await;
+}
+
+/// Filters served by our accept loop see the client's address.
+#[tokio::test]
+async fn filters_see_the_client_address() {
+    use warp::Filter;
+    use warp::Reply;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routes = feiyan::http::serve::client_addr()
+        .map(|remote: Option<std::net::SocketAddr>| format!("{remote:?}").into_response());
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(feiyan::http::serve::serve(
+        listener,
+        routes,
+        std::time::Duration::from_secs(5),
+        stopped,
+    ));
+    let client = reqwest::Client::new();
+    let text = client
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.starts_with("Some(127.0.0.1:"),
+        "client address seen: {text}"
+    );
+    // Stopping closes the idle keep-alive connection at once, then returns.
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("the server stops with a connection still open")
+        .unwrap();
+}

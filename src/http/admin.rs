@@ -259,7 +259,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let login = warp::post()
         .and(warp::path!("api" / "login"))
         .and(body_json())
-        .and(warp::addr::remote())
+        .and(super::serve::client_addr())
         .and(with_state(state.clone()))
         .then(|body, remote, state| async move { finish(login(body, remote, state).await) });
     let logout = warp::post()

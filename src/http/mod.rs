@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod error;
 mod ingest;
+pub mod serve;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -90,7 +91,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<String>("user-agent"))
         .and(warp::query::<WhepQuery>())
-        .and(warp::addr::remote())
+        .and(serve::client_addr())
         .and(warp::body::content_length_limit(limit))
         .and(warp::body::bytes())
         .and(with_state(state.clone()))

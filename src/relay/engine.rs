@@ -249,7 +249,9 @@ pub struct Engine {
     audience: AudienceSink,
     commands: mpsc::Receiver<Command>,
     board: Arc<LiveBoard>,
-    peers: HashMap<PeerKey, Peer>,
+    /// Boxed: a `Peer` is several KB, and a map holding them inline keeps that much for
+    /// every empty slot and copies them all when it grows.
+    peers: HashMap<PeerKey, Box<Peer>>,
     by_addr: HashMap<SocketAddr, PeerKey>,
     by_ufrag: HashMap<String, PeerKey>,
     by_resource: HashMap<String, PeerKey>,
@@ -730,7 +732,7 @@ impl Engine {
         self.next_key += 1;
         self.by_ufrag.insert(peer.ufrag.clone(), key);
         self.by_resource.insert(peer.resource.clone(), key);
-        self.peers.insert(key, peer);
+        self.peers.insert(key, Box::new(peer));
         self.service(key);
         key
     }
@@ -1068,7 +1070,7 @@ impl Engine {
             if let Some(Peer {
                 role: Role::Viewer(v),
                 ..
-            }) = self.peers.get_mut(&vkey)
+            }) = self.peers.get_mut(&vkey).map(Box::as_mut)
             {
                 if let Some(id) = v.row.take() {
                     self.audience.push(AudienceEvent::ViewerLeft { id, at_ms });
@@ -1313,7 +1315,7 @@ impl Engine {
             role: Role::Viewer(v),
             channel,
             ..
-        }) = self.peers.get_mut(&key)
+        }) = self.peers.get_mut(&key).map(Box::as_mut)
         else {
             return true;
         };
@@ -1441,7 +1443,7 @@ impl Engine {
             if let Some(Peer {
                 role: Role::Viewer(v),
                 ..
-            }) = self.peers.get_mut(&vkey)
+            }) = self.peers.get_mut(&vkey).map(Box::as_mut)
                 && v.rendition >= streams
             {
                 v.rendition = 0;
@@ -1576,7 +1578,7 @@ impl Engine {
         if let Some(Peer {
             role: Role::Viewer(v),
             ..
-        }) = self.peers.get_mut(&key)
+        }) = self.peers.get_mut(&key).map(Box::as_mut)
         {
             v.replay_at = Some(Instant::now() + REPLAY_DELAY);
         }
