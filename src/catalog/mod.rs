@@ -377,9 +377,21 @@ impl Catalog {
         })
     }
 
-    /// Refreshes the query planner's statistics (after bulk loads such as demo data).
+    /// Refreshes the query planner's statistics (after bulk loads such as demo data). On
+    /// PostgreSQL it vacuums too, as autovacuum would a while after the load: that sets
+    /// the visibility map, without which no index-only scan is chosen (the edge days of a
+    /// province-wide range then cost 32 ms of heap reads instead of 2 ms from the index).
     pub async fn analyze(&self) -> Result<(), CatalogError> {
-        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        let sql = if self.is_postgres {
+            "VACUUM ANALYZE"
+        } else {
+            "ANALYZE"
+        };
+        // The simple query protocol: VACUUM cannot run as a prepared statement's
+        // implicit transaction.
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
