@@ -85,6 +85,9 @@ pub enum Manage {
         /// Join + leave events to write for the write-rate figure (0 skips it).
         #[arg(long, default_value_t = 100_000)]
         events: usize,
+        /// Time only the queries whose name contains this text (e.g. "ranking").
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -228,7 +231,9 @@ pub async fn run(command: Manage, database_url: &str) -> anyhow::Result<()> {
             catalog.analyze().await?;
             println!("analyzed in {:.1} s", t.elapsed().as_secs_f64());
         }
-        Manage::StatsBench { runs, events } => stats_bench(&catalog, runs.max(1), events).await?,
+        Manage::StatsBench { runs, events, only } => {
+            stats_bench(&catalog, runs.max(1), events, only.as_deref()).await?
+        }
     }
     Ok(())
 }
@@ -241,7 +246,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// A benchmark query: its name, its parameters, and whether it lists sessions.
 type BenchCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, bool);
 
-async fn stats_bench(catalog: &Catalog, runs: usize, events: usize) -> anyhow::Result<()> {
+async fn stats_bench(
+    catalog: &Catalog,
+    runs: usize,
+    events: usize,
+    only: Option<&str>,
+) -> anyhow::Result<()> {
     let any_station = catalog
         .list_stations()
         .await?
@@ -342,6 +352,9 @@ async fn stats_bench(catalog: &Catalog, runs: usize, events: usize) -> anyhow::R
         "query", "p50 ms", "p95 ms", "rows"
     );
     for (name, params, listing) in cases {
+        if only.is_some_and(|only| !name.contains(only)) {
+            continue;
+        }
         let map: HashMap<String, String> = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
