@@ -455,6 +455,44 @@ async fn chromium_publishes_and_chromium_watches() {
     );
     assert_eq!(watch["state"], "connected", "watch report: {watch}");
 
+    // 2b. Two seconds after connecting, the server drops the viewer's peer connection and
+    //     answers its consent checks itself. Chromium stops counting a connection as
+    //     writable after about 15 s of unanswered checks, so 25 s more of playing, still
+    //     connected, shows the answers are right.
+    let detached = || {
+        t.server
+            .relay
+            .board()
+            .counters
+            .viewers_detached
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    ctx.wait_for(
+        "the server to detach the viewer from its peer connection",
+        Duration::from_secs(10),
+        async |_: &Ctx| {
+            if detached() >= 1 {
+                Ok(())
+            } else {
+                Err("not detached yet".to_string())
+            }
+        },
+    )
+    .await;
+    let frames_at_detach = num(&latest(&reports, "watch"), "framesDecoded");
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let watch = latest(&reports, "watch");
+    println!(
+        "[{:.1}s] 25 s after the viewer was detached: {watch}",
+        ctx.t()
+    );
+    if watch["state"] != "connected" || num(&watch, "framesDecoded") < frames_at_detach + 100 {
+        ctx.fail(&format!(
+            "the detached viewer stopped playing ({frames_at_detach} frames at detach): {watch}"
+        ))
+        .await;
+    }
+
     // 3. Kill the viewer's browser outright: no DELETE, so only ICE can notice. The ICE
     //    agent goes `disconnected` after `disconnected_timeout_secs` of silence and `failed`
     //    `failed_timeout_secs` later (5 + 15 s by default); then the server drops the peer.

@@ -106,7 +106,19 @@ async fn nacks_are_answered_from_the_channel_buffer() {
     )
     .await
     .expect("viewer connects through the relay");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Two seconds after connecting the viewer is detached from its peer connection (the
+    // engine then reads its SRTCP itself): NACKs must be answered on both sides of that.
+    let counters = &t.server.relay.board().counters;
+    let detached_by = tokio::time::Instant::now() + Duration::from_secs(5);
+    while counters.viewers_detached.load(Ordering::Relaxed) == 0 {
+        assert!(
+            tokio::time::Instant::now() < detached_by,
+            "the viewer was never detached"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resent_attached = counters.retransmissions.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
     publisher.stop_sending();
     tokio::time::sleep(Duration::from_millis(800)).await;
 
@@ -133,6 +145,10 @@ async fn nacks_are_answered_from_the_channel_buffer() {
         .load(Ordering::Relaxed);
     assert!(dropped >= 10, "the link dropped {dropped} media datagrams");
     assert!(resent > 0, "the server retransmitted nothing");
+    assert!(
+        resent > resent_attached,
+        "no NACK was answered once the viewer was detached ({resent_attached} before, {resent} in all)"
+    );
     assert!(
         delivered * 100 >= expected.len() * 99,
         "with {dropped} dropped and {resent} resent, the viewer got {delivered}/{} video packets",

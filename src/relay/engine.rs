@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
+use rtc::crypto::RTCCryptoProvider;
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
@@ -75,6 +76,13 @@ const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A peer that has not connected within this time is removed (its session closed).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long after connecting a viewer is detached from its peer connection (see
+/// [`Engine::detach`]): long enough for the last DTLS flight and the first RTCP to pass.
+const DETACH_AFTER: Duration = Duration::from_secs(2);
+
+/// How often a detached viewer's timer runs (consent expiry, keyframe replay).
+const DETACHED_TICK: Duration = Duration::from_secs(1);
 
 /// Internal key of a local (server-side) publisher.
 pub(super) type LocalId = u64;
@@ -146,6 +154,23 @@ struct ViewerState {
     gcm: Option<GcmRtp>,
     /// When to send the next sender reports.
     next_report: Option<Instant>,
+    /// Our ICE password, to answer its consent checks once detached.
+    pwd: String,
+    /// When to detach it from its peer connection (see [`Engine::detach`]).
+    detach_at: Option<Instant>,
+    /// Set once detached: the engine answers its STUN and reads its RTCP itself.
+    detached: Option<Detached>,
+}
+
+/// What a viewer needs once its `RTCPeerConnection` is gone. The connection's state (session
+/// descriptions, ICE agent, DTLS endpoint, transceivers, interceptors, statistics) was about
+/// 90 KB of heap per viewer; its media already went out through the engine's own SRTP.
+struct Detached {
+    /// Decrypts the viewer's SRTCP (receiver reports, NACK, PLI).
+    srtcp: Box<rtc::srtp::context::Context>,
+    /// When it last sent a signed consent check or RTCP; silent for the configured
+    /// disconnected + failed timeouts, it is removed as a failed connection would be.
+    heard: Instant,
 }
 
 enum Role {
@@ -154,7 +179,8 @@ enum Role {
 }
 
 struct Peer {
-    pc: RTCPeerConnection,
+    /// The sans-IO peer connection; `None` once a viewer is detached.
+    pc: Option<Box<RTCPeerConnection>>,
     channel: ChannelName,
     resource: String,
     ufrag: String,
@@ -262,6 +288,8 @@ pub struct Engine {
     /// Packets from every local source, each stream ending with `LocalInput::End`.
     local_inputs: SelectAll<BoxStream<'static, (LocalId, LocalInput)>>,
     outbox: Outbox,
+    /// Signs the answers to detached viewers' consent checks.
+    crypto: Arc<dyn RTCCryptoProvider>,
 }
 
 /// Datagrams waiting for the socket, and a buffer reused to marshal each packet.
@@ -451,7 +479,10 @@ impl Engine {
             .copied()
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         info!(%local_addr, ?advertised, "media UDP socket bound");
+        let crypto =
+            rtc::crypto::default_provider().map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Engine {
+            crypto,
             socket,
             local_addr,
             candidate_addr: SocketAddr::new(
@@ -649,7 +680,7 @@ impl Engine {
         ufrag: &str,
         pwd: &str,
         viewer: bool,
-    ) -> Result<(RTCPeerConnection, Option<Arc<KeyTap>>), RelayError> {
+    ) -> Result<(Box<RTCPeerConnection>, Option<Arc<KeyTap>>), RelayError> {
         let internal = |e: rtc::shared::error::Error| RelayError::Internal(e.to_string());
         let mut media = media_engine()?;
         let mut settings = SettingEngineBuilder::new();
@@ -687,7 +718,7 @@ impl Engine {
             .with_media_engine(media)
             .with_interceptor_registry(registry)
             .build(Instant::now())
-            .map(|pc| (pc, tap))
+            .map(|pc| (Box::new(pc), tap))
             .map_err(internal)
     }
 
@@ -775,7 +806,7 @@ impl Engine {
         let resource = random_token(24);
         info!(%channel, %session, %resource, "publisher accepted");
         let peer = Peer {
-            pc,
+            pc: Some(pc),
             channel: channel.clone(),
             resource: resource.clone(),
             ufrag,
@@ -840,7 +871,8 @@ impl Engine {
             return Err(RelayError::Full(channel.to_string(), count));
         }
         let ufrag = random_token(16);
-        let (mut pc, tap) = self.new_peer_connection(&ufrag, &random_token(32), true)?;
+        let pwd = random_token(32);
+        let (mut pc, tap) = self.new_peer_connection(&ufrag, &pwd, true)?;
         let stream_id = format!("feiyan-{channel}");
         let mut add = |kind: RtpCodecKind,
                        codec: &RTCRtpCodec|
@@ -923,7 +955,7 @@ impl Engine {
         let resource = random_token(24);
         debug!(%channel, %resource, "viewer accepted");
         let peer = Peer {
-            pc,
+            pc: Some(pc),
             channel: channel.clone(),
             resource: resource.clone(),
             ufrag,
@@ -940,6 +972,9 @@ impl Engine {
                 srtp: None,
                 gcm: None,
                 next_report: None,
+                pwd,
+                detach_at: None,
+                detached: None,
             })),
             remotes: Vec::new(),
             created: Instant::now(),
@@ -1105,6 +1140,10 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        let Some(pc) = peer.pc.as_deref_mut() else {
+            self.detached_datagram(key, data, from);
+            return;
+        };
         let message = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -1115,7 +1154,7 @@ impl Engine {
             },
             message: BytesMut::from(data),
         };
-        if let Err(err) = peer.pc.handle_read(message) {
+        if let Err(err) = pc.handle_read(message) {
             debug!(?err, channel = %peer.channel, "peer rejected a datagram");
         }
         self.service(key);
@@ -1123,6 +1162,7 @@ impl Engine {
 
     fn run_timers(&mut self) {
         let now = Instant::now();
+        let consent_timeout = self.consent_timeout();
         while let Some(Reverse((at, key))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -1135,11 +1175,21 @@ impl Engine {
                 continue; // superseded entry
             }
             peer.scheduled = None;
-            if let Err(err) = peer.pc.handle_timeout(now) {
+            if let Some(pc) = peer.pc.as_deref_mut()
+                && let Err(err) = pc.handle_timeout(now)
+            {
                 debug!(?err, "peer timeout handling failed");
             }
-            let replay_due =
-                matches!(&peer.role, Role::Viewer(v) if v.replay_at.is_some_and(|t| t <= now));
+            let (replay_due, detach_due, silent) = match &peer.role {
+                Role::Viewer(v) => (
+                    v.replay_at.is_some_and(|t| t <= now),
+                    v.detach_at.is_some_and(|t| t <= now),
+                    v.detached
+                        .as_ref()
+                        .is_some_and(|d| now.duration_since(d.heard) > consent_timeout),
+                ),
+                Role::Publisher(_) => (false, false, false),
+            };
             let never_connected =
                 !peer.ever_connected && now.duration_since(peer.created) > CONNECT_TIMEOUT;
             if replay_due {
@@ -1149,6 +1199,13 @@ impl Engine {
                 self.remove_peer(key, "never connected");
                 continue;
             }
+            if silent {
+                self.remove_peer(key, "no consent checks or RTCP from the viewer");
+                continue;
+            }
+            if detach_due {
+                self.detach(key);
+            }
             self.service(key);
         }
     }
@@ -1156,17 +1213,19 @@ impl Engine {
     /// Drains a peer's outputs and reschedules its timer.
     fn service(&mut self, key: PeerKey) {
         let mut rtp_in: Vec<(RtpCodecKind, rtp::Packet)> = Vec::new();
-        let mut keyframe_wanted = false;
-        let mut nacked: Vec<u16> = Vec::new();
-        let mut losses: Vec<u8> = Vec::new();
+        let mut feedback = Feedback::default();
         let mut state_change: Option<RTCPeerConnectionState> = None;
         let mut opened: Vec<TrackIn> = Vec::new();
         {
             let Some(peer) = self.peers.get_mut(&key) else {
                 return;
             };
+            let Some(pc) = peer.pc.as_deref_mut() else {
+                self.drain_writes(key);
+                return;
+            };
             let mut ice_up = false;
-            while let Some(event) = peer.pc.poll_event() {
+            while let Some(event) = pc.poll_event() {
                 match event {
                     RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                         debug!(channel = %peer.channel, %state, "peer state");
@@ -1176,7 +1235,7 @@ impl Engine {
                         RTCIceConnectionState::Connected,
                     ) => ice_up = true,
                     RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
-                        if let Some(receiver) = peer.pc.rtp_receiver(init.receiver_id) {
+                        if let Some(receiver) = pc.rtp_receiver(init.receiver_id) {
                             let track = receiver.track();
                             let kind = track.kind();
                             let codec = track.codec(init.ssrc).cloned();
@@ -1200,11 +1259,16 @@ impl Engine {
                 // The STUN answer that completes the peer's ICE goes out first: a peer
                 // drops DTLS that arrives before its ICE is connected.
                 take_writes(peer, &mut self.outbox);
-                if let Err(err) = peer.pc.handle_timeout(Instant::now()) {
+                if let Some(pc) = peer.pc.as_deref_mut()
+                    && let Err(err) = pc.handle_timeout(Instant::now())
+                {
                     debug!(?err, "peer timeout handling failed");
                 }
             }
-            while let Some(message) = peer.pc.poll_read() {
+            let Some(pc) = peer.pc.as_deref_mut() else {
+                return;
+            };
+            while let Some(message) = pc.poll_read() {
                 match message.message {
                     RTCMessage::RtpPacket(track_id, packet) => {
                         if let Role::Publisher(p) = &peer.role {
@@ -1219,28 +1283,7 @@ impl Engine {
                     }
                     RTCMessage::RtcpPacket(_, packets) => {
                         if let Role::Viewer(v) = &peer.role {
-                            let video_ssrc = v.video.as_ref().map(|t| t.rewriter.ssrc());
-                            for p in &packets {
-                                let any = p.as_any();
-                                if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-                                {
-                                    keyframe_wanted = true;
-                                } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>()
-                                {
-                                    if Some(nack.media_ssrc) == video_ssrc {
-                                        nacked.extend(
-                                            nack.nacks.iter().flat_map(|n| n.packet_list()),
-                                        );
-                                    }
-                                } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-                                    losses.extend(
-                                        rr.reports
-                                            .iter()
-                                            .filter(|r| Some(r.ssrc) == video_ssrc)
-                                            .map(|r| r.fraction_lost),
-                                    );
-                                }
-                            }
+                            feedback.read(v, &packets);
                         }
                     }
                     _ => {}
@@ -1253,16 +1296,8 @@ impl Engine {
         if !rtp_in.is_empty() {
             self.fan_out(key, rtp_in);
         }
-        if keyframe_wanted && let Some(channel) = self.peers.get(&key).map(|p| p.channel.clone()) {
-            self.request_keyframe(&channel);
-        }
-        if !nacked.is_empty() {
-            self.retransmit(key, &nacked);
-        }
-        for fraction_lost in losses {
-            if !self.viewer_health(key, fraction_lost) {
-                return;
-            }
+        if !self.apply_feedback(key, feedback) {
+            return;
         }
         match state_change {
             Some(RTCPeerConnectionState::Connected) => self.peer_connected(key),
@@ -1343,15 +1378,17 @@ impl Engine {
         };
         take_writes(peer, &mut self.outbox);
         let now = Instant::now();
-        let mut next = peer
-            .pc
-            .poll_timeout()
-            .unwrap_or(now + MAX_TIMER)
-            .min(now + MAX_TIMER);
-        if let Role::Viewer(v) = &peer.role
-            && let Some(at) = v.replay_at
-        {
-            next = next.min(at);
+        let mut next = match peer.pc.as_deref_mut() {
+            Some(pc) => pc
+                .poll_timeout()
+                .unwrap_or(now + MAX_TIMER)
+                .min(now + MAX_TIMER),
+            None => now + DETACHED_TICK,
+        };
+        if let Role::Viewer(v) = &peer.role {
+            for at in [v.replay_at, v.detach_at].into_iter().flatten() {
+                next = next.min(at);
+            }
         }
         if peer.scheduled.is_none_or(|s| next < s) {
             peer.scheduled = Some(next);
@@ -1371,7 +1408,8 @@ impl Engine {
             info!(%channel, mime = %track.codec.mime_type, ssrc = track.media_ssrc, "publisher track open");
             let track_id = peer
                 .pc
-                .rtp_receiver(track.receiver_id)
+                .as_deref_mut()
+                .and_then(|pc| pc.rtp_receiver(track.receiver_id))
                 .map(|r| r.track().track_id().clone())
                 .unwrap_or_default();
             state.tracks.insert(track_id, track);
@@ -1581,6 +1619,9 @@ impl Engine {
         }) = self.peers.get_mut(&key).map(Box::as_mut)
         {
             v.replay_at = Some(Instant::now() + REPLAY_DELAY);
+            if self.webrtc.ice_lite {
+                v.detach_at = Some(Instant::now() + DETACH_AFTER);
+            }
         }
     }
 
@@ -1735,7 +1776,11 @@ impl Engine {
             .map(|t| (t.receiver_id, t.media_ssrc))
             .collect();
         for (receiver_id, media_ssrc) in targets {
-            if let Some(mut receiver) = peer.pc.rtp_receiver(receiver_id) {
+            if let Some(mut receiver) = peer
+                .pc
+                .as_deref_mut()
+                .and_then(|pc| pc.rtp_receiver(receiver_id))
+            {
                 let pli = PictureLossIndication {
                     sender_ssrc: 0,
                     media_ssrc,
@@ -1748,13 +1793,120 @@ impl Engine {
         self.drain_writes(pkey);
     }
 
+    /// How long a detached viewer may stay silent: what makes a peer connection fail.
+    fn consent_timeout(&self) -> Duration {
+        Duration::from_secs(self.webrtc.disconnected_timeout_secs + self.webrtc.failed_timeout_secs)
+    }
+
+    /// Drops a connected viewer's `RTCPeerConnection` and serves it from the engine alone:
+    /// its media already goes out through the engine's SRTP, its consent checks are
+    /// answered with [`stun::consent_answer`] (we are ICE-lite: the only checks are the
+    /// viewer's), its SRTCP is opened with the remote key the tap saw, and a DTLS alert
+    /// (its close_notify) ends it. Kept on rtc's pipeline when any key is missing.
+    fn detach(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key).map(Box::as_mut) else {
+            return;
+        };
+        let Role::Viewer(v) = &mut peer.role else {
+            return;
+        };
+        v.detach_at = None;
+        if v.srtp.is_none() || peer.send_to.is_none() || peer.closing {
+            return;
+        }
+        let Some(srtcp) = peer.tap.as_ref().and_then(|tap| tap.remote_context()) else {
+            debug!(channel = %peer.channel, "no remote SRTP key seen; the viewer stays on rtc");
+            return;
+        };
+        v.detached = Some(Detached {
+            srtcp: Box::new(srtcp),
+            heard: Instant::now(),
+        });
+        take_writes(peer, &mut self.outbox);
+        // Dropped, not closed: closing would send the viewer a DTLS close_notify.
+        peer.pc = None;
+        peer.tap = None;
+        RelayCounters::add(&self.board.counters.viewers_detached, 1);
+        debug!(channel = %peer.channel, "viewer detached from its peer connection");
+    }
+
+    /// A datagram for a detached viewer: a consent check, its SRTCP, or a DTLS record.
+    fn detached_datagram(&mut self, key: PeerKey, data: &[u8], from: SocketAddr) {
+        let Some(Peer {
+            role: Role::Viewer(v),
+            ..
+        }) = self.peers.get_mut(&key).map(Box::as_mut)
+        else {
+            return;
+        };
+        let Some(detached) = v.detached.as_mut() else {
+            return;
+        };
+        let mut feedback = Feedback::default();
+        match data.first().copied().unwrap_or(0) {
+            // RFC 7983 demultiplexing: STUN.
+            0..=3 => {
+                if let Some(answer) = stun::consent_answer(data, from, &v.pwd, self.crypto.crypto())
+                {
+                    detached.heard = Instant::now();
+                    self.outbox
+                        .datagrams
+                        .push((BytesMut::from(&answer[..]), from));
+                }
+                return;
+            }
+            // DTLS: after the handshake only an alert can matter, and any alert (the
+            // viewer's close_notify, or a fatal one) ends the connection.
+            20..=63 => {
+                if data[0] == 21 {
+                    self.remove_peer(key, "the viewer closed its connection");
+                }
+                return;
+            }
+            // RTP or RTCP (RFC 5761: RTCP packet types 192..=223).
+            128..=191 if data.get(1).is_some_and(|pt| (192..=223).contains(pt)) => {
+                let Ok(mut plain) = detached.srtcp.decrypt_rtcp(data) else {
+                    debug!("a detached viewer's SRTCP did not authenticate");
+                    return;
+                };
+                detached.heard = Instant::now();
+                if let Ok(packets) = rtc::rtcp::packet::unmarshal(&mut plain) {
+                    feedback.read(v, &packets);
+                }
+            }
+            _ => return,
+        }
+        self.apply_feedback(key, feedback);
+    }
+
+    /// Acts on what a viewer's RTCP asked: a keyframe from the publisher, retransmissions,
+    /// and its loss reports; returns false when the viewer was dropped for its losses.
+    fn apply_feedback(&mut self, key: PeerKey, feedback: Feedback) -> bool {
+        if feedback.keyframe
+            && let Some(channel) = self.peers.get(&key).map(|p| p.channel.clone())
+        {
+            self.request_keyframe(&channel);
+        }
+        if !feedback.nacked.is_empty() {
+            self.retransmit(key, &feedback.nacked);
+        }
+        for fraction_lost in feedback.losses {
+            if !self.viewer_health(key, fraction_lost) {
+                return false;
+            }
+        }
+        true
+    }
+
     fn remove_peer(&mut self, key: PeerKey, why: &str) {
         let Some(mut peer) = self.peers.remove(&key) else {
             return;
         };
         if !peer.closing {
             peer.closing = true;
-            let _ = peer.pc.close();
+            if let Some(pc) = peer.pc.as_deref_mut() {
+                let _ = pc.close();
+            }
             take_writes(&mut peer, &mut self.outbox);
         }
         self.by_ufrag.remove(&peer.ufrag);
@@ -1803,6 +1955,41 @@ impl Engine {
     }
 }
 
+/// What a viewer's RTCP asks of us.
+#[derive(Default)]
+struct Feedback {
+    /// A PLI or FIR: the publisher should send a keyframe.
+    keyframe: bool,
+    /// Video sequence numbers it is missing.
+    nacked: Vec<u16>,
+    /// The fraction lost of each of its receiver reports on our video.
+    losses: Vec<u8>,
+}
+
+impl Feedback {
+    fn read(&mut self, v: &ViewerState, packets: &[Box<dyn rtc::rtcp::packet::Packet>]) {
+        let video_ssrc = v.video.as_ref().map(|t| t.rewriter.ssrc());
+        for p in packets {
+            let any = p.as_any();
+            if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                self.keyframe = true;
+            } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
+                if Some(nack.media_ssrc) == video_ssrc {
+                    self.nacked
+                        .extend(nack.nacks.iter().flat_map(|n| n.packet_list()));
+                }
+            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                self.losses.extend(
+                    rr.reports
+                        .iter()
+                        .filter(|r| Some(r.ssrc) == video_ssrc)
+                        .map(|r| r.fraction_lost),
+                );
+            }
+        }
+    }
+}
+
 /// Rewrites and writes one packet to a viewer; returns whether it was handed to SRTP.
 /// Sends one packet to a viewer: rewritten, protected with the engine's SRTP context and
 /// queued for the socket; through rtc's pipeline only while that context is missing.
@@ -1847,7 +2034,11 @@ fn write_to_viewer(
             None => false,
         };
     }
-    match peer.pc.rtp_sender(track.sender_id) {
+    match peer
+        .pc
+        .as_deref_mut()
+        .and_then(|pc| pc.rtp_sender(track.sender_id))
+    {
         Some(mut sender) => sender.write_rtp(now, rewritten).is_ok(),
         None => false,
     }
@@ -1895,7 +2086,10 @@ fn report_to_viewer(peer: &mut Peer, now: Instant, out: &mut Outbox) {
 /// sends everything but STUN to the selected ICE pair, while STUN answers go to whichever
 /// address checked.
 fn take_writes(peer: &mut Peer, out: &mut Outbox) {
-    while let Some(w) = peer.pc.poll_write() {
+    let Some(pc) = peer.pc.as_deref_mut() else {
+        return;
+    };
+    while let Some(w) = pc.poll_write() {
         if !matches!(w.message.first(), Some(0..=3)) {
             peer.send_to = Some(w.transport.peer_addr);
         }
@@ -1909,7 +2103,7 @@ fn selected_remote(peer: &mut Peer) -> Option<SocketAddr> {
         return None;
     };
     let sender_id = v.video.as_ref().or(v.audio.as_ref())?.sender_id;
-    let sender = peer.pc.rtp_sender(sender_id)?;
+    let sender = peer.pc.as_deref_mut()?.rtp_sender(sender_id)?;
     let pair = sender
         .transport()?
         .ice_transport()

@@ -249,6 +249,8 @@ pub struct RelayCounters {
     pub viewers_skipped: AtomicU64,
     /// Viewers disconnected because their link lost too much for too long.
     pub viewers_dropped: AtomicU64,
+    /// Viewers served without their peer connection once connected (see `Engine::detach`).
+    pub viewers_detached: AtomicU64,
 }
 
 impl RelayCounters {
@@ -257,7 +259,7 @@ impl RelayCounters {
     }
 
     /// Name, help text and value of every counter, for `/metrics`.
-    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 9] {
+    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 10] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             (
@@ -304,6 +306,11 @@ impl RelayCounters {
                 "feiyan_viewers_dropped_total",
                 "viewers disconnected for sustained loss",
                 get(&self.viewers_dropped),
+            ),
+            (
+                "feiyan_viewers_detached_total",
+                "connected viewers served without their peer connection",
+                get(&self.viewers_detached),
             ),
         ]
     }

@@ -42,6 +42,8 @@ pub(crate) fn viewer_profiles()
 struct Seen {
     /// Key and input block of the first AES block encryption (the first KDF step).
     first_kdf: Option<(Vec<u8>, [u8; 16])>,
+    /// The same for the first block under another key: the remote context's first step.
+    second_kdf: Option<(Vec<u8>, [u8; 16])>,
     /// The profile, from the first cipher built after that step.
     profile: Option<ProtectionProfile>,
 }
@@ -73,9 +75,19 @@ impl KeyTap {
 
     /// The local master key, salt and profile, once the DTLS handshake has derived them.
     fn local_keys(&self) -> Option<(Vec<u8>, Vec<u8>, ProtectionProfile)> {
+        self.keys(false)
+    }
+
+    /// The local (or with `remote`, the remote) master key, salt and profile.
+    fn keys(&self, remote: bool) -> Option<(Vec<u8>, Vec<u8>, ProtectionProfile)> {
         let (key, block, profile) = {
             let seen = self.crypto.seen.lock().ok()?;
-            let (key, block) = seen.first_kdf.clone()?;
+            let kdf = if remote {
+                &seen.second_kdf
+            } else {
+                &seen.first_kdf
+            };
+            let (key, block) = kdf.clone()?;
             (key, block, seen.profile?)
         };
         if key.len() != profile.key_len() {
@@ -87,6 +99,12 @@ impl KeyTap {
     /// An SRTP context for what we send, once the DTLS handshake has derived the keys.
     pub(crate) fn local_context(&self) -> Option<Context> {
         let (key, salt, profile) = self.local_keys()?;
+        Context::new(&key, &salt, profile, None, None, self.inner.crypto()).ok()
+    }
+
+    /// An SRTP context for what the peer sends (its SRTCP), derived right after ours.
+    pub(crate) fn remote_context(&self) -> Option<Context> {
+        let (key, salt, profile) = self.keys(true)?;
         Context::new(&key, &salt, profile, None, None, self.inner.crypto()).ok()
     }
 
@@ -248,10 +266,15 @@ impl RTCCrypto for TapCrypto {
         block: &mut [u8],
     ) -> Result<(), CryptoError> {
         if let Ok(mut seen) = self.seen.lock()
-            && seen.first_kdf.is_none()
             && let Ok(input) = <[u8; 16]>::try_from(&*block)
         {
-            seen.first_kdf = Some((key.to_vec(), input));
+            match &seen.first_kdf {
+                None => seen.first_kdf = Some((key.to_vec(), input)),
+                Some((first, _)) if seen.second_kdf.is_none() && first != key => {
+                    seen.second_kdf = Some((key.to_vec(), input));
+                }
+                Some(_) => {}
+            }
         }
         self.inner.crypto().block_encrypt(algorithm, key, block)
     }
@@ -403,9 +426,27 @@ mod tests {
             // What rtc does after the handshake: the local context, then the remote one.
             let mut theirs = Context::new(&key, &salt, profile, None, None, tap.crypto()).unwrap();
             let other_key = vec![7u8; profile.key_len()];
+            let other_salt: Vec<u8> = (30..30 + profile.salt_len() as u8).collect();
             let _remote =
-                Context::new(&other_key, &salt, profile, None, None, tap.crypto()).unwrap();
+                Context::new(&other_key, &other_salt, profile, None, None, tap.crypto()).unwrap();
             let mut ours = tap.local_context().expect("keys seen");
+            // The peer protects its RTCP with what is our remote context's key.
+            let inner = rtc::crypto::default_provider().unwrap();
+            let mut peer =
+                Context::new(&other_key, &other_salt, profile, None, None, inner.crypto()).unwrap();
+            let report = [
+                0x81u8, 201, 0, 7, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef, 5, 0, 0, 3,
+            ]
+            .into_iter()
+            .chain([0u8; 16])
+            .collect::<Vec<u8>>();
+            let sealed = peer.encrypt_rtcp(&report).unwrap();
+            let opened = tap
+                .remote_context()
+                .expect("remote keys seen")
+                .decrypt_rtcp(&sealed)
+                .unwrap();
+            assert_eq!(&opened[..], &report[..], "{profile:?}");
             let packet = crate::ingest::packetize::packet(
                 102,
                 0x1234_5678,

@@ -1,5 +1,14 @@
-//! Just enough STUN parsing to route a datagram on the shared UDP socket: is it STUN, and
-//! which of our peers does its USERNAME (`ourUfrag:theirUfrag`) name.
+//! Just enough STUN to route a datagram on the shared UDP socket (is it STUN, and which of
+//! our peers does its USERNAME, `ourUfrag:theirUfrag`, name) and to answer a detached
+//! viewer's consent checks.
+
+use std::net::SocketAddr;
+
+use rtc::crypto::RTCCrypto;
+use rtc::stun::fingerprint::FINGERPRINT;
+use rtc::stun::integrity::MessageIntegrity;
+use rtc::stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Message, Setter};
+use rtc::stun::xoraddr::XorMappedAddress;
 
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 const ATTR_USERNAME: u16 = 0x0006;
@@ -30,6 +39,40 @@ pub fn local_ufrag(datagram: &[u8]) -> Option<&str> {
     None
 }
 
+/// The answer to a consent check (RFC 7675; an ICE Binding request, RFC 8445 §7.3) that
+/// `from` sent us: a Binding success naming its address, signed with our ICE password
+/// `pwd` and fingerprinted, as an ICE-lite agent answers. `None` when the datagram is not a
+/// Binding request signed with that password.
+pub fn consent_answer(
+    datagram: &[u8],
+    from: SocketAddr,
+    pwd: &str,
+    crypto: &dyn RTCCrypto,
+) -> Option<Vec<u8>> {
+    let mut request = Message::new();
+    request.unmarshal_binary(datagram).ok()?;
+    if request.typ != BINDING_REQUEST {
+        return None;
+    }
+    MessageIntegrity::check(&mut request, pwd.as_bytes(), crypto).ok()?;
+    let mut answer = Message::new();
+    let setters: [Box<dyn Setter + '_>; 5] = [
+        Box::new(request),
+        Box::new(BINDING_SUCCESS),
+        Box::new(XorMappedAddress {
+            ip: from.ip(),
+            port: from.port(),
+        }),
+        Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+            pwd.to_string(),
+            crypto,
+        )),
+        Box::new(FINGERPRINT),
+    ];
+    answer.build(&setters).ok()?;
+    Some(answer.raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +98,42 @@ mod tests {
         let msg = binding_request("abcd1234:remote");
         assert!(is_stun(&msg));
         assert_eq!(local_ufrag(&msg), Some("abcd1234"));
+    }
+
+    /// A signed Binding request gets a signed success with the sender's address; a wrong
+    /// password or a response gets nothing.
+    #[test]
+    fn answers_consent_checks_signed_with_our_password() {
+        let provider = rtc::crypto::default_provider().unwrap();
+        let crypto = provider.crypto();
+        let mut request = Message::new();
+        let setters: [Box<dyn Setter + '_>; 5] = [
+            Box::new(BINDING_REQUEST),
+            Box::new(rtc::stun::message::TransactionId::new()),
+            Box::new(rtc::stun::textattrs::Username::new(
+                rtc::stun::attributes::ATTR_USERNAME,
+                "ours:theirs".into(),
+            )),
+            Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+                "our-password".into(),
+                crypto,
+            )),
+            Box::new(FINGERPRINT),
+        ];
+        request.build(&setters).unwrap();
+        let from: SocketAddr = "192.0.2.7:50000".parse().unwrap();
+        let raw = consent_answer(&request.raw, from, "our-password", crypto).expect("answered");
+        let mut answer = Message::new();
+        answer.unmarshal_binary(&raw).unwrap();
+        assert_eq!(answer.typ, BINDING_SUCCESS);
+        assert_eq!(answer.transaction_id, request.transaction_id);
+        MessageIntegrity::check(&mut answer, b"our-password", crypto).unwrap();
+        use rtc::stun::message::Getter;
+        let mut mapped = XorMappedAddress::default();
+        mapped.get_from(&answer).unwrap();
+        assert_eq!(SocketAddr::new(mapped.ip, mapped.port), from);
+        assert!(consent_answer(&request.raw, from, "another", crypto).is_none());
+        assert!(consent_answer(&raw, from, "our-password", crypto).is_none());
     }
 
     #[test]
