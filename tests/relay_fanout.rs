@@ -1,6 +1,7 @@
 //! The real server, real webrtc-rs peers: a WHIP publisher's H.264 + Opus reaches ten WHEP
-//! viewers byte for byte; a late joiner starts on a keyframe; attendance is recorded; and
-//! viewers keep playing across a publisher change without renegotiating.
+//! viewers byte for byte; a late joiner starts on a keyframe; attendance is recorded;
+//! viewers keep playing across a publisher change without renegotiating; and a viewer
+//! detached from its peer connection that closes it is ended at once.
 
 mod common;
 
@@ -274,5 +275,56 @@ async fn viewers_keep_playing_when_the_publisher_changes() {
     for viewer in viewers {
         viewer.close().await.ok();
     }
+    t.server.shutdown().await;
+}
+
+/// A viewer detached from its peer connection (2 s after connecting) that closes its own
+/// connection without a `DELETE` sends a DTLS close_notify: the server ends it and closes
+/// its attendance row at once, not after the 20 s a silent viewer gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_viewer_closing_its_connection_is_removed_at_once() {
+    let t = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let channel = t.station.channel.to_string();
+    let publisher = WhipPublisher::connect(
+        &format!("{}/whip/{channel}", t.base),
+        Some(&t.station.stream_key),
+        test_media(dir.path(), 3).await,
+        PublisherOptions::default(),
+    )
+    .await
+    .expect("publisher connects");
+    let session = wait_live(&t.base, &channel).await;
+    let viewer = WhepViewer::connect(&format!("{}/whep/{channel}", t.base), None, viewer_opts())
+        .await
+        .expect("viewer connects");
+    let counters = &t.server.relay.board().counters;
+    let detached = wait_until(Duration::from_secs(6), || async {
+        counters
+            .viewers_detached
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+    })
+    .await;
+    assert!(detached, "the viewer is detached from its peer connection");
+    let packets = viewer.stats().video.counters.packets;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        viewer.stats().video.counters.packets > packets,
+        "video keeps flowing to the detached viewer"
+    );
+    // Dropped without `close()`: no DELETE, only the peer connection closes.
+    drop(viewer);
+    let catalog = t.server.catalog.clone();
+    let closed = wait_until(Duration::from_secs(3), || {
+        let catalog = catalog.clone();
+        async move {
+            let rows = catalog.session_viewers(session).await.unwrap();
+            rows.len() == 1 && rows[0].1.is_some()
+        }
+    })
+    .await;
+    assert!(closed, "the viewer's row is closed within 3 s of its close");
+    publisher.stop().await.ok();
     t.server.shutdown().await;
 }
