@@ -78,7 +78,8 @@ const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long after connecting a viewer is detached from its peer connection (see
-/// [`Engine::detach`]): long enough for the last DTLS flight and the first RTCP to pass.
+/// [`Engine::detach`]): long enough for the last DTLS flight and the first RTCP to pass
+/// (a viewer whose RTCP has not arrived yet is tried again a second later).
 const DETACH_AFTER: Duration = Duration::from_secs(2);
 
 /// How often a detached viewer's timer runs (consent expiry, keyframe replay).
@@ -158,6 +159,9 @@ struct ViewerState {
     pwd: String,
     /// When to detach it from its peer connection (see [`Engine::detach`]).
     detach_at: Option<Instant>,
+    /// Whether rtc has handed us RTCP from it: its SRTP keys work, so its side of the
+    /// DTLS handshake is done too.
+    rtcp_seen: bool,
     /// Set once detached: the engine answers its STUN and reads its RTCP itself.
     detached: Option<Detached>,
 }
@@ -974,6 +978,7 @@ impl Engine {
                 next_report: None,
                 pwd,
                 detach_at: None,
+                rtcp_seen: false,
                 detached: None,
             })),
             remotes: Vec::new(),
@@ -1282,7 +1287,8 @@ impl Engine {
                         }
                     }
                     RTCMessage::RtcpPacket(_, packets) => {
-                        if let Role::Viewer(v) = &peer.role {
+                        if let Role::Viewer(v) = &mut peer.role {
+                            v.rtcp_seen = true;
                             feedback.read(v, &packets);
                         }
                     }
@@ -1812,6 +1818,12 @@ impl Engine {
         };
         v.detach_at = None;
         if v.srtp.is_none() || peer.send_to.is_none() || peer.closing {
+            return;
+        }
+        // Until the viewer's RTCP shows its side of DTLS is done (when it is the DTLS
+        // client, our last flight may still need a retransmission), rtc keeps it.
+        if !v.rtcp_seen {
+            v.detach_at = Some(Instant::now() + DETACHED_TICK);
             return;
         }
         let Some(srtcp) = peer.tap.as_ref().and_then(|tap| tap.remote_context()) else {
