@@ -57,6 +57,10 @@ pub struct WebRtcConfig {
     /// which every deployment needs anyway; turn it off only if this server sits behind a
     /// NAT without a port forward and must punch out with checks of its own.
     pub ice_lite: bool,
+    /// Send each viewer's run of same-size packets (a video frame) as one segmented UDP
+    /// send (`UDP_SEGMENT`, Linux 4.18+): one pass through the IP stack instead of one per
+    /// packet. The server turns it off by itself when the interface refuses it.
+    pub udp_segmentation: bool,
 }
 
 /// Catalog settings.
@@ -99,6 +103,7 @@ impl Default for WebRtcConfig {
             disconnected_timeout_secs: 5,
             failed_timeout_secs: 15,
             ice_lite: true,
+            udp_segmentation: true,
         }
     }
 }

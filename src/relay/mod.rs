@@ -239,6 +239,9 @@ pub struct RelayCounters {
     pub datagrams_sent: AtomicU64,
     /// Datagrams dropped because the socket stayed full.
     pub datagrams_dropped: AtomicU64,
+    /// Datagrams of those sent that went in a segmented send (`UDP_SEGMENT`) with others
+    /// to the same viewer.
+    pub datagrams_segmented: AtomicU64,
     /// Datagrams received that matched no peer.
     pub datagrams_unrouted: AtomicU64,
     /// Keyframe requests forwarded to publishers.
@@ -259,7 +262,7 @@ impl RelayCounters {
     }
 
     /// Name, help text and value of every counter, for `/metrics`.
-    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 10] {
+    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 11] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             (
@@ -281,6 +284,11 @@ impl RelayCounters {
                 "feiyan_udp_datagrams_dropped_total",
                 "datagrams dropped because the socket stayed full",
                 get(&self.datagrams_dropped),
+            ),
+            (
+                "feiyan_udp_datagrams_segmented_total",
+                "datagrams sent in one segmented send with others to the same viewer",
+                get(&self.datagrams_segmented),
             ),
             (
                 "feiyan_udp_datagrams_unrouted_total",
