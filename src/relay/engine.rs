@@ -6,7 +6,7 @@
 //! next timeout in a heap.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +43,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -237,7 +238,7 @@ struct Channel {
     /// The source video (0) and the renditions the live source sends beside it.
     streams: Vec<VideoStream>,
     gop_max: usize,
-    viewers: HashSet<PeerKey>,
+    viewers: FxHashSet<PeerKey>,
     connected_viewers: usize,
     peak: i64,
     last_pli: Option<Instant>,
@@ -254,7 +255,7 @@ impl Channel {
             video_kind: None,
             streams: vec![VideoStream::new(SOURCE_QUALITY, gop_max)],
             gop_max,
-            viewers: HashSet::new(),
+            viewers: FxHashSet::default(),
             connected_viewers: 0,
             peak: 0,
             last_pli: None,
@@ -281,7 +282,9 @@ pub struct Engine {
     board: Arc<LiveBoard>,
     /// Boxed: a `Peer` is several KB, and a map holding them inline keeps that much for
     /// every empty slot and copies them all when it grows.
-    peers: HashMap<PeerKey, Box<Peer>>,
+    /// Keyed by the engine's own numbers, so Fx hashing (a multiply) is safe and is done
+    /// for every viewer of every packet fanned out.
+    peers: FxHashMap<PeerKey, Box<Peer>>,
     by_addr: HashMap<SocketAddr, PeerKey>,
     by_ufrag: HashMap<String, PeerKey>,
     by_resource: HashMap<String, PeerKey>,
@@ -506,7 +509,7 @@ impl Engine {
             audience,
             commands,
             board,
-            peers: HashMap::new(),
+            peers: FxHashMap::default(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_resource: HashMap::new(),
