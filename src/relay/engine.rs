@@ -20,6 +20,7 @@ use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
@@ -304,6 +305,10 @@ pub struct Engine {
     gso: bool,
     /// Signs the answers to detached viewers' consent checks.
     crypto: Arc<dyn RTCCryptoProvider>,
+    /// The DTLS certificate of every peer connection, made once at start (as SFUs do; its
+    /// fingerprint is in every answer): left to itself, rtc makes a key pair and a signed
+    /// certificate for each connection, a large share of what a join costs here.
+    certificate: RTCCertificate,
 }
 
 /// Datagrams waiting for the socket, and a buffer reused to marshal each packet.
@@ -495,8 +500,19 @@ impl Engine {
         info!(%local_addr, ?advertised, "media UDP socket bound");
         let crypto =
             rtc::crypto::default_provider().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let certificate = CertificateParams::new(vec!["feiyan".to_owned()])
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|params| {
+                RTCCertificate::generate(
+                    crypto.crypto(),
+                    rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+                    params,
+                )
+                .map_err(|e| std::io::Error::other(e.to_string()))
+            })?;
         Ok(Engine {
             crypto,
+            certificate,
             socket,
             local_addr,
             candidate_addr: SocketAddr::new(
@@ -756,7 +772,11 @@ impl Engine {
             )
             .build();
         RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_certificates(vec![self.certificate.clone()])
+                    .build(),
+            )
             .with_setting_engine(settings)
             .with_media_engine(media)
             .with_interceptor_registry(registry)
