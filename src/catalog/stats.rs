@@ -696,8 +696,22 @@ impl Stretch {
     }
 }
 
+/// The figures of a rollup read, after its group and name, in [`DayRow`] order.
+const ROW_FIGURES: [&str; 10] = [
+    "day",
+    "sessions",
+    "peak",
+    "in_person",
+    "online",
+    "mobile",
+    "pc",
+    "tv",
+    "other",
+    "viewer_ms",
+];
+
 /// `sql` with each `$n` replaced by the number `args[n - 1]`, for statements that take
-/// no parameters (`COPY`).
+/// no parameters (`COPY`). Only for SQL built here, where `$` appears in no literal.
 fn inline_args(sql: &str, args: &[i64]) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
@@ -707,7 +721,8 @@ fn inline_args(sql: &str, args: &[i64]) -> String {
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len() - at - 1);
         match rest[at + 1..at + 1 + digits].parse::<usize>() {
-            Ok(n) if (1..=args.len()).contains(&n) => out.push_str(&args[n - 1].to_string()),
+            // In parentheses: `- $1` must not become the comment `--5`.
+            Ok(n) if (1..=args.len()).contains(&n) => out.push_str(&format!("({})", args[n - 1])),
             _ => out.push_str(&rest[at..at + 1 + digits]),
         }
         rest = &rest[at + 1 + digits..];
@@ -719,17 +734,25 @@ fn inline_args(sql: &str, args: &[i64]) -> String {
 /// The whole output of a `COPY ... TO STDOUT` statement on PostgreSQL.
 async fn copy_rows(pool: &sqlx::PgPool, statement: &str) -> Result<Vec<u8>, sqlx::Error> {
     use futures::TryStreamExt;
-    use sqlx::postgres::PgPoolCopyExt;
-    let mut chunks = pool.copy_out_raw(statement).await?;
-    let mut out = Vec::new();
-    while let Some(chunk) = chunks.try_next().await? {
-        out.extend_from_slice(&chunk);
+    let mut conn = pool.acquire().await?;
+    let copied = async {
+        let mut chunks = conn.copy_out_raw(statement).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = chunks.try_next().await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
     }
-    Ok(out)
+    .await;
+    if copied.is_err() {
+        // sqlx leaves the ReadyForQuery of a COPY refused before it started unread (0.9):
+        // the connection must not serve another query.
+        conn.close_on_drop();
+    }
+    copied
 }
 
-/// Rollup rows from PostgreSQL's binary `COPY` format: group, name, then ten integers
-/// (any width; `NULL` reads as 0).
+/// Rollup rows from PostgreSQL's binary `COPY` format: group, name, then ten `BIGINT`s.
 fn parse_copy(data: &[u8]) -> Result<Vec<DayRow>, String> {
     const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
     fn take<'a>(data: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
@@ -742,20 +765,22 @@ fn parse_copy(data: &[u8]) -> Result<Vec<DayRow>, String> {
     }
     fn int(data: &mut &[u8]) -> Result<i64, String> {
         let len = i32::from_be_bytes(take(data, 4)?.try_into().unwrap_or_default());
-        let bytes = match len {
-            -1 => return Ok(0),
-            2 | 4 | 8 => take(data, len as usize)?,
-            _ => return Err(format!("an integer field of {len} bytes")),
-        };
-        Ok(bytes.iter().fold(i64::from(bytes[0] as i8 >> 7), |v, &b| {
-            (v << 8) | i64::from(b)
-        }))
+        match len {
+            -1 => Err("a NULL figure".into()),
+            8 => Ok(i64::from_be_bytes(
+                take(data, 8)?.try_into().unwrap_or_default(),
+            )),
+            _ => Err(format!("an integer field of {len} bytes, not a BIGINT")),
+        }
     }
     let mut data = data;
     if take(&mut data, SIGNATURE.len())? != SIGNATURE {
         return Err("not binary COPY output".into());
     }
-    take(&mut data, 4)?;
+    let flags = u32::from_be_bytes(take(&mut data, 4)?.try_into().unwrap_or_default());
+    if flags & (1 << 16) != 0 {
+        return Err("rows carry OIDs".into());
+    }
     let extension = u32::from_be_bytes(take(&mut data, 4)?.try_into().unwrap_or_default());
     take(&mut data, extension as usize)?;
     let mut rows = Vec::new();
@@ -769,8 +794,10 @@ fn parse_copy(data: &[u8]) -> Result<Vec<DayRow>, String> {
         }
         let gid = int(&mut data)?;
         let len = i32::from_be_bytes(take(&mut data, 4)?.try_into().unwrap_or_default());
-        let name = if len < 0 {
+        let name = if len == -1 {
             String::new()
+        } else if len < 0 {
+            return Err(format!("a text field of {len} bytes"));
         } else {
             let bytes = take(&mut data, len as usize)?;
             std::str::from_utf8(bytes)
@@ -1155,8 +1182,8 @@ impl Catalog {
             ),
         };
         let row = format!(
-            "a.gid, {name}, a.day, a.sessions, a.peak, a.in_person, a.online, a.mobile, a.pc, \
-             a.tv, a.other, a.viewer_ms"
+            "a.gid, {name}, {}",
+            ROW_FIGURES.map(|f| format!("a.{f}")).join(", ")
         );
         if let Some(pool) = &self.rows {
             // In group order, PostgreSQL merge-joins the names: a year of 20,000 stations
@@ -1167,14 +1194,19 @@ impl Catalog {
             } else {
                 " ORDER BY a.gid"
             };
-            // Read as binary `COPY`: sqlx's rows cost about 1 us each in its row stream
+            // Every figure as BIGINT: binary COPY carries no types, and `parse_copy` reads
+            // eight bytes each. Read as binary `COPY`: sqlx's rows cost about 1 us each in its row stream
             // and per-column checks, most of a province-wide ranking's 46,000 rows;
             // `COPY` takes no parameters, so they are written in (numbers only).
             let select = inline_args(&select, &args);
             let copied = copy_rows(
                 pool,
                 &format!(
-                    "COPY (SELECT {row} FROM ({select}) a {names}{order}) TO STDOUT (FORMAT binary)"
+                    "COPY (SELECT CAST(a.gid AS BIGINT), {name}, {figures} FROM ({select}) a \
+                     {names}{order}) TO STDOUT (FORMAT binary)",
+                    figures = ROW_FIGURES
+                        .map(|f| format!("CAST(a.{f} AS BIGINT)"))
+                        .join(", "),
                 ),
             )
             .await?;
@@ -1661,8 +1693,9 @@ mod tests {
         let args: Vec<i64> = (1..=12).map(|n| n * 100).collect();
         assert_eq!(
             inline_args(sql, &args),
-            "WHERE r.span = 12 AND r.month = 100 AND r.day >= 1200 AND x = 300 AND y = $"
+            "WHERE r.span = 12 AND r.month = (100) AND r.day >= (1200) AND x = (300) AND y = $"
         );
+        assert_eq!(inline_args("a = -$1", &[-5]), "a = -(-5)");
         assert_eq!(inline_args("a = $2", &[7]), "a = $2");
     }
 
@@ -1676,10 +1709,9 @@ mod tests {
         data.extend_from_slice(&(-5i64).to_be_bytes());
         data.extend_from_slice(&6i32.to_be_bytes());
         data.extend_from_slice("站一".as_bytes());
-        data.extend_from_slice(&4i32.to_be_bytes());
-        data.extend_from_slice(&20_422i32.to_be_bytes());
-        data.extend_from_slice(&(-1i32).to_be_bytes());
-        for n in 0..8i64 {
+        data.extend_from_slice(&8i32.to_be_bytes());
+        data.extend_from_slice(&20_422i64.to_be_bytes());
+        for n in 0..9i64 {
             data.extend_from_slice(&8i32.to_be_bytes());
             data.extend_from_slice(&(n * 1_000_000_007).to_be_bytes());
         }
@@ -1693,18 +1725,28 @@ mod tests {
                 "站一".to_string(),
                 20_422,
                 0,
-                0,
                 1_000_000_007,
                 2_000_000_014,
                 3_000_000_021,
                 4_000_000_028,
                 5_000_000_035,
                 6_000_000_042,
-                7_000_000_049
+                7_000_000_049,
+                8_000_000_056
             )]
         );
+        // A figure that is not eight bytes, or NULL, is refused rather than misread.
+        let mut narrow = whole[..whole.len() - 12].to_vec();
+        narrow.extend_from_slice(&4i32.to_be_bytes());
+        narrow.extend_from_slice(&7i32.to_be_bytes());
+        narrow.extend_from_slice(&(-1i16).to_be_bytes());
+        assert!(parse_copy(&narrow).unwrap_err().contains("4 bytes"));
+        let mut null = whole[..whole.len() - 12].to_vec();
+        null.extend_from_slice(&(-1i32).to_be_bytes());
+        null.extend_from_slice(&(-1i16).to_be_bytes());
+        assert!(parse_copy(&null).unwrap_err().contains("NULL"));
         // Cut anywhere, or not COPY output at all: an error, never a panic.
-        for cut in 0..whole.len() {
+        for cut in 0..=whole.len() {
             assert!(parse_copy(&whole[..cut]).is_err(), "cut at {cut}");
         }
         assert!(parse_copy(b"hello").is_err());

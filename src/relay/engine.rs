@@ -296,9 +296,9 @@ pub struct Engine {
     /// Packets from every local source, each stream ending with `LocalInput::End`.
     local_inputs: SelectAll<BoxStream<'static, (LocalId, LocalInput)>>,
     outbox: Outbox,
-    /// Publisher packets read in this turn of the loop, fanned out together at its end
-    /// (before the outbox is sent), so that each viewer's share of a frame is one run of
-    /// datagrams that [`send_batch`] can hand the kernel as one segmented send.
+    /// Publisher packets read in this turn of the loop, fanned out together at the top of
+    /// the next (before the outbox is sent), so that each viewer's share of a frame is one
+    /// run of datagrams that [`send_batch`] can hand the kernel as one segmented send.
     pending_media: Vec<(PeerKey, Vec<(RtpCodecKind, rtp::Packet)>)>,
     /// Whether sends may use UDP segmentation offload (`UDP_SEGMENT`); turned off for
     /// good when the kernel or interface refuses it (`EIO`).
@@ -393,6 +393,42 @@ fn media_engine() -> Result<MediaEngine, RelayError> {
         )
         .map_err(internal)?;
     Ok(engine)
+}
+
+/// A self-signed ECDSA P-256 DTLS certificate with a random name (as rtc makes them).
+fn new_certificate(crypto: &dyn RTCCryptoProvider) -> Result<RTCCertificate, String> {
+    let params = CertificateParams::new(vec![random_token(16)]).map_err(|e| e.to_string())?;
+    RTCCertificate::generate(
+        crypto.crypto(),
+        rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+        params,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Whether the kernel knows `UDP_SEGMENT` (Linux 4.18+). An older one would ignore the
+/// option on a send and put a whole run of packets in one datagram, so ask first.
+#[cfg(target_os = "linux")]
+fn segmentation_supported(socket: &UdpSocket) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for the kernel to write an int and its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn segmentation_supported(_socket: &UdpSocket) -> bool {
+    false
 }
 
 fn random_token(len: usize) -> String {
@@ -500,16 +536,12 @@ impl Engine {
         info!(%local_addr, ?advertised, "media UDP socket bound");
         let crypto =
             rtc::crypto::default_provider().map_err(|e| std::io::Error::other(e.to_string()))?;
-        let certificate = CertificateParams::new(vec!["feiyan".to_owned()])
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|params| {
-                RTCCertificate::generate(
-                    crypto.crypto(),
-                    rtc::crypto::SignatureScheme::EcdsaP256Sha256,
-                    params,
-                )
-                .map_err(|e| std::io::Error::other(e.to_string()))
-            })?;
+        let certificate =
+            new_certificate(crypto.as_ref()).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let gso = webrtc.udp_segmentation && segmentation_supported(&socket);
+        if webrtc.udp_segmentation && !gso {
+            info!("this kernel has no UDP segmentation (Linux 4.18+): one send per datagram");
+        }
         Ok(Engine {
             crypto,
             certificate,
@@ -536,7 +568,7 @@ impl Engine {
             local_inputs: SelectAll::new(),
             outbox: Outbox::default(),
             pending_media: Vec::new(),
-            gso: cfg!(target_os = "linux") && webrtc.udp_segmentation,
+            gso,
         })
     }
 
@@ -774,7 +806,7 @@ impl Engine {
         RTCPeerConnectionBuilder::new()
             .with_configuration(
                 RTCConfigurationBuilder::new()
-                    .with_certificates(vec![self.certificate.clone()])
+                    .with_certificates(vec![self.certificate()?])
                     .build(),
             )
             .with_setting_engine(settings)
@@ -783,6 +815,16 @@ impl Engine {
             .build(Instant::now())
             .map(|pc| (Box::new(pc), tap))
             .map_err(internal)
+    }
+
+    /// The shared DTLS certificate, or a new one when it expires within a day (rtc dates
+    /// its certificates two days ahead on 32-bit ARM).
+    fn certificate(&self) -> Result<RTCCertificate, RelayError> {
+        let day = Duration::from_secs(24 * 3600);
+        if self.certificate.expires > std::time::SystemTime::now() + day {
+            return Ok(self.certificate.clone());
+        }
+        new_certificate(self.crypto.as_ref()).map_err(RelayError::Internal)
     }
 
     /// Applies the offer, adds our host candidates and returns the answer SDP.
@@ -2212,11 +2254,12 @@ fn segment_run(datagrams: &[(BytesMut, SocketAddr)], max: usize) -> usize {
 }
 
 /// Sends as many of `datagrams` as the socket takes in one `sendmmsg(2)` call (up to 64
-/// messages), returning how many datagrams went and how many of them in segmented sends. One system call per batch instead of per
-/// datagram: with hundreds of viewers the engine sends tens of thousands of datagrams a
-/// second. With `gso`, each run of datagrams to one viewer ([`segment_run`], a frame's
-/// packets) is one message the kernel segments (`UDP_SEGMENT`, Linux 4.18): one trip
-/// through the IP stack and the interface instead of one per packet.
+/// messages), returning how many datagrams went and how many of those in segmented sends.
+/// One system call per batch instead of per datagram: with hundreds of viewers the engine
+/// sends tens of thousands of datagrams a second. With `gso`, each run of datagrams to one
+/// viewer ([`segment_run`], a frame's packets) is one message the kernel segments
+/// (`UDP_SEGMENT`, Linux 4.18): one trip through the IP stack and the interface instead
+/// of one per packet.
 #[cfg(target_os = "linux")]
 fn send_batch(
     socket: &UdpSocket,
@@ -2256,13 +2299,15 @@ fn send_batch(
     // SAFETY: CMSG_SPACE only computes a size.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
     debug_assert!(space <= std::mem::size_of::<[u64; 4]>());
+    let iov_base = iovs.as_mut_ptr();
     let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(runs.len());
     for ((&(first, n), addr), control) in runs.iter().zip(&addrs).zip(&mut controls) {
         // SAFETY: an all-zero msghdr is valid (no control data, no flags).
         let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
         hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
         hdr.msg_namelen = addr.len();
-        hdr.msg_iov = iovs[first..].as_mut_ptr();
+        // SAFETY: `first + n <= iovs.len()`: the runs cover `datagrams[..at]`.
+        hdr.msg_iov = unsafe { iov_base.add(first) };
         hdr.msg_iovlen = n as _;
         if n > 1 {
             hdr.msg_control = control.as_mut_ptr() as *mut libc::c_void;
