@@ -70,7 +70,8 @@ type PeerKey = u64;
 /// deadline that moved earlier after a write is never missed for long.
 const MAX_TIMER: Duration = Duration::from_millis(200);
 
-/// Delay between a viewer connecting and the keyframe-group replay (see `replay_at`).
+/// Delay between a viewer connecting and the keyframe-group replay when the viewer is the
+/// DTLS client (see `replay_at`).
 const REPLAY_DELAY: Duration = Duration::from_millis(30);
 
 /// How often each viewer gets sender reports (lip sync, RFC 3550 §6.4.1).
@@ -137,9 +138,11 @@ struct ViewerState {
     video: Option<TrackOut>,
     audio: Option<TrackOut>,
     connected: bool,
-    /// When to replay the keyframe group to this viewer. Set a moment after it connects:
-    /// a client installs its SRTP keys after the DTLS handshake, and packets sent in the
-    /// same instant are dropped by busy clients. Live video waits until the replay is done.
+    /// When to replay the keyframe group to this viewer. Live video waits until the replay
+    /// is done. As the DTLS client (our answer's `setup:active`) the engine is connected
+    /// only once the viewer's last flight arrived, so the viewer has its SRTP keys and the
+    /// replay goes at once. When the viewer offered `setup:active` it finishes after us and
+    /// a busy one drops packets that beat its keys: the replay waits `REPLAY_DELAY`.
     replay_at: Option<Instant>,
     /// Its receiver reports' loss, deciding keyframe skips and drops.
     health: ViewerHealth,
@@ -590,7 +593,6 @@ impl Engine {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let sleep = tokio::time::sleep_until(deadline.into());
             tokio::select! {
-                biased;
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
                         self.shutdown().await;
@@ -1716,6 +1718,16 @@ impl Engine {
         if let Some(to) = selected_remote(peer) {
             peer.send_to = Some(to);
         }
+        let viewer_is_dtls_client = peer
+            .pc
+            .as_deref()
+            .and_then(|pc| pc.remote_description())
+            .is_some_and(|d| d.sdp.contains("a=setup:active"));
+        let replay_delay = if viewer_is_dtls_client {
+            REPLAY_DELAY
+        } else {
+            Duration::ZERO
+        };
         if let Some(ch) = self.channels.get_mut(&channel) {
             ch.connected_viewers += 1;
         }
@@ -1728,7 +1740,7 @@ impl Engine {
             ..
         }) = self.peers.get_mut(&key).map(Box::as_mut)
         {
-            v.replay_at = Some(Instant::now() + REPLAY_DELAY);
+            v.replay_at = Some(Instant::now() + replay_delay);
             if self.webrtc.ice_lite {
                 v.detach_at = Some(Instant::now() + DETACH_AFTER);
             }
