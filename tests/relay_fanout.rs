@@ -12,7 +12,8 @@ use bytes::Bytes;
 use common::{start_server, wait_live, wait_until};
 use feiyan::client::MediaKind;
 use feiyan::client::{
-    PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher, make_test_media,
+    PublisherOptions, SyntheticMedia, ViewerOptions, ViewerStack, WhepViewer, WhipPublisher,
+    make_test_media,
 };
 
 async fn test_media(dir: &std::path::Path, secs: u64) -> SyntheticMedia {
@@ -325,6 +326,95 @@ async fn a_detached_viewer_closing_its_connection_is_removed_at_once() {
     })
     .await;
     assert!(closed, "the viewer's row is closed within 3 s of its close");
+    publisher.stop().await.ok();
+    t.server.shutdown().await;
+}
+
+/// The benchmark's light viewers (rtc's sans-IO stack, one task each) are real WebRTC
+/// peers too: they start on a keyframe, get every payload byte for byte in order, and
+/// their DELETE closes their rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn light_viewers_play_the_stream_and_close_their_rows() {
+    let t = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let channel = t.station.channel.to_string();
+    let publisher = WhipPublisher::connect(
+        &format!("{}/whip/{channel}", t.base),
+        Some(&t.station.stream_key),
+        test_media(dir.path(), 4).await,
+        PublisherOptions {
+            record_payloads: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("publisher connects");
+    let session = wait_live(&t.base, &channel).await;
+    // Join after the first keyframe group, so the replay is what starts them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        viewers.push(
+            WhepViewer::connect(
+                &format!("{}/whep/{channel}", t.base),
+                None,
+                ViewerOptions {
+                    stack: ViewerStack::Light,
+                    ..viewer_opts()
+                },
+            )
+            .await
+            .expect("light viewer connects"),
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    publisher.stop_sending();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for (i, viewer) in viewers.iter().enumerate() {
+        let stats = viewer.stats();
+        assert!(stats.connected_at.is_some(), "viewer {i} connected");
+        assert!(
+            stats.first_video_frame_is_keyframe && stats.first_keyframe_at.is_some(),
+            "viewer {i} starts on a whole keyframe: {stats:?}"
+        );
+        assert_eq!(
+            stats.video.codec.as_deref(),
+            Some("video/H264"),
+            "viewer {i}"
+        );
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            assert!(
+                stats.track(kind).is_continuous(),
+                "viewer {i} {kind}: {:?}",
+                stats.track(kind)
+            );
+            let sent = publisher.sent_payloads(kind);
+            let got = viewer.received_payloads(kind);
+            assert!(got.len() > 40, "viewer {i} {kind}: {} packets", got.len());
+            // What it got is a run of what was sent, byte for byte and in order (a
+            // keyframe group's first payload, SPS and PPS, recurs: match the whole run).
+            assert!(
+                sent.windows(got.len()).any(|run| run == &got[..]),
+                "viewer {i} {kind}: its {} payloads are not a run of the publisher's {}",
+                got.len(),
+                sent.len()
+            );
+        }
+    }
+    for viewer in &viewers {
+        viewer.close().await.expect("viewer DELETE");
+    }
+    let catalog = t.server.catalog.clone();
+    let closed = wait_until(Duration::from_secs(3), || {
+        let catalog = catalog.clone();
+        async move {
+            let rows = catalog.session_viewers(session).await.unwrap();
+            rows.len() == 3 && rows.iter().all(|r| r.1.is_some())
+        }
+    })
+    .await;
+    assert!(closed, "the light viewers' rows are closed after DELETE");
     publisher.stop().await.ok();
     t.server.shutdown().await;
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use feiyan::client::{
     ClientError, ConnectOptions, KindCounters, MediaKind, PublisherOptions, SyntheticMedia,
-    ViewerOptions, ViewerStats, WhepViewer, WhipPublisher, make_test_media,
+    ViewerOptions, ViewerStack, ViewerStats, WhepViewer, WhipPublisher, make_test_media,
 };
 use serde_json::json;
 
@@ -69,9 +69,28 @@ struct Args {
     /// Length of the generated media loop in seconds.
     #[arg(long, default_value_t = 10)]
     media_seconds: u64,
+    /// WebRTC stack of the viewers: `light` (rtc's sans-IO peer connection, one task per
+    /// viewer: little client CPU, so hundreds of viewers on the server's machine measure
+    /// the server) or `webrtc` (webrtc-rs's async peer connection).
+    #[arg(long, value_enum, default_value_t = Client::Light)]
+    client: Client,
     /// Per-viewer timeout for gathering + POST + ICE/DTLS, in seconds.
     #[arg(long, default_value_t = 30.0)]
     connect_timeout: f64,
+}
+
+/// jemalloc, as the server uses: hundreds of viewers set up at once (SDP, DTLS, HTTP)
+/// spend a tenth of the client's join time in glibc's allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// `--client` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Client {
+    /// [`ViewerStack::Light`].
+    Light,
+    /// [`ViewerStack::WebRtc`].
+    Webrtc,
 }
 
 fn main() {
@@ -370,6 +389,10 @@ async fn bench(
             ..connect
         },
         record_arrival_log: true,
+        stack: match args.client {
+            Client::Light => ViewerStack::Light,
+            Client::Webrtc => ViewerStack::WebRtc,
+        },
         ..Default::default()
     };
     let n = args.viewers;

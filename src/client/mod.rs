@@ -8,14 +8,16 @@
 //! * [`media`] turns an H.264 Annex-B file and an Ogg Opus file into pre-packetized RTP
 //!   payloads, so a publisher knows the exact bytes it sends.
 //! * [`whip`] publishes that media in real time ([`WhipPublisher`]).
-//! * [`whep`] receives a stream and records what arrived and when ([`WhepViewer`]).
+//! * [`whep`] receives a stream and records what arrived and when ([`WhepViewer`]), on
+//!   webrtc-rs or, for benchmarks with many viewers, on rtc's sans-IO stack (`light`).
 
+mod light;
 pub mod media;
 pub mod whep;
 pub mod whip;
 
 pub use media::{SyntheticMedia, make_test_media};
-pub use whep::{TrackStats, ViewerOptions, ViewerStats, WhepViewer};
+pub use whep::{TrackStats, ViewerOptions, ViewerStack, ViewerStats, WhepViewer};
 pub use whip::{PublisherOptions, PublisherStats, WhipPublisher};
 
 use std::fmt;

@@ -17,6 +17,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp::packet::Packet as RtpPacket;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
@@ -56,6 +57,8 @@ pub struct ViewerOptions {
     /// Send one PLI when the video track opens, as a browser does when it has no keyframe.
     /// Off by default, so time-to-first-keyframe measures what the server does on its own.
     pub request_keyframe_on_start: bool,
+    /// The WebRTC stack to run on.
+    pub stack: ViewerStack,
 }
 
 impl Default for ViewerOptions {
@@ -67,6 +70,7 @@ impl Default for ViewerOptions {
             record_frame_log: false,
             wait_connected: true,
             request_keyframe_on_start: false,
+            stack: ViewerStack::WebRtc,
         }
     }
 }
@@ -166,7 +170,7 @@ impl ViewerStats {
 
 /// Video codecs the keyframe detector understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum VideoCodec {
+pub(super) enum VideoCodec {
     /// RFC 6184 payloads: IDR found in single NAL units, STAP-A/B and FU-A/B.
     H264,
     /// RFC 7741 payloads: key frames found from the payload descriptor and frame header.
@@ -176,7 +180,7 @@ enum VideoCodec {
 }
 
 impl VideoCodec {
-    fn from_mime(mime: &str) -> Self {
+    pub(super) fn from_mime(mime: &str) -> Self {
         if mime.eq_ignore_ascii_case(MIME_TYPE_H264) {
             VideoCodec::H264
         } else if mime.eq_ignore_ascii_case(MIME_TYPE_VP8) {
@@ -189,9 +193,9 @@ impl VideoCodec {
 
 /// Per-kind receive state: counters plus the continuity tracker.
 #[derive(Debug, Default)]
-struct TrackState {
+pub(super) struct TrackState {
     /// The counters handed out by `stats()`.
-    stats: TrackStats,
+    pub(super) stats: TrackStats,
     /// SSRC of the newest in-order packet, to detect source switches.
     last_ssrc: Option<u32>,
     /// Sequence number of the newest in-order packet, to classify the next one.
@@ -288,13 +292,23 @@ struct RecordFlags {
     record_frame_log: bool,
 }
 
+impl From<&ViewerOptions> for RecordFlags {
+    fn from(opts: &ViewerOptions) -> Self {
+        Self {
+            record_payloads: opts.record_payloads,
+            record_arrival_log: opts.record_arrival_log,
+            record_frame_log: opts.record_frame_log,
+        }
+    }
+}
+
 /// Everything the receive tasks write.
 #[derive(Debug)]
-struct ViewerState {
+pub(super) struct ViewerState {
     /// What to record besides counters.
     flags: RecordFlags,
     /// Codec of the video track, which decides how keyframes are recognised.
-    video_codec: VideoCodec,
+    pub(super) video_codec: VideoCodec,
     /// See [`ViewerStats::first_rtp_at`].
     first_rtp_at: Option<Instant>,
     /// See [`ViewerStats::first_keyframe_at`].
@@ -304,11 +318,11 @@ struct ViewerState {
     /// See [`ViewerStats::keyframes_completed`].
     keyframes_completed: u64,
     /// See [`ViewerStats::connected_at`].
-    connected_at: Option<Instant>,
+    pub(super) connected_at: Option<Instant>,
     /// Video receive state.
-    video: TrackState,
+    pub(super) video: TrackState,
     /// Audio receive state.
-    audio: TrackState,
+    pub(super) audio: TrackState,
     /// Keyframe detection across video packets.
     frames: FrameTracker,
     /// See [`ViewerOptions::record_frame_log`].
@@ -332,7 +346,7 @@ impl ViewerState {
         }
     }
 
-    fn on_packet(&mut self, kind: MediaKind, now: Instant, packet: &RtpPacket) {
+    pub(super) fn on_packet(&mut self, kind: MediaKind, now: Instant, packet: &RtpPacket) {
         self.first_rtp_at.get_or_insert(now);
         let flags = self.flags;
         match kind {
@@ -403,12 +417,103 @@ impl ViewerState {
     }
 }
 
+/// The codecs a viewer offers (Opus; H.264 constrained-baseline and baseline with
+/// packetization-mode=1; VP8) with rtc's default interceptors: NACK and PLI feedback on
+/// video, receiver reports and transport-wide congestion control, as a browser sends.
+pub(super) fn viewer_media_engine() -> Result<(MediaEngine, Registry)> {
+    let mut media_engine = MediaEngine::default();
+    let codecs = [
+        (
+            MIME_TYPE_OPUS,
+            AUDIO_CLOCK_RATE,
+            2,
+            "minptime=10;useinbandfec=1",
+            111,
+            RtpCodecKind::Audio,
+        ),
+        (
+            MIME_TYPE_H264,
+            VIDEO_CLOCK_RATE,
+            0,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+            102,
+            RtpCodecKind::Video,
+        ),
+        (
+            MIME_TYPE_H264,
+            VIDEO_CLOCK_RATE,
+            0,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+            106,
+            RtpCodecKind::Video,
+        ),
+        (
+            MIME_TYPE_VP8,
+            VIDEO_CLOCK_RATE,
+            0,
+            "",
+            96,
+            RtpCodecKind::Video,
+        ),
+    ];
+    for (mime, clock_rate, channels, fmtp, payload_type, kind) in codecs {
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: mime.to_owned(),
+                        clock_rate,
+                        channels,
+                        sdp_fmtp_line: fmtp.to_owned(),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type,
+                },
+                kind,
+            )
+            .map_err(ClientError::webrtc("registering codecs"))?;
+    }
+    // Adds NACK/PLI feedback to the video codecs, receiver reports and TWCC.
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+        .map_err(ClientError::webrtc("registering interceptors"))?;
+    Ok((media_engine, registry))
+}
+
+/// Which WebRTC stack a [`WhepViewer`] runs on. Both speak the same protocol (ICE, DTLS,
+/// SRTP, receiver reports, NACK).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ViewerStack {
+    /// webrtc-rs's async peer connection, with its tasks and channels per connection.
+    #[default]
+    WebRtc,
+    /// rtc's sans-IO peer connection driven by one task (see [`super::light`]): a
+    /// fraction of the client CPU, for benchmarks that run hundreds of viewers on the
+    /// server's machine.
+    Light,
+}
+
+/// The running peer connection of a viewer.
+enum Stack {
+    /// See [`ViewerStack::WebRtc`].
+    WebRtc {
+        /// The local peer connection; closed by `close`.
+        pc: Arc<dyn PeerConnection>,
+        /// Keeps the state channels alive and exposes the connection state.
+        handler: Arc<StateHandler>,
+    },
+    /// See [`ViewerStack::Light`]; its driver task is in `tasks`.
+    Light {
+        /// Tells the driver to close the connection and stop.
+        stop: Mutex<Option<oneshot::Sender<()>>>,
+        /// `Some(true)` once connected, `Some(false)` once failed or closed.
+        connected: watch::Receiver<Option<bool>>,
+    },
+}
+
 /// A WHEP session receiving audio + video.
 pub struct WhepViewer {
-    /// The local peer connection; closed by `close`.
-    pc: Arc<dyn PeerConnection>,
-    /// Keeps the state channels alive and exposes the connection state.
-    handler: Arc<StateHandler>,
+    /// The peer connection and how to close it.
+    stack: Stack,
     /// HTTP client reused for the `DELETE`.
     http: reqwest::Client,
     /// The session resource URL (resolved `Location`).
@@ -441,70 +546,88 @@ impl WhepViewer {
         bearer_token: Option<&str>,
         opts: ViewerOptions,
     ) -> Result<WhepViewer> {
+        match opts.stack {
+            ViewerStack::WebRtc => Self::connect_webrtc(url, bearer_token, opts).await,
+            ViewerStack::Light => Self::connect_light(url, bearer_token, opts).await,
+        }
+    }
+
+    /// [`WhepViewer::connect`] on rtc's sans-IO peer connection.
+    async fn connect_light(
+        url: &str,
+        bearer_token: Option<&str>,
+        opts: ViewerOptions,
+    ) -> Result<WhepViewer> {
+        let endpoint = parse_url(url)?;
+        let http = http_client(&opts.connect)?;
+        let mut session = super::light::offer(&opts).await?;
+        let state = Arc::new(Mutex::new(ViewerState::new(RecordFlags::from(&opts))));
+        let posted_at = Instant::now();
+        let resource =
+            post_offer(&http, &endpoint, bearer_token, session.offer_sdp.clone()).await?;
+        let answered_at = Instant::now();
+        if let Err(e) = super::light::answer(&mut session, resource.answer_sdp.clone()) {
+            let _ = delete_resource(&http, &resource.location, bearer_token).await;
+            return Err(e);
+        }
+        let (connected_tx, mut connected_rx) = watch::channel(None);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let driver = tokio::spawn(super::light::drive(
+            session,
+            state.clone(),
+            opts.request_keyframe_on_start,
+            connected_tx,
+            stop_rx,
+        ));
+        let viewer = WhepViewer {
+            stack: Stack::Light {
+                stop: Mutex::new(Some(stop_tx)),
+                connected: connected_rx.clone(),
+            },
+            http,
+            location: resource.location,
+            bearer_token: bearer_token.map(str::to_owned),
+            state,
+            tasks: Arc::new(Mutex::new(vec![driver])),
+            posted_at,
+            answered_at,
+            closed: AtomicBool::new(false),
+        };
+        if opts.wait_connected {
+            let after = opts.connect.connect_timeout;
+            let outcome = tokio::time::timeout(after, connected_rx.wait_for(Option::is_some))
+                .await
+                .map(|r| r.map(|c| *c == Some(true)).unwrap_or(false));
+            let failed = match outcome {
+                Ok(true) => None,
+                Ok(false) => Some(ClientError::Negotiation(
+                    "the peer connection failed before connecting (ICE or DTLS)".to_owned(),
+                )),
+                Err(_) => Some(ClientError::Timeout {
+                    what: "ICE + DTLS to connect",
+                    after,
+                }),
+            };
+            if let Some(e) = failed {
+                let _ = viewer.close().await;
+                return Err(e);
+            }
+        }
+        Ok(viewer)
+    }
+
+    /// [`WhepViewer::connect`] on webrtc-rs's async peer connection.
+    async fn connect_webrtc(
+        url: &str,
+        bearer_token: Option<&str>,
+        opts: ViewerOptions,
+    ) -> Result<WhepViewer> {
         let endpoint = parse_url(url)?;
         let http = http_client(&opts.connect)?;
 
-        let mut media_engine = MediaEngine::default();
-        let codecs = [
-            (
-                MIME_TYPE_OPUS,
-                AUDIO_CLOCK_RATE,
-                2,
-                "minptime=10;useinbandfec=1",
-                111,
-                RtpCodecKind::Audio,
-            ),
-            (
-                MIME_TYPE_H264,
-                VIDEO_CLOCK_RATE,
-                0,
-                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-                102,
-                RtpCodecKind::Video,
-            ),
-            (
-                MIME_TYPE_H264,
-                VIDEO_CLOCK_RATE,
-                0,
-                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
-                106,
-                RtpCodecKind::Video,
-            ),
-            (
-                MIME_TYPE_VP8,
-                VIDEO_CLOCK_RATE,
-                0,
-                "",
-                96,
-                RtpCodecKind::Video,
-            ),
-        ];
-        for (mime, clock_rate, channels, fmtp, payload_type, kind) in codecs {
-            media_engine
-                .register_codec(
-                    RTCRtpCodecParameters {
-                        rtp_codec: RTCRtpCodec {
-                            mime_type: mime.to_owned(),
-                            clock_rate,
-                            channels,
-                            sdp_fmtp_line: fmtp.to_owned(),
-                            rtcp_feedback: vec![],
-                        },
-                        payload_type,
-                    },
-                    kind,
-                )
-                .map_err(ClientError::webrtc("registering codecs"))?;
-        }
-        // Adds NACK/PLI feedback to the video codecs, receiver reports and TWCC.
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-            .map_err(ClientError::webrtc("registering interceptors"))?;
+        let (media_engine, registry) = viewer_media_engine()?;
 
-        let state = Arc::new(Mutex::new(ViewerState::new(RecordFlags {
-            record_payloads: opts.record_payloads,
-            record_arrival_log: opts.record_arrival_log,
-            record_frame_log: opts.record_frame_log,
-        })));
+        let state = Arc::new(Mutex::new(ViewerState::new(RecordFlags::from(&opts))));
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let on_track: TrackCallback = {
             let state = state.clone();
@@ -565,8 +688,10 @@ impl WhepViewer {
                 return Err(e);
             }
             Ok(WhepViewer {
-                pc: pc.clone(),
-                handler: handler.clone(),
+                stack: Stack::WebRtc {
+                    pc: pc.clone(),
+                    handler: handler.clone(),
+                },
                 http: http.clone(),
                 location: resource.location,
                 bearer_token: bearer_token.map(str::to_owned),
@@ -594,8 +719,13 @@ impl WhepViewer {
 
     /// A snapshot of what has been received so far.
     pub fn stats(&self) -> ViewerStats {
-        let connected = *self.handler.connection.borrow()
-            == webrtc::peer_connection::RTCPeerConnectionState::Connected;
+        let connected = match &self.stack {
+            Stack::WebRtc { handler, .. } => {
+                *handler.connection.borrow()
+                    == webrtc::peer_connection::RTCPeerConnectionState::Connected
+            }
+            Stack::Light { connected, .. } => *connected.borrow() == Some(true),
+        };
         let mut s = lock(&self.state);
         if connected && s.connected_at.is_none() {
             // Approximation when `wait_connected` was off: first time a snapshot saw it.
@@ -655,7 +785,21 @@ impl WhepViewer {
         }
         let deleted =
             delete_resource(&self.http, &self.location, self.bearer_token.as_deref()).await;
-        let closed = self.pc.close().await;
+        let closed = match &self.stack {
+            Stack::WebRtc { pc, .. } => pc.close().await,
+            Stack::Light { stop, .. } => {
+                // The driver closes the connection (DTLS close_notify) and ends.
+                if let Some(stop) = lock(stop).take() {
+                    let _ = stop.send(());
+                }
+                let driver = lock(&self.tasks).pop();
+                if let Some(mut driver) = driver {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), &mut driver).await;
+                    driver.abort();
+                }
+                Ok(())
+            }
+        };
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
@@ -670,9 +814,10 @@ impl Drop for WhepViewer {
             task.abort();
         }
         if !self.closed.load(Ordering::SeqCst)
+            && let Stack::WebRtc { pc, .. } = &self.stack
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
-            let pc = self.pc.clone();
+            let pc = pc.clone();
             handle.spawn(async move {
                 let _ = pc.close().await;
             });
