@@ -36,7 +36,7 @@ use super::{ClientError, MediaKind, Result};
 /// Largest datagram read (a UDP payload on any link).
 const RECV_BUFFER: usize = 65_536;
 
-/// What [`connect`] hands back to the viewer.
+/// A peer connection with its offer made, and the socket it offered.
 pub(crate) struct Session {
     /// The bound socket's address (the host candidate in the offer).
     pub(crate) local: SocketAddr,
@@ -70,12 +70,11 @@ fn certificate() -> Result<RTCCertificate> {
 /// Binds the socket, builds the peer connection with receive-only audio and video and
 /// returns the complete offer (one host candidate: the socket's address).
 pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
-    let bind = opts
-        .connect
-        .udp_addrs
-        .first()
-        .copied()
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let Some(&bind) = opts.connect.udp_addrs.first() else {
+        return Err(ClientError::Negotiation(
+            "the light viewer needs a local UDP address to bind".to_owned(),
+        ));
+    };
     if bind.ip().is_unspecified() {
         return Err(ClientError::Negotiation(format!(
             "the light viewer needs a concrete local IP to offer, not {bind}"
@@ -188,6 +187,14 @@ pub(crate) async fn drive(
         let deadline = pc
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        // Timers that are due go first: a steady stream of datagrams must not hold back
+        // receiver reports, NACKs or ICE keepalives.
+        if deadline <= Instant::now() {
+            if let Err(e) = pc.handle_timeout(Instant::now()) {
+                tracing::debug!(error = %e, "light viewer timeout handling failed");
+            }
+            continue;
+        }
         tokio::select! {
             biased;
             _ = &mut stop => {
@@ -326,7 +333,8 @@ fn drain_reads(
                 .find(|(id, _)| id.as_str() == track_id.as_str())
                 .map(|&(_, kind)| kind);
             if let Some(kind) = kind {
-                lock(state).on_packet(kind, Instant::now(), &packet);
+                // Stamped with when the datagram was read, not when it is recorded.
+                lock(state).on_packet(kind, message.now, &packet);
             }
         }
     }

@@ -810,6 +810,13 @@ impl WhepViewer {
 
 impl Drop for WhepViewer {
     fn drop(&mut self) {
+        if let Stack::Light { stop, .. } = &self.stack
+            && let Some(stop) = lock(stop).take()
+            && stop.send(()).is_ok()
+        {
+            // The driver closes the connection (DTLS close_notify) and ends by itself.
+            return;
+        }
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
