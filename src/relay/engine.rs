@@ -1718,12 +1718,14 @@ impl Engine {
         if let Some(to) = selected_remote(peer) {
             peer.send_to = Some(to);
         }
-        let viewer_is_dtls_client = peer
+        // Our own answer says which side we are: `passive` only when the viewer offered
+        // `setup:active` and so finishes its handshake after us.
+        let engine_is_dtls_server = peer
             .pc
             .as_deref()
-            .and_then(|pc| pc.remote_description())
-            .is_some_and(|d| d.sdp.contains("a=setup:active"));
-        let replay_delay = if viewer_is_dtls_client {
+            .and_then(|pc| pc.local_description())
+            .is_some_and(|d| d.sdp.contains("a=setup:passive"));
+        let replay_delay = if engine_is_dtls_server {
             REPLAY_DELAY
         } else {
             Duration::ZERO
