@@ -2,8 +2,8 @@
 //!
 //! Sends the datagram pattern of a 600 kbps lecture to N local UDP sockets — per viewer 50
 //! audio datagrams a second (one message each) and 30 video frames a second of two
-//! datagrams (one `UDP_SEGMENT` message, or two without `--no-gso`) — in `sendmmsg` batches
-//! of 64 messages, as the relay engine does, with no RTP, SRTP or bookkeeping at all. The
+//! datagrams (one `UDP_SEGMENT` message, or two with `--no-gso`) — through the relay
+//! engine's own `sendmmsg` batching, with no RTP, SRTP or bookkeeping at all. The
 //! sending thread's CPU per viewer-second is a floor under any relay's figure from
 //! `feiyan-bench` on the same machine: the kernel's send path and, on loopback, the
 //! receivers' delivery and wake-ups, which run in the sender's context.
@@ -35,6 +35,8 @@ mod linux {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
+    use bytes::BytesMut;
+
     /// Command-line arguments.
     #[derive(Debug, clap::Parser)]
     #[command(
@@ -57,14 +59,6 @@ mod linux {
     const VIDEO: [usize; 2] = [1200, 700];
     /// An Opus packet with RTP and SRTP overhead.
     const AUDIO: usize = 200;
-    /// Messages per `sendmmsg`, as the engine.
-    const BATCH: usize = 64;
-
-    /// One message: destination and datagram sizes (more than one: segmented).
-    struct Message {
-        to: socket2::SockAddr,
-        sizes: &'static [usize],
-    }
 
     pub fn run(args: &Args) -> std::io::Result<String> {
         let receivers: Vec<UdpSocket> = (0..args.viewers)
@@ -80,17 +74,15 @@ mod linux {
             std::thread::spawn(move || receive(receivers, &stop))
         };
         let sender = UdpSocket::bind("127.0.0.1:0")?;
-        let socket = socket2::SockRef::from(&sender);
-        socket.set_send_buffer_size(8 << 20)?;
+        socket2::SockRef::from(&sender).set_send_buffer_size(8 << 20)?;
 
-        let frame: &'static [usize] = &VIDEO;
         let duration = Duration::try_from_secs_f64(args.duration)
             .map_err(|_| std::io::Error::other("invalid --duration"))?;
         let start = Instant::now();
         let before = thread_cpu_ms();
         let (mut next_audio, mut next_video) = (start, start);
         let mut datagrams = 0u64;
-        let mut messages: Vec<Message> = Vec::with_capacity(args.viewers * 3);
+        let mut queue: Vec<(BytesMut, SocketAddr)> = Vec::with_capacity(args.viewers * 3);
         while start.elapsed() < duration {
             let now = Instant::now();
             let (audio, video) = (now >= next_audio, now >= next_video);
@@ -104,40 +96,33 @@ mod linux {
             if video {
                 next_video += Duration::from_secs(1) / 30;
             }
-            messages.clear();
+            // Per viewer its frame, then its audio: the engine's outbox order.
+            queue.clear();
             for to in &addrs {
                 if video {
-                    if args.no_gso {
-                        for size in frame {
-                            messages.push(Message {
-                                to: (*to).into(),
-                                sizes: std::slice::from_ref(size),
-                            });
-                        }
-                    } else {
-                        messages.push(Message {
-                            to: (*to).into(),
-                            sizes: frame,
-                        });
+                    for size in VIDEO {
+                        queue.push((BytesMut::zeroed(size), *to));
                     }
                 }
                 if audio {
-                    messages.push(Message {
-                        to: (*to).into(),
-                        sizes: &[AUDIO],
-                    });
+                    queue.push((BytesMut::zeroed(AUDIO), *to));
                 }
             }
-            for batch in messages.chunks(BATCH) {
-                datagrams += send(&sender, batch)?;
+            // The engine's own batching and segmentation.
+            let mut rest = &queue[..];
+            while !rest.is_empty() {
+                let (sent, _) = feiyan::relay::send_batch(&sender, rest, !args.no_gso)?;
+                datagrams += sent as u64;
+                rest = &rest[sent..];
             }
         }
-        let cpu_ms = thread_cpu_ms() - before;
+        let after = thread_cpu_ms();
+        let (cpu_ms, system_ms) = (after.0 - before.0, after.1 - before.1);
         let elapsed = start.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         let _ = drain.join();
         Ok(format!(
-            "viewers {}, {}: {:.0} datagrams/s, sending thread {:.0} core-ms over {:.1} s = {:.3} core-ms per viewer-second",
+            "viewers {}, {}: {:.0} datagrams/s, sending thread {:.0} core-ms over {:.1} s = {:.3} core-ms per viewer-second, {:.3} of it in the kernel",
             args.viewers,
             if args.no_gso {
                 "one message per datagram"
@@ -148,69 +133,8 @@ mod linux {
             cpu_ms,
             elapsed,
             cpu_ms / elapsed / args.viewers as f64,
+            system_ms / elapsed / args.viewers as f64,
         ))
-    }
-
-    /// Sends one batch with `sendmmsg`, returning the datagrams that went.
-    fn send(socket: &UdpSocket, batch: &[Message]) -> std::io::Result<u64> {
-        static PAYLOAD: [u8; 1500] = [7; 1500];
-        let iovs: Vec<Vec<libc::iovec>> = batch
-            .iter()
-            .map(|m| {
-                m.sizes
-                    .iter()
-                    .map(|&len| libc::iovec {
-                        iov_base: PAYLOAD.as_ptr() as *mut libc::c_void,
-                        iov_len: len,
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut controls: Vec<[u64; 4]> = vec![[0; 4]; batch.len()];
-        // SAFETY: CMSG_SPACE only computes a size.
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
-        let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(batch.len());
-        for ((m, iov), control) in batch.iter().zip(&iovs).zip(&mut controls) {
-            // SAFETY: an all-zero msghdr is valid (no control data, no flags).
-            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-            hdr.msg_name = m.to.as_ptr() as *mut libc::c_void;
-            hdr.msg_namelen = m.to.len();
-            hdr.msg_iov = iov.as_ptr() as *mut libc::iovec;
-            hdr.msg_iovlen = iov.len() as _;
-            if m.sizes.len() > 1 {
-                hdr.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-                hdr.msg_controllen = space as _;
-                // SAFETY: the aligned control buffer has room for one u16 option.
-                unsafe {
-                    let cmsg = libc::CMSG_FIRSTHDR(&hdr);
-                    (*cmsg).cmsg_level = libc::SOL_UDP;
-                    (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-                    (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
-                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut u16, VIDEO[0] as u16);
-                }
-            }
-            msgs.push(libc::mmsghdr {
-                msg_hdr: hdr,
-                msg_len: 0,
-            });
-        }
-        // SAFETY: every pointer in `msgs` points into `batch`, `iovs`, `controls` and
-        // `PAYLOAD`, which outlive the call; the kernel only reads them.
-        let sent = unsafe {
-            libc::sendmmsg(
-                socket.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                msgs.len() as libc::c_uint,
-                0,
-            )
-        };
-        if sent < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(batch[..sent as usize]
-            .iter()
-            .map(|m| m.sizes.len() as u64)
-            .sum())
     }
 
     /// Drains every receiver on one thread (epoll), as a client process would.
@@ -243,12 +167,12 @@ mod linux {
         unsafe { libc::close(epoll) };
     }
 
-    /// CPU time of the calling thread (user + system), in ms.
-    fn thread_cpu_ms() -> f64 {
+    /// CPU time of the calling thread (user + system, and system alone), in ms.
+    fn thread_cpu_ms() -> (f64, f64) {
         // SAFETY: getrusage fills the struct it is given.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
         let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
-        ms(usage.ru_utime) + ms(usage.ru_stime)
+        (ms(usage.ru_utime) + ms(usage.ru_stime), ms(usage.ru_stime))
     }
 }

@@ -2274,13 +2274,15 @@ fn segment_run(datagrams: &[(BytesMut, SocketAddr)], max: usize) -> usize {
 /// viewer ([`segment_run`], a frame's packets) is one message the kernel segments
 /// (`UDP_SEGMENT`, Linux 4.18): one trip through the IP stack and the interface instead
 /// of one per packet.
+///
+/// Public for `feiyan-udp-floor`, which measures what this costs the kernel with no relay
+/// work around it.
 #[cfg(target_os = "linux")]
-fn send_batch(
-    socket: &UdpSocket,
+pub fn send_batch(
+    socket: &impl std::os::fd::AsRawFd,
     datagrams: &[(BytesMut, SocketAddr)],
     gso: bool,
 ) -> std::io::Result<(usize, usize)> {
-    use std::os::fd::AsRawFd;
     const BATCH: usize = 64;
     /// The kernel's most segments in one send (`UDP_MAX_SEGMENTS`).
     const MAX_SEGMENTS: usize = 64;

@@ -25,6 +25,8 @@ use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId};
 
 pub use engine::Engine;
+#[cfg(target_os = "linux")]
+pub use engine::send_batch;
 pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 
 /// Audio or video.
