@@ -23,7 +23,6 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
@@ -101,15 +100,8 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
         .build(Instant::now())
         .map_err(ClientError::webrtc("creating the peer connection"))?;
     for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-        pc.add_transceiver_from_kind(
-            kind,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                streams: vec![],
-                send_encodings: vec![],
-            }),
-        )
-        .map_err(ClientError::webrtc("adding a receive-only transceiver"))?;
+        pc.add_transceiver_from_kind(kind, Some(super::whep::recvonly()))
+            .map_err(ClientError::webrtc("adding a receive-only transceiver"))?;
     }
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {

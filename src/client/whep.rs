@@ -479,6 +479,15 @@ pub(super) fn viewer_media_engine() -> Result<(MediaEngine, Registry)> {
     Ok((media_engine, registry))
 }
 
+/// A receive-only transceiver, one per kind a viewer offers.
+pub(super) fn recvonly() -> RTCRtpTransceiverInit {
+    RTCRtpTransceiverInit {
+        direction: RTCRtpTransceiverDirection::Recvonly,
+        streams: vec![],
+        send_encodings: vec![],
+    }
+}
+
 /// Which WebRTC stack a [`WhepViewer`] runs on. Both speak the same protocol (ICE, DTLS,
 /// SRTP, receiver reports, NACK).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -653,16 +662,9 @@ impl WhepViewer {
 
         let viewer = async {
             for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-                pc.add_transceiver_from_kind(
-                    kind,
-                    Some(RTCRtpTransceiverInit {
-                        direction: RTCRtpTransceiverDirection::Recvonly,
-                        streams: vec![],
-                        send_encodings: vec![],
-                    }),
-                )
-                .await
-                .map_err(ClientError::webrtc("adding a receive-only transceiver"))?;
+                pc.add_transceiver_from_kind(kind, Some(recvonly()))
+                    .await
+                    .map_err(ClientError::webrtc("adding a receive-only transceiver"))?;
             }
             let offer_sdp =
                 complete_offer(pc.as_ref(), &handler, opts.connect.gather_timeout).await?;
