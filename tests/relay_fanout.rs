@@ -332,7 +332,8 @@ async fn a_detached_viewer_closing_its_connection_is_removed_at_once() {
 
 /// The benchmark's light viewers (rtc's sans-IO stack, one task each) are real WebRTC
 /// peers too: they start on a keyframe, get every payload byte for byte in order, and
-/// their DELETE, or a dropped viewer's closed connection, closes their rows.
+/// their DELETE, or a dropped viewer's closed connection, closes their rows. One of them
+/// offers to be the DTLS client, which turns the server's side of the handshake around.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn light_viewers_play_the_stream_and_close_their_rows() {
     let t = start_server().await;
@@ -353,13 +354,16 @@ async fn light_viewers_play_the_stream_and_close_their_rows() {
     // Join after the first keyframe group, so the replay is what starts them.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut viewers = Vec::new();
-    for _ in 0..3 {
+    for i in 0..3 {
         viewers.push(
             WhepViewer::connect(
                 &format!("{}/whep/{channel}", t.base),
                 None,
                 ViewerOptions {
                     stack: ViewerStack::Light,
+                    // The last one offers `setup:active`: the server is the DTLS server
+                    // for it and holds its replay until the viewer has its keys.
+                    offer_dtls_client: i == 2,
                     ..viewer_opts()
                 },
             )

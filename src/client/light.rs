@@ -125,10 +125,14 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
         .map_err(ClientError::webrtc("creating the offer"))?;
     pc.set_local_description(Instant::now(), offer)
         .map_err(ClientError::webrtc("applying the offer"))?;
-    let offer_sdp = pc
+    let mut offer_sdp = pc
         .local_description()
         .ok_or_else(|| ClientError::Negotiation("no local description after the offer".into()))?
         .sdp;
+    if opts.offer_dtls_client {
+        // The answer's `setup:passive` then makes this side the DTLS client.
+        offer_sdp = offer_sdp.replace("a=setup:actpass", "a=setup:active");
+    }
     Ok(Session {
         local,
         offer_sdp,

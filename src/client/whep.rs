@@ -59,6 +59,9 @@ pub struct ViewerOptions {
     pub request_keyframe_on_start: bool,
     /// The WebRTC stack to run on.
     pub stack: ViewerStack,
+    /// Offer `a=setup:active` (to be the DTLS client) instead of `actpass`, as some players
+    /// do. Light stack only; the server then finishes its handshake first.
+    pub offer_dtls_client: bool,
 }
 
 impl Default for ViewerOptions {
@@ -71,6 +74,7 @@ impl Default for ViewerOptions {
             wait_connected: true,
             request_keyframe_on_start: false,
             stack: ViewerStack::WebRtc,
+            offer_dtls_client: false,
         }
     }
 }

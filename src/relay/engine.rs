@@ -434,6 +434,15 @@ fn segmentation_supported(_socket: &UdpSocket) -> bool {
     false
 }
 
+/// The DTLS role our answer takes: the client, unless the offer says `setup:active`.
+fn answering_dtls_role(offer: &str) -> RTCDtlsRole {
+    if offer.lines().any(|l| l.trim() == "a=setup:active") {
+        RTCDtlsRole::Server
+    } else {
+        RTCDtlsRole::Client
+    }
+}
+
 fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     (0..len)
@@ -773,6 +782,7 @@ impl Engine {
         ufrag: &str,
         pwd: &str,
         viewer: bool,
+        offer: &str,
     ) -> Result<(Box<RTCPeerConnection>, Option<Arc<KeyTap>>), RelayError> {
         let internal = |e: rtc::shared::error::Error| RelayError::Internal(e.to_string());
         let mut media = media_engine()?;
@@ -794,9 +804,11 @@ impl Engine {
         // Answer `setup:active` (RFC 5763 §5: the answerer should be the DTLS client): the
         // handshake then starts from here the moment ICE is up (see `service`), instead of
         // waiting for the offerer's ClientHello, which a webrtc-rs offerer sends only on its
-        // next ICE tick (up to 200 ms later).
+        // next ICE tick (up to 200 ms later). An offerer that insists on being the client
+        // (`setup:active`) gets `passive`: rtc would answer `active` to it too, and two DTLS
+        // clients never connect.
         let settings = settings
-            .with_answering_dtls_role(RTCDtlsRole::Client)
+            .with_answering_dtls_role(answering_dtls_role(offer))
             .with_lite(self.webrtc.ice_lite)
             .with_ice_credentials(ufrag.to_string(), pwd.to_string())
             .with_ice_timeouts(
@@ -898,7 +910,7 @@ impl Engine {
             ));
         }
         let ufrag = random_token(16);
-        let (mut pc, _) = self.new_peer_connection(&ufrag, &random_token(32), false)?;
+        let (mut pc, _) = self.new_peer_connection(&ufrag, &random_token(32), false, &offer)?;
         let answer = self.negotiate(&mut pc, offer)?;
         if !answer.lines().any(|l| {
             (l.starts_with("m=audio") || l.starts_with("m=video"))
@@ -979,7 +991,7 @@ impl Engine {
         }
         let ufrag = random_token(16);
         let pwd = random_token(32);
-        let (mut pc, tap) = self.new_peer_connection(&ufrag, &pwd, true)?;
+        let (mut pc, tap) = self.new_peer_connection(&ufrag, &pwd, true, &offer)?;
         let stream_id = format!("feiyan-{channel}");
         let mut add = |kind: RtpCodecKind,
                        codec: &RTCRtpCodec|
@@ -2396,6 +2408,18 @@ mod tests {
         let many: Vec<_> = (0..64).map(|_| d(1200, a)).collect();
         assert_eq!(segment_run(&many, 64), 50);
         assert_eq!(segment_run(&[], 64), 0);
+    }
+
+    #[test]
+    fn an_offer_that_insists_on_dtls_client_gets_a_passive_answer() {
+        assert_eq!(
+            answering_dtls_role("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=setup:active\r\n"),
+            RTCDtlsRole::Server
+        );
+        for setup in ["a=setup:actpass", "a=setup:passive"] {
+            let offer = format!("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n{setup}\r\n");
+            assert_eq!(answering_dtls_role(&offer), RTCDtlsRole::Client, "{setup}");
+        }
     }
 
     #[test]
