@@ -77,6 +77,10 @@ struct Args {
     /// Per-viewer timeout for gathering + POST + ICE/DTLS, in seconds.
     #[arg(long, default_value_t = 30.0)]
     connect_timeout: f64,
+    /// Write each viewer's join milestones to this CSV file, in ms after the first POST:
+    /// `viewer,posted,answered,connected,first_rtp,first_keyframe` (empty when not reached).
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 /// jemalloc, as the server uses: hundreds of viewers set up at once (SDP, DTLS, HTTP)
@@ -328,6 +332,36 @@ fn sample_proc(pid: &str, ticks: f64) -> Option<ProcSample> {
 }
 
 /// Nearest-rank percentile of sorted values.
+/// Writes `--timeline`: one CSV row per viewer, each milestone in ms after `t0`.
+fn write_timeline(
+    path: &std::path::Path,
+    t0: Instant,
+    stats: &[ViewerStats],
+) -> Result<(), BenchError> {
+    let ms = |t: Option<Instant>| {
+        t.map(|t| {
+            format!(
+                "{:.2}",
+                t.saturating_duration_since(t0).as_secs_f64() * 1000.0
+            )
+        })
+        .unwrap_or_default()
+    };
+    let mut csv = String::from("viewer,posted,answered,connected,first_rtp,first_keyframe\n");
+    for (i, s) in stats.iter().enumerate() {
+        csv.push_str(&format!(
+            "{i},{},{},{},{},{}\n",
+            ms(Some(s.posted_at)),
+            ms(Some(s.answered_at)),
+            ms(s.connected_at),
+            ms(s.first_rtp_at),
+            ms(s.first_keyframe_at)
+        ));
+    }
+    std::fs::write(path, csv)
+        .map_err(|e| BenchError::Setup(format!("writing {}: {e}", path.display())))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -396,6 +430,22 @@ async fn bench(
         ..Default::default()
     };
     let n = args.viewers;
+    // Every viewer's peer connection and offer first: in a real audience each browser
+    // makes its offer on its own device, not on the server's machine during the storm.
+    eprintln!("preparing {n} offers ...");
+    let mut prepared = Vec::with_capacity(n);
+    for _ in 0..n {
+        let opts = viewer_opts.clone();
+        prepared.push(tokio::spawn(WhepViewer::prepare(opts)));
+    }
+    let mut offers = Vec::with_capacity(n);
+    for p in prepared {
+        match p.await {
+            Ok(Ok(p)) => offers.push(p),
+            Ok(Err(e)) => return Err(BenchError::Setup(format!("preparing a viewer: {e}"))),
+            Err(e) => return Err(BenchError::Setup(format!("viewer task failed: {e}"))),
+        }
+    }
     eprintln!(
         "starting {n} viewers over {:.1} s ...",
         timing.join_window.as_secs_f64()
@@ -404,7 +454,7 @@ async fn bench(
     let t0_std = Instant::now();
     let own_start = own();
     let mut joins = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, offer) in offers.into_iter().enumerate() {
         let offset = if n > 1 {
             timing.join_window.mul_f64(i as f64 / (n - 1) as f64)
         } else {
@@ -412,10 +462,9 @@ async fn bench(
         };
         let url = args.whep.clone();
         let token = args.token.clone();
-        let opts = viewer_opts.clone();
         joins.push(tokio::spawn(async move {
             tokio::time::sleep_until(t0 + offset).await;
-            WhepViewer::connect(&url, token.as_deref(), opts).await
+            offer.connect(&url, token.as_deref()).await
         }));
     }
     let mut viewers = Vec::with_capacity(n);
@@ -504,6 +553,10 @@ async fn bench(
             })
             .count()
     });
+
+    if let Some(path) = &args.timeline {
+        write_timeline(path, t0_std, &stats)?;
+    }
 
     // Timings.
     let mut first_frame_ms: Vec<f64> = stats

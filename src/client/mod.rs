@@ -17,7 +17,7 @@ pub mod whep;
 pub mod whip;
 
 pub use media::{SyntheticMedia, make_test_media};
-pub use whep::{TrackStats, ViewerOptions, ViewerStack, ViewerStats, WhepViewer};
+pub use whep::{PreparedViewer, TrackStats, ViewerOptions, ViewerStack, ViewerStats, WhepViewer};
 pub use whip::{PublisherOptions, PublisherStats, WhipPublisher};
 
 use std::fmt;

@@ -545,69 +545,160 @@ pub struct WhepViewer {
     closed: AtomicBool,
 }
 
-impl WhepViewer {
-    /// Starts viewing the WHEP endpoint `url`.
-    ///
-    /// Builds a peer connection with receive-only audio and video transceivers (Opus; H.264
-    /// constrained-baseline and baseline with packetization-mode=1, and VP8), waits for ICE
-    /// gathering, `POST`s the offer (with `Authorization: Bearer` when a token is given),
-    /// requires `201 Created` with a `Location`, applies the answer and, unless disabled,
-    /// waits for the connection. Must be called inside a tokio runtime; the receive tasks run
-    /// on it.
-    pub async fn connect(
-        url: &str,
-        bearer_token: Option<&str>,
-        opts: ViewerOptions,
-    ) -> Result<WhepViewer> {
-        match opts.stack {
-            ViewerStack::WebRtc => Self::connect_webrtc(url, bearer_token, opts).await,
-            ViewerStack::Light => Self::connect_light(url, bearer_token, opts).await,
+/// A viewer with its offer made and not yet sent ([`WhepViewer::prepare`]).
+pub struct PreparedViewer {
+    /// Taken by [`PreparedViewer::connect`]; still here on drop means never sent.
+    offer: Option<Offer>,
+    parts: Parts,
+}
+
+/// What a prepared viewer keeps beside its peer connection.
+struct Parts {
+    opts: ViewerOptions,
+    http: reqwest::Client,
+    state: Arc<Mutex<ViewerState>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+/// A prepared peer connection of either stack.
+enum Offer {
+    Light(Box<super::light::Session>),
+    WebRtc {
+        pc: Arc<dyn PeerConnection>,
+        handler: Arc<StateHandler>,
+        offer_sdp: String,
+    },
+}
+
+/// The webrtc-rs peer connection with receive-only transceivers and its gathered offer.
+async fn webrtc_offer(
+    opts: &ViewerOptions,
+    state: &Arc<Mutex<ViewerState>>,
+    tasks: &Arc<Mutex<Vec<JoinHandle<()>>>>,
+) -> Result<Offer> {
+    let (media_engine, registry) = viewer_media_engine()?;
+    let on_track: TrackCallback = {
+        let state = state.clone();
+        let tasks = tasks.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let request_keyframe = opts.request_keyframe_on_start;
+        Arc::new(move |track: Arc<dyn TrackRemote>| {
+            let task = runtime.spawn(receive(track, state.clone(), request_keyframe));
+            lock(&tasks).push(task);
+        })
+    };
+    let handler = StateHandler::new(Some(on_track));
+    let pc: Arc<dyn PeerConnection> = Arc::new(
+        PeerConnectionBuilder::new()
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
+            .with_udp_addrs(opts.connect.udp_addrs.clone())
+            .build()
+            .await
+            .map_err(ClientError::webrtc("creating the peer connection"))?,
+    );
+    let offer_sdp = async {
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            pc.add_transceiver_from_kind(kind, Some(recvonly()))
+                .await
+                .map_err(ClientError::webrtc("adding a receive-only transceiver"))?;
+        }
+        complete_offer(pc.as_ref(), &handler, opts.connect.gather_timeout).await
+    }
+    .await;
+    match offer_sdp {
+        Ok(offer_sdp) => Ok(Offer::WebRtc {
+            pc,
+            handler,
+            offer_sdp,
+        }),
+        Err(e) => {
+            let _ = pc.close().await;
+            Err(e)
         }
     }
+}
 
-    /// [`WhepViewer::connect`] on rtc's sans-IO peer connection.
+impl PreparedViewer {
+    /// `POST`s the prepared offer to the WHEP endpoint `url` and continues as
+    /// [`WhepViewer::connect`] does.
+    pub async fn connect(mut self, url: &str, bearer_token: Option<&str>) -> Result<WhepViewer> {
+        let offer = self
+            .offer
+            .take()
+            .ok_or_else(|| ClientError::Negotiation("this offer was already sent".to_owned()))?;
+        match offer {
+            Offer::Light(session) => self.parts.connect_light(*session, url, bearer_token).await,
+            Offer::WebRtc {
+                pc,
+                handler,
+                offer_sdp,
+            } => {
+                let viewer = self
+                    .parts
+                    .connect_webrtc(&pc, &handler, offer_sdp, url, bearer_token)
+                    .await;
+                if viewer.is_err() {
+                    for task in lock(&self.parts.tasks).drain(..) {
+                        task.abort();
+                    }
+                    let _ = pc.close().await;
+                }
+                viewer
+            }
+        }
+    }
+}
+
+impl Parts {
+    /// [`PreparedViewer::connect`] on rtc's sans-IO peer connection.
     async fn connect_light(
+        &self,
+        mut session: super::light::Session,
         url: &str,
         bearer_token: Option<&str>,
-        opts: ViewerOptions,
     ) -> Result<WhepViewer> {
         let endpoint = parse_url(url)?;
-        let http = http_client(&opts.connect)?;
-        let mut session = super::light::offer(&opts).await?;
-        let state = Arc::new(Mutex::new(ViewerState::new(RecordFlags::from(&opts))));
         let posted_at = Instant::now();
-        let resource =
-            post_offer(&http, &endpoint, bearer_token, session.offer_sdp.clone()).await?;
+        let resource = post_offer(
+            &self.http,
+            &endpoint,
+            bearer_token,
+            session.offer_sdp.clone(),
+        )
+        .await?;
         let answered_at = Instant::now();
         if let Err(e) = super::light::answer(&mut session, resource.answer_sdp.clone()) {
-            let _ = delete_resource(&http, &resource.location, bearer_token).await;
+            let _ = delete_resource(&self.http, &resource.location, bearer_token).await;
             return Err(e);
         }
         let (connected_tx, mut connected_rx) = watch::channel(None);
         let (stop_tx, stop_rx) = oneshot::channel();
         let driver = tokio::spawn(super::light::drive(
             session,
-            state.clone(),
-            opts.request_keyframe_on_start,
+            self.state.clone(),
+            self.opts.request_keyframe_on_start,
             connected_tx,
             stop_rx,
         ));
+        lock(&self.tasks).push(driver);
         let viewer = WhepViewer {
             stack: Stack::Light {
                 stop: Mutex::new(Some(stop_tx)),
                 connected: connected_rx.clone(),
             },
-            http,
+            http: self.http.clone(),
             location: resource.location,
             bearer_token: bearer_token.map(str::to_owned),
-            state,
-            tasks: Arc::new(Mutex::new(vec![driver])),
+            state: self.state.clone(),
+            tasks: self.tasks.clone(),
             posted_at,
             answered_at,
             closed: AtomicBool::new(false),
         };
-        if opts.wait_connected {
-            let after = opts.connect.connect_timeout;
+        if self.opts.wait_connected {
+            let after = self.opts.connect.connect_timeout;
             let outcome = tokio::time::timeout(after, connected_rx.wait_for(Option::is_some))
                 .await
                 .map(|r| r.map(|c| *c == Some(true)).unwrap_or(false));
@@ -629,93 +720,111 @@ impl WhepViewer {
         Ok(viewer)
     }
 
-    /// [`WhepViewer::connect`] on webrtc-rs's async peer connection.
+    /// [`PreparedViewer::connect`] on webrtc-rs's async peer connection; the caller closes
+    /// `pc` when this fails.
     async fn connect_webrtc(
+        &self,
+        pc: &Arc<dyn PeerConnection>,
+        handler: &Arc<StateHandler>,
+        offer_sdp: String,
+        url: &str,
+        bearer_token: Option<&str>,
+    ) -> Result<WhepViewer> {
+        let endpoint = parse_url(url)?;
+        let posted_at = Instant::now();
+        let resource = post_offer(&self.http, &endpoint, bearer_token, offer_sdp).await?;
+        let answered_at = Instant::now();
+        let applied = async {
+            let answer = RTCSessionDescription::answer(resource.answer_sdp.clone())
+                .map_err(ClientError::webrtc("parsing the SDP answer"))?;
+            pc.set_remote_description(answer)
+                .await
+                .map_err(ClientError::webrtc("applying the SDP answer"))?;
+            if self.opts.wait_connected {
+                handler
+                    .wait_connected(self.opts.connect.connect_timeout)
+                    .await?;
+                lock(&self.state).connected_at = Some(Instant::now());
+            }
+            Ok::<_, ClientError>(())
+        }
+        .await;
+        if let Err(e) = applied {
+            let _ = delete_resource(&self.http, &resource.location, bearer_token).await;
+            return Err(e);
+        }
+        Ok(WhepViewer {
+            stack: Stack::WebRtc {
+                pc: pc.clone(),
+                handler: handler.clone(),
+            },
+            http: self.http.clone(),
+            location: resource.location,
+            bearer_token: bearer_token.map(str::to_owned),
+            state: self.state.clone(),
+            tasks: self.tasks.clone(),
+            posted_at,
+            answered_at,
+            closed: AtomicBool::new(false),
+        })
+    }
+}
+
+impl Drop for PreparedViewer {
+    /// An offer never sent: webrtc-rs's peer connection has tasks to stop (the light one
+    /// is only a socket and memory).
+    fn drop(&mut self) {
+        if let Some(Offer::WebRtc { pc, .. }) = self.offer.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
+impl WhepViewer {
+    /// Starts viewing the WHEP endpoint `url`: [`WhepViewer::prepare`], then
+    /// [`PreparedViewer::connect`].
+    ///
+    /// Builds a peer connection with receive-only audio and video transceivers (Opus; H.264
+    /// constrained-baseline and baseline with packetization-mode=1, and VP8), waits for ICE
+    /// gathering, `POST`s the offer (with `Authorization: Bearer` when a token is given),
+    /// requires `201 Created` with a `Location`, applies the answer and, unless disabled,
+    /// waits for the connection. Must be called inside a tokio runtime; the receive tasks run
+    /// on it.
+    pub async fn connect(
         url: &str,
         bearer_token: Option<&str>,
         opts: ViewerOptions,
     ) -> Result<WhepViewer> {
-        let endpoint = parse_url(url)?;
+        parse_url(url)?;
+        Self::prepare(opts).await?.connect(url, bearer_token).await
+    }
+
+    /// Makes a viewer's peer connection and its complete offer without sending it.
+    ///
+    /// A benchmark prepares its whole audience this way before the first `POST`: in a
+    /// real audience each browser makes its own offer on its own device, so the offers
+    /// should not compete with the server for the benchmark machine's CPU.
+    pub async fn prepare(opts: ViewerOptions) -> Result<PreparedViewer> {
         let http = http_client(&opts.connect)?;
-
-        let (media_engine, registry) = viewer_media_engine()?;
-
         let state = Arc::new(Mutex::new(ViewerState::new(RecordFlags::from(&opts))));
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let on_track: TrackCallback = {
-            let state = state.clone();
-            let tasks = tasks.clone();
-            let runtime = tokio::runtime::Handle::current();
-            let request_keyframe = opts.request_keyframe_on_start;
-            Arc::new(move |track: Arc<dyn TrackRemote>| {
-                let task = runtime.spawn(receive(track, state.clone(), request_keyframe));
-                lock(&tasks).push(task);
-            })
+        let offer = match opts.stack {
+            ViewerStack::Light => Offer::Light(Box::new(super::light::offer(&opts).await?)),
+            ViewerStack::WebRtc => webrtc_offer(&opts, &state, &tasks).await?,
         };
-        let handler = StateHandler::new(Some(on_track));
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_media_engine(media_engine)
-                .with_interceptor_registry(registry)
-                .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
-                .with_udp_addrs(opts.connect.udp_addrs.clone())
-                .build()
-                .await
-                .map_err(ClientError::webrtc("creating the peer connection"))?,
-        );
-
-        let viewer = async {
-            for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-                pc.add_transceiver_from_kind(kind, Some(recvonly()))
-                    .await
-                    .map_err(ClientError::webrtc("adding a receive-only transceiver"))?;
-            }
-            let offer_sdp =
-                complete_offer(pc.as_ref(), &handler, opts.connect.gather_timeout).await?;
-
-            let posted_at = Instant::now();
-            let resource = post_offer(&http, &endpoint, bearer_token, offer_sdp).await?;
-            let answered_at = Instant::now();
-            let applied = async {
-                let answer = RTCSessionDescription::answer(resource.answer_sdp.clone())
-                    .map_err(ClientError::webrtc("parsing the SDP answer"))?;
-                pc.set_remote_description(answer)
-                    .await
-                    .map_err(ClientError::webrtc("applying the SDP answer"))?;
-                if opts.wait_connected {
-                    handler.wait_connected(opts.connect.connect_timeout).await?;
-                    lock(&state).connected_at = Some(Instant::now());
-                }
-                Ok::<_, ClientError>(())
-            }
-            .await;
-            if let Err(e) = applied {
-                let _ = delete_resource(&http, &resource.location, bearer_token).await;
-                return Err(e);
-            }
-            Ok(WhepViewer {
-                stack: Stack::WebRtc {
-                    pc: pc.clone(),
-                    handler: handler.clone(),
-                },
-                http: http.clone(),
-                location: resource.location,
-                bearer_token: bearer_token.map(str::to_owned),
-                state: state.clone(),
-                tasks: tasks.clone(),
-                posted_at,
-                answered_at,
-                closed: AtomicBool::new(false),
-            })
-        }
-        .await;
-        if viewer.is_err() {
-            for task in lock(&tasks).drain(..) {
-                task.abort();
-            }
-            let _ = pc.close().await;
-        }
-        viewer
+        Ok(PreparedViewer {
+            offer: Some(offer),
+            parts: Parts {
+                opts,
+                http,
+                state,
+                tasks,
+            },
+        })
     }
 
     /// The session resource URL returned in `Location` (resolved to an absolute URL).
