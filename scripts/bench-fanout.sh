@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fan-out benchmark against a fresh local feiyan: builds the release binaries, makes a
 # scratch SQLite catalog with one station, starts the server and runs feiyan-bench against
-# it. Arguments after the options go to feiyan-bench (e.g. --join-window 10 --client webrtc).
+# it. Arguments after the options go to feiyan-bench (e.g. --join-window 10 --client webrtc);
+# FEIYAN_BENCH_BIN runs another feiyan-bench binary (to compare two clients).
 #
 #   ./scripts/bench-fanout.sh [--steer] VIEWERS [SECONDS] [feiyan-bench args...]
 #
@@ -75,7 +76,7 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-"${client_cmd[@]}" $bin/feiyan-bench \
+"${client_cmd[@]}" "${FEIYAN_BENCH_BIN:-$bin/feiyan-bench}" \
   --whip "http://127.0.0.1:$port_http/whip/$channel" \
   --whep "http://127.0.0.1:$port_http/whep/$channel" \
   --token "$key" --viewers "$viewers" --duration "$seconds" --server-pid "$server" "$@"
