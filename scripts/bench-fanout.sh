@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --steer must come first: every argument after VIEWERS [SECONDS] goes to feiyan-bench.
 steer=0
 if [ "${1:-}" = "--steer" ]; then
   steer=1
@@ -36,12 +37,18 @@ rps=/sys/class/net/lo/queues/rx-0/rps_cpus
 old_rps=""
 server=""
 cleanup() {
+  if [ -n "$old_rps" ]; then
+    echo "$old_rps" > "$rps" || echo "could not restore $rps to $old_rps" >&2
+  fi
   if [ -n "$server" ]; then
     kill -INT "$server" 2>/dev/null || true
+    # A graceful stop closes every session; give it 10 s, then stop it hard.
+    for _ in $(seq 100); do
+      kill -0 "$server" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
-  fi
-  if [ -n "$old_rps" ]; then
-    echo "$old_rps" > "$rps"
   fi
   rm -rf "$scratch"
 }
@@ -50,8 +57,8 @@ trap cleanup EXIT
 server_cmd=()
 client_cmd=()
 if [ "$steer" = 1 ]; then
-  if [ "$(nproc)" -lt 2 ] || [ ! -w "$rps" ]; then
-    echo "--steer needs two cores and root (it writes $rps)" >&2
+  if ! taskset -c 0,1 true 2>/dev/null || [ ! -w "$rps" ]; then
+    echo "--steer needs cores 0 and 1 and root (it writes $rps)" >&2
     exit 2
   fi
   old_rps=$(cat "$rps")
@@ -71,10 +78,20 @@ FEIYAN_LISTEN=127.0.0.1:$port_http FEIYAN_UDP_BIND=127.0.0.1:$port_udp \
   FEIYAN_ADVERTISED_IPS=127.0.0.1 \
   "${server_cmd[@]}" $bin/feiyan serve > "$scratch/server.log" 2>&1 &
 server=$!
-for _ in $(seq 50); do
-  curl -fs "http://127.0.0.1:$port_http/healthz" > /dev/null && break
+up=0
+for _ in $(seq 100); do
+  kill -0 "$server" 2>/dev/null || break
+  if curl -fs "http://127.0.0.1:$port_http/healthz" > /dev/null; then
+    up=1
+    break
+  fi
   sleep 0.1
 done
+if [ "$up" != 1 ]; then
+  echo "the server did not come up on 127.0.0.1:$port_http; its log:" >&2
+  cat "$scratch/server.log" >&2
+  exit 1
+fi
 
 "${client_cmd[@]}" "${FEIYAN_BENCH_BIN:-$bin/feiyan-bench}" \
   --whip "http://127.0.0.1:$port_http/whip/$channel" \

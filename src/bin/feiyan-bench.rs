@@ -331,12 +331,13 @@ fn sample_proc(pid: &str, ticks: f64) -> Option<ProcSample> {
     })
 }
 
-/// Nearest-rank percentile of sorted values.
-/// Writes `--timeline`: one CSV row per viewer, each milestone in ms after `t0`.
+/// Writes `--timeline`: one CSV row per viewer in join order, each milestone in ms after
+/// `t0`; a viewer that failed has only its error.
 fn write_timeline(
     path: &std::path::Path,
     t0: Instant,
-    stats: &[ViewerStats],
+    joined: &[(usize, ViewerStats)],
+    failed: &[(usize, String)],
 ) -> Result<(), BenchError> {
     let ms = |t: Option<Instant>| {
         t.map(|t| {
@@ -347,21 +348,35 @@ fn write_timeline(
         })
         .unwrap_or_default()
     };
-    let mut csv = String::from("viewer,posted,answered,connected,first_rtp,first_keyframe\n");
-    for (i, s) in stats.iter().enumerate() {
-        csv.push_str(&format!(
-            "{i},{},{},{},{},{}\n",
-            ms(Some(s.posted_at)),
-            ms(Some(s.answered_at)),
-            ms(s.connected_at),
-            ms(s.first_rtp_at),
-            ms(s.first_keyframe_at)
-        ));
+    let mut rows: Vec<(usize, String)> = joined
+        .iter()
+        .map(|(i, s)| {
+            let row = format!(
+                "{i},{},{},{},{},{},\n",
+                ms(Some(s.posted_at)),
+                ms(Some(s.answered_at)),
+                ms(s.connected_at),
+                ms(s.first_rtp_at),
+                ms(s.first_keyframe_at)
+            );
+            (*i, row)
+        })
+        .collect();
+    rows.extend(
+        failed
+            .iter()
+            .map(|(i, e)| (*i, format!("{i},,,,,,\"{}\"\n", e.replace('"', "\"\"")))),
+    );
+    rows.sort_by_key(|(i, _)| *i);
+    let mut csv = String::from("viewer,posted,answered,connected,first_rtp,first_keyframe,error\n");
+    for (_, row) in rows {
+        csv.push_str(&row);
     }
     std::fs::write(path, csv)
         .map_err(|e| BenchError::Setup(format!("writing {}: {e}", path.display())))
 }
 
+/// Nearest-rank percentile of sorted values.
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -438,13 +453,15 @@ async fn bench(
         let opts = viewer_opts.clone();
         prepared.push(tokio::spawn(WhepViewer::prepare(opts)));
     }
+    // A viewer that cannot even make its offer (a UDP bind, descriptors) is a failed
+    // viewer, as one that fails later is; the others go on.
     let mut offers = Vec::with_capacity(n);
     for p in prepared {
-        match p.await {
-            Ok(Ok(p)) => offers.push(p),
-            Ok(Err(e)) => return Err(BenchError::Setup(format!("preparing a viewer: {e}"))),
-            Err(e) => return Err(BenchError::Setup(format!("viewer task failed: {e}"))),
-        }
+        offers.push(match p.await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) => Err(format!("preparing the offer: {e}")),
+            Err(e) => Err(format!("viewer task failed: {e}")),
+        });
     }
     eprintln!(
         "starting {n} viewers over {:.1} s ...",
@@ -463,17 +480,23 @@ async fn bench(
         let url = args.whep.clone();
         let token = args.token.clone();
         joins.push(tokio::spawn(async move {
+            let offer = offer.map_err(ClientError::Negotiation)?;
             tokio::time::sleep_until(t0 + offset).await;
             offer.connect(&url, token.as_deref()).await
         }));
     }
+    // Each viewer with its join index (its place in the POST order).
     let mut viewers = Vec::with_capacity(n);
-    let mut failures: Vec<String> = Vec::new();
-    for j in joins {
+    let mut viewer_index = Vec::with_capacity(n);
+    let mut failures: Vec<(usize, String)> = Vec::new();
+    for (i, j) in joins.into_iter().enumerate() {
         match j.await {
-            Ok(Ok(v)) => viewers.push(v),
-            Ok(Err(e)) => failures.push(e.to_string()),
-            Err(e) => failures.push(format!("viewer task failed: {e}")),
+            Ok(Ok(v)) => {
+                viewers.push(v);
+                viewer_index.push(i);
+            }
+            Ok(Err(e)) => failures.push((i, e.to_string())),
+            Err(e) => failures.push((i, format!("viewer task failed: {e}"))),
         }
     }
     let joined_at = Instant::now();
@@ -555,7 +578,12 @@ async fn bench(
     });
 
     if let Some(path) = &args.timeline {
-        write_timeline(path, t0_std, &stats)?;
+        let joined: Vec<(usize, ViewerStats)> = viewer_index
+            .iter()
+            .copied()
+            .zip(stats.iter().cloned())
+            .collect();
+        write_timeline(path, t0_std, &joined, &failures)?;
     }
 
     // Timings.
@@ -688,7 +716,7 @@ async fn bench(
         timing.join_window.as_secs_f64(),
         timing.duration.as_secs_f64()
     );
-    for f in failures.iter().take(5) {
+    for (_, f) in failures.iter().take(5) {
         println!("  connect failure: {f}");
     }
     match receiving_at_15 {
@@ -826,7 +854,7 @@ async fn bench(
             "rss_kib_per_viewer": rss_per_viewer_kib,
         },
         "bench_cpu_core_ms_per_viewer_s": own_cpu_per_viewer_s,
-        "connect_failures": failures.iter().take(5).collect::<Vec<_>>(),
+        "connect_failures": failures.iter().take(5).map(|(_, f)| f).collect::<Vec<_>>(),
     });
     println!("{report}");
     Ok(())
