@@ -252,6 +252,24 @@ pub(crate) fn http_client(opts: &ConnectOptions) -> Result<reqwest::Client> {
         .map_err(ClientError::HttpClient)
 }
 
+/// A webrtc-rs peer connection on `udp_addrs` that reports its events to `handler`.
+pub(crate) async fn build_peer_connection(
+    media_engine: webrtc::peer_connection::MediaEngine,
+    registry: webrtc::peer_connection::Registry,
+    handler: &Arc<StateHandler>,
+    udp_addrs: &[SocketAddr],
+) -> Result<Arc<dyn webrtc::peer_connection::PeerConnection>> {
+    let pc = webrtc::peer_connection::PeerConnectionBuilder::new()
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
+        .with_udp_addrs(udp_addrs.to_vec())
+        .build()
+        .await
+        .map_err(ClientError::webrtc("creating the peer connection"))?;
+    Ok(Arc::new(pc))
+}
+
 /// Creates and applies an offer, waits for ICE gathering (non-trickle WHIP/WHEP sends one
 /// complete offer) and returns the offer SDP with its candidates.
 pub(crate) async fn complete_offer(

@@ -21,8 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCSessionDescription, Registry, register_default_interceptors,
+    MediaEngine, PeerConnection, RTCSessionDescription, Registry, register_default_interceptors,
 };
 
 use super::media::{
@@ -32,7 +31,7 @@ use super::media::{
 use super::whip::{count_between, lock};
 use super::{
     ClientError, ConnectOptions, KindCounters, MediaKind, Result, StateHandler, TrackCallback,
-    complete_offer, delete_resource, http_client, parse_url, post_offer,
+    build_peer_connection, complete_offer, delete_resource, http_client, parse_url, post_offer,
 };
 
 /// How a [`WhepViewer`] connects and what it records.
@@ -588,16 +587,8 @@ async fn webrtc_offer(
         })
     };
     let handler = StateHandler::new(Some(on_track));
-    let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(registry)
-            .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
-            .with_udp_addrs(opts.connect.udp_addrs.clone())
-            .build()
-            .await
-            .map_err(ClientError::webrtc("creating the peer connection"))?,
-    );
+    let pc =
+        build_peer_connection(media_engine, registry, &handler, &opts.connect.udp_addrs).await?;
     let offer_sdp = async {
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(kind, Some(recvonly()))
@@ -683,20 +674,15 @@ impl Parts {
             stop_rx,
         ));
         lock(&self.tasks).push(driver);
-        let viewer = WhepViewer {
-            stack: Stack::Light {
+        let viewer = self.viewer(
+            Stack::Light {
                 stop: Mutex::new(Some(stop_tx)),
                 connected: connected_rx.clone(),
             },
-            http: self.http.clone(),
-            location: resource.location,
-            bearer_token: bearer_token.map(str::to_owned),
-            state: self.state.clone(),
-            tasks: self.tasks.clone(),
-            posted_at,
-            answered_at,
-            closed: AtomicBool::new(false),
-        };
+            resource.location,
+            bearer_token,
+            [posted_at, answered_at],
+        );
         if self.opts.wait_connected {
             let after = self.opts.connect.connect_timeout;
             let outcome = tokio::time::timeout(after, connected_rx.wait_for(Option::is_some))
@@ -753,20 +739,36 @@ impl Parts {
             let _ = delete_resource(&self.http, &resource.location, bearer_token).await;
             return Err(e);
         }
-        Ok(WhepViewer {
-            stack: Stack::WebRtc {
+        Ok(self.viewer(
+            Stack::WebRtc {
                 pc: pc.clone(),
                 handler: handler.clone(),
             },
+            resource.location,
+            bearer_token,
+            [posted_at, answered_at],
+        ))
+    }
+
+    /// The viewer of an answered offer; `[posted_at, answered_at]`.
+    fn viewer(
+        &self,
+        stack: Stack,
+        location: reqwest::Url,
+        bearer_token: Option<&str>,
+        [posted_at, answered_at]: [Instant; 2],
+    ) -> WhepViewer {
+        WhepViewer {
+            stack,
             http: self.http.clone(),
-            location: resource.location,
+            location,
             bearer_token: bearer_token.map(str::to_owned),
             state: self.state.clone(),
             tasks: self.tasks.clone(),
             posted_at,
             answered_at,
             closed: AtomicBool::new(false),
-        })
+        }
     }
 }
 

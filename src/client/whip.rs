@@ -25,15 +25,14 @@ use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCSessionDescription, register_default_interceptors,
+    MediaEngine, PeerConnection, RTCSessionDescription, register_default_interceptors,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::media::{AUDIO_CLOCK_RATE, SyntheticMedia, VIDEO_CLOCK_RATE};
 use super::{
-    ClientError, ConnectOptions, KindCounters, MediaKind, Result, StateHandler, complete_offer,
-    delete_resource, http_client, parse_url, post_offer,
+    ClientError, ConnectOptions, KindCounters, MediaKind, Result, StateHandler,
+    build_peer_connection, complete_offer, delete_resource, http_client, parse_url, post_offer,
 };
 
 /// The H.264 format the publisher offers: constrained baseline level 3.1, non-interleaved
@@ -250,16 +249,8 @@ impl WhipPublisher {
             );
 
         let handler = StateHandler::new(None);
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_media_engine(media_engine)
-                .with_interceptor_registry(registry)
-                .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
-                .with_udp_addrs(opts.connect.udp_addrs.clone())
-                .build()
-                .await
-                .map_err(ClientError::webrtc("creating the peer connection"))?,
-        );
+        let pc = build_peer_connection(media_engine, registry, &handler, &opts.connect.udp_addrs)
+            .await?;
 
         let result = Self::negotiate_and_start(
             pc.clone(),
