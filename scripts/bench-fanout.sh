@@ -72,11 +72,18 @@ station=$($bin/feiyan station add --center 基准中心 --institute 基准所 --
 channel=$(python3 -c 'import json,sys;print(json.load(sys.stdin)["channel"])' <<<"$station")
 key=$(python3 -c 'import json,sys;print(json.load(sys.stdin)["stream_key"])' <<<"$station")
 
+# The built-in defaults, with RTMP on a free port: a server already running here
+# (./scripts/run.sh) keeps 1935.
+cat > "$scratch/bench.toml" <<'TOML'
+[ingest]
+rtmp_listen = "127.0.0.1:0"
+TOML
+
 port_http=${FEIYAN_BENCH_HTTP_PORT:-18080}
 port_udp=${FEIYAN_BENCH_UDP_PORT:-18189}
 FEIYAN_LISTEN=127.0.0.1:$port_http FEIYAN_UDP_BIND=127.0.0.1:$port_udp \
   FEIYAN_ADVERTISED_IPS=127.0.0.1 \
-  "${server_cmd[@]}" $bin/feiyan serve > "$scratch/server.log" 2>&1 &
+  "${server_cmd[@]}" $bin/feiyan serve --config "$scratch/bench.toml" > "$scratch/server.log" 2>&1 &
 server=$!
 up=0
 for _ in $(seq 100); do
