@@ -2,7 +2,8 @@
 # Fan-out benchmark against a fresh local feiyan: builds the release binaries, makes a
 # scratch SQLite catalog with one station, starts the server and runs feiyan-bench against
 # it. Arguments after the options go to feiyan-bench (e.g. --join-window 10 --client webrtc);
-# FEIYAN_BENCH_BIN runs another feiyan-bench binary (to compare two clients).
+# FEIYAN_BENCH_BIN runs another feiyan-bench binary (to compare two clients) and
+# FEIYAN_SERVER_BIN another feiyan binary (to compare two builds of the server).
 #
 #   ./scripts/bench-fanout.sh [--steer] VIEWERS [SECONDS] [feiyan-bench args...]
 #
@@ -83,7 +84,7 @@ port_http=${FEIYAN_BENCH_HTTP_PORT:-18080}
 port_udp=${FEIYAN_BENCH_UDP_PORT:-18189}
 FEIYAN_LISTEN=127.0.0.1:$port_http FEIYAN_UDP_BIND=127.0.0.1:$port_udp \
   FEIYAN_ADVERTISED_IPS=127.0.0.1 \
-  "${server_cmd[@]}" $bin/feiyan serve --config "$scratch/bench.toml" > "$scratch/server.log" 2>&1 &
+  "${server_cmd[@]}" "${FEIYAN_SERVER_BIN:-$bin/feiyan}" serve --config "$scratch/bench.toml" > "$scratch/server.log" 2>&1 &
 server=$!
 up=0
 for _ in $(seq 100); do

@@ -415,10 +415,10 @@ async fn bench(
     };
     let own = || sample_proc("self", ticks);
 
-    // Warm-up: publisher alone; gives the server's baseline CPU.
-    let warm_start = server("warm-up start");
+    // Warm-up: publisher alone; gives the server's (and this process's) baseline CPU.
+    let (warm_start, own_warm_start) = (server("warm-up start"), own());
     tokio::time::sleep(timing.warmup).await;
-    let before_viewers = server("before viewers");
+    let (before_viewers, own_before_viewers) = (server("before viewers"), own());
     let pub_stats = publisher.stats();
     if !pub_stats.sending {
         return Err(BenchError::Setup(format!(
@@ -469,7 +469,7 @@ async fn bench(
     );
     let t0 = tokio::time::Instant::now();
     let t0_std = Instant::now();
-    let own_start = own();
+    let (server_first_post, own_start) = (server("first POST"), own());
     let mut joins = Vec::with_capacity(n);
     for (i, offer) in offers.into_iter().enumerate() {
         let offset = if n > 1 {
@@ -500,6 +500,7 @@ async fn bench(
         }
     }
     let joined_at = Instant::now();
+    let (server_joined, own_joined) = (server("all joined"), own());
     eprintln!(
         "{} viewers connected, {} failed ({:.1} s after the first POST)",
         viewers.len(),
@@ -684,6 +685,22 @@ async fn bench(
         .filter(|_| receiving_in_window > 0)
         .map(|r| r / receiving_in_window as f64);
     let own_cpu_total_ms = own_start.zip(own_end).map(|(a, b)| b.cpu_ms - a.cpu_ms);
+    // The joins' CPU: from the first POST until every connect returned, net of what the
+    // publisher alone costs (the warm-up rate). It includes media to viewers already
+    // connected; in a storm (all POSTs at once) that is a small part.
+    let own_baseline_rate = own_warm_start
+        .zip(own_before_viewers)
+        .and_then(|(a, b)| cpu_rate(&a, &b));
+    let per_join = |a: Option<ProcSample>, b: Option<ProcSample>, base: Option<f64>| {
+        let (a, b) = a.zip(b)?;
+        let secs = b.at.duration_since(a.at).as_secs_f64();
+        let cpu = b.cpu_ms - a.cpu_ms - base.unwrap_or(0.0) * secs;
+        (!viewers.is_empty()).then(|| cpu.max(0.0) / viewers.len() as f64)
+    };
+    let server_join_ms = per_join(server_first_post, server_joined, baseline_rate);
+    let own_join_ms = per_join(own_start, own_joined, own_baseline_rate);
+    let join_window_ms = joined_at.duration_since(t0_std).as_secs_f64() * 1000.0;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
 
     // Close everything (DELETE), concurrently.
     let viewers: Vec<Arc<WhepViewer>> = viewers.into_iter().map(Arc::new).collect();
@@ -802,6 +819,17 @@ async fn bench(
         fmt_opt(own_cpu_per_viewer_s, ""),
         fmt_opt(own_cpu_total_ms, ""),
     );
+    println!(
+        "join CPU (first POST until the last viewer connected, {join_window_ms:.0} ms, net of the publisher): server {} core-ms per join, bench {} core-ms per join; with every POST at once, {n} joins are {} core-ms of work for this machine's {cores} cores",
+        fmt_opt(server_join_ms, ""),
+        fmt_opt(own_join_ms, ""),
+        fmt_opt(
+            server_join_ms
+                .zip(own_join_ms)
+                .map(|(s, c)| ((s + c) * n as f64).round()),
+            ""
+        ),
+    );
     if delete_failures > 0 {
         println!("warning: {delete_failures} viewer DELETEs failed");
     }
@@ -854,6 +882,12 @@ async fn bench(
             "rss_kib_per_viewer": rss_per_viewer_kib,
         },
         "bench_cpu_core_ms_per_viewer_s": own_cpu_per_viewer_s,
+        "join_cpu": {
+            "window_ms": join_window_ms,
+            "server_core_ms_per_join": server_join_ms,
+            "bench_core_ms_per_join": own_join_ms,
+            "cores": cores,
+        },
         "connect_failures": failures.iter().take(5).map(|(_, f)| f).collect::<Vec<_>>(),
     });
     println!("{report}");

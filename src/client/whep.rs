@@ -626,17 +626,56 @@ impl PreparedViewer {
                 handler,
                 offer_sdp,
             } => {
+                // Closes the peer connection if this future is dropped part-way (a caller's
+                // timeout during the POST, say), as on an error.
+                let mut guard = CloseOnDrop {
+                    pc: Some(pc.clone()),
+                    tasks: self.parts.tasks.clone(),
+                };
                 let viewer = self
                     .parts
                     .connect_webrtc(&pc, &handler, offer_sdp, url, bearer_token)
                     .await;
-                if viewer.is_err() {
-                    for task in lock(&self.parts.tasks).drain(..) {
-                        task.abort();
-                    }
-                    let _ = pc.close().await;
+                match viewer {
+                    Ok(_) => guard.pc = None,
+                    Err(_) => guard.close().await,
                 }
                 viewer
+            }
+        }
+    }
+}
+
+/// A webrtc-rs peer connection that is not yet a viewer's: stopped (its receive tasks
+/// aborted, the connection closed) unless the join completes.
+struct CloseOnDrop {
+    pc: Option<Arc<dyn PeerConnection>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl CloseOnDrop {
+    fn abort_tasks(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Some(pc) = self.pc.take() {
+            self.abort_tasks();
+            let _ = pc.close().await;
+        }
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(pc) = self.pc.take() {
+            self.abort_tasks();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = pc.close().await;
+                });
             }
         }
     }
@@ -776,11 +815,10 @@ impl Drop for PreparedViewer {
     /// An offer never sent: webrtc-rs's peer connection has tasks to stop (the light one
     /// is only a socket and memory).
     fn drop(&mut self) {
-        if let Some(Offer::WebRtc { pc, .. }) = self.offer.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                let _ = pc.close().await;
+        if let Some(Offer::WebRtc { pc, .. }) = self.offer.take() {
+            drop(CloseOnDrop {
+                pc: Some(pc),
+                tasks: self.parts.tasks.clone(),
             });
         }
     }
