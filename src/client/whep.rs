@@ -1058,6 +1058,54 @@ mod tests {
         }
     }
 
+    /// A caller that gives up during the POST (a timeout around `connect`) must not leave
+    /// a webrtc-rs peer connection holding its socket.
+    #[tokio::test]
+    async fn a_connect_dropped_during_the_post_releases_its_socket() {
+        // A WHEP endpoint that takes the request and never answers it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let mut opts = ViewerOptions::default();
+        opts.connect.udp_addrs = vec!["127.0.0.1:0".parse().unwrap()];
+        let prepared = WhepViewer::prepare(opts).await.unwrap();
+        let Some(Offer::WebRtc { offer_sdp, .. }) = &prepared.offer else {
+            panic!("the default stack is webrtc-rs");
+        };
+        // The port of the offer's host candidate: the peer connection's socket.
+        let port: u16 = offer_sdp
+            .lines()
+            .find_map(|l| {
+                let c = l.strip_prefix("a=candidate:")?;
+                let f: Vec<&str> = c.split_whitespace().collect();
+                (f.get(4) == Some(&"127.0.0.1")).then(|| f[5].parse().ok())?
+            })
+            .expect("a 127.0.0.1 host candidate");
+        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err());
+        let url = format!("http://{addr}/whep/st-1");
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(300), prepared.connect(&url, None)).await;
+        assert!(gave_up.is_err(), "the POST cannot have been answered");
+        let mut released = false;
+        for _ in 0..50 {
+            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+                released = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            released,
+            "UDP port {port} is still held after the connect was dropped"
+        );
+        silent.abort();
+    }
+
     fn viewer(codec: VideoCodec) -> ViewerState {
         let mut s = ViewerState::new(RecordFlags {
             record_payloads: true,
