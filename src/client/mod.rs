@@ -252,6 +252,61 @@ pub(crate) fn http_client(opts: &ConnectOptions) -> Result<reqwest::Client> {
         .map_err(ClientError::HttpClient)
 }
 
+/// A webrtc-rs peer connection not yet handed to its publisher or viewer: stopped (its
+/// tasks aborted, the connection closed, its socket released) when dropped, unless
+/// disarmed. A caller that gives up on a `connect` part-way (a timeout around it during
+/// the POST) drops the future; without this the connection would keep its socket.
+pub(crate) struct CloseOnDrop {
+    pc: Option<Arc<dyn webrtc::peer_connection::PeerConnection>>,
+    tasks: Option<Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>>,
+}
+
+impl CloseOnDrop {
+    pub(crate) fn new(
+        pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
+        tasks: Option<Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>>,
+    ) -> CloseOnDrop {
+        CloseOnDrop {
+            pc: Some(pc),
+            tasks,
+        }
+    }
+
+    /// The connection is in use: leave it running.
+    pub(crate) fn disarm(&mut self) {
+        self.pc = None;
+    }
+
+    fn abort_tasks(&self) {
+        if let Some(tasks) = &self.tasks {
+            for task in whip::lock(tasks).drain(..) {
+                task.abort();
+            }
+        }
+    }
+
+    /// Stops the connection now and waits for it to close.
+    pub(crate) async fn close(&mut self) {
+        if let Some(pc) = self.pc.take() {
+            self.abort_tasks();
+            let _ = pc.close().await;
+        }
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(pc) = self.pc.take() {
+            self.abort_tasks();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = pc.close().await;
+                });
+            }
+        }
+    }
+}
+
 /// A webrtc-rs peer connection on `udp_addrs` that reports its events to `handler`.
 pub(crate) async fn build_peer_connection(
     media_engine: webrtc::peer_connection::MediaEngine,
@@ -459,6 +514,83 @@ impl PeerConnectionEventHandler for StateHandler {
         if let Some(cb) = &self.on_track {
             cb(track);
         }
+    }
+}
+
+/// A WHIP/WHEP endpoint that never answers, for tests of callers that give up.
+#[cfg(test)]
+pub(crate) mod silent_endpoint {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    /// Listens on 127.0.0.1; the first request's body (the SDP offer) is handed over and
+    /// the request is then left unanswered until the task is aborted.
+    pub(crate) async fn start() -> (SocketAddr, oneshot::Receiver<String>, JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let Ok(n) = stream.read(&mut chunk).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                let Some(end) = text.find("\r\n\r\n") else {
+                    continue;
+                };
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    break text[end + 4..].to_owned();
+                }
+            };
+            let _ = tx.send(body);
+            // Holds the connection open without a reply.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            let _ = stream.shutdown().await;
+        });
+        (addr, rx, task)
+    }
+
+    /// The port of the offer's 127.0.0.1 host candidate.
+    pub(crate) fn candidate_port(sdp: &str) -> u16 {
+        sdp.lines()
+            .find_map(|l| {
+                let fields: Vec<&str> =
+                    l.strip_prefix("a=candidate:")?.split_whitespace().collect();
+                (fields.get(4) == Some(&"127.0.0.1")).then(|| fields.get(5)?.parse().ok())?
+            })
+            .expect("the offer has a 127.0.0.1 host candidate")
+    }
+
+    /// Whether the UDP port can be bound again within five seconds (its socket closed).
+    pub(crate) async fn released(port: u16) -> bool {
+        for _ in 0..50 {
+            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 }
 

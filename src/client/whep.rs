@@ -30,8 +30,9 @@ use super::media::{
 };
 use super::whip::{count_between, lock};
 use super::{
-    ClientError, ConnectOptions, KindCounters, MediaKind, Result, StateHandler, TrackCallback,
-    build_peer_connection, complete_offer, delete_resource, http_client, parse_url, post_offer,
+    ClientError, CloseOnDrop, ConnectOptions, KindCounters, MediaKind, Result, StateHandler,
+    TrackCallback, build_peer_connection, complete_offer, delete_resource, http_client, parse_url,
+    post_offer,
 };
 
 /// How a [`WhepViewer`] connects and what it records.
@@ -628,54 +629,16 @@ impl PreparedViewer {
             } => {
                 // Closes the peer connection if this future is dropped part-way (a caller's
                 // timeout during the POST, say), as on an error.
-                let mut guard = CloseOnDrop {
-                    pc: Some(pc.clone()),
-                    tasks: self.parts.tasks.clone(),
-                };
+                let mut guard = CloseOnDrop::new(pc.clone(), Some(self.parts.tasks.clone()));
                 let viewer = self
                     .parts
                     .connect_webrtc(&pc, &handler, offer_sdp, url, bearer_token)
                     .await;
                 match viewer {
-                    Ok(_) => guard.pc = None,
+                    Ok(_) => guard.disarm(),
                     Err(_) => guard.close().await,
                 }
                 viewer
-            }
-        }
-    }
-}
-
-/// A webrtc-rs peer connection that is not yet a viewer's: stopped (its receive tasks
-/// aborted, the connection closed) unless the join completes.
-struct CloseOnDrop {
-    pc: Option<Arc<dyn PeerConnection>>,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl CloseOnDrop {
-    fn abort_tasks(&self) {
-        for task in lock(&self.tasks).drain(..) {
-            task.abort();
-        }
-    }
-
-    async fn close(&mut self) {
-        if let Some(pc) = self.pc.take() {
-            self.abort_tasks();
-            let _ = pc.close().await;
-        }
-    }
-}
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        if let Some(pc) = self.pc.take() {
-            self.abort_tasks();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = pc.close().await;
-                });
             }
         }
     }
@@ -816,10 +779,7 @@ impl Drop for PreparedViewer {
     /// is only a socket and memory).
     fn drop(&mut self) {
         if let Some(Offer::WebRtc { pc, .. }) = self.offer.take() {
-            drop(CloseOnDrop {
-                pc: Some(pc),
-                tasks: self.parts.tasks.clone(),
-            });
+            drop(CloseOnDrop::new(pc, Some(self.parts.tasks.clone())));
         }
     }
 }
@@ -1062,48 +1022,22 @@ mod tests {
     /// a webrtc-rs peer connection holding its socket.
     #[tokio::test]
     async fn a_connect_dropped_during_the_post_releases_its_socket() {
-        // A WHEP endpoint that takes the request and never answers it.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let silent = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                held.push(stream);
-            }
-        });
-        let mut opts = ViewerOptions::default();
-        opts.connect.udp_addrs = vec!["127.0.0.1:0".parse().unwrap()];
-        let prepared = WhepViewer::prepare(opts).await.unwrap();
-        let Some(Offer::WebRtc { offer_sdp, .. }) = &prepared.offer else {
-            panic!("the default stack is webrtc-rs");
-        };
-        // The port of the offer's host candidate: the peer connection's socket.
-        let port: u16 = offer_sdp
-            .lines()
-            .find_map(|l| {
-                let c = l.strip_prefix("a=candidate:")?;
-                let f: Vec<&str> = c.split_whitespace().collect();
-                (f.get(4) == Some(&"127.0.0.1")).then(|| f[5].parse().ok())?
-            })
-            .expect("a 127.0.0.1 host candidate");
-        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err());
+        use crate::client::silent_endpoint::{candidate_port, released, start};
+        let (addr, offer, endpoint) = start().await;
+        let prepared = WhepViewer::prepare(ViewerOptions::default()).await.unwrap();
+        assert!(matches!(prepared.offer, Some(Offer::WebRtc { .. })));
         let url = format!("http://{addr}/whep/st-1");
-        let gave_up =
-            tokio::time::timeout(Duration::from_millis(300), prepared.connect(&url, None)).await;
-        assert!(gave_up.is_err(), "the POST cannot have been answered");
-        let mut released = false;
-        for _ in 0..50 {
-            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-                released = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(
-            released,
-            "UDP port {port} is still held after the connect was dropped"
-        );
-        silent.abort();
+        let mut connect = Box::pin(prepared.connect(&url, None));
+        let offer = tokio::select! {
+            offer = offer => offer.expect("the offer was POSTed"),
+            _ = &mut connect => panic!("the POST cannot have been answered"),
+        };
+        let port = candidate_port(&offer);
+        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err());
+        // The caller gives up while the POST is in flight.
+        drop(connect);
+        assert!(released(port).await, "UDP port {port} is still held");
+        endpoint.abort();
     }
 
     fn viewer(codec: VideoCodec) -> ViewerState {

@@ -31,7 +31,7 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use super::media::{AUDIO_CLOCK_RATE, SyntheticMedia, VIDEO_CLOCK_RATE};
 use super::{
-    ClientError, ConnectOptions, KindCounters, MediaKind, Result, StateHandler,
+    ClientError, CloseOnDrop, ConnectOptions, KindCounters, MediaKind, Result, StateHandler,
     build_peer_connection, complete_offer, delete_resource, http_client, parse_url, post_offer,
 };
 
@@ -251,6 +251,7 @@ impl WhipPublisher {
         let handler = StateHandler::new(None);
         let pc = build_peer_connection(media_engine, registry, &handler, &opts.connect.udp_addrs)
             .await?;
+        let mut guard = CloseOnDrop::new(pc.clone(), None);
 
         let result = Self::negotiate_and_start(
             pc.clone(),
@@ -265,8 +266,9 @@ impl WhipPublisher {
             audio_codec,
         )
         .await;
-        if result.is_err() {
-            let _ = pc.close().await;
+        match result {
+            Ok(_) => guard.disarm(),
+            Err(_) => guard.close().await,
         }
         result
     }
@@ -761,6 +763,35 @@ impl Interceptor for KeyframeRequestTap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A caller that gives up during the POST (a timeout around `connect`) must not leave
+    /// the publisher's peer connection holding its socket.
+    #[tokio::test]
+    async fn a_connect_dropped_during_the_post_releases_its_socket() {
+        use crate::client::silent_endpoint::{candidate_port, released, start};
+        let dir = tempfile::tempdir().unwrap();
+        let (h264, ogg) =
+            super::super::media::make_test_media(dir.path(), Duration::from_secs(1), 300)
+                .expect("ffmpeg makes test media");
+        let media = SyntheticMedia::load(&h264, &ogg).unwrap();
+        let (addr, offer, endpoint) = start().await;
+        let url = format!("http://{addr}/whip/st-1");
+        let mut connect = Box::pin(WhipPublisher::connect(
+            &url,
+            Some("key"),
+            media,
+            PublisherOptions::default(),
+        ));
+        let offer = tokio::select! {
+            offer = offer => offer.expect("the offer was POSTed"),
+            _ = &mut connect => panic!("the POST cannot have been answered"),
+        };
+        let port = candidate_port(&offer);
+        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err());
+        drop(connect);
+        assert!(released(port).await, "UDP port {port} is still held");
+        endpoint.abort();
+    }
 
     #[test]
     fn count_between_uses_half_open_ranges() {
