@@ -520,6 +520,7 @@ impl PeerConnectionEventHandler for StateHandler {
 /// A WHIP/WHEP endpoint that never answers, for tests of callers that give up.
 #[cfg(test)]
 pub(crate) mod silent_endpoint {
+    use std::future::Future;
     use std::net::SocketAddr;
     use std::time::Duration;
 
@@ -527,9 +528,30 @@ pub(crate) mod silent_endpoint {
     use tokio::sync::oneshot;
     use tokio::task::JoinHandle;
 
+    /// Runs the `connect` that `make` builds for a URL (with `path`) on an endpoint that
+    /// never answers, gives up on it (drops the future) once its offer is POSTed, and
+    /// asserts that the offer's UDP socket is then released.
+    pub(crate) async fn assert_giving_up_releases_the_socket<F: Future>(
+        path: &str,
+        make: impl FnOnce(String) -> F,
+    ) {
+        let (addr, offer, endpoint) = start().await;
+        let mut connect = Box::pin(make(format!("http://{addr}{path}")));
+        let offer = tokio::select! {
+            offer = offer => offer.expect("the offer was POSTed"),
+            _ = &mut connect => panic!("the POST cannot have been answered"),
+        };
+        let port = candidate_port(&offer);
+        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err());
+        // The caller gives up while the POST is in flight.
+        drop(connect);
+        assert!(released(port).await, "UDP port {port} is still held");
+        endpoint.abort();
+    }
+
     /// Listens on 127.0.0.1; the first request's body (the SDP offer) is handed over and
     /// the request is then left unanswered until the task is aborted.
-    pub(crate) async fn start() -> (SocketAddr, oneshot::Receiver<String>, JoinHandle<()>) {
+    async fn start() -> (SocketAddr, oneshot::Receiver<String>, JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
@@ -572,7 +594,7 @@ pub(crate) mod silent_endpoint {
     }
 
     /// The port of the offer's 127.0.0.1 host candidate.
-    pub(crate) fn candidate_port(sdp: &str) -> u16 {
+    fn candidate_port(sdp: &str) -> u16 {
         sdp.lines()
             .find_map(|l| {
                 let fields: Vec<&str> =
@@ -583,7 +605,7 @@ pub(crate) mod silent_endpoint {
     }
 
     /// Whether the UDP port can be bound again within five seconds (its socket closed).
-    pub(crate) async fn released(port: u16) -> bool {
+    async fn released(port: u16) -> bool {
         for _ in 0..50 {
             if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
                 return true;

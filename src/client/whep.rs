@@ -1022,22 +1022,13 @@ mod tests {
     /// a webrtc-rs peer connection holding its socket.
     #[tokio::test]
     async fn a_connect_dropped_during_the_post_releases_its_socket() {
-        use crate::client::silent_endpoint::{candidate_port, released, start};
-        let (addr, offer, endpoint) = start().await;
         let prepared = WhepViewer::prepare(ViewerOptions::default()).await.unwrap();
         assert!(matches!(prepared.offer, Some(Offer::WebRtc { .. })));
-        let url = format!("http://{addr}/whep/st-1");
-        let mut connect = Box::pin(prepared.connect(&url, None));
-        let offer = tokio::select! {
-            offer = offer => offer.expect("the offer was POSTed"),
-            _ = &mut connect => panic!("the POST cannot have been answered"),
-        };
-        let port = candidate_port(&offer);
-        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err());
-        // The caller gives up while the POST is in flight.
-        drop(connect);
-        assert!(released(port).await, "UDP port {port} is still held");
-        endpoint.abort();
+        crate::client::silent_endpoint::assert_giving_up_releases_the_socket(
+            "/whep/st-1",
+            |url| async move { prepared.connect(&url, None).await },
+        )
+        .await;
     }
 
     fn viewer(codec: VideoCodec) -> ViewerState {

@@ -768,29 +768,18 @@ mod tests {
     /// the publisher's peer connection holding its socket.
     #[tokio::test]
     async fn a_connect_dropped_during_the_post_releases_its_socket() {
-        use crate::client::silent_endpoint::{candidate_port, released, start};
         let dir = tempfile::tempdir().unwrap();
         let (h264, ogg) =
             super::super::media::make_test_media(dir.path(), Duration::from_secs(1), 300)
                 .expect("ffmpeg makes test media");
         let media = SyntheticMedia::load(&h264, &ogg).unwrap();
-        let (addr, offer, endpoint) = start().await;
-        let url = format!("http://{addr}/whip/st-1");
-        let mut connect = Box::pin(WhipPublisher::connect(
-            &url,
-            Some("key"),
-            media,
-            PublisherOptions::default(),
-        ));
-        let offer = tokio::select! {
-            offer = offer => offer.expect("the offer was POSTed"),
-            _ = &mut connect => panic!("the POST cannot have been answered"),
-        };
-        let port = candidate_port(&offer);
-        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err());
-        drop(connect);
-        assert!(released(port).await, "UDP port {port} is still held");
-        endpoint.abort();
+        crate::client::silent_endpoint::assert_giving_up_releases_the_socket(
+            "/whip/st-1",
+            |url| async move {
+                WhipPublisher::connect(&url, Some("key"), media, PublisherOptions::default()).await
+            },
+        )
+        .await;
     }
 
     #[test]
