@@ -30,5 +30,6 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod ingest;
+pub mod media;
 pub mod relay;
 pub mod transcode;

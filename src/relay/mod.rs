@@ -29,14 +29,7 @@ pub use engine::Engine;
 pub use engine::send_batch;
 pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 
-/// Audio or video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MediaKind {
-    /// Audio (Opus).
-    Audio,
-    /// Video (H.264 or VP8).
-    Video,
-}
+pub use crate::media::MediaKind;
 
 /// What viewers ask for with `?quality=` to get a channel's original video.
 pub const SOURCE_QUALITY: &str = "source";

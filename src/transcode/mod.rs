@@ -31,7 +31,7 @@ use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-pub use crate::relay::MediaKind;
+pub use crate::media::MediaKind;
 use h264::AvcConfig;
 
 /// Transcode failures. `BadInput` is the source's fault; `Codec` and `Unsupported` say what
