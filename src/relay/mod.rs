@@ -6,11 +6,17 @@
 //! Other modules talk to the engine through [`RelayHandle`] (commands over a bounded
 //! queue) and read live figures from [`LiveBoard`].
 
+mod attendance;
 mod engine;
 mod feedback;
+pub mod hub;
 pub mod media;
+mod negotiate;
+mod output;
+mod peers;
 mod srtp;
 mod stun;
+mod udp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,9 +31,9 @@ use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId};
 
 pub use engine::Engine;
-#[cfg(target_os = "linux")]
-pub use engine::send_batch;
 pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+#[cfg(target_os = "linux")]
+pub use udp::send_batch;
 
 pub use crate::media::MediaKind;
 
@@ -178,9 +184,7 @@ pub(crate) enum Command {
     Publish {
         channel: ChannelName,
         offer: String,
-        session: SessionId,
-        title: String,
-        started_at_ms: i64,
+        session: hub::LiveSession,
         reply: oneshot::Sender<Result<Accepted, RelayError>>,
     },
     View {
@@ -197,7 +201,7 @@ pub(crate) enum Command {
     },
     PublishLocal {
         channel: ChannelName,
-        session: engine::SessionInfo,
+        session: hub::LiveSession,
         tracks: LocalTracks,
         reply: oneshot::Sender<Result<LocalPublisher, RelayError>>,
     },
@@ -324,8 +328,8 @@ impl RelayCounters {
 pub struct LiveBoard {
     // A std Mutex: held only to copy or replace a map entry, never across an await.
     channels: Mutex<HashMap<ChannelName, ChannelStatus>>,
-    /// Relay counters.
-    pub counters: RelayCounters,
+    /// Relay counters (shared with the hub, which counts what it forwards).
+    pub counters: Arc<RelayCounters>,
 }
 
 impl LiveBoard {
@@ -407,9 +411,11 @@ impl RelayHandle {
         self.ask(|reply| Command::Publish {
             channel,
             offer,
-            session,
-            title,
-            started_at_ms,
+            session: hub::LiveSession {
+                id: session,
+                title,
+                started_at_ms,
+            },
             reply,
         })
         .await
@@ -459,7 +465,7 @@ impl RelayHandle {
     ) -> Result<LocalPublisher, RelayError> {
         self.ask(|reply| Command::PublishLocal {
             channel,
-            session: engine::SessionInfo {
+            session: hub::LiveSession {
                 id: session,
                 title,
                 started_at_ms,

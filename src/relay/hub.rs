@@ -1,0 +1,728 @@
+//! The hub: channels, their sources and viewers, the keyframe cache, PLI throttling and
+//! who attends which session. It does no I/O and never reads a clock: every call takes
+//! `now`, media for viewers goes out through the caller's [`Deliver`], and everything else
+//! it decides comes back from [`Hub::poll_event`]. The engine (`super::engine`) owns the
+//! sockets and WebRTC peers around it; the unit tests below drive it with plain packets.
+//!
+//! Channel state (source, codecs, caches) is kept apart from per-viewer output state
+//! (header rewrite, SRTP, reports), which lives with the caller behind [`Deliver`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+use rustc_hash::{FxHashMap, FxHashSet};
+use tracing::{debug, info, warn};
+
+use super::media::{GopCache, HealthAction, RetransmitBuffer, VideoCodec, ViewerHealth};
+use super::{ChannelStatus, RelayCounters, RelayError, SOURCE_QUALITY, media::starts_keyframe};
+use crate::ids::{ChannelName, SessionId};
+use crate::media::MediaKind;
+
+/// A WebRTC peer (publisher or viewer), numbered by the engine's peer table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey(pub u64);
+
+/// A server-side source (RTMP ingest, pull source, film playout), numbered by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocalId(pub u64);
+
+/// What feeds a channel: one slot, whatever the kind of source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A WHIP publisher.
+    Peer(PeerKey),
+    /// A server-side source.
+    Local(LocalId),
+}
+
+/// The live session a source publishes (already a row in the catalog).
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    /// The session row.
+    pub id: SessionId,
+    /// Its title, for the status board.
+    pub title: String,
+    /// Unix ms it started.
+    pub started_at_ms: i64,
+}
+
+/// What a channel sends once live: the codecs viewers negotiate and the lower renditions.
+#[derive(Debug, Clone, Default)]
+pub struct LiveTracks {
+    /// Video codec.
+    pub video: Option<RTCRtpCodec>,
+    /// Audio codec.
+    pub audio: Option<RTCRtpCodec>,
+    /// Names of the renditions sent beside the source video (video stream `i + 1`).
+    pub renditions: Vec<String>,
+}
+
+/// The hub's settings.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Upper bound on cached packets of a keyframe group.
+    pub gop_max_packets: usize,
+    /// Minimum time between two keyframe requests to a source.
+    pub pli_min_interval: Duration,
+    /// Most viewers one channel accepts.
+    pub max_viewers_per_channel: usize,
+}
+
+/// What the hub decided that is not media for a viewer. The engine acts on each.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    /// The channel's source should send a keyframe (already rate-limited).
+    KeyframeWanted {
+        /// The channel.
+        channel: ChannelName,
+        /// Its source.
+        source: Source,
+    },
+    /// A connected viewer starts attending the channel's live session.
+    Attending {
+        /// The viewer.
+        viewer: PeerKey,
+        /// The session watched.
+        session: SessionId,
+    },
+    /// A viewer stops attending (it left, or the session ended).
+    NotAttending {
+        /// The viewer.
+        viewer: PeerKey,
+    },
+    /// A live session ended.
+    SessionEnded {
+        /// The session.
+        session: SessionId,
+    },
+    /// A channel's public status changed (`None`: the channel is gone).
+    Status {
+        /// The channel.
+        channel: ChannelName,
+        /// What `/api/live` shows.
+        status: Option<ChannelStatus>,
+    },
+    /// The viewer's link lost too much for too long: disconnect it.
+    DropViewer {
+        /// The viewer.
+        viewer: PeerKey,
+    },
+}
+
+/// Where the hub sends media for viewers: the per-viewer output (header rewrite, SRTP,
+/// sockets) lives with the caller. One call per viewer per packet, no queue between.
+pub trait Deliver {
+    /// Sends one packet to a viewer; returns whether it went.
+    fn send(&mut self, viewer: PeerKey, kind: MediaKind, packet: &rtp::Packet) -> bool;
+    /// The viewer's stream breaks here (a new source, a skip to a keyframe): its next
+    /// packet of `kind` (both kinds when `None`) starts a new run of sequence numbers.
+    fn resync(&mut self, viewer: PeerKey, kind: Option<MediaKind>);
+    /// The hub is done with this viewer for this batch of packets.
+    fn done(&mut self, viewer: PeerKey);
+}
+
+/// What a new viewer gets, decided before its peer connection is made.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// The video codec it negotiates.
+    pub video: Option<RTCRtpCodec>,
+    /// The audio codec it negotiates.
+    pub audio: Option<RTCRtpCodec>,
+    /// Which video stream it watches (0 is the source).
+    pub rendition: usize,
+}
+
+/// One video stream of a channel: the source (index 0) or a lower rendition, each with its
+/// own keyframe group for fast start and its own retransmission buffer.
+struct VideoStream {
+    name: String,
+    gop: GopCache,
+    /// Recent video packets, answering every viewer's NACKs.
+    rtx: RetransmitBuffer,
+}
+
+impl VideoStream {
+    fn new(name: &str, gop_max: usize) -> VideoStream {
+        VideoStream {
+            name: name.to_string(),
+            gop: GopCache::new(gop_max),
+            rtx: RetransmitBuffer::default(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.gop.clear();
+        self.rtx.clear();
+    }
+}
+
+struct Channel {
+    /// The one source slot and the session it publishes.
+    source: Option<(Source, LiveSession)>,
+    /// Whether the source's media flows (a WHIP publisher goes live once its tracks open).
+    live: bool,
+    video_codec: Option<RTCRtpCodec>,
+    audio_codec: Option<RTCRtpCodec>,
+    video_kind: Option<VideoCodec>,
+    /// The source video (0) and the renditions the live source sends beside it.
+    streams: Vec<VideoStream>,
+    viewers: FxHashSet<PeerKey>,
+    connected_viewers: usize,
+    last_pli: Option<Instant>,
+}
+
+impl Channel {
+    fn new(gop_max: usize) -> Channel {
+        Channel {
+            source: None,
+            live: false,
+            video_codec: None,
+            audio_codec: None,
+            video_kind: None,
+            streams: vec![VideoStream::new(SOURCE_QUALITY, gop_max)],
+            viewers: FxHashSet::default(),
+            connected_viewers: 0,
+            last_pli: None,
+        }
+    }
+
+    /// What `?quality=` accepts now.
+    fn qualities(&self) -> Vec<String> {
+        self.streams.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// The session being published, while media flows.
+    fn live_session(&self) -> Option<&LiveSession> {
+        self.source.as_ref().filter(|_| self.live).map(|(_, s)| s)
+    }
+
+    fn status(&self) -> ChannelStatus {
+        match self.live_session() {
+            Some(s) => ChannelStatus {
+                live: true,
+                session_id: Some(s.id),
+                title: s.title.clone(),
+                started_at_ms: s.started_at_ms,
+                viewers: self.connected_viewers,
+                qualities: self.qualities(),
+            },
+            None => ChannelStatus {
+                live: false,
+                session_id: None,
+                title: String::new(),
+                started_at_ms: 0,
+                viewers: self.connected_viewers,
+                qualities: Vec::new(),
+            },
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.source.is_none() && self.viewers.is_empty()
+    }
+}
+
+/// A viewer as the hub sees it: which stream it watches and where it stands.
+struct Viewer {
+    channel: ChannelName,
+    /// Which of the channel's video streams it watches (0 is the source).
+    rendition: usize,
+    connected: bool,
+    /// When its keyframe-group replay is due; live video waits until it is done.
+    replay_at: Option<Instant>,
+    /// Video is withheld until the next keyframe (its link was losing too much).
+    skip_video: bool,
+    health: ViewerHealth,
+    /// Whether it attends the live session (an attendance row is open).
+    attending: bool,
+}
+
+/// The hub. See the module docs.
+pub struct Hub {
+    config: HubConfig,
+    channels: HashMap<ChannelName, Channel>,
+    /// Keyed by the engine's own numbers, so Fx hashing (a multiply) is safe; looked up
+    /// for every viewer of every batch fanned out.
+    viewers: FxHashMap<PeerKey, Viewer>,
+    /// Keyframe-group replays due, earliest first (entries of removed viewers are skipped).
+    replays: BinaryHeap<Reverse<(Instant, PeerKey)>>,
+    events: VecDeque<HubEvent>,
+    counters: Arc<RelayCounters>,
+}
+
+impl Hub {
+    /// An empty hub counting into `counters`.
+    pub fn new(config: HubConfig, counters: Arc<RelayCounters>) -> Hub {
+        Hub {
+            config,
+            channels: HashMap::new(),
+            viewers: FxHashMap::default(),
+            replays: BinaryHeap::new(),
+            events: VecDeque::new(),
+            counters,
+        }
+    }
+
+    /// The next thing the engine must act on.
+    pub fn poll_event(&mut self) -> Option<HubEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Hub::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.replays.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The channel's source, if any.
+    pub fn source_of(&self, channel: &ChannelName) -> Option<Source> {
+        self.channels.get(channel)?.source.as_ref().map(|(s, _)| *s)
+    }
+
+    /// The channel's public status (`None` when it has neither source nor viewers).
+    pub fn status(&self, channel: &ChannelName) -> Option<ChannelStatus> {
+        self.channels.get(channel).map(Channel::status)
+    }
+
+    /// The channel a viewer watches.
+    pub fn viewer_channel(&self, viewer: PeerKey) -> Option<&ChannelName> {
+        self.viewers.get(&viewer).map(|v| &v.channel)
+    }
+
+    /// Takes the channel's source slot for `source` publishing `session`; `Busy` when
+    /// another source holds it. The channel goes live with [`Hub::go_live`].
+    pub fn claim(
+        &mut self,
+        channel: &ChannelName,
+        source: Source,
+        session: LiveSession,
+    ) -> Result<(), RelayError> {
+        let gop_max = self.config.gop_max_packets;
+        let ch = self
+            .channels
+            .entry(channel.clone())
+            .or_insert_with(|| Channel::new(gop_max));
+        if ch.source.is_some() {
+            return Err(RelayError::Busy(channel.to_string()));
+        }
+        ch.source = Some((source, session));
+        Ok(())
+    }
+
+    /// Whether `channel` could take a new source now.
+    pub fn is_free(&self, channel: &ChannelName) -> bool {
+        self.channels
+            .get(channel)
+            .is_none_or(|c| c.source.is_none())
+    }
+
+    /// Marks the channel live with its source's codecs; connected viewers (a publisher
+    /// change) start attending the new session.
+    pub fn go_live(
+        &mut self,
+        channel: &ChannelName,
+        source: Source,
+        tracks: LiveTracks,
+        now: Instant,
+        out: &mut impl Deliver,
+    ) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let Some((_, session)) = ch.source.as_ref().filter(|(s, _)| *s == source) else {
+            return;
+        };
+        if ch.live {
+            return;
+        }
+        // Viewers that stayed connected keep their negotiated codec; warn when a new
+        // source sends a different one (those viewers will not decode it).
+        if let (Some(old), Some(new)) = (&ch.video_codec, &tracks.video)
+            && !old.mime_type.eq_ignore_ascii_case(&new.mime_type)
+            && !ch.viewers.is_empty()
+        {
+            warn!(%channel, old = %old.mime_type, new = %new.mime_type, "publisher changed video codec; connected viewers must reconnect");
+        }
+        info!(%channel, session = %session.id, renditions = ?tracks.renditions, "channel live");
+        ch.video_kind = tracks
+            .video
+            .as_ref()
+            .map(|c| VideoCodec::from_mime(&c.mime_type));
+        ch.video_codec = tracks.video;
+        ch.audio_codec = tracks.audio;
+        ch.live = true;
+        ch.streams.truncate(1);
+        ch.streams[0].clear();
+        let gop_max = self.config.gop_max_packets;
+        ch.streams.extend(
+            tracks
+                .renditions
+                .iter()
+                .map(|name| VideoStream::new(name, gop_max)),
+        );
+        let streams = ch.streams.len();
+        // Connected viewers (a source switch) now watch the new session; a viewer of a
+        // rendition the new source does not send falls back to the source video.
+        let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
+        for key in viewers {
+            if let Some(v) = self.viewers.get_mut(&key)
+                && v.rendition >= streams
+            {
+                v.rendition = 0;
+                out.resync(key, Some(MediaKind::Video));
+            }
+            self.attend(key);
+        }
+        self.publish_status(channel);
+        self.request_keyframe(channel, now);
+    }
+
+    /// The source left the channel: its session ends and the viewers, who stay connected
+    /// (a publisher may come back), stop attending it. Does nothing unless `source` holds
+    /// the channel.
+    pub fn release(&mut self, channel: &ChannelName, source: Source, out: &mut impl Deliver) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        if ch.source.as_ref().is_none_or(|(s, _)| *s != source) {
+            return;
+        }
+        let Some((_, session)) = ch.source.take() else {
+            return;
+        };
+        self.events.push_back(HubEvent::SessionEnded {
+            session: session.id,
+        });
+        ch.live = false;
+        ch.streams.iter_mut().for_each(VideoStream::clear);
+        ch.last_pli = None;
+        let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
+        for key in viewers {
+            if let Some(v) = self.viewers.get_mut(&key) {
+                if std::mem::take(&mut v.attending) {
+                    self.events
+                        .push_back(HubEvent::NotAttending { viewer: key });
+                }
+                out.resync(key, None);
+            }
+        }
+        self.publish_status(channel);
+        self.remove_if_idle(channel);
+    }
+
+    /// Checks that a new viewer may join `channel` with `quality` (`None`: the source),
+    /// and says what it negotiates.
+    pub fn admit(
+        &self,
+        channel: &ChannelName,
+        quality: Option<&str>,
+    ) -> Result<Admission, RelayError> {
+        let ch = self
+            .channels
+            .get(channel)
+            .filter(|c| c.live)
+            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
+        let rendition = match quality {
+            None | Some("") => 0,
+            Some(asked) => ch
+                .streams
+                .iter()
+                .position(|s| s.name == asked)
+                .ok_or_else(|| RelayError::UnknownQuality {
+                    channel: channel.to_string(),
+                    asked: asked.to_string(),
+                    offered: ch.qualities(),
+                })?,
+        };
+        Ok(Admission {
+            video: ch.video_codec.clone(),
+            audio: ch.audio_codec.clone(),
+            rendition,
+        })
+    }
+
+    /// `Full` when the channel has as many viewers as it accepts.
+    pub fn has_room(&self, channel: &ChannelName) -> Result<(), RelayError> {
+        let count = self.channels.get(channel).map_or(0, |c| c.viewers.len());
+        if count >= self.config.max_viewers_per_channel {
+            return Err(RelayError::Full(channel.to_string(), count));
+        }
+        Ok(())
+    }
+
+    /// Adds an admitted viewer (not yet connected) to its channel.
+    pub fn add_viewer(&mut self, key: PeerKey, channel: &ChannelName, rendition: usize) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        ch.viewers.insert(key);
+        self.viewers.insert(
+            key,
+            Viewer {
+                channel: channel.clone(),
+                rendition,
+                connected: false,
+                replay_at: None,
+                skip_video: false,
+                health: ViewerHealth::default(),
+                attending: false,
+            },
+        );
+    }
+
+    /// The viewer's connection is up: it is counted, attends the live session, and gets
+    /// the keyframe group after `replay_delay` (live video waits for it).
+    pub fn viewer_connected(&mut self, key: PeerKey, replay_delay: Duration, now: Instant) {
+        let Some(v) = self.viewers.get_mut(&key) else {
+            return;
+        };
+        if v.connected {
+            return;
+        }
+        v.connected = true;
+        let at = now + replay_delay;
+        v.replay_at = Some(at);
+        self.replays.push(Reverse((at, key)));
+        let channel = v.channel.clone();
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.connected_viewers += 1;
+        }
+        self.attend(key);
+        self.publish_status(&channel);
+    }
+
+    /// Removes a viewer (it left, failed or was dropped).
+    pub fn remove_viewer(&mut self, key: PeerKey) {
+        let Some(v) = self.viewers.remove(&key) else {
+            return;
+        };
+        if v.attending {
+            self.events
+                .push_back(HubEvent::NotAttending { viewer: key });
+        }
+        if let Some(ch) = self.channels.get_mut(&v.channel) {
+            ch.viewers.remove(&key);
+            if v.connected {
+                ch.connected_viewers = ch.connected_viewers.saturating_sub(1);
+            }
+        }
+        self.publish_status(&v.channel);
+        self.remove_if_idle(&v.channel);
+    }
+
+    /// Sends a live source's packets to every connected viewer of the channel: audio to
+    /// all, video to the viewers of `rendition`; caches video for late joiners and NACKs.
+    /// Packets of a source that does not hold the channel are dropped.
+    pub fn fan_out(
+        &mut self,
+        channel: &ChannelName,
+        source: Source,
+        rendition: usize,
+        packets: &[(MediaKind, rtp::Packet)],
+        out: &mut impl Deliver,
+    ) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        if !ch.live || ch.source.as_ref().is_none_or(|(s, _)| *s != source) {
+            return;
+        }
+        RelayCounters::add(&self.counters.packets_in, packets.len() as u64);
+        if let (Some(kind), Some(stream)) = (ch.video_kind, ch.streams.get_mut(rendition)) {
+            for (k, packet) in packets {
+                if *k == MediaKind::Video {
+                    stream.gop.push(kind, packet);
+                    stream.rtx.push(packet);
+                }
+            }
+        }
+        let video_kind = ch.video_kind.unwrap_or(VideoCodec::Other);
+        let mut delivered = 0u64;
+        for key in &ch.viewers {
+            let Some(v) = self.viewers.get_mut(key) else {
+                continue;
+            };
+            if !v.connected {
+                continue;
+            }
+            let mut video_waits = v.replay_at.is_some();
+            let other_rendition = v.rendition != rendition;
+            for (kind, packet) in packets {
+                if *kind == MediaKind::Video {
+                    if other_rendition {
+                        continue;
+                    }
+                    if v.skip_video {
+                        if starts_keyframe(video_kind, &packet.payload) {
+                            // Resume on a clean picture; the skipped packets leave no gap.
+                            v.skip_video = false;
+                            out.resync(*key, Some(MediaKind::Video));
+                        } else {
+                            video_waits = true;
+                        }
+                    }
+                    if video_waits {
+                        continue;
+                    }
+                }
+                if out.send(*key, *kind, packet) {
+                    delivered += 1;
+                }
+            }
+            out.done(*key);
+        }
+        RelayCounters::add(&self.counters.packets_out, delivered);
+    }
+
+    /// Replays the keyframe group to viewers whose replay is due.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut impl Deliver) {
+        while let Some(Reverse((at, key))) = self.replays.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.replays.pop();
+            let Some(v) = self.viewers.get_mut(&key) else {
+                continue;
+            };
+            if v.replay_at != Some(at) {
+                continue; // superseded entry
+            }
+            v.replay_at = None;
+            let (channel, rendition) = (v.channel.clone(), v.rendition);
+            let cached = self
+                .channels
+                .get(&channel)
+                .and_then(|c| c.streams.get(rendition))
+                .map(|s| s.gop.packets())
+                .unwrap_or_default();
+            if cached.is_empty() {
+                self.request_keyframe(&channel, now);
+                continue;
+            }
+            for packet in cached {
+                out.send(key, MediaKind::Video, packet);
+            }
+            out.done(key);
+            RelayCounters::add(&self.counters.packets_out, cached.len() as u64);
+        }
+    }
+
+    /// Asks the channel's source for a keyframe, at most once per `pli_min_interval`.
+    pub fn request_keyframe(&mut self, channel: &ChannelName, now: Instant) {
+        let min_interval = self.config.pli_min_interval;
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let Some((source, _)) = ch.source.as_ref() else {
+            return;
+        };
+        if ch
+            .last_pli
+            .is_some_and(|t| now.duration_since(t) < min_interval)
+        {
+            return;
+        }
+        ch.last_pli = Some(now);
+        self.events.push_back(HubEvent::KeyframeWanted {
+            channel: channel.clone(),
+            source: *source,
+        });
+    }
+
+    /// Takes one receiver report's loss from a viewer: a lossy link is cut to the next
+    /// keyframe, and one lossy for too long is dropped ([`HubEvent::DropViewer`]; the
+    /// engine removes it). Returns false when it is to be dropped.
+    pub fn viewer_loss(&mut self, key: PeerKey, fraction_lost: u8, now: Instant) -> bool {
+        let Some(v) = self.viewers.get_mut(&key) else {
+            return true;
+        };
+        match v.health.on_report(fraction_lost, now) {
+            HealthAction::Keep => true,
+            HealthAction::SkipToKeyframe => {
+                debug!(channel = %v.channel, fraction_lost, "lossy viewer skips to the next keyframe");
+                v.skip_video = true;
+                RelayCounters::add(&self.counters.viewers_skipped, 1);
+                let channel = v.channel.clone();
+                self.request_keyframe(&channel, now);
+                true
+            }
+            HealthAction::Drop => {
+                RelayCounters::add(&self.counters.viewers_dropped, 1);
+                self.events.push_back(HubEvent::DropViewer { viewer: key });
+                false
+            }
+        }
+    }
+
+    /// Resends a viewer's NACKed video packets, given as source `(ssrc, sequence number)`,
+    /// that the channel still holds; returns how many went.
+    pub fn retransmit(
+        &mut self,
+        key: PeerKey,
+        wanted: impl IntoIterator<Item = (u32, u16)>,
+        out: &mut impl Deliver,
+    ) -> usize {
+        let Some(v) = self.viewers.get(&key) else {
+            return 0;
+        };
+        let Some(stream) = self
+            .channels
+            .get(&v.channel)
+            .and_then(|c| c.streams.get(v.rendition))
+        else {
+            return 0;
+        };
+        let mut resent = 0;
+        for (ssrc, seq) in wanted {
+            if let Some(packet) = stream.rtx.get(ssrc, seq)
+                && out.send(key, MediaKind::Video, packet)
+            {
+                resent += 1;
+            }
+        }
+        RelayCounters::add(&self.counters.retransmissions, resent as u64);
+        resent
+    }
+
+    /// Opens attendance for a connected viewer when its channel has a live session.
+    fn attend(&mut self, key: PeerKey) {
+        let Some(v) = self.viewers.get_mut(&key) else {
+            return;
+        };
+        if !v.connected || v.attending {
+            return;
+        }
+        let Some(session) = self.channels.get(&v.channel).and_then(|c| c.live_session()) else {
+            return;
+        };
+        v.attending = true;
+        self.events.push_back(HubEvent::Attending {
+            viewer: key,
+            session: session.id,
+        });
+    }
+
+    fn publish_status(&mut self, channel: &ChannelName) {
+        let status = self.status(channel);
+        self.events.push_back(HubEvent::Status {
+            channel: channel.clone(),
+            status,
+        });
+    }
+
+    fn remove_if_idle(&mut self, channel: &ChannelName) {
+        if self.channels.get(channel).is_some_and(Channel::idle) {
+            self.channels.remove(channel);
+            self.events.push_back(HubEvent::Status {
+                channel: channel.clone(),
+                status: None,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
