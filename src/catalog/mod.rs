@@ -25,12 +25,11 @@ pub use stats::{
     GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, sessions_csv,
     shanghai_day, shanghai_midnight_ms, stats_csv,
 };
-pub use writer::{AudienceEvent, AudienceSink, ViewerIds, spawn_writer};
+pub use writer::spawn_writer;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use serde::Serialize;
@@ -39,6 +38,7 @@ use sqlx::AnyPool;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyPoolOptions;
 
+use crate::audience::now_ms;
 use crate::ids::{ChannelName, SessionId, StationId};
 
 /// Catalog failures. `Database` is the server's fault; the others are the caller's.
@@ -234,14 +234,6 @@ pub struct SessionSummary {
     pub viewer_seconds: f64,
     /// Sum of watched time, minutes.
     pub viewer_minutes: f64,
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// RFC 3339 text for unix milliseconds.
@@ -681,7 +673,7 @@ impl Catalog {
     }
 
     /// Records a server start and returns its node number for viewer row ids (see
-    /// [`ViewerIds`]): consecutive starts get consecutive numbers, so servers sharing
+    /// [`ViewerIds`](crate::audience::ViewerIds)): consecutive starts get consecutive numbers, so servers sharing
     /// one catalog never make the same id. Sessions this catalog opens from now on are
     /// the node's.
     pub async fn register_node(&self, at_ms: i64) -> Result<u64, CatalogError> {

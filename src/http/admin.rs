@@ -35,9 +35,9 @@ use warp::{Filter, Reply};
 
 use super::error::ApiError;
 use super::{State, finish, page, with_state};
+use crate::audience::now_ms;
 use crate::catalog::{
-    Account, Level, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS, now_ms, sessions_csv,
-    stats_csv,
+    Account, Level, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS, sessions_csv, stats_csv,
 };
 
 /// The dashboard (zh-CN): overview, audience chart (SVG drawn by its own script), rankings,

@@ -27,7 +27,8 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::catalog::{Catalog, SessionKind, Terminal, now_ms, rfc3339};
+use crate::audience::now_ms;
+use crate::catalog::{Catalog, SessionKind, Terminal, rfc3339};
 use crate::ids::{ChannelName, SessionId};
 use crate::relay::{RelayHandle, ViewerInfo};
 use error::{ApiError, recover, text};

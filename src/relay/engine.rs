@@ -59,7 +59,7 @@ use super::{
     Accepted, ChannelStatus, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks,
     MediaKind, RelayCounters, RelayError, SOURCE_QUALITY, ViewerInfo,
 };
-use crate::catalog::{AudienceEvent, AudienceSink, now_ms};
+use crate::audience::{AudienceEvent, AudienceSink, now_ms};
 use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId, ViewerId};
 
