@@ -45,13 +45,6 @@ pub enum AudienceEvent {
         /// Unix ms.
         at_ms: i64,
     },
-    /// A new peak of concurrent viewers.
-    Peak {
-        /// The session.
-        session: SessionId,
-        /// Viewers at once.
-        peak: i64,
-    },
     /// Publishing stopped.
     SessionEnded {
         /// The session.

@@ -265,6 +265,31 @@ fn check_name(field: &'static str, value: &str) -> Result<String, CatalogError> 
     Ok(value.to_string())
 }
 
+/// The most viewers of each of the sessions `ids` (SQL selecting session ids, or a
+/// parameter) watching at once, from their viewer rows, as rows `(session_id, peak)`.
+/// Every join counts up and every leave down, in time order, a leave before a join of the
+/// same millisecond; an open row has not left. Rows of every terminal and node count alike.
+/// Sessions without viewer rows have no row here.
+pub(crate) fn session_peaks(ids: &str) -> String {
+    format!(
+        "SELECT e.session_id, CAST(MAX(e.n) AS BIGINT) AS peak FROM (\
+         SELECT session_id, SUM(step) OVER (PARTITION BY session_id ORDER BY t, step \
+         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n FROM (\
+         SELECT session_id, joined_at AS t, 1 AS step FROM viewers WHERE session_id IN ({ids}) \
+         UNION ALL SELECT session_id, left_at AS t, -1 AS step FROM viewers \
+         WHERE session_id IN ({ids}) AND left_at IS NOT NULL) w) e GROUP BY e.session_id"
+    )
+}
+
+/// The peak ([`session_peaks`]) of the session whose id is the SQL expression `id`, one of
+/// the sessions `ids`, as a scalar; 0 without viewer rows.
+pub(crate) fn peak_of(ids: &str, id: &str) -> String {
+    format!(
+        "COALESCE((SELECT p.peak FROM ({}) p WHERE p.session_id = {id}), 0)",
+        session_peaks(ids)
+    )
+}
+
 /// A `sessions` row as selected by [`Catalog::session_summary`]: id, channel, station,
 /// kind, title, source, started, ended, peak.
 type SessionRow = (
@@ -584,9 +609,15 @@ impl Catalog {
         Ok(SessionId(id))
     }
 
-    /// Ends one session now (used when a publish attempt fails after the row was made).
+    /// Ends one session now (used when a publish attempt fails after the row was made) and
+    /// records its peak.
     pub async fn close_session(&self, id: SessionId, at_ms: i64) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+        let sql = format!(
+            "UPDATE sessions SET ended_at = $1, peak_viewers = {} \
+             WHERE id = $2 AND ended_at IS NULL",
+            peak_of("$2", "sessions.id")
+        );
+        sqlx::query(AssertSqlSafe(sql))
             .bind(at_ms)
             .bind(id.0)
             .execute(&self.pool)
@@ -661,10 +692,14 @@ impl Catalog {
         ))
         .execute(&mut *tx)
         .await?;
+        let peak = peak_of(
+            &format!("SELECT id FROM sessions WHERE {stale}"),
+            "sessions.id",
+        );
         let done = bind(format!(
             "UPDATE sessions SET ended_at = (SELECT CASE WHEN {end} > s.started_at \
-             THEN {end} ELSE s.started_at END FROM sessions s WHERE s.id = sessions.id) \
-             WHERE {stale}"
+             THEN {end} ELSE s.started_at END FROM sessions s WHERE s.id = sessions.id), \
+             peak_viewers = {peak} WHERE {stale}"
         ))
         .execute(&mut *tx)
         .await?;
@@ -702,19 +737,23 @@ impl Catalog {
         Some(self.node.load(Ordering::Relaxed)).filter(|&id| id != 0)
     }
 
-    /// A session's times and audience figures; open viewer rows count up to `now_ms`.
+    /// A session's times and audience figures; open viewer rows count up to `now_ms`, and
+    /// a live session's peak is computed from its viewer rows so far.
     pub async fn session_summary(
         &self,
         id: SessionId,
         now_ms: i64,
     ) -> Result<Option<SessionSummary>, CatalogError> {
-        let row: Option<SessionRow> = sqlx::query_as(
+        let sql = format!(
             "SELECT id, channel, station_id, kind, title, source, started_at, ended_at, \
-                 peak_viewers FROM sessions WHERE id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await?;
+                 CASE WHEN ended_at IS NULL THEN {} ELSE peak_viewers END \
+             FROM sessions WHERE id = $1",
+            peak_of("$1", "sessions.id")
+        );
+        let row: Option<SessionRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some((id, channel, station_id, kind, title, source, started, ended, peak)) = row else {
             return Ok(None);
         };

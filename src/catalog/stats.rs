@@ -29,7 +29,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 
-use super::{Catalog, CatalogError, SessionKind, rfc3339};
+use super::{Catalog, CatalogError, SessionKind, rfc3339, session_peaks};
 
 const DAY_MS: i64 = 86_400_000;
 /// Asia/Shanghai is UTC+8 all year.
@@ -488,6 +488,18 @@ const JOINS: &str = "FROM sessions s JOIN stations st ON st.id = s.station_id \
 /// start from the `(figured, ended_at)` index: with `s.figured = 0` SQLite's planner, once
 /// `ANALYZE` has seen that nearly every session is frozen, scanned all of them instead.
 const UNFROZEN: &str = "s.id IN (SELECT id FROM sessions WHERE figured = 0)";
+
+/// The peaks of live sessions from their viewer rows, joined as `pk` to the sessions `s`.
+fn live_peaks() -> String {
+    format!(
+        "LEFT JOIN ({}) pk ON pk.session_id = s.id",
+        session_peaks("SELECT id FROM sessions WHERE figured = 0 AND ended_at IS NULL")
+    )
+}
+
+/// A session's peak: computed from its viewer rows while it is live ([`live_peaks`]),
+/// recorded at its end after that.
+const PEAK: &str = "CASE WHEN s.ended_at IS NULL THEN COALESCE(pk.peak, 0) ELSE s.peak_viewers END";
 
 /// How long after its end a session's figures are frozen into `session_figures`; the
 /// audience writer has written every leave by then (it flushes within about a second).
@@ -1413,15 +1425,16 @@ impl Catalog {
         };
         let (filter, args, kind) = filters(q);
         let day = format!("(s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS}");
+        let peaks = live_peaks();
         let live_sql = format!(
-            "SELECT MIN({gid}), MIN({gname}), MIN({day}), MAX(s.peak_viewers), \
+            "SELECT MIN({gid}), MIN({gname}), MIN({day}), MAX({PEAK}), \
              MAX(s.in_person), COUNT(DISTINCT v.viewer_key), \
              COUNT(DISTINCT CASE WHEN v.terminal = 'mobile' THEN v.viewer_key END), \
              COUNT(DISTINCT CASE WHEN v.terminal = 'pc' THEN v.viewer_key END), \
              COUNT(DISTINCT CASE WHEN v.terminal = 'tv' THEN v.viewer_key END), \
              COUNT(DISTINCT CASE WHEN v.terminal NOT IN ('mobile', 'pc', 'tv') THEN v.viewer_key END), \
              CAST(COALESCE(SUM(COALESCE(v.left_at, s.ended_at, $1) - v.joined_at), 0) AS BIGINT) \
-             {JOINS} LEFT JOIN viewers v ON v.session_id = s.id {filter} AND {UNFROZEN} \
+             {JOINS} {peaks} LEFT JOIN viewers v ON v.session_id = s.id {filter} AND {UNFROZEN} \
              GROUP BY s.id"
         );
         let mut live = sqlx::query_as::<_, LiveRow>(AssertSqlSafe(live_sql)).bind(now_ms);
@@ -1463,11 +1476,12 @@ impl Catalog {
         self.freeze_session_figures(now_ms).await?;
         let (filter, args, kind) = filters(q);
         let limit_arg = args.len() + 2 + usize::from(kind.is_some());
+        let peaks = live_peaks();
         let sql = format!(
             "SELECT s.id, c.name, i.name, st.id, st.name, s.kind, s.title, s.speaker, f.title, \
-             s.started_at, COALESCE(s.ended_at, $1), s.peak_viewers, s.in_person, \
+             s.started_at, COALESCE(s.ended_at, $1), {PEAK}, s.in_person, \
              COALESCE(sf.online, 0), COALESCE(sf.viewer_ms, 0) \
-             {JOINS} LEFT JOIN session_figures sf ON sf.session_id = s.id {filter} \
+             {JOINS} {peaks} LEFT JOIN session_figures sf ON sf.session_id = s.id {filter} \
              ORDER BY s.started_at DESC, s.id DESC LIMIT ${limit_arg}"
         );
         // Sessions not frozen yet, from their viewer rows (few: live or just ended).

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use super::Catalog;
+use super::{Catalog, peak_of};
 use crate::audience::{AudienceEvent, AudienceSink};
 
 /// Starts the writer; it ends when the sink is dropped and everything queued is written.
@@ -55,22 +55,26 @@ pub fn spawn_writer(catalog: Catalog, capacity: usize) -> (AudienceSink, JoinHan
 /// with thousands of bound values were measured to write slower per row than short ones.
 const ROWS_PER_STATEMENT_SQLITE: usize = 100;
 
-/// The three `UPDATE ... FROM d(k, v)` a batch applies: leaves, peaks and ends. Each
-/// condition makes a repeated or out-of-date value a no-op.
-const UPDATES: [(&str, &str); 3] = [
-    (
-        "viewers",
-        "left_at = d.v FROM d WHERE viewers.id = d.k AND viewers.left_at IS NULL",
-    ),
-    (
-        "sessions",
-        "peak_viewers = d.v FROM d WHERE sessions.id = d.k AND sessions.peak_viewers < d.v",
-    ),
-    (
-        "sessions",
-        "ended_at = d.v FROM d WHERE sessions.id = d.k AND sessions.ended_at IS NULL",
-    ),
-];
+/// The two `UPDATE ... FROM d(k, v)` a batch applies: leaves, then ends. Each condition
+/// makes a repeated value a no-op. An end also records the session's peak from its viewer
+/// rows ([`peak_of`]); every join of the session came before its end in the queue, so it is
+/// written by then.
+fn update_sets() -> [(&'static str, String); 2] {
+    [
+        (
+            "viewers",
+            "left_at = d.v FROM d WHERE viewers.id = d.k AND viewers.left_at IS NULL".into(),
+        ),
+        (
+            "sessions",
+            format!(
+                "ended_at = d.v, peak_viewers = {} \
+                 FROM d WHERE sessions.id = d.k AND sessions.ended_at IS NULL",
+                peak_of("SELECT k FROM d", "sessions.id")
+            ),
+        ),
+    ]
+}
 
 /// A join as a JSON object for `json_to_recordset` (PostgreSQL).
 #[derive(serde::Serialize)]
@@ -96,7 +100,7 @@ struct Pair {
 async fn write_postgres(
     tx: &mut sqlx::AnyConnection,
     joins: &[&AudienceEvent],
-    updates: [&Vec<(i64, i64)>; 3],
+    updates: [&Vec<(i64, i64)>; 2],
 ) -> Result<(), sqlx::Error> {
     // Every statement here finds rows by key. On a new database the planner's statistics
     // say `viewers` is empty, and it chose a sequential scan of viewers per leave: a
@@ -137,7 +141,7 @@ async fn write_postgres(
         .execute(&mut *tx)
         .await?;
     }
-    for ((table, set), rows) in UPDATES.iter().zip(updates) {
+    for ((table, set), rows) in update_sets().iter().zip(updates) {
         if rows.is_empty() {
             continue;
         }
@@ -164,12 +168,11 @@ fn json(rows: &impl serde::Serialize) -> String {
 /// Grouping by kind keeps the outcome of writing the events one by one in order: joins
 /// are inserted before any leave is applied (a leave always follows its join, in this batch
 /// or an earlier one); of several leaves or ends of one row only the first counts, as with
-/// the `IS NULL` guards; peaks only ever rise. Every statement is idempotent, so a retried
+/// the `IS NULL` guards. Every statement is idempotent, so a retried
 /// batch writes nothing twice.
 async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), sqlx::Error> {
     let mut joins = Vec::new();
     let mut leaves: Vec<(i64, i64)> = Vec::new();
-    let mut peaks: Vec<(i64, i64)> = Vec::new();
     let mut ends: Vec<(i64, i64)> = Vec::new();
     let mut seen = HashSet::new();
     for event in batch {
@@ -184,12 +187,6 @@ async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), s
                     leaves.push((id.0, *at_ms));
                 }
             }
-            AudienceEvent::Peak { session, peak } => {
-                match peaks.iter_mut().find(|(s, _)| *s == session.0) {
-                    Some((_, p)) => *p = (*p).max(*peak),
-                    None => peaks.push((session.0, *peak)),
-                }
-            }
             AudienceEvent::SessionEnded { session, at_ms } => {
                 if seen.insert((2, session.0)) {
                     ends.push((session.0, *at_ms));
@@ -199,7 +196,7 @@ async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), s
     }
     let mut tx = catalog.pool().begin().await?;
     if catalog.is_postgres {
-        write_postgres(&mut tx, &joins, [&leaves, &peaks, &ends]).await?;
+        write_postgres(&mut tx, &joins, [&leaves, &ends]).await?;
         return tx.commit().await;
     }
     for chunk in joins.chunks(ROWS_PER_STATEMENT_SQLITE) {
@@ -246,7 +243,7 @@ async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), s
         }
         q.execute(&mut *tx).await?;
     }
-    for ((table, set), rows) in UPDATES.iter().zip([&leaves, &peaks, &ends]) {
+    for ((table, set), rows) in update_sets().iter().zip([&leaves, &ends]) {
         for chunk in rows.chunks(ROWS_PER_STATEMENT_SQLITE) {
             // UPDATE ... FROM a list of (key, value) pairs: SQLite >= 3.33 and PostgreSQL.
             let pairs: Vec<String> = (0..chunk.len())

@@ -244,7 +244,6 @@ struct Channel {
     gop_max: usize,
     viewers: FxHashSet<PeerKey>,
     connected_viewers: usize,
-    peak: i64,
     last_pli: Option<Instant>,
 }
 
@@ -261,7 +260,6 @@ impl Channel {
             gop_max,
             viewers: FxHashSet::default(),
             connected_viewers: 0,
-            peak: 0,
             last_pli: None,
         }
     }
@@ -951,7 +949,6 @@ impl Engine {
             .entry(channel)
             .or_insert_with(|| Channel::new(max));
         ch.publisher = Some(key);
-        ch.peak = ch.connected_viewers as i64;
         Ok(Accepted { resource, answer })
     }
 
@@ -1152,7 +1149,6 @@ impl Engine {
             .entry(channel.clone())
             .or_insert_with(|| Channel::new(max));
         ch.local = Some(id);
-        ch.peak = ch.connected_viewers as i64;
         info!(%channel, session = %session.id, "local source publishing");
         self.go_live(
             &channel,
@@ -1215,7 +1211,6 @@ impl Engine {
             Some(ch) if was_live_source => {
                 ch.live = false;
                 ch.streams.iter_mut().for_each(VideoStream::clear);
-                ch.peak = 0;
                 ch.last_pli = None;
                 ch.viewers.iter().copied().collect()
             }
@@ -1692,16 +1687,6 @@ impl Engine {
             viewer_key: v.info.viewer_key.clone(),
             client_hash: v.info.client_hash.clone(),
         });
-        if let Some(ch) = self.channels.get_mut(&channel) {
-            let now_watching = ch.connected_viewers as i64;
-            if now_watching > ch.peak {
-                ch.peak = now_watching;
-                self.audience.push(AudienceEvent::Peak {
-                    session,
-                    peak: now_watching,
-                });
-            }
-        }
     }
 
     fn peer_connected(&mut self, key: PeerKey) {
