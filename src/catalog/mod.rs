@@ -22,8 +22,8 @@ pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv};
 pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use stats::{
-    GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, sessions_csv,
-    shanghai_day, shanghai_midnight_ms, stats_csv,
+    GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, shanghai_day,
+    shanghai_midnight_ms,
 };
 pub use writer::spawn_writer;
 

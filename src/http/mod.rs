@@ -12,6 +12,7 @@
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 
 pub mod admin;
+pub mod csv;
 pub mod error;
 mod ingest;
 pub mod serve;
