@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use super::{Catalog, peak_of};
+use super::Catalog;
+use super::sessions::peak_of;
 use crate::audience::{AudienceEvent, AudienceSink};
 
 /// Starts the writer; it ends when the sink is dropped and everything queued is written.

@@ -47,7 +47,8 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 
-use super::{Catalog, CatalogError, rfc3339, session_peaks};
+use super::sessions::session_peaks;
+use super::{Catalog, CatalogError, rfc3339};
 use calendar::{DAY_MS, SHANGHAI_OFFSET_MS, SPANS, Stretch, period_label};
 use query::filters;
 use rollup_write::Rollup;
