@@ -260,7 +260,7 @@ impl Catalog {
         };
         let (unique, rows, millis): (i64, i64, i64) = sqlx::query_as(
             "SELECT COUNT(DISTINCT viewer_key), COUNT(*), \
-             COALESCE(SUM(COALESCE(left_at, $2) - joined_at), 0) \
+             CAST(COALESCE(SUM(COALESCE(left_at, $2) - joined_at), 0) AS BIGINT) \
              FROM viewers WHERE session_id = $1",
         )
         .bind(id)
