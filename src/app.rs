@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::catalog::{Catalog, now_ms, spawn_writer};
+use crate::audience::now_ms;
+use crate::catalog::{Catalog, spawn_writer};
 use crate::config::Config;
 use crate::http::{AppState, routes};
 use crate::relay::{self, RelayHandle};

@@ -16,6 +16,7 @@
 //! ## Modules
 //! - [`config`]: TOML config with environment overrides.
 //! - [`relay`]: the hub; WebRTC peers driven sans-IO by one engine task.
+//! - [`audience`]: attendance events, the relay's queue end to the catalog writer, the clock.
 //! - [`catalog`]: sqlx catalog (hierarchy, sessions, attendance) and the batching writer.
 //! - [`http`]: WHIP/WHEP resources, JSON API, pages.
 //! - [`client`]: a standards-following WHIP/WHEP client (tests, benchmark, demo source).
@@ -24,6 +25,7 @@
 #![recursion_limit = "256"]
 
 pub mod app;
+pub mod audience;
 pub mod catalog;
 pub mod client;
 pub mod config;

@@ -218,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
                     let name = feiyan::ids::ChannelName::parse(&channel)
                         .with_context(|| format!("invalid channel name {channel:?}"))?;
                     let s = catalog
-                        .add_source(&name, &url, feiyan::catalog::now_ms())
+                        .add_source(&name, &url, feiyan::audience::now_ms())
                         .await?;
                     println!(
                         "source {} feeds {} from {}",
@@ -312,7 +312,7 @@ async fn screening_command(catalog: &Catalog, action: ScreeningAction) -> anyhow
                     &station,
                     film,
                     at.timestamp_millis(),
-                    feiyan::catalog::now_ms(),
+                    feiyan::audience::now_ms(),
                 )
                 .await?;
             println!(
@@ -322,7 +322,7 @@ async fn screening_command(catalog: &Catalog, action: ScreeningAction) -> anyhow
         }
         ScreeningAction::Start { id } => {
             let s = catalog
-                .start_screening_now(id, feiyan::catalog::now_ms())
+                .start_screening_now(id, feiyan::audience::now_ms())
                 .await?;
             println!(
                 "screening {} (film {}, station {}) starts now; a running server plays it within a second",
@@ -367,7 +367,7 @@ async fn film_command(catalog: &Catalog, action: FilmAction) -> anyhow::Result<(
                         continue;
                     }
                 };
-                let id = match catalog.import_film(&film, feiyan::catalog::now_ms()).await {
+                let id = match catalog.import_film(&film, feiyan::audience::now_ms()).await {
                     Ok(id) => id,
                     Err(err) => {
                         rejected += 1;

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
+use feiyan::audience::{AudienceEvent, now_ms};
 use feiyan::catalog::{
-    AudienceEvent, Catalog, DemoSpec, Scope, SessionFixture, SessionKind, StatsQuery, now_ms,
-    spawn_writer,
+    Catalog, DemoSpec, Scope, SessionFixture, SessionKind, StatsQuery, spawn_writer,
 };
 use feiyan::ids::{SessionId, ViewerId};
 

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{start_server, wait_until};
-use feiyan::catalog::now_ms;
+use feiyan::audience::now_ms;
 use feiyan::client::{ViewerOptions, WhepViewer};
 use feiyan::ingest::playout::probe_film;
 

@@ -262,7 +262,7 @@ async fn an_srt_pull_source_reaches_viewers_and_reconnects_after_its_listener_re
     let summary = t
         .server
         .catalog
-        .session_summary(feiyan::ids::SessionId(session), feiyan::catalog::now_ms())
+        .session_summary(feiyan::ids::SessionId(session), feiyan::audience::now_ms())
         .await
         .unwrap()
         .unwrap();

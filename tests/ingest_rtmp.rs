@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{live_session, start_server, wait_until};
-use feiyan::catalog::now_ms;
+use feiyan::audience::now_ms;
 use feiyan::client::{MediaKind, ViewerOptions, WhepViewer};
 use feiyan::transcode::RenditionSpec;
 use ffmpeg_next as ffmpeg;

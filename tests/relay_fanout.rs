@@ -144,7 +144,7 @@ async fn ten_viewers_get_every_packet_and_are_counted() {
         "the five leaving viewers' rows are closed within 3 s"
     );
     let summary = catalog
-        .session_summary(session, feiyan::catalog::now_ms())
+        .session_summary(session, feiyan::audience::now_ms())
         .await
         .unwrap()
         .unwrap();

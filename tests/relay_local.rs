@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{start_server, wait_until};
-use feiyan::catalog::{SessionKind, now_ms};
+use feiyan::audience::now_ms;
+use feiyan::catalog::SessionKind;
 use feiyan::client::{
     MediaKind as ClientKind, SyntheticMedia, ViewerOptions, WhepViewer, make_test_media,
 };

@@ -23,8 +23,9 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use feiyan::catalog::{
     Catalog, CatalogError, SessionFixture, SessionKind, SessionUpdate, StatsQuery, StatsRow,
-    ViewerFixture, shanghai_midnight_ms, stats_csv,
+    ViewerFixture, shanghai_midnight_ms,
 };
+use feiyan::http::csv::stats_csv;
 
 const MIN: i64 = 60_000;
 

@@ -10,9 +10,10 @@ mod catalog_db;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Datelike, NaiveDate};
+use feiyan::audience::now_ms;
 use feiyan::catalog::{
     Catalog, DemoSpec, SessionFixture, SessionKind, SessionUpdate, StatsQuery, ViewerFixture,
-    now_ms, shanghai_day,
+    shanghai_day,
 };
 use sqlx::{AnyPool, AssertSqlSafe};
 

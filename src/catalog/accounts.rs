@@ -11,7 +11,8 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash}
 use rand::RngCore;
 use serde::Serialize;
 
-use super::{Catalog, CatalogError, check_name, hash_key, now_ms};
+use super::{Catalog, CatalogError, check_name, hash_key};
+use crate::audience::now_ms;
 
 /// An `accounts` row: id, username, role, center, station.
 type AccountRow = (i64, String, String, Option<i64>, Option<i64>);

@@ -7,7 +7,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::{AnyConnection, AssertSqlSafe, Connection};
 
-use super::{Catalog, CatalogError, SessionKind, hash_key, now_ms, shanghai_midnight_ms};
+use super::{Catalog, CatalogError, SessionKind, hash_key, shanghai_midnight_ms};
+use crate::audience::now_ms;
 
 /// A session row to write as it is (fixtures and demo data).
 #[derive(Debug, Clone)]

@@ -4,7 +4,8 @@
 use serde::Serialize;
 use sqlx::{Any, Transaction};
 
-use super::{Catalog, CatalogError, check_name, hash_key, new_stream_key, now_ms};
+use super::{Catalog, CatalogError, check_name, hash_key, new_stream_key};
+use crate::audience::now_ms;
 use crate::ids::{ChannelName, StationId};
 
 /// A station created by [`Catalog::create_station`] or an import: the clear key is only here.

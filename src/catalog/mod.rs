@@ -13,24 +13,27 @@ pub use sources::{PullSource, redact_url};
 mod accounts;
 mod demo;
 mod hierarchy;
+mod nodes;
 mod programme;
+mod sessions;
 mod stats;
 mod writer;
 
 pub use accounts::{Account, LoginThrottle, Scope, TOKEN_LIFETIME_MS};
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv};
+pub use nodes::{NODE_GONE_MS, NODE_HEARTBEAT_MS};
 pub use programme::{Named, SessionInfo, SessionUpdate};
+pub use sessions::{SessionKind, SessionSummary};
 pub use stats::{
-    GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, sessions_csv,
-    shanghai_day, shanghai_midnight_ms, stats_csv,
+    GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, shanghai_day,
+    shanghai_midnight_ms,
 };
-pub use writer::{AudienceEvent, AudienceSink, ViewerIds, spawn_writer};
+pub use writer::spawn_writer;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicI64;
 
 use rand::RngCore;
 use serde::Serialize;
@@ -39,7 +42,8 @@ use sqlx::AnyPool;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyPoolOptions;
 
-use crate::ids::{ChannelName, SessionId, StationId};
+use crate::audience::now_ms;
+use crate::ids::{ChannelName, StationId};
 
 /// Catalog failures. `Database` is the server's fault; the others are the caller's.
 #[derive(Debug, thiserror::Error)]
@@ -74,39 +78,6 @@ pub enum CatalogError {
     /// The SQLite file's directory could not be created.
     #[error("cannot create database directory: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// What kind of live session a broadcast is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionKind {
-    /// A theory lecture (理论宣讲), the default.
-    Lecture,
-    /// A Party-history film class (电影党史课).
-    FilmClass,
-    /// Anything else a station broadcasts.
-    Other,
-}
-
-impl SessionKind {
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionKind::Lecture => "lecture",
-            SessionKind::FilmClass => "film_class",
-            SessionKind::Other => "other",
-        }
-    }
-
-    /// Parses the database/API spelling.
-    pub fn parse(text: &str) -> Option<SessionKind> {
-        match text {
-            "lecture" => Some(SessionKind::Lecture),
-            "film_class" => Some(SessionKind::FilmClass),
-            "other" => Some(SessionKind::Other),
-            _ => None,
-        }
-    }
 }
 
 /// The kind of device a viewer watches on, guessed from its User-Agent.
@@ -203,47 +174,6 @@ pub struct ChannelOwner {
     pub center: String,
 }
 
-/// A session's figures as `GET /api/sessions/{id}` reports them.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionSummary {
-    /// Row id.
-    pub id: SessionId,
-    /// Channel it ran on.
-    pub channel: String,
-    /// Station row id.
-    pub station_id: StationId,
-    /// lecture, film_class or other.
-    pub kind: String,
-    /// Title.
-    pub title: String,
-    /// whip, rtmp, pull or playout.
-    pub source: String,
-    /// Start, RFC 3339 UTC.
-    pub started_at: String,
-    /// End, RFC 3339 UTC; absent while live.
-    pub ended_at: Option<String>,
-    /// Whether it is still live.
-    pub live: bool,
-    /// Most viewers at once.
-    pub peak_viewers: i64,
-    /// Distinct viewers.
-    pub unique_viewers: i64,
-    /// Number of WHEP attendance rows.
-    pub viewer_sessions: i64,
-    /// Sum of watched time, seconds.
-    pub viewer_seconds: f64,
-    /// Sum of watched time, minutes.
-    pub viewer_minutes: f64,
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// RFC 3339 text for unix milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -273,20 +203,6 @@ fn check_name(field: &'static str, value: &str) -> Result<String, CatalogError> 
     Ok(value.to_string())
 }
 
-/// A `sessions` row as selected by [`Catalog::session_summary`]: id, channel, station,
-/// kind, title, source, started, ended, peak.
-type SessionRow = (
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    i64,
-);
-
 /// Handle to the catalog database; cheap to clone.
 #[derive(Clone)]
 pub struct Catalog {
@@ -300,11 +216,6 @@ pub struct Catalog {
     /// This server's `relay_nodes` row once [`Catalog::register_node`] made it; 0 before.
     node: Arc<AtomicI64>,
 }
-
-/// How often a server notes in the catalog that it is alive ([`Catalog::heartbeat`]).
-pub const NODE_HEARTBEAT_MS: i64 = 10_000;
-/// A server unseen for this long is gone: [`Catalog::close_gone`] closes what it left open.
-pub const NODE_GONE_MS: i64 = 60_000;
 
 impl Catalog {
     /// Connects (creating a SQLite file and its directory when missing) and applies
@@ -564,207 +475,6 @@ impl Catalog {
             return Err(CatalogError::WrongKey(channel.to_string()));
         }
         Ok(owner)
-    }
-
-    /// Opens a live session row when publishing starts.
-    pub async fn open_session(
-        &self,
-        channel: &ChannelName,
-        station: StationId,
-        kind: SessionKind,
-        title: &str,
-        source: &str,
-        started_at_ms: i64,
-    ) -> Result<SessionId, CatalogError> {
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO sessions (channel, station_id, kind, title, source, started_at, node_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(channel.as_str())
-        .bind(station.0)
-        .bind(kind.as_str())
-        .bind(title)
-        .bind(source)
-        .bind(started_at_ms)
-        .bind(self.node_id())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(SessionId(id))
-    }
-
-    /// Ends one session now (used when a publish attempt fails after the row was made).
-    pub async fn close_session(&self, id: SessionId, at_ms: i64) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
-            .bind(at_ms)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// At a server's start: closes the sessions and viewer rows that servers gone for
-    /// [`NODE_GONE_MS`] left open (see [`Catalog::close_gone`]), and those of servers too
-    /// old to record themselves, as of `at_ms`. Returns how many sessions were closed.
-    pub async fn close_stale(&self, at_ms: i64) -> Result<u64, CatalogError> {
-        self.close_open(at_ms, true).await
-    }
-
-    /// Closes the sessions and viewer rows left open by servers not seen for
-    /// [`NODE_GONE_MS`] (a crash, a power cut), each as of its server's last heartbeat so
-    /// no one is credited with the hours the server was down; ends the screenings those
-    /// sessions played (an operator's pending stop becomes `stopped`, an interrupted film
-    /// class `failed`). Every server calls it now and then, so what a crashed server left
-    /// is closed even when it never comes back. Returns how many sessions were closed.
-    pub async fn close_gone(&self, at_ms: i64) -> Result<u64, CatalogError> {
-        self.close_open(at_ms, false).await
-    }
-
-    /// [`Catalog::close_gone`], and with `unowned` also the sessions and screenings no
-    /// server claims (rows from before migration 0010).
-    async fn close_open(&self, at_ms: i64, unowned: bool) -> Result<u64, CatalogError> {
-        let gone =
-            format!("SELECT id FROM relay_nodes WHERE seen_at < $1 - {NODE_GONE_MS} AND id <> $2");
-        let stale = format!(
-            "ended_at IS NULL AND (node_id IN ({gone}){})",
-            if unowned { " OR node_id IS NULL" } else { "" }
-        );
-        // When each stale session ended: its server's last heartbeat, else now.
-        let end = "COALESCE((SELECT n.seen_at FROM relay_nodes n WHERE n.id = s.node_id), $1)";
-        // Usually nothing is: an index probe answers that without a write transaction.
-        let any: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT id FROM sessions WHERE {stale} LIMIT 1"
-        )))
-        .bind(at_ms)
-        .bind(self.node_id().unwrap_or(0))
-        .fetch_optional(&self.pool)
-        .await?;
-        if any.is_none() && !unowned {
-            return Ok(0);
-        }
-        let mut tx = self.pool.begin().await?;
-        let bind = |sql: String| {
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(at_ms)
-                .bind(self.node_id().unwrap_or(0))
-        };
-        bind(format!(
-            "UPDATE viewers SET left_at = (SELECT CASE WHEN {end} > viewers.joined_at \
-             THEN {end} ELSE viewers.joined_at END FROM sessions s WHERE s.id = viewers.session_id) \
-             WHERE left_at IS NULL AND session_id IN (SELECT id FROM sessions WHERE {stale})"
-        ))
-        .execute(&mut *tx)
-        .await?;
-        let unowned_screening = if unowned {
-            " OR session_id IS NULL"
-        } else {
-            ""
-        };
-        bind(format!(
-            "UPDATE screenings SET \
-                 status = CASE status WHEN 'stopping' THEN 'stopped' ELSE 'failed' END, \
-                 note = CASE status WHEN 'stopping' THEN 'stopped (the server ended first)' \
-                        ELSE 'interrupted: the server stopped while the film played' END \
-             WHERE status IN ('playing', 'stopping') AND \
-             (session_id IN (SELECT id FROM sessions WHERE {stale}){unowned_screening})"
-        ))
-        .execute(&mut *tx)
-        .await?;
-        let done = bind(format!(
-            "UPDATE sessions SET ended_at = (SELECT CASE WHEN {end} > s.started_at \
-             THEN {end} ELSE s.started_at END FROM sessions s WHERE s.id = sessions.id) \
-             WHERE {stale}"
-        ))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
-    }
-
-    /// Records a server start and returns its node number for viewer row ids (see
-    /// [`ViewerIds`]): consecutive starts get consecutive numbers, so servers sharing
-    /// one catalog never make the same id. Sessions this catalog opens from now on are
-    /// the node's.
-    pub async fn register_node(&self, at_ms: i64) -> Result<u64, CatalogError> {
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO relay_nodes (started_at, seen_at) VALUES ($1, $1) RETURNING id",
-        )
-        .bind(at_ms)
-        .fetch_one(&self.pool)
-        .await?;
-        self.node.store(id, Ordering::Relaxed);
-        Ok(id as u64)
-    }
-
-    /// Notes that this server is alive at `at_ms` (every [`NODE_HEARTBEAT_MS`]).
-    pub async fn heartbeat(&self, at_ms: i64) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE relay_nodes SET seen_at = $1 WHERE id = $2")
-            .bind(at_ms)
-            .bind(self.node_id().unwrap_or(0))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// This server's `relay_nodes` id, once registered.
-    fn node_id(&self) -> Option<i64> {
-        Some(self.node.load(Ordering::Relaxed)).filter(|&id| id != 0)
-    }
-
-    /// A session's times and audience figures; open viewer rows count up to `now_ms`.
-    pub async fn session_summary(
-        &self,
-        id: SessionId,
-        now_ms: i64,
-    ) -> Result<Option<SessionSummary>, CatalogError> {
-        let row: Option<SessionRow> = sqlx::query_as(
-            "SELECT id, channel, station_id, kind, title, source, started_at, ended_at, \
-                 peak_viewers FROM sessions WHERE id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((id, channel, station_id, kind, title, source, started, ended, peak)) = row else {
-            return Ok(None);
-        };
-        let (unique, rows, millis): (i64, i64, i64) = sqlx::query_as(
-            "SELECT COUNT(DISTINCT viewer_key), COUNT(*), \
-             COALESCE(SUM(COALESCE(left_at, $2) - joined_at), 0) \
-             FROM viewers WHERE session_id = $1",
-        )
-        .bind(id)
-        .bind(ended.unwrap_or(now_ms))
-        .fetch_one(&self.pool)
-        .await?;
-        let viewer_seconds = millis.max(0) as f64 / 1000.0;
-        Ok(Some(SessionSummary {
-            id: SessionId(id),
-            channel,
-            station_id: StationId(station_id),
-            kind,
-            title,
-            source,
-            started_at: rfc3339(started),
-            ended_at: ended.map(rfc3339),
-            live: ended.is_none(),
-            peak_viewers: peak,
-            unique_viewers: unique,
-            viewer_sessions: rows,
-            viewer_seconds,
-            viewer_minutes: (viewer_seconds / 60.0 * 100.0).round() / 100.0,
-        }))
-    }
-
-    /// Viewer rows of a session as (joined_ms, left_ms, terminal), for tests and reports.
-    pub async fn session_viewers(
-        &self,
-        id: SessionId,
-    ) -> Result<Vec<(i64, Option<i64>, String)>, CatalogError> {
-        Ok(sqlx::query_as(
-            "SELECT joined_at, left_at, terminal FROM viewers WHERE session_id = $1 ORDER BY joined_at",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await?)
     }
 }
 

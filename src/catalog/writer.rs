@@ -2,7 +2,7 @@
 //! waits; this task writes them in batches (one transaction per batch, ~1 s worst case)
 //! and retries a failed batch instead of dropping it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
@@ -11,142 +11,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use super::Catalog;
-use crate::ids::{SessionId, ViewerId};
-
-/// One change to attendance.
-#[derive(Debug, Clone)]
-pub enum AudienceEvent {
-    /// A viewer started watching a live session.
-    ViewerJoined {
-        /// Row id, chosen by the relay.
-        id: ViewerId,
-        /// The session watched.
-        session: SessionId,
-        /// Unix ms.
-        at_ms: i64,
-        /// mobile/pc/tv/other.
-        terminal: &'static str,
-        /// What makes two rows the same person for unique counts.
-        viewer_key: String,
-        /// Salted hash of the client address.
-        client_hash: String,
-    },
-    /// A viewer stopped watching (left, failed, or the session ended).
-    ViewerLeft {
-        /// Row id.
-        id: ViewerId,
-        /// Unix ms.
-        at_ms: i64,
-    },
-    /// A new peak of concurrent viewers.
-    Peak {
-        /// The session.
-        session: SessionId,
-        /// Viewers at once.
-        peak: i64,
-    },
-    /// Publishing stopped.
-    SessionEnded {
-        /// The session.
-        session: SessionId,
-        /// Unix ms.
-        at_ms: i64,
-    },
-}
-
-/// The relay's end of the queue. Not `Clone`: its owner calls [`AudienceSink::flush`] in
-/// its loop so events that met a full queue are sent later, in order, never dropped.
-pub struct AudienceSink {
-    tx: mpsc::Sender<AudienceEvent>,
-    /// Events waiting because the queue was full; kept in order.
-    overflow: VecDeque<AudienceEvent>,
-    /// Hands out viewer row ids.
-    ids: ViewerIds,
-}
-
-/// Viewer row ids that grow with time, so new rows land at the end of the id index
-/// instead of on random pages of it: 41 bits of milliseconds since 2024-01-01 UTC, 10 bits
-/// of node number and a 12-bit sequence. One node never repeats an id (within a
-/// millisecond the sequence counts up, and past 4096 it borrows the next millisecond);
-/// nodes sharing a catalog get different numbers from [`Catalog::register_node`].
-///
-/// With random ids a SQLite catalog of 4.5 million viewer rows wrote 20,848 events/s, each
-/// insert dirtying its own page of the index; a small catalog wrote 90,000-100,000.
-#[derive(Debug, Clone)]
-pub struct ViewerIds {
-    node: u64,
-    /// Milliseconds since the epoch below and sequence of the last id, as `ms << 12 | seq`.
-    last: u64,
-}
-
-/// 2024-01-01T00:00:00Z in unix milliseconds.
-const ID_EPOCH_MS: i64 = 1_704_067_200_000;
-
-impl ViewerIds {
-    /// Ids for node `node` (only its low 10 bits are used).
-    pub fn new(node: u64) -> ViewerIds {
-        ViewerIds {
-            node: node & 0x3ff,
-            last: 0,
-        }
-    }
-
-    /// The next id at unix time `now_ms`.
-    pub fn next_at(&mut self, now_ms: i64) -> ViewerId {
-        let ms = (now_ms - ID_EPOCH_MS).max(0) as u64 & ((1 << 41) - 1);
-        let next = (ms << 12).max(self.last + 1);
-        self.last = next;
-        let (ms, seq) = (next >> 12, next & 0xfff);
-        ViewerId(((ms << 22) | (self.node << 12) | seq) as i64)
-    }
-}
-
-impl AudienceSink {
-    /// Queues an event without waiting.
-    pub fn push(&mut self, event: AudienceEvent) {
-        if !self.overflow.is_empty() {
-            self.overflow.push_back(event);
-            self.flush();
-            return;
-        }
-        if let Err(mpsc::error::TrySendError::Full(event)) = self.tx.try_send(event) {
-            warn!("audience queue full; holding events until the writer catches up");
-            self.overflow.push_back(event);
-        }
-    }
-
-    /// Moves held events into the queue as room frees up.
-    pub fn flush(&mut self) {
-        while let Some(event) = self.overflow.pop_front() {
-            match self.tx.try_send(event) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(event)) => {
-                    self.overflow.push_front(event);
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
-            }
-        }
-    }
-
-    /// Events still held because the queue was full.
-    pub fn held(&self) -> usize {
-        self.overflow.len()
-    }
-
-    /// A new viewer row id; see [`ViewerIds`].
-    pub fn viewer_id(&mut self) -> ViewerId {
-        self.ids.next_at(super::now_ms())
-    }
-
-    /// Sets the node number the ids carry (from [`Catalog::register_node`]).
-    pub fn set_node(&mut self, node: u64) {
-        self.ids = ViewerIds {
-            node: node & 0x3ff,
-            last: self.ids.last,
-        };
-    }
-}
+use super::sessions::peak_of;
+use crate::audience::{AudienceEvent, AudienceSink};
 
 /// Starts the writer; it ends when the sink is dropped and everything queued is written.
 pub fn spawn_writer(catalog: Catalog, capacity: usize) -> (AudienceSink, JoinHandle<()>) {
@@ -183,37 +49,33 @@ pub fn spawn_writer(catalog: Catalog, capacity: usize) -> (AudienceSink, JoinHan
             batch.clear();
         }
     });
-    (
-        AudienceSink {
-            tx,
-            overflow: VecDeque::new(),
-            // A random node until the server registers one.
-            ids: ViewerIds::new(rand::random()),
-        },
-        handle,
-    )
+    (AudienceSink::new(tx), handle)
 }
 
 /// Rows per multi-row statement on SQLite: there is no round trip to save, and statements
 /// with thousands of bound values were measured to write slower per row than short ones.
 const ROWS_PER_STATEMENT_SQLITE: usize = 100;
 
-/// The three `UPDATE ... FROM d(k, v)` a batch applies: leaves, peaks and ends. Each
-/// condition makes a repeated or out-of-date value a no-op.
-const UPDATES: [(&str, &str); 3] = [
-    (
-        "viewers",
-        "left_at = d.v FROM d WHERE viewers.id = d.k AND viewers.left_at IS NULL",
-    ),
-    (
-        "sessions",
-        "peak_viewers = d.v FROM d WHERE sessions.id = d.k AND sessions.peak_viewers < d.v",
-    ),
-    (
-        "sessions",
-        "ended_at = d.v FROM d WHERE sessions.id = d.k AND sessions.ended_at IS NULL",
-    ),
-];
+/// The two `UPDATE ... FROM d(k, v)` a batch applies: leaves, then ends. Each condition
+/// makes a repeated value a no-op. An end also records the session's peak from its viewer
+/// rows ([`peak_of`]); every join of the session came before its end in the queue, so it is
+/// written by then.
+fn update_sets() -> [(&'static str, String); 2] {
+    [
+        (
+            "viewers",
+            "left_at = d.v FROM d WHERE viewers.id = d.k AND viewers.left_at IS NULL".into(),
+        ),
+        (
+            "sessions",
+            format!(
+                "ended_at = d.v, peak_viewers = {} \
+                 FROM d WHERE sessions.id = d.k AND sessions.ended_at IS NULL",
+                peak_of("SELECT k FROM d", "sessions.id")
+            ),
+        ),
+    ]
+}
 
 /// A join as a JSON object for `json_to_recordset` (PostgreSQL).
 #[derive(serde::Serialize)]
@@ -239,7 +101,7 @@ struct Pair {
 async fn write_postgres(
     tx: &mut sqlx::AnyConnection,
     joins: &[&AudienceEvent],
-    updates: [&Vec<(i64, i64)>; 3],
+    updates: [&Vec<(i64, i64)>; 2],
 ) -> Result<(), sqlx::Error> {
     // Every statement here finds rows by key. On a new database the planner's statistics
     // say `viewers` is empty, and it chose a sequential scan of viewers per leave: a
@@ -280,7 +142,7 @@ async fn write_postgres(
         .execute(&mut *tx)
         .await?;
     }
-    for ((table, set), rows) in UPDATES.iter().zip(updates) {
+    for ((table, set), rows) in update_sets().iter().zip(updates) {
         if rows.is_empty() {
             continue;
         }
@@ -307,12 +169,11 @@ fn json(rows: &impl serde::Serialize) -> String {
 /// Grouping by kind keeps the outcome of writing the events one by one in order: joins
 /// are inserted before any leave is applied (a leave always follows its join, in this batch
 /// or an earlier one); of several leaves or ends of one row only the first counts, as with
-/// the `IS NULL` guards; peaks only ever rise. Every statement is idempotent, so a retried
+/// the `IS NULL` guards. Every statement is idempotent, so a retried
 /// batch writes nothing twice.
 async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), sqlx::Error> {
     let mut joins = Vec::new();
     let mut leaves: Vec<(i64, i64)> = Vec::new();
-    let mut peaks: Vec<(i64, i64)> = Vec::new();
     let mut ends: Vec<(i64, i64)> = Vec::new();
     let mut seen = HashSet::new();
     for event in batch {
@@ -327,12 +188,6 @@ async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), s
                     leaves.push((id.0, *at_ms));
                 }
             }
-            AudienceEvent::Peak { session, peak } => {
-                match peaks.iter_mut().find(|(s, _)| *s == session.0) {
-                    Some((_, p)) => *p = (*p).max(*peak),
-                    None => peaks.push((session.0, *peak)),
-                }
-            }
             AudienceEvent::SessionEnded { session, at_ms } => {
                 if seen.insert((2, session.0)) {
                     ends.push((session.0, *at_ms));
@@ -342,7 +197,7 @@ async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), s
     }
     let mut tx = catalog.pool().begin().await?;
     if catalog.is_postgres {
-        write_postgres(&mut tx, &joins, [&leaves, &peaks, &ends]).await?;
+        write_postgres(&mut tx, &joins, [&leaves, &ends]).await?;
         return tx.commit().await;
     }
     for chunk in joins.chunks(ROWS_PER_STATEMENT_SQLITE) {
@@ -389,7 +244,7 @@ async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), s
         }
         q.execute(&mut *tx).await?;
     }
-    for ((table, set), rows) in UPDATES.iter().zip([&leaves, &peaks, &ends]) {
+    for ((table, set), rows) in update_sets().iter().zip([&leaves, &ends]) {
         for chunk in rows.chunks(ROWS_PER_STATEMENT_SQLITE) {
             // UPDATE ... FROM a list of (key, value) pairs: SQLite >= 3.33 and PostgreSQL.
             let pairs: Vec<String> = (0..chunk.len())
@@ -407,34 +262,4 @@ async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), s
         }
     }
     tx.commit().await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn viewer_ids_grow_carry_the_node_and_never_repeat() {
-        let mut ids = ViewerIds::new(5);
-        let t = ID_EPOCH_MS + 1_000;
-        let a = ids.next_at(t).0;
-        assert_eq!(a, (1_000 << 22) | (5 << 12));
-        // More than a millisecond's 4096 ids: the sequence borrows the next millisecond.
-        let mut last = a;
-        for _ in 0..5000 {
-            let id = ids.next_at(t).0;
-            assert!(id > last, "{id} after {last}");
-            assert_eq!((id >> 12) & 0x3ff, 5, "node bits of {id}");
-            last = id;
-        }
-        assert_eq!(last >> 22, 1_001);
-        // A clock step back does not repeat ids; a later millisecond starts at sequence 0.
-        assert!(ids.next_at(t - 60_000).0 > last);
-        assert_eq!(ids.next_at(t + 10).0, ((1_010i64) << 22) | (5 << 12));
-        // Node numbers keep their low 10 bits; ids are positive.
-        let mut far = ViewerIds::new(1024 + 7);
-        let id = far.next_at(ID_EPOCH_MS + (1i64 << 40)).0;
-        assert!(id > 0);
-        assert_eq!((id >> 12) & 0x3ff, 7);
-    }
 }

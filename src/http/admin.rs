@@ -33,12 +33,11 @@ use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use super::csv::{sessions_csv, stats_csv};
 use super::error::ApiError;
 use super::{State, finish, page, with_state};
-use crate::catalog::{
-    Account, Level, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS, now_ms, sessions_csv,
-    stats_csv,
-};
+use crate::audience::now_ms;
+use crate::catalog::{Account, Level, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS};
 
 /// The dashboard (zh-CN): overview, audience chart (SVG drawn by its own script), rankings,
 /// drill-down to sessions and the station's headcount form. No CDN, works offline.

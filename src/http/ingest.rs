@@ -21,7 +21,8 @@ use warp::{Filter, Reply};
 
 use super::error::ApiError;
 use super::{State, finish, parse_channel, with_state};
-use crate::catalog::{now_ms, redact_url};
+use crate::audience::now_ms;
+use crate::catalog::redact_url;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

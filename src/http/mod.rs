@@ -12,6 +12,7 @@
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 
 pub mod admin;
+pub mod csv;
 pub mod error;
 mod ingest;
 pub mod serve;
@@ -27,7 +28,8 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::catalog::{Catalog, SessionKind, Terminal, now_ms, rfc3339};
+use crate::audience::now_ms;
+use crate::catalog::{Catalog, SessionKind, Terminal, rfc3339};
 use crate::ids::{ChannelName, SessionId};
 use crate::relay::{RelayHandle, ViewerInfo};
 use error::{ApiError, recover, text};

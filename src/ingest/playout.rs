@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward};
-use crate::catalog::{NewFilm, Screening, SessionKind, now_ms};
+use crate::audience::now_ms;
+use crate::catalog::{NewFilm, Screening, SessionKind};
 use crate::ids::ChannelName;
 use crate::transcode::demux::{Demuxer, probe};
 use crate::transcode::{TranscodeError, Transcoder};

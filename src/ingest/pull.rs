@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward};
-use crate::catalog::{PullSource, SessionKind, now_ms, redact_url};
+use crate::audience::now_ms;
+use crate::catalog::{PullSource, SessionKind, redact_url};
 use crate::ids::{ChannelName, SessionId};
 use crate::transcode::demux::Demuxer;
 use crate::transcode::{TranscodeError, Transcoder};

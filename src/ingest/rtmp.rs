@@ -25,7 +25,8 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward};
-use crate::catalog::{ChannelOwner, SessionKind, now_ms};
+use crate::audience::now_ms;
+use crate::catalog::{ChannelOwner, SessionKind};
 use crate::ids::{ChannelName, SessionId};
 use crate::relay::MediaKind;
 use crate::transcode::{AudioInput, SourcePacket, Transcoder, VideoInput};

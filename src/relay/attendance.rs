@@ -6,7 +6,7 @@ use rustc_hash::FxHashMap;
 
 use super::ViewerInfo;
 use super::hub::PeerKey;
-use crate::catalog::{AudienceEvent, AudienceSink};
+use crate::audience::{AudienceEvent, AudienceSink};
 use crate::ids::{SessionId, ViewerId};
 
 struct Attendee {

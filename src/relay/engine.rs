@@ -45,7 +45,7 @@ use super::{
     Accepted, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks, RelayCounters,
     RelayError, ViewerInfo, stun,
 };
-use crate::catalog::{AudienceSink, now_ms};
+use crate::audience::{AudienceSink, now_ms};
 use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::ChannelName;
 use crate::media::MediaKind;

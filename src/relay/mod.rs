@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::catalog::AudienceSink;
+use crate::audience::AudienceSink;
 use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId};
 

@@ -1,0 +1,301 @@
+//! Live sessions: their rows from the start of publishing to the end, the sessions servers
+//! that went away left open, and a session's figures, its peak computed from viewer rows.
+
+use serde::Serialize;
+use sqlx::AssertSqlSafe;
+
+use super::nodes::NODE_GONE_MS;
+use super::{Catalog, CatalogError, rfc3339};
+use crate::ids::{ChannelName, SessionId, StationId};
+
+/// What kind of live session a broadcast is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// A theory lecture (理论宣讲), the default.
+    Lecture,
+    /// A Party-history film class (电影党史课).
+    FilmClass,
+    /// Anything else a station broadcasts.
+    Other,
+}
+
+impl SessionKind {
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Lecture => "lecture",
+            SessionKind::FilmClass => "film_class",
+            SessionKind::Other => "other",
+        }
+    }
+
+    /// Parses the database/API spelling.
+    pub fn parse(text: &str) -> Option<SessionKind> {
+        match text {
+            "lecture" => Some(SessionKind::Lecture),
+            "film_class" => Some(SessionKind::FilmClass),
+            "other" => Some(SessionKind::Other),
+            _ => None,
+        }
+    }
+}
+
+/// A session's figures as `GET /api/sessions/{id}` reports them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    /// Row id.
+    pub id: SessionId,
+    /// Channel it ran on.
+    pub channel: String,
+    /// Station row id.
+    pub station_id: StationId,
+    /// lecture, film_class or other.
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// whip, rtmp, pull or playout.
+    pub source: String,
+    /// Start, RFC 3339 UTC.
+    pub started_at: String,
+    /// End, RFC 3339 UTC; absent while live.
+    pub ended_at: Option<String>,
+    /// Whether it is still live.
+    pub live: bool,
+    /// Most viewers at once.
+    pub peak_viewers: i64,
+    /// Distinct viewers.
+    pub unique_viewers: i64,
+    /// Number of WHEP attendance rows.
+    pub viewer_sessions: i64,
+    /// Sum of watched time, seconds.
+    pub viewer_seconds: f64,
+    /// Sum of watched time, minutes.
+    pub viewer_minutes: f64,
+}
+
+/// The most viewers of each of the sessions `ids` (SQL selecting session ids, or a
+/// parameter) watching at once, from their viewer rows, as rows `(session_id, peak)`.
+/// Every join counts up and every leave down, in time order, a leave before a join of the
+/// same millisecond; an open row has not left. Rows of every terminal and node count alike.
+/// Sessions without viewer rows have no row here.
+pub(super) fn session_peaks(ids: &str) -> String {
+    format!(
+        "SELECT e.session_id, CAST(MAX(e.n) AS BIGINT) AS peak FROM (\
+         SELECT session_id, SUM(step) OVER (PARTITION BY session_id ORDER BY t, step \
+         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n FROM (\
+         SELECT session_id, joined_at AS t, 1 AS step FROM viewers WHERE session_id IN ({ids}) \
+         UNION ALL SELECT session_id, left_at AS t, -1 AS step FROM viewers \
+         WHERE session_id IN ({ids}) AND left_at IS NOT NULL) w) e GROUP BY e.session_id"
+    )
+}
+
+/// The peak ([`session_peaks`]) of the session whose id is the SQL expression `id`, one of
+/// the sessions `ids`, as a scalar; 0 without viewer rows.
+pub(super) fn peak_of(ids: &str, id: &str) -> String {
+    format!(
+        "COALESCE((SELECT p.peak FROM ({}) p WHERE p.session_id = {id}), 0)",
+        session_peaks(ids)
+    )
+}
+
+/// A `sessions` row as selected by [`Catalog::session_summary`]: id, channel, station,
+/// kind, title, source, started, ended, peak.
+type SessionRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+);
+
+impl Catalog {
+    /// Opens a live session row when publishing starts.
+    pub async fn open_session(
+        &self,
+        channel: &ChannelName,
+        station: StationId,
+        kind: SessionKind,
+        title: &str,
+        source: &str,
+        started_at_ms: i64,
+    ) -> Result<SessionId, CatalogError> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO sessions (channel, station_id, kind, title, source, started_at, node_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(channel.as_str())
+        .bind(station.0)
+        .bind(kind.as_str())
+        .bind(title)
+        .bind(source)
+        .bind(started_at_ms)
+        .bind(self.node_id())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(SessionId(id))
+    }
+
+    /// Ends one session now (used when a publish attempt fails after the row was made) and
+    /// records its peak.
+    pub async fn close_session(&self, id: SessionId, at_ms: i64) -> Result<(), CatalogError> {
+        let sql = format!(
+            "UPDATE sessions SET ended_at = $1, peak_viewers = {} \
+             WHERE id = $2 AND ended_at IS NULL",
+            peak_of("$2", "sessions.id")
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(at_ms)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// At a server's start: closes the sessions and viewer rows that servers gone for
+    /// [`NODE_GONE_MS`] left open (see [`Catalog::close_gone`]), and those of servers too
+    /// old to record themselves, as of `at_ms`. Returns how many sessions were closed.
+    pub async fn close_stale(&self, at_ms: i64) -> Result<u64, CatalogError> {
+        self.close_open(at_ms, true).await
+    }
+
+    /// Closes the sessions and viewer rows left open by servers not seen for
+    /// [`NODE_GONE_MS`] (a crash, a power cut), each as of its server's last heartbeat so
+    /// no one is credited with the hours the server was down; ends the screenings those
+    /// sessions played (an operator's pending stop becomes `stopped`, an interrupted film
+    /// class `failed`). Every server calls it now and then, so what a crashed server left
+    /// is closed even when it never comes back. Returns how many sessions were closed.
+    pub async fn close_gone(&self, at_ms: i64) -> Result<u64, CatalogError> {
+        self.close_open(at_ms, false).await
+    }
+
+    /// [`Catalog::close_gone`], and with `unowned` also the sessions and screenings no
+    /// server claims (rows from before migration 0010).
+    async fn close_open(&self, at_ms: i64, unowned: bool) -> Result<u64, CatalogError> {
+        let gone =
+            format!("SELECT id FROM relay_nodes WHERE seen_at < $1 - {NODE_GONE_MS} AND id <> $2");
+        let stale = format!(
+            "ended_at IS NULL AND (node_id IN ({gone}){})",
+            if unowned { " OR node_id IS NULL" } else { "" }
+        );
+        // When each stale session ended: its server's last heartbeat, else now.
+        let end = "COALESCE((SELECT n.seen_at FROM relay_nodes n WHERE n.id = s.node_id), $1)";
+        // Usually nothing is: an index probe answers that without a write transaction.
+        let any: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT id FROM sessions WHERE {stale} LIMIT 1"
+        )))
+        .bind(at_ms)
+        .bind(self.node_id().unwrap_or(0))
+        .fetch_optional(&self.pool)
+        .await?;
+        if any.is_none() && !unowned {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let bind = |sql: String| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(at_ms)
+                .bind(self.node_id().unwrap_or(0))
+        };
+        bind(format!(
+            "UPDATE viewers SET left_at = (SELECT CASE WHEN {end} > viewers.joined_at \
+             THEN {end} ELSE viewers.joined_at END FROM sessions s WHERE s.id = viewers.session_id) \
+             WHERE left_at IS NULL AND session_id IN (SELECT id FROM sessions WHERE {stale})"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let unowned_screening = if unowned {
+            " OR session_id IS NULL"
+        } else {
+            ""
+        };
+        bind(format!(
+            "UPDATE screenings SET \
+                 status = CASE status WHEN 'stopping' THEN 'stopped' ELSE 'failed' END, \
+                 note = CASE status WHEN 'stopping' THEN 'stopped (the server ended first)' \
+                        ELSE 'interrupted: the server stopped while the film played' END \
+             WHERE status IN ('playing', 'stopping') AND \
+             (session_id IN (SELECT id FROM sessions WHERE {stale}){unowned_screening})"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let peak = peak_of(
+            &format!("SELECT id FROM sessions WHERE {stale}"),
+            "sessions.id",
+        );
+        let done = bind(format!(
+            "UPDATE sessions SET ended_at = (SELECT CASE WHEN {end} > s.started_at \
+             THEN {end} ELSE s.started_at END FROM sessions s WHERE s.id = sessions.id), \
+             peak_viewers = {peak} WHERE {stale}"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// A session's times and audience figures; open viewer rows count up to `now_ms`, and
+    /// a live session's peak is computed from its viewer rows so far.
+    pub async fn session_summary(
+        &self,
+        id: SessionId,
+        now_ms: i64,
+    ) -> Result<Option<SessionSummary>, CatalogError> {
+        let sql = format!(
+            "SELECT id, channel, station_id, kind, title, source, started_at, ended_at, \
+                 CASE WHEN ended_at IS NULL THEN {} ELSE peak_viewers END \
+             FROM sessions WHERE id = $1",
+            peak_of("$1", "sessions.id")
+        );
+        let row: Option<SessionRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some((id, channel, station_id, kind, title, source, started, ended, peak)) = row else {
+            return Ok(None);
+        };
+        let (unique, rows, millis): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(DISTINCT viewer_key), COUNT(*), \
+             CAST(COALESCE(SUM(COALESCE(left_at, $2) - joined_at), 0) AS BIGINT) \
+             FROM viewers WHERE session_id = $1",
+        )
+        .bind(id)
+        .bind(ended.unwrap_or(now_ms))
+        .fetch_one(&self.pool)
+        .await?;
+        let viewer_seconds = millis.max(0) as f64 / 1000.0;
+        Ok(Some(SessionSummary {
+            id: SessionId(id),
+            channel,
+            station_id: StationId(station_id),
+            kind,
+            title,
+            source,
+            started_at: rfc3339(started),
+            ended_at: ended.map(rfc3339),
+            live: ended.is_none(),
+            peak_viewers: peak,
+            unique_viewers: unique,
+            viewer_sessions: rows,
+            viewer_seconds,
+            viewer_minutes: (viewer_seconds / 60.0 * 100.0).round() / 100.0,
+        }))
+    }
+
+    /// Viewer rows of a session as (joined_ms, left_ms, terminal), for tests and reports.
+    pub async fn session_viewers(
+        &self,
+        id: SessionId,
+    ) -> Result<Vec<(i64, Option<i64>, String)>, CatalogError> {
+        Ok(sqlx::query_as(
+            "SELECT joined_at, left_at, terminal FROM viewers WHERE session_id = $1 ORDER BY joined_at",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

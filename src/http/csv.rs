@@ -1,0 +1,113 @@
+//! CSV presentation of statistics for spreadsheet programs: UTF-8 with a BOM, Chinese
+//! headers, CRLF line ends.
+
+use crate::catalog::{SessionStats, StatsRow};
+
+fn csv_field(out: &mut String, value: &str) {
+    if value.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&value.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}
+
+fn csv_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    // The BOM makes spreadsheet programs read the file as UTF-8, so Chinese shows correctly.
+    let mut out = String::from("\u{feff}");
+    out.push_str(&header.join(","));
+    out.push_str("\r\n");
+    for row in rows {
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            csv_field(&mut out, v);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// A statistics table as CSV (UTF-8 with BOM, Chinese headers, CRLF).
+pub fn stats_csv(rows: &[StatsRow]) -> String {
+    csv_table(
+        &[
+            "编号",
+            "名称",
+            "时段",
+            "场次",
+            "线上观看人次",
+            "最高同时在线",
+            "观看分钟",
+            "现场人数",
+            "总受众人次",
+            "手机",
+            "电脑",
+            "电视",
+            "其他终端",
+        ],
+        rows.iter().map(|r| {
+            vec![
+                r.group_id.to_string(),
+                r.group_name.clone(),
+                r.period.clone(),
+                r.sessions.to_string(),
+                r.online_viewers.to_string(),
+                r.peak_viewers.to_string(),
+                r.viewer_minutes.to_string(),
+                r.in_person.to_string(),
+                r.total_audience.to_string(),
+                r.terminals.mobile.to_string(),
+                r.terminals.pc.to_string(),
+                r.terminals.tv.to_string(),
+                r.terminals.other.to_string(),
+            ]
+        }),
+    )
+}
+
+/// A session listing as CSV (UTF-8 with BOM).
+pub fn sessions_csv(rows: &[SessionStats]) -> String {
+    csv_table(
+        &[
+            "场次编号",
+            "中心",
+            "所",
+            "站",
+            "类型",
+            "标题",
+            "主讲人",
+            "影片",
+            "开始时间",
+            "日期",
+            "时长分钟",
+            "最高同时在线",
+            "线上观看人数",
+            "观看分钟",
+            "现场人数",
+            "总受众人次",
+        ],
+        rows.iter().map(|r| {
+            vec![
+                r.id.to_string(),
+                r.center.clone(),
+                r.institute.clone(),
+                r.station.clone(),
+                r.kind.clone(),
+                r.title.clone(),
+                r.speaker.clone(),
+                r.film.clone().unwrap_or_default(),
+                r.started_at.clone(),
+                r.day.clone(),
+                r.minutes.to_string(),
+                r.peak_viewers.to_string(),
+                r.online_viewers.to_string(),
+                r.viewer_minutes.to_string(),
+                r.in_person.to_string(),
+                r.total_audience.to_string(),
+            ]
+        }),
+    )
+}
