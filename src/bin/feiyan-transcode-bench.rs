@@ -7,8 +7,9 @@
 use std::process::Command;
 use std::time::Instant;
 
+use feiyan::config::VideoMode;
 use feiyan::transcode::demux::Demuxer;
-use feiyan::transcode::{TranscodeOptions, Transcoder, VideoMode};
+use feiyan::transcode::{TranscodeOptions, Transcoder};
 
 fn cpu_secs(who: i32) -> f64 {
     // SAFETY: getrusage only writes the struct we pass.

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{IngestContext, IngestError, forward};
+use super::{IngestContext, IngestError, forward, transcode_options};
 use crate::catalog::{PullSource, SessionKind, now_ms, redact_url};
 use crate::ids::{ChannelName, SessionId};
 use crate::transcode::demux::Demuxer;
@@ -205,7 +205,7 @@ async fn attempt(
         return (false, format!("invalid channel name {:?}", source.channel));
     };
     let url = source.url.clone();
-    let options = ctx.config.options_for(channel.as_str());
+    let options = transcode_options(&ctx.config, channel.as_str());
     let opened = tokio::task::spawn_blocking(move || {
         let mut demuxer = Demuxer::open(
             &url,

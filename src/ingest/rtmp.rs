@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{IngestContext, IngestError, forward};
+use super::{IngestContext, IngestError, forward, transcode_options};
 use crate::catalog::{ChannelOwner, SessionKind, now_ms};
 use crate::ids::{ChannelName, SessionId};
 use crate::relay::MediaKind;
@@ -413,7 +413,7 @@ impl Conn {
             .map(|c| AudioInput::aac(c))
             .transpose()?;
         let channel = auth.stream.channel.clone();
-        let options = self.ctx.config.options_for(channel.as_str());
+        let options = transcode_options(&self.ctx.config, channel.as_str());
         let (transcoder, encoded) = Transcoder::start(video, audio, &options)?;
         let started = now_ms();
         let title = auth.stream.title.clone();

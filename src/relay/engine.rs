@@ -57,9 +57,10 @@ use super::srtp::{GcmRtp, KeyTap, Rollover, SenderReportInput};
 use super::stun;
 use super::{
     Accepted, ChannelStatus, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks,
-    MediaKind, RelayCounters, RelayError, SOURCE_QUALITY, ViewerInfo,
+    MediaKind, RelayCounters, RelayError, ViewerInfo,
 };
 use crate::catalog::{AudienceEvent, AudienceSink, now_ms};
+use crate::config::SOURCE_QUALITY;
 use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId, ViewerId};
 
