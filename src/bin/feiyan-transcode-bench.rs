@@ -81,7 +81,7 @@ fn latency(path: &str, mode: VideoMode) -> anyhow::Result<(f64, f64, bool)> {
     let start = Instant::now();
     let mut first = None;
     while let Some(p) = demuxer.read()? {
-        if p.kind != feiyan::transcode::MediaKind::Video {
+        if p.kind != feiyan::media::MediaKind::Video {
             continue;
         }
         let origin = *first.get_or_insert(p.dts_us);

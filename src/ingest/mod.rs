@@ -16,7 +16,8 @@ use tracing::{debug, info};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::IngestConfig;
-use crate::relay::{LocalPublisher, MediaKind, RelayError, RelayHandle};
+use crate::media::{Codec, MediaKind, SourceTracks};
+use crate::relay::{LocalPublisher, LocalTracks, RelayError, RelayHandle};
 use crate::transcode::{Encoded, KeyframeRequester, TranscodeError, TranscodeOptions};
 use packetize::RtpPacketizer;
 
@@ -33,6 +34,23 @@ pub(crate) fn transcode_options(config: &IngestConfig, channel: &str) -> Transco
         x264_preset: config.x264_preset.clone(),
         audio_kbps: config.audio_kbps,
         ..TranscodeOptions::default()
+    }
+}
+
+/// What the relay needs to know about a source's output: the codecs viewers negotiate and
+/// the renditions' names.
+pub(crate) fn local_tracks(tracks: SourceTracks) -> LocalTracks {
+    // The packetizer sends H.264 and Opus, the only codecs the transcoder makes, so any
+    // other codec here is a bug in this crate, not bad input.
+    let negotiated = |codec: Codec| match codec {
+        Codec::H264 => crate::relay::h264_codec(),
+        Codec::Opus => crate::relay::opus_codec(),
+        Codec::Vp8 | Codec::Aac => unreachable!("the transcoder does not make {codec:?}"),
+    };
+    LocalTracks {
+        video: tracks.video.map(negotiated),
+        audio: tracks.audio.map(negotiated),
+        renditions: tracks.renditions,
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{IngestContext, IngestError, forward, transcode_options};
+use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::catalog::{NewFilm, Screening, SessionKind, now_ms};
 use crate::ids::ChannelName;
 use crate::transcode::demux::{Demuxer, probe};
@@ -233,7 +233,7 @@ async fn play(
     ctx.catalog
         .link_screening_session(screening.id, session)
         .await?;
-    let tracks = transcoder.local_tracks();
+    let tracks = local_tracks(transcoder.tracks());
     let publisher = match ctx
         .relay
         .publish_local(

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{IngestContext, IngestError, forward, transcode_options};
+use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::catalog::{PullSource, SessionKind, now_ms, redact_url};
 use crate::ids::{ChannelName, SessionId};
 use crate::transcode::demux::Demuxer;
@@ -236,7 +236,7 @@ async fn attempt(
                 started,
             )
             .await?;
-        let tracks = transcoder.local_tracks();
+        let tracks = local_tracks(transcoder.tracks());
         match ctx
             .relay
             .publish_local(channel.clone(), session, title, started, tracks)

@@ -24,10 +24,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{IngestContext, IngestError, forward, transcode_options};
+use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::catalog::{ChannelOwner, SessionKind, now_ms};
 use crate::ids::{ChannelName, SessionId};
-use crate::relay::MediaKind;
+use crate::media::MediaKind;
 use crate::transcode::{AudioInput, SourcePacket, Transcoder, VideoInput};
 
 /// The RTMP application name publishers use (`rtmp://HOST/live`).
@@ -429,7 +429,7 @@ impl Conn {
                 started,
             )
             .await?;
-        let tracks = transcoder.local_tracks();
+        let tracks = local_tracks(transcoder.tracks());
         let publisher = match self
             .ctx
             .relay

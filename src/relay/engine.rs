@@ -57,12 +57,13 @@ use super::srtp::{GcmRtp, KeyTap, Rollover, SenderReportInput};
 use super::stun;
 use super::{
     Accepted, ChannelStatus, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks,
-    MediaKind, RelayCounters, RelayError, ViewerInfo,
+    RelayCounters, RelayError, ViewerInfo,
 };
 use crate::catalog::{AudienceEvent, AudienceSink, now_ms};
 use crate::config::SOURCE_QUALITY;
 use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId, ViewerId};
+use crate::media::MediaKind;
 
 /// Internal key of a peer connection.
 type PeerKey = u64;

@@ -29,7 +29,7 @@ pub use engine::Engine;
 pub use engine::send_batch;
 pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 
-pub use crate::media::MediaKind;
+use crate::media::MediaKind;
 
 /// The codecs a server-side source sends. Viewers negotiate these.
 #[derive(Debug, Clone, Default)]

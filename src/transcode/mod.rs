@@ -31,7 +31,7 @@ use ffmpeg_next as ffmpeg;
 use tokio::sync::mpsc;
 
 use crate::config::{RenditionSpec, VideoMode};
-pub use crate::media::MediaKind;
+use crate::media::{Codec, MediaKind, SourceTracks};
 use h264::AvcConfig;
 
 /// Transcode failures. `BadInput` is the source's fault; `Codec` and `Unsupported` say what
@@ -326,12 +326,11 @@ impl Transcoder {
         self.video_passthrough
     }
 
-    /// What the relay needs to know about this output: H.264 and/or Opus, and the
-    /// renditions' names.
-    pub fn local_tracks(&self) -> crate::relay::LocalTracks {
-        crate::relay::LocalTracks {
-            video: self.has(MediaKind::Video).then(crate::relay::h264_codec),
-            audio: self.has(MediaKind::Audio).then(crate::relay::opus_codec),
+    /// What comes out: H.264 and/or Opus, and the renditions' names.
+    pub fn tracks(&self) -> SourceTracks {
+        SourceTracks {
+            video: self.has(MediaKind::Video).then_some(Codec::H264),
+            audio: self.has(MediaKind::Audio).then_some(Codec::Opus),
             renditions: self.renditions.clone(),
         }
     }
