@@ -1,10 +1,18 @@
 //! Configuration: a TOML file (`config/feiyan.toml`) parsed with unknown keys rejected,
 //! a few environment overrides for what deployments change, then `validate()`.
+//!
+//! Plain settings and all their validation; imports nothing from the crate, so every module
+//! may read its own section without pulling in another module.
 
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// What viewers ask for with `?quality=` to get a channel's original video; no rendition
+/// may take this name.
+pub const SOURCE_QUALITY: &str = "source";
 
 /// Everything the server needs to start. Every key is documented in `config/feiyan.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -19,7 +27,7 @@ pub struct Config {
     /// Fan-out limits.
     pub relay: RelayConfig,
     /// RTMP ingest and transcoding.
-    pub ingest: crate::ingest::IngestConfig,
+    pub ingest: IngestConfig,
 }
 
 /// HTTP listener settings.
@@ -84,6 +92,69 @@ pub struct RelayConfig {
     pub max_viewers_per_channel: usize,
 }
 
+/// Ingest settings (`[ingest]`): RTMP, pull sources and film playout, all of which go
+/// through the transcoder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Where the RTMP server listens; `None` turns RTMP ingest off.
+    pub rtmp_listen: Option<SocketAddr>,
+    /// Default video handling for every channel (`auto`, `passthrough`, `transcode`).
+    pub video: VideoMode,
+    /// libx264 bitrate when transcoding, kbit/s.
+    pub video_kbps: u32,
+    /// libx264 preset when transcoding (CPU against quality).
+    pub x264_preset: String,
+    /// Opus bitrate, kbit/s.
+    pub audio_kbps: u32,
+    /// How late a screening may still start (e.g. after the server was down); later ones
+    /// are marked missed.
+    pub screening_grace_secs: u64,
+    /// Lower renditions every channel fed through the transcoder offers beside its source
+    /// video (viewers pick one with `?quality=NAME`). Empty: the source only. Each rung
+    /// costs one libx264 encode.
+    pub renditions: Vec<RenditionSpec>,
+    /// Per-channel overrides, keyed by channel name.
+    pub channels: HashMap<String, ChannelIngestConfig>,
+}
+
+/// Per-channel ingest overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelIngestConfig {
+    /// Video handling for this channel; the `[ingest]` default when absent.
+    pub video: Option<VideoMode>,
+    /// This channel's rendition ladder; the `[ingest]` ladder when absent.
+    pub renditions: Option<Vec<RenditionSpec>>,
+}
+
+/// How a channel's video reaches viewers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoMode {
+    /// Pass H.264 through when it cannot contain B-frames, else transcode.
+    #[default]
+    Auto,
+    /// Always pass H.264 through (the operator vouches there are no B-frames); other
+    /// codecs are still transcoded because browsers cannot play them.
+    Passthrough,
+    /// Always decode and re-encode with libx264.
+    Transcode,
+}
+
+/// One rung of a channel's rendition ladder (`[[ingest.renditions]]` in the config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenditionSpec {
+    /// What viewers ask for with `?quality=`, e.g. `360p`.
+    pub name: String,
+    /// Output height in pixels; width follows the aspect ratio. A source smaller than
+    /// this is encoded at its own size (never upscaled).
+    pub height: u32,
+    /// libx264 target bitrate, kbit/s.
+    pub video_kbps: u32,
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
@@ -122,6 +193,21 @@ impl Default for RelayConfig {
             gop_cache_max_packets: 4096,
             pli_min_interval_ms: 500,
             max_viewers_per_channel: 5000,
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
+            video: VideoMode::Auto,
+            video_kbps: 1500,
+            x264_preset: "veryfast".into(),
+            audio_kbps: 64,
+            screening_grace_secs: 600,
+            renditions: Vec::new(),
+            channels: HashMap::new(),
         }
     }
 }
@@ -260,11 +346,59 @@ impl Config {
                 "http.max_sdp_bytes must be at least 1024".into(),
             ));
         }
-        self.ingest.validate().map_err(ConfigError::Invalid)?;
+        self.ingest.validate()?;
         if self.webrtc.failed_timeout_secs <= self.webrtc.disconnected_timeout_secs {
             return Err(ConfigError::Invalid(
                 "webrtc.failed_timeout_secs must be greater than disconnected_timeout_secs".into(),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl IngestConfig {
+    /// Rejects ladders viewers could not address: names must be unique, URL-safe and not
+    /// [`SOURCE_QUALITY`] (the original video's name); heights and bitrates must be positive.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ladders = std::iter::once(("[ingest]".to_string(), &self.renditions)).chain(
+            self.channels.iter().filter_map(|(name, c)| {
+                c.renditions
+                    .as_ref()
+                    .map(|r| (format!("[ingest.channels.{name}]"), r))
+            }),
+        );
+        for (section, ladder) in ladders {
+            let mut seen = HashSet::new();
+            for r in ladder {
+                let safe = !r.name.is_empty()
+                    && r.name.len() <= 32
+                    && r.name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !safe {
+                    return Err(ConfigError::Invalid(format!(
+                        "{section} renditions: name {:?} must be 1-32 letters, digits, '-' or '_'",
+                        r.name
+                    )));
+                }
+                if r.name == SOURCE_QUALITY || !seen.insert(r.name.as_str()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "{section} renditions: name {:?} is reserved or used twice",
+                        r.name
+                    )));
+                }
+                if !(16..=4320).contains(&r.height) || r.video_kbps == 0 {
+                    return Err(ConfigError::Invalid(format!(
+                        "{section} renditions: {:?} needs a height of 16-4320 and a video_kbps above 0",
+                        r.name
+                    )));
+                }
+            }
+            if ladder.len() > 8 {
+                return Err(ConfigError::Invalid(format!(
+                    "{section} renditions: at most 8 rungs"
+                )));
+            }
         }
         Ok(())
     }

@@ -4,6 +4,10 @@
 //! (站) publish lectures and film classes, residents watch in browsers, and a catalog
 //! counts every viewer for administrators.
 //!
+//! `ARCHITECTURE.md` at the repository root is the map for a newcomer: every module, the
+//! data flow, which module may import which (the one copy of that graph, which
+//! `tests/module_graph.rs` enforces), who owns time and where errors become status codes.
+//!
 //! ## Data flow
 //! ```text
 //! WHIP publisher --HTTP offer--> http::whip --> relay engine (one UDP socket, all peers)

@@ -38,6 +38,19 @@ impl Codec {
     }
 }
 
+/// What a source sends into a channel, in terms every module understands: the codec of its
+/// video and of its audio (`None` when it has no such track), and the names of the lower
+/// renditions it sends beside the source video (rendition `i + 1` is `renditions[i]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceTracks {
+    /// The video codec, shared by every rendition.
+    pub video: Option<Codec>,
+    /// The audio codec.
+    pub audio: Option<Codec>,
+    /// The lower renditions' names, as viewers ask for them with `?quality=`.
+    pub renditions: Vec<String>,
+}
+
 /// Which of a channel's tracks an access unit belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Track {

@@ -564,12 +564,12 @@ async fn chromium_watches_the_rendition_it_asks_for() {
     let chromium = chromium_path();
     let t = common::start_server_with(|c| {
         c.ingest.renditions = vec![
-            feiyan::transcode::RenditionSpec {
+            feiyan::config::RenditionSpec {
                 name: "180p".into(),
                 height: 180,
                 video_kbps: 250,
             },
-            feiyan::transcode::RenditionSpec {
+            feiyan::config::RenditionSpec {
                 name: "270p".into(),
                 height: 270,
                 video_kbps: 400,

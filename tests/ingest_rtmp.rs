@@ -13,7 +13,7 @@ use bytes::Bytes;
 use common::{live_session, start_server, wait_until};
 use feiyan::audience::now_ms;
 use feiyan::client::{MediaKind, ViewerOptions, WhepViewer};
-use feiyan::transcode::RenditionSpec;
+use feiyan::config::RenditionSpec;
 use ffmpeg_next as ffmpeg;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;

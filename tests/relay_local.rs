@@ -14,7 +14,8 @@ use feiyan::client::{
     MediaKind as ClientKind, SyntheticMedia, ViewerOptions, WhepViewer, make_test_media,
 };
 use feiyan::ingest::packetize::packet as rtp_packet;
-use feiyan::relay::{LocalTracks, MediaKind, h264_codec, opus_codec};
+use feiyan::media::MediaKind;
+use feiyan::relay::{LocalTracks, h264_codec, opus_codec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_source_reaches_viewers_and_its_session_is_recorded() {

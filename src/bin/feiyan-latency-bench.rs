@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 
 use feiyan::client::{ViewerOptions, WhepViewer};
 use feiyan::config::Config;
-use feiyan::transcode::VideoMode;
+use feiyan::config::VideoMode;
 
 /// One FLV tag of the clip.
 struct Tag {

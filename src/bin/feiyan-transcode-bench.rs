@@ -7,8 +7,9 @@
 use std::process::Command;
 use std::time::Instant;
 
+use feiyan::config::VideoMode;
 use feiyan::transcode::demux::Demuxer;
-use feiyan::transcode::{TranscodeOptions, Transcoder, VideoMode};
+use feiyan::transcode::{TranscodeOptions, Transcoder};
 
 fn cpu_secs(who: i32) -> f64 {
     // SAFETY: getrusage only writes the struct we pass.
@@ -80,7 +81,7 @@ fn latency(path: &str, mode: VideoMode) -> anyhow::Result<(f64, f64, bool)> {
     let start = Instant::now();
     let mut first = None;
     while let Some(p) = demuxer.read()? {
-        if p.kind != feiyan::transcode::MediaKind::Video {
+        if p.kind != feiyan::media::MediaKind::Video {
             continue;
         }
         let origin = *first.get_or_insert(p.dts_us);

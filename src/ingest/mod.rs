@@ -7,130 +7,50 @@ pub mod playout;
 pub mod pull;
 pub mod rtmp;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::relay::{LocalPublisher, MediaKind, RelayError, RelayHandle};
-use crate::transcode::{
-    Encoded, KeyframeRequester, RenditionSpec, TranscodeError, TranscodeOptions, VideoMode,
-};
+use crate::config::IngestConfig;
+use crate::media::{Codec, MediaKind, SourceTracks};
+use crate::relay::{LocalPublisher, LocalTracks, RelayError, RelayHandle};
+use crate::transcode::{Encoded, KeyframeRequester, TranscodeError, TranscodeOptions};
 use packetize::RtpPacketizer;
 
-/// Ingest settings (`[ingest]` in `config/feiyan.toml`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IngestConfig {
-    /// Where the RTMP server listens; `None` turns RTMP ingest off.
-    pub rtmp_listen: Option<SocketAddr>,
-    /// Default video handling for every channel (`auto`, `passthrough`, `transcode`).
-    pub video: VideoMode,
-    /// libx264 bitrate when transcoding, kbit/s.
-    pub video_kbps: u32,
-    /// libx264 preset when transcoding (CPU against quality).
-    pub x264_preset: String,
-    /// Opus bitrate, kbit/s.
-    pub audio_kbps: u32,
-    /// How late a screening may still start (e.g. after the server was down); later ones
-    /// are marked missed.
-    pub screening_grace_secs: u64,
-    /// Lower renditions every channel fed through the transcoder offers beside its source
-    /// video (viewers pick one with `?quality=NAME`). Empty: the source only. Each rung
-    /// costs one libx264 encode.
-    pub renditions: Vec<RenditionSpec>,
-    /// Per-channel overrides, keyed by channel name.
-    pub channels: HashMap<String, ChannelIngestConfig>,
-}
-
-/// Per-channel ingest overrides.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ChannelIngestConfig {
-    /// Video handling for this channel; the `[ingest]` default when absent.
-    pub video: Option<VideoMode>,
-    /// This channel's rendition ladder; the `[ingest]` ladder when absent.
-    pub renditions: Option<Vec<RenditionSpec>>,
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        Self {
-            rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
-            video: VideoMode::Auto,
-            video_kbps: 1500,
-            x264_preset: "veryfast".into(),
-            audio_kbps: 64,
-            screening_grace_secs: 600,
-            renditions: Vec::new(),
-            channels: HashMap::new(),
-        }
+/// Transcode options for sources on `channel`: the channel's overrides, else the
+/// `[ingest]` defaults.
+pub(crate) fn transcode_options(config: &IngestConfig, channel: &str) -> TranscodeOptions {
+    let overrides = config.channels.get(channel);
+    TranscodeOptions {
+        video_mode: overrides.and_then(|c| c.video).unwrap_or(config.video),
+        renditions: overrides
+            .and_then(|c| c.renditions.clone())
+            .unwrap_or_else(|| config.renditions.clone()),
+        video_kbps: config.video_kbps,
+        x264_preset: config.x264_preset.clone(),
+        audio_kbps: config.audio_kbps,
+        ..TranscodeOptions::default()
     }
 }
 
-impl IngestConfig {
-    /// Rejects ladders viewers could not address: names must be unique, URL-safe and not
-    /// `source` (the original video's name); heights and bitrates must be positive.
-    pub fn validate(&self) -> Result<(), String> {
-        let ladders = std::iter::once(("[ingest]".to_string(), &self.renditions)).chain(
-            self.channels.iter().filter_map(|(name, c)| {
-                c.renditions
-                    .as_ref()
-                    .map(|r| (format!("[ingest.channels.{name}]"), r))
-            }),
-        );
-        for (section, ladder) in ladders {
-            let mut seen = std::collections::HashSet::new();
-            for r in ladder {
-                let safe = !r.name.is_empty()
-                    && r.name.len() <= 32
-                    && r.name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if !safe {
-                    return Err(format!(
-                        "{section} renditions: name {:?} must be 1-32 letters, digits, '-' or '_'",
-                        r.name
-                    ));
-                }
-                if r.name == crate::relay::SOURCE_QUALITY || !seen.insert(r.name.as_str()) {
-                    return Err(format!(
-                        "{section} renditions: name {:?} is reserved or used twice",
-                        r.name
-                    ));
-                }
-                if !(16..=4320).contains(&r.height) || r.video_kbps == 0 {
-                    return Err(format!(
-                        "{section} renditions: {:?} needs a height of 16-4320 and a video_kbps above 0",
-                        r.name
-                    ));
-                }
-            }
-            if ladder.len() > 8 {
-                return Err(format!("{section} renditions: at most 8 rungs"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Transcode options for sources on `channel`.
-    pub fn options_for(&self, channel: &str) -> TranscodeOptions {
-        let overrides = self.channels.get(channel);
-        TranscodeOptions {
-            video_mode: overrides.and_then(|c| c.video).unwrap_or(self.video),
-            renditions: overrides
-                .and_then(|c| c.renditions.clone())
-                .unwrap_or_else(|| self.renditions.clone()),
-            video_kbps: self.video_kbps,
-            x264_preset: self.x264_preset.clone(),
-            audio_kbps: self.audio_kbps,
-            ..TranscodeOptions::default()
-        }
+/// What the relay needs to know about a source's output: the codecs viewers negotiate and
+/// the renditions' names.
+pub(crate) fn local_tracks(tracks: SourceTracks) -> LocalTracks {
+    // The packetizer sends H.264 and Opus, the only codecs the transcoder makes, so any
+    // other codec here is a bug in this crate, not bad input.
+    let negotiated = |codec: Codec| match codec {
+        Codec::H264 => crate::relay::h264_codec(),
+        Codec::Opus => crate::relay::opus_codec(),
+        Codec::Vp8 | Codec::Aac => unreachable!("the transcoder does not make {codec:?}"),
+    };
+    LocalTracks {
+        video: tracks.video.map(negotiated),
+        audio: tracks.audio.map(negotiated),
+        renditions: tracks.renditions,
     }
 }
 

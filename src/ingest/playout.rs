@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{IngestContext, IngestError, forward};
+use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
 use crate::catalog::{NewFilm, Screening, SessionKind};
 use crate::ids::ChannelName;
@@ -198,7 +198,7 @@ async fn play(
 ) -> Result<(), IngestError> {
     let film = ctx.catalog.film(screening.film_id).await?;
     let channel = ChannelName::for_station(screening.station_id);
-    let options = ctx.config.options_for(channel.as_str());
+    let options = transcode_options(&ctx.config, channel.as_str());
     let path = film.path.clone();
     let (demuxer, transcoder, encoded) = tokio::task::spawn_blocking(move || {
         let mut demuxer = Demuxer::open(&path, &[])?;
@@ -234,7 +234,7 @@ async fn play(
     ctx.catalog
         .link_screening_session(screening.id, session)
         .await?;
-    let tracks = transcoder.local_tracks();
+    let tracks = local_tracks(transcoder.tracks());
     let publisher = match ctx
         .relay
         .publish_local(

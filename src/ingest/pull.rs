@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{IngestContext, IngestError, forward};
+use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
 use crate::catalog::{PullSource, SessionKind, redact_url};
 use crate::ids::{ChannelName, SessionId};
@@ -206,7 +206,7 @@ async fn attempt(
         return (false, format!("invalid channel name {:?}", source.channel));
     };
     let url = source.url.clone();
-    let options = ctx.config.options_for(channel.as_str());
+    let options = transcode_options(&ctx.config, channel.as_str());
     let opened = tokio::task::spawn_blocking(move || {
         let mut demuxer = Demuxer::open(
             &url,
@@ -237,7 +237,7 @@ async fn attempt(
                 started,
             )
             .await?;
-        let tracks = transcoder.local_tracks();
+        let tracks = local_tracks(transcoder.tracks());
         match ctx
             .relay
             .publish_local(channel.clone(), session, title, started, tracks)

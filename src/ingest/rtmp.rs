@@ -24,11 +24,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{IngestContext, IngestError, forward};
+use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
 use crate::catalog::{ChannelOwner, SessionKind};
 use crate::ids::{ChannelName, SessionId};
-use crate::relay::MediaKind;
+use crate::media::MediaKind;
 use crate::transcode::{AudioInput, SourcePacket, Transcoder, VideoInput};
 
 /// The RTMP application name publishers use (`rtmp://HOST/live`).
@@ -414,7 +414,7 @@ impl Conn {
             .map(|c| AudioInput::aac(c))
             .transpose()?;
         let channel = auth.stream.channel.clone();
-        let options = self.ctx.config.options_for(channel.as_str());
+        let options = transcode_options(&self.ctx.config, channel.as_str());
         let (transcoder, encoded) = Transcoder::start(video, audio, &options)?;
         let started = now_ms();
         let title = auth.stream.title.clone();
@@ -430,7 +430,7 @@ impl Conn {
                 started,
             )
             .await?;
-        let tracks = transcoder.local_tracks();
+        let tracks = local_tracks(transcoder.tracks());
         let publisher = match self
             .ctx
             .relay

@@ -18,7 +18,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::{debug, info, warn};
 
 use super::media::{GopCache, HealthAction, RetransmitBuffer, VideoCodec, ViewerHealth};
-use super::{ChannelStatus, RelayCounters, RelayError, SOURCE_QUALITY, media::starts_keyframe};
+use super::media::starts_keyframe;
+use super::{ChannelStatus, RelayCounters, RelayError};
+use crate::config::SOURCE_QUALITY;
 use crate::ids::{ChannelName, SessionId};
 use crate::media::MediaKind;
 

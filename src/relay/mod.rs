@@ -35,10 +35,7 @@ pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 #[cfg(target_os = "linux")]
 pub use udp::send_batch;
 
-pub use crate::media::MediaKind;
-
-/// What viewers ask for with `?quality=` to get a channel's original video.
-pub const SOURCE_QUALITY: &str = "source";
+use crate::media::MediaKind;
 
 /// The codecs a server-side source sends. Viewers negotiate these.
 #[derive(Debug, Clone, Default)]
@@ -48,7 +45,8 @@ pub struct LocalTracks {
     /// Audio codec, e.g. [`opus_codec`].
     pub audio: Option<RTCRtpCodec>,
     /// Names of the lower renditions the source also sends (video rendition 1, 2, ...),
-    /// in the same codec as `video`. The original is always [`SOURCE_QUALITY`].
+    /// in the same codec as `video`. The original is always
+    /// [`SOURCE_QUALITY`](crate::config::SOURCE_QUALITY).
     pub renditions: Vec<String>,
 }
 

@@ -8,7 +8,8 @@ use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
 use super::h264::AvcConfig;
-use super::{AudioInput, DecoderSpec, MICROS, MediaKind, SourcePacket, TranscodeError, VideoInput};
+use super::{AudioInput, DecoderSpec, MICROS, SourcePacket, TranscodeError, VideoInput};
+use crate::media::MediaKind;
 
 /// What `film import` records about a file.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -28,10 +28,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ffmpeg_next as ffmpeg;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-pub use crate::media::MediaKind;
+use crate::config::{RenditionSpec, VideoMode};
+use crate::media::{Codec, MediaKind, SourceTracks};
 use h264::AvcConfig;
 
 /// Transcode failures. `BadInput` is the source's fault; `Codec` and `Unsupported` say what
@@ -71,20 +71,6 @@ impl TranscodeError {
     }
 }
 
-/// How a channel's video reaches viewers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VideoMode {
-    /// Pass H.264 through when it cannot contain B-frames, else transcode.
-    #[default]
-    Auto,
-    /// Always pass H.264 through (the operator vouches there are no B-frames); other
-    /// codecs are still transcoded because browsers cannot play them.
-    Passthrough,
-    /// Always decode and re-encode with libx264.
-    Transcode,
-}
-
 /// Encoder settings. `Default` is what a lecture needs on a small machine.
 #[derive(Debug, Clone)]
 pub struct TranscodeOptions {
@@ -122,19 +108,6 @@ impl Default for TranscodeOptions {
             queue: 256,
         }
     }
-}
-
-/// One rung of a channel's rendition ladder (`[[ingest.renditions]]` in the config).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RenditionSpec {
-    /// What viewers ask for with `?quality=`, e.g. `360p`.
-    pub name: String,
-    /// Output height in pixels; width follows the aspect ratio. A source smaller than
-    /// this is encoded at its own size (never upscaled).
-    pub height: u32,
-    /// libx264 target bitrate, kbit/s.
-    pub video_kbps: u32,
 }
 
 /// How to open a decoder: a codec id plus its configuration record (RTMP), or the full
@@ -353,12 +326,11 @@ impl Transcoder {
         self.video_passthrough
     }
 
-    /// What the relay needs to know about this output: H.264 and/or Opus, and the
-    /// renditions' names.
-    pub fn local_tracks(&self) -> crate::relay::LocalTracks {
-        crate::relay::LocalTracks {
-            video: self.has(MediaKind::Video).then(crate::relay::h264_codec),
-            audio: self.has(MediaKind::Audio).then(crate::relay::opus_codec),
+    /// What comes out: H.264 and/or Opus, and the renditions' names.
+    pub fn tracks(&self) -> SourceTracks {
+        SourceTracks {
+            video: self.has(MediaKind::Video).then_some(Codec::H264),
+            audio: self.has(MediaKind::Audio).then_some(Codec::Opus),
             renditions: self.renditions.clone(),
         }
     }
