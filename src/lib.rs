@@ -18,6 +18,7 @@
 //! - [`relay`]: the hub; WebRTC peers driven sans-IO by one engine task.
 //! - [`catalog`]: sqlx catalog (hierarchy, sessions, attendance) and the batching writer.
 //! - [`http`]: WHIP/WHEP resources, JSON API, pages.
+//! - [`cli`]: the `feiyan` command line, one file per command group.
 //! - [`client`]: a standards-following WHIP/WHEP client (tests, benchmark, demo source).
 //! - [`app`]: wiring and shutdown order.
 
@@ -25,6 +26,7 @@
 
 pub mod app;
 pub mod catalog;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
