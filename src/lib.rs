@@ -23,6 +23,7 @@
 //! - [`audience`]: attendance events, the relay's queue end to the catalog writer, the clock.
 //! - [`catalog`]: sqlx catalog (hierarchy, sessions, attendance) and the batching writer.
 //! - [`http`]: WHIP/WHEP resources, JSON API, pages.
+//! - [`cli`]: the `feiyan` command line, one file per command group.
 //! - [`client`]: a standards-following WHIP/WHEP client (tests, benchmark, demo source).
 //! - [`app`]: wiring and shutdown order.
 
@@ -31,6 +32,7 @@
 pub mod app;
 pub mod audience;
 pub mod catalog;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;

@@ -16,12 +16,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod process;
+mod publisher;
+mod report;
+mod timeline;
+
 use clap::Parser;
 use feiyan::client::{
     ClientError, ConnectOptions, KindCounters, MediaKind, PublisherOptions, SyntheticMedia,
-    ViewerOptions, ViewerStack, ViewerStats, WhepViewer, WhipPublisher, make_test_media,
+    TrackStats, ViewerOptions, ViewerStack, ViewerStats, WhepViewer, WhipPublisher,
+    make_test_media,
 };
-use serde_json::json;
+
+use process::{ProcSample, clock_ticks_per_second, sample_proc};
+use publisher::PublisherThread;
+use report::{Report, sorted_ms};
+use timeline::write_timeline;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
@@ -196,6 +206,9 @@ fn run(args: Args) -> Result<(), BenchError> {
 /// but not as expected. 10 ms puts the boundary between send instants of both grids.
 const GRID_OFFSET: Duration = Duration::from_millis(10);
 
+/// The media kinds, in the order of the per-kind counters.
+const KINDS: [MediaKind; 2] = [MediaKind::Video, MediaKind::Audio];
+
 /// Durations parsed from the arguments.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
@@ -216,185 +229,6 @@ impl Drop for RemoveDirOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// The publisher and the thread whose runtime drives it.
-struct PublisherThread {
-    /// Shared with the benchmark, which reads counters and stops the media.
-    publisher: Arc<WhipPublisher>,
-    /// Tells the thread to DELETE the session and exit.
-    stop_tx: tokio::sync::oneshot::Sender<()>,
-    /// Joined at the end so the DELETE completes before the process exits.
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl PublisherThread {
-    fn start(
-        url: String,
-        token: Option<String>,
-        media: SyntheticMedia,
-        opts: PublisherOptions,
-    ) -> Result<Self, BenchError> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("whip-publisher".to_owned())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(BenchError::Setup(format!("tokio: {e}"))));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    eprintln!("publishing to {url} ...");
-                    match WhipPublisher::connect(&url, token.as_deref(), media, opts).await {
-                        Ok(p) => {
-                            let p = Arc::new(p);
-                            let _ = ready_tx.send(Ok(p.clone()));
-                            let _ = stop_rx.await;
-                            if let Err(e) = p.stop().await {
-                                eprintln!("publisher DELETE: {e}");
-                            }
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                        }
-                    }
-                });
-            })
-            .map_err(|e| BenchError::Setup(format!("spawning the publisher thread: {e}")))?;
-        let publisher = ready_rx
-            .recv()
-            .map_err(|_| BenchError::Setup("publisher thread exited".to_owned()))??;
-        Ok(Self {
-            publisher,
-            stop_tx,
-            thread,
-        })
-    }
-
-    /// Sends DELETE for the publisher session and waits for the thread.
-    fn stop(self) {
-        let _ = self.stop_tx.send(());
-        let _ = self.thread.join();
-    }
-}
-
-/// CPU time (user + system) and resident memory of a process, read from /proc.
-#[derive(Debug, Clone, Copy)]
-struct ProcSample {
-    /// When the sample was taken.
-    at: Instant,
-    /// utime + stime in milliseconds of CPU (core-ms).
-    cpu_ms: f64,
-    /// VmRSS in KiB, when readable.
-    rss_kib: Option<u64>,
-}
-
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
-}
-
-fn sample_proc(pid: &str, ticks: f64) -> Option<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces; fields resume after its closing parenthesis.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        });
-    Some(ProcSample {
-        at: Instant::now(),
-        cpu_ms: (utime + stime) * 1000.0 / ticks,
-        rss_kib,
-    })
-}
-
-/// Writes `--timeline`: one CSV row per viewer in join order, each milestone in ms after
-/// `t0`; a viewer that failed has only its error.
-fn write_timeline(
-    path: &std::path::Path,
-    t0: Instant,
-    joined: &[(usize, ViewerStats)],
-    failed: &[(usize, String)],
-) -> Result<(), BenchError> {
-    let ms = |t: Option<Instant>| {
-        t.map(|t| {
-            format!(
-                "{:.2}",
-                t.saturating_duration_since(t0).as_secs_f64() * 1000.0
-            )
-        })
-        .unwrap_or_default()
-    };
-    let mut rows: Vec<(usize, String)> = joined
-        .iter()
-        .map(|(i, s)| {
-            let row = format!(
-                "{i},{},{},{},{},{},\n",
-                ms(Some(s.posted_at)),
-                ms(Some(s.answered_at)),
-                ms(s.connected_at),
-                ms(s.first_rtp_at),
-                ms(s.first_keyframe_at)
-            );
-            (*i, row)
-        })
-        .collect();
-    rows.extend(
-        failed
-            .iter()
-            .map(|(i, e)| (*i, format!("{i},,,,,,\"{}\"\n", e.replace('"', "\"\"")))),
-    );
-    rows.sort_by_key(|(i, _)| *i);
-    let mut csv = String::from("viewer,posted,answered,connected,first_rtp,first_keyframe,error\n");
-    for (_, row) in rows {
-        csv.push_str(&row);
-    }
-    std::fs::write(path, csv)
-        .map_err(|e| BenchError::Setup(format!("writing {}: {e}", path.display())))
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted.get(rank.min(sorted.len()) - 1).copied()
-}
-
-fn loss_pct(expected: u64, delivered: u64) -> Option<f64> {
-    (expected > 0).then(|| (1.0 - delivered as f64 / expected as f64) * 100.0)
-}
-
-fn fmt_opt(v: Option<f64>, unit: &str) -> String {
-    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}{unit}"))
-}
-
-fn fmt_pct(v: Option<f64>) -> String {
-    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2} %"))
 }
 
 async fn bench(
@@ -538,7 +372,6 @@ async fn bench(
     // Delivery accounting per viewer: from its first packet (+ settle) to the stop.
     let mut expected = [KindCounters::default(); 2];
     let mut delivered = [KindCounters::default(); 2];
-    let kinds = [MediaKind::Video, MediaKind::Audio];
     let mut silent = 0usize;
     for (v, s) in viewers.iter().zip(&stats) {
         let from = s.first_rtp_at.unwrap_or(s.answered_at) + timing.settle + GRID_OFFSET;
@@ -548,7 +381,7 @@ async fn bench(
         if from >= t_stop {
             continue;
         }
-        for (k, kind) in kinds.iter().enumerate() {
+        for (k, kind) in KINDS.iter().enumerate() {
             let e = publisher.sent_between(*kind, from, Some(t_stop));
             let d = v.received_between(*kind, from, None);
             expected[k].packets += e.packets;
@@ -557,11 +390,6 @@ async fn bench(
             delivered[k].bytes += d.bytes;
         }
     }
-    let total = |c: &[KindCounters; 2]| KindCounters {
-        packets: c[0].packets + c[1].packets,
-        bytes: c[0].bytes + c[1].bytes,
-    };
-    let (exp_all, del_all) = (total(&expected), total(&delivered));
 
     // Liveness at +15 s: received anything in the second before t0 + 15 s.
     let at15 = t0_std + Duration::from_secs(15);
@@ -569,7 +397,7 @@ async fn bench(
         viewers
             .iter()
             .filter(|v| {
-                kinds.iter().any(|k| {
+                KINDS.iter().any(|k| {
                     v.received_between(*k, at15 - Duration::from_secs(1), Some(at15))
                         .packets
                         > 0
@@ -588,54 +416,31 @@ async fn bench(
     }
 
     // Timings.
-    let mut first_frame_ms: Vec<f64> = stats
-        .iter()
-        .filter_map(|s| s.time_to_first_keyframe())
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .collect();
-    first_frame_ms.sort_by(f64::total_cmp);
-    let mut first_rtp_ms: Vec<f64> = stats
-        .iter()
-        .filter_map(|s| s.time_to_first_rtp())
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .collect();
-    first_rtp_ms.sort_by(f64::total_cmp);
+    let first_frame_ms = sorted_ms(stats.iter().filter_map(|s| s.time_to_first_keyframe()));
+    let first_rtp_ms = sorted_ms(stats.iter().filter_map(|s| s.time_to_first_rtp()));
     // Where the first-frame time goes: HTTP answer, then ICE + DTLS, then media.
-    let mut answer_ms: Vec<f64> = stats
-        .iter()
-        .map(|s| (s.answered_at - s.posted_at).as_secs_f64() * 1000.0)
-        .collect();
-    answer_ms.sort_by(f64::total_cmp);
-    let mut connected_ms: Vec<f64> = stats
-        .iter()
-        .filter_map(|s| {
-            s.connected_at
-                .map(|c| (c - s.posted_at).as_secs_f64() * 1000.0)
-        })
-        .collect();
-    connected_ms.sort_by(f64::total_cmp);
+    let answer_ms = sorted_ms(stats.iter().map(|s| s.answered_at - s.posted_at));
+    let connected_ms = sorted_ms(
+        stats
+            .iter()
+            .filter_map(|s| s.connected_at.map(|c| c - s.posted_at)),
+    );
     let starts_on_keyframe = stats
         .iter()
         .filter(|s| s.first_video_frame_is_keyframe)
         .count();
 
-    // RTP continuity.
-    let seq_missing: u64 = stats
-        .iter()
-        .map(|s| s.video.seq_missing + s.audio.seq_missing)
-        .sum();
-    let seq_late: u64 = stats
-        .iter()
-        .map(|s| s.video.seq_late + s.audio.seq_late)
-        .sum();
-    let seq_dup: u64 = stats
-        .iter()
-        .map(|s| s.video.seq_duplicates + s.audio.seq_duplicates)
-        .sum();
-    let ssrc_changes: u64 = stats
-        .iter()
-        .map(|s| s.video.ssrc_changes + s.audio.ssrc_changes)
-        .sum();
+    // RTP continuity, each count summed over both tracks of every viewer.
+    let sum = |count: fn(&TrackStats) -> u64| -> u64 {
+        stats
+            .iter()
+            .map(|s| count(&s.video) + count(&s.audio))
+            .sum()
+    };
+    let seq_missing = sum(|t| t.seq_missing);
+    let seq_late = sum(|t| t.seq_late);
+    let seq_dup = sum(|t| t.seq_duplicates);
+    let ssrc_changes = sum(|t| t.ssrc_changes);
     let continuous = stats
         .iter()
         .filter(|s| s.video.is_continuous() && s.audio.is_continuous())
@@ -646,7 +451,7 @@ async fn bench(
     let receiving_in_window = viewers
         .iter()
         .filter(|v| {
-            kinds.iter().any(|k| {
+            KINDS.iter().any(|k| {
                 v.received_between(*k, steady_start_std, Some(t_stop))
                     .packets
                     > 0
@@ -721,178 +526,44 @@ async fn bench(
         }
     }
 
-    // Report.
-    let median_ff = percentile(&first_frame_ms, 50.0);
-    let p95_ff = percentile(&first_frame_ms, 95.0);
-    let max_ff = first_frame_ms.last().copied();
-    println!();
-    println!("=== feiyan-bench report ===");
-    println!("WHIP {}  ->  WHEP {}", args.whip, args.whep);
-    println!(
-        "viewers: {n} requested, {} connected, {} failed, {} never received media, join window {:.1} s, duration {:.1} s from first POST",
-        viewers.len(),
-        failures.len(),
+    Report {
+        requested: n,
+        connected: viewers.len(),
+        failures,
         silent,
-        timing.join_window.as_secs_f64(),
-        timing.duration.as_secs_f64()
-    );
-    for (_, f) in failures.iter().take(5) {
-        println!("  connect failure: {f}");
+        receiving_at_15,
+        pub_stats,
+        expected,
+        delivered,
+        viewer_count: stats.len(),
+        continuous,
+        seq_missing,
+        seq_late,
+        seq_dup,
+        ssrc_changes,
+        first_frame_ms,
+        first_rtp_ms,
+        answer_ms,
+        connected_ms,
+        starts_on_keyframe,
+        steady_window_ok,
+        steady_secs,
+        receiving_in_window,
+        cpu_total_ms,
+        cpu_per_viewer_s,
+        baseline_rate,
+        net_cpu_per_viewer_s,
+        rss_before,
+        rss_steady,
+        rss_per_viewer_kib,
+        own_cpu_per_viewer_s,
+        own_cpu_total_ms,
+        join_window_ms,
+        server_join_ms,
+        own_join_ms,
+        cores,
+        delete_failures,
     }
-    match receiving_at_15 {
-        Some(c) => println!("viewers receiving at +15 s: {c}/{}", n),
-        None => println!("viewers receiving at +15 s: n/a (duration < 15 s)"),
-    }
-    println!(
-        "publisher: sent video {} pkts / {} B, audio {} pkts / {} B; PLIs received {}, FIRs {}; pt video {} audio {}",
-        pub_stats.video.packets,
-        pub_stats.video.bytes,
-        pub_stats.audio.packets,
-        pub_stats.audio.bytes,
-        pub_stats.plis_received,
-        pub_stats.firs_received,
-        pub_stats.video_payload_type,
-        pub_stats.audio_payload_type
-    );
-    println!(
-        "delivery (each viewer from its first packet + {:.1} s until the publisher stopped):",
-        timing.settle.as_secs_f64()
-    );
-    for (k, kind) in kinds.iter().enumerate() {
-        println!(
-            "  {kind:5}: expected {} pkts / {} B (sent x viewers), delivered {} pkts / {} B, loss {} (bytes {})",
-            expected[k].packets,
-            expected[k].bytes,
-            delivered[k].packets,
-            delivered[k].bytes,
-            fmt_pct(loss_pct(expected[k].packets, delivered[k].packets)),
-            fmt_pct(loss_pct(expected[k].bytes, delivered[k].bytes)),
-        );
-    }
-    println!(
-        "  total: expected {} pkts, delivered {} pkts, loss {}",
-        exp_all.packets,
-        del_all.packets,
-        fmt_pct(loss_pct(exp_all.packets, del_all.packets))
-    );
-    println!(
-        "  (boundary noise: about one packet per viewer per kind can be in flight at a window edge; a small negative loss is that, not duplication)"
-    );
-    println!(
-        "RTP continuity: {continuous}/{} viewers fully continuous; seq missing {seq_missing}, late {seq_late}, duplicate {seq_dup}, SSRC changes {ssrc_changes}",
-        stats.len()
-    );
-    println!(
-        "first frame (POST -> first complete keyframe): median {}, p95 {}, max {} ({} of {} viewers got one); first RTP median {}; {starts_on_keyframe} viewers started on a keyframe",
-        fmt_opt(median_ff, " ms"),
-        fmt_opt(p95_ff, " ms"),
-        fmt_opt(max_ff, " ms"),
-        first_frame_ms.len(),
-        stats.len(),
-        fmt_opt(percentile(&first_rtp_ms, 50.0), " ms"),
-    );
-    println!(
-        "  of which: POST -> 201 answer median {}, POST -> ICE+DTLS connected median {}",
-        fmt_opt(percentile(&answer_ms, 50.0), " ms"),
-        fmt_opt(percentile(&connected_ms, 50.0), " ms"),
-    );
-    if args.server_pid.is_some() {
-        if !steady_window_ok {
-            println!(
-                "server: steady window too short (joins ended too close to the end of the run); no CPU figures"
-            );
-        }
-        println!(
-            "server CPU: {} core-ms per viewer-second over a {} steady window with {receiving_in_window} receiving viewers (total {}; publisher-only baseline {} core-ms/s; net of baseline {} core-ms per viewer-second)",
-            fmt_opt(cpu_per_viewer_s.map(|v| (v * 100.0).round() / 100.0), ""),
-            fmt_opt(steady_secs, " s"),
-            fmt_opt(cpu_total_ms, " core-ms"),
-            fmt_opt(baseline_rate, ""),
-            fmt_opt(net_cpu_per_viewer_s, ""),
-        );
-        println!(
-            "server RSS: {} KiB before viewers, {} KiB with viewers, {} KiB per viewer",
-            rss_before.map_or("n/a".to_owned(), |v| v.to_string()),
-            rss_steady.map_or("n/a".to_owned(), |v| v.to_string()),
-            fmt_opt(rss_per_viewer_kib, ""),
-        );
-    }
-    println!(
-        "bench process CPU: {} core-ms per viewer-second in the steady window, {} core-ms total since the first POST (the client shares the machine: if this is high, the numbers above are client-bound)",
-        fmt_opt(own_cpu_per_viewer_s, ""),
-        fmt_opt(own_cpu_total_ms, ""),
-    );
-    println!(
-        "join CPU (first POST until the last viewer connected, {join_window_ms:.0} ms, net of the publisher; only when every POST went at once and it took 100 ms or more): server {} core-ms per join, bench {} core-ms per join; {n} joins are {} core-ms of work; this benchmark may run on {cores} core(s)",
-        fmt_opt(server_join_ms, ""),
-        fmt_opt(own_join_ms, ""),
-        fmt_opt(
-            server_join_ms
-                .zip(own_join_ms)
-                .map(|(s, c)| ((s + c) * n as f64).round()),
-            ""
-        ),
-    );
-    if delete_failures > 0 {
-        println!("warning: {delete_failures} viewer DELETEs failed");
-    }
-
-    let kc = |c: &KindCounters| json!({"packets": c.packets, "bytes": c.bytes});
-    let report = json!({
-        "whip": args.whip,
-        "whep": args.whep,
-        "viewers_requested": n,
-        "viewers_connected": viewers.len(),
-        "viewers_failed": failures.len(),
-        "viewers_silent": silent,
-        "viewers_receiving_at_15s": receiving_at_15,
-        "join_window_s": timing.join_window.as_secs_f64(),
-        "duration_s": timing.duration.as_secs_f64(),
-        "bitrate_kbps": args.bitrate_kbps,
-        "settle_s": timing.settle.as_secs_f64(),
-        "sent": {"video": kc(&pub_stats.video), "audio": kc(&pub_stats.audio)},
-        "plis_received": pub_stats.plis_received,
-        "expected": {"video": kc(&expected[0]), "audio": kc(&expected[1]), "total": kc(&exp_all)},
-        "delivered": {"video": kc(&delivered[0]), "audio": kc(&delivered[1]), "total": kc(&del_all)},
-        "loss_pct": {
-            "video": loss_pct(expected[0].packets, delivered[0].packets),
-            "audio": loss_pct(expected[1].packets, delivered[1].packets),
-            "total": loss_pct(exp_all.packets, del_all.packets),
-            "total_bytes": loss_pct(exp_all.bytes, del_all.bytes),
-        },
-        "rtp": {
-            "continuous_viewers": continuous,
-            "seq_missing": seq_missing,
-            "seq_late": seq_late,
-            "seq_duplicates": seq_dup,
-            "ssrc_changes": ssrc_changes,
-        },
-        "first_frame_ms": {"median": median_ff, "p95": p95_ff, "max": max_ff, "count": first_frame_ms.len()},
-        "first_rtp_ms_median": percentile(&first_rtp_ms, 50.0),
-        "answer_ms_median": percentile(&answer_ms, 50.0),
-        "connected_ms_median": percentile(&connected_ms, 50.0),
-        "viewers_started_on_keyframe": starts_on_keyframe,
-        "server": {
-            "pid": args.server_pid,
-            "steady_window_s": steady_secs,
-            "receiving_viewers_in_window": receiving_in_window,
-            "cpu_core_ms_total": cpu_total_ms,
-            "cpu_core_ms_per_viewer_s": cpu_per_viewer_s,
-            "cpu_baseline_core_ms_per_s": baseline_rate,
-            "cpu_net_core_ms_per_viewer_s": net_cpu_per_viewer_s,
-            "rss_kib_before_viewers": rss_before,
-            "rss_kib_with_viewers": rss_steady,
-            "rss_kib_per_viewer": rss_per_viewer_kib,
-        },
-        "bench_cpu_core_ms_per_viewer_s": own_cpu_per_viewer_s,
-        "join_cpu": {
-            "window_ms": join_window_ms,
-            "server_core_ms_per_join": server_join_ms,
-            "bench_core_ms_per_join": own_join_ms,
-            "cores": cores,
-        },
-        "connect_failures": failures.iter().take(5).map(|(_, f)| f).collect::<Vec<_>>(),
-    });
-    println!("{report}");
+    .print(args, &timing);
     Ok(())
 }
