@@ -3,8 +3,8 @@
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::catalog::Catalog;
 use crate::audience::now_ms;
+use crate::catalog::Catalog;
 
 /// `feiyan screening ...`
 #[derive(Subcommand)]

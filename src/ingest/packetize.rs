@@ -7,6 +7,8 @@ use rtc::rtp;
 use rtc::rtp::codec::h264::H264Payloader;
 use rtc::rtp::packetizer::Payloader;
 
+pub use crate::relay::media::packet;
+
 /// Largest RTP payload: room under a 1280-byte datagram for headers, extensions and SRTP.
 pub const MAX_PAYLOAD: usize = 1100;
 /// Payload type written into video packets (the relay rewrites it per viewer).
@@ -73,22 +75,6 @@ impl RtpPacketizer {
         self.audio_seq = self.audio_seq.wrapping_add(1);
         let ts = self.audio_ts_offset.wrapping_add(pts_48k as u32);
         packet(AUDIO_PT, self.audio_ssrc, seq, ts, false, payload)
-    }
-}
-
-/// An RTP packet with only the fields a relay source sets.
-pub fn packet(pt: u8, ssrc: u32, seq: u16, ts: u32, marker: bool, payload: Bytes) -> rtp::Packet {
-    rtp::Packet {
-        header: rtp::header::Header {
-            version: 2,
-            payload_type: pt,
-            sequence_number: seq,
-            timestamp: ts,
-            ssrc,
-            marker,
-            ..Default::default()
-        },
-        payload,
     }
 }
 

@@ -17,8 +17,8 @@ use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::{debug, info, warn};
 
-use super::media::{GopCache, HealthAction, RetransmitBuffer, VideoCodec, ViewerHealth};
 use super::media::starts_keyframe;
+use super::media::{GopCache, HealthAction, RetransmitBuffer, VideoCodec, ViewerHealth};
 use super::{ChannelStatus, RelayCounters, RelayError};
 use crate::config::SOURCE_QUALITY;
 use crate::ids::{ChannelName, SessionId};

@@ -364,6 +364,29 @@ impl Rewriter {
     }
 }
 
+/// An RTP packet with only the fields a relay source sets.
+pub fn packet(
+    pt: u8,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    marker: bool,
+    payload: bytes::Bytes,
+) -> rtp::Packet {
+    rtp::Packet {
+        header: rtp::header::Header {
+            version: 2,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc,
+            marker,
+            ..Default::default()
+        },
+        payload,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

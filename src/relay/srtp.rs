@@ -447,7 +447,7 @@ mod tests {
                 .decrypt_rtcp(&sealed)
                 .unwrap();
             assert_eq!(&opened[..], &report[..], "{profile:?}");
-            let packet = crate::ingest::packetize::packet(
+            let packet = super::super::media::packet(
                 102,
                 0x1234_5678,
                 4242,
@@ -481,7 +481,7 @@ mod tests {
         let seqs = [65_530u16, 65_533, 65_535, 0, 1, 65_534, 2, 3];
         for (i, seq) in seqs.into_iter().enumerate() {
             let payload = bytes::Bytes::from(vec![i as u8; 100 + i * 37]);
-            let packet = crate::ingest::packetize::packet(
+            let packet = super::super::media::packet(
                 111,
                 0xdead_beef,
                 seq,
