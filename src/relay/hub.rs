@@ -1,7 +1,7 @@
 //! The hub: channels, their sources and viewers, the keyframe cache, PLI throttling and
 //! who attends which session. It does no I/O and never reads a clock: every call takes
 //! `now`, media for viewers goes out through the caller's [`Deliver`], and everything else
-//! it decides comes back from [`Hub::poll_event`]. The engine (`super::engine`) owns the
+//! it decides comes back from [`Hub::poll_event`]. The engine owns the
 //! sockets and WebRTC peers around it; the unit tests below drive it with plain packets.
 //!
 //! Channel state (source, codecs, caches) is kept apart from per-viewer output state
