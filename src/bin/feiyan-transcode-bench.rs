@@ -35,6 +35,7 @@ fn ours(path: &str) -> anyhow::Result<(usize, usize)> {
             match e {
                 feiyan::transcode::Encoded::Video { .. } => v += 1,
                 feiyan::transcode::Encoded::Audio { .. } => a += 1,
+                feiyan::transcode::Encoded::OriginalAudio(_) => {}
             }
         }
         (v, a)

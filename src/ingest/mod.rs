@@ -182,6 +182,7 @@ pub(crate) async fn forward(
                 }
                 result
             }
+            Encoded::OriginalAudio(unit) => publisher.send_unit(unit).await,
             Encoded::Audio { packet, pts_48k } => {
                 publisher
                     .send(MediaKind::Audio, rtp[0].audio(packet, pts_48k))

@@ -40,6 +40,7 @@ use super::output::{
     Detached, Fanout, Feedback, TrackOut, ViewerOutput, selected_remote, take_writes,
 };
 use super::peers::{Peer, PeerTable, PublisherState, Role, TrackIn};
+use super::tap::{LiveMedia, Taps, codec_of_mime};
 use super::udp::{MediaSocket, Outbox};
 use super::{
     Accepted, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks, RelayCounters,
@@ -103,6 +104,8 @@ pub struct Engine {
     /// the next (before the outbox is sent), so that each viewer's share of a frame is one
     /// run of datagrams the socket can hand the kernel as one segmented send.
     pending_media: Vec<(PeerKey, Vec<(MediaKind, rtp::Packet)>)>,
+    /// Access-unit subscriptions (HLS, recording, ...), fed what the hub forwards.
+    taps: Taps,
 }
 
 impl Engine {
@@ -141,6 +144,7 @@ impl Engine {
             local_inputs: SelectAll::new(),
             outbox: Outbox::default(),
             pending_media: Vec::new(),
+            taps: Taps::default(),
         })
     }
 
@@ -245,7 +249,9 @@ impl Engine {
                 continue;
             };
             let (hub, mut out) = self.fanout(now);
-            hub.fan_out(&channel, Source::Peer(publisher), 0, &packets, &mut out);
+            if hub.fan_out(&channel, Source::Peer(publisher), 0, &packets, &mut out) {
+                self.taps.packets(&channel, 0, now, &packets);
+            }
         }
     }
 
@@ -264,7 +270,26 @@ impl Engine {
                     self.attendance.joined(viewer, session, at_ms)
                 }
                 HubEvent::NotAttending { viewer } => self.attendance.left(viewer, at_ms),
-                HubEvent::SessionEnded { session } => self.attendance.session_ended(session, at_ms),
+                HubEvent::Live {
+                    channel,
+                    session,
+                    tracks,
+                } => {
+                    let codec = |c: &Option<RTCRtpCodec>| {
+                        c.as_ref().and_then(|c| codec_of_mime(&c.mime_type))
+                    };
+                    let live = LiveMedia {
+                        session,
+                        video: codec(&tracks.video),
+                        audio: codec(&tracks.audio),
+                        renditions: tracks.renditions,
+                    };
+                    self.taps.live(&channel, live, Instant::now());
+                }
+                HubEvent::SessionEnded { channel, session } => {
+                    self.taps.ended(&channel, session);
+                    self.attendance.session_ended(session, at_ms)
+                }
                 HubEvent::Status { channel, status } => self.board.set(&channel, status),
                 HubEvent::DropViewer { viewer } => {
                     self.remove_peer(viewer, "link lost too much for too long")
@@ -321,6 +346,9 @@ impl Engine {
             } => {
                 let result = self.accept_local(channel, session, tracks);
                 let _ = reply.send(result);
+            }
+            Command::Subscribe { channel, reply } => {
+                let _ = reply.send(Ok(self.taps.subscribe(&channel)));
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
@@ -529,14 +557,18 @@ impl Engine {
                 let Some(channel) = self.locals.get(&id).map(|l| l.channel.clone()) else {
                     return;
                 };
-                let (hub, mut out) = self.fanout(Instant::now());
-                hub.fan_out(
-                    &channel,
-                    Source::Local(id),
-                    usize::from(rendition),
-                    &[(kind, packet)],
-                    &mut out,
-                );
+                let now = Instant::now();
+                let (hub, mut out) = self.fanout(now);
+                let rendition = usize::from(rendition);
+                let packets = [(kind, packet)];
+                if hub.fan_out(&channel, Source::Local(id), rendition, &packets, &mut out) {
+                    self.taps.packets(&channel, rendition, now, &packets);
+                }
+            }
+            LocalInput::Unit(unit) => {
+                if let Some(local) = self.locals.get(&id) {
+                    self.taps.unit(&local.channel, unit, Instant::now());
+                }
             }
             LocalInput::End => self.end_local(id, "source ended"),
         }

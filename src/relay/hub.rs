@@ -96,8 +96,19 @@ pub enum HubEvent {
         /// The viewer.
         viewer: PeerKey,
     },
+    /// A channel went live with a source's tracks.
+    Live {
+        /// The channel.
+        channel: ChannelName,
+        /// The session it publishes.
+        session: SessionId,
+        /// What it sends.
+        tracks: LiveTracks,
+    },
     /// A live session ended.
     SessionEnded {
+        /// The channel.
+        channel: ChannelName,
         /// The session.
         session: SessionId,
     },
@@ -349,6 +360,11 @@ impl Hub {
             warn!(%channel, old = %old.mime_type, new = %new.mime_type, "publisher changed video codec; connected viewers must reconnect");
         }
         info!(%channel, session = %session.id, renditions = ?tracks.renditions, "channel live");
+        self.events.push_back(HubEvent::Live {
+            channel: channel.clone(),
+            session: session.id,
+            tracks: tracks.clone(),
+        });
         ch.video_kind = tracks
             .video
             .as_ref()
@@ -396,6 +412,7 @@ impl Hub {
             return;
         };
         self.events.push_back(HubEvent::SessionEnded {
+            channel: channel.clone(),
             session: session.id,
         });
         ch.live = false;
@@ -517,7 +534,8 @@ impl Hub {
 
     /// Sends a live source's packets to every connected viewer of the channel: audio to
     /// all, video to the viewers of `rendition`; caches video for late joiners and NACKs.
-    /// Packets of a source that does not hold the channel are dropped.
+    /// Packets of a source that does not hold the live channel are dropped: returns
+    /// whether they were forwarded.
     pub fn fan_out(
         &mut self,
         channel: &ChannelName,
@@ -525,12 +543,12 @@ impl Hub {
         rendition: usize,
         packets: &[(MediaKind, rtp::Packet)],
         out: &mut impl Deliver,
-    ) {
+    ) -> bool {
         let Some(ch) = self.channels.get_mut(channel) else {
-            return;
+            return false;
         };
         if !ch.live || ch.source.as_ref().is_none_or(|(s, _)| *s != source) {
-            return;
+            return false;
         }
         RelayCounters::add(&self.counters.packets_in, packets.len() as u64);
         if let (Some(kind), Some(stream)) = (ch.video_kind, ch.streams.get_mut(rendition)) {
@@ -577,6 +595,7 @@ impl Hub {
             out.done(*key);
         }
         RelayCounters::add(&self.counters.packets_out, delivered);
+        true
     }
 
     /// Replays the keyframe group to viewers whose replay is due.

@@ -16,6 +16,7 @@ mod output;
 mod peers;
 mod srtp;
 mod stun;
+mod tap;
 mod udp;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use crate::ids::{ChannelName, SessionId};
 
 pub use engine::Engine;
 pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+pub use tap::{ChannelMedia, LiveMedia, Subscription};
 #[cfg(target_os = "linux")]
 pub use udp::send_batch;
 
@@ -77,6 +79,8 @@ pub fn opus_codec() -> RTCRtpCodec {
 pub(crate) enum LocalInput {
     /// A packet of one track; video carries its rendition (0 is the source).
     Packet(MediaKind, u8, rtc::rtp::Packet),
+    /// An access unit of a track WebRTC viewers never see (e.g. the original AAC).
+    Unit(crate::media::AccessUnit),
     End,
 }
 
@@ -104,6 +108,15 @@ impl LocalPublisher {
     ) -> Result<(), RelayError> {
         self.tx
             .send(LocalInput::Packet(kind, rendition, packet))
+            .await
+            .map_err(|_| RelayError::Closed)
+    }
+
+    /// Hands over an access unit of a track WebRTC viewers never see (the source's
+    /// original AAC) for the channel's subscribers ([`RelayHandle::subscribe`]).
+    pub async fn send_unit(&self, unit: crate::media::AccessUnit) -> Result<(), RelayError> {
+        self.tx
+            .send(LocalInput::Unit(unit))
             .await
             .map_err(|_| RelayError::Closed)
     }
@@ -202,6 +215,10 @@ pub(crate) enum Command {
         session: hub::LiveSession,
         tracks: LocalTracks,
         reply: oneshot::Sender<Result<LocalPublisher, RelayError>>,
+    },
+    Subscribe {
+        channel: ChannelName,
+        reply: oneshot::Sender<Result<Subscription, RelayError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -472,6 +489,14 @@ impl RelayHandle {
             reply,
         })
         .await
+    }
+
+    /// Subscribes to a channel's access units (see [`ChannelMedia`]): once per channel,
+    /// whatever its source, for HLS, recording and other consumers that are not WebRTC.
+    /// The channel need not be live yet.
+    pub async fn subscribe(&self, channel: ChannelName) -> Result<Subscription, RelayError> {
+        self.ask(|reply| Command::Subscribe { channel, reply })
+            .await
     }
 
     /// Closes every peer, writes their attendance and stops the engine.

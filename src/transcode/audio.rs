@@ -7,6 +7,8 @@ use ffmpeg::format::sample::Type as SampleType;
 use ffmpeg::software::resampling;
 use ffmpeg_next as ffmpeg;
 use tokio::sync::mpsc;
+
+use crate::media::{AccessUnit, Codec, Track};
 use tracing::{debug, warn};
 
 use super::{
@@ -30,6 +32,8 @@ pub(super) struct AudioStage {
     samples_out: i64,
     /// Source time of the first sample, on the 48 kHz clock.
     base_48k: Option<i64>,
+    /// The AudioSpecificConfig when the source is AAC: its frames also go out as they came.
+    original_aac: Option<bytes::Bytes>,
 }
 
 impl AudioStage {
@@ -37,6 +41,7 @@ impl AudioStage {
         input: AudioInput,
         options: &TranscodeOptions,
     ) -> Result<AudioStage, TranscodeError> {
+        let original_aac = super::aac_config(&input.spec);
         let ctx = context_for(&input.spec)?;
         let mut decoder = ctx
             .decoder()
@@ -64,6 +69,7 @@ impl AudioStage {
             fifo: Vec::with_capacity(FRAME * CHANNELS * 4),
             samples_out: 0,
             base_48k: None,
+            original_aac,
         })
     }
 
@@ -91,6 +97,21 @@ impl AudioStage {
     ) -> Result<(), TranscodeError> {
         match packet {
             Some(p) => {
+                if let Some(config) = &self.original_aac {
+                    let unit = AccessUnit {
+                        track: Track::OriginalAac {
+                            config: config.clone(),
+                        },
+                        codec: Codec::Aac,
+                        pts: p.pts_us,
+                        dts: p.dts_us,
+                        timescale: 1_000_000,
+                        keyframe: true,
+                        data: p.data.clone(),
+                    };
+                    out.blocking_send(Encoded::OriginalAudio(unit))
+                        .map_err(|_| TranscodeError::Stopped)?;
+                }
                 let mut pkt = ffmpeg::Packet::copy(&p.data);
                 pkt.set_pts(Some(p.pts_us));
                 pkt.set_dts(Some(p.dts_us));

@@ -226,6 +226,9 @@ pub enum Encoded {
         /// 0 for the main video, `i + 1` for `TranscodeOptions::renditions[i]`.
         rendition: u8,
     },
+    /// One frame of the source's original AAC, passed on as it came (not re-encoded) for
+    /// consumers that are not WebRTC (HLS, recording), timestamps in µs of the source.
+    OriginalAudio(crate::media::AccessUnit),
     /// One Opus packet of 20 ms.
     Audio {
         /// The packet.
@@ -417,6 +420,34 @@ where
             }
         })?;
     ready_rx.recv().map_err(|_| TranscodeError::Stopped)?
+}
+
+/// The AudioSpecificConfig of an AAC track with one, which is what lets its frames pass on
+/// to HLS and recordings as they came (an ADTS stream without one is only transcoded).
+fn aac_config(spec: &DecoderSpec) -> Option<Bytes> {
+    match spec {
+        DecoderSpec::Raw { id, extradata } => (*id == ffmpeg::codec::Id::AAC
+            && extradata.len() >= 2)
+            .then(|| Bytes::copy_from_slice(extradata)),
+        DecoderSpec::Params(params) => {
+            if params.id() != ffmpeg::codec::Id::AAC {
+                return None;
+            }
+            // SAFETY: the parameters own `extradata` of `extradata_size` bytes (or null);
+            // it is only read, while `params` is borrowed.
+            unsafe {
+                let raw = params.as_ptr();
+                let size = usize::try_from((*raw).extradata_size).ok()?;
+                if (*raw).extradata.is_null() || size < 2 {
+                    return None;
+                }
+                Some(Bytes::copy_from_slice(std::slice::from_raw_parts(
+                    (*raw).extradata,
+                    size,
+                )))
+            }
+        }
+    }
 }
 
 /// `ffmpeg` codec context with `extradata` copied in (FFmpeg frees it with the context).
