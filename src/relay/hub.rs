@@ -568,7 +568,7 @@ impl Hub {
             if !v.connected {
                 continue;
             }
-            let mut video_waits = v.replay_at.is_some();
+            let video_waits = v.replay_at.is_some();
             let other_rendition = v.rendition != rendition;
             for (kind, packet) in packets {
                 if *kind == MediaKind::Video {
@@ -581,7 +581,8 @@ impl Hub {
                             v.skip_video = false;
                             out.resync(*key, Some(MediaKind::Video));
                         } else {
-                            video_waits = true;
+                            // Still skipping; a keyframe later in this batch resumes it.
+                            continue;
                         }
                     }
                     if video_waits {
@@ -623,11 +624,12 @@ impl Hub {
                 self.request_keyframe(&channel, now);
                 continue;
             }
-            for packet in cached {
-                out.send(key, MediaKind::Video, packet);
-            }
+            let sent = cached
+                .iter()
+                .filter(|packet| out.send(key, MediaKind::Video, packet))
+                .count();
             out.done(key);
-            RelayCounters::add(&self.counters.packets_out, cached.len() as u64);
+            RelayCounters::add(&self.counters.packets_out, sent as u64);
         }
     }
 

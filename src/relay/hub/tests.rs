@@ -578,7 +578,7 @@ fn publisher_swap_keeps_viewers() {
     hub.release(&ch, A, &mut out);
     let evs = events(&mut hub);
     assert!(
-        matches!(evs.first(), Some(HubEvent::SessionEnded { session }) if *session == SessionId(1)),
+        matches!(evs.first(), Some(HubEvent::SessionEnded { session, .. }) if *session == SessionId(1)),
         "{evs:?}"
     );
     assert_eq!(not_attending(&evs), vec![V1]);
