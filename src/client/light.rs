@@ -29,8 +29,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
 
 use super::whep::{VideoCodec, ViewerOptions, ViewerState};
-use super::whip::lock;
-use super::{ClientError, MediaKind, Result};
+use super::{ClientError, MediaKind, Result, lock};
 
 /// Largest datagram read (a UDP payload on any link).
 const RECV_BUFFER: usize = 65_536;

@@ -22,8 +22,8 @@ pub use whip::{PublisherOptions, PublisherStats, WhipPublisher};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use tokio::sync::watch;
@@ -179,6 +179,27 @@ impl KindCounters {
     }
 }
 
+/// Locks `m`, recovering the data if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave counters inconsistent in a harmful way.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sums a `(instant, bytes)` log over `[from, to)`; the log is in time order.
+pub(crate) fn count_between(
+    log: &[(Instant, u32)],
+    from: Instant,
+    to: Option<Instant>,
+) -> KindCounters {
+    let start = log.partition_point(|(t, _)| *t < from);
+    let end = to.map_or(log.len(), |to| log.partition_point(|(t, _)| *t < to));
+    let mut c = KindCounters::default();
+    for (_, len) in log.get(start..end).unwrap_or(&[]) {
+        c.add(*len as usize);
+    }
+    c
+}
+
 /// Settings shared by publishers and viewers for building the local peer connection and for
 /// the HTTP exchange.
 #[derive(Debug, Clone)]
@@ -279,7 +300,7 @@ impl CloseOnDrop {
 
     fn abort_tasks(&self) {
         if let Some(tasks) = &self.tasks {
-            for task in whip::lock(tasks).drain(..) {
+            for task in lock(tasks).drain(..) {
                 task.abort();
             }
         }
@@ -637,5 +658,29 @@ mod tests {
         let out = truncate_body(body);
         assert!(out.len() <= MAX_ERROR_BODY + 3);
         assert!(out.ends_with("..."));
+    }
+
+    #[test]
+    fn count_between_uses_half_open_ranges() {
+        let t0 = Instant::now();
+        let log: Vec<(Instant, u32)> = (0..10)
+            .map(|i| (t0 + Duration::from_millis(i * 10), 100))
+            .collect();
+        let all = count_between(&log, t0, None);
+        assert_eq!(
+            all,
+            KindCounters {
+                packets: 10,
+                bytes: 1000
+            }
+        );
+        let mid = count_between(
+            &log,
+            t0 + Duration::from_millis(20),
+            Some(t0 + Duration::from_millis(50)),
+        );
+        assert_eq!(mid.packets, 3);
+        let none = count_between(&log, t0 + Duration::from_secs(1), None);
+        assert_eq!(none.packets, 0);
     }
 }

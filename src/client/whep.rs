@@ -28,11 +28,10 @@ use super::media::{
     AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, h264_payload_info, vp8_payload_is_keyframe,
     vp8_payload_starts_frame,
 };
-use super::whip::{count_between, lock};
 use super::{
     ClientError, CloseOnDrop, ConnectOptions, KindCounters, MediaKind, Result, StateHandler,
-    TrackCallback, build_peer_connection, complete_offer, delete_resource, http_client, parse_url,
-    post_offer,
+    TrackCallback, build_peer_connection, complete_offer, count_between, delete_resource,
+    http_client, lock, parse_url, post_offer,
 };
 
 /// How a [`WhepViewer`] connects and what it records.

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,7 +32,8 @@ use webrtc::rtp_transceiver::RtpSender;
 use super::media::{AUDIO_CLOCK_RATE, SyntheticMedia, VIDEO_CLOCK_RATE};
 use super::{
     ClientError, CloseOnDrop, ConnectOptions, KindCounters, MediaKind, Result, StateHandler,
-    build_peer_connection, complete_offer, delete_resource, http_client, parse_url, post_offer,
+    build_peer_connection, complete_offer, count_between, delete_resource, http_client, lock,
+    parse_url, post_offer,
 };
 
 /// The H.264 format the publisher offers: constrained baseline level 3.1, non-interleaved
@@ -492,26 +493,6 @@ impl Drop for WhipPublisher {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave counters inconsistent in a harmful way.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Sums a `(instant, bytes)` log over `[from, to)`; the log is in time order.
-pub(crate) fn count_between(
-    log: &[(Instant, u32)],
-    from: Instant,
-    to: Option<Instant>,
-) -> KindCounters {
-    let start = log.partition_point(|(t, _)| *t < from);
-    let end = to.map_or(log.len(), |to| log.partition_point(|(t, _)| *t < to));
-    let mut c = KindCounters::default();
-    for (_, len) in log.get(start..end).unwrap_or(&[]) {
-        c.add(*len as usize);
-    }
-    c
-}
-
 /// Finds the payload type the answer gave the codec with `mime` on this sender.
 async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> Result<u8> {
     let params = sender.get_parameters().await.map_err(ClientError::webrtc(
@@ -780,29 +761,5 @@ mod tests {
             },
         )
         .await;
-    }
-
-    #[test]
-    fn count_between_uses_half_open_ranges() {
-        let t0 = Instant::now();
-        let log: Vec<(Instant, u32)> = (0..10)
-            .map(|i| (t0 + Duration::from_millis(i * 10), 100))
-            .collect();
-        let all = count_between(&log, t0, None);
-        assert_eq!(
-            all,
-            KindCounters {
-                packets: 10,
-                bytes: 1000
-            }
-        );
-        let mid = count_between(
-            &log,
-            t0 + Duration::from_millis(20),
-            Some(t0 + Duration::from_millis(50)),
-        );
-        assert_eq!(mid.packets, 3);
-        let none = count_between(&log, t0 + Duration::from_secs(1), None);
-        assert_eq!(none.packets, 0);
     }
 }
