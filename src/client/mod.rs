@@ -9,9 +9,8 @@
 //!   payloads, so a publisher knows the exact bytes it sends.
 //! * [`whip`] publishes that media in real time ([`WhipPublisher`]).
 //! * [`whep`] receives a stream and records what arrived and when ([`WhepViewer`]), on
-//!   webrtc-rs or, for benchmarks with many viewers, on rtc's sans-IO stack (`light`).
+//!   webrtc-rs or, for benchmarks with many viewers, on rtc's sans-IO stack.
 
-mod light;
 pub mod media;
 pub mod whep;
 pub mod whip;

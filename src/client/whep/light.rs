@@ -28,8 +28,10 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
 
-use super::whep::{VideoCodec, ViewerOptions, ViewerState};
-use super::{ClientError, MediaKind, Result, lock};
+use super::offer::{recvonly, viewer_media_engine};
+use super::options::ViewerOptions;
+use super::record::ViewerState;
+use crate::client::{ClientError, MediaKind, Result, lock};
 
 /// Largest datagram read (a UDP payload on any link).
 const RECV_BUFFER: usize = 65_536;
@@ -86,7 +88,7 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
         path: format!("UDP socket {bind}"),
         source: e,
     })?;
-    let (media, registry) = super::whep::viewer_media_engine()?;
+    let (media, registry) = viewer_media_engine()?;
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(
             RTCConfigurationBuilder::new()
@@ -99,7 +101,7 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
         .build(Instant::now())
         .map_err(ClientError::webrtc("creating the peer connection"))?;
     for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-        pc.add_transceiver_from_kind(kind, Some(super::whep::recvonly()))
+        pc.add_transceiver_from_kind(kind, Some(recvonly()))
             .map_err(ClientError::webrtc("adding a receive-only transceiver"))?;
     }
     let candidate = CandidateHostConfig {
@@ -277,17 +279,7 @@ fn service(
                     .track()
                     .codec(init.ssrc)
                     .map(|c| c.mime_type.clone());
-                {
-                    let mut s = lock(state);
-                    if kind == MediaKind::Video {
-                        s.video_codec = codec
-                            .as_deref()
-                            .map_or(VideoCodec::Other, VideoCodec::from_mime);
-                        s.video.stats.codec = codec;
-                    } else {
-                        s.audio.stats.codec = codec;
-                    }
-                }
+                lock(state).on_track_open(kind, codec);
                 if request_keyframe && kind == MediaKind::Video {
                     let pli = PictureLossIndication {
                         sender_ssrc: 0,
