@@ -55,7 +55,7 @@ pub enum ViewerStack {
     /// webrtc-rs's async peer connection, with its tasks and channels per connection.
     #[default]
     WebRtc,
-    /// rtc's sans-IO peer connection driven by one task (see [`super::light`]): a
+    /// rtc's sans-IO peer connection driven by one task (see `client/whep/light.rs`): a
     /// fraction of the client CPU, for benchmarks that run hundreds of viewers on the
     /// server's machine.
     Light,
