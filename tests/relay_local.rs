@@ -9,9 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{start_server, wait_until};
 use feiyan::catalog::{SessionKind, now_ms};
-use feiyan::client::{
-    MediaKind as ClientKind, SyntheticMedia, ViewerOptions, WhepViewer, make_test_media,
-};
+use feiyan::client::{SyntheticMedia, TrackKind, ViewerOptions, WhepViewer, make_test_media};
 use feiyan::ingest::packetize::packet as rtp_packet;
 use feiyan::relay::{LocalTracks, MediaKind, h264_codec, opus_codec};
 
@@ -131,7 +129,7 @@ async fn a_local_source_reaches_viewers_and_its_session_is_recorded() {
         .iter()
         .flat_map(|f| f.payloads.clone())
         .collect();
-    let got = viewer.received_payloads(ClientKind::Video);
+    let got = viewer.received_payloads(TrackKind::Video);
     assert!(got.len() > 40, "viewer got {} video packets", got.len());
     assert!(
         got.iter().all(|p| sent.contains(p)),

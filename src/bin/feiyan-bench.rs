@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use feiyan::client::{
-    ClientError, ConnectOptions, KindCounters, MediaKind, PublisherOptions, SyntheticMedia,
+    ClientError, ConnectOptions, KindCounters, PublisherOptions, SyntheticMedia, TrackKind,
     ViewerOptions, ViewerStack, ViewerStats, WhepViewer, WhipPublisher, make_test_media,
 };
 use serde_json::json;
@@ -538,7 +538,7 @@ async fn bench(
     // Delivery accounting per viewer: from its first packet (+ settle) to the stop.
     let mut expected = [KindCounters::default(); 2];
     let mut delivered = [KindCounters::default(); 2];
-    let kinds = [MediaKind::Video, MediaKind::Audio];
+    let kinds = [TrackKind::Video, TrackKind::Audio];
     let mut silent = 0usize;
     for (v, s) in viewers.iter().zip(&stats) {
         let from = s.first_rtp_at.unwrap_or(s.answered_at) + timing.settle + GRID_OFFSET;

@@ -141,20 +141,22 @@ impl ClientError {
 /// Result alias for this module.
 pub type Result<T> = std::result::Result<T, ClientError>;
 
-/// Audio or video; used to index per-kind counters and payload logs.
+/// Which of a session's two tracks, audio or video: it indexes the client's per-track
+/// counters and payload logs. Its own type, not the relay's `MediaKind`: the client speaks only
+/// the public protocols and shares no types with the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MediaKind {
+pub enum TrackKind {
     /// The Opus track.
     Audio,
     /// The H.264 (or, for viewers, any negotiated video codec) track.
     Video,
 }
 
-impl fmt::Display for MediaKind {
+impl fmt::Display for TrackKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            MediaKind::Audio => "audio",
-            MediaKind::Video => "video",
+            TrackKind::Audio => "audio",
+            TrackKind::Video => "video",
         })
     }
 }

@@ -30,14 +30,14 @@ use tokio::sync::{oneshot, watch};
 
 use super::offer::{recvonly, viewer_media_engine};
 use super::options::ViewerOptions;
-use super::record::ViewerState;
-use crate::client::{ClientError, MediaKind, Result, lock};
+use super::record::ReceiveRecord;
+use crate::client::{ClientError, Result, TrackKind, lock};
 
 /// Largest datagram read (a UDP payload on any link).
 const RECV_BUFFER: usize = 65_536;
 
 /// A peer connection with its offer made, and the socket it offered.
-pub(crate) struct Session {
+pub(crate) struct LightSession {
     /// The bound socket's address (the host candidate in the offer).
     pub(crate) local: SocketAddr,
     /// The offer, for the `POST`.
@@ -69,7 +69,7 @@ fn certificate() -> Result<RTCCertificate> {
 
 /// Binds the socket, builds the peer connection with receive-only audio and video and
 /// returns the complete offer (one host candidate: the socket's address).
-pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
+pub(crate) async fn offer(opts: &ViewerOptions) -> Result<LightSession> {
     let Some(&bind) = opts.connect.udp_addrs.first() else {
         return Err(ClientError::Negotiation(
             "the light viewer needs a local UDP address to bind".to_owned(),
@@ -134,7 +134,7 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
         // The answer's `setup:passive` then makes this side the DTLS client.
         offer_sdp = offer_sdp.replace("a=setup:actpass", "a=setup:active");
     }
-    Ok(Session {
+    Ok(LightSession {
         local,
         offer_sdp,
         pc: Box::new(pc),
@@ -143,7 +143,7 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
 }
 
 /// Applies the answer to the session's peer connection.
-pub(crate) fn answer(session: &mut Session, answer_sdp: String) -> Result<()> {
+pub(crate) fn answer(session: &mut LightSession, answer_sdp: String) -> Result<()> {
     let answer = RTCSessionDescription::answer(answer_sdp)
         .map_err(ClientError::webrtc("parsing the SDP answer"))?;
     session
@@ -155,13 +155,13 @@ pub(crate) fn answer(session: &mut Session, answer_sdp: String) -> Result<()> {
 /// Runs the peer connection until `stop` fires or the connection fails or closes; records
 /// every RTP packet into `state` and reports `connected` on `connected`.
 pub(crate) async fn drive(
-    session: Session,
-    state: Arc<Mutex<ViewerState>>,
+    session: LightSession,
+    state: Arc<Mutex<ReceiveRecord>>,
     request_keyframe: bool,
     connected: watch::Sender<Option<bool>>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let Session {
+    let LightSession {
         local,
         mut pc,
         socket,
@@ -169,7 +169,7 @@ pub(crate) async fn drive(
     } = session;
     let mut buf = vec![0u8; RECV_BUFFER];
     // Track id -> kind, from the track-open events.
-    let mut tracks: Vec<(String, MediaKind)> = Vec::new();
+    let mut tracks: Vec<(String, TrackKind)> = Vec::new();
     loop {
         if !service(
             &mut pc,
@@ -244,8 +244,8 @@ pub(crate) async fn drive(
 fn service(
     pc: &mut RTCPeerConnection,
     socket: &UdpSocket,
-    state: &Mutex<ViewerState>,
-    tracks: &mut Vec<(String, MediaKind)>,
+    state: &Mutex<ReceiveRecord>,
+    tracks: &mut Vec<(String, TrackKind)>,
     request_keyframe: bool,
     connected: &watch::Sender<Option<bool>>,
 ) -> bool {
@@ -271,8 +271,8 @@ fn service(
                     continue;
                 };
                 let kind = match receiver.track().kind() {
-                    RtpCodecKind::Audio => MediaKind::Audio,
-                    RtpCodecKind::Video => MediaKind::Video,
+                    RtpCodecKind::Audio => TrackKind::Audio,
+                    RtpCodecKind::Video => TrackKind::Video,
                     _ => continue,
                 };
                 let codec = receiver
@@ -280,7 +280,7 @@ fn service(
                     .codec(init.ssrc)
                     .map(|c| c.mime_type.clone());
                 lock(state).on_track_open(kind, codec);
-                if request_keyframe && kind == MediaKind::Video {
+                if request_keyframe && kind == TrackKind::Video {
                     let pli = PictureLossIndication {
                         sender_ssrc: 0,
                         media_ssrc: init.ssrc,
@@ -310,8 +310,8 @@ fn service(
 /// Records the RTP packets the stack has decrypted.
 fn drain_reads(
     pc: &mut RTCPeerConnection,
-    state: &Mutex<ViewerState>,
-    tracks: &[(String, MediaKind)],
+    state: &Mutex<ReceiveRecord>,
+    tracks: &[(String, TrackKind)],
 ) {
     while let Some(message) = pc.poll_read() {
         if let RTCMessage::RtpPacket(track_id, packet) = message.message {

@@ -23,10 +23,10 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use webrtc::peer_connection::PeerConnection;
 
-use record::ViewerState;
+use record::ReceiveRecord;
 
 use super::{
-    ClientError, CloseOnDrop, KindCounters, MediaKind, Result, StateHandler, delete_resource,
+    ClientError, CloseOnDrop, KindCounters, Result, StateHandler, TrackKind, delete_resource,
     http_client, lock, parse_url, post_offer,
 };
 
@@ -59,7 +59,7 @@ pub struct WhepViewer {
     /// Bearer token repeated on `DELETE`.
     bearer_token: Option<String>,
     /// Written by the receive tasks.
-    state: Arc<Mutex<ViewerState>>,
+    state: Arc<Mutex<ReceiveRecord>>,
     /// Receive tasks, aborted on close/drop.
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// When the `POST` was sent.
@@ -81,14 +81,14 @@ pub struct PreparedViewer {
 struct Parts {
     opts: ViewerOptions,
     http: reqwest::Client,
-    state: Arc<Mutex<ViewerState>>,
+    state: Arc<Mutex<ReceiveRecord>>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 /// A prepared peer connection of either stack.
 enum Offer {
-    Light(Box<light::Session>),
-    WebRtc(webrtc_rs::Session),
+    Light(Box<light::LightSession>),
+    WebRtc(webrtc_rs::WebRtcSession),
 }
 
 impl PreparedViewer {
@@ -121,7 +121,7 @@ impl Parts {
     /// [`PreparedViewer::connect`] on rtc's sans-IO peer connection.
     async fn connect_light(
         &self,
-        mut session: light::Session,
+        mut session: light::LightSession,
         url: &str,
         bearer_token: Option<&str>,
     ) -> Result<WhepViewer> {
@@ -185,7 +185,7 @@ impl Parts {
     /// the session's `pc` when this fails.
     async fn connect_webrtc(
         &self,
-        session: webrtc_rs::Session,
+        session: webrtc_rs::WebRtcSession,
         url: &str,
         bearer_token: Option<&str>,
     ) -> Result<WhepViewer> {
@@ -283,7 +283,7 @@ impl WhepViewer {
     /// should not compete with the server for the benchmark machine's CPU.
     pub async fn prepare(opts: ViewerOptions) -> Result<PreparedViewer> {
         let http = http_client(&opts.connect)?;
-        let state = Arc::new(Mutex::new(ViewerState::for_options(&opts)));
+        let state = Arc::new(Mutex::new(ReceiveRecord::for_options(&opts)));
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let offer = match opts.stack {
             ViewerStack::Light => Offer::Light(Box::new(light::offer(&opts).await?)),
@@ -324,7 +324,7 @@ impl WhepViewer {
 
     /// Every payload received so far for `kind`, in arrival order. Empty unless
     /// [`ViewerOptions::record_payloads`] was set.
-    pub fn received_payloads(&self, kind: MediaKind) -> Vec<Bytes> {
+    pub fn received_payloads(&self, kind: TrackKind) -> Vec<Bytes> {
         lock(&self.state).payloads(kind)
     }
 
@@ -338,7 +338,7 @@ impl WhepViewer {
     /// to now). Zero unless [`ViewerOptions::record_arrival_log`] was set.
     pub fn received_between(
         &self,
-        kind: MediaKind,
+        kind: TrackKind,
         from: Instant,
         to: Option<Instant>,
     ) -> KindCounters {

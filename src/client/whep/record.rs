@@ -13,7 +13,7 @@ use rtc::rtp::packet::Packet as RtpPacket;
 
 use super::options::ViewerOptions;
 use crate::client::media::{h264_payload_info, vp8_payload_is_keyframe, vp8_payload_starts_frame};
-use crate::client::{KindCounters, MediaKind, count_between};
+use crate::client::{KindCounters, TrackKind, count_between};
 
 /// Receive-side record of one track (audio or video).
 #[derive(Debug, Clone, Default)]
@@ -100,17 +100,18 @@ impl ViewerStats {
     }
 
     /// Stats for one kind.
-    pub fn track(&self, kind: MediaKind) -> &TrackStats {
+    pub fn track(&self, kind: TrackKind) -> &TrackStats {
         match kind {
-            MediaKind::Audio => &self.audio,
-            MediaKind::Video => &self.video,
+            TrackKind::Audio => &self.audio,
+            TrackKind::Video => &self.video,
         }
     }
 }
 
-/// Video codecs the keyframe detector understands.
+/// The RTP payload formats of video the keyframe detector can read, from the negotiated
+/// codec: which payload headers say where a picture starts and whether it is a keyframe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum VideoCodec {
+enum VideoPayloadFormat {
     /// RFC 6184 payloads: IDR found in single NAL units, STAP-A/B and FU-A/B.
     H264,
     /// RFC 7741 payloads: key frames found from the payload descriptor and frame header.
@@ -119,14 +120,14 @@ enum VideoCodec {
     Other,
 }
 
-impl VideoCodec {
+impl VideoPayloadFormat {
     fn from_mime(mime: &str) -> Self {
         if mime.eq_ignore_ascii_case(MIME_TYPE_H264) {
-            VideoCodec::H264
+            VideoPayloadFormat::H264
         } else if mime.eq_ignore_ascii_case(MIME_TYPE_VP8) {
-            VideoCodec::Vp8
+            VideoPayloadFormat::Vp8
         } else {
-            VideoCodec::Other
+            VideoPayloadFormat::Other
         }
     }
 }
@@ -242,13 +243,15 @@ impl From<&ViewerOptions> for RecordFlags {
     }
 }
 
-/// Everything the receive tasks write.
+/// A viewer's record of what it received: everything the receive tasks (webrtc-rs) or the
+/// driver (light) write, and what [`ViewerStats`] and the payload and arrival logs are read
+/// from.
 #[derive(Debug)]
-pub(super) struct ViewerState {
+pub(super) struct ReceiveRecord {
     /// What to record besides counters.
     flags: RecordFlags,
-    /// Codec of the video track, which decides how keyframes are recognised.
-    video_codec: VideoCodec,
+    /// Payload format of the video track, which decides how keyframes are recognised.
+    video_format: VideoPayloadFormat,
     /// See [`ViewerStats::first_rtp_at`].
     first_rtp_at: Option<Instant>,
     /// See [`ViewerStats::first_keyframe_at`].
@@ -269,11 +272,11 @@ pub(super) struct ViewerState {
     frame_log: Vec<(u32, Instant)>,
 }
 
-impl ViewerState {
+impl ReceiveRecord {
     fn new(flags: RecordFlags) -> Self {
         Self {
             flags,
-            video_codec: VideoCodec::Other,
+            video_format: VideoPayloadFormat::Other,
             first_rtp_at: None,
             first_keyframe_at: None,
             first_video_frame_is_keyframe: false,
@@ -293,15 +296,15 @@ impl ViewerState {
 
     /// Notes the codec of a track that has just opened; the video codec decides how
     /// keyframes are recognised.
-    pub(super) fn on_track_open(&mut self, kind: MediaKind, codec: Option<String>) {
+    pub(super) fn on_track_open(&mut self, kind: TrackKind, codec: Option<String>) {
         match kind {
-            MediaKind::Video => {
-                self.video_codec = codec
+            TrackKind::Video => {
+                self.video_format = codec
                     .as_deref()
-                    .map_or(VideoCodec::Other, VideoCodec::from_mime);
+                    .map_or(VideoPayloadFormat::Other, VideoPayloadFormat::from_mime);
                 self.video.stats.codec = codec;
             }
-            MediaKind::Audio => self.audio.stats.codec = codec,
+            TrackKind::Audio => self.audio.stats.codec = codec,
         }
     }
 
@@ -322,7 +325,7 @@ impl ViewerState {
     }
 
     /// Every payload of `kind` recorded so far, in arrival order.
-    pub(super) fn payloads(&self, kind: MediaKind) -> Vec<Bytes> {
+    pub(super) fn payloads(&self, kind: TrackKind) -> Vec<Bytes> {
         self.track(kind).payloads.clone()
     }
 
@@ -334,28 +337,28 @@ impl ViewerState {
     /// Packets and bytes of `kind` that arrived in `[from, to)` (`None`: up to now).
     pub(super) fn received_between(
         &self,
-        kind: MediaKind,
+        kind: TrackKind,
         from: Instant,
         to: Option<Instant>,
     ) -> KindCounters {
         count_between(&self.track(kind).arrivals, from, to)
     }
 
-    fn track(&self, kind: MediaKind) -> &TrackState {
+    fn track(&self, kind: TrackKind) -> &TrackState {
         match kind {
-            MediaKind::Audio => &self.audio,
-            MediaKind::Video => &self.video,
+            TrackKind::Audio => &self.audio,
+            TrackKind::Video => &self.video,
         }
     }
 
-    pub(super) fn on_packet(&mut self, kind: MediaKind, now: Instant, packet: &RtpPacket) {
+    pub(super) fn on_packet(&mut self, kind: TrackKind, now: Instant, packet: &RtpPacket) {
         self.first_rtp_at.get_or_insert(now);
         let flags = self.flags;
         match kind {
-            MediaKind::Audio => {
+            TrackKind::Audio => {
                 self.audio.observe(now, packet, flags);
             }
-            MediaKind::Video => {
+            TrackKind::Video => {
                 if self.video.observe(now, packet, flags) {
                     self.on_video_in_order(now, packet);
                 }
@@ -366,17 +369,17 @@ impl ViewerState {
     fn on_video_in_order(&mut self, now: Instant, packet: &RtpPacket) {
         let h = &packet.header;
         let payload = &packet.payload[..];
-        let (is_key, starts, has_sps) = match self.video_codec {
-            VideoCodec::H264 => {
+        let (is_key, starts, has_sps) = match self.video_format {
+            VideoPayloadFormat::H264 => {
                 let info = h264_payload_info(payload);
                 (info.has_idr, info.starts_nal, info.has_sps)
             }
-            VideoCodec::Vp8 => (
+            VideoPayloadFormat::Vp8 => (
                 vp8_payload_is_keyframe(payload),
                 vp8_payload_starts_frame(payload),
                 false,
             ),
-            VideoCodec::Other => (false, false, false),
+            VideoPayloadFormat::Other => (false, false, false),
         };
         let f = &mut self.frames;
         let follows_prev = f
@@ -404,8 +407,8 @@ impl ViewerState {
             if self.flags.record_frame_log {
                 self.frame_log.push((h.timestamp, now));
             }
-            let decodable = match self.video_codec {
-                VideoCodec::H264 => f.sps_seen || f.has_sps,
+            let decodable = match self.video_format {
+                VideoPayloadFormat::H264 => f.sps_seen || f.has_sps,
                 _ => true,
             };
             if f.has_key && f.clean_start && f.contiguous && decodable {
@@ -439,13 +442,13 @@ mod tests {
         }
     }
 
-    fn viewer(codec: VideoCodec) -> ViewerState {
-        let mut s = ViewerState::new(RecordFlags {
+    fn viewer(format: VideoPayloadFormat) -> ReceiveRecord {
+        let mut s = ReceiveRecord::new(RecordFlags {
             record_payloads: true,
             record_arrival_log: true,
             record_frame_log: true,
         });
-        s.video_codec = codec;
+        s.video_format = format;
         s
     }
 
@@ -457,16 +460,16 @@ mod tests {
 
     #[test]
     fn h264_keyframe_completes_on_marker() {
-        let mut v = viewer(VideoCodec::H264);
+        let mut v = viewer(VideoPayloadFormat::H264);
         let t = Instant::now();
-        v.on_packet(MediaKind::Video, t, &pkt(10, 1000, false, STAP_SPS_PPS));
-        v.on_packet(MediaKind::Video, t, &pkt(11, 1000, false, FU_IDR_START));
-        v.on_packet(MediaKind::Video, t, &pkt(12, 1000, false, FU_IDR_MID));
+        v.on_packet(TrackKind::Video, t, &pkt(10, 1000, false, STAP_SPS_PPS));
+        v.on_packet(TrackKind::Video, t, &pkt(11, 1000, false, FU_IDR_START));
+        v.on_packet(TrackKind::Video, t, &pkt(12, 1000, false, FU_IDR_MID));
         assert!(
             v.first_keyframe_at.is_none(),
             "not complete before the marker"
         );
-        v.on_packet(MediaKind::Video, t, &pkt(13, 1000, true, FU_IDR_END));
+        v.on_packet(TrackKind::Video, t, &pkt(13, 1000, true, FU_IDR_END));
         assert!(v.first_keyframe_at.is_some());
         assert!(v.first_video_frame_is_keyframe);
         assert_eq!(v.keyframes_completed, 1);
@@ -476,33 +479,33 @@ mod tests {
 
     #[test]
     fn joining_mid_gop_is_not_a_keyframe_start() {
-        let mut v = viewer(VideoCodec::H264);
+        let mut v = viewer(VideoPayloadFormat::H264);
         let t = Instant::now();
         // First frame is a P-frame.
-        v.on_packet(MediaKind::Video, t, &pkt(1, 0, true, P_SLICE));
+        v.on_packet(TrackKind::Video, t, &pkt(1, 0, true, P_SLICE));
         assert!(!v.first_video_frame_is_keyframe);
         // A keyframe with a lost middle fragment is not complete.
-        v.on_packet(MediaKind::Video, t, &pkt(2, 3000, false, STAP_SPS_PPS));
-        v.on_packet(MediaKind::Video, t, &pkt(3, 3000, false, FU_IDR_START));
-        v.on_packet(MediaKind::Video, t, &pkt(5, 3000, true, FU_IDR_END));
+        v.on_packet(TrackKind::Video, t, &pkt(2, 3000, false, STAP_SPS_PPS));
+        v.on_packet(TrackKind::Video, t, &pkt(3, 3000, false, FU_IDR_START));
+        v.on_packet(TrackKind::Video, t, &pkt(5, 3000, true, FU_IDR_END));
         assert!(v.first_keyframe_at.is_none());
         assert_eq!(v.video.stats.seq_gaps, 1);
         assert_eq!(v.video.stats.seq_missing, 1);
         // The next whole one is.
-        v.on_packet(MediaKind::Video, t, &pkt(6, 6000, false, STAP_SPS_PPS));
-        v.on_packet(MediaKind::Video, t, &pkt(7, 6000, false, FU_IDR_START));
-        v.on_packet(MediaKind::Video, t, &pkt(8, 6000, true, FU_IDR_END));
+        v.on_packet(TrackKind::Video, t, &pkt(6, 6000, false, STAP_SPS_PPS));
+        v.on_packet(TrackKind::Video, t, &pkt(7, 6000, false, FU_IDR_START));
+        v.on_packet(TrackKind::Video, t, &pkt(8, 6000, true, FU_IDR_END));
         assert!(v.first_keyframe_at.is_some());
         assert!(!v.first_video_frame_is_keyframe);
     }
 
     #[test]
     fn keyframe_starting_mid_fragment_is_ignored() {
-        let mut v = viewer(VideoCodec::H264);
+        let mut v = viewer(VideoPayloadFormat::H264);
         let t = Instant::now();
         // Joined in the middle of an IDR's FU-A sequence (SPS seen earlier doesn't help).
-        v.on_packet(MediaKind::Video, t, &pkt(20, 0, false, FU_IDR_MID));
-        v.on_packet(MediaKind::Video, t, &pkt(21, 0, true, FU_IDR_END));
+        v.on_packet(TrackKind::Video, t, &pkt(20, 0, false, FU_IDR_MID));
+        v.on_packet(TrackKind::Video, t, &pkt(21, 0, true, FU_IDR_END));
         assert!(v.first_keyframe_at.is_none());
         assert!(
             v.first_video_frame_is_keyframe,
@@ -512,7 +515,7 @@ mod tests {
 
     #[test]
     fn continuity_counters() {
-        let mut v = viewer(VideoCodec::Other);
+        let mut v = viewer(VideoPayloadFormat::Other);
         let t = Instant::now();
         for (seq, ts) in [
             (65534u16, 10u32),
@@ -522,7 +525,7 @@ mod tests {
             (3, 40),
             (2, 35),
         ] {
-            v.on_packet(MediaKind::Audio, t, &pkt(seq, ts, false, &[1]));
+            v.on_packet(TrackKind::Audio, t, &pkt(seq, ts, false, &[1]));
         }
         let a = &v.audio.stats;
         assert_eq!(a.counters.packets, 6);
@@ -533,16 +536,16 @@ mod tests {
         assert!(!a.is_continuous());
         let mut other = pkt(4, 50, false, &[1]);
         other.header.ssrc = 7;
-        v.on_packet(MediaKind::Audio, t, &other);
+        v.on_packet(TrackKind::Audio, t, &other);
         assert_eq!(v.audio.stats.ssrc_changes, 1);
     }
 
     #[test]
     fn vp8_keyframe_detection_in_stream() {
-        let mut v = viewer(VideoCodec::Vp8);
+        let mut v = viewer(VideoPayloadFormat::Vp8);
         let t = Instant::now();
-        v.on_packet(MediaKind::Video, t, &pkt(1, 0, false, &[0x10, 0x50, 0x01]));
-        v.on_packet(MediaKind::Video, t, &pkt(2, 0, true, &[0x00, 0xaa]));
+        v.on_packet(TrackKind::Video, t, &pkt(1, 0, false, &[0x10, 0x50, 0x01]));
+        v.on_packet(TrackKind::Video, t, &pkt(2, 0, true, &[0x00, 0xaa]));
         assert!(v.first_keyframe_at.is_some());
         assert!(v.first_video_frame_is_keyframe);
     }

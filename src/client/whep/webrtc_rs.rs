@@ -12,14 +12,14 @@ use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 use super::offer::{recvonly, viewer_media_engine};
 use super::options::ViewerOptions;
-use super::record::ViewerState;
+use super::record::ReceiveRecord;
 use crate::client::{
-    ClientError, MediaKind, Result, StateHandler, TrackCallback, build_peer_connection,
+    ClientError, Result, StateHandler, TrackCallback, TrackKind, build_peer_connection,
     complete_offer, lock,
 };
 
 /// A webrtc-rs peer connection with receive-only transceivers and its gathered offer.
-pub(super) struct Session {
+pub(super) struct WebRtcSession {
     /// The local peer connection; closed by the viewer, or by the caller on failure.
     pub(super) pc: Arc<dyn PeerConnection>,
     /// Keeps the state channels alive and exposes the connection state.
@@ -32,9 +32,9 @@ pub(super) struct Session {
 /// `tasks`, and gathers its offer.
 pub(super) async fn offer(
     opts: &ViewerOptions,
-    state: &Arc<Mutex<ViewerState>>,
+    state: &Arc<Mutex<ReceiveRecord>>,
     tasks: &Arc<Mutex<Vec<JoinHandle<()>>>>,
-) -> Result<Session> {
+) -> Result<WebRtcSession> {
     let (media_engine, registry) = viewer_media_engine()?;
     let on_track: TrackCallback = {
         let state = state.clone();
@@ -59,7 +59,7 @@ pub(super) async fn offer(
     }
     .await;
     match offer_sdp {
-        Ok(offer_sdp) => Ok(Session {
+        Ok(offer_sdp) => Ok(WebRtcSession {
             pc,
             handler,
             offer_sdp,
@@ -74,10 +74,10 @@ pub(super) async fn offer(
 /// Applies the answer and, with `wait_connected` set to a timeout, waits for the connection
 /// and records when it came up in `state`.
 pub(super) async fn answer(
-    session: &Session,
+    session: &WebRtcSession,
     answer_sdp: String,
     wait_connected: Option<Duration>,
-    state: &Mutex<ViewerState>,
+    state: &Mutex<ReceiveRecord>,
 ) -> Result<()> {
     let answer = RTCSessionDescription::answer(answer_sdp)
         .map_err(ClientError::webrtc("parsing the SDP answer"))?;
@@ -96,12 +96,12 @@ pub(super) async fn answer(
 /// Receive loop for one remote track.
 async fn receive(
     track: Arc<dyn TrackRemote>,
-    state: Arc<Mutex<ViewerState>>,
+    state: Arc<Mutex<ReceiveRecord>>,
     request_keyframe: bool,
 ) {
     let kind = match track.kind().await {
-        RtpCodecKind::Audio => MediaKind::Audio,
-        RtpCodecKind::Video => MediaKind::Video,
+        RtpCodecKind::Audio => TrackKind::Audio,
+        RtpCodecKind::Video => TrackKind::Video,
         _ => return,
     };
     let ssrc = track.ssrcs().await.first().copied();
@@ -111,7 +111,7 @@ async fn receive(
     };
     lock(&state).on_track_open(kind, codec);
     if request_keyframe
-        && kind == MediaKind::Video
+        && kind == TrackKind::Video
         && let Some(media_ssrc) = ssrc
     {
         let pli = PictureLossIndication {

@@ -29,7 +29,7 @@ use pacer::{PaceFlags, PacedTrack, SendState, pace};
 
 use super::media::SyntheticMedia;
 use super::{
-    ClientError, CloseOnDrop, ConnectOptions, KindCounters, MediaKind, Result, StateHandler,
+    ClientError, CloseOnDrop, ConnectOptions, KindCounters, Result, StateHandler, TrackKind,
     build_peer_connection, complete_offer, count_between, delete_resource, http_client, lock,
     parse_url, post_offer,
 };
@@ -335,11 +335,11 @@ impl WhipPublisher {
 
     /// Every payload sent so far for `kind`, in send order. Empty unless
     /// [`PublisherOptions::record_payloads`] was set.
-    pub fn sent_payloads(&self, kind: MediaKind) -> Vec<Bytes> {
+    pub fn sent_payloads(&self, kind: TrackKind) -> Vec<Bytes> {
         let s = lock(&self.state);
         match kind {
-            MediaKind::Video => s.video_payloads.clone(),
-            MediaKind::Audio => s.audio_payloads.clone(),
+            TrackKind::Video => s.video_payloads.clone(),
+            TrackKind::Audio => s.audio_payloads.clone(),
         }
     }
 
@@ -347,14 +347,14 @@ impl WhipPublisher {
     /// now). Zero unless [`PublisherOptions::record_send_log`] was set.
     pub fn sent_between(
         &self,
-        kind: MediaKind,
+        kind: TrackKind,
         from: Instant,
         to: Option<Instant>,
     ) -> KindCounters {
         let s = lock(&self.state);
         let log = match kind {
-            MediaKind::Video => &s.video_log,
-            MediaKind::Audio => &s.audio_log,
+            TrackKind::Video => &s.video_log,
+            TrackKind::Audio => &s.audio_log,
         };
         count_between(log, from, to)
     }

@@ -12,7 +12,7 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 #[cfg(doc)]
 use crate::client::PublisherOptions;
 use crate::client::media::{AUDIO_CLOCK_RATE, SyntheticMedia, VIDEO_CLOCK_RATE};
-use crate::client::{KindCounters, MediaKind, lock};
+use crate::client::{KindCounters, TrackKind, lock};
 
 /// Mutable state shared between the pacing task and the API.
 #[derive(Debug, Default)]
@@ -131,7 +131,7 @@ pub(super) async fn pace(
                 for (i, payload) in frame.payloads.iter().enumerate() {
                     let packet = rtp_packet(&video, v.seq, timestamp, i == last, payload);
                     v.seq = v.seq.wrapping_add(1);
-                    write(&video, packet, MediaKind::Video, &state, flags).await?;
+                    write(&video, packet, TrackKind::Video, &state, flags).await?;
                 }
                 v.advance(frame.duration, frames.len(), flags.loop_media);
             } else {
@@ -140,7 +140,7 @@ pub(super) async fn pace(
                 // which continuous audio never has after the first.
                 let rtp = rtp_packet(&audio, a.seq, timestamp, a.time == 0, &packet.payload);
                 a.seq = a.seq.wrapping_add(1);
-                write(&audio, rtp, MediaKind::Audio, &state, flags).await?;
+                write(&audio, rtp, TrackKind::Audio, &state, flags).await?;
                 a.advance(packet.duration, packets.len(), flags.loop_media);
             }
         }
@@ -178,7 +178,7 @@ fn rtp_packet(
 async fn write(
     track: &PacedTrack,
     packet: RtpPacket,
-    kind: MediaKind,
+    kind: TrackKind,
     state: &Mutex<SendState>,
     flags: PaceFlags,
 ) -> std::result::Result<(), String> {
@@ -194,8 +194,8 @@ async fn write(
     s.first_packet_at.get_or_insert(now);
     let len = payload.len();
     let (counters, payloads, log) = match kind {
-        MediaKind::Video => (&mut s.video, &mut s.video_payloads, &mut s.video_log),
-        MediaKind::Audio => (&mut s.audio, &mut s.audio_payloads, &mut s.audio_log),
+        TrackKind::Video => (&mut s.video, &mut s.video_payloads, &mut s.video_log),
+        TrackKind::Audio => (&mut s.audio, &mut s.audio_payloads, &mut s.audio_log),
     };
     counters.add(len);
     if flags.record_send_log {
