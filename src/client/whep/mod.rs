@@ -26,8 +26,8 @@ use webrtc::peer_connection::PeerConnection;
 use record::ReceiveRecord;
 
 use super::{
-    ClientError, CloseOnDrop, KindCounters, Result, StateHandler, TrackKind, delete_resource,
-    http_client, lock, parse_url, post_offer,
+    ClientError, CloseOnDrop, KindCounters, Result, SessionResource, StateHandler, TrackKind,
+    delete_resource, http_client, lock, parse_url, post_offer,
 };
 
 /// The running peer connection of a viewer.
@@ -99,42 +99,67 @@ impl PreparedViewer {
             .offer
             .take()
             .ok_or_else(|| ClientError::Negotiation("this offer was already sent".to_owned()))?;
-        match offer {
-            Offer::Light(session) => self.parts.connect_light(*session, url, bearer_token).await,
-            Offer::WebRtc(session) => {
-                // Closes the peer connection if this future is dropped part-way (a caller's
-                // timeout during the POST, say), as on an error.
-                let mut guard =
-                    CloseOnDrop::new(session.pc.clone(), Some(self.parts.tasks.clone()));
-                let viewer = self.parts.connect_webrtc(session, url, bearer_token).await;
-                match viewer {
-                    Ok(_) => guard.disarm(),
-                    Err(_) => guard.close().await,
+        // Closes a webrtc-rs peer connection if this future is dropped part-way (a caller's
+        // timeout during the POST, say), as on an error.
+        let mut guard = match &offer {
+            Offer::WebRtc(session) => Some(CloseOnDrop::new(
+                session.pc.clone(),
+                Some(self.parts.tasks.clone()),
+            )),
+            Offer::Light(_) => None,
+        };
+        let viewer = async {
+            let offer_sdp = match &offer {
+                Offer::Light(session) => session.offer_sdp.clone(),
+                Offer::WebRtc(session) => session.offer_sdp.clone(),
+            };
+            let posted = self.parts.post(offer_sdp, url, bearer_token).await?;
+            match offer {
+                Offer::Light(session) => {
+                    self.parts
+                        .connect_light(*session, posted, bearer_token)
+                        .await
                 }
-                viewer
+                Offer::WebRtc(session) => {
+                    self.parts
+                        .connect_webrtc(session, posted, bearer_token)
+                        .await
+                }
             }
         }
+        .await;
+        if let Some(guard) = &mut guard {
+            match viewer {
+                Ok(_) => guard.disarm(),
+                Err(_) => guard.close().await,
+            }
+        }
+        viewer
     }
 }
 
 impl Parts {
-    /// [`PreparedViewer::connect`] on rtc's sans-IO peer connection.
+    /// `POST`s `offer_sdp` to the WHEP endpoint `url`; the session resource and
+    /// `[posted_at, answered_at]`, the start of the viewer's timeline.
+    async fn post(
+        &self,
+        offer_sdp: String,
+        url: &str,
+        bearer_token: Option<&str>,
+    ) -> Result<(SessionResource, [Instant; 2])> {
+        let endpoint = parse_url(url)?;
+        let posted_at = Instant::now();
+        let resource = post_offer(&self.http, &endpoint, bearer_token, offer_sdp).await?;
+        Ok((resource, [posted_at, Instant::now()]))
+    }
+
+    /// [`PreparedViewer::connect`] on rtc's sans-IO peer connection, once the offer is posted.
     async fn connect_light(
         &self,
         mut session: light::LightSession,
-        url: &str,
+        (resource, [posted_at, answered_at]): (SessionResource, [Instant; 2]),
         bearer_token: Option<&str>,
     ) -> Result<WhepViewer> {
-        let endpoint = parse_url(url)?;
-        let posted_at = Instant::now();
-        let resource = post_offer(
-            &self.http,
-            &endpoint,
-            bearer_token,
-            session.offer_sdp.clone(),
-        )
-        .await?;
-        let answered_at = Instant::now();
         if let Err(e) = light::answer(&mut session, resource.answer_sdp.clone()) {
             let _ = delete_resource(&self.http, &resource.location, bearer_token).await;
             return Err(e);
@@ -181,24 +206,14 @@ impl Parts {
         Ok(viewer)
     }
 
-    /// [`PreparedViewer::connect`] on webrtc-rs's async peer connection; the caller closes
-    /// the session's `pc` when this fails.
+    /// [`PreparedViewer::connect`] on webrtc-rs's async peer connection, once the offer is
+    /// posted; the caller closes the session's `pc` when this fails.
     async fn connect_webrtc(
         &self,
         session: webrtc_rs::WebRtcSession,
-        url: &str,
+        (resource, [posted_at, answered_at]): (SessionResource, [Instant; 2]),
         bearer_token: Option<&str>,
     ) -> Result<WhepViewer> {
-        let endpoint = parse_url(url)?;
-        let posted_at = Instant::now();
-        let resource = post_offer(
-            &self.http,
-            &endpoint,
-            bearer_token,
-            session.offer_sdp.clone(),
-        )
-        .await?;
-        let answered_at = Instant::now();
         let wait_connected = self
             .opts
             .wait_connected
