@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{live_session, start_server, wait_until};
 use feiyan::audience::now_ms;
-use feiyan::client::{MediaKind, ViewerOptions, WhepViewer};
+use feiyan::client::{TrackKind, ViewerOptions, WhepViewer};
 use feiyan::config::RenditionSpec;
 use ffmpeg_next as ffmpeg;
 use rtc::rtp::codec::h264::H264Packet;
@@ -143,7 +143,7 @@ async fn push_ends_its_session(
 
 /// Depacketizes a viewer's video, writes it into `dir` and decodes it.
 async fn decode_received(viewer: &WhepViewer, dir: &Path, name: &str) -> Decoded {
-    let payloads = viewer.received_payloads(MediaKind::Video);
+    let payloads = viewer.received_payloads(TrackKind::Video);
     let h264 = dir.join(format!("{name}.h264"));
     std::fs::write(&h264, annexb(&payloads)).unwrap();
     tokio::task::spawn_blocking(move || decode_h264(&h264))

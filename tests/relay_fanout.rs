@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{start_server, wait_live, wait_until};
-use feiyan::client::MediaKind;
+use feiyan::client::TrackKind;
 use feiyan::client::{
     PublisherOptions, SyntheticMedia, ViewerOptions, ViewerStack, WhepViewer, WhipPublisher,
     make_test_media,
@@ -97,7 +97,7 @@ async fn ten_viewers_get_every_packet_and_are_counted() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Every viewer received >= 99% of what was sent after it connected, byte-identical.
-    for kind in [MediaKind::Video, MediaKind::Audio] {
+    for kind in [TrackKind::Video, TrackKind::Audio] {
         let sent: Vec<Bytes> = publisher.sent_payloads(kind);
         assert!(!sent.is_empty(), "publisher sent {kind}");
         let sent_set: HashSet<&Bytes> = sent.iter().collect();
@@ -244,7 +244,7 @@ async fn viewers_keep_playing_when_the_publisher_changes() {
     second.stop_sending();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let sent_two: HashSet<Bytes> = second.sent_payloads(MediaKind::Video).into_iter().collect();
+    let sent_two: HashSet<Bytes> = second.sent_payloads(TrackKind::Video).into_iter().collect();
     for (i, viewer) in viewers.iter().enumerate() {
         let stats = viewer.stats();
         // Same peer connection, same SSRC, sequence numbers without a gap.
@@ -257,7 +257,7 @@ async fn viewers_keep_playing_when_the_publisher_changes() {
             stats.video
         );
         let from_second = viewer
-            .received_payloads(MediaKind::Video)
+            .received_payloads(TrackKind::Video)
             .iter()
             .filter(|p| sent_two.contains(*p))
             .count();
@@ -387,7 +387,7 @@ async fn light_viewers_play_the_stream_and_close_their_rows() {
             Some("video/H264"),
             "viewer {i}"
         );
-        for kind in [MediaKind::Video, MediaKind::Audio] {
+        for kind in [TrackKind::Video, TrackKind::Audio] {
             assert!(
                 stats.track(kind).is_continuous(),
                 "viewer {i} {kind}: {:?}",

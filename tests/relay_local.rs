@@ -10,9 +10,7 @@ use bytes::Bytes;
 use common::{start_server, wait_until};
 use feiyan::audience::now_ms;
 use feiyan::catalog::SessionKind;
-use feiyan::client::{
-    MediaKind as ClientKind, SyntheticMedia, ViewerOptions, WhepViewer, make_test_media,
-};
+use feiyan::client::{SyntheticMedia, TrackKind, ViewerOptions, WhepViewer, make_test_media};
 use feiyan::ingest::packetize::packet as rtp_packet;
 use feiyan::media::MediaKind;
 use feiyan::relay::{LocalTracks, h264_codec, opus_codec};
@@ -133,7 +131,7 @@ async fn a_local_source_reaches_viewers_and_its_session_is_recorded() {
         .iter()
         .flat_map(|f| f.payloads.clone())
         .collect();
-    let got = viewer.received_payloads(ClientKind::Video);
+    let got = viewer.received_payloads(TrackKind::Video);
     assert!(got.len() > 40, "viewer got {} video packets", got.len());
     assert!(
         got.iter().all(|p| sent.contains(p)),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::start_server_with;
 use feiyan::client::{
-    MediaKind, PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher,
+    PublisherOptions, SyntheticMedia, TrackKind, ViewerOptions, WhepViewer, WhipPublisher,
     make_test_media,
 };
 use tokio::net::UdpSocket;
@@ -122,13 +122,13 @@ async fn nacks_are_answered_from_the_channel_buffer() {
     publisher.stop_sending();
     tokio::time::sleep(Duration::from_millis(800)).await;
 
-    let sent = publisher.sent_payloads(MediaKind::Video);
+    let sent = publisher.sent_payloads(TrackKind::Video);
     let got: HashSet<Bytes> = viewer
-        .received_payloads(MediaKind::Video)
+        .received_payloads(TrackKind::Video)
         .into_iter()
         .collect();
     let first = viewer
-        .received_payloads(MediaKind::Video)
+        .received_payloads(TrackKind::Video)
         .first()
         .cloned()
         .expect("video arrives");

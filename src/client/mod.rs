@@ -9,9 +9,8 @@
 //!   payloads, so a publisher knows the exact bytes it sends.
 //! * [`whip`] publishes that media in real time ([`WhipPublisher`]).
 //! * [`whep`] receives a stream and records what arrived and when ([`WhepViewer`]), on
-//!   webrtc-rs or, for benchmarks with many viewers, on rtc's sans-IO stack (`light`).
+//!   webrtc-rs or, for benchmarks with many viewers, on rtc's sans-IO stack.
 
-mod light;
 pub mod media;
 pub mod whep;
 pub mod whip;
@@ -22,8 +21,8 @@ pub use whip::{PublisherOptions, PublisherStats, WhipPublisher};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use tokio::sync::watch;
@@ -142,20 +141,22 @@ impl ClientError {
 /// Result alias for this module.
 pub type Result<T> = std::result::Result<T, ClientError>;
 
-/// Audio or video; used to index per-kind counters and payload logs.
+/// Which of a session's two tracks, audio or video: it indexes the client's per-track
+/// counters and payload logs. Its own type, not the relay's `MediaKind`: the client speaks only
+/// the public protocols and shares no types with the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MediaKind {
+pub enum TrackKind {
     /// The Opus track.
     Audio,
     /// The H.264 (or, for viewers, any negotiated video codec) track.
     Video,
 }
 
-impl fmt::Display for MediaKind {
+impl fmt::Display for TrackKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            MediaKind::Audio => "audio",
-            MediaKind::Video => "video",
+            TrackKind::Audio => "audio",
+            TrackKind::Video => "video",
         })
     }
 }
@@ -177,6 +178,27 @@ impl KindCounters {
         self.packets += 1;
         self.bytes += payload_len as u64;
     }
+}
+
+/// Locks `m`, recovering the data if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave counters inconsistent in a harmful way.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sums a `(instant, bytes)` log over `[from, to)`; the log is in time order.
+pub(crate) fn count_between(
+    log: &[(Instant, u32)],
+    from: Instant,
+    to: Option<Instant>,
+) -> KindCounters {
+    let start = log.partition_point(|(t, _)| *t < from);
+    let end = to.map_or(log.len(), |to| log.partition_point(|(t, _)| *t < to));
+    let mut c = KindCounters::default();
+    for (_, len) in log.get(start..end).unwrap_or(&[]) {
+        c.add(*len as usize);
+    }
+    c
 }
 
 /// Settings shared by publishers and viewers for building the local peer connection and for
@@ -279,7 +301,7 @@ impl CloseOnDrop {
 
     fn abort_tasks(&self) {
         if let Some(tasks) = &self.tasks {
-            for task in whip::lock(tasks).drain(..) {
+            for task in lock(tasks).drain(..) {
                 task.abort();
             }
         }
@@ -637,5 +659,29 @@ mod tests {
         let out = truncate_body(body);
         assert!(out.len() <= MAX_ERROR_BODY + 3);
         assert!(out.ends_with("..."));
+    }
+
+    #[test]
+    fn count_between_uses_half_open_ranges() {
+        let t0 = Instant::now();
+        let log: Vec<(Instant, u32)> = (0..10)
+            .map(|i| (t0 + Duration::from_millis(i * 10), 100))
+            .collect();
+        let all = count_between(&log, t0, None);
+        assert_eq!(
+            all,
+            KindCounters {
+                packets: 10,
+                bytes: 1000
+            }
+        );
+        let mid = count_between(
+            &log,
+            t0 + Duration::from_millis(20),
+            Some(t0 + Duration::from_millis(50)),
+        );
+        assert_eq!(mid.packets, 3);
+        let none = count_between(&log, t0 + Duration::from_secs(1), None);
+        assert_eq!(none.packets, 0);
     }
 }

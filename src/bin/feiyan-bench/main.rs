@@ -23,7 +23,7 @@ mod timeline;
 
 use clap::Parser;
 use feiyan::client::{
-    ClientError, ConnectOptions, KindCounters, MediaKind, PublisherOptions, SyntheticMedia,
+    ClientError, ConnectOptions, KindCounters, PublisherOptions, SyntheticMedia, TrackKind,
     TrackStats, ViewerOptions, ViewerStack, ViewerStats, WhepViewer, WhipPublisher,
     make_test_media,
 };
@@ -207,7 +207,7 @@ fn run(args: Args) -> Result<(), BenchError> {
 const GRID_OFFSET: Duration = Duration::from_millis(10);
 
 /// The media kinds, in the order of the per-kind counters.
-const KINDS: [MediaKind; 2] = [MediaKind::Video, MediaKind::Audio];
+const KINDS: [TrackKind; 2] = [TrackKind::Video, TrackKind::Audio];
 
 /// Durations parsed from the arguments.
 #[derive(Debug, Clone, Copy)]

@@ -28,15 +28,16 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
 
-use super::whep::{VideoCodec, ViewerOptions, ViewerState};
-use super::whip::lock;
-use super::{ClientError, MediaKind, Result};
+use super::offer::{recvonly, viewer_media_engine};
+use super::options::ViewerOptions;
+use super::record::ReceiveRecord;
+use crate::client::{ClientError, Result, TrackKind, lock};
 
 /// Largest datagram read (a UDP payload on any link).
 const RECV_BUFFER: usize = 65_536;
 
 /// A peer connection with its offer made, and the socket it offered.
-pub(crate) struct Session {
+pub(crate) struct LightSession {
     /// The bound socket's address (the host candidate in the offer).
     pub(crate) local: SocketAddr,
     /// The offer, for the `POST`.
@@ -68,7 +69,7 @@ fn certificate() -> Result<RTCCertificate> {
 
 /// Binds the socket, builds the peer connection with receive-only audio and video and
 /// returns the complete offer (one host candidate: the socket's address).
-pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
+pub(crate) async fn offer(opts: &ViewerOptions) -> Result<LightSession> {
     let Some(&bind) = opts.connect.udp_addrs.first() else {
         return Err(ClientError::Negotiation(
             "the light viewer needs a local UDP address to bind".to_owned(),
@@ -87,7 +88,7 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
         path: format!("UDP socket {bind}"),
         source: e,
     })?;
-    let (media, registry) = super::whep::viewer_media_engine()?;
+    let (media, registry) = viewer_media_engine()?;
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(
             RTCConfigurationBuilder::new()
@@ -100,7 +101,7 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
         .build(Instant::now())
         .map_err(ClientError::webrtc("creating the peer connection"))?;
     for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-        pc.add_transceiver_from_kind(kind, Some(super::whep::recvonly()))
+        pc.add_transceiver_from_kind(kind, Some(recvonly()))
             .map_err(ClientError::webrtc("adding a receive-only transceiver"))?;
     }
     let candidate = CandidateHostConfig {
@@ -133,7 +134,7 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
         // The answer's `setup:passive` then makes this side the DTLS client.
         offer_sdp = offer_sdp.replace("a=setup:actpass", "a=setup:active");
     }
-    Ok(Session {
+    Ok(LightSession {
         local,
         offer_sdp,
         pc: Box::new(pc),
@@ -142,7 +143,7 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<Session> {
 }
 
 /// Applies the answer to the session's peer connection.
-pub(crate) fn answer(session: &mut Session, answer_sdp: String) -> Result<()> {
+pub(crate) fn answer(session: &mut LightSession, answer_sdp: String) -> Result<()> {
     let answer = RTCSessionDescription::answer(answer_sdp)
         .map_err(ClientError::webrtc("parsing the SDP answer"))?;
     session
@@ -154,13 +155,13 @@ pub(crate) fn answer(session: &mut Session, answer_sdp: String) -> Result<()> {
 /// Runs the peer connection until `stop` fires or the connection fails or closes; records
 /// every RTP packet into `state` and reports `connected` on `connected`.
 pub(crate) async fn drive(
-    session: Session,
-    state: Arc<Mutex<ViewerState>>,
+    session: LightSession,
+    state: Arc<Mutex<ReceiveRecord>>,
     request_keyframe: bool,
     connected: watch::Sender<Option<bool>>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let Session {
+    let LightSession {
         local,
         mut pc,
         socket,
@@ -168,7 +169,7 @@ pub(crate) async fn drive(
     } = session;
     let mut buf = vec![0u8; RECV_BUFFER];
     // Track id -> kind, from the track-open events.
-    let mut tracks: Vec<(String, MediaKind)> = Vec::new();
+    let mut tracks: Vec<(String, TrackKind)> = Vec::new();
     loop {
         if !service(
             &mut pc,
@@ -243,8 +244,8 @@ pub(crate) async fn drive(
 fn service(
     pc: &mut RTCPeerConnection,
     socket: &UdpSocket,
-    state: &Mutex<ViewerState>,
-    tracks: &mut Vec<(String, MediaKind)>,
+    state: &Mutex<ReceiveRecord>,
+    tracks: &mut Vec<(String, TrackKind)>,
     request_keyframe: bool,
     connected: &watch::Sender<Option<bool>>,
 ) -> bool {
@@ -270,26 +271,16 @@ fn service(
                     continue;
                 };
                 let kind = match receiver.track().kind() {
-                    RtpCodecKind::Audio => MediaKind::Audio,
-                    RtpCodecKind::Video => MediaKind::Video,
+                    RtpCodecKind::Audio => TrackKind::Audio,
+                    RtpCodecKind::Video => TrackKind::Video,
                     _ => continue,
                 };
                 let codec = receiver
                     .track()
                     .codec(init.ssrc)
                     .map(|c| c.mime_type.clone());
-                {
-                    let mut s = lock(state);
-                    if kind == MediaKind::Video {
-                        s.video_codec = codec
-                            .as_deref()
-                            .map_or(VideoCodec::Other, VideoCodec::from_mime);
-                        s.video.stats.codec = codec;
-                    } else {
-                        s.audio.stats.codec = codec;
-                    }
-                }
-                if request_keyframe && kind == MediaKind::Video {
+                lock(state).on_track_open(kind, codec);
+                if request_keyframe && kind == TrackKind::Video {
                     let pli = PictureLossIndication {
                         sender_ssrc: 0,
                         media_ssrc: init.ssrc,
@@ -319,8 +310,8 @@ fn service(
 /// Records the RTP packets the stack has decrypted.
 fn drain_reads(
     pc: &mut RTCPeerConnection,
-    state: &Mutex<ViewerState>,
-    tracks: &[(String, MediaKind)],
+    state: &Mutex<ReceiveRecord>,
+    tracks: &[(String, TrackKind)],
 ) {
     while let Some(message) = pc.poll_read() {
         if let RTCMessage::RtpPacket(track_id, packet) = message.message {
