@@ -374,7 +374,7 @@ mod tests {
         // A P-frame before any keyframe is not delivered; then IDR (SPS + IDR slice),
         // a P-frame, a P-frame whose second packet is lost, a P-frame (dropped: waits for
         // a keyframe), and the next IDR.
-        taps.packets(&channel, 0, now, &[v(10, 0, true, &[0x41, 1]), a(1, 0)]);
+        taps.packets(&channel, 0, now, &[v(10, 0, true, &[0x41, 1, 1]), a(1, 0)]);
         taps.packets(
             &channel,
             0,
@@ -388,25 +388,25 @@ mod tests {
             &channel,
             0,
             now,
-            &[v(13, 6000, true, &[0x41, 2]), a(2, 960)],
+            &[v(13, 6000, true, &[0x41, 2, 2]), a(2, 960)],
         );
         taps.packets(
             &channel,
             0,
             now,
             &[
-                v(14, 9000, false, &[0x41, 3]),
-                v(16, 9000, true, &[0x41, 4]),
+                v(14, 9000, false, &[0x41, 3, 3]),
+                v(16, 9000, true, &[0x41, 4, 4]),
             ],
         );
-        taps.packets(&channel, 0, now, &[v(17, 12000, true, &[0x41, 5])]);
+        taps.packets(&channel, 0, now, &[v(17, 12000, true, &[0x41, 5, 5])]);
         taps.packets(
             &channel,
             0,
             now,
             &[
                 v(18, 15000, false, &[0x67, 1, 2]),
-                v(19, 15000, true, &[0x65, 8]),
+                v(19, 15000, true, &[0x65, 8, 8]),
             ],
         );
         let units = units(&mut sub.media);
