@@ -455,6 +455,11 @@ fn check(rules: &Rules, file: &str, scan: &Scan) -> Vec<String> {
         }
     }
     for (line, from, call) in &scan.clock {
+        // A sans-IO module's own unit tests (`mod tests`) take their starting instant from
+        // the clock once; everything after advances by hand.
+        if from.iter().any(|part| part == "tests") {
+            continue;
+        }
         if let Some(m) = rules.sans_io.iter().find(|m| is_prefix(m, from)) {
             problems.push(format!(
                 "{file}:{line}: {call} in {}, which ARCHITECTURE.md marks sans-IO: take `now` as an argument",

@@ -1,0 +1,210 @@
+//! The engine's source side: WHIP publishers and server-side sources (RTMP, pull,
+//! playout) claiming a channel, going live, ending, and keyframe requests reaching them.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn accept_publisher(
+        &mut self,
+        channel: ChannelName,
+        offer: String,
+        session: LiveSession,
+    ) -> Result<Accepted, RelayError> {
+        check_offer_text(&offer)?;
+        if !self.hub.is_free(&channel) {
+            return Err(RelayError::Busy(channel.to_string()));
+        }
+        let expected_tracks = sending_sections(&offer);
+        if expected_tracks == 0 {
+            return Err(RelayError::BadOffer(
+                "the offer sends no audio or video (all sections are recvonly or inactive)".into(),
+            ));
+        }
+        let now = Instant::now();
+        let ufrag = random_token(16);
+        let (mut pc, _) =
+            self.negotiator
+                .peer_connection(&ufrag, &random_token(32), false, &offer, now)?;
+        let answer = self.negotiator.answer(&mut pc, offer, now)?;
+        if !answer.lines().any(|l| {
+            (l.starts_with("m=audio") || l.starts_with("m=video"))
+                && !l.starts_with("m=audio 0")
+                && !l.starts_with("m=video 0")
+        }) {
+            return Err(RelayError::BadOffer(
+                "no offered codec is supported; publish H.264 (packetization-mode=1), VP8 or Opus"
+                    .into(),
+            ));
+        }
+        let key = PeerKey(self.new_key());
+        self.hub
+            .claim(&channel, Source::Peer(key), session.clone())?;
+        info!(%channel, session = %session.id, "publisher accepted");
+        let role = Role::Publisher(PublisherState {
+            session,
+            expected_tracks,
+            tracks: HashMap::new(),
+        });
+        let peer = Peer::new(pc, channel, ufrag, role, None, now);
+        let resource = peer.resource.clone();
+        self.insert_peer(key, peer);
+        Ok(Accepted { resource, answer })
+    }
+
+    pub(super) fn accept_local(
+        &mut self,
+        channel: ChannelName,
+        session: LiveSession,
+        tracks: LocalTracks,
+    ) -> Result<LocalPublisher, RelayError> {
+        if tracks.video.is_none() && tracks.audio.is_none() {
+            return Err(RelayError::BadOffer("a source needs audio or video".into()));
+        }
+        let id = LocalId(self.new_key());
+        self.hub
+            .claim(&channel, Source::Local(id), session.clone())?;
+        let (tx, rx) = mpsc::channel::<LocalInput>(1024);
+        let keyframe_wanted = Arc::new(AtomicBool::new(false));
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|input| (input, rx))
+        })
+        .chain(futures::stream::once(async { LocalInput::End }))
+        .map(move |input| (id, input))
+        .boxed();
+        self.local_inputs.push(stream);
+        info!(%channel, session = %session.id, "local source publishing");
+        self.locals.insert(
+            id,
+            LocalState {
+                channel: channel.clone(),
+                session,
+                keyframe_wanted: keyframe_wanted.clone(),
+            },
+        );
+        let live = LiveTracks {
+            video: tracks.video,
+            audio: tracks.audio,
+            renditions: tracks.renditions,
+        };
+        let (hub, mut out) = self.fanout(Instant::now());
+        hub.go_live(&channel, Source::Local(id), live, out.now, &mut out);
+        Ok(LocalPublisher {
+            tx,
+            keyframe_wanted,
+        })
+    }
+
+    pub(super) fn handle_local(&mut self, id: LocalId, input: LocalInput) {
+        match input {
+            LocalInput::Packet(kind, rendition, packet) => {
+                let Some(channel) = self.locals.get(&id).map(|l| l.channel.clone()) else {
+                    return;
+                };
+                let now = Instant::now();
+                let (hub, mut out) = self.fanout(now);
+                let rendition = usize::from(rendition);
+                let packets = [(kind, packet)];
+                if hub.fan_out(&channel, Source::Local(id), rendition, &packets, &mut out) {
+                    self.taps.packets(&channel, rendition, now, &packets);
+                }
+            }
+            LocalInput::Unit(unit) => {
+                if let Some(local) = self.locals.get(&id) {
+                    self.taps.unit(&local.channel, unit, Instant::now());
+                }
+            }
+            LocalInput::End => self.end_local(id, "source ended"),
+        }
+    }
+
+    pub(super) fn end_local(&mut self, id: LocalId, why: &str) {
+        let Some(local) = self.locals.remove(&id) else {
+            return;
+        };
+        info!(channel = %local.channel, session = %local.session.id, why, "local source ended");
+        let (hub, mut out) = self.fanout(Instant::now());
+        hub.release(&local.channel, Source::Local(id), &mut out);
+    }
+
+    pub(super) fn tracks_opened(&mut self, key: PeerKey, opened: Vec<TrackIn>) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        let Role::Publisher(state) = &mut peer.role else {
+            return;
+        };
+        let channel = peer.channel.clone();
+        for track in opened {
+            info!(%channel, mime = %track.codec.mime_type, ssrc = track.media_ssrc, "publisher track open");
+            let track_id = peer
+                .pc
+                .as_deref_mut()
+                .and_then(|pc| pc.rtp_receiver(track.receiver_id))
+                .map(|r| r.track().track_id().clone())
+                .unwrap_or_default();
+            state.tracks.insert(track_id, track);
+        }
+        if state.tracks.len() < state.expected_tracks {
+            return;
+        }
+        let codec_of = |kind| {
+            state
+                .tracks
+                .values()
+                .find(|t| t.kind == kind)
+                .map(|t| t.codec.clone())
+        };
+        let live = LiveTracks {
+            video: codec_of(RtpCodecKind::Video),
+            audio: codec_of(RtpCodecKind::Audio),
+            renditions: Vec::new(),
+        };
+        let (hub, mut out) = self.fanout(Instant::now());
+        hub.go_live(&channel, Source::Peer(key), live, out.now, &mut out);
+    }
+
+    /// Carries a keyframe request to the channel's source: a flag for a local source's
+    /// encoder, a PLI to a WHIP publisher's video tracks.
+    pub(super) fn keyframe_wanted(&mut self, channel: &ChannelName, source: Source) {
+        match source {
+            Source::Local(id) => {
+                if let Some(local) = self.locals.get(&id) {
+                    local.keyframe_wanted.store(true, Ordering::Relaxed);
+                    RelayCounters::add(&self.board.counters.plis_forwarded, 1);
+                }
+            }
+            Source::Peer(pkey) => {
+                let Some(peer) = self.peers.get_mut(pkey) else {
+                    return;
+                };
+                let Role::Publisher(p) = &peer.role else {
+                    return;
+                };
+                debug!(%channel, "keyframe requested from the publisher");
+                let targets: Vec<_> = p
+                    .tracks
+                    .values()
+                    .filter(|t| t.kind == RtpCodecKind::Video)
+                    .map(|t| (t.receiver_id, t.media_ssrc))
+                    .collect();
+                let now = Instant::now();
+                for (receiver_id, media_ssrc) in targets {
+                    if let Some(mut receiver) = peer
+                        .pc
+                        .as_deref_mut()
+                        .and_then(|pc| pc.rtp_receiver(receiver_id))
+                    {
+                        let pli = PictureLossIndication {
+                            sender_ssrc: 0,
+                            media_ssrc,
+                        };
+                        if receiver.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
+                            RelayCounters::add(&self.board.counters.plis_forwarded, 1);
+                        }
+                    }
+                }
+                self.drain_writes(pkey);
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The engine's viewer side: answering a WHEP offer, a viewer's connection coming up,
+//! detaching it from its peer connection once connected, and what its RTCP asks for.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn accept_viewer(
+        &mut self,
+        channel: ChannelName,
+        offer: String,
+        info: ViewerInfo,
+    ) -> Result<Accepted, RelayError> {
+        let admission = self.hub.admit(&channel, info.quality.as_deref())?;
+        check_offer_text(&offer)?;
+        self.hub.has_room(&channel)?;
+        let now = Instant::now();
+        let ufrag = random_token(16);
+        let pwd = random_token(32);
+        let (mut pc, tap) = self
+            .negotiator
+            .peer_connection(&ufrag, &pwd, true, &offer, now)?;
+        let stream_id = format!("feiyan-{channel}");
+        let mut add = |kind: RtpCodecKind,
+                       codec: &RTCRtpCodec|
+         -> Result<(RTCRtpSenderId, u32), RelayError> {
+            let ssrc = rand::random::<u32>();
+            let label = if kind == RtpCodecKind::Video {
+                "video"
+            } else {
+                "audio"
+            };
+            let track = MediaStreamTrack::new(
+                stream_id.clone(),
+                format!("{label}-{ssrc}"),
+                label.to_string(),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: codec.clone(),
+                    ..Default::default()
+                }],
+            );
+            let id = pc
+                .add_track(track)
+                .map_err(|e| RelayError::Internal(e.to_string()))?;
+            Ok((id, ssrc))
+        };
+        let video = admission
+            .video
+            .as_ref()
+            .map(|c| add(RtpCodecKind::Video, c).map(|s| (s, c.clone())))
+            .transpose()?;
+        let audio = admission
+            .audio
+            .as_ref()
+            .map(|c| add(RtpCodecKind::Audio, c).map(|s| (s, c.clone())))
+            .transpose()?;
+        let answer = self.negotiator.answer(&mut pc, offer, now)?;
+        // Send with the payload type the viewer negotiated (browsers renumber codecs).
+        let mut out_track =
+            |slot: Option<((RTCRtpSenderId, u32), RTCRtpCodec)>| -> Option<TrackOut> {
+                let ((sender_id, ssrc), codec) = slot?;
+                let mut sender = pc.rtp_sender(sender_id)?;
+                let params = sender.get_parameters();
+                let codecs = &params.rtp_parameters.codecs;
+                let same_mime = |c: &&RTCRtpCodecParameters| {
+                    c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type)
+                };
+                let pt = codecs
+                    .iter()
+                    .find(|c| same_mime(c) && c.rtp_codec.sdp_fmtp_line == codec.sdp_fmtp_line)
+                    .or_else(|| codecs.iter().find(same_mime))?
+                    .payload_type;
+                Some(TrackOut::new(sender_id, ssrc, pt, codec.clock_rate))
+            };
+        let video_out = out_track(video.clone());
+        let audio_out = out_track(audio.clone());
+        if video_out.is_none() && audio_out.is_none() {
+            let wanted: Vec<String> = video
+                .iter()
+                .chain(audio.iter())
+                .map(|(_, c)| c.mime_type.clone())
+                .collect();
+            return Err(RelayError::BadOffer(format!(
+                "the offer accepts none of this channel's codecs ({}); offer recvonly audio/video with them",
+                wanted.join(", ")
+            )));
+        }
+        let key = PeerKey(self.new_key());
+        let role = Role::Viewer(Box::new(ViewerOutput::new(video_out, audio_out, pwd)));
+        let peer = Peer::new(pc, channel.clone(), ufrag, role, tap, now);
+        let resource = peer.resource.clone();
+        debug!(%channel, %resource, "viewer accepted");
+        self.hub.add_viewer(key, &channel, admission.rendition);
+        self.attendance.register(key, info);
+        self.insert_peer(key, peer);
+        Ok(Accepted { resource, answer })
+    }
+
+    pub(super) fn peer_connected(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        peer.ever_connected = true;
+        let channel = peer.channel.clone();
+        let tap = peer.tap.clone();
+        // Our own answer says which side we are: `passive` only when the viewer offered
+        // `setup:active` and so finishes its handshake after us.
+        let engine_is_dtls_server = peer
+            .pc
+            .as_deref()
+            .and_then(|pc| pc.local_description())
+            .is_some_and(|d| d.sdp.contains("a=setup:passive"));
+        let remote = selected_remote(peer);
+        let Role::Viewer(v) = &mut peer.role else {
+            info!(%channel, "publisher connected");
+            return;
+        };
+        if v.connected {
+            return;
+        }
+        v.connected = true;
+        v.srtp = tap
+            .as_ref()
+            .and_then(|tap| tap.local_context())
+            .map(Box::new);
+        v.gcm = tap.as_ref().and_then(|tap| tap.local_gcm());
+        if v.srtp.is_none() {
+            warn!(%channel, "no SRTP keys seen for a viewer; its media goes through rtc's pipeline");
+        }
+        let now = Instant::now();
+        if self.webrtc.ice_lite {
+            v.detach_at = Some(now + DETACH_AFTER);
+        }
+        if let Some(to) = remote {
+            peer.send_to = Some(to);
+        }
+        let replay_delay = if engine_is_dtls_server {
+            REPLAY_DELAY
+        } else {
+            Duration::ZERO
+        };
+        // Fast start: the latest keyframe group is replayed after `replay_delay`.
+        self.hub.viewer_connected(key, replay_delay, now);
+    }
+
+    /// How long a detached viewer may stay silent: what makes a peer connection fail.
+    pub(super) fn consent_timeout(&self) -> Duration {
+        Duration::from_secs(self.webrtc.disconnected_timeout_secs + self.webrtc.failed_timeout_secs)
+    }
+
+    /// Drops a connected viewer's `RTCPeerConnection` and serves it from the engine alone:
+    /// its media already goes out through the engine's SRTP, its consent checks are
+    /// answered with [`stun::consent_answer`] (we are ICE-lite: the only checks are the
+    /// viewer's), its SRTCP is opened with the remote key the tap saw, and a DTLS alert
+    /// (its close_notify) ends it. Kept on rtc's pipeline when any key is missing.
+    pub(super) fn detach(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        let (send_to, closing) = (peer.send_to, peer.closing);
+        let srtcp = peer.tap.as_ref().and_then(|tap| tap.remote_context());
+        let channel = peer.channel.clone();
+        let Some(v) = peer.viewer() else {
+            return;
+        };
+        v.detach_at = None;
+        if v.srtp.is_none() || send_to.is_none() || closing {
+            return;
+        }
+        // Until the viewer's RTCP shows its side of DTLS is done (when it is the DTLS
+        // client, our last flight may still need a retransmission), rtc keeps it.
+        if !v.rtcp_seen {
+            v.detach_at = Some(Instant::now() + DETACHED_TICK);
+            return;
+        }
+        let Some(srtcp) = srtcp else {
+            debug!(%channel, "no remote SRTP key seen; the viewer stays on rtc");
+            return;
+        };
+        v.detached = Some(Detached {
+            srtcp: Box::new(srtcp),
+            heard: Instant::now(),
+        });
+        take_writes(peer, &mut self.outbox);
+        // Dropped, not closed: closing would send the viewer a DTLS close_notify.
+        peer.pc = None;
+        peer.tap = None;
+        RelayCounters::add(&self.board.counters.viewers_detached, 1);
+        debug!(%channel, "viewer detached from its peer connection");
+    }
+
+    /// A datagram for a detached viewer: a consent check, its SRTCP, or a DTLS record.
+    pub(super) fn detached_datagram(&mut self, key: PeerKey, data: &[u8], from: SocketAddr) {
+        let crypto = self.negotiator.crypto.clone();
+        let Some(v) = self.peers.get_mut(key).and_then(Peer::viewer) else {
+            return;
+        };
+        let Some(detached) = v.detached.as_mut() else {
+            return;
+        };
+        let mut feedback = Feedback::default();
+        match data.first().copied().unwrap_or(0) {
+            // RFC 7983 demultiplexing: STUN.
+            0..=3 => {
+                if let Some(answer) = stun::consent_answer(data, from, &v.pwd, crypto.crypto()) {
+                    detached.heard = Instant::now();
+                    self.outbox
+                        .datagrams
+                        .push((BytesMut::from(&answer[..]), from));
+                }
+                return;
+            }
+            // DTLS: after the handshake only an alert can matter, and any alert (the
+            // viewer's close_notify, or a fatal one) ends the connection.
+            20..=63 => {
+                if data[0] == 21 {
+                    self.remove_peer(key, "the viewer closed its connection");
+                }
+                return;
+            }
+            // RTP or RTCP (RFC 5761: RTCP packet types 192..=223).
+            128..=191 if data.get(1).is_some_and(|pt| (192..=223).contains(pt)) => {
+                let Ok(mut plain) = detached.srtcp.decrypt_rtcp(data) else {
+                    debug!("a detached viewer's SRTCP did not authenticate");
+                    return;
+                };
+                detached.heard = Instant::now();
+                if let Ok(packets) = rtc::rtcp::packet::unmarshal(&mut plain) {
+                    feedback.read(v, &packets);
+                }
+            }
+            _ => return,
+        }
+        self.apply_feedback(key, feedback);
+    }
+
+    /// Acts on what a viewer's RTCP asked: a keyframe from the publisher, retransmissions,
+    /// and its loss reports; returns false when the viewer was dropped for its losses.
+    pub(super) fn apply_feedback(&mut self, key: PeerKey, feedback: Feedback) -> bool {
+        let now = Instant::now();
+        if feedback.keyframe
+            && let Some(channel) = self.hub.viewer_channel(key).cloned()
+        {
+            self.hub.request_keyframe(&channel, now);
+        }
+        if !feedback.nacked.is_empty() {
+            let wanted = match self.peers.get_mut(key).and_then(Peer::viewer) {
+                Some(v) => v.nacked_sources(&feedback.nacked),
+                None => Vec::new(),
+            };
+            let (hub, mut out) = self.fanout(now);
+            hub.retransmit(key, wanted, &mut out);
+        }
+        for fraction_lost in feedback.losses {
+            if !self.hub.viewer_loss(key, fraction_lost, now) {
+                self.remove_peer(key, "link lost too much for too long");
+                return false;
+            }
+        }
+        true
+    }
+}
