@@ -51,7 +51,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let (relay, engine_task) = relay::start(&config.webrtc, &config.relay, audience)
         .await
         .with_context(|| format!("binding media UDP socket {}", config.webrtc.udp_bind))?;
-    let ingest = crate::ingest::start(&config.ingest, catalog.clone(), relay.clone())
+    let ingest = crate::ingest::start(&config.ingest, catalog.clone(), relay.sources())
         .await
         .with_context(|| format!("starting ingest (RTMP {:?})", config.ingest.rtmp_listen))?;
     let state = Arc::new(AppState {

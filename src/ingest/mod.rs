@@ -17,7 +17,7 @@ use tracing::{debug, info};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::IngestConfig;
 use crate::media::{Codec, MediaKind, SourceTracks};
-use crate::relay::{LocalPublisher, LocalTracks, RelayError, RelayHandle};
+use crate::relay::{LocalPublisher, LocalTracks, RelayError, SourceHandle};
 use crate::transcode::{Encoded, KeyframeRequester, TranscodeError, TranscodeOptions};
 use packetize::RtpPacketizer;
 
@@ -80,7 +80,7 @@ pub enum IngestError {
 /// What every ingest task needs.
 pub(crate) struct IngestContext {
     pub(crate) catalog: Catalog,
-    pub(crate) relay: RelayHandle,
+    pub(crate) relay: SourceHandle,
     pub(crate) config: IngestConfig,
 }
 
@@ -98,7 +98,7 @@ pub struct Ingest {
 pub async fn start(
     config: &IngestConfig,
     catalog: Catalog,
-    relay: RelayHandle,
+    relay: SourceHandle,
 ) -> Result<Ingest, IngestError> {
     let (stop, stopped) = watch::channel(false);
     let ctx = Arc::new(IngestContext {

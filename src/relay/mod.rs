@@ -406,12 +406,14 @@ impl RelayHandle {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, RelayError>>) -> Command,
     ) -> Result<T, RelayError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| RelayError::Closed)?;
-        rx.await.map_err(|_| RelayError::Closed)?
+        ask(&self.tx, make).await
+    }
+
+    /// A handle that can only start server-side sources: what ingest gets.
+    pub fn sources(&self) -> SourceHandle {
+        SourceHandle {
+            tx: self.tx.clone(),
+        }
     }
 
     /// Starts a publisher on `channel` with a WHIP offer.
@@ -468,8 +470,7 @@ impl RelayHandle {
         .await
     }
 
-    /// Starts a server-side source on `channel` for the live session `session` (already
-    /// opened in the catalog). `Busy` when another publisher is live there.
+    /// Starts a server-side source (see [`SourceHandle::publish_local`]).
     pub async fn publish_local(
         &self,
         channel: ChannelName,
@@ -478,17 +479,9 @@ impl RelayHandle {
         started_at_ms: i64,
         tracks: LocalTracks,
     ) -> Result<LocalPublisher, RelayError> {
-        self.ask(|reply| Command::PublishLocal {
-            channel,
-            session: hub::LiveSession {
-                id: session,
-                title,
-                started_at_ms,
-            },
-            tracks,
-            reply,
-        })
-        .await
+        self.sources()
+            .publish_local(channel, session, title, started_at_ms, tracks)
+            .await
     }
 
     /// Subscribes to a channel's access units (see [`ChannelMedia`]): once per channel,
@@ -506,6 +499,48 @@ impl RelayHandle {
             let _ = rx.await;
         }
     }
+}
+
+/// Starts server-side sources (RTMP ingest, pull sources, film playout) and nothing else:
+/// the only relay handle ingest holds.
+#[derive(Clone)]
+pub struct SourceHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SourceHandle {
+    /// Starts a server-side source on `channel` for the live session `session` (already
+    /// opened in the catalog). `Busy` when another publisher is live there.
+    pub async fn publish_local(
+        &self,
+        channel: ChannelName,
+        session: SessionId,
+        title: String,
+        started_at_ms: i64,
+        tracks: LocalTracks,
+    ) -> Result<LocalPublisher, RelayError> {
+        ask(&self.tx, |reply| Command::PublishLocal {
+            channel,
+            session: hub::LiveSession {
+                id: session,
+                title,
+                started_at_ms,
+            },
+            tracks,
+            reply,
+        })
+        .await
+    }
+}
+
+/// Sends a command to the engine and waits for its reply.
+async fn ask<T>(
+    tx: &mpsc::Sender<Command>,
+    make: impl FnOnce(oneshot::Sender<Result<T, RelayError>>) -> Command,
+) -> Result<T, RelayError> {
+    let (reply, rx) = oneshot::channel();
+    tx.send(make(reply)).await.map_err(|_| RelayError::Closed)?;
+    rx.await.map_err(|_| RelayError::Closed)?
 }
 
 /// Binds the media socket and starts the engine task.
