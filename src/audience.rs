@@ -69,9 +69,8 @@ pub struct AudienceSink {
 /// of node number and a 12-bit sequence. One node never repeats an id (within a
 /// millisecond the sequence counts up, and past 4096 it borrows the next millisecond);
 /// nodes sharing a catalog get different numbers from the catalog's `register_node`.
-///
-/// With random ids a SQLite catalog of 4.5 million viewer rows wrote 20,848 events/s, each
-/// insert dirtying its own page of the index; a small catalog wrote 90,000-100,000.
+/// With random ids each insert into a large catalog dirties its own page of the index
+/// (the write rate is in docs/benchmarks.md).
 #[derive(Debug, Clone)]
 pub struct ViewerIds {
     node: u64,

@@ -60,8 +60,8 @@ pub struct WebRtcConfig {
     /// is failed and removed: a silent peer is gone after the sum of both.
     pub failed_timeout_secs: u64,
     /// Answer as an ICE-lite agent (RFC 8445 §2.5): we only answer the client's checks, so
-    /// a browser nominates the first pair that works instead of waiting for a later check
-    /// (about 70 ms sooner in Chromium). Needs `advertised_ips` the clients can reach,
+    /// a browser nominates the first pair that works instead of waiting for a later check.
+    /// Needs `advertised_ips` the clients can reach,
     /// which every deployment needs anyway; turn it off only if this server sits behind a
     /// NAT without a port forward and must punch out with checks of its own.
     pub ice_lite: bool,

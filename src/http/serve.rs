@@ -2,7 +2,7 @@
 //! keep-alive connections closed.
 //!
 //! `warp::serve` keeps a keep-alive connection open for as long as the client does, and
-//! hyper holds a read and a write buffer for each (about 25 KB). Every WHEP viewer's
+//! hyper holds a read and a write buffer for each. Every WHEP viewer's
 //! browser leaves such a connection behind after its POST and keeps it up to five
 //! minutes: a lecture's audience would hold thousands of them. Here a connection with no
 //! request in flight for `idle` is closed (a later DELETE opens a new one), and the
