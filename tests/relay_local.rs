@@ -1,5 +1,5 @@
 //! A server-side source (the path RTMP ingest, pull sources and film playout use) feeds a
-//! channel through `RelayHandle::publish_local`; WHEP viewers receive it like any publisher.
+//! channel through `SourceHandle::publish_local`; WHEP viewers receive it like any publisher.
 
 mod common;
 
@@ -43,6 +43,7 @@ async fn a_local_source_reaches_viewers_and_its_session_is_recorded() {
         .unwrap();
     let relay = t.server.relay.clone();
     let source = relay
+        .sources()
         .publish_local(
             channel.clone(),
             session,
@@ -59,6 +60,7 @@ async fn a_local_source_reaches_viewers_and_its_session_is_recorded() {
 
     // A second source on the same channel is refused.
     let busy = relay
+        .sources()
         .publish_local(
             channel.clone(),
             session,

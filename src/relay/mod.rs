@@ -32,6 +32,7 @@ use crate::config::{RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId};
 
 pub use engine::Engine;
+pub use media::{h264_codec, opus_codec};
 pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 pub use tap::{ChannelMedia, LiveMedia, Subscription};
 #[cfg(target_os = "linux")]
@@ -50,29 +51,6 @@ pub struct LocalTracks {
     /// in the same codec as `video`. The original is always
     /// [`SOURCE_QUALITY`](crate::config::SOURCE_QUALITY).
     pub renditions: Vec<String>,
-}
-
-/// H.264 constrained baseline, packetization-mode 1: what every browser decodes.
-pub fn h264_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "video/H264".into(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
-            .into(),
-        rtcp_feedback: vec![],
-    }
-}
-
-/// Opus 48 kHz stereo.
-pub fn opus_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "audio/opus".into(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
-        rtcp_feedback: vec![],
-    }
 }
 
 /// What a local source hands the engine.
@@ -468,20 +446,6 @@ impl RelayHandle {
             reply,
         })
         .await
-    }
-
-    /// Starts a server-side source (see [`SourceHandle::publish_local`]).
-    pub async fn publish_local(
-        &self,
-        channel: ChannelName,
-        session: SessionId,
-        title: String,
-        started_at_ms: i64,
-        tracks: LocalTracks,
-    ) -> Result<LocalPublisher, RelayError> {
-        self.sources()
-            .publish_local(channel, session, title, started_at_ms, tracks)
-            .await
     }
 
     /// Subscribes to a channel's access units (see [`ChannelMedia`]): once per channel,

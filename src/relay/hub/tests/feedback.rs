@@ -4,10 +4,7 @@ use super::*;
 
 #[test]
 fn keyframe_requests_are_throttled() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
+    let (mut hub, _, mut out, ch, t0) = setup();
     let evs = live(&mut hub, &ch, A, 1, t0, &mut out);
     assert_eq!(keyframes_wanted(&evs), vec![A], "going live asks once");
 
@@ -37,11 +34,7 @@ fn keyframe_requests_are_throttled() {
 
 #[test]
 fn a_new_source_is_asked_at_once_whatever_the_old_one_was_asked() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, _, mut out, ch, t0) = live_setup();
     hub.release(&ch, A, &mut out);
     let evs = live(&mut hub, &ch, B, 2, t0 + Duration::from_millis(1), &mut out);
     assert_eq!(keyframes_wanted(&evs), vec![B]);
@@ -49,11 +42,7 @@ fn a_new_source_is_asked_at_once_whatever_the_old_one_was_asked() {
 
 #[test]
 fn lossy_viewer_skips_video_to_the_next_keyframe() {
-    let (mut hub, counters) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, counters, mut out, ch, t0) = live_setup();
     join_settled(&mut hub, V1, &ch, t0, &mut out);
     join_settled(&mut hub, V2, &ch, t0, &mut out);
 
@@ -140,11 +129,7 @@ fn lossy_viewer_skips_video_to_the_next_keyframe() {
 /// for may come after other video packets of the same batch.
 #[test]
 fn lossy_viewer_resumes_at_a_keyframe_later_in_the_same_batch() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, _, mut out, ch, t0) = live_setup();
     join_settled(&mut hub, V1, &ch, t0, &mut out);
     assert!(hub.viewer_loss(V1, 200, t0 + PLI));
 
@@ -186,11 +171,7 @@ fn lossy_viewer_resumes_at_a_keyframe_later_in_the_same_batch() {
 
 #[test]
 fn viewer_lossy_for_too_long_is_dropped() {
-    let (mut hub, counters) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, counters, mut out, ch, t0) = live_setup();
     join_settled(&mut hub, V1, &ch, t0, &mut out);
 
     let t1 = t0 + Duration::from_secs(1);
@@ -244,11 +225,7 @@ fn default_retransmit_capacity() -> usize {
 
 #[test]
 fn nack_is_answered_only_for_packets_still_held() {
-    let (mut hub, counters) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, counters, mut out, ch, t0) = live_setup();
     join_settled(&mut hub, V1, &ch, t0, &mut out);
 
     // The buffer holds the most recent `held` packets.
@@ -312,10 +289,7 @@ fn nack_is_answered_only_for_packets_still_held() {
 
 #[test]
 fn nack_is_answered_from_the_viewers_rendition() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
+    let (mut hub, _, mut out, ch, t0) = setup();
     hub.claim(&ch, A, session(1)).unwrap();
     hub.go_live(&ch, A, tracks(&["360p"]), t0, &mut out);
     hub.add_viewer(V1, &ch, 0);
@@ -344,11 +318,7 @@ fn nack_is_answered_from_the_viewers_rendition() {
 
 #[test]
 fn fan_out_counts_packets_in_and_out() {
-    let (mut hub, counters) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, counters, mut out, ch, t0) = live_setup();
     join_settled(&mut hub, V1, &ch, t0, &mut out);
     join_settled(&mut hub, V2, &ch, t0, &mut out);
     // Admitted but not connected: gets nothing.
@@ -390,11 +360,7 @@ fn fan_out_counts_packets_in_and_out() {
 
 #[test]
 fn removing_the_last_viewer_of_a_sourceless_channel_removes_it() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, _, mut out, ch, t0) = live_setup();
     join_settled(&mut hub, V1, &ch, t0, &mut out);
     join_settled(&mut hub, V2, &ch, t0, &mut out);
     hub.release(&ch, A, &mut out);
@@ -430,11 +396,7 @@ fn removing_the_last_viewer_of_a_sourceless_channel_removes_it() {
 
 #[test]
 fn removing_an_attending_viewer_ends_its_attendance() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, _, mut out, ch, t0) = live_setup();
     join_settled(&mut hub, V1, &ch, t0, &mut out);
 
     hub.remove_viewer(V1);

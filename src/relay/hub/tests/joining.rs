@@ -4,10 +4,7 @@ use super::*;
 
 #[test]
 fn go_live_publishes_status_asks_a_keyframe_and_viewers_attend() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
+    let (mut hub, _, mut out, ch, t0) = setup();
 
     assert!(hub.is_free(&ch));
     hub.claim(&ch, A, session(7)).unwrap();
@@ -76,10 +73,7 @@ fn go_live_publishes_status_asks_a_keyframe_and_viewers_attend() {
 
 #[test]
 fn admit_refuses_channels_not_live_and_unknown_qualities() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
+    let (mut hub, _, mut out, ch, t0) = setup();
 
     assert!(matches!(
         hub.admit(&channel("nobody"), None),
@@ -138,11 +132,7 @@ fn has_room_is_full_at_the_cap() {
 
 #[test]
 fn late_joiner_gets_the_keyframe_group_when_its_replay_is_due() {
-    let (mut hub, counters) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, counters, mut out, ch, t0) = live_setup();
 
     // Before the keyframe; then the keyframe (SPS and IDR of one picture) and more.
     let before = [
@@ -232,10 +222,7 @@ fn late_joiner_gets_the_keyframe_group_when_its_replay_is_due() {
 
 #[test]
 fn vp8_late_joiner_gets_the_group_from_the_vp8_keyframe() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
+    let (mut hub, _, mut out, ch, t0) = setup();
     let mut vp8 = h264_codec();
     vp8.mime_type = "video/VP8".into();
     hub.claim(&ch, A, session(1)).unwrap();
@@ -275,11 +262,7 @@ fn vp8_late_joiner_gets_the_group_from_the_vp8_keyframe() {
 
 #[test]
 fn replay_counts_only_packets_that_went() {
-    let (mut hub, counters) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, counters, mut out, ch, t0) = live_setup();
     hub.fan_out(
         &ch,
         A,
@@ -303,11 +286,7 @@ fn replay_counts_only_packets_that_went() {
 
 #[test]
 fn replay_with_nothing_cached_asks_for_a_keyframe() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, _, mut out, ch, t0) = live_setup();
     hub.fan_out(&ch, A, 0, &[video(VIDEO_SSRC, 1, 0, SLICE)], &mut out);
 
     let t1 = t0 + PLI * 2;
@@ -319,11 +298,7 @@ fn replay_with_nothing_cached_asks_for_a_keyframe() {
 
 #[test]
 fn removed_viewer_gets_no_replay() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, _, mut out, ch, t0) = live_setup();
     hub.fan_out(&ch, A, 0, &[video(VIDEO_SSRC, 1, 0, IDR)], &mut out);
     join(&mut hub, V1, &ch, t0);
     hub.remove_viewer(V1);
@@ -334,11 +309,7 @@ fn removed_viewer_gets_no_replay() {
 
 #[test]
 fn publisher_swap_keeps_viewers() {
-    let (mut hub, counters) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
-    live(&mut hub, &ch, A, 1, t0, &mut out);
+    let (mut hub, counters, mut out, ch, t0) = live_setup();
     join_settled(&mut hub, V1, &ch, t0, &mut out);
     hub.fan_out(&ch, A, 0, &[video(VIDEO_SSRC, 1, 0, IDR)], &mut out);
     assert_eq!(out.take_sent(V1), vec![(MediaKind::Video, VIDEO_SSRC, 1)]);
@@ -433,10 +404,7 @@ fn publisher_swap_keeps_viewers() {
 
 #[test]
 fn publisher_swap_moves_viewers_of_a_missing_rendition_to_the_source() {
-    let (mut hub, _) = hub();
-    let mut out = Recorder::default();
-    let ch = channel("st-1");
-    let t0 = Instant::now();
+    let (mut hub, _, mut out, ch, t0) = setup();
     hub.claim(&ch, A, session(1)).unwrap();
     hub.go_live(&ch, A, tracks(&["360p"]), t0, &mut out);
     let admission = hub.admit(&ch, Some("360p")).unwrap();

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::*;
-use crate::relay::media::packet;
+use crate::relay::media::{h264_codec, opus_codec, packet};
 
 /// What the hub asked the caller to do for a viewer, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,29 +113,6 @@ fn session(id: i64) -> LiveSession {
         id: SessionId(id),
         title: format!("session {id}"),
         started_at_ms: 1_000 * id,
-    }
-}
-
-/// H.264 constrained baseline, as the relay's sources send it.
-fn h264_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "video/H264".into(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
-            .into(),
-        rtcp_feedback: vec![],
-    }
-}
-
-/// Opus 48 kHz stereo.
-fn opus_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "audio/opus".into(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![],
     }
 }
 
@@ -254,6 +231,27 @@ const A: Source = Source::Local(LocalId(1));
 const B: Source = Source::Peer(PeerKey(2));
 const V1: PeerKey = PeerKey(100);
 const V2: PeerKey = PeerKey(101);
+
+/// A hub, its counters, a recorder and one channel, at time `t0`.
+type Setup = (Hub, Arc<RelayCounters>, Recorder, ChannelName, Instant);
+
+fn setup() -> Setup {
+    let (hub, counters) = hub();
+    (
+        hub,
+        counters,
+        Recorder::default(),
+        channel("st-1"),
+        Instant::now(),
+    )
+}
+
+/// [`setup`] with source `A` live on the channel in session 1.
+fn live_setup() -> Setup {
+    let (mut hub, counters, mut out, ch, t0) = setup();
+    live(&mut hub, &ch, A, 1, t0, &mut out);
+    (hub, counters, out, ch, t0)
+}
 
 mod feedback;
 mod joining;
