@@ -10,21 +10,26 @@
 //!
 //! ## Data flow
 //! ```text
-//! WHIP publisher --HTTP offer--> http::whip --> relay engine (one UDP socket, all peers)
-//!                                                 |  keyframe cache, header rewrite, SRTP
-//! WHEP viewers  <--------- RTP over the same UDP socket ----+
-//!                                                 |
-//!                       audience events --bounded queue--> catalog writer --> SQLite | PostgreSQL
+//! WHIP publisher --HTTP offer--> http --> relay
+//! RTMP / pull / film --> ingest --> transcode (FFmpeg threads) --> ingest --SourceHandle--> relay
+//!
+//! relay = engine (UDP socket, WebRTC peers, clock) around hub (sans-IO: channels, caches)
+//!   |-- WHEP viewers: header rewrite, SRTP, batched sends on the one UDP socket
+//!   |-- access units once per channel (RelayHandle::subscribe): HLS, recording, edges
+//!   '-- audience events --bounded queue--> catalog writer --> SQLite | PostgreSQL
 //! ```
 //!
 //! ## Modules
-//! - [`config`]: TOML config with environment overrides.
-//! - [`relay`]: the hub; WebRTC peers driven sans-IO by one engine task.
-//! - [`audience`]: attendance events, the relay's queue end to the catalog writer, the clock.
-//! - [`catalog`]: sqlx catalog (hierarchy, sessions, attendance) and the batching writer.
-//! - [`http`]: WHIP/WHEP resources, JSON API, pages.
+//! - [`config`]: settings, environment overrides and all validation (a leaf).
+//! - [`ids`], [`media`], [`audience`]: types every module shares (typed ids; access units;
+//!   attendance events, their queue end and the wall clock).
+//! - [`relay`]: the sans-IO hub ([`relay::hub`]) and the engine task around it.
+//! - [`ingest`]: RTMP, pull sources and film playout into the relay.
+//! - [`transcode`]: the only FFmpeg user, on its own threads.
+//! - [`catalog`]: sqlx catalog (hierarchy, sessions, attendance, statistics) and the writer.
+//! - [`http`]: WHIP/WHEP resources, JSON API, pages, CSV; errors become statuses here.
 //! - [`cli`]: the `feiyan` command line, one file per command group.
-//! - [`client`]: a standards-following WHIP/WHEP client (tests, benchmark, demo source).
+//! - [`client`]: a standards-following WHIP/WHEP client (tests, benchmarks, demo source).
 //! - [`app`]: wiring and shutdown order.
 
 #![recursion_limit = "256"]
