@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{start_server, wait_until};
 use feiyan::audience::now_ms;
+use feiyan::catalog::ScreeningStatus;
 use feiyan::client::{ViewerOptions, WhepViewer};
 use feiyan::ingest::playout::probe_film;
 
@@ -139,12 +140,12 @@ async fn a_scheduled_film_class_starts_on_time_plays_and_ends_at_eof() {
     assert!(
         wait_until(Duration::from_secs(2), || {
             let c = c.clone();
-            async move { c.screening(screening.id).await.unwrap().status == "done" }
+            async move { c.screening(screening.id).await.unwrap().status == ScreeningStatus::Done }
         })
         .await
     );
     let missed = catalog.screening(missed.id).await.unwrap();
-    assert_eq!(missed.status, "missed");
+    assert_eq!(missed.status, ScreeningStatus::Missed);
     assert!(missed.note.contains("not running"), "{}", missed.note);
     viewer.close().await.ok();
     t.server.shutdown().await;
@@ -230,8 +231,8 @@ async fn a_screening_starts_now_through_the_api_and_stops_through_the_cli() {
     assert!(waited < 3000, "started {waited} ms after the request");
     let s = catalog.screening(id).await.unwrap();
     assert_eq!(
-        (s.status.as_str(), s.session_id),
-        ("playing", Some(session))
+        (s.status, s.session_id),
+        (ScreeningStatus::Playing, Some(session))
     );
     let again = http
         .post(&start)
@@ -302,7 +303,7 @@ async fn a_screening_starts_now_through_the_api_and_stops_through_the_cli() {
     assert!(
         wait_until(Duration::from_secs(2), || {
             let c = c.clone();
-            async move { c.screening(id).await.unwrap().status == "stopped" }
+            async move { c.screening(id).await.unwrap().status == ScreeningStatus::Stopped }
         })
         .await
     );

@@ -22,8 +22,8 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use feiyan::catalog::{
-    Catalog, CatalogError, SessionFixture, SessionKind, SessionUpdate, StatsQuery, StatsRow,
-    ViewerFixture, shanghai_midnight_ms,
+    Catalog, CatalogError, ScreeningStatus, SessionFixture, SessionKind, SessionUpdate, StatsQuery,
+    StatsRow, ViewerFixture, shanghai_midnight_ms,
 };
 use feiyan::http::csv::stats_csv;
 
@@ -525,7 +525,13 @@ async fn restart_ends_screenings_left_playing(catalog: &Catalog) {
     for id in &ids[..2] {
         assert!(
             catalog
-                .set_screening_status(*id, "scheduled", "playing", None, "playing")
+                .set_screening_status(
+                    *id,
+                    ScreeningStatus::Scheduled,
+                    ScreeningStatus::Playing,
+                    None,
+                    "playing",
+                )
                 .await
                 .unwrap()
         );
@@ -536,9 +542,9 @@ async fn restart_ends_screenings_left_playing(catalog: &Catalog) {
         let id = ids[i];
         async move { catalog.screening(id).await.unwrap().status }
     };
-    assert_eq!(status(0).await, "failed");
-    assert_eq!(status(1).await, "stopped");
-    assert_eq!(status(2).await, "scheduled");
+    assert_eq!(status(0).await, ScreeningStatus::Failed);
+    assert_eq!(status(1).await, ScreeningStatus::Stopped);
+    assert_eq!(status(2).await, ScreeningStatus::Scheduled);
 }
 
 /// Two servers share the catalog; one stops noting itself alive (a crash). The other

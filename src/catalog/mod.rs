@@ -7,7 +7,7 @@
 mod films;
 mod sources;
 
-pub use films::{Film, NewFilm, Screening};
+pub use films::{Film, NewFilm, Screening, ScreeningStatus, UnknownScreeningStatus};
 pub use sources::{PullSource, redact_url};
 
 mod accounts;

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 
+use super::films::ScreeningStatus;
 use super::nodes::NODE_GONE_MS;
 use super::{Catalog, CatalogError, rfc3339};
 use crate::ids::{ChannelName, SessionId, StationId};
@@ -215,12 +216,16 @@ impl Catalog {
         };
         bind(format!(
             "UPDATE screenings SET \
-                 status = CASE status WHEN 'stopping' THEN 'stopped' ELSE 'failed' END, \
-                 note = CASE status WHEN 'stopping' THEN 'stopped (the server ended first)' \
+                 status = CASE status WHEN $3 THEN $4 ELSE $5 END, \
+                 note = CASE status WHEN $3 THEN 'stopped (the server ended first)' \
                         ELSE 'interrupted: the server stopped while the film played' END \
-             WHERE status IN ('playing', 'stopping') AND \
+             WHERE status IN ($6, $3) AND \
              (session_id IN (SELECT id FROM sessions WHERE {stale}){unowned_screening})"
         ))
+        .bind(ScreeningStatus::Stopping.as_str())
+        .bind(ScreeningStatus::Stopped.as_str())
+        .bind(ScreeningStatus::Failed.as_str())
+        .bind(ScreeningStatus::Playing.as_str())
         .execute(&mut *tx)
         .await?;
         let peak = peak_of(

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use crate::audience::now_ms;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ScreeningStatus};
 
 /// `feiyan screening ...`
 #[derive(Subcommand)]
@@ -57,7 +57,7 @@ pub async fn run(catalog: &Catalog, action: ScreeningAction) -> anyhow::Result<(
         }
         ScreeningAction::Stop { id } => {
             let s = catalog.stop_screening(id).await?;
-            if s.status == "stopping" {
+            if s.status == ScreeningStatus::Stopping {
                 println!(
                     "screening {id}: stop requested; the server ends session {} within a second",
                     s.session_id.map(|s| s.0).unwrap_or_default()

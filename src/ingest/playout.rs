@@ -13,7 +13,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
-use crate::catalog::{NewFilm, Screening, SessionKind};
+use crate::catalog::{NewFilm, Screening, ScreeningStatus, SessionKind};
 use crate::ids::ChannelName;
 use crate::transcode::demux::{Demuxer, probe};
 use crate::transcode::{TranscodeError, Transcoder};
@@ -139,13 +139,25 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
                 warn!(screening = screening.id, %note, "screening missed");
                 let _ = ctx
                     .catalog
-                    .set_screening_status(screening.id, "scheduled", "missed", None, &note)
+                    .set_screening_status(
+                        screening.id,
+                        ScreeningStatus::Scheduled,
+                        ScreeningStatus::Missed,
+                        None,
+                        &note,
+                    )
                     .await;
                 continue;
             }
             match ctx
                 .catalog
-                .set_screening_status(screening.id, "scheduled", "playing", None, "")
+                .set_screening_status(
+                    screening.id,
+                    ScreeningStatus::Scheduled,
+                    ScreeningStatus::Playing,
+                    None,
+                    "",
+                )
                 .await
             {
                 Ok(true) => {}
@@ -161,10 +173,10 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
             tokio::spawn(
                 async move {
                     let (status, note) = match play(&ctx, &screening, stop).await {
-                        Ok(()) => ("done", String::new()),
+                        Ok(()) => (ScreeningStatus::Done, String::new()),
                         Err(err) => {
                             warn!(%err, "screening failed");
-                            ("failed", err.to_string())
+                            (ScreeningStatus::Failed, err.to_string())
                         }
                     };
                     // An operator's stop wins over how the playout itself ended.
@@ -172,8 +184,8 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
                         .catalog
                         .set_screening_status(
                             screening.id,
-                            "stopping",
-                            "stopped",
+                            ScreeningStatus::Stopping,
+                            ScreeningStatus::Stopped,
                             None,
                             "stopped by an operator",
                         )
@@ -181,7 +193,13 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
                     if !matches!(stopped, Ok(true)) {
                         let _ = ctx
                             .catalog
-                            .set_screening_status(screening.id, "playing", status, None, &note)
+                            .set_screening_status(
+                                screening.id,
+                                ScreeningStatus::Playing,
+                                status,
+                                None,
+                                &note,
+                            )
                             .await;
                     }
                 }
@@ -270,7 +288,7 @@ async fn play(
             if catalog
                 .screening(id)
                 .await
-                .is_ok_and(|s| s.status == "stopping")
+                .is_ok_and(|s| s.status == ScreeningStatus::Stopping)
             {
                 info!(screening = id, "stop requested");
                 break;
