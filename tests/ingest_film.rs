@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{start_server, wait_until};
 use feiyan::audience::now_ms;
-use feiyan::catalog::ScreeningStatus;
+use feiyan::catalog::{ScreeningStatus, SessionKind, SessionSource};
 use feiyan::client::{ViewerOptions, WhepViewer};
 use feiyan::ingest::playout::probe_film;
 
@@ -100,8 +100,8 @@ async fn a_scheduled_film_class_starts_on_time_plays_and_ends_at_eof() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(summary.kind, "film_class");
-    assert_eq!(summary.source, "playout");
+    assert_eq!(summary.kind, SessionKind::FilmClass);
+    assert_eq!(summary.source, SessionSource::Playout);
     assert_eq!(summary.title, "h264-bframes-aac");
     assert_eq!(catalog.session_film(session).await.unwrap(), Some(film_id));
 
@@ -287,8 +287,8 @@ async fn a_screening_starts_now_through_the_api_and_stops_through_the_cli() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(ended.kind, "film_class");
-    assert_eq!(ended.source, "playout");
+    assert_eq!(ended.kind, SessionKind::FilmClass);
+    assert_eq!(ended.source, SessionSource::Playout);
     let played = chrono::DateTime::parse_from_rfc3339(ended.ended_at.as_deref().unwrap()).unwrap()
         - chrono::DateTime::parse_from_rfc3339(&ended.started_at).unwrap();
     assert!(

@@ -22,8 +22,8 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use feiyan::catalog::{
-    Catalog, CatalogError, ScreeningStatus, SessionFixture, SessionKind, SessionUpdate, StatsQuery,
-    StatsRow, ViewerFixture, shanghai_midnight_ms,
+    Catalog, CatalogError, ScreeningStatus, SessionFixture, SessionKind, SessionSource,
+    SessionUpdate, StatsQuery, StatsRow, ViewerFixture, shanghai_midnight_ms,
 };
 use feiyan::http::csv::stats_csv;
 
@@ -436,7 +436,7 @@ async fn metadata_is_checked(catalog: &Catalog) {
             st.station_id,
             SessionKind::Lecture,
             "讲座",
-            "whip",
+            SessionSource::Whip,
             1_000,
         )
         .await
@@ -568,7 +568,7 @@ async fn gone_servers_sessions_close_as_of_their_last_heartbeat(db: &catalog_db:
                     id,
                     SessionKind::Lecture,
                     "直播",
-                    "whip",
+                    SessionSource::Whip,
                     t0 + 10_000,
                 )
                 .await

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 
-use super::{Catalog, CatalogError, check_name, rfc3339};
+use super::sessions::decode;
+use super::{Catalog, CatalogError, SessionKind, check_name, rfc3339};
 
 /// A managed list entry: a topic tag or a film.
 #[derive(Debug, Clone, Serialize)]
@@ -41,8 +42,8 @@ pub struct SessionInfo {
     pub id: i64,
     /// The station that held it.
     pub station_id: i64,
-    /// lecture, film_class or other.
-    pub kind: String,
+    /// What the session was.
+    pub kind: SessionKind,
     /// Title.
     pub title: String,
     /// Lecturer.
@@ -277,14 +278,13 @@ impl Catalog {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(
                 |(id, station_id, kind, title, speaker, topic, film, sched, start, end, n)| {
-                    SessionInfo {
+                    Ok(SessionInfo {
                         id,
                         station_id,
-                        kind,
+                        kind: decode(id, "kind", &kind, SessionKind::parse)?,
                         title,
                         speaker,
                         topic,
@@ -293,9 +293,9 @@ impl Catalog {
                         started_at: rfc3339(start),
                         ended_at: end.map(rfc3339),
                         in_person: n,
-                    }
+                    })
                 },
             )
-            .collect())
+            .collect()
     }
 }

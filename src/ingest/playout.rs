@@ -13,7 +13,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
-use crate::catalog::{NewFilm, Screening, ScreeningStatus, SessionKind};
+use crate::catalog::{NewFilm, Screening, ScreeningStatus, SessionKind, SessionSource};
 use crate::ids::ChannelName;
 use crate::transcode::demux::{Demuxer, probe};
 use crate::transcode::{TranscodeError, Transcoder};
@@ -234,7 +234,7 @@ async fn play(
             screening.station_id,
             SessionKind::FilmClass,
             &film.title,
-            "playout",
+            SessionSource::Playout,
             started,
         )
         .await?;
