@@ -13,6 +13,7 @@ use common::{start_server, wait_until};
 use feiyan::audience::now_ms;
 use feiyan::catalog::{ScreeningStatus, SessionKind, SessionSource};
 use feiyan::client::{ViewerOptions, WhepViewer};
+use feiyan::ids::ScreeningId;
 use feiyan::ingest::playout::probe_film;
 
 fn make_media(dir: &Path, secs: u32) {
@@ -208,7 +209,7 @@ async fn a_screening_starts_now_through_the_api_and_stops_through_the_cli() {
         .json()
         .await
         .unwrap();
-    let id = created["id"].as_i64().expect("screening id");
+    let id = ScreeningId(created["id"].as_i64().expect("screening id"));
     assert_eq!(created["status"], "scheduled");
     let start = format!("{}/api/screenings/{id}/start", t.base);
     let refused = http

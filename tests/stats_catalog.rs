@@ -51,7 +51,7 @@ async fn fixture(catalog: &Catalog) -> Fixture {
         .await
         .unwrap()
         .center_id;
-    let film = catalog.add_film("长津湖").await.unwrap();
+    let film = catalog.add_film("长津湖").await.unwrap().0;
     let m = shanghai_midnight_ms(NaiveDate::from_ymd_opt(2026, 2, 1).unwrap());
     let feb15 = shanghai_midnight_ms(NaiveDate::from_ymd_opt(2026, 2, 15).unwrap());
     let apr1 = shanghai_midnight_ms(NaiveDate::from_ymd_opt(2026, 4, 1).unwrap());

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use super::{Catalog, CatalogError, rfc3339};
-use crate::ids::{SessionId, StationId};
+use crate::ids::{FilmId, ScreeningId, SessionId, StationId};
 
 /// Where a screening stands. Stored as its lowercase name (`as_str`) in `screenings.status`
 /// and sent with the same spelling in API answers.
@@ -86,7 +86,7 @@ impl FromStr for ScreeningStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct Film {
     /// Row id.
-    pub id: i64,
+    pub id: FilmId,
     /// Title (the file name without extension unless given).
     pub title: String,
     /// Path of the file the server plays.
@@ -130,11 +130,11 @@ pub struct NewFilm {
 #[derive(Debug, Clone, Serialize)]
 pub struct Screening {
     /// Row id.
-    pub id: i64,
+    pub id: ScreeningId,
     /// Station whose channel plays it.
     pub station_id: StationId,
     /// The film.
-    pub film_id: i64,
+    pub film_id: FilmId,
     /// Scheduled start, unix ms.
     pub starts_at_ms: i64,
     /// Scheduled start, RFC 3339.
@@ -156,9 +156,9 @@ fn screening(row: ScreeningRow) -> Result<Screening, CatalogError> {
         .parse::<ScreeningStatus>()
         .map_err(|err| sqlx::Error::Decode(format!("screening {id}: {err}").into()))?;
     Ok(Screening {
-        id,
+        id: ScreeningId(id),
         station_id: StationId(station),
-        film_id: film,
+        film_id: FilmId(film),
         starts_at_ms: at,
         starts_at: rfc3339(at),
         status,
@@ -171,7 +171,7 @@ impl Catalog {
     /// Records a probed film and returns its id. Re-importing the same path updates it; a
     /// title an administrator already listed (without a file) gets this file; a title that
     /// belongs to another file is refused (titles name films in the statistics).
-    pub async fn import_film(&self, film: &NewFilm, now_ms: i64) -> Result<i64, CatalogError> {
+    pub async fn import_film(&self, film: &NewFilm, now_ms: i64) -> Result<FilmId, CatalogError> {
         let existing: Option<(i64, String)> =
             sqlx::query_as("SELECT id, path FROM films WHERE title = $1")
                 .bind(&film.title)
@@ -217,16 +217,16 @@ impl Catalog {
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
-        Ok(id)
+        Ok(FilmId(id))
     }
 
     /// One film by id.
-    pub async fn film(&self, id: i64) -> Result<Film, CatalogError> {
+    pub async fn film(&self, id: FilmId) -> Result<Film, CatalogError> {
         let row: Option<FilmRow> = sqlx::query_as(
             "SELECT id, title, path, duration_ms, container, video_codec, audio_codec, width, \
              height FROM films WHERE id = $1",
         )
-        .bind(id)
+        .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
         let row = row.ok_or_else(|| CatalogError::Invalid {
@@ -251,7 +251,7 @@ impl Catalog {
     pub async fn schedule_screening(
         &self,
         station: &str,
-        film_id: i64,
+        film_id: FilmId,
         starts_at_ms: i64,
         now_ms: i64,
     ) -> Result<Screening, CatalogError> {
@@ -262,21 +262,21 @@ impl Catalog {
              VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(station_id.0)
-        .bind(film_id)
+        .bind(film_id.0)
         .bind(starts_at_ms)
         .bind(now_ms)
         .fetch_one(&self.pool)
         .await?;
-        self.screening(id).await
+        self.screening(ScreeningId(id)).await
     }
 
     /// One screening by id.
-    pub async fn screening(&self, id: i64) -> Result<Screening, CatalogError> {
+    pub async fn screening(&self, id: ScreeningId) -> Result<Screening, CatalogError> {
         let row: Option<ScreeningRow> = sqlx::query_as(
             "SELECT id, station_id, film_id, starts_at, status, session_id, note \
                  FROM screenings WHERE id = $1",
         )
-        .bind(id)
+        .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
         let row = row.ok_or_else(|| CatalogError::Invalid {
@@ -303,7 +303,7 @@ impl Catalog {
     /// returns false when another worker moved it first.
     pub async fn set_screening_status(
         &self,
-        id: i64,
+        id: ScreeningId,
         from: ScreeningStatus,
         status: ScreeningStatus,
         session: Option<SessionId>,
@@ -316,7 +316,7 @@ impl Catalog {
         .bind(status.as_str())
         .bind(session.map(|s| s.0))
         .bind(note)
-        .bind(id)
+        .bind(id.0)
         .bind(from.as_str())
         .execute(&self.pool)
         .await?;
@@ -328,7 +328,7 @@ impl Catalog {
     /// comes through the API or the CLI, and from any host that reaches the catalog.
     pub async fn start_screening_now(
         &self,
-        id: i64,
+        id: ScreeningId,
         now_ms: i64,
     ) -> Result<Screening, CatalogError> {
         let done = sqlx::query(
@@ -336,7 +336,7 @@ impl Catalog {
              session_id = NULL WHERE id = $2 AND status IN ($3, $4)",
         )
         .bind(now_ms)
-        .bind(id)
+        .bind(id.0)
         .bind(ScreeningStatus::Scheduled.as_str())
         .bind(ScreeningStatus::Missed.as_str())
         .execute(&self.pool)
@@ -359,14 +359,14 @@ impl Catalog {
 
     /// Stop: a playing screening is marked `stopping` (the server playing it ends the
     /// session within a poll and marks it `stopped`); a waiting one is `cancelled`.
-    pub async fn stop_screening(&self, id: i64) -> Result<Screening, CatalogError> {
+    pub async fn stop_screening(&self, id: ScreeningId) -> Result<Screening, CatalogError> {
         let done = sqlx::query(
             "UPDATE screenings SET status = CASE status WHEN $2 THEN $3 ELSE $4 END, \
              note = CASE status WHEN $2 THEN 'stop requested' \
              ELSE 'cancelled before it started' END \
              WHERE id = $1 AND status IN ($2, $5)",
         )
-        .bind(id)
+        .bind(id.0)
         .bind(ScreeningStatus::Playing.as_str())
         .bind(ScreeningStatus::Stopping.as_str())
         .bind(ScreeningStatus::Cancelled.as_str())
@@ -387,25 +387,25 @@ impl Catalog {
     /// already have been asked for while the session opened).
     pub async fn link_screening_session(
         &self,
-        id: i64,
+        id: ScreeningId,
         session: SessionId,
     ) -> Result<(), CatalogError> {
         sqlx::query("UPDATE screenings SET session_id = $1 WHERE id = $2")
             .bind(session.0)
-            .bind(id)
+            .bind(id.0)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
     /// The film a session played, for film-class sessions.
-    pub async fn session_film(&self, session: SessionId) -> Result<Option<i64>, CatalogError> {
+    pub async fn session_film(&self, session: SessionId) -> Result<Option<FilmId>, CatalogError> {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT film_id FROM screenings WHERE session_id = $1")
                 .bind(session.0)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(id,)| id))
+        Ok(row.map(|(id,)| FilmId(id)))
     }
 }
 
@@ -424,7 +424,7 @@ type FilmRow = (
 fn film(row: FilmRow) -> Film {
     let (id, title, path, duration_ms, container, video_codec, audio_codec, width, height) = row;
     Film {
-        id,
+        id: FilmId(id),
         title,
         path,
         duration_ms,

@@ -9,6 +9,7 @@ use sqlx::AssertSqlSafe;
 
 use super::sessions::decode;
 use super::{Catalog, CatalogError, SessionKind, check_name, rfc3339};
+use crate::ids::FilmId;
 
 /// A managed list entry: a topic tag or a film.
 #[derive(Debug, Clone, Serialize)]
@@ -83,8 +84,10 @@ impl Catalog {
     }
 
     /// Adds a film.
-    pub async fn add_film(&self, title: &str) -> Result<i64, CatalogError> {
-        self.add_named("films", "title", "film", title).await
+    pub async fn add_film(&self, title: &str) -> Result<FilmId, CatalogError> {
+        self.add_named("films", "title", "film", title)
+            .await
+            .map(FilmId)
     }
 
     /// The topic list.

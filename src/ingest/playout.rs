@@ -136,7 +136,7 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
                     late_ms / 1000,
                     grace_ms / 1000
                 );
-                warn!(screening = screening.id, %note, "screening missed");
+                warn!(screening = screening.id.0, %note, "screening missed");
                 let _ = ctx
                     .catalog
                     .set_screening_status(
@@ -203,7 +203,7 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
                             .await;
                     }
                 }
-                .instrument(info_span!("screening", id)),
+                .instrument(info_span!("screening", id = id.0)),
             );
         }
     }
@@ -243,7 +243,7 @@ async fn play(
         .update_session(
             session.0,
             &crate::catalog::SessionUpdate {
-                film_id: Some(film.id),
+                film_id: Some(film.id.0),
                 scheduled_at: Some(screening.starts_at_ms),
                 ..Default::default()
             },
@@ -270,7 +270,7 @@ async fn play(
             return Err(err.into());
         }
     };
-    info!(%channel, %session, film = film.id, passthrough = transcoder.video_passthrough(), "film class started");
+    info!(%channel, %session, film = film.id.0, passthrough = transcoder.video_passthrough(), "film class started");
     let forwarder = tokio::spawn(forward(encoded, publisher, transcoder.keyframe_requester()));
     let halt = Arc::new(AtomicBool::new(false));
     let halt_pacer = halt.clone();
@@ -290,7 +290,7 @@ async fn play(
                 .await
                 .is_ok_and(|s| s.status == ScreeningStatus::Stopping)
             {
-                info!(screening = id, "stop requested");
+                info!(screening = id.0, "stop requested");
                 break;
             }
         }
