@@ -21,6 +21,16 @@ pub struct SessionId(pub i64);
 #[serde(transparent)]
 pub struct ViewerId(pub i64);
 
+/// A film's row id in the library (`films`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct FilmId(pub i64);
+
+/// A screening's row id: one scheduled showing of a film on a station's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct ScreeningId(pub i64);
+
 /// A channel name as it appears in URLs (`/whip/{channel}`): lowercase letters, digits and
 /// `-`/`_`, 1 to 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -61,11 +71,27 @@ impl fmt::Display for SessionId {
     }
 }
 
+// Ignores width and alignment (`{:>6}` prints the bare number), which `feiyan station
+// list` relies on for its current output; the ids below pad like the `i64` they replace.
 impl fmt::Display for StationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }
 }
+
+/// These ids print as their number, padded and aligned like the `i64` they replace (the
+/// CLI's `film list` and `source list` align them).
+macro_rules! display_as_number {
+    ($($id:ty),*) => {$(
+        impl fmt::Display for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    )*};
+}
+
+display_as_number!(FilmId, ScreeningId);
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@
 mod catalog_db;
 
 use feiyan::audience::{AudienceEvent, AudienceSink, now_ms};
-use feiyan::catalog::{SessionKind, spawn_writer};
+use feiyan::catalog::{SessionKind, SessionSource, spawn_writer};
 use feiyan::ids::SessionId;
 
 /// Queues a viewer row of `session` from `from` to `to` seconds after `t0` (open if none).
@@ -41,7 +41,7 @@ async fn peaks_come_from_viewer_rows(db: catalog_db::TestDb) {
                     station.station_id,
                     SessionKind::Lecture,
                     "讲座",
-                    "whip",
+                    SessionSource::Whip,
                     t0,
                 )
                 .await

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use common::{start_server, wait_until};
 use feiyan::audience::now_ms;
+use feiyan::catalog::{ScreeningStatus, SessionKind, SessionSource};
 use feiyan::client::{ViewerOptions, WhepViewer};
+use feiyan::ids::ScreeningId;
 use feiyan::ingest::playout::probe_film;
 
 fn make_media(dir: &Path, secs: u32) {
@@ -99,8 +101,8 @@ async fn a_scheduled_film_class_starts_on_time_plays_and_ends_at_eof() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(summary.kind, "film_class");
-    assert_eq!(summary.source, "playout");
+    assert_eq!(summary.kind, SessionKind::FilmClass);
+    assert_eq!(summary.source, SessionSource::Playout);
     assert_eq!(summary.title, "h264-bframes-aac");
     assert_eq!(catalog.session_film(session).await.unwrap(), Some(film_id));
 
@@ -139,12 +141,12 @@ async fn a_scheduled_film_class_starts_on_time_plays_and_ends_at_eof() {
     assert!(
         wait_until(Duration::from_secs(2), || {
             let c = c.clone();
-            async move { c.screening(screening.id).await.unwrap().status == "done" }
+            async move { c.screening(screening.id).await.unwrap().status == ScreeningStatus::Done }
         })
         .await
     );
     let missed = catalog.screening(missed.id).await.unwrap();
-    assert_eq!(missed.status, "missed");
+    assert_eq!(missed.status, ScreeningStatus::Missed);
     assert!(missed.note.contains("not running"), "{}", missed.note);
     viewer.close().await.ok();
     t.server.shutdown().await;
@@ -207,7 +209,7 @@ async fn a_screening_starts_now_through_the_api_and_stops_through_the_cli() {
         .json()
         .await
         .unwrap();
-    let id = created["id"].as_i64().expect("screening id");
+    let id = ScreeningId(created["id"].as_i64().expect("screening id"));
     assert_eq!(created["status"], "scheduled");
     let start = format!("{}/api/screenings/{id}/start", t.base);
     let refused = http
@@ -230,8 +232,8 @@ async fn a_screening_starts_now_through_the_api_and_stops_through_the_cli() {
     assert!(waited < 3000, "started {waited} ms after the request");
     let s = catalog.screening(id).await.unwrap();
     assert_eq!(
-        (s.status.as_str(), s.session_id),
-        ("playing", Some(session))
+        (s.status, s.session_id),
+        (ScreeningStatus::Playing, Some(session))
     );
     let again = http
         .post(&start)
@@ -286,8 +288,8 @@ async fn a_screening_starts_now_through_the_api_and_stops_through_the_cli() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(ended.kind, "film_class");
-    assert_eq!(ended.source, "playout");
+    assert_eq!(ended.kind, SessionKind::FilmClass);
+    assert_eq!(ended.source, SessionSource::Playout);
     let played = chrono::DateTime::parse_from_rfc3339(ended.ended_at.as_deref().unwrap()).unwrap()
         - chrono::DateTime::parse_from_rfc3339(&ended.started_at).unwrap();
     assert!(
@@ -302,7 +304,7 @@ async fn a_screening_starts_now_through_the_api_and_stops_through_the_cli() {
     assert!(
         wait_until(Duration::from_secs(2), || {
             let c = c.clone();
-            async move { c.screening(id).await.unwrap().status == "stopped" }
+            async move { c.screening(id).await.unwrap().status == ScreeningStatus::Stopped }
         })
         .await
     );

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{start_server, wait_until};
+use feiyan::catalog::SessionSource;
 use feiyan::client::{ViewerOptions, WhepViewer};
 use feiyan::ids::ChannelName;
 
@@ -266,7 +267,7 @@ async fn an_srt_pull_source_reaches_viewers_and_reconnects_after_its_listener_re
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(summary.source, "pull");
+    assert_eq!(summary.source, SessionSource::Pull);
     assert!(summary.live);
 
     let viewer = WhepViewer::connect(&format!("{base}/whep/{ch}"), None, ViewerOptions::default())

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{live_session, start_server, wait_until};
 use feiyan::audience::now_ms;
+use feiyan::catalog::{SessionKind, SessionSource};
 use feiyan::client::{TrackKind, ViewerOptions, WhepViewer};
 use feiyan::config::RenditionSpec;
 use ffmpeg_next as ffmpeg;
@@ -192,8 +193,8 @@ async fn rtmp_push_with_b_frames_reaches_a_whep_viewer_as_h264_without_b_frames_
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(summary.kind, "lecture");
-    assert_eq!(summary.source, "rtmp");
+    assert_eq!(summary.kind, SessionKind::Lecture);
+    assert_eq!(summary.source, SessionSource::Rtmp);
     assert_eq!(summary.title, "RTMP测试");
 
     let stats = viewer.stats();
@@ -724,7 +725,7 @@ async fn bytes_captured_from_a_real_ffmpeg_rtmp_session_demux_exactly_and_replay
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(summary.source, "rtmp");
+        assert_eq!(summary.source, SessionSource::Rtmp);
     }
     t.server.shutdown().await;
 }

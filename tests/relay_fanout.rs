@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{start_server, wait_live, wait_until};
+use feiyan::catalog::SessionKind;
 use feiyan::client::TrackKind;
 use feiyan::client::{
     PublisherOptions, SyntheticMedia, ViewerOptions, ViewerStack, WhepViewer, WhipPublisher,
@@ -150,7 +151,7 @@ async fn ten_viewers_get_every_packet_and_are_counted() {
         .unwrap();
     assert_eq!(summary.peak_viewers, 11, "{summary:?}");
     assert_eq!(summary.unique_viewers, 11, "{summary:?}");
-    assert_eq!(summary.kind, "lecture");
+    assert_eq!(summary.kind, SessionKind::Lecture);
     assert_eq!(summary.title, "测试");
     assert!(summary.viewer_seconds > 10.0, "{summary:?}");
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{start_server, wait_until};
 use feiyan::audience::now_ms;
-use feiyan::catalog::SessionKind;
+use feiyan::catalog::{SessionKind, SessionSource};
 use feiyan::client::{SyntheticMedia, TrackKind, ViewerOptions, WhepViewer, make_test_media};
 use feiyan::ingest::packetize::packet as rtp_packet;
 use feiyan::media::MediaKind;
@@ -36,7 +36,7 @@ async fn a_local_source_reaches_viewers_and_its_session_is_recorded() {
             t.station.station_id,
             SessionKind::FilmClass,
             "影片",
-            "playout",
+            SessionSource::Playout,
             started,
         )
         .await
@@ -156,7 +156,7 @@ async fn a_local_source_reaches_viewers_and_its_session_is_recorded() {
                     .await
                     .unwrap()
                     .unwrap();
-                !s.live && s.unique_viewers == 1 && s.kind == "film_class"
+                !s.live && s.unique_viewers == 1 && s.kind == SessionKind::FilmClass
             }
         })
         .await

@@ -22,8 +22,8 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use feiyan::catalog::{
-    Catalog, CatalogError, SessionFixture, SessionKind, SessionUpdate, StatsQuery, StatsRow,
-    ViewerFixture, shanghai_midnight_ms,
+    Catalog, CatalogError, ScreeningStatus, SessionFixture, SessionKind, SessionSource,
+    SessionUpdate, StatsQuery, StatsRow, ViewerFixture, shanghai_midnight_ms,
 };
 use feiyan::http::csv::stats_csv;
 
@@ -51,7 +51,7 @@ async fn fixture(catalog: &Catalog) -> Fixture {
         .await
         .unwrap()
         .center_id;
-    let film = catalog.add_film("长津湖").await.unwrap();
+    let film = catalog.add_film("长津湖").await.unwrap().0;
     let m = shanghai_midnight_ms(NaiveDate::from_ymd_opt(2026, 2, 1).unwrap());
     let feb15 = shanghai_midnight_ms(NaiveDate::from_ymd_opt(2026, 2, 15).unwrap());
     let apr1 = shanghai_midnight_ms(NaiveDate::from_ymd_opt(2026, 4, 1).unwrap());
@@ -436,7 +436,7 @@ async fn metadata_is_checked(catalog: &Catalog) {
             st.station_id,
             SessionKind::Lecture,
             "讲座",
-            "whip",
+            SessionSource::Whip,
             1_000,
         )
         .await
@@ -525,7 +525,13 @@ async fn restart_ends_screenings_left_playing(catalog: &Catalog) {
     for id in &ids[..2] {
         assert!(
             catalog
-                .set_screening_status(*id, "scheduled", "playing", None, "playing")
+                .set_screening_status(
+                    *id,
+                    ScreeningStatus::Scheduled,
+                    ScreeningStatus::Playing,
+                    None,
+                    "playing",
+                )
                 .await
                 .unwrap()
         );
@@ -536,9 +542,9 @@ async fn restart_ends_screenings_left_playing(catalog: &Catalog) {
         let id = ids[i];
         async move { catalog.screening(id).await.unwrap().status }
     };
-    assert_eq!(status(0).await, "failed");
-    assert_eq!(status(1).await, "stopped");
-    assert_eq!(status(2).await, "scheduled");
+    assert_eq!(status(0).await, ScreeningStatus::Failed);
+    assert_eq!(status(1).await, ScreeningStatus::Stopped);
+    assert_eq!(status(2).await, ScreeningStatus::Scheduled);
 }
 
 /// Two servers share the catalog; one stops noting itself alive (a crash). The other
@@ -562,7 +568,7 @@ async fn gone_servers_sessions_close_as_of_their_last_heartbeat(db: &catalog_db:
                     id,
                     SessionKind::Lecture,
                     "直播",
-                    "whip",
+                    SessionSource::Whip,
                     t0 + 10_000,
                 )
                 .await

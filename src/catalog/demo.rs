@@ -250,7 +250,7 @@ impl Catalog {
         let mut film_ids = Vec::new();
         for f in FILMS {
             match self.add_film(f).await {
-                Ok(id) => film_ids.push(id),
+                Ok(id) => film_ids.push(id.0),
                 Err(CatalogError::Invalid { .. }) => {}
                 Err(e) => return Err(e),
             }

@@ -1,15 +1,92 @@
 //! Film library and screenings (scheduled film classes, 电影党史课).
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::Serialize;
 
 use super::{Catalog, CatalogError, rfc3339};
-use crate::ids::{SessionId, StationId};
+use crate::ids::{FilmId, ScreeningId, SessionId, StationId};
+
+/// Where a screening stands. Stored as its lowercase name (`as_str`) in `screenings.status`
+/// and sent with the same spelling in API answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScreeningStatus {
+    /// Waiting for its time (the column's default).
+    Scheduled,
+    /// A server is playing it.
+    Playing,
+    /// The film ended.
+    Done,
+    /// Its time passed beyond the grace period while no server ran.
+    Missed,
+    /// The playout failed, or the server stopped while it played.
+    Failed,
+    /// An operator asked for a stop; the server playing it is ending the session.
+    Stopping,
+    /// Ended by an operator's stop.
+    Stopped,
+    /// Stopped before it started.
+    Cancelled,
+}
+
+impl ScreeningStatus {
+    /// Every status, in the order a screening may pass through them.
+    pub const ALL: [ScreeningStatus; 8] = [
+        ScreeningStatus::Scheduled,
+        ScreeningStatus::Playing,
+        ScreeningStatus::Done,
+        ScreeningStatus::Missed,
+        ScreeningStatus::Failed,
+        ScreeningStatus::Stopping,
+        ScreeningStatus::Stopped,
+        ScreeningStatus::Cancelled,
+    ];
+
+    /// The database and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScreeningStatus::Scheduled => "scheduled",
+            ScreeningStatus::Playing => "playing",
+            ScreeningStatus::Done => "done",
+            ScreeningStatus::Missed => "missed",
+            ScreeningStatus::Failed => "failed",
+            ScreeningStatus::Stopping => "stopping",
+            ScreeningStatus::Stopped => "stopped",
+            ScreeningStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for ScreeningStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `screenings.status` value this server does not know (a newer server wrote it, or
+/// the row was edited by hand).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown screening status {0:?}")]
+pub struct UnknownScreeningStatus(pub String);
+
+impl FromStr for ScreeningStatus {
+    type Err = UnknownScreeningStatus;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ScreeningStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| UnknownScreeningStatus(text.to_string()))
+    }
+}
 
 /// A film row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Film {
     /// Row id.
-    pub id: i64,
+    pub id: FilmId,
     /// Title (the file name without extension unless given).
     pub title: String,
     /// Path of the file the server plays.
@@ -53,18 +130,17 @@ pub struct NewFilm {
 #[derive(Debug, Clone, Serialize)]
 pub struct Screening {
     /// Row id.
-    pub id: i64,
+    pub id: ScreeningId,
     /// Station whose channel plays it.
     pub station_id: StationId,
     /// The film.
-    pub film_id: i64,
+    pub film_id: FilmId,
     /// Scheduled start, unix ms.
     pub starts_at_ms: i64,
     /// Scheduled start, RFC 3339.
     pub starts_at: String,
-    /// scheduled, playing, done, missed, failed; after an operator's stop: stopping (asked,
-    /// the server is ending it), stopped, or cancelled (stopped before it started).
-    pub status: String,
+    /// Where it stands.
+    pub status: ScreeningStatus,
     /// The live session once it started.
     pub session_id: Option<SessionId>,
     /// Why it was missed or failed.
@@ -73,25 +149,29 @@ pub struct Screening {
 
 type ScreeningRow = (i64, i64, i64, i64, String, Option<i64>, String);
 
-fn screening(row: ScreeningRow) -> Screening {
+/// A screening from its row; an unknown status is a decode error, not a panic.
+fn screening(row: ScreeningRow) -> Result<Screening, CatalogError> {
     let (id, station, film, at, status, session, note) = row;
-    Screening {
-        id,
+    let status = status
+        .parse::<ScreeningStatus>()
+        .map_err(|err| sqlx::Error::Decode(format!("screening {id}: {err}").into()))?;
+    Ok(Screening {
+        id: ScreeningId(id),
         station_id: StationId(station),
-        film_id: film,
+        film_id: FilmId(film),
         starts_at_ms: at,
         starts_at: rfc3339(at),
         status,
         session_id: session.map(SessionId),
         note,
-    }
+    })
 }
 
 impl Catalog {
     /// Records a probed film and returns its id. Re-importing the same path updates it; a
     /// title an administrator already listed (without a file) gets this file; a title that
     /// belongs to another file is refused (titles name films in the statistics).
-    pub async fn import_film(&self, film: &NewFilm, now_ms: i64) -> Result<i64, CatalogError> {
+    pub async fn import_film(&self, film: &NewFilm, now_ms: i64) -> Result<FilmId, CatalogError> {
         let existing: Option<(i64, String)> =
             sqlx::query_as("SELECT id, path FROM films WHERE title = $1")
                 .bind(&film.title)
@@ -137,16 +217,16 @@ impl Catalog {
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
-        Ok(id)
+        Ok(FilmId(id))
     }
 
     /// One film by id.
-    pub async fn film(&self, id: i64) -> Result<Film, CatalogError> {
+    pub async fn film(&self, id: FilmId) -> Result<Film, CatalogError> {
         let row: Option<FilmRow> = sqlx::query_as(
             "SELECT id, title, path, duration_ms, container, video_codec, audio_codec, width, \
              height FROM films WHERE id = $1",
         )
-        .bind(id)
+        .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
         let row = row.ok_or_else(|| CatalogError::Invalid {
@@ -171,7 +251,7 @@ impl Catalog {
     pub async fn schedule_screening(
         &self,
         station: &str,
-        film_id: i64,
+        film_id: FilmId,
         starts_at_ms: i64,
         now_ms: i64,
     ) -> Result<Screening, CatalogError> {
@@ -182,48 +262,50 @@ impl Catalog {
              VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(station_id.0)
-        .bind(film_id)
+        .bind(film_id.0)
         .bind(starts_at_ms)
         .bind(now_ms)
         .fetch_one(&self.pool)
         .await?;
-        self.screening(id).await
+        self.screening(ScreeningId(id)).await
     }
 
     /// One screening by id.
-    pub async fn screening(&self, id: i64) -> Result<Screening, CatalogError> {
+    pub async fn screening(&self, id: ScreeningId) -> Result<Screening, CatalogError> {
         let row: Option<ScreeningRow> = sqlx::query_as(
             "SELECT id, station_id, film_id, starts_at, status, session_id, note \
                  FROM screenings WHERE id = $1",
         )
-        .bind(id)
+        .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(screening).ok_or_else(|| CatalogError::Invalid {
+        let row = row.ok_or_else(|| CatalogError::Invalid {
             field: "screening",
             reason: format!("no screening with id {id}"),
-        })
+        })?;
+        screening(row)
     }
 
     /// Screenings still waiting whose time has come (`starts_at <= now_ms`), oldest first.
     pub async fn due_screenings(&self, now_ms: i64) -> Result<Vec<Screening>, CatalogError> {
         let rows: Vec<ScreeningRow> = sqlx::query_as(
             "SELECT id, station_id, film_id, starts_at, status, session_id, note \
-             FROM screenings WHERE status = 'scheduled' AND starts_at <= $1 ORDER BY starts_at",
+             FROM screenings WHERE status = $2 AND starts_at <= $1 ORDER BY starts_at",
         )
         .bind(now_ms)
+        .bind(ScreeningStatus::Scheduled.as_str())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(screening).collect())
+        rows.into_iter().map(screening).collect()
     }
 
     /// Moves a screening to `status` (with its session and a note), only from `from`:
     /// returns false when another worker moved it first.
     pub async fn set_screening_status(
         &self,
-        id: i64,
-        from: &str,
-        status: &str,
+        id: ScreeningId,
+        from: ScreeningStatus,
+        status: ScreeningStatus,
         session: Option<SessionId>,
         note: &str,
     ) -> Result<bool, CatalogError> {
@@ -231,11 +313,11 @@ impl Catalog {
             "UPDATE screenings SET status = $1, session_id = COALESCE($2, session_id), note = $3 \
              WHERE id = $4 AND status = $5",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(session.map(|s| s.0))
         .bind(note)
-        .bind(id)
-        .bind(from)
+        .bind(id.0)
+        .bind(from.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -246,23 +328,25 @@ impl Catalog {
     /// comes through the API or the CLI, and from any host that reaches the catalog.
     pub async fn start_screening_now(
         &self,
-        id: i64,
+        id: ScreeningId,
         now_ms: i64,
     ) -> Result<Screening, CatalogError> {
         let done = sqlx::query(
-            "UPDATE screenings SET starts_at = $1, status = 'scheduled', note = '', \
-             session_id = NULL WHERE id = $2 AND status IN ('scheduled', 'missed')",
+            "UPDATE screenings SET starts_at = $1, status = $3, note = '', \
+             session_id = NULL WHERE id = $2 AND status IN ($3, $4)",
         )
         .bind(now_ms)
-        .bind(id)
+        .bind(id.0)
+        .bind(ScreeningStatus::Scheduled.as_str())
+        .bind(ScreeningStatus::Missed.as_str())
         .execute(&self.pool)
         .await?;
         let screening = self.screening(id).await?;
         if done.rows_affected() == 1 {
             return Ok(screening);
         }
-        Err(CatalogError::Conflict(match screening.status.as_str() {
-            "playing" | "stopping" => format!(
+        Err(CatalogError::Conflict(match screening.status {
+            ScreeningStatus::Playing | ScreeningStatus::Stopping => format!(
                 "screening {id} is already {} (session {})",
                 screening.status,
                 screening.session_id.map(|s| s.0).unwrap_or_default()
@@ -275,14 +359,18 @@ impl Catalog {
 
     /// Stop: a playing screening is marked `stopping` (the server playing it ends the
     /// session within a poll and marks it `stopped`); a waiting one is `cancelled`.
-    pub async fn stop_screening(&self, id: i64) -> Result<Screening, CatalogError> {
+    pub async fn stop_screening(&self, id: ScreeningId) -> Result<Screening, CatalogError> {
         let done = sqlx::query(
-            "UPDATE screenings SET status = CASE status WHEN 'playing' THEN 'stopping' \
-             ELSE 'cancelled' END, note = CASE status WHEN 'playing' THEN 'stop requested' \
+            "UPDATE screenings SET status = CASE status WHEN $2 THEN $3 ELSE $4 END, \
+             note = CASE status WHEN $2 THEN 'stop requested' \
              ELSE 'cancelled before it started' END \
-             WHERE id = $1 AND status IN ('playing', 'scheduled')",
+             WHERE id = $1 AND status IN ($2, $5)",
         )
-        .bind(id)
+        .bind(id.0)
+        .bind(ScreeningStatus::Playing.as_str())
+        .bind(ScreeningStatus::Stopping.as_str())
+        .bind(ScreeningStatus::Cancelled.as_str())
+        .bind(ScreeningStatus::Scheduled.as_str())
         .execute(&self.pool)
         .await?;
         let screening = self.screening(id).await?;
@@ -299,25 +387,25 @@ impl Catalog {
     /// already have been asked for while the session opened).
     pub async fn link_screening_session(
         &self,
-        id: i64,
+        id: ScreeningId,
         session: SessionId,
     ) -> Result<(), CatalogError> {
         sqlx::query("UPDATE screenings SET session_id = $1 WHERE id = $2")
             .bind(session.0)
-            .bind(id)
+            .bind(id.0)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
     /// The film a session played, for film-class sessions.
-    pub async fn session_film(&self, session: SessionId) -> Result<Option<i64>, CatalogError> {
+    pub async fn session_film(&self, session: SessionId) -> Result<Option<FilmId>, CatalogError> {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT film_id FROM screenings WHERE session_id = $1")
                 .bind(session.0)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(id,)| id))
+        Ok(row.map(|(id,)| FilmId(id)))
     }
 }
 
@@ -336,7 +424,7 @@ type FilmRow = (
 fn film(row: FilmRow) -> Film {
     let (id, title, path, duration_ms, container, video_codec, audio_codec, width, height) = row;
     Film {
-        id,
+        id: FilmId(id),
         title,
         path,
         duration_ms,
@@ -345,5 +433,23 @@ fn film(row: FilmRow) -> Film {
         audio_codec,
         width,
         height,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ScreeningStatus;
+
+    #[test]
+    fn screening_status_keeps_its_database_and_api_spelling() {
+        for status in ScreeningStatus::ALL {
+            assert_eq!(status.as_str().parse::<ScreeningStatus>().unwrap(), status);
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{}\"", status.as_str())
+            );
+        }
+        assert!("Playing".parse::<ScreeningStatus>().is_err());
+        assert!("".parse::<ScreeningStatus>().is_err());
     }
 }

@@ -7,7 +7,7 @@
 mod films;
 mod sources;
 
-pub use films::{Film, NewFilm, Screening};
+pub use films::{Film, NewFilm, Screening, ScreeningStatus, UnknownScreeningStatus};
 pub use sources::{PullSource, redact_url};
 
 mod accounts;
@@ -24,7 +24,7 @@ pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv};
 pub use nodes::{NODE_GONE_MS, NODE_HEARTBEAT_MS};
 pub use programme::{Named, SessionInfo, SessionUpdate};
-pub use sessions::{SessionKind, SessionSummary};
+pub use sessions::{SessionKind, SessionSource, SessionSummary};
 pub use stats::{
     GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, shanghai_day,
     shanghai_midnight_ms,
@@ -558,13 +558,13 @@ mod tests {
                 a.station_id,
                 SessionKind::Lecture,
                 "t",
-                "whip",
+                SessionSource::Whip,
                 1_000,
             )
             .await
             .unwrap();
         let summary = catalog.session_summary(id, 2_000).await.unwrap().unwrap();
         assert!(summary.live);
-        assert_eq!(summary.kind, "lecture");
+        assert_eq!(summary.kind, SessionKind::Lecture);
     }
 }

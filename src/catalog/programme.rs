@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 
-use super::{Catalog, CatalogError, check_name, rfc3339};
+use super::sessions::decode;
+use super::{Catalog, CatalogError, SessionKind, check_name, rfc3339};
+use crate::ids::FilmId;
 
 /// A managed list entry: a topic tag or a film.
 #[derive(Debug, Clone, Serialize)]
@@ -41,8 +43,8 @@ pub struct SessionInfo {
     pub id: i64,
     /// The station that held it.
     pub station_id: i64,
-    /// lecture, film_class or other.
-    pub kind: String,
+    /// What the session was.
+    pub kind: SessionKind,
     /// Title.
     pub title: String,
     /// Lecturer.
@@ -82,8 +84,10 @@ impl Catalog {
     }
 
     /// Adds a film.
-    pub async fn add_film(&self, title: &str) -> Result<i64, CatalogError> {
-        self.add_named("films", "title", "film", title).await
+    pub async fn add_film(&self, title: &str) -> Result<FilmId, CatalogError> {
+        self.add_named("films", "title", "film", title)
+            .await
+            .map(FilmId)
     }
 
     /// The topic list.
@@ -277,14 +281,13 @@ impl Catalog {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(
                 |(id, station_id, kind, title, speaker, topic, film, sched, start, end, n)| {
-                    SessionInfo {
+                    Ok(SessionInfo {
                         id,
                         station_id,
-                        kind,
+                        kind: decode(id, "kind", &kind, SessionKind::parse)?,
                         title,
                         speaker,
                         topic,
@@ -293,9 +296,9 @@ impl Catalog {
                         started_at: rfc3339(start),
                         ended_at: end.map(rfc3339),
                         in_person: n,
-                    }
+                    })
                 },
             )
-            .collect())
+            .collect()
     }
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 
+use super::films::ScreeningStatus;
 use super::nodes::NODE_GONE_MS;
 use super::{Catalog, CatalogError, rfc3339};
 use crate::ids::{ChannelName, SessionId, StationId};
@@ -41,6 +42,59 @@ impl SessionKind {
     }
 }
 
+/// How a session's media came in. Stored as its lowercase name in `sessions.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionSource {
+    /// A WHIP publisher (browser or encoder).
+    Whip,
+    /// An RTMP encoder.
+    Rtmp,
+    /// A pull source the server opened itself (RTSP, SRT, RTMP, HTTP).
+    Pull,
+    /// A film the server played (a screening).
+    Playout,
+}
+
+impl SessionSource {
+    /// The database and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionSource::Whip => "whip",
+            SessionSource::Rtmp => "rtmp",
+            SessionSource::Pull => "pull",
+            SessionSource::Playout => "playout",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn parse(text: &str) -> Option<SessionSource> {
+        [
+            SessionSource::Whip,
+            SessionSource::Rtmp,
+            SessionSource::Pull,
+            SessionSource::Playout,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A session's kind or source as read from its row; an unknown spelling is a decode
+/// error naming the session, not a panic.
+pub(super) fn decode<T>(
+    session: i64,
+    column: &str,
+    text: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, CatalogError> {
+    parse(text).ok_or_else(|| {
+        CatalogError::Database(sqlx::Error::Decode(
+            format!("session {session}: unknown {column} {text:?}").into(),
+        ))
+    })
+}
+
 /// A session's figures as `GET /api/sessions/{id}` reports them.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionSummary {
@@ -50,12 +104,12 @@ pub struct SessionSummary {
     pub channel: String,
     /// Station row id.
     pub station_id: StationId,
-    /// lecture, film_class or other.
-    pub kind: String,
+    /// What the session was.
+    pub kind: SessionKind,
     /// Title.
     pub title: String,
-    /// whip, rtmp, pull or playout.
-    pub source: String,
+    /// How its media came in.
+    pub source: SessionSource,
     /// Start, RFC 3339 UTC.
     pub started_at: String,
     /// End, RFC 3339 UTC; absent while live.
@@ -121,7 +175,7 @@ impl Catalog {
         station: StationId,
         kind: SessionKind,
         title: &str,
-        source: &str,
+        source: SessionSource,
         started_at_ms: i64,
     ) -> Result<SessionId, CatalogError> {
         let (id,): (i64,) = sqlx::query_as(
@@ -132,7 +186,7 @@ impl Catalog {
         .bind(station.0)
         .bind(kind.as_str())
         .bind(title)
-        .bind(source)
+        .bind(source.as_str())
         .bind(started_at_ms)
         .bind(self.node_id())
         .fetch_one(&self.pool)
@@ -215,12 +269,16 @@ impl Catalog {
         };
         bind(format!(
             "UPDATE screenings SET \
-                 status = CASE status WHEN 'stopping' THEN 'stopped' ELSE 'failed' END, \
-                 note = CASE status WHEN 'stopping' THEN 'stopped (the server ended first)' \
+                 status = CASE status WHEN $3 THEN $4 ELSE $5 END, \
+                 note = CASE status WHEN $3 THEN 'stopped (the server ended first)' \
                         ELSE 'interrupted: the server stopped while the film played' END \
-             WHERE status IN ('playing', 'stopping') AND \
+             WHERE status IN ($6, $3) AND \
              (session_id IN (SELECT id FROM sessions WHERE {stale}){unowned_screening})"
         ))
+        .bind(ScreeningStatus::Stopping.as_str())
+        .bind(ScreeningStatus::Stopped.as_str())
+        .bind(ScreeningStatus::Failed.as_str())
+        .bind(ScreeningStatus::Playing.as_str())
         .execute(&mut *tx)
         .await?;
         let peak = peak_of(
@@ -272,9 +330,9 @@ impl Catalog {
             id: SessionId(id),
             channel,
             station_id: StationId(station_id),
-            kind,
+            kind: decode(id, "kind", &kind, SessionKind::parse)?,
             title,
-            source,
+            source: decode(id, "source", &source, SessionSource::parse)?,
             started_at: rfc3339(started),
             ended_at: ended.map(rfc3339),
             live: ended.is_none(),

@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 
 use crate::audience::now_ms;
 use crate::catalog::{Catalog, CatalogError, NewFilm};
+use crate::ids::FilmId;
 use crate::ingest::playout::{ProbeProgress, probe_film_with_progress};
 
 /// `feiyan film ...`
@@ -43,7 +44,10 @@ enum LibraryEntry<'a> {
 
 /// Adds a film to the library and returns its id: the one place the command line writes
 /// the films table.
-async fn add_to_library(catalog: &Catalog, entry: LibraryEntry<'_>) -> Result<i64, CatalogError> {
+async fn add_to_library(
+    catalog: &Catalog,
+    entry: LibraryEntry<'_>,
+) -> Result<FilmId, CatalogError> {
     match entry {
         LibraryEntry::Title(title) => catalog.add_film(title).await,
         LibraryEntry::File(film) => catalog.import_film(film, now_ms()).await,
@@ -107,7 +111,7 @@ async fn import(
     catalog: &Catalog,
     path: &Path,
     shown: &ImportProgress,
-) -> anyhow::Result<Result<(i64, NewFilm), String>> {
+) -> anyhow::Result<Result<(FilmId, NewFilm), String>> {
     let probe_path = path.to_path_buf();
     let reporter = shown.clone();
     let probed = tokio::task::spawn_blocking(move || {

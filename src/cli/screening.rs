@@ -4,7 +4,8 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use crate::audience::now_ms;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ScreeningStatus};
+use crate::ids::{FilmId, ScreeningId};
 
 /// `feiyan screening ...`
 #[derive(Subcommand)]
@@ -41,7 +42,7 @@ pub async fn run(catalog: &Catalog, action: ScreeningAction) -> anyhow::Result<(
                 format!("--at {at:?}: expected RFC 3339, e.g. 2026-12-01T19:00:00+08:00")
             })?;
             let s = catalog
-                .schedule_screening(&station, film, at.timestamp_millis(), now_ms())
+                .schedule_screening(&station, FilmId(film), at.timestamp_millis(), now_ms())
                 .await?;
             println!(
                 "screening {} scheduled at {} (film {}, station {})",
@@ -49,15 +50,17 @@ pub async fn run(catalog: &Catalog, action: ScreeningAction) -> anyhow::Result<(
             );
         }
         ScreeningAction::Start { id } => {
-            let s = catalog.start_screening_now(id, now_ms()).await?;
+            let s = catalog
+                .start_screening_now(ScreeningId(id), now_ms())
+                .await?;
             println!(
                 "screening {} (film {}, station {}) starts now; a running server plays it within a second",
                 s.id, s.film_id, s.station_id
             );
         }
         ScreeningAction::Stop { id } => {
-            let s = catalog.stop_screening(id).await?;
-            if s.status == "stopping" {
+            let s = catalog.stop_screening(ScreeningId(id)).await?;
+            if s.status == ScreeningStatus::Stopping {
                 println!(
                     "screening {id}: stop requested; the server ends session {} within a second",
                     s.session_id.map(|s| s.0).unwrap_or_default()

@@ -458,7 +458,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
                         require_city(&authenticate(&state, &h).await?)?;
                         let id = match what.as_str() {
                             "topics" => state.catalog.add_topic(&body.name).await?,
-                            "films" => state.catalog.add_film(&body.name).await?,
+                            "films" => state.catalog.add_film(&body.name).await?.0,
                             _ => return Err(ApiError::NotFound("not found".into())),
                         };
                         Ok(json(&serde_json::json!({"id": id})))

@@ -23,6 +23,7 @@ use super::error::ApiError;
 use super::{State, finish, parse_channel, with_state};
 use crate::audience::now_ms;
 use crate::catalog::redact_url;
+use crate::ids::{FilmId, ScreeningId};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +36,7 @@ struct NewSource {
 #[serde(deny_unknown_fields)]
 struct NewScreening {
     channel: String,
-    film_id: i64,
+    film_id: FilmId,
     at: String,
 }
 
@@ -72,7 +73,7 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .then(
             |id: i64, action: String, auth: Option<String>, state: State| async move {
-                finish(control_screening(id, &action, auth, state).await)
+                finish(control_screening(ScreeningId(id), &action, auth, state).await)
             },
         );
     let screening = warp::get()
@@ -82,7 +83,7 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
             finish(
                 state
                     .catalog
-                    .screening(id)
+                    .screening(ScreeningId(id))
                     .await
                     .map(|s| warp::reply::json(&s).into_response())
                     .map_err(|_| ApiError::NotFound(format!("no screening {id}"))),
@@ -166,7 +167,7 @@ async fn schedule(
 
 /// `POST /api/screenings/{id}/start|stop` with the stream key of the screening's station.
 async fn control_screening(
-    id: i64,
+    id: ScreeningId,
     action: &str,
     auth: Option<String>,
     state: State,

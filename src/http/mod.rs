@@ -29,7 +29,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::audience::now_ms;
-use crate::catalog::{Catalog, SessionKind, Terminal, rfc3339};
+use crate::catalog::{Catalog, SessionKind, SessionSource, Terminal, rfc3339};
 use crate::ids::{ChannelName, SessionId};
 use crate::relay::{RelayHandle, ViewerInfo};
 use error::{ApiError, recover, text};
@@ -355,7 +355,14 @@ async fn whip_post_inner(
     let started = now_ms();
     let session = state
         .catalog
-        .open_session(&channel, owner.station_id, kind, &title, "whip", started)
+        .open_session(
+            &channel,
+            owner.station_id,
+            kind,
+            &title,
+            SessionSource::Whip,
+            started,
+        )
         .await?;
     match state
         .relay

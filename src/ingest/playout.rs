@@ -13,7 +13,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
-use crate::catalog::{NewFilm, Screening, SessionKind};
+use crate::catalog::{NewFilm, Screening, ScreeningStatus, SessionKind, SessionSource};
 use crate::ids::ChannelName;
 use crate::transcode::demux::{Demuxer, probe};
 use crate::transcode::{TranscodeError, Transcoder};
@@ -136,16 +136,28 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
                     late_ms / 1000,
                     grace_ms / 1000
                 );
-                warn!(screening = screening.id, %note, "screening missed");
+                warn!(screening = screening.id.0, %note, "screening missed");
                 let _ = ctx
                     .catalog
-                    .set_screening_status(screening.id, "scheduled", "missed", None, &note)
+                    .set_screening_status(
+                        screening.id,
+                        ScreeningStatus::Scheduled,
+                        ScreeningStatus::Missed,
+                        None,
+                        &note,
+                    )
                     .await;
                 continue;
             }
             match ctx
                 .catalog
-                .set_screening_status(screening.id, "scheduled", "playing", None, "")
+                .set_screening_status(
+                    screening.id,
+                    ScreeningStatus::Scheduled,
+                    ScreeningStatus::Playing,
+                    None,
+                    "",
+                )
                 .await
             {
                 Ok(true) => {}
@@ -161,10 +173,10 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
             tokio::spawn(
                 async move {
                     let (status, note) = match play(&ctx, &screening, stop).await {
-                        Ok(()) => ("done", String::new()),
+                        Ok(()) => (ScreeningStatus::Done, String::new()),
                         Err(err) => {
                             warn!(%err, "screening failed");
-                            ("failed", err.to_string())
+                            (ScreeningStatus::Failed, err.to_string())
                         }
                     };
                     // An operator's stop wins over how the playout itself ended.
@@ -172,8 +184,8 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
                         .catalog
                         .set_screening_status(
                             screening.id,
-                            "stopping",
-                            "stopped",
+                            ScreeningStatus::Stopping,
+                            ScreeningStatus::Stopped,
                             None,
                             "stopped by an operator",
                         )
@@ -181,11 +193,17 @@ pub(crate) async fn scheduler(ctx: Arc<IngestContext>, mut stop: watch::Receiver
                     if !matches!(stopped, Ok(true)) {
                         let _ = ctx
                             .catalog
-                            .set_screening_status(screening.id, "playing", status, None, &note)
+                            .set_screening_status(
+                                screening.id,
+                                ScreeningStatus::Playing,
+                                status,
+                                None,
+                                &note,
+                            )
                             .await;
                     }
                 }
-                .instrument(info_span!("screening", id)),
+                .instrument(info_span!("screening", id = id.0)),
             );
         }
     }
@@ -216,7 +234,7 @@ async fn play(
             screening.station_id,
             SessionKind::FilmClass,
             &film.title,
-            "playout",
+            SessionSource::Playout,
             started,
         )
         .await?;
@@ -225,7 +243,7 @@ async fn play(
         .update_session(
             session.0,
             &crate::catalog::SessionUpdate {
-                film_id: Some(film.id),
+                film_id: Some(film.id.0),
                 scheduled_at: Some(screening.starts_at_ms),
                 ..Default::default()
             },
@@ -252,7 +270,7 @@ async fn play(
             return Err(err.into());
         }
     };
-    info!(%channel, %session, film = film.id, passthrough = transcoder.video_passthrough(), "film class started");
+    info!(%channel, %session, film = film.id.0, passthrough = transcoder.video_passthrough(), "film class started");
     let forwarder = tokio::spawn(forward(encoded, publisher, transcoder.keyframe_requester()));
     let halt = Arc::new(AtomicBool::new(false));
     let halt_pacer = halt.clone();
@@ -270,9 +288,9 @@ async fn play(
             if catalog
                 .screening(id)
                 .await
-                .is_ok_and(|s| s.status == "stopping")
+                .is_ok_and(|s| s.status == ScreeningStatus::Stopping)
             {
-                info!(screening = id, "stop requested");
+                info!(screening = id.0, "stop requested");
                 break;
             }
         }

@@ -17,7 +17,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
-use crate::catalog::{PullSource, SessionKind, redact_url};
+use crate::catalog::{PullSource, SessionKind, SessionSource, redact_url};
 use crate::ids::{ChannelName, SessionId};
 use crate::transcode::demux::Demuxer;
 use crate::transcode::{TranscodeError, Transcoder};
@@ -233,7 +233,7 @@ async fn attempt(
                 owner.station_id,
                 SessionKind::Lecture,
                 &title,
-                "pull",
+                SessionSource::Pull,
                 started,
             )
             .await?;

@@ -26,7 +26,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
-use crate::catalog::{ChannelOwner, SessionKind};
+use crate::catalog::{ChannelOwner, SessionKind, SessionSource};
 use crate::ids::{ChannelName, SessionId};
 use crate::media::MediaKind;
 use crate::transcode::{AudioInput, SourcePacket, Transcoder, VideoInput};
@@ -426,7 +426,7 @@ impl Conn {
                 auth.owner.station_id,
                 SessionKind::Lecture,
                 &title,
-                "rtmp",
+                SessionSource::Rtmp,
                 started,
             )
             .await?;
