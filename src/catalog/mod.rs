@@ -209,7 +209,7 @@ pub struct Catalog {
     pool: AnyPool,
     /// On PostgreSQL, a second, native pool for reads of many rows (statistics by
     /// station): the `Any` driver converts every column of every row into its own value
-    /// first, about 2.4 us per rollup row, which for 20,000 stations was most of a ranking.
+    /// first, which for a ranking of every station was most of its time.
     rows: Option<sqlx::PgPool>,
     /// PostgreSQL needs a few extra statements (serial sequences after bulk inserts).
     is_postgres: bool,
@@ -291,7 +291,7 @@ impl Catalog {
     /// Refreshes the query planner's statistics (after bulk loads such as demo data). On
     /// PostgreSQL it vacuums too, as autovacuum would a while after the load: that sets
     /// the visibility map, without which no index-only scan is chosen (the edge days of a
-    /// province-wide range then cost 32 ms of heap reads instead of 2 ms from the index).
+    /// province-wide range then read the heap instead of the index).
     pub async fn analyze(&self) -> Result<(), CatalogError> {
         let sql = if self.is_postgres {
             "VACUUM ANALYZE"

@@ -115,15 +115,15 @@ impl Catalog {
         if let Some(pool) = &self.rows {
             // In group order, PostgreSQL merge-joins the names: a year of 20,000 stations
             // comes out of `station_periods_cover` in station order, and the join then
-            // walks the stations' key instead of hashing all of them (23 ms against 36 ms).
+            // walks the stations' key instead of hashing all of them.
             let order = if names.is_empty() {
                 ""
             } else {
                 " ORDER BY a.gid"
             };
             // Every figure as BIGINT: binary COPY carries no types, and `parse_copy` reads
-            // eight bytes each. Read as binary `COPY`: sqlx's rows cost about 1 us each in its row stream
-            // and per-column checks, most of a province-wide ranking's 46,000 rows;
+            // eight bytes each. Read as binary `COPY`: sqlx's row stream and per-column
+            // checks were most of the cost of a province-wide ranking's many rows;
             // `COPY` takes no parameters, so they are written in (numbers only).
             let select = inline_args(&select, &args);
             let copied = copy_rows(
@@ -141,8 +141,9 @@ impl Catalog {
                 .map_err(|e| sqlx::Error::Protocol(format!("rollup copy: {e}")));
         }
         // On SQLite the rows come back packed in one JSON array: a ranking of 20,000
-        // stations is then one value through the driver instead of 20,000 rows at about
-        // 4 us each (sqlx `Any`). PostgreSQL's binary rows are cheaper than its json_agg.
+        // stations is then one value through the driver instead of 20,000 rows, each with
+        // the `Any` driver's per-row cost. PostgreSQL's binary rows are cheaper than its
+        // json_agg.
         let sql = format!("SELECT json_group_array(json_array({row})) FROM ({select}) a {names}");
         let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
         for a in args {
@@ -243,7 +244,7 @@ impl Catalog {
         let few_days = matches!(stretch, Stretch::Days(Some(from), Some(to))
             if day_number(to) - day_number(from) < MAX_INDEXED_DAYS);
         // A station has at most a few rows a day: a few days by station are read as they
-        // are (PostgreSQL's HashAggregate of 12,000 rows spilled and took 26 ms).
+        // are (PostgreSQL's HashAggregate of them spilled to disk).
         one_row_each |= rollup == Rollup::StationDays
             && q.group == GroupBy::Station
             && matches!(stretch, Stretch::Days(Some(from), Some(to))
@@ -255,7 +256,7 @@ impl Catalog {
             // Span, kind and month lead the primary key of `station_periods`, so a month or
             // a year of every station is one stretch of it. SQLite's planner instead
             // skip-scans `station_periods_institute` (1,000 institutes) and looks each row
-            // up by key: 40 ms against 7 ms for a province-wide year.
+            // up by key, several times slower for a province-wide year.
             Rollup::StationPeriods { .. } => " INDEXED BY sqlite_autoindex_station_periods_1",
             _ => "",
         };
