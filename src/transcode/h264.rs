@@ -214,6 +214,198 @@ impl AnnexbWriter {
     }
 }
 
+/// What a muxer needs from a sequence parameter set (ISO 14496-10 §7.3.2.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpsInfo {
+    /// `profile_idc` (66 baseline, 77 main, 100 high, ...).
+    pub profile_idc: u8,
+    /// `level_idc` (e.g. 31 for level 3.1).
+    pub level_idc: u8,
+    /// Displayed width in pixels, after frame cropping.
+    pub width: u32,
+    /// Displayed height in pixels, after frame cropping (both fields of an interlaced frame).
+    pub height: u32,
+}
+
+/// Reads the bits of an RBSP (emulation prevention already removed), most significant first.
+struct BitReader<'a> {
+    data: &'a [u8],
+    bit: usize,
+}
+
+impl BitReader<'_> {
+    fn bit(&mut self) -> Option<u32> {
+        let byte = *self.data.get(self.bit / 8)?;
+        let value = (byte >> (7 - self.bit % 8)) & 1;
+        self.bit += 1;
+        Some(u32::from(value))
+    }
+
+    fn bits(&mut self, n: u32) -> Option<u32> {
+        (0..n).try_fold(0u32, |acc, _| Some((acc << 1) | self.bit()?))
+    }
+
+    /// Unsigned exp-Golomb, `ue(v)`; values past 32 bits are refused.
+    fn ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.bit()? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        let rest = self.bits(zeros)?;
+        ((1u64 << zeros) - 1 + u64::from(rest)).try_into().ok()
+    }
+
+    /// Signed exp-Golomb, `se(v)`.
+    fn se(&mut self) -> Option<i32> {
+        let k = i64::from(self.ue()?);
+        let v = if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) };
+        i32::try_from(v).ok()
+    }
+}
+
+/// The RBSP of a NAL unit: its payload with emulation prevention bytes (`00 00 03`)
+/// removed.
+pub fn unescape_rbsp(nal: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(nal.len());
+    let mut zeros = 0;
+    for &b in nal {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+/// Parses a sequence parameter set NAL unit (header byte included, no start code) far
+/// enough to know the picture size: high-profile chroma format and scaling lists, the
+/// picture order count fields, interlacing and frame cropping.
+pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, TranscodeError> {
+    let bad = |what: &str| TranscodeError::BadInput(format!("H.264 SPS: {what}"));
+    if nal.first().map(|b| b & 0x1f) != Some(NAL_SPS) {
+        return Err(bad("not an SPS NAL unit"));
+    }
+    let rbsp = unescape_rbsp(&nal[1..]);
+    let mut r = BitReader {
+        data: &rbsp,
+        bit: 0,
+    };
+    parse_sps_fields(&mut r).ok_or_else(|| bad("truncated or out of range"))
+}
+
+fn parse_sps_fields(r: &mut BitReader<'_>) -> Option<SpsInfo> {
+    let profile_idc = r.bits(8)? as u8;
+    r.bits(8)?; // constraint_set flags, reserved_zero_2bits
+    let level_idc = r.bits(8)? as u8;
+    r.ue()?; // seq_parameter_set_id
+    let mut chroma_format_idc = 1;
+    let mut separate_colour_plane = false;
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = r.ue()?;
+        if chroma_format_idc > 3 {
+            return None;
+        }
+        if chroma_format_idc == 3 {
+            separate_colour_plane = r.bit()? == 1;
+        }
+        r.ue()?; // bit_depth_luma_minus8
+        r.ue()?; // bit_depth_chroma_minus8
+        r.bit()?; // qpprime_y_zero_transform_bypass_flag
+        if r.bit()? == 1 {
+            // seq_scaling_matrix_present_flag
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.bit()? == 1 {
+                    skip_scaling_list(r, if i < 6 { 16 } else { 64 })?;
+                }
+            }
+        }
+    }
+    r.ue()?; // log2_max_frame_num_minus4
+    match r.ue()? {
+        0 => {
+            r.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+        }
+        1 => {
+            r.bit()?; // delta_pic_order_always_zero_flag
+            r.se()?; // offset_for_non_ref_pic
+            r.se()?; // offset_for_top_to_bottom_field
+            let cycle = r.ue()?;
+            if cycle > 255 {
+                return None;
+            }
+            for _ in 0..cycle {
+                r.se()?; // offset_for_ref_frame
+            }
+        }
+        2 => {}
+        _ => return None,
+    }
+    r.ue()?; // max_num_ref_frames
+    r.bit()?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = u64::from(r.ue()?) + 1;
+    let height_map_units = u64::from(r.ue()?) + 1;
+    let frame_mbs_only = r.bit()? == 1;
+    if !frame_mbs_only {
+        r.bit()?; // mb_adaptive_frame_field_flag
+    }
+    r.bit()?; // direct_8x8_inference_flag
+    let (mut left, mut right, mut top, mut bottom) = (0u64, 0u64, 0u64, 0u64);
+    if r.bit()? == 1 {
+        left = r.ue()?.into();
+        right = r.ue()?.into();
+        top = r.ue()?.into();
+        bottom = r.ue()?.into();
+    }
+    let field_factor = if frame_mbs_only { 1 } else { 2 };
+    // Crop units (§7.4.2.1.1): luma samples without chroma, else the chroma subsampling.
+    let chroma_array_type = if separate_colour_plane {
+        0
+    } else {
+        chroma_format_idc
+    };
+    let (crop_x, crop_y) = match chroma_array_type {
+        0 => (1, field_factor),
+        1 => (2, 2 * field_factor),
+        2 => (2, field_factor),
+        _ => (1, field_factor),
+    };
+    let width = (width_mbs * 16).checked_sub(crop_x * (left + right))?;
+    let height = (field_factor * height_map_units * 16).checked_sub(crop_y * (top + bottom))?;
+    if width == 0 || height == 0 {
+        return None;
+    }
+    Some(SpsInfo {
+        profile_idc,
+        level_idc,
+        width: width.try_into().ok()?,
+        height: height.try_into().ok()?,
+    })
+}
+
+/// Skips one `scaling_list()` of `size` coefficients (§7.3.2.1.1.1).
+fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Option<()> {
+    let (mut last, mut next) = (8i32, 8i32);
+    for _ in 0..size {
+        if next != 0 {
+            let delta = r.se()?;
+            next = (last + delta + 256).rem_euclid(256);
+        }
+        if next != 0 {
+            last = next;
+        }
+    }
+    Some(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +466,178 @@ mod tests {
         let mut unseeded = AnnexbWriter::for_annexb();
         let (au, _) = unseeded.convert(&[0, 0, 0, 1, 0x65, 0x88, 0x84]).unwrap();
         assert_eq!(split_annexb(&au).len(), 1, "nothing to add without sets");
+    }
+    // SPS NAL units written by libx264 (ffmpeg 5.1), emulation prevention bytes included.
+    const SPS_BASELINE_640X360: [u8; 25] = [
+        0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
+        0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2e, 0x48,
+    ];
+    const SPS_HIGH_1920X1080: [u8; 27] = [
+        0x67, 0x64, 0x00, 0x28, 0xac, 0xd9, 0x40, 0x78, 0x02, 0x27, 0xe5, 0xc0, 0x44, 0x00, 0x00,
+        0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc6, 0x58,
+    ];
+    /// High 4:2:2, interlaced (`frame_mbs_only_flag` 0), 1280x720.
+    const SPS_HIGH422_INTERLACED_1280X720: [u8; 27] = [
+        0x67, 0x7a, 0x00, 0x20, 0xbc, 0xd9, 0x40, 0x50, 0x0b, 0xbf, 0x13, 0x80, 0x88, 0x00, 0x00,
+        0x03, 0x00, 0x08, 0x00, 0x00, 0x03, 0x01, 0xe0, 0xf8, 0xb1, 0x6c, 0xb0,
+    ];
+    /// High 4:4:4 Predictive, 642x362 (cropped from 656x368 in single-sample units).
+    const SPS_HIGH444_642X362: [u8; 26] = [
+        0x67, 0xf4, 0x00, 0x1e, 0x91, 0x9b, 0x28, 0x14, 0x85, 0xfc, 0x7c, 0xf8, 0x08, 0x80, 0x00,
+        0x00, 0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8b, 0x16, 0xcb,
+    ];
+
+    #[test]
+    fn real_sps_sizes() {
+        let cases: [(&[u8], u8, u8, u32, u32); 4] = [
+            (&SPS_BASELINE_640X360, 66, 30, 640, 360),
+            (&SPS_HIGH_1920X1080, 100, 40, 1920, 1080),
+            (&SPS_HIGH422_INTERLACED_1280X720, 122, 32, 1280, 720),
+            (&SPS_HIGH444_642X362, 244, 30, 642, 362),
+        ];
+        for (sps, profile_idc, level_idc, width, height) in cases {
+            assert_eq!(
+                parse_sps(sps).unwrap(),
+                SpsInfo {
+                    profile_idc,
+                    level_idc,
+                    width,
+                    height
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn emulation_prevention_is_removed() {
+        assert_eq!(
+            unescape_rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 3]),
+            vec![0, 0, 1, 0, 0, 0, 3]
+        );
+    }
+
+    /// Writes an RBSP bit by bit, for SPS the encoders here never write.
+    #[derive(Default)]
+    struct BitWriter {
+        bits: Vec<bool>,
+    }
+
+    impl BitWriter {
+        fn u(&mut self, n: u32, v: u32) {
+            for i in (0..n).rev() {
+                self.bits.push((v >> i) & 1 == 1);
+            }
+        }
+        fn ue(&mut self, v: u32) {
+            let v = u64::from(v) + 1;
+            let len = 64 - v.leading_zeros();
+            self.u(len - 1, 0);
+            for i in (0..len).rev() {
+                self.bits.push((v >> i) & 1 == 1);
+            }
+        }
+        fn se(&mut self, v: i32) {
+            self.ue(if v > 0 {
+                2 * v as u32 - 1
+            } else {
+                2 * v.unsigned_abs()
+            });
+        }
+        /// The NAL unit: header, payload with emulation prevention, stop bit.
+        fn sps_nal(mut self) -> Vec<u8> {
+            self.bits.push(true);
+            while !self.bits.len().is_multiple_of(8) {
+                self.bits.push(false);
+            }
+            let rbsp: Vec<u8> = self
+                .bits
+                .chunks(8)
+                .map(|c| c.iter().fold(0u8, |acc, b| (acc << 1) | u8::from(*b)))
+                .collect();
+            let mut nal = vec![0x67];
+            let mut zeros = 0;
+            for b in rbsp {
+                if zeros >= 2 && b <= 3 {
+                    nal.push(3);
+                    zeros = 0;
+                }
+                zeros = if b == 0 { zeros + 1 } else { 0 };
+                nal.push(b);
+            }
+            nal
+        }
+    }
+
+    #[test]
+    fn scaling_lists_poc_type_1_and_monochrome_cropping() {
+        let mut w = BitWriter::default();
+        w.u(8, 100); // profile_idc: high
+        w.u(8, 0);
+        w.u(8, 31);
+        w.ue(0); // sps id
+        w.ue(0); // chroma_format_idc: monochrome
+        w.ue(0);
+        w.ue(0);
+        w.u(1, 0);
+        w.u(1, 1); // seq_scaling_matrix_present_flag
+        for i in 0..8 {
+            let present = i % 3 != 2;
+            w.u(1, u32::from(present));
+            if present {
+                let size = if i < 6 { 16 } else { 64 };
+                if i == 0 {
+                    w.se(-8); // nextScale 0: use the default matrix, no more deltas
+                } else {
+                    for j in 0..size {
+                        w.se(if j % 2 == 0 { 5 } else { -3 });
+                    }
+                }
+            }
+        }
+        w.ue(0); // log2_max_frame_num_minus4
+        w.ue(1); // pic_order_cnt_type 1
+        w.u(1, 0);
+        w.se(-2);
+        w.se(1);
+        w.ue(3);
+        for v in [4, -5, 6] {
+            w.se(v);
+        }
+        w.ue(4); // max_num_ref_frames
+        w.u(1, 0);
+        w.ue(79); // 1280 wide
+        w.ue(44); // 720 high
+        w.u(1, 1); // frame_mbs_only
+        w.u(1, 1);
+        w.u(1, 1); // frame_cropping_flag
+        for crop in [3, 5, 0, 7] {
+            w.ue(crop); // monochrome: 1-sample units
+        }
+        w.u(1, 0); // vui_parameters_present_flag
+        let nal = w.sps_nal();
+        assert_eq!(
+            parse_sps(&nal).unwrap(),
+            SpsInfo {
+                profile_idc: 100,
+                level_idc: 31,
+                width: 1280 - 8,
+                height: 720 - 7
+            }
+        );
+    }
+
+    #[test]
+    fn broken_sps_is_an_error() {
+        assert!(parse_sps(&[]).is_err());
+        assert!(parse_sps(&[0x68, 0x42]).is_err(), "a PPS is not an SPS");
+        // The fields that give the size end in byte 11 (cropping); anything shorter fails.
+        for len in 1..11 {
+            assert!(
+                parse_sps(&SPS_HIGH_1920X1080[..len]).is_err(),
+                "truncated at {len}"
+            );
+        }
+        // 2^32 in exp-Golomb: 32 leading zeros.
+        assert!(parse_sps(&[0x67, 0x42, 0, 0x1e, 0, 0, 0, 0, 0x80]).is_err());
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod demux;
 pub mod h264;
+pub mod mux;
 
 mod audio;
 mod video;
