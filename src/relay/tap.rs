@@ -26,10 +26,6 @@ use crate::media::{AccessUnit, Codec, MediaKind, Track};
 /// its audio).
 const CAPACITY: usize = 1024;
 
-/// Packets held for a session the hub has made live but the tap has not heard of yet
-/// (the engine tells the tap after the turn's packets): about a second of 2 Mbit/s video.
-const EARLY_PACKETS: usize = 256;
-
 /// What a channel subscription delivers.
 #[derive(Debug, Clone)]
 pub enum ChannelMedia {
@@ -197,9 +193,6 @@ struct ChannelTap {
     /// Video renditions (index = rendition) and audio, made on the first packet.
     video: Vec<Option<Assembler>>,
     audio: Option<Assembler>,
-    /// Packets the hub forwarded before the tap heard that their session went live, with
-    /// their rendition: they are the session's first (its first keyframe among them).
-    early: Vec<(usize, MediaKind, rtp::Packet)>,
 }
 
 impl ChannelTap {
@@ -255,7 +248,6 @@ impl Taps {
                 given: HashMap::new(),
                 video: Vec::new(),
                 audio: None,
-                early: Vec::new(),
             });
         Subscription {
             live: tap.live.clone(),
@@ -272,9 +264,6 @@ impl Taps {
             tap.live_at = Some(now);
             tap.live = Some(live.clone());
             let _ = tap.tx.send(ChannelMedia::Live(live));
-            for (rendition, kind, packet) in std::mem::take(&mut tap.early) {
-                tap.feed(rendition, now, &[(kind, packet)]);
-            }
         }
     }
 
@@ -283,15 +272,13 @@ impl Taps {
         if let Some(tap) = self.tapped(channel) {
             tap.live = None;
             tap.live_at = None;
-            tap.early.clear();
             let _ = tap.tx.send(ChannelMedia::Ended { session });
         }
     }
 
     /// Packets the hub forwarded from the channel's source (video of `rendition`). The
-    /// hub forwards only a live source's packets, so packets that come before the tap has
-    /// heard of the session (the hub went live during this turn of the engine) are its
-    /// first: they are held until [`Taps::live`].
+    /// engine tells the tap a session went live ([`Taps::live`]) before it fans out the
+    /// packets read in the same turn, so a session's first keyframe is never lost here.
     pub(super) fn packets(
         &mut self,
         channel: &ChannelName,
@@ -299,20 +286,9 @@ impl Taps {
         now: Instant,
         packets: &[(MediaKind, rtp::Packet)],
     ) {
-        let Some(tap) = self.tapped(channel) else {
-            return;
-        };
-        if tap.live.is_none() {
-            let room = EARLY_PACKETS.saturating_sub(tap.early.len());
-            tap.early.extend(
-                packets
-                    .iter()
-                    .take(room)
-                    .map(|(kind, packet)| (rendition, *kind, packet.clone())),
-            );
-            return;
+        if let Some(tap) = self.tapped(channel) {
+            tap.feed(rendition, now, packets);
         }
-        tap.feed(rendition, now, packets);
     }
 
     /// An access unit a server-side source hands over itself (e.g. its original AAC).
@@ -471,58 +447,5 @@ mod tests {
         drop(sub);
         taps.packets(&channel, 0, Instant::now(), &[]);
         assert!(taps.channels.is_empty());
-    }
-    #[test]
-    fn packets_forwarded_before_the_tap_hears_of_the_session_are_its_first() {
-        // The engine fans out a turn's packets before it tells the tap the hub went live
-        // in that turn: the opening keyframe must not be lost.
-        let channel = ChannelName::parse("st-1").unwrap();
-        let mut taps = Taps::default();
-        let mut sub = taps.subscribe(&channel);
-        let now = Instant::now();
-        let early = [
-            (
-                MediaKind::Video,
-                packet(102, 1, 5, 9000, false, Bytes::from_static(&[0x67, 1, 1])),
-            ),
-            (
-                MediaKind::Video,
-                packet(102, 1, 6, 9000, true, Bytes::from_static(&[0x65, 2, 2])),
-            ),
-            (
-                MediaKind::Audio,
-                packet(111, 2, 40, 480, true, Bytes::from_static(b"opus")),
-            ),
-        ];
-        taps.packets(&channel, 0, now, &early);
-        assert!(units(&mut sub.media).is_empty(), "nothing before Live");
-        let live = LiveMedia {
-            session: SessionId(8),
-            video: Some(Codec::H264),
-            audio: Some(Codec::Opus),
-            renditions: Vec::new(),
-        };
-        taps.live(&channel, live.clone(), now);
-        taps.packets(
-            &channel,
-            0,
-            now,
-            &[(
-                MediaKind::Video,
-                packet(102, 1, 7, 12000, true, Bytes::from_static(&[0x41, 3, 3])),
-            )],
-        );
-        let got = units(&mut sub.media);
-        let video: Vec<(i64, bool)> = got
-            .iter()
-            .filter(|u| u.codec == Codec::H264)
-            .map(|u| (u.pts, u.keyframe))
-            .collect();
-        assert_eq!(video, vec![(0, true), (3000, false)]);
-        assert_eq!(got.iter().filter(|u| u.codec == Codec::Opus).count(), 1);
-        // After the session ends, nothing is held for the next one.
-        taps.ended(&channel, SessionId(8));
-        taps.live(&channel, live, now);
-        assert!(units(&mut sub.media).is_empty());
     }
 }

@@ -293,7 +293,7 @@ impl Transcoder {
                 let out = out_tx.clone();
                 // FFmpeg's scaler is not Send, so the stage is built on its own thread;
                 // opening errors come back before `start` returns.
-                spawn_stage("transcode-video", move || {
+                spawn_stage("fy-tc-video", move || {
                     video::VideoStage::new(input, &opts, video_passthrough, keyframes)
                         .map(|stage| move || stage.run(rx, out))
                 })?;
@@ -306,7 +306,7 @@ impl Transcoder {
                 let opts = options.clone();
                 let (tx, rx) = mpsc::channel(options.queue);
                 let out = out_tx.clone();
-                spawn_stage("transcode-audio", move || {
+                spawn_stage("fy-tc-audio", move || {
                     audio::AudioStage::new(input, &opts).map(|stage| move || stage.run(rx, out))
                 })?;
                 Some(tx)

@@ -160,8 +160,10 @@ impl Engine {
         let mut buf = vec![0u8; 2048];
         loop {
             self.attendance.flush();
-            self.flush_media();
+            // Events first: a channel that went live in the last turn is live for its
+            // subscribers before that turn's packets reach them.
             self.hub_events();
+            self.flush_media();
             self.socket
                 .send(&mut self.outbox, &self.board.counters)
                 .await;
