@@ -251,11 +251,11 @@ impl FileMuxer {
             .ok_or_else(|| TranscodeError::BadInput("undeclared track".into()))?;
         let track = &mut self.tracks[index];
         let tb = track.time_base.unwrap_or(ffmpeg::Rational(1, 90_000));
-        let unit_tb = ffmpeg::Rational(1, unit.timescale as i32);
-        let origin_units =
-            ffmpeg::Rescale::rescale(&origin, ffmpeg::Rational(1, 1_000_000), unit_tb);
-        let dts = ffmpeg::Rescale::rescale(&(unit.dts - origin_units), unit_tb, tb);
-        let pts = ffmpeg::Rescale::rescale(&(unit.pts - origin_units), unit_tb, tb);
+        // Through microseconds, the origin's own unit: the unit that set the origin lands
+        // exactly on zero (a round trip through its own time base could round below it).
+        let us = ffmpeg::Rational(1, 1_000_000);
+        let dts = ffmpeg::Rescale::rescale(&(micros(unit.dts, unit.timescale) - origin), us, tb);
+        let pts = ffmpeg::Rescale::rescale(&(micros(unit.pts, unit.timescale) - origin), us, tb);
         if dts < 0 || pts < dts || track.last_dts.is_some_and(|last| dts <= last) {
             self.skipped += 1;
             return Ok(Written::Skipped);
