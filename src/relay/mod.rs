@@ -169,7 +169,7 @@ pub struct Accepted {
 }
 
 /// A request to the engine.
-pub(crate) enum Command {
+pub(crate) enum EngineCommand {
     Publish {
         channel: ChannelName,
         offer: String,
@@ -364,7 +364,7 @@ impl LiveBoard {
 /// Cheap-to-clone handle for talking to the engine.
 #[derive(Clone)]
 pub struct RelayHandle {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<EngineCommand>,
     board: Arc<LiveBoard>,
     udp_addr: SocketAddr,
 }
@@ -382,7 +382,7 @@ impl RelayHandle {
 
     async fn ask<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, RelayError>>) -> Command,
+        make: impl FnOnce(oneshot::Sender<Result<T, RelayError>>) -> EngineCommand,
     ) -> Result<T, RelayError> {
         ask(&self.tx, make).await
     }
@@ -403,7 +403,7 @@ impl RelayHandle {
         title: String,
         started_at_ms: i64,
     ) -> Result<Accepted, RelayError> {
-        self.ask(|reply| Command::Publish {
+        self.ask(|reply| EngineCommand::Publish {
             channel,
             offer,
             session: hub::LiveSession {
@@ -423,7 +423,7 @@ impl RelayHandle {
         offer: String,
         viewer: ViewerInfo,
     ) -> Result<Accepted, RelayError> {
-        self.ask(|reply| Command::View {
+        self.ask(|reply| EngineCommand::View {
             channel,
             offer,
             viewer,
@@ -439,7 +439,7 @@ impl RelayHandle {
         resource: String,
         publisher: bool,
     ) -> Result<(), RelayError> {
-        self.ask(|reply| Command::Delete {
+        self.ask(|reply| EngineCommand::Delete {
             channel,
             resource,
             publisher,
@@ -452,14 +452,19 @@ impl RelayHandle {
     /// whatever its source, for HLS, recording and other consumers that are not WebRTC.
     /// The channel need not be live yet.
     pub async fn subscribe(&self, channel: ChannelName) -> Result<Subscription, RelayError> {
-        self.ask(|reply| Command::Subscribe { channel, reply })
+        self.ask(|reply| EngineCommand::Subscribe { channel, reply })
             .await
     }
 
     /// Closes every peer, writes their attendance and stops the engine.
     pub async fn shutdown(&self) {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Shutdown { reply }).await.is_ok() {
+        if self
+            .tx
+            .send(EngineCommand::Shutdown { reply })
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }
@@ -469,7 +474,7 @@ impl RelayHandle {
 /// the only relay handle ingest holds.
 #[derive(Clone)]
 pub struct SourceHandle {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<EngineCommand>,
 }
 
 impl SourceHandle {
@@ -483,7 +488,7 @@ impl SourceHandle {
         started_at_ms: i64,
         tracks: LocalTracks,
     ) -> Result<LocalPublisher, RelayError> {
-        ask(&self.tx, |reply| Command::PublishLocal {
+        ask(&self.tx, |reply| EngineCommand::PublishLocal {
             channel,
             session: hub::LiveSession {
                 id: session,
@@ -499,8 +504,8 @@ impl SourceHandle {
 
 /// Sends a command to the engine and waits for its reply.
 async fn ask<T>(
-    tx: &mpsc::Sender<Command>,
-    make: impl FnOnce(oneshot::Sender<Result<T, RelayError>>) -> Command,
+    tx: &mpsc::Sender<EngineCommand>,
+    make: impl FnOnce(oneshot::Sender<Result<T, RelayError>>) -> EngineCommand,
 ) -> Result<T, RelayError> {
     let (reply, rx) = oneshot::channel();
     tx.send(make(reply)).await.map_err(|_| RelayError::Closed)?;

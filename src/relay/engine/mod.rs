@@ -46,7 +46,7 @@ use super::peers::{Peer, PeerTable, PublisherState, Role, TrackIn};
 use super::tap::{LiveMedia, Taps, codec_of_mime};
 use super::udp::{MediaSocket, Outbox};
 use super::{
-    Accepted, Command, LiveBoard, LocalInput, LocalPublisher, LocalTracks, RelayCounters,
+    Accepted, EngineCommand, LiveBoard, LocalInput, LocalPublisher, LocalTracks, RelayCounters,
     RelayError, ViewerInfo, stun,
 };
 use crate::audience::{AudienceSink, now_ms};
@@ -89,7 +89,7 @@ pub struct Engine {
     local_addr: SocketAddr,
     negotiator: Negotiator,
     webrtc: WebRtcConfig,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<EngineCommand>,
     board: Arc<LiveBoard>,
     hub: Hub,
     peers: PeerTable,
@@ -116,7 +116,7 @@ impl Engine {
         webrtc: &WebRtcConfig,
         relay: &RelayConfig,
         audience: AudienceSink,
-        commands: mpsc::Receiver<Command>,
+        commands: mpsc::Receiver<EngineCommand>,
         board: Arc<LiveBoard>,
     ) -> std::io::Result<Engine> {
         let socket = MediaSocket::bind(webrtc)?;
@@ -179,7 +179,7 @@ impl Engine {
             let sleep = tokio::time::sleep_until(deadline.into());
             tokio::select! {
                 command = self.commands.recv() => match command {
-                    Some(Command::Shutdown { reply }) => {
+                    Some(EngineCommand::Shutdown { reply }) => {
                         self.shutdown().await;
                         let _ = reply.send(());
                         return;
@@ -303,9 +303,9 @@ impl Engine {
         }
     }
 
-    fn handle_command(&mut self, command: Command) {
+    fn handle_command(&mut self, command: EngineCommand) {
         match command {
-            Command::Publish {
+            EngineCommand::Publish {
                 channel,
                 offer,
                 session,
@@ -314,7 +314,7 @@ impl Engine {
                 let result = self.accept_publisher(channel, offer, session);
                 let _ = reply.send(result);
             }
-            Command::View {
+            EngineCommand::View {
                 channel,
                 offer,
                 viewer,
@@ -323,7 +323,7 @@ impl Engine {
                 let result = self.accept_viewer(channel, offer, viewer);
                 let _ = reply.send(result);
             }
-            Command::Delete {
+            EngineCommand::Delete {
                 channel,
                 resource,
                 publisher,
@@ -343,7 +343,7 @@ impl Engine {
                 };
                 let _ = reply.send(result);
             }
-            Command::PublishLocal {
+            EngineCommand::PublishLocal {
                 channel,
                 session,
                 tracks,
@@ -352,10 +352,10 @@ impl Engine {
                 let result = self.accept_local(channel, session, tracks);
                 let _ = reply.send(result);
             }
-            Command::Subscribe { channel, reply } => {
+            EngineCommand::Subscribe { channel, reply } => {
                 let _ = reply.send(Ok(self.taps.subscribe(&channel)));
             }
-            Command::Shutdown { .. } => unreachable!("handled in run"),
+            EngineCommand::Shutdown { .. } => unreachable!("handled in run"),
         }
     }
 
