@@ -31,6 +31,21 @@ pub struct FilmId(pub i64);
 #[serde(transparent)]
 pub struct ScreeningId(pub i64);
 
+/// A center's (中心) row id in the catalog (`centers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct CenterId(pub i64);
+
+/// An institute's (所) row id in the catalog (`institutes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct InstituteId(pub i64);
+
+/// A pull source's row id (`sources`): a URL the server opens itself to feed a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct PullSourceId(pub i64);
+
 /// A channel name as it appears in URLs (`/whip/{channel}`): lowercase letters, digits and
 /// `-`/`_`, 1 to 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -91,7 +106,7 @@ macro_rules! display_as_number {
     )*};
 }
 
-display_as_number!(FilmId, ScreeningId);
+display_as_number!(FilmId, ScreeningId, CenterId, InstituteId, PullSourceId);
 
 #[cfg(test)]
 mod tests {
@@ -104,5 +119,19 @@ mod tests {
         assert!(ChannelName::parse("St-1").is_none());
         assert!(ChannelName::parse("a/b").is_none());
         assert!(ChannelName::parse(&"x".repeat(65)).is_none());
+    }
+
+    #[test]
+    fn hierarchy_and_source_ids_serialize_and_print_as_their_number() {
+        assert_eq!(serde_json::to_string(&CenterId(7)).unwrap(), "7");
+        assert_eq!(
+            serde_json::from_str::<InstituteId>("12").unwrap(),
+            InstituteId(12)
+        );
+        assert_eq!(serde_json::to_string(&PullSourceId(3)).unwrap(), "3");
+        assert_eq!(
+            format!("{:>4}|{}", PullSourceId(3), CenterId(42)),
+            "   3|42"
+        );
     }
 }

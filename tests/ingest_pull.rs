@@ -172,14 +172,14 @@ async fn a_pulled_stream_survives_its_server_restarting_and_bad_urls_retry() {
         wait_until(Duration::from_secs(8), || {
             let base = base.clone();
             async move {
-                let s = source_status(&base, dead.id).await;
+                let s = source_status(&base, dead.id.0).await;
                 s["attempts"].as_i64().unwrap_or(0) >= 2 && s["state"] == "retrying"
             }
         })
         .await,
         "unreachable source retries"
     );
-    let s = source_status(&base, dead.id).await;
+    let s = source_status(&base, dead.id.0).await;
     assert!(
         s["last_error"].as_str().is_some_and(|e| !e.is_empty()),
         "{s}"
@@ -417,9 +417,9 @@ async fn an_rtsp_camera_is_pulled_into_a_channel_and_reaches_a_viewer() {
     assert!(
         wait_channel(&base, &ch, true, Duration::from_secs(30)).await,
         "the RTSP camera's channel goes live: {}",
-        source_status(&base, source.id).await
+        source_status(&base, source.id.0).await
     );
-    let status = source_status(&base, source.id).await;
+    let status = source_status(&base, source.id.0).await;
     assert_eq!(status["state"], "connected", "{status}");
     assert_eq!(
         status["url"],

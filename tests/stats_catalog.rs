@@ -42,15 +42,17 @@ async fn fixture(catalog: &Catalog) -> Fixture {
     let s2 = catalog.add_station("A中心", "A1所", "s2站").await.unwrap();
     let s3 = catalog.add_station("B中心", "B1所", "s3站").await.unwrap();
     let center_a = catalog
-        .station_placement(s1.station_id.0)
+        .station_placement(s1.station_id)
         .await
         .unwrap()
-        .center_id;
+        .center_id
+        .0;
     let center_b = catalog
-        .station_placement(s3.station_id.0)
+        .station_placement(s3.station_id)
         .await
         .unwrap()
-        .center_id;
+        .center_id
+        .0;
     let film = catalog.add_film("长津湖").await.unwrap().0;
     let m = shanghai_midnight_ms(NaiveDate::from_ymd_opt(2026, 2, 1).unwrap());
     let feb15 = shanghai_midnight_ms(NaiveDate::from_ymd_opt(2026, 2, 15).unwrap());

@@ -6,6 +6,7 @@ mod common;
 
 use chrono::NaiveDate;
 use feiyan::catalog::{Scope, SessionFixture, SessionKind, shanghai_midnight_ms};
+use feiyan::ids::StationId;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -71,15 +72,15 @@ async fn world(t: &common::TestServer) -> World {
         .unwrap()
         .station_id
         .0;
-    let center_a = c.station_placement(s1).await.unwrap().center_id;
-    let center_b = c.station_placement(s3).await.unwrap().center_id;
+    let center_a = c.station_placement(StationId(s1)).await.unwrap().center_id;
+    let center_b = c.station_placement(StationId(s3)).await.unwrap().center_id;
     c.add_account("city", "secret-password", Scope::City)
         .await
         .unwrap();
     c.add_account("center-a", "secret-password", Scope::Center(center_a))
         .await
         .unwrap();
-    c.add_account("op-s1", "secret-password", Scope::Station(s1))
+    c.add_account("op-s1", "secret-password", Scope::Station(StationId(s1)))
         .await
         .unwrap();
     let day = shanghai_midnight_ms(NaiveDate::from_ymd_opt(2026, 3, 8).unwrap());
@@ -100,8 +101,8 @@ async fn world(t: &common::TestServer) -> World {
     World {
         base: t.base.clone(),
         http: Client::new(),
-        center_a,
-        center_b,
+        center_a: center_a.0,
+        center_b: center_b.0,
         s1,
         s3,
         session_s1: ids[0],

@@ -75,7 +75,7 @@ async fn stats_bench(
         .list_stations()
         .await?
         .first()
-        .map(|s| s.id.0)
+        .map(|s| s.id)
         .context("the catalog has no stations: run `feiyan demo-data` first")?;
     let placement = catalog.station_placement(any_station).await?;
     let t = Instant::now();
@@ -200,7 +200,7 @@ async fn stats_bench(
     if events >= 2 {
         let session = catalog
             .insert_sessions(&[SessionFixture {
-                station_id: any_station,
+                station_id: any_station.0,
                 kind: SessionKind::Other,
                 title: "write-rate benchmark".into(),
                 started_at: now_ms(),

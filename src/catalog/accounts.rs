@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::{Catalog, CatalogError, check_name, hash_key};
 use crate::audience::now_ms;
+use crate::ids::{CenterId, StationId};
 
 /// An `accounts` row: id, username, role, center, station.
 type AccountRow = (i64, String, String, Option<i64>, Option<i64>);
@@ -27,9 +28,9 @@ pub enum Scope {
     /// City administrator: everything.
     City,
     /// Center administrator: one center's institutes and stations.
-    Center(i64),
+    Center(CenterId),
     /// Station operator: one station (key rotation, schedule, headcount).
-    Station(i64),
+    Station(StationId),
 }
 
 /// A logged-in account.
@@ -87,7 +88,7 @@ impl Catalog {
             Scope::City => ("city", None, None),
             Scope::Center(c) => {
                 let known: Option<(i64,)> = sqlx::query_as("SELECT id FROM centers WHERE id = $1")
-                    .bind(c)
+                    .bind(c.0)
                     .fetch_optional(&self.pool)
                     .await?;
                 if known.is_none() {
@@ -96,11 +97,11 @@ impl Catalog {
                         reason: format!("no center {c}"),
                     });
                 }
-                ("center", Some(c), None)
+                ("center", Some(c.0), None)
             }
             Scope::Station(s) => {
                 self.station_placement(s).await?;
-                ("station", None, Some(s))
+                ("station", None, Some(s.0))
             }
         };
         let existing: Option<(i64,)> =
@@ -190,8 +191,8 @@ impl Catalog {
         Ok(row.and_then(|(id, username, role, center, station)| {
             let scope = match (role.as_str(), center, station) {
                 ("city", _, _) => Scope::City,
-                ("center", Some(c), _) => Scope::Center(c),
-                ("station", _, Some(s)) => Scope::Station(s),
+                ("center", Some(c), _) => Scope::Center(CenterId(c)),
+                ("station", _, Some(s)) => Scope::Station(StationId(s)),
                 _ => return None,
             };
             Some(Account {

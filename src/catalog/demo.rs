@@ -9,6 +9,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Connection};
 
 use super::{Catalog, CatalogError, SessionKind, hash_key, shanghai_midnight_ms};
 use crate::audience::now_ms;
+use crate::ids::{CenterId, InstituteId};
 
 /// A session row to write as it is (fixtures and demo data).
 #[derive(Debug, Clone)]
@@ -262,7 +263,7 @@ impl Catalog {
         let mut station_ids = Vec::with_capacity(spec.stations);
         {
             let mut tx = self.pool.begin().await?;
-            let mut institute_ids = Vec::new();
+            let mut institute_ids: Vec<InstituteId> = Vec::new();
             for c in 0..spec.centers {
                 let name = format!(
                     "{}区新时代文明实践中心{}",
@@ -278,17 +279,18 @@ impl Catalog {
                         .bind(name)
                         .fetch_one(&mut *tx)
                         .await?;
+                let center_id = CenterId(center_id);
                 let here = spec.institutes / spec.centers
                     + usize::from(c < spec.institutes % spec.centers);
                 for i in 0..here {
                     let (id,): (i64,) = sqlx::query_as(
                         "INSERT INTO institutes (center_id, name) VALUES ($1, $2) RETURNING id",
                     )
-                    .bind(center_id)
+                    .bind(center_id.0)
                     .bind(format!("第{}街道新时代文明实践所", i + 1))
                     .fetch_one(&mut *tx)
                     .await?;
-                    institute_ids.push(id);
+                    institute_ids.push(InstituteId(id));
                 }
             }
             let n_inst = institute_ids.len();
@@ -299,7 +301,7 @@ impl Catalog {
                         "INSERT INTO stations (institute_id, name, address, stream_key_hash, created_at) \
                          VALUES ($1, $2, $3, $4, $5) RETURNING id",
                     )
-                    .bind(*institute_id)
+                    .bind(institute_id.0)
                     .bind(format!("第{}社区新时代文明实践站", s + 1))
                     .bind(format!("{}号", rng.random_range(1..300)))
                     .bind(hash_key(&format!("demo-{}", rng.random::<u64>())))

@@ -6,7 +6,7 @@ use sqlx::{Any, Transaction};
 
 use super::{Catalog, CatalogError, check_name, hash_key, new_stream_key};
 use crate::audience::now_ms;
-use crate::ids::{ChannelName, StationId};
+use crate::ids::{CenterId, ChannelName, InstituteId, StationId};
 
 /// A station created by [`Catalog::create_station`] or an import: the clear key is only here.
 #[derive(Debug, Clone, Serialize)]
@@ -40,9 +40,9 @@ pub struct ImportReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Placement {
     /// The station's center.
-    pub center_id: i64,
+    pub center_id: CenterId,
     /// The station's institute.
-    pub institute_id: i64,
+    pub institute_id: InstituteId,
 }
 
 /// One node of the tree the dashboard drills down through.
@@ -123,7 +123,7 @@ fn is_header(fields: &[String]) -> bool {
 async fn ensure_center(
     tx: &mut Transaction<'_, Any>,
     name: &str,
-) -> Result<(i64, bool), CatalogError> {
+) -> Result<(CenterId, bool), CatalogError> {
     let done = sqlx::query("INSERT INTO centers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
         .bind(name)
         .execute(&mut **tx)
@@ -132,41 +132,41 @@ async fn ensure_center(
         .bind(name)
         .fetch_one(&mut **tx)
         .await?;
-    Ok((id, done.rows_affected() > 0))
+    Ok((CenterId(id), done.rows_affected() > 0))
 }
 
 async fn ensure_institute(
     tx: &mut Transaction<'_, Any>,
-    center_id: i64,
+    center_id: CenterId,
     name: &str,
-) -> Result<(i64, bool), CatalogError> {
+) -> Result<(InstituteId, bool), CatalogError> {
     let done = sqlx::query(
         "INSERT INTO institutes (center_id, name) VALUES ($1, $2) \
          ON CONFLICT (center_id, name) DO NOTHING",
     )
-    .bind(center_id)
+    .bind(center_id.0)
     .bind(name)
     .execute(&mut **tx)
     .await?;
     let (id,): (i64,) =
         sqlx::query_as("SELECT id FROM institutes WHERE center_id = $1 AND name = $2")
-            .bind(center_id)
+            .bind(center_id.0)
             .bind(name)
             .fetch_one(&mut **tx)
             .await?;
-    Ok((id, done.rows_affected() > 0))
+    Ok((InstituteId(id), done.rows_affected() > 0))
 }
 
 /// Inserts a station and its channel; `None` when the institute already has that name.
 async fn insert_station(
     tx: &mut Transaction<'_, Any>,
-    institute_id: i64,
+    institute_id: InstituteId,
     name: &str,
     address: &str,
 ) -> Result<Option<(StationId, ChannelName, String)>, CatalogError> {
     let existing: Option<(i64,)> =
         sqlx::query_as("SELECT id FROM stations WHERE institute_id = $1 AND name = $2")
-            .bind(institute_id)
+            .bind(institute_id.0)
             .bind(name)
             .fetch_optional(&mut **tx)
             .await?;
@@ -178,7 +178,7 @@ async fn insert_station(
         "INSERT INTO stations (institute_id, name, address, stream_key_hash, created_at) \
          VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
-    .bind(institute_id)
+    .bind(institute_id.0)
     .bind(name)
     .bind(address)
     .bind(hash_key(&key))
@@ -189,7 +189,7 @@ async fn insert_station(
     let channel = ChannelName::for_station(station);
     sqlx::query("INSERT INTO channels (name, station_id) VALUES ($1, $2)")
         .bind(channel.as_str())
-        .bind(id)
+        .bind(station.0)
         .execute(&mut **tx)
         .await?;
     Ok(Some((station, channel, key)))
@@ -197,7 +197,7 @@ async fn insert_station(
 
 impl Catalog {
     /// Creates a center; its id. Creating one that exists is an error so typos show up.
-    pub async fn create_center(&self, name: &str) -> Result<i64, CatalogError> {
+    pub async fn create_center(&self, name: &str) -> Result<CenterId, CatalogError> {
         let name = check_name("center", name)?;
         let mut tx = self.pool.begin().await?;
         let (id, created) = ensure_center(&mut tx, &name).await?;
@@ -212,11 +212,15 @@ impl Catalog {
     }
 
     /// Creates an institute under an existing center; its id.
-    pub async fn create_institute(&self, center_id: i64, name: &str) -> Result<i64, CatalogError> {
+    pub async fn create_institute(
+        &self,
+        center_id: CenterId,
+        name: &str,
+    ) -> Result<InstituteId, CatalogError> {
         let name = check_name("institute", name)?;
         let mut tx = self.pool.begin().await?;
         let known: Option<(i64,)> = sqlx::query_as("SELECT id FROM centers WHERE id = $1")
-            .bind(center_id)
+            .bind(center_id.0)
             .fetch_optional(&mut *tx)
             .await?;
         if known.is_none() {
@@ -241,7 +245,7 @@ impl Catalog {
     /// Creates a station under an existing institute, with its channel and stream key.
     pub async fn create_station(
         &self,
-        institute_id: i64,
+        institute_id: InstituteId,
         name: &str,
         address: &str,
     ) -> Result<CreatedStation, CatalogError> {
@@ -258,7 +262,7 @@ impl Catalog {
             "SELECT c.name, i.name FROM institutes i JOIN centers c ON c.id = i.center_id \
              WHERE i.id = $1",
         )
-        .bind(institute_id)
+        .bind(institute_id.0)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((center, institute)) = parent else {
@@ -377,44 +381,47 @@ impl Catalog {
     }
 
     /// Center and institute of a station, or `UnknownStation`.
-    pub async fn station_placement(&self, station: i64) -> Result<Placement, CatalogError> {
+    pub async fn station_placement(&self, station: StationId) -> Result<Placement, CatalogError> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT i.center_id, i.id FROM stations s JOIN institutes i ON i.id = s.institute_id \
              WHERE s.id = $1",
         )
-        .bind(station)
+        .bind(station.0)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|(center_id, institute_id)| Placement {
-            center_id,
-            institute_id,
+            center_id: CenterId(center_id),
+            institute_id: InstituteId(institute_id),
         })
         .ok_or_else(|| CatalogError::UnknownStation(station.to_string()))
     }
 
     /// The center of an institute, or `None` when there is no such institute.
-    pub async fn institute_center(&self, institute: i64) -> Result<Option<i64>, CatalogError> {
+    pub async fn institute_center(
+        &self,
+        institute: InstituteId,
+    ) -> Result<Option<CenterId>, CatalogError> {
         let row: Option<(i64,)> = sqlx::query_as("SELECT center_id FROM institutes WHERE id = $1")
-            .bind(institute)
+            .bind(institute.0)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|(c,)| c))
+        Ok(row.map(|(c,)| CenterId(c)))
     }
 
     /// The tree of centers, institutes and stations, optionally limited to one center or
     /// one station (what an account may see).
     pub async fn hierarchy(
         &self,
-        center: Option<i64>,
-        station: Option<i64>,
+        center: Option<CenterId>,
+        station: Option<StationId>,
     ) -> Result<Vec<Node>, CatalogError> {
         let rows: Vec<(i64, String, i64, String, i64, String, String)> = sqlx::query_as(
             "SELECT c.id, c.name, i.id, i.name, s.id, s.name, s.address FROM centers c \
              JOIN institutes i ON i.center_id = c.id JOIN stations s ON s.institute_id = i.id \
              WHERE ($1 < 0 OR c.id = $1) AND ($2 < 0 OR s.id = $2) ORDER BY c.id, i.id, s.id",
         )
-        .bind(center.unwrap_or(-1))
-        .bind(station.unwrap_or(-1))
+        .bind(center.map_or(-1, |c| c.0))
+        .bind(station.map_or(-1, |s| s.0))
         .fetch_all(&self.pool)
         .await?;
         let mut tree: Vec<Node> = Vec::new();

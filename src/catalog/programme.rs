@@ -9,7 +9,7 @@ use sqlx::AssertSqlSafe;
 
 use super::sessions::decode;
 use super::{Catalog, CatalogError, SessionKind, check_name, rfc3339};
-use crate::ids::FilmId;
+use crate::ids::{FilmId, StationId};
 
 /// A managed list entry: a topic tag or a film.
 #[derive(Debug, Clone, Serialize)]
@@ -140,12 +140,12 @@ impl Catalog {
     }
 
     /// The station a session belongs to, or `None` when there is no such session.
-    pub async fn session_station(&self, session: i64) -> Result<Option<i64>, CatalogError> {
+    pub async fn session_station(&self, session: i64) -> Result<Option<StationId>, CatalogError> {
         let row: Option<(i64,)> = sqlx::query_as("SELECT station_id FROM sessions WHERE id = $1")
             .bind(session)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|(s,)| s))
+        Ok(row.map(|(s,)| StationId(s)))
     }
 
     /// Applies `update` to a session after checking every field.

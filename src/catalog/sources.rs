@@ -5,13 +5,13 @@
 use serde::Serialize;
 
 use super::{Catalog, CatalogError};
-use crate::ids::ChannelName;
+use crate::ids::{ChannelName, PullSourceId};
 
 /// A pull source row.
 #[derive(Debug, Clone, Serialize)]
 pub struct PullSource {
     /// Row id.
-    pub id: i64,
+    pub id: PullSourceId,
     /// Channel it feeds.
     pub channel: String,
     /// What to open (may hold camera credentials: show it through [`redact_url`]).
@@ -73,7 +73,7 @@ impl Catalog {
         .fetch_one(&self.pool)
         .await?;
         Ok(PullSource {
-            id,
+            id: PullSourceId(id),
             channel: channel.to_string(),
             url: url.to_string(),
             enabled: true,
@@ -81,10 +81,14 @@ impl Catalog {
     }
 
     /// Enables or disables a source; false when there is no such source.
-    pub async fn set_source_enabled(&self, id: i64, enabled: bool) -> Result<bool, CatalogError> {
+    pub async fn set_source_enabled(
+        &self,
+        id: PullSourceId,
+        enabled: bool,
+    ) -> Result<bool, CatalogError> {
         let done = sqlx::query("UPDATE sources SET enabled = $1 WHERE id = $2")
             .bind(i64::from(enabled))
-            .bind(id)
+            .bind(id.0)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -99,7 +103,7 @@ impl Catalog {
         Ok(rows
             .into_iter()
             .map(|(id, channel, url, enabled)| PullSource {
-                id,
+                id: PullSourceId(id),
                 channel,
                 url,
                 enabled: enabled != 0,

@@ -6,6 +6,7 @@ use anyhow::bail;
 use clap::Subcommand;
 
 use crate::catalog::{Catalog, Scope};
+use crate::ids::{CenterId, StationId};
 
 /// `feiyan admin ...`
 #[derive(Subcommand)]
@@ -43,8 +44,8 @@ pub async fn run(catalog: &Catalog, action: AdminAction) -> anyhow::Result<()> {
         AdminAction::Add { username, role, id } => {
             let scope = match (role.as_str(), id) {
                 ("city", _) => Scope::City,
-                ("center", Some(c)) => Scope::Center(c),
-                ("station", Some(s)) => Scope::Station(s),
+                ("center", Some(c)) => Scope::Center(CenterId(c)),
+                ("station", Some(s)) => Scope::Station(StationId(s)),
                 _ => bail!(
                     "--role must be city, center --id <center id> or station --id <station id>"
                 ),

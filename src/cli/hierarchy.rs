@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::catalog::Catalog;
+use crate::ids::CenterId;
 
 /// `feiyan center-add --name NAME`
 #[derive(Args)]
@@ -68,7 +69,9 @@ pub async fn center_add(catalog: &Catalog, CenterAdd { name }: CenterAdd) -> any
 }
 
 pub async fn institute_add(catalog: &Catalog, args: InstituteAdd) -> anyhow::Result<()> {
-    let id = catalog.create_institute(args.center_id, &args.name).await?;
+    let id = catalog
+        .create_institute(CenterId(args.center_id), &args.name)
+        .await?;
     println!("institute {id}");
     Ok(())
 }

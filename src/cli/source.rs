@@ -5,7 +5,7 @@ use clap::Subcommand;
 
 use crate::audience::now_ms;
 use crate::catalog::{Catalog, redact_url};
-use crate::ids::ChannelName;
+use crate::ids::{ChannelName, PullSourceId};
 
 /// `feiyan source ...`
 #[derive(Subcommand)]
@@ -60,7 +60,7 @@ pub async fn run(catalog: &Catalog, action: SourceAction) -> anyhow::Result<()> 
         }
         SourceAction::Disable { id } | SourceAction::Enable { id } => {
             let enable = matches!(action, SourceAction::Enable { .. });
-            if !catalog.set_source_enabled(id, enable).await? {
+            if !catalog.set_source_enabled(PullSourceId(id), enable).await? {
                 anyhow::bail!("no source {id}; `feiyan source list` shows them");
             }
             println!(

@@ -38,6 +38,7 @@ use super::error::ApiError;
 use super::{State, finish, page, with_state};
 use crate::audience::now_ms;
 use crate::catalog::{Account, Level, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS};
+use crate::ids::{CenterId, InstituteId, StationId};
 
 /// The dashboard (zh-CN): overview, audience chart (SVG drawn by its own script), rankings,
 /// drill-down to sessions and the station's headcount form. No CDN, works offline.
@@ -66,7 +67,7 @@ pub struct NameBody {
 #[serde(deny_unknown_fields)]
 pub struct InstituteBody {
     /// The parent center.
-    pub center_id: i64,
+    pub center_id: CenterId,
     /// Institute name.
     pub name: String,
 }
@@ -76,7 +77,7 @@ pub struct InstituteBody {
 #[serde(deny_unknown_fields)]
 pub struct StationBody {
     /// The parent institute.
-    pub institute_id: i64,
+    pub institute_id: InstituteId,
     /// Station name.
     pub name: String,
     /// Street address, shown to administrators.
@@ -135,7 +136,7 @@ fn require_city(account: &Account) -> Result<(), ApiError> {
     }
 }
 
-fn allow_center(account: &Account, center: i64) -> Result<(), ApiError> {
+fn allow_center(account: &Account, center: CenterId) -> Result<(), ApiError> {
     match account.scope {
         Scope::City => Ok(()),
         Scope::Center(c) if c == center => Ok(()),
@@ -143,7 +144,11 @@ fn allow_center(account: &Account, center: i64) -> Result<(), ApiError> {
     }
 }
 
-async fn allow_institute(state: &State, account: &Account, institute: i64) -> Result<(), ApiError> {
+async fn allow_institute(
+    state: &State,
+    account: &Account,
+    institute: InstituteId,
+) -> Result<(), ApiError> {
     match account.scope {
         Scope::City => Ok(()),
         Scope::Center(c) => match state.catalog.institute_center(institute).await? {
@@ -154,7 +159,11 @@ async fn allow_institute(state: &State, account: &Account, institute: i64) -> Re
     }
 }
 
-async fn allow_station(state: &State, account: &Account, station: i64) -> Result<(), ApiError> {
+async fn allow_station(
+    state: &State,
+    account: &Account,
+    station: StationId,
+) -> Result<(), ApiError> {
     match account.scope {
         Scope::City => Ok(()),
         Scope::Center(c) => match state.catalog.station_placement(station).await {
@@ -174,14 +183,14 @@ async fn scoped(
     mut q: StatsQuery,
 ) -> Result<StatsQuery, ApiError> {
     match q.level {
-        Some((Level::Center, id)) => allow_center(account, id)?,
-        Some((Level::Institute, id)) => allow_institute(state, account, id).await?,
-        Some((Level::Station, id)) => allow_station(state, account, id).await?,
+        Some((Level::Center, id)) => allow_center(account, CenterId(id))?,
+        Some((Level::Institute, id)) => allow_institute(state, account, InstituteId(id)).await?,
+        Some((Level::Station, id)) => allow_station(state, account, StationId(id)).await?,
         None => {
             q.level = match account.scope {
                 Scope::City => None,
-                Scope::Center(c) => Some((Level::Center, c)),
-                Scope::Station(s) => Some((Level::Station, s)),
+                Scope::Center(c) => Some((Level::Center, c.0)),
+                Scope::Station(s) => Some((Level::Station, s.0)),
             }
         }
     }
@@ -369,7 +378,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .then(|id: i64, h: Option<String>, state: State| async move {
             finish(
                 async {
-                    allow_station(&state, &authenticate(&state, &h).await?, id).await?;
+                    allow_station(&state, &authenticate(&state, &h).await?, StationId(id)).await?;
                     let key = state.catalog.rotate_key(&id.to_string()).await?;
                     Ok(json(&serde_json::json!({"stream_key": key})))
                 }
@@ -383,7 +392,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .then(|id: i64, h: Option<String>, state: State| async move {
             finish(
                 async {
-                    allow_station(&state, &authenticate(&state, &h).await?, id).await?;
+                    allow_station(&state, &authenticate(&state, &h).await?, StationId(id)).await?;
                     Ok(json(&state.catalog.station_sessions(id, 200).await?))
                 }
                 .await,
@@ -478,8 +487,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
                     let a = authenticate(&state, &h).await?;
                     let scope = match (body.role.as_str(), body.id) {
                         ("city", _) => Scope::City,
-                        ("center", Some(c)) => Scope::Center(c),
-                        ("station", Some(s)) => Scope::Station(s),
+                        ("center", Some(c)) => Scope::Center(CenterId(c)),
+                        ("station", Some(s)) => Scope::Station(StationId(s)),
                         _ => {
                             return Err(ApiError::BadRequest(
                                 "role must be city, center (with id = center id) or station (with id = station id)"

@@ -18,7 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
 use crate::catalog::{PullSource, SessionKind, SessionSource, redact_url};
-use crate::ids::{ChannelName, SessionId};
+use crate::ids::{ChannelName, PullSourceId, SessionId};
 use crate::transcode::demux::Demuxer;
 use crate::transcode::{TranscodeError, Transcoder};
 
@@ -46,7 +46,7 @@ pub enum SourceState {
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceStatus {
     /// Source id.
-    pub id: i64,
+    pub id: PullSourceId,
     /// Channel it feeds.
     pub channel: String,
     /// URL without credentials.
@@ -69,7 +69,7 @@ pub struct SourceStatus {
 #[derive(Debug, Default)]
 pub struct PullBoard {
     // A std Mutex: held only to copy or replace an entry, never across an await.
-    sources: Mutex<HashMap<i64, SourceStatus>>,
+    sources: Mutex<HashMap<PullSourceId, SourceStatus>>,
 }
 
 impl PullBoard {
@@ -81,18 +81,18 @@ impl PullBoard {
     }
 
     /// One source.
-    pub fn get(&self, id: i64) -> Option<SourceStatus> {
+    pub fn get(&self, id: PullSourceId) -> Option<SourceStatus> {
         self.lock().get(&id).cloned()
     }
 
-    fn update(&self, id: i64, change: impl FnOnce(&mut SourceStatus)) {
+    fn update(&self, id: PullSourceId, change: impl FnOnce(&mut SourceStatus)) {
         if let Some(status) = self.lock().get_mut(&id) {
             change(status);
             status.since_ms = now_ms();
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, SourceStatus>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PullSourceId, SourceStatus>> {
         self.sources.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -103,11 +103,11 @@ pub(crate) async fn supervisor(
     board: Arc<PullBoard>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut running: HashMap<i64, (watch::Sender<bool>, JoinHandle<()>)> = HashMap::new();
+    let mut running: HashMap<PullSourceId, (watch::Sender<bool>, JoinHandle<()>)> = HashMap::new();
     loop {
         match ctx.catalog.list_sources().await {
             Ok(sources) => {
-                let enabled: HashMap<i64, PullSource> = sources
+                let enabled: HashMap<PullSourceId, PullSource> = sources
                     .into_iter()
                     .filter(|s| s.enabled)
                     .map(|s| (s.id, s))
@@ -139,7 +139,7 @@ pub(crate) async fn supervisor(
                         },
                     );
                     let (halt, halted) = watch::channel(false);
-                    let span = info_span!("pull", source = id, channel = %source.channel);
+                    let span = info_span!("pull", source = id.0, channel = %source.channel);
                     let task = tokio::spawn(
                         run_source(ctx.clone(), board.clone(), source, halted).instrument(span),
                     );
