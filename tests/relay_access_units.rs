@@ -62,6 +62,16 @@ async fn collect(relay: &RelayHandle, channel: &ChannelName) -> Arc<Mutex<Collec
     collected
 }
 
+/// Waits until the subscription saw the session end, then takes what it collected: one
+/// live session, nothing lost to lag.
+async fn session_ended(collected: &Arc<Mutex<Collected>>, timeout: Duration) -> Collected {
+    let ended = wait_until(timeout, || async { collected.lock().unwrap().ended == 1 }).await;
+    assert!(ended, "the subscription saw the session end");
+    let c = std::mem::take(&mut *collected.lock().unwrap());
+    assert_eq!((c.live, c.lagged), (1, 0));
+    c
+}
+
 /// Remuxes the units of `tracks` into `path`.
 fn write_mp4(path: &Path, tracks: &[TrackSpec], units: &[AccessUnit]) {
     let mut muxer = FileMuxer::create(path, tracks).expect("muxer");
@@ -86,24 +96,18 @@ fn run(program: &str, args: &[&str], file: &Path) -> (String, String) {
     (String::from_utf8(out.stdout).unwrap(), stderr)
 }
 
+/// ffprobe's `entries` of the first stream of `kind` ("v" or "a"), counting with `count`
+/// (`-count_frames` decodes, `-count_packets` only reads).
+fn probe_stream(file: &Path, kind: &str, count: &str, entries: &str) -> String {
+    let select = format!("{kind}:0");
+    let args = ["-v", "error", "-select_streams", &select, count];
+    let args = [&args[..], &["-show_entries", entries, "-of", "csv=p=0"]].concat();
+    run("ffprobe", &args, file).0
+}
+
 /// Frames the decoder produced for the first stream of `kind` ("v" or "a").
 fn decoded_frames(file: &Path, kind: &str) -> u64 {
-    let select = format!("{kind}:0");
-    let (out, _) = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            &select,
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ],
-        file,
-    );
+    let out = probe_stream(file, kind, "-count_frames", "stream=nb_read_frames");
     out.trim()
         .parse()
         .unwrap_or_else(|_| panic!("frame count {out:?}"))
@@ -111,21 +115,11 @@ fn decoded_frames(file: &Path, kind: &str) -> u64 {
 
 /// `codec_name` and packet count of the first stream of `kind`.
 fn stream_packets(file: &Path, kind: &str) -> (String, u64) {
-    let select = format!("{kind}:0");
-    let (out, _) = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            &select,
-            "-count_packets",
-            "-show_entries",
-            "stream=codec_name,nb_read_packets",
-            "-of",
-            "csv=p=0",
-        ],
+    let out = probe_stream(
         file,
+        kind,
+        "-count_packets",
+        "stream=codec_name,nb_read_packets",
     );
     let (codec, packets) = out.trim().split_once(',').expect("codec,packets");
     (codec.to_string(), packets.parse().expect("packet count"))
@@ -265,14 +259,7 @@ async fn a_whip_channels_units_remux_into_an_mp4_with_every_frame() {
     })
     .await;
     publisher.stop().await.expect("publisher DELETE");
-    let ended = wait_until(Duration::from_secs(5), || async {
-        collected.lock().unwrap().ended == 1
-    })
-    .await;
-    assert!(ended, "the subscription saw the session end");
-
-    let c = std::mem::take(&mut *collected.lock().unwrap());
-    assert_eq!((c.live, c.lagged), (1, 0));
+    let c = session_ended(&collected, Duration::from_secs(5)).await;
     let video = c.video();
     let audio = c.of(&Track::Audio);
     assert!(
@@ -418,14 +405,7 @@ async fn an_rtmp_channels_units_and_original_aac_remux_into_an_mp4() {
         .expect("ffmpeg exits");
     assert!(pushed.success(), "the RTMP push succeeded");
     // The source ends when the connection closes; its last units come before `Ended`.
-    let ended = wait_until(Duration::from_secs(10), || async {
-        collected.lock().unwrap().ended == 1
-    })
-    .await;
-    assert!(ended, "the subscription saw the session end");
-
-    let c = std::mem::take(&mut *collected.lock().unwrap());
-    assert_eq!((c.live, c.lagged), (1, 0));
+    let c = session_ended(&collected, Duration::from_secs(10)).await;
     let video = c.video();
     let config = c
         .units
