@@ -26,6 +26,9 @@ use crate::media::{AccessUnit, Codec, MediaKind, Track};
 /// its audio).
 const CAPACITY: usize = 1024;
 
+/// The largest access unit the tap reassembles (a 4K keyframe is a few MB).
+const MAX_UNIT_BYTES: usize = 8 << 20;
+
 /// What a channel subscription delivers.
 #[derive(Debug, Clone)]
 pub enum ChannelMedia {
@@ -72,6 +75,8 @@ struct Assembler {
     keyframe: bool,
     /// A packet of the current unit went missing: it is dropped.
     broken: bool,
+    /// Payload bytes taken for the current unit (bounded by `MAX_UNIT_BYTES`).
+    fed: usize,
     /// Video after a loss waits for a keyframe, so a decoder never sees a broken reference.
     need_keyframe: bool,
     next_seq: Option<u16>,
@@ -90,6 +95,7 @@ impl Assembler {
             data: BytesMut::new(),
             keyframe: false,
             broken: false,
+            fed: 0,
             need_keyframe: codec.kind() == MediaKind::Video,
             next_seq: None,
             last: None,
@@ -110,17 +116,34 @@ impl Assembler {
         out: &mut Vec<AccessUnit>,
     ) {
         let header = &packet.header;
+        let gap = self
+            .next_seq
+            .is_some_and(|seq| seq != header.sequence_number);
+        self.next_seq = Some(header.sequence_number.wrapping_add(1));
+        if gap {
+            // The lost packets may be the open unit's tail (its marker among them): it is
+            // incomplete whatever comes next.
+            self.broken |= self.timestamp.is_some();
+            self.h264 = H264Packet::default();
+        }
+        if packet.payload.is_empty() {
+            return; // padding (e.g. bandwidth probes): no media, but it holds a number
+        }
         if self.timestamp.is_some_and(|ts| ts != header.timestamp) {
             self.finish(track, since_live, out);
         }
-        if self
-            .next_seq
-            .is_some_and(|seq| seq != header.sequence_number)
-        {
+        if gap && self.codec.kind() == MediaKind::Video {
+            // ... or the head of this one (an SPS before its IDR, a first fragment).
             self.broken = true;
+        }
+        self.fed += packet.payload.len();
+        if self.fed > MAX_UNIT_BYTES {
+            // A source that never ends its unit (no marker, one timestamp) is cut off
+            // rather than allowed to grow memory.
+            self.broken = true;
+            self.data.clear();
             self.h264 = H264Packet::default();
         }
-        self.next_seq = Some(header.sequence_number.wrapping_add(1));
         if self.timestamp.is_none() {
             self.timestamp = Some(header.timestamp);
             self.keyframe = match self.codec {
@@ -156,6 +179,7 @@ impl Assembler {
             return;
         };
         let data = std::mem::take(&mut self.data).freeze();
+        self.fed = 0;
         let (keyframe, broken) = (self.keyframe, std::mem::take(&mut self.broken));
         if broken {
             self.need_keyframe = self.codec.kind() == MediaKind::Video;
@@ -437,6 +461,56 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(0, 48_000), (960, 48_000)]
         );
+    }
+
+    #[test]
+    fn a_unit_whose_last_packet_is_lost_is_dropped_not_sent_short() {
+        let channel = ChannelName::parse("st-1").unwrap();
+        let mut taps = Taps::default();
+        let mut sub = taps.subscribe(&channel);
+        let now = Instant::now();
+        let live = LiveMedia {
+            session: SessionId(9),
+            video: Some(Codec::H264),
+            audio: None,
+            renditions: Vec::new(),
+        };
+        taps.live(&channel, live, now);
+        let v = |seq: u16, ts: u32, marker: bool, nal: &'static [u8]| {
+            (
+                MediaKind::Video,
+                packet(102, 1, seq, ts, marker, Bytes::from_static(nal)),
+            )
+        };
+        // IDR; then a frame whose marker packet (seq 4) is lost; an empty padding packet;
+        // then a P-frame (waits for a keyframe) and the next IDR.
+        taps.packets(
+            &channel,
+            0,
+            now,
+            &[v(1, 0, false, &[0x67, 1, 1]), v(2, 0, true, &[0x65, 1, 1])],
+        );
+        taps.packets(&channel, 0, now, &[v(3, 3000, false, &[0x41, 2, 2])]);
+        taps.packets(
+            &channel,
+            0,
+            now,
+            &[v(5, 6000, true, &[0x41, 3, 3]), v(6, 6000, false, &[])],
+        );
+        taps.packets(
+            &channel,
+            0,
+            now,
+            &[
+                v(7, 9000, false, &[0x67, 1, 1]),
+                v(8, 9000, true, &[0x65, 4, 4]),
+            ],
+        );
+        let got: Vec<(i64, bool)> = units(&mut sub.media)
+            .iter()
+            .map(|u| (u.pts, u.keyframe))
+            .collect();
+        assert_eq!(got, vec![(0, true), (9000, true)]);
     }
 
     #[test]
