@@ -40,16 +40,16 @@ pub(crate) fn transcode_options(config: &IngestConfig, channel: &str) -> Transco
 /// What the relay needs to know about a source's output: the codecs viewers negotiate and
 /// the renditions' names.
 pub(crate) fn local_tracks(tracks: SourceTracks) -> LocalTracks {
-    // The packetizer sends H.264 and Opus, the only codecs the transcoder makes, so any
-    // other codec here is a bug in this crate, not bad input.
+    // The packetizer sends H.264 and Opus, the only codecs the transcoder makes; a track of
+    // any other codec would have no packets, so it is not offered to viewers.
     let negotiated = |codec: Codec| match codec {
-        Codec::H264 => crate::relay::h264_codec(),
-        Codec::Opus => crate::relay::opus_codec(),
-        Codec::Vp8 | Codec::Aac => unreachable!("the transcoder does not make {codec:?}"),
+        Codec::H264 => Some(crate::relay::h264_codec()),
+        Codec::Opus => Some(crate::relay::opus_codec()),
+        Codec::Vp8 | Codec::Aac => None,
     };
     LocalTracks {
-        video: tracks.video.map(negotiated),
-        audio: tracks.audio.map(negotiated),
+        video: tracks.video.and_then(negotiated),
+        audio: tracks.audio.and_then(negotiated),
         renditions: tracks.renditions,
     }
 }

@@ -162,7 +162,7 @@ impl Engine {
             return;
         };
         let (send_to, closing) = (peer.send_to, peer.closing);
-        let srtcp = peer.tap.as_ref().and_then(|tap| tap.remote_context());
+        let tap = peer.tap.clone();
         let channel = peer.channel.clone();
         let Some(v) = peer.viewer() else {
             return;
@@ -177,7 +177,7 @@ impl Engine {
             v.detach_at = Some(Instant::now() + DETACHED_TICK);
             return;
         }
-        let Some(srtcp) = srtcp else {
+        let Some(srtcp) = tap.and_then(|tap| tap.remote_context()) else {
             debug!(%channel, "no remote SRTP key seen; the viewer stays on rtc");
             return;
         };
