@@ -41,7 +41,7 @@ impl AudioStage {
         input: AudioInput,
         options: &TranscodeOptions,
     ) -> Result<AudioStage, TranscodeError> {
-        let original_aac = super::aac_config(&input.spec);
+        let original_aac = super::passthrough_aac_config(&input.spec);
         let ctx = context_for(&input.spec)?;
         let mut decoder = ctx
             .decoder()

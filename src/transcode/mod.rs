@@ -425,7 +425,7 @@ where
 
 /// The AudioSpecificConfig of an AAC track with one, which is what lets its frames pass on
 /// to HLS and recordings as they came (an ADTS stream without one is only transcoded).
-fn aac_config(spec: &DecoderSpec) -> Option<Bytes> {
+fn passthrough_aac_config(spec: &DecoderSpec) -> Option<Bytes> {
     match spec {
         DecoderSpec::Raw { id, extradata } => (*id == ffmpeg::codec::Id::AAC
             && extradata.len() >= 2)

@@ -100,7 +100,9 @@ impl FileMuxer {
                     return Err(TranscodeError::Unsupported("VP8 in a file".into()));
                 }
                 (Track::Audio, Codec::Opus) => true,
-                (Track::OriginalAac { config }, Codec::Aac) => aac_config(config).is_some(),
+                (Track::OriginalAac { config }, Codec::Aac) => {
+                    aac_rate_and_channels(config).is_some()
+                }
                 _ => false,
             };
             if !fits {
@@ -211,7 +213,7 @@ impl FileMuxer {
                 Track::Video { .. } => continue,
                 Track::Audio => audio_parameters(ffmpeg::codec::Id::OPUS, 48_000, 2, &opus_head())?,
                 Track::OriginalAac { config } => {
-                    let (rate, channels) = aac_config(config).ok_or_else(|| {
+                    let (rate, channels) = aac_rate_and_channels(config).ok_or_else(|| {
                         TranscodeError::BadInput("unreadable AudioSpecificConfig".into())
                     })?;
                     audio_parameters(ffmpeg::codec::Id::AAC, rate, channels, config)?
@@ -408,7 +410,7 @@ fn opus_head() -> Vec<u8> {
 
 /// Sample rate and channel count of an AAC AudioSpecificConfig (ISO 14496-3 §1.6.2.1),
 /// when it is one this muxer can describe.
-pub fn aac_config(config: &Bytes) -> Option<(u32, u32)> {
+pub fn aac_rate_and_channels(config: &Bytes) -> Option<(u32, u32)> {
     const RATES: [u32; 13] = [
         96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025,
         8_000, 7_350,
@@ -445,20 +447,24 @@ mod tests {
     fn aac_configs() {
         // AAC-LC 44.1 kHz stereo, 48 kHz mono, an explicit 22.05 kHz rate.
         assert_eq!(
-            aac_config(&Bytes::from_static(&[0x12, 0x10])),
+            aac_rate_and_channels(&Bytes::from_static(&[0x12, 0x10])),
             Some((44_100, 2))
         );
         assert_eq!(
-            aac_config(&Bytes::from_static(&[0x11, 0x88])),
+            aac_rate_and_channels(&Bytes::from_static(&[0x11, 0x88])),
             Some((48_000, 1))
         );
         assert_eq!(
-            aac_config(&Bytes::from_static(&[0x17, 0x80, 0x2b, 0x11, 0x10])),
+            aac_rate_and_channels(&Bytes::from_static(&[0x17, 0x80, 0x2b, 0x11, 0x10])),
             Some((22_050, 2))
         );
-        assert_eq!(aac_config(&Bytes::from_static(&[0x12])), None, "truncated");
         assert_eq!(
-            aac_config(&Bytes::from_static(&[0x12, 0x00])),
+            aac_rate_and_channels(&Bytes::from_static(&[0x12])),
+            None,
+            "truncated"
+        );
+        assert_eq!(
+            aac_rate_and_channels(&Bytes::from_static(&[0x12, 0x00])),
             None,
             "no channels"
         );
