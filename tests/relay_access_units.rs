@@ -18,7 +18,7 @@ use feiyan::client::{PublisherOptions, SyntheticMedia, WhipPublisher, make_test_
 use feiyan::ids::ChannelName;
 use feiyan::media::{AccessUnit, Codec, Track};
 use feiyan::relay::{ChannelMedia, RelayHandle};
-use feiyan::transcode::mux::{FileMuxer, TrackSpec};
+use feiyan::transcode::mux::{FileMuxer, TrackSpec, Written};
 use tokio::sync::broadcast::error::RecvError;
 
 /// What a subscription delivered, collected by a background task.
@@ -75,13 +75,27 @@ async fn session_ended(collected: &Arc<Mutex<Collected>>, timeout: Duration) -> 
 /// Remuxes the units of `tracks` into `path`.
 fn write_mp4(path: &Path, tracks: &[TrackSpec], units: &[AccessUnit]) {
     let mut muxer = FileMuxer::create(path, tracks).expect("muxer");
-    for unit in units
+    let mut skipped = Vec::new();
+    for (i, unit) in units
         .iter()
-        .filter(|u| tracks.iter().any(|t| t.track == u.track))
+        .enumerate()
+        .filter(|(_, u)| tracks.iter().any(|t| t.track == u.track))
     {
-        muxer.write(unit).expect("unit written");
+        if muxer.write(unit).expect("unit written") == Written::Skipped {
+            skipped.push((
+                i,
+                unit.track.clone(),
+                unit.dts,
+                unit.timescale,
+                unit.keyframe,
+            ));
+        }
     }
-    assert_eq!(muxer.skipped(), 0, "every unit went into the file");
+    assert_eq!(
+        muxer.skipped(),
+        0,
+        "every unit went into the file; left out: {skipped:?}"
+    );
     muxer.finish().expect("trailer written");
 }
 

@@ -256,8 +256,17 @@ impl FileMuxer {
         // Through microseconds, the origin's own unit: the unit that set the origin lands
         // exactly on zero (a round trip through its own time base could round below it).
         let us = ffmpeg::Rational(1, 1_000_000);
-        let dts = ffmpeg::Rescale::rescale(&(micros(unit.dts, unit.timescale) - origin), us, tb);
-        let pts = ffmpeg::Rescale::rescale(&(micros(unit.pts, unit.timescale) - origin), us, tb);
+        let mut dts_us = micros(unit.dts, unit.timescale) - origin;
+        let mut pts_us = micros(unit.pts, unit.timescale) - origin;
+        // A track's first unit may sit a little before the origin another track's first
+        // unit set (units of one moment, rounded on different clocks, written in the order
+        // they came): it starts at zero instead of being lost. Later units never move.
+        if dts_us < 0 && track.last_dts.is_none() && dts_us > -FIRST_UNIT_SLACK_US {
+            pts_us -= dts_us;
+            dts_us = 0;
+        }
+        let dts = ffmpeg::Rescale::rescale(&dts_us, us, tb);
+        let pts = ffmpeg::Rescale::rescale(&pts_us, us, tb);
         if dts < 0 || pts < dts || track.last_dts.is_some_and(|last| dts <= last) {
             self.skipped += 1;
             return Ok(Written::Skipped);
@@ -303,6 +312,10 @@ impl FileMuxer {
 }
 
 /// `t` ticks of a `timescale` clock in µs.
+/// How far before the file's origin a track's first unit may be and still be written (at
+/// zero): less than a frame of video, enough for the rounding of two clocks.
+const FIRST_UNIT_SLACK_US: i64 = 20_000;
+
 fn micros(t: i64, timescale: u32) -> i64 {
     (i128::from(t) * 1_000_000 / i128::from(timescale.max(1)))
         .clamp(i128::from(i64::MIN / 2), i128::from(i64::MAX / 2)) as i64
