@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// RTMP ingest and transcoding.
     pub ingest: IngestConfig,
+    /// Servers sharing one PostgreSQL catalog: liveness.
+    pub cluster: ClusterConfig,
 }
 
 /// HTTP listener settings.
@@ -40,6 +42,30 @@ pub struct HttpConfig {
     pub max_sdp_bytes: u64,
     /// Seconds a keep-alive connection may sit with no request before it is closed.
     pub idle_timeout_secs: u64,
+    /// HTTPS on `listen`: off, a self-signed certificate kept in `state_dir`, or PEM files.
+    pub tls: TlsMode,
+    /// PEM certificate chain for `tls = "files"` (re-read on SIGHUP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls = "files"` (re-read on SIGHUP).
+    pub tls_key: Option<PathBuf>,
+    /// Host names and IP addresses a self-signed certificate is made for, besides the
+    /// advertised IPs and `localhost`.
+    pub tls_names: Vec<String>,
+    /// Where plain HTTP is answered with a redirect to HTTPS (with `tls` on); none when unset.
+    pub redirect_listen: Option<SocketAddr>,
+}
+
+/// How the HTTP listener speaks TLS (`[http] tls`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain HTTP.
+    #[default]
+    Off,
+    /// HTTPS with a certificate made at first start and kept in `[catalog] state_dir`.
+    SelfSigned,
+    /// HTTPS with `tls_cert` and `tls_key`.
+    Files,
 }
 
 /// WebRTC transport settings.
@@ -77,6 +103,26 @@ pub struct WebRtcConfig {
 pub struct CatalogConfig {
     /// `sqlite://PATH` (created if missing) or `postgres://...` (`FEIYAN_DATABASE_URL` overrides).
     pub database_url: String,
+    /// Where the server keeps its own files: the self-signed certificate, the attendance
+    /// spill and dead-letter files. Default: the SQLite file's folder, else `data/`.
+    pub state_dir: Option<PathBuf>,
+    /// Attendance events held in memory before further ones spill to a file in
+    /// `state_dir` (replayed in order once the database takes writes again).
+    pub audience_queue_depth: usize,
+    /// Times a batch of attendance rows the database refuses is retried before it is
+    /// written row by row (rows still refused go to the dead-letter file).
+    pub write_retries: u32,
+}
+
+/// Cluster liveness (`[cluster]`): every server notes itself alive in the catalog, by the
+/// database's clock, and closes what a server silent for `gone_after_secs` left open.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Seconds between heartbeats.
+    pub heartbeat_secs: u64,
+    /// Seconds without a heartbeat after which a server counts as gone.
+    pub gone_after_secs: u64,
 }
 
 /// Relay limits.
@@ -161,6 +207,11 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_sdp_bytes: 64 * 1024,
             idle_timeout_secs: 10,
+            tls: TlsMode::Off,
+            tls_cert: None,
+            tls_key: None,
+            tls_names: Vec::new(),
+            redirect_listen: None,
         }
     }
 }
@@ -183,6 +234,38 @@ impl Default for CatalogConfig {
     fn default() -> Self {
         Self {
             database_url: "sqlite://data/feiyan.db".to_string(),
+            state_dir: None,
+            audience_queue_depth: 65_536,
+            write_retries: 5,
+        }
+    }
+}
+
+impl CatalogConfig {
+    /// The state folder: `state_dir`, else the SQLite file's folder, else `data/`.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        let sqlite_file = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .filter(|path| !path.is_empty() && !path.starts_with(":memory:"));
+        match sqlite_file.and_then(|f| Path::new(f).parent()) {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            Some(_) => PathBuf::from("."),
+            None => PathBuf::from("data"),
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 10,
+            gone_after_secs: 60,
         }
     }
 }
@@ -347,9 +430,49 @@ impl Config {
             ));
         }
         self.ingest.validate()?;
+        self.validate_tls()?;
+        if self.catalog.audience_queue_depth < 16 {
+            return Err(ConfigError::Invalid(
+                "catalog.audience_queue_depth must be at least 16".into(),
+            ));
+        }
+        if self.cluster.heartbeat_secs == 0
+            || self.cluster.gone_after_secs < 2 * self.cluster.heartbeat_secs
+        {
+            return Err(ConfigError::Invalid(
+                "cluster.heartbeat_secs must be at least 1 and cluster.gone_after_secs at least twice it".into(),
+            ));
+        }
         if self.webrtc.failed_timeout_secs <= self.webrtc.disconnected_timeout_secs {
             return Err(ConfigError::Invalid(
                 "webrtc.failed_timeout_secs must be greater than disconnected_timeout_secs".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let http = &self.http;
+        match http.tls {
+            TlsMode::Files if http.tls_cert.is_none() || http.tls_key.is_none() => {
+                return Err(ConfigError::Invalid(
+                    "http.tls = \"files\" needs http.tls_cert and http.tls_key (PEM files); \
+                     use tls = \"self-signed\" to have the server make a certificate"
+                        .into(),
+                ));
+            }
+            TlsMode::Off if http.redirect_listen.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "http.redirect_listen redirects to HTTPS: it needs http.tls on".into(),
+                ));
+            }
+            _ => {}
+        }
+        if http.tls != TlsMode::Files && (http.tls_cert.is_some() || http.tls_key.is_some()) {
+            return Err(ConfigError::Invalid(
+                "http.tls_cert and http.tls_key are used only with tls = \"files\"".into(),
             ));
         }
         Ok(())
