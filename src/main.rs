@@ -17,6 +17,6 @@ static JEMALLOC_CONF: &[u8; 37] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = feiyan::cli::Cli::parse();
-    feiyan::cli::init_logging();
+    feiyan::cli::init_logging(cli.log_format);
     feiyan::cli::run(cli).await
 }

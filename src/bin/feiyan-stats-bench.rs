@@ -45,7 +45,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    feiyan::cli::init_logging();
+    feiyan::cli::init_logging(feiyan::cli::LogFormat::Text);
     let config = feiyan::cli::load_config(args.config)?;
     let catalog = feiyan::cli::open_catalog(&config.catalog.database_url).await?;
     stats_bench(

@@ -33,6 +33,9 @@ pub struct Cli {
     /// Configuration file (TOML). Defaults to config/feiyan.toml when it exists.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log lines as text (colours only on a terminal) or as JSON objects, one per line.
+    #[arg(long, global = true, env = "FEIYAN_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -86,14 +89,34 @@ enum Command {
     },
 }
 
-/// Logs to standard output; `RUST_LOG` overrides the default levels, which keep the
-/// WebRTC and SQL libraries quiet.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            EnvFilter::new("info,rtc=warn,rtc_ice=warn,rtc_dtls=error,sqlx=warn")
-        }))
-        .init();
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; colour codes only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields), for log collectors.
+    Json,
+}
+
+/// Logs to standard error (standard output carries what commands print); `RUST_LOG`
+/// overrides the default levels, which keep the WebRTC and SQL libraries quiet. Under
+/// systemd or into a file the text has no terminal colour codes.
+pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rtc=warn,rtc_ice=warn,rtc_dtls=error,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 /// Loads `--config`, or config/feiyan.toml when it exists, or the defaults; environment
