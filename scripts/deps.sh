@@ -5,6 +5,8 @@ want=(pkg-config libclang-dev ffmpeg curl ca-certificates libavcodec-dev libavfo
 # An RTSP server for the RTSP pull test (the ffmpeg CLI can push RTSP but not serve it).
 want+=(rtsp-server-perl)
 [ "${FEIYAN_WANT_CHROMIUM:-0}" = 1 ] && want+=(chromium)
+# systemd-analyze, for the test that verifies the shipped unit (config/feiyan.service).
+[ "${FEIYAN_WANT_SYSTEMD:-0}" = 1 ] && want+=(systemd)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,18 +1,24 @@
 //! Wiring: catalog -> audience writer -> relay engine -> HTTP, and the shutdown order
 //! (stop HTTP, close every peer so attendance rows are closed, drain the writer).
+//!
+//! The relay engine and the audience writer are watched: if either panics the server
+//! does not limp on with HTTP up and no media or no attendance; [`run`] ends with an
+//! error (a non-zero exit status, so systemd restarts it) within about a second.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::audience::now_ms;
 use crate::catalog::{Catalog, spawn_writer};
 use crate::config::Config;
+use crate::http::serve::{https_redirect, serve};
+use crate::http::tls::Tls;
 use crate::http::{AppState, routes};
 use crate::relay::{self, RelayHandle};
 
@@ -28,9 +34,15 @@ pub struct RunningServer {
     pub relay: RelayHandle,
     /// Where RTMP ingest listens, when enabled.
     pub rtmp_addr: Option<SocketAddr>,
+    /// The certificate HTTPS serves, when `[http] tls` is on.
+    pub tls: Option<Arc<Tls>>,
+    /// Where plain HTTP is redirected to HTTPS, when `[http] redirect_listen` is set.
+    pub redirect_addr: Option<SocketAddr>,
     ingest: crate::ingest::Ingest,
-    stop_http: oneshot::Sender<()>,
+    stop_http: Vec<oneshot::Sender<()>>,
     http_task: JoinHandle<()>,
+    /// Why a task the server cannot run without ended (see [`RunningServer::failed`]).
+    failures: mpsc::UnboundedReceiver<String>,
     engine_task: JoinHandle<()>,
     writer_task: JoinHandle<()>,
     liveness_task: JoinHandle<()>,
@@ -45,12 +57,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     if closed > 0 {
         info!(closed, "closed sessions left open by an earlier run");
     }
+    let (failed, failures) = mpsc::unbounded_channel();
     let (mut audience, writer_task) = spawn_writer(catalog.clone(), 65_536);
+    let writer_task = supervise("the audience writer", writer_task, failed.clone());
     audience.set_node(catalog.register_node(now_ms()).await?);
     let liveness_task = tokio::spawn(keep_alive(catalog.clone()));
     let (relay, engine_task) = relay::start(&config.webrtc, &config.relay, audience)
         .await
         .with_context(|| format!("binding media UDP socket {}", config.webrtc.udp_bind))?;
+    let engine_task = supervise("the relay engine", engine_task, failed);
     let ingest = crate::ingest::start(&config.ingest, catalog.clone(), relay.sources())
         .await
         .with_context(|| format!("starting ingest (RTMP {:?})", config.ingest.rtmp_listen))?;
@@ -62,30 +77,100 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         pull: ingest.pull.clone(),
         login_throttle: Default::default(),
     });
+    let tls = tls_from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding HTTP {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
-    let (stop_http, stopped) = oneshot::channel::<()>();
-    let http_task = tokio::spawn(crate::http::serve::serve(
-        listener,
-        routes(state),
-        Duration::from_secs(config.http.idle_timeout_secs),
-        stopped,
-    ));
-    info!(%http_addr, udp = %relay.udp_addr(), "feiyan listening");
+    let idle = Duration::from_secs(config.http.idle_timeout_secs);
+    let mut stop_http = Vec::new();
+    let redirect_addr = match config.http.redirect_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTPS redirect {addr}"))?;
+            let bound = listener.local_addr()?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            stop_http.push(stop);
+            let redirect = https_redirect(http_addr.port());
+            tokio::spawn(serve(listener, redirect, idle, None, stopped));
+            Some(bound)
+        }
+        None => None,
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    stop_http.push(stop);
+    let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+    let http_task = tokio::spawn(serve(listener, routes(state), idle, acceptor, stopped));
+    info!(%http_addr, udp = %relay.udp_addr(), https = tls.is_some(), "feiyan listening");
     Ok(RunningServer {
         http_addr,
         udp_addr: relay.udp_addr(),
         catalog,
         relay,
         rtmp_addr: ingest.rtmp_addr,
+        tls,
+        redirect_addr,
         ingest,
         stop_http,
         http_task,
+        failures,
         engine_task,
         writer_task,
         liveness_task,
+    })
+}
+
+/// The certificate `[http] tls` asks for, made or loaded (a clear error naming the file
+/// when it cannot be).
+fn tls_from_config(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
+    let mut names: Vec<String> = config
+        .webrtc
+        .advertised_ips
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
+    let listen = config.http.listen.ip();
+    if !listen.is_unspecified() {
+        names.push(listen.to_string());
+    }
+    let state_dir = config.catalog.state_dir();
+    let tls = Tls::from_config(&config.http, &names, &state_dir)?;
+    if let Some(tls) = &tls {
+        let prints = tls.fingerprints();
+        info!(
+            certificate = %tls.describe(),
+            sha256 = %prints.sha256,
+            spki_sha256 = %prints.spki_sha256,
+            "HTTPS on"
+        );
+    }
+    Ok(tls.map(Arc::new))
+}
+
+/// Watches a task the server cannot run without: when it panics or ends early, says why
+/// on `failed`. Returns a handle that ends when the task does.
+fn supervise(
+    name: &'static str,
+    task: JoinHandle<()>,
+    failed: mpsc::UnboundedSender<String>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        match task.await {
+            Ok(()) => {}
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                let _ = failed.send(format!("{name} panicked: {what}"));
+            }
+            Err(e) => {
+                let _ = failed.send(format!("{name} was cancelled: {e}"));
+            }
+        }
     })
 }
 
@@ -112,15 +197,38 @@ async fn keep_alive(catalog: Catalog) {
 }
 
 impl RunningServer {
-    /// Base URL of the HTTP side, e.g. `http://127.0.0.1:41234`.
+    /// Base URL of the HTTP side, e.g. `http://127.0.0.1:41234` (`https://` with TLS).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.http_addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.http_addr)
+    }
+
+    /// Waits until a task the server cannot run without (the relay engine, the audience
+    /// writer) panics or ends on its own, and says which and why.
+    pub async fn failed(&mut self) -> String {
+        self.failures
+            .recv()
+            .await
+            .unwrap_or_else(|| "the server's watchers ended".into())
+    }
+
+    /// After [`RunningServer::failed`]: stops HTTP and gives the writer a moment to write
+    /// what was queued (the rest of the attendance is closed at the next start).
+    pub async fn abandon(self) {
+        self.liveness_task.abort();
+        for stop in self.stop_http {
+            let _ = stop.send(());
+        }
+        drop(self.relay);
+        let _ = tokio::time::timeout(Duration::from_millis(1200), self.writer_task).await;
     }
 
     /// Stops in order: HTTP, relay (closing attendance), then the writer drains.
     pub async fn shutdown(self) {
         self.liveness_task.abort();
-        let _ = self.stop_http.send(());
+        for stop in self.stop_http {
+            let _ = stop.send(());
+        }
         self.ingest.shutdown().await;
         self.relay.shutdown().await;
         let _ = self.engine_task.await;
@@ -131,18 +239,89 @@ impl RunningServer {
     }
 }
 
-/// Runs until Ctrl-C or SIGTERM.
+/// Runs until Ctrl-C or SIGTERM, or until the relay engine or the audience writer fails
+/// (an error, so the process exits non-zero). SIGHUP re-reads the TLS certificate.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let server = start(config).await?;
+    let mut server = start(config).await?;
     let base = server.base_url();
     println!(
         "feiyan is running: {base}/  (media UDP {})",
         server.udp_addr
     );
-    wait_for_signal().await;
-    info!("shutting down");
-    server.shutdown().await;
-    Ok(())
+    if let Some(tls) = &server.tls {
+        let prints = tls.fingerprints();
+        println!("HTTPS certificate: {}", tls.describe());
+        println!("  SHA-256 fingerprint: {}", prints.sha256);
+        println!("  SPKI SHA-256 (base64): {}", prints.spki_sha256);
+        tokio::spawn(reload_on_hangup(tls.clone()));
+    }
+    if let Ok(fault) = std::env::var("FEIYAN_FAULT") {
+        inject(&server, &fault)?;
+    }
+    let failure = tokio::select! {
+        _ = wait_for_signal() => None,
+        why = server.failed() => Some(why),
+    };
+    match failure {
+        None => {
+            info!("shutting down");
+            server.shutdown().await;
+            Ok(())
+        }
+        Some(why) => {
+            error!(%why, "stopping: the server cannot go on without it");
+            server.abandon().await;
+            Err(anyhow::anyhow!("{why}"))
+        }
+    }
+}
+
+/// `FEIYAN_FAULT=engine-panic[@MS]`: make the relay engine panic MS milliseconds after
+/// start (default 1000), so an operator (or a test) can see the process exit and the
+/// service manager restart it. Nothing else reads it.
+fn inject(server: &RunningServer, fault: &str) -> anyhow::Result<()> {
+    let (what, after) = fault.split_once('@').unwrap_or((fault, "1000"));
+    let after_ms: u64 = after
+        .parse()
+        .with_context(|| format!("FEIYAN_FAULT={fault:?}: the delay after @ is in ms"))?;
+    match what {
+        "engine-panic" => {
+            warn!(after_ms, "FEIYAN_FAULT: the relay engine will panic");
+            let relay = server.relay.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                relay.inject_panic().await;
+            });
+            Ok(())
+        }
+        other => anyhow::bail!("FEIYAN_FAULT={other:?} is unknown; the one fault is engine-panic"),
+    }
+}
+
+/// Re-reads the certificate on every SIGHUP; a failed reload keeps serving the old one.
+async fn reload_on_hangup(tls: Arc<Tls>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            warn!("cannot listen for SIGHUP; the TLS certificate is read at start only");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(prints) => info!(
+                    certificate = %tls.describe(),
+                    sha256 = %prints.sha256,
+                    "TLS certificate reloaded"
+                ),
+                Err(e) => {
+                    error!(error = %e, "TLS certificate not reloaded; serving the previous one")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 async fn wait_for_signal() {

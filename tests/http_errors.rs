@@ -203,6 +203,7 @@ async fn filters_see_the_client_address() {
         listener,
         routes,
         std::time::Duration::from_secs(5),
+        None,
         stopped,
     ));
     let client = reqwest::Client::new();

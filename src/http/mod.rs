@@ -16,6 +16,7 @@ pub mod csv;
 pub mod error;
 mod ingest;
 pub mod serve;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

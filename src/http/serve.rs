@@ -8,6 +8,10 @@
 //! request in flight for `idle` is closed (a later DELETE opens a new one), and the
 //! client's address reaches the filters as [`ClientAddr`] (warp's own `addr::remote`
 //! only works under `warp::serve`).
+//!
+//! With TLS (`[http] tls`), each connection's handshake runs in its own task, and a
+//! plain-HTTP request that reaches the HTTPS port is answered with a short 400 naming
+//! the `https://` address instead of a TLS alert a person cannot read.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,8 +22,10 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 use tracing::debug;
 use warp::Filter;
@@ -58,12 +64,16 @@ impl Activity {
     }
 }
 
-/// Serves `routes` on `listener` until `stop` fires, then lets the open connections
-/// finish their requests and returns when all are closed.
+/// How long a client may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `routes` on `listener` (over TLS when `tls` is given) until `stop` fires, then
+/// lets the open connections finish their requests and returns when all are closed.
 pub async fn serve<F>(
     listener: TcpListener,
     routes: F,
     idle: Duration,
+    tls: Option<TlsAcceptor>,
     mut stop: oneshot::Receiver<()>,
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
@@ -83,13 +93,19 @@ pub async fn serve<F>(
             _ = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(
-            stream,
-            addr,
-            routes.clone(),
-            idle,
-            closing_rx.clone(),
-        ));
+        let (routes, closing) = (routes.clone(), closing_rx.clone());
+        match tls.clone() {
+            None => {
+                tokio::spawn(connection(stream, addr, routes, idle, closing));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    if let Some(stream) = handshake(acceptor, stream, addr).await {
+                        connection(stream, addr, routes, idle, closing).await;
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     drop(closing_rx);
@@ -98,13 +114,47 @@ pub async fn serve<F>(
     closing.closed().await;
 }
 
-async fn connection<F>(
-    stream: tokio::net::TcpStream,
+/// Completes a TLS handshake, or answers a plain-HTTP request with a readable 400.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let mut first = [0u8; 1];
+    // A TLS ClientHello starts with record type 22; an HTTP request with a method name.
+    let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    if matches!(peeked, Ok(Ok(1))) && first[0].is_ascii_uppercase() {
+        let body = "This port speaks HTTPS: use an https:// address.\n";
+        let reply = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(reply.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        return None;
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            debug!(%addr, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            debug!(%addr, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+async fn connection<S, F>(
+    stream: S,
     addr: SocketAddr,
     routes: F,
     idle: Duration,
     mut closing: watch::Receiver<bool>,
 ) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
     let activity = Arc::new(Activity {
@@ -151,5 +201,80 @@ async fn connection<F>(
                 }
             }
         }
+    }
+}
+
+/// Plain HTTP answered with `308 Permanent Redirect` to the same host and path on HTTPS
+/// port `https_port` (`[http] redirect_listen`); 308 keeps the method, so a WHIP POST
+/// to the old address still arrives as a POST.
+pub fn https_redirect(
+    https_port: u16,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    warp::header::headers_cloned()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .map(
+            move |headers: warp::http::HeaderMap, path: warp::path::FullPath, query: String| {
+                use warp::Reply;
+                use warp::http::{StatusCode, header};
+                let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+                let Some(host) = host.and_then(host_without_port) else {
+                    return warp::reply::with_status(
+                        "This address redirects to HTTPS, but the request named no Host.\n",
+                        StatusCode::BAD_REQUEST,
+                    )
+                    .into_response();
+                };
+                let port = if https_port == 443 {
+                    String::new()
+                } else {
+                    format!(":{https_port}")
+                };
+                let query = if query.is_empty() {
+                    query
+                } else {
+                    format!("?{query}")
+                };
+                let location = format!("https://{host}{port}{}{query}", path.as_str());
+                let mut reply = warp::reply::with_status(
+                    format!("Moved to {location}\n"),
+                    StatusCode::PERMANENT_REDIRECT,
+                )
+                .into_response();
+                if let Ok(value) = header::HeaderValue::from_str(&location) {
+                    reply.headers_mut().insert(header::LOCATION, value);
+                }
+                reply
+            },
+        )
+}
+
+/// `example.org:80` -> `example.org`, `[::1]:80` -> `[::1]`; `None` when it is not a
+/// plausible host (so nothing odd reaches the Location header).
+fn host_without_port(host: &str) -> Option<&str> {
+    let host = host.trim();
+    let name = if host.starts_with('[') {
+        &host[..=host.find(']')?]
+    } else {
+        host.split(':').next()?
+    };
+    let plausible = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:_".contains(&b));
+    plausible.then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_without_port;
+
+    #[test]
+    fn hosts_lose_their_port_and_odd_ones_are_refused() {
+        assert_eq!(host_without_port("station.lan:8080"), Some("station.lan"));
+        assert_eq!(host_without_port("10.0.0.5"), Some("10.0.0.5"));
+        assert_eq!(host_without_port("[::1]:80"), Some("[::1]"));
+        assert_eq!(host_without_port("evil.test/path"), None);
+        assert_eq!(host_without_port(""), None);
     }
 }

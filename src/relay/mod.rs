@@ -201,6 +201,8 @@ pub(crate) enum EngineCommand {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// Fault injection (`FEIYAN_FAULT=engine-panic`): the engine panics.
+    Panic,
 }
 
 /// What `/api/live` and the pages show about a channel, kept current by the engine.
@@ -454,6 +456,12 @@ impl RelayHandle {
     pub async fn subscribe(&self, channel: ChannelName) -> Result<Subscription, RelayError> {
         self.ask(|reply| EngineCommand::Subscribe { channel, reply })
             .await
+    }
+
+    /// Makes the engine panic, for `FEIYAN_FAULT=engine-panic` (checking that the process
+    /// exits and its service manager restarts it).
+    pub async fn inject_panic(&self) {
+        let _ = self.tx.send(EngineCommand::Panic).await;
     }
 
     /// Closes every peer, writes their attendance and stops the engine.

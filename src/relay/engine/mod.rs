@@ -356,6 +356,7 @@ impl Engine {
                 let _ = reply.send(Ok(self.taps.subscribe(&channel)));
             }
             EngineCommand::Shutdown { .. } => unreachable!("handled in run"),
+            EngineCommand::Panic => panic!("fault injected: the relay engine panics on request"),
         }
     }
 
