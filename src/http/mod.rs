@@ -9,10 +9,10 @@
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
 //! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API |
 //! | `GET /`, `/watch/{c}`, `/publish/{c}` | pages; their scripts and styles under `/assets/` |
+//! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 //!
 //! Security headers (CSP, nosniff, ...) go on every answer and CORS only on WHIP/WHEP and
 //! the public reads: see [`security`].
-//! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 
 pub mod admin;
 pub mod csv;
