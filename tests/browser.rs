@@ -1,249 +1,108 @@
-//! End to end with real browsers: a headless Chromium publishes its fake camera and microphone
-//! through the served `/publish` page (WHIP), a second headless Chromium plays the channel
-//! through the served `/watch` page (WHEP) and decodes video and audio. Both pages POST their
-//! `getStats()` summaries to a small collector run by this test. Killing the viewer's browser
-//! (no DELETE is sent) must bring the server's viewer count back to 0 once ICE times out.
+//! End to end with real browsers, driven over the DevTools protocol (`common::cdp`): a
+//! headless Chromium opens the served `/publish` page, types the stream key and presses
+//! 开始直播 (WHIP from its fake camera and microphone); a second headless Chromium opens the
+//! `/watch` page (WHEP) and decodes video and audio. The tests read the pages' peer
+//! connections (`getStats()`) and video elements over CDP; the pages carry no test hooks.
+//! Killing the viewer's browser (no DELETE is sent) must bring the server's viewer count
+//! back to 0 once ICE times out. Every page answers with the CSP header and Chromium sees no
+//! CSP violation on any of them while publishing, watching and logging in.
 //!
 //! Chromium is required: `/usr/bin/chromium`, or the path in `FEIYAN_CHROMIUM`. A missing
 //! browser fails the test; it is never skipped.
 
 mod common;
 
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::cdp::{Browser, Page};
 use common::start_server;
+use feiyan::catalog::Scope;
 use feiyan::config::Config;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use warp::Filter;
-use warp::http::StatusCode;
+use serde_json::{Value, json};
 
-const STDERR_TAIL_LINES: usize = 40;
-
-// ---------------------------------------------------------------------------------------------
-// Report collector
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Default)]
-struct Reports {
-    latest: HashMap<String, Value>,
-    count: HashMap<String, u64>,
-    bad: u64,
+/// A browser and the one page a test drives in it.
+struct Tab {
+    browser: Browser,
+    page: Page,
 }
 
-type SharedReports = Arc<Mutex<Reports>>;
+impl Tab {
+    async fn open(name: &str) -> Tab {
+        let browser = Browser::launch(name, &[]).await;
+        let page = browser.new_page().await;
+        Tab { browser, page }
+    }
+}
 
-/// Serves `POST /report` (JSON with a `page` field) and answers CORS preflights, on
-/// 127.0.0.1 with an ephemeral port. Returns the report URL.
-async fn start_collector(reports: SharedReports) -> String {
-    let preflight = warp::options().map(|| {
-        let reply = warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT);
-        let reply = warp::reply::with_header(reply, "access-control-allow-origin", "*");
-        let reply = warp::reply::with_header(reply, "access-control-allow-headers", "content-type");
-        warp::reply::with_header(reply, "access-control-allow-methods", "POST")
-    });
-    let post = warp::post()
-        .and(warp::path("report"))
-        .and(warp::path::end())
-        .and(warp::body::content_length_limit(64 * 1024))
-        .and(warp::body::bytes())
-        .map(move |body: bytes::Bytes| {
-            let mut r = reports.lock().unwrap();
-            match serde_json::from_slice::<Value>(&body) {
-                Ok(v) => {
-                    let page = v["page"].as_str().unwrap_or("?").to_string();
-                    *r.count.entry(page.clone()).or_default() += 1;
-                    r.latest.insert(page, v);
-                }
-                Err(_) => r.bad += 1,
-            }
-            let reply = warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT);
-            warp::reply::with_header(reply, "access-control-allow-origin", "*")
-        });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+fn num(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer)
+        .and_then(Value::as_f64)
+        .map(|f| f as u64)
+        .unwrap_or(0)
+}
+
+/// A JavaScript string literal.
+fn js_str(s: &str) -> String {
+    Value::from(s).to_string()
+}
+
+/// Opens the publish page, types the key and title as a person would, and presses 开始直播.
+async fn start_publishing(page: &Page, base: &str, channel: &str, key: &str, title: &str) {
+    page.navigate(&format!("{base}/publish/{channel}"))
         .await
-        .expect("collector binds");
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(warp::serve(preflight.or(post)).incoming(listener).run());
-    format!("http://{addr}/report")
+        .expect("publish page loads");
+    page.evaluate(&format!(
+        "(() => {{ document.getElementById('key').value = {}; \
+         document.getElementById('title').value = {}; \
+         document.getElementById('start').click(); }})()",
+        js_str(key),
+        js_str(title)
+    ))
+    .await
+    .expect("the publish form is filled and submitted");
 }
 
-fn latest(reports: &SharedReports, page: &str) -> Value {
-    reports
-        .lock()
-        .unwrap()
-        .latest
-        .get(page)
-        .cloned()
-        .unwrap_or(Value::Null)
+/// What the watch page shows: its video element and quality menu.
+const WATCH_VIEW: &str = "(() => { \
+    const v = document.getElementById('video'); \
+    const box = document.getElementById('quality-box'); \
+    const sel = document.getElementById('quality'); \
+    return { videoWidth: v.videoWidth, videoHeight: v.videoHeight, currentTime: v.currentTime, \
+      paused: v.paused, status: document.body.getAttribute('data-status'), \
+      qualityChoices: box.hidden ? 0 : sel.options.length, quality: sel.value || 'source' }; })()";
+
+/// Records (for the notes) when the watch page's video first plays; test-side, set before
+/// the page's own scripts run.
+const FIRST_PLAYING: &str = "document.addEventListener('playing', () => { \
+    if (window.__feiyanFirstPlaying === undefined) \
+      Object.defineProperty(window, '__feiyanFirstPlaying', { value: performance.now() }); \
+  }, true);";
+
+/// Watch page state: `{pc: <connected peer connection stats or null>, view: WATCH_VIEW}`.
+async fn watch_state(page: &Page) -> Value {
+    let pc = page
+        .connected_peer_stats()
+        .await
+        .unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    let view = page
+        .evaluate(WATCH_VIEW)
+        .await
+        .unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    json!({ "pc": pc, "view": view })
 }
 
-fn num(v: &Value, field: &str) -> u64 {
-    v[field].as_f64().map(|f| f as u64).unwrap_or(0)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Chromium
-// ---------------------------------------------------------------------------------------------
-
-fn chromium_path() -> PathBuf {
-    let path = std::env::var_os("FEIYAN_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.is_file(),
-        "Chromium not found at {} — this test needs a real browser. Install it \
-         (`apt-get install -y chromium`) or set FEIYAN_CHROMIUM to its path.",
-        path.display()
-    );
-    path
-}
-
-/// A headless Chromium in its own process group (so the renderer, GPU and network
-/// processes die with it) and its own profile directory.
-struct Browser {
-    name: &'static str,
-    child: tokio::process::Child,
-    pid: i32,
-    stderr: Arc<Mutex<VecDeque<String>>>,
-    killed: bool,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    fn launch(name: &'static str, chromium: &std::path::Path, url: &str) -> Browser {
-        let profile = tempfile::tempdir().expect("profile dir");
-        let mut cmd = tokio::process::Command::new(chromium);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            "--allow-loopback-in-peer-connection",
-            // Chromium's default mDNS (.local) host candidates stay on, as in real
-            // browsers: the server learns the real address from the browser's checks.
-            "--autoplay-policy=no-user-gesture-required",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--remote-debugging-port=0",
-            // Page console messages (JS errors, failed fetches) go to stderr too.
-            "--enable-logging=stderr",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({name}): {e}", chromium.display()));
-        let pid = child.id().expect("chromium pid") as i32;
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        let pipe = child.stderr.take().expect("stderr piped");
-        let tail = stderr.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(pipe);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match lines.read_until(b'\n', &mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                        // No D-Bus and no sound card in a headless test box: that noise
-                        // would fill the tail.
-                        if line.contains(":dbus/")
-                            || line.contains("D-Bus")
-                            || line.starts_with("ALSA lib ")
-                        {
-                            continue;
-                        }
-                        let mut t = tail.lock().unwrap();
-                        if t.len() == STDERR_TAIL_LINES {
-                            t.pop_front();
-                        }
-                        t.push_back(line);
-                    }
-                }
-            }
-        });
-        println!("[browser] started {name} chromium (pid {pid}): {url}");
-        Browser {
-            name,
-            child,
-            pid,
-            stderr,
-            killed: false,
-            _profile: profile,
-        }
-    }
-
-    /// `Some(status)` if the browser exited (and we did not kill it).
-    fn exited(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) if !self.killed => Some(status.to_string()),
-            _ => None,
-        }
-    }
-
-    /// SIGKILL to the whole process group: the page gets no chance to send a DELETE.
-    async fn kill(&mut self) {
-        self.kill_group();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-    }
-
-    fn kill_group(&mut self) {
-        if !self.killed && self.pid > 1 {
-            // SAFETY: plain syscall; the group is the one this test created for this child.
-            unsafe {
-                libc::kill(-self.pid, libc::SIGKILL);
-            }
-        }
-        self.killed = true;
-    }
-
-    fn stderr_tail(&self) -> String {
-        let t = self.stderr.lock().unwrap();
-        if t.is_empty() {
-            return "    (no stderr output)".into();
-        }
-        t.iter()
-            .map(|l| format!("    {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        self.kill_group();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------------
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// Publish page state: its connected peer connection's stats and the page's status.
+async fn publish_state(page: &Page) -> Value {
+    let pc = page
+        .connected_peer_stats()
+        .await
+        .unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    let status = page
+        .evaluate("document.body.getAttribute('data-status')")
+        .await
+        .unwrap_or_else(|e| json!(e.to_string()));
+    json!({ "pc": pc, "status": status })
 }
 
 async fn channel_info(http: &reqwest::Client, base: &str, channel: &str) -> Value {
@@ -256,7 +115,7 @@ async fn channel_info(http: &reqwest::Client, base: &str, channel: &str) -> Valu
             .await
     }
     .await;
-    res.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+    res.unwrap_or_else(|e| json!({ "error": e.to_string() }))
 }
 
 /// Everything needed to explain a failure.
@@ -265,12 +124,25 @@ struct Ctx {
     http: reqwest::Client,
     base: String,
     channel: String,
-    reports: SharedReports,
-    publisher: Option<Browser>,
-    viewer: Option<Browser>,
+    publisher: Option<Tab>,
+    viewer: Option<Tab>,
 }
 
 impl Ctx {
+    fn new(base: &str, channel: &str) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+            channel: channel.to_string(),
+            publisher: None,
+            viewer: None,
+        }
+    }
+
     fn t(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
@@ -279,14 +151,25 @@ impl Ctx {
         channel_info(&self.http, &self.base, &self.channel).await
     }
 
+    fn publish_page(&self) -> &Page {
+        &self.publisher.as_ref().expect("publisher open").page
+    }
+
+    fn watch_page(&self) -> &Page {
+        &self.viewer.as_ref().expect("viewer open").page
+    }
+
     /// Fails early if a browser died on its own.
     fn check_browsers(&mut self) -> Option<String> {
-        for b in [self.publisher.as_mut(), self.viewer.as_mut()]
+        for tab in [self.publisher.as_mut(), self.viewer.as_mut()]
             .into_iter()
             .flatten()
         {
-            if let Some(status) = b.exited() {
-                return Some(format!("{} chromium exited on its own: {status}", b.name));
+            if let Some(status) = tab.browser.exited() {
+                return Some(format!(
+                    "{} chromium exited on its own: {status}",
+                    tab.browser.name
+                ));
             }
         }
         None
@@ -296,32 +179,28 @@ impl Ctx {
         // Let the stderr readers catch up with a browser that just died.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let info = self.info().await;
-        let (pub_report, watch_report, counts, bad) = {
-            let r = self.reports.lock().unwrap();
-            (
-                r.latest.get("publish").cloned().unwrap_or(Value::Null),
-                r.latest.get("watch").cloned().unwrap_or(Value::Null),
-                format!("{:?}", r.count),
-                r.bad,
-            )
-        };
         let mut out = format!(
-            "\n==== browser test failed at {:.1} s: {msg}\n\
-             api /api/channels/{}: {info}\n\
-             reports received: {counts} (unparsable: {bad})\n\
-             last publish report: {pub_report}\n\
-             last watch report:   {watch_report}\n",
+            "\n==== browser test failed at {:.1} s: {msg}\napi /api/channels/{}: {info}\n",
             self.t(),
             self.channel
         );
-        for b in [self.publisher.as_ref(), self.viewer.as_ref()]
+        if let Some(tab) = &self.publisher {
+            out.push_str(&format!(
+                "publish page: {}\n",
+                publish_state(&tab.page).await
+            ));
+        }
+        if let Some(tab) = &self.viewer {
+            out.push_str(&format!("watch page: {}\n", watch_state(&tab.page).await));
+        }
+        for tab in [self.publisher.as_ref(), self.viewer.as_ref()]
             .into_iter()
             .flatten()
         {
             out.push_str(&format!(
-                "---- {} chromium stderr (last {STDERR_TAIL_LINES} lines):\n{}\n",
-                b.name,
-                b.stderr_tail()
+                "---- {} chromium stderr (last lines):\n{}\n",
+                tab.browser.name,
+                tab.browser.stderr_tail()
             ));
         }
         eprintln!("{out}");
@@ -354,106 +233,121 @@ impl Ctx {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+
+    /// Waits until the publish page is live and sending video and audio.
+    async fn wait_publishing(&mut self, timeout: Duration) {
+        self.wait_for(
+            "the channel to go live and the publish page to send video and audio",
+            timeout,
+            async |c: &Ctx| {
+                let info = c.info().await;
+                let state = publish_state(c.publish_page()).await;
+                if info["live"].as_bool() == Some(true)
+                    && num(&state, "/pc/outbound/video/packetsSent") > 0
+                    && num(&state, "/pc/outbound/audio/packetsSent") > 0
+                {
+                    Ok(())
+                } else {
+                    Err(format!("api {info}; publish page {state}"))
+                }
+            },
+        )
+        .await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
-// The test
+// The tests
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_and_chromium_watches() {
-    let chromium = chromium_path();
     let t = start_server().await;
-    let reports: SharedReports = Arc::default();
-    let report_url = start_collector(reports.clone()).await;
     let channel = t.station.channel.to_string();
-    let mut ctx = Ctx {
-        started: Instant::now(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap(),
-        base: t.base.clone(),
-        channel: channel.clone(),
-        reports: reports.clone(),
-        publisher: None,
-        viewer: None,
-    };
+    let mut ctx = Ctx::new(&t.base, &channel);
 
-    // 1. Publish from the first browser.
-    let publish_url = format!(
-        "{}/publish/{}?key={}&title={}&autostart=1&report={}",
-        t.base,
-        enc(&channel),
-        enc(&t.station.stream_key),
-        enc("浏览器测试"),
-        enc(&report_url)
-    );
-    ctx.publisher = Some(Browser::launch("publish", &chromium, &publish_url));
-    ctx.wait_for(
-        "the channel to go live and the publish page to send video and audio",
-        Duration::from_secs(20),
-        async |c: &Ctx| {
-            let info = c.info().await;
-            let rep = latest(&c.reports, "publish");
-            let live = info["live"].as_bool() == Some(true);
-            if live && num(&rep, "packetsSent") > 0 && num(&rep, "audioPacketsSent") > 0 {
-                Ok(())
-            } else {
-                Err(format!("api {info}; publish report {rep}"))
-            }
-        },
+    // 1. Publish from the first browser: type the key, press 开始直播.
+    ctx.publisher = Some(Tab::open("publish").await);
+    start_publishing(
+        ctx.publish_page(),
+        &t.base,
+        &channel,
+        &t.station.stream_key,
+        "浏览器测试",
     )
     .await;
+    ctx.wait_publishing(Duration::from_secs(20)).await;
+    let info = ctx.info().await;
+    assert_eq!(info["title"], "浏览器测试", "api: {info}");
     println!(
-        "[{:.1}s] live; publish report {}",
+        "[{:.1}s] live; publish page {}",
         ctx.t(),
-        latest(&reports, "publish")
+        publish_state(ctx.publish_page()).await
     );
 
     // 2. Watch from a second browser.
-    let watch_url = format!(
-        "{}/watch/{}?report={}",
-        t.base,
-        enc(&channel),
-        enc(&report_url)
-    );
-    ctx.viewer = Some(Browser::launch("watch", &chromium, &watch_url));
+    let viewer = Tab::open("watch").await;
+    viewer
+        .page
+        .send(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": FIRST_PLAYING }),
+        )
+        .await
+        .expect("first-playing recorder installed");
+    viewer
+        .page
+        .navigate(&format!("{}/watch/{channel}", t.base))
+        .await
+        .expect("watch page loads");
+    ctx.viewer = Some(viewer);
     let watch_started = ctx.t();
     ctx.wait_for(
-        "the watch page to decode video (>30 frames) and audio (>20 packets), connected, with the viewer counted",
+        "the watch page to decode video (>30 frames) and audio (>20 packets), connected, \
+         showing frames, with the viewer counted",
         Duration::from_secs(30),
         async |c: &Ctx| {
-            let rep = latest(&c.reports, "watch");
+            let state = watch_state(c.watch_page()).await;
             let info = c.info().await;
             let viewers = info["viewers"].as_u64().unwrap_or(0);
-            if num(&rep, "framesDecoded") > 30
-                && num(&rep, "audioPacketsReceived") > 20
-                && num(&rep, "videoWidth") > 0
-                && rep["state"] == "connected"
-                && num(&rep, "firstFrameMs") > 0
+            if num(&state, "/pc/inbound/video/framesDecoded") > 30
+                && num(&state, "/pc/inbound/audio/packetsReceived") > 20
+                && num(&state, "/view/videoWidth") > 0
+                && state["view"]["currentTime"].as_f64().unwrap_or(0.0) > 0.0
+                && state["view"]["paused"] == false
+                && state["view"]["status"] == "playing"
                 && viewers >= 1
             {
                 Ok(())
             } else {
-                Err(format!("watch report {rep}; api {info}"))
+                Err(format!("watch page {state}; api {info}"))
             }
         },
     )
     .await;
-    let watch = latest(&reports, "watch");
+    let watch = watch_state(ctx.watch_page()).await;
     println!(
         "[{:.1}s] playing {:.1} s after the viewer started: {watch}; api {}",
         ctx.t(),
         ctx.t() - watch_started,
         ctx.info().await
     );
-    // The page's own join timing (a figure for the notes, not a bound: tests do not time).
-    println!(
-        "chromium join: WHEP POST -> connected {} ms, -> first frame shown {} ms",
-        watch["connectedMs"], watch["firstFrameMs"]
+    // Join timing in the page (a figure for the notes, not a bound: tests do not time).
+    let timing = ctx
+        .watch_page()
+        .evaluate(
+            "(() => { const e = performance.getEntriesByType('resource') \
+               .find((r) => r.name.includes('/whep/')); \
+             return e ? { answerMs: Math.round(e.responseEnd - e.startTime), \
+               playingMs: Math.round((window.__feiyanFirstPlaying || NaN) - e.startTime) } : null; })()",
+        )
+        .await
+        .unwrap_or(Value::Null);
+    println!("chromium join: WHEP POST -> answer, -> video playing: {timing}");
+    assert_eq!(
+        watch["pc"]["connectionState"], "connected",
+        "watch page: {watch}"
     );
-    assert_eq!(watch["state"], "connected", "watch report: {watch}");
 
     // 2b. Two seconds after connecting, the server drops the viewer's peer connection and
     //     answers its consent checks itself. Chromium stops counting a connection as
@@ -479,14 +373,19 @@ async fn chromium_publishes_and_chromium_watches() {
         },
     )
     .await;
-    let frames_at_detach = num(&latest(&reports, "watch"), "framesDecoded");
+    let frames_at_detach = num(
+        &watch_state(ctx.watch_page()).await,
+        "/pc/inbound/video/framesDecoded",
+    );
     tokio::time::sleep(Duration::from_secs(25)).await;
-    let watch = latest(&reports, "watch");
+    let watch = watch_state(ctx.watch_page()).await;
     println!(
         "[{:.1}s] 25 s after the viewer was detached: {watch}",
         ctx.t()
     );
-    if watch["state"] != "connected" || num(&watch, "framesDecoded") < frames_at_detach + 100 {
+    if watch["pc"]["connectionState"] != "connected"
+        || num(&watch, "/pc/inbound/video/framesDecoded") < frames_at_detach + 100
+    {
         ctx.fail(&format!(
             "the detached viewer stopped playing ({frames_at_detach} frames at detach): {watch}"
         ))
@@ -499,10 +398,15 @@ async fn chromium_publishes_and_chromium_watches() {
     let ice = Config::default().webrtc;
     let removal_bound =
         Duration::from_secs(ice.disconnected_timeout_secs + ice.failed_timeout_secs + 5);
-    ctx.viewer.as_mut().unwrap().kill().await;
+    let mut viewer = ctx.viewer.take().expect("viewer open");
+    viewer.browser.kill().await;
+    drop(viewer);
     let killed_at = ctx.t();
     println!("[{killed_at:.1}s] watch chromium killed");
-    let publish_before = num(&latest(&reports, "publish"), "packetsSent");
+    let publish_before = num(
+        &publish_state(ctx.publish_page()).await,
+        "/pc/outbound/video/packetsSent",
+    );
     ctx.wait_for(
         "the server to drop the killed viewer (viewers back to 0)",
         removal_bound,
@@ -534,25 +438,27 @@ async fn chromium_publishes_and_chromium_watches() {
         "the publisher to keep sending after the viewer left",
         Duration::from_secs(5),
         async |c: &Ctx| {
-            let rep = latest(&c.reports, "publish");
-            if num(&rep, "packetsSent") > publish_before && rep["state"] == "connected" {
+            let state = publish_state(c.publish_page()).await;
+            if num(&state, "/pc/outbound/video/packetsSent") > publish_before
+                && state["pc"]["connectionState"] == "connected"
+            {
                 Ok(())
             } else {
                 Err(format!(
-                    "publish report {rep} (packetsSent was {publish_before})"
+                    "publish page {state} (video packetsSent was {publish_before})"
                 ))
             }
         },
     )
     .await;
     println!(
-        "[{:.1}s] done; final publish report {}",
+        "[{:.1}s] done; final publish page {}",
         ctx.t(),
-        latest(&reports, "publish")
+        publish_state(ctx.publish_page()).await
     );
 
-    if let Some(mut b) = ctx.publisher.take() {
-        b.kill().await;
+    if let Some(mut tab) = ctx.publisher.take() {
+        tab.browser.kill().await;
     }
     t.server.shutdown().await;
 }
@@ -561,7 +467,6 @@ async fn chromium_publishes_and_chromium_watches() {
 /// ffmpeg CLI over RTMP), Chromium plays the 180p rendition and the page offers all three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_watches_the_rendition_it_asks_for() {
-    let chromium = chromium_path();
     let t = common::start_server_with(|c| {
         c.ingest.renditions = vec![
             feiyan::config::RenditionSpec {
@@ -577,8 +482,6 @@ async fn chromium_watches_the_rendition_it_asks_for() {
         ];
     })
     .await;
-    let reports: SharedReports = Arc::default();
-    let report_url = start_collector(reports.clone()).await;
     let channel = t.station.channel.to_string();
     let rtmp = t.server.rtmp_addr.expect("RTMP is on");
     let mut push = tokio::process::Command::new("ffmpeg")
@@ -605,18 +508,7 @@ async fn chromium_watches_the_rendition_it_asks_for() {
         .kill_on_drop(true)
         .spawn()
         .expect("ffmpeg starts");
-    let mut ctx = Ctx {
-        started: Instant::now(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap(),
-        base: t.base.clone(),
-        channel: channel.clone(),
-        reports: reports.clone(),
-        publisher: None,
-        viewer: None,
-    };
+    let mut ctx = Ctx::new(&t.base, &channel);
     ctx.wait_for(
         "the RTMP push to make the channel live with its ladder",
         Duration::from_secs(20),
@@ -632,35 +524,325 @@ async fn chromium_watches_the_rendition_it_asks_for() {
         },
     )
     .await;
-    let watch_url = format!(
-        "{}/watch/{}?quality=180p&report={}",
-        t.base,
-        enc(&channel),
-        enc(&report_url)
-    );
-    ctx.viewer = Some(Browser::launch("watch", &chromium, &watch_url));
+    let viewer = Tab::open("watch").await;
+    viewer
+        .page
+        .navigate(&format!("{}/watch/{channel}?quality=180p", t.base))
+        .await
+        .expect("watch page loads");
+    ctx.viewer = Some(viewer);
     ctx.wait_for(
         "the watch page to decode the 180p rendition and offer all three qualities",
         Duration::from_secs(30),
         async |c: &Ctx| {
-            let rep = latest(&c.reports, "watch");
-            if num(&rep, "framesDecoded") > 30
-                && num(&rep, "videoHeight") == 180
-                && num(&rep, "qualityChoices") == 3
-                && rep["quality"] == "180p"
+            let state = watch_state(c.watch_page()).await;
+            if num(&state, "/pc/inbound/video/framesDecoded") > 30
+                && num(&state, "/view/videoHeight") == 180
+                && num(&state, "/view/qualityChoices") == 3
+                && state["view"]["quality"] == "180p"
             {
                 Ok(())
             } else {
-                Err(format!("watch report {rep}"))
+                Err(format!("watch page {state}"))
             }
         },
     )
     .await;
-    let watch = latest(&reports, "watch");
-    assert_eq!(watch["videoWidth"], 320, "watch report: {watch}");
-    if let Some(mut viewer) = ctx.viewer.take() {
-        viewer.kill().await;
+    let watch = watch_state(ctx.watch_page()).await;
+    assert_eq!(watch["view"]["videoWidth"], 320, "watch page: {watch}");
+    if let Some(mut tab) = ctx.viewer.take() {
+        tab.browser.kill().await;
     }
     push.kill().await.ok();
+    t.server.shutdown().await;
+}
+
+/// The exact policy every page must carry (built by `feiyan::http::security`).
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; \
+    base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/// Fails with the page's violations, if any.
+async fn assert_no_csp_violation(page: &Page, what: &str) {
+    let violations = page.csp_violations().await.expect("violations readable");
+    assert!(
+        violations.is_empty(),
+        "CSP violations on {what}:\n{}",
+        violations.join("\n")
+    );
+}
+
+/// Every page answers with the CSP header (and the other security headers), holds no
+/// inline script or style, and a Chromium session that publishes, watches, lists the live
+/// channel and logs into the dashboard sees no CSP violation on any page. The publish page
+/// ignores `?key=` and `?autostart=`, and keeps the key only while 记住密钥 is ticked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_holds_a_strict_csp_in_chromium() {
+    let t = start_server().await;
+    let channel = t.station.channel.to_string();
+    let key = t.station.stream_key.clone();
+    let http = reqwest::Client::new();
+
+    // 1. The headers, and no inline script, style or handler in the HTML.
+    for path in [
+        "/".to_string(),
+        format!("/watch/{channel}"),
+        format!("/publish/{channel}"),
+        "/admin".to_string(),
+        "/assets/feiyan.js".to_string(),
+        "/assets/feiyan.css".to_string(),
+        "/assets/index.js".to_string(),
+        "/assets/watch.js".to_string(),
+        "/assets/publish.js".to_string(),
+        "/assets/admin.js".to_string(),
+        "/assets/admin.css".to_string(),
+    ] {
+        let r = http
+            .get(format!("{}{path}", t.base))
+            .send()
+            .await
+            .expect("page answers");
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers().clone();
+        assert_eq!(h["content-security-policy"], CSP, "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(
+            h["referrer-policy"], "strict-origin-when-cross-origin",
+            "{path}"
+        );
+        let ct = h["content-type"].to_str().unwrap().to_string();
+        let body = r.text().await.unwrap();
+        if path.ends_with(".js") {
+            assert!(ct.starts_with("text/javascript"), "{path}: {ct}");
+        } else if path.ends_with(".css") {
+            assert!(ct.starts_with("text/css"), "{path}: {ct}");
+        } else {
+            assert!(ct.starts_with("text/html"), "{path}: {ct}");
+            let lower = body.to_ascii_lowercase();
+            assert_eq!(
+                lower.matches("<script").count(),
+                lower.matches("<script src=\"/assets/").count(),
+                "{path}: every script comes from /assets/"
+            );
+            assert!(!lower.contains("<style"), "{path}: an inline <style>");
+            assert!(
+                !lower.contains(" style="),
+                "{path}: an inline style attribute"
+            );
+            for handler in [
+                " onclick=",
+                " onload=",
+                " onsubmit=",
+                " onchange=",
+                " oninput=",
+            ] {
+                assert!(!lower.contains(handler), "{path}: an inline {handler}");
+            }
+        }
+    }
+
+    // 2. The publish page: a link can neither fill the key nor start publishing.
+    let publisher = Tab::open("publish").await;
+    let page = &publisher.page;
+    page.navigate(&format!(
+        "{}/publish/{channel}?key={key}&autostart=1&title=x",
+        t.base
+    ))
+    .await
+    .expect("publish page loads");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let form = page
+        .evaluate(
+            "({ key: document.getElementById('key').value, \
+               remember: document.getElementById('remember-key').checked, \
+               status: document.body.getAttribute('data-status') })",
+        )
+        .await
+        .unwrap();
+    assert_eq!(form["key"], "", "the key came from the URL: {form}");
+    assert_eq!(form["status"], "idle", "the page started by itself: {form}");
+    assert_eq!(form["remember"], false, "{form}");
+    assert_eq!(
+        page.peer_connection_stats().await.unwrap(),
+        json!([]),
+        "no peer connection before 开始直播"
+    );
+    assert_no_csp_violation(page, "the publish page (idle)").await;
+
+    // 3. Publish with 记住密钥 ticked: the key is kept; unticking removes it.
+    page.navigate(&format!("{}/publish/{channel}", t.base))
+        .await
+        .expect("publish page loads");
+    page.evaluate(&format!(
+        "(() => {{ document.getElementById('key').value = {}; \
+         document.getElementById('remember-key').click(); \
+         document.getElementById('start').click(); }})()",
+        js_str(&key)
+    ))
+    .await
+    .unwrap();
+    let mut ctx = Ctx::new(&t.base, &channel);
+    ctx.publisher = Some(publisher);
+    ctx.wait_publishing(Duration::from_secs(20)).await;
+    let page = ctx.publish_page();
+    let store = format!(
+        "localStorage.getItem({})",
+        js_str(&format!("feiyan.streamKey.{channel}"))
+    );
+    assert_eq!(
+        page.evaluate(&store).await.unwrap(),
+        json!(key),
+        "key kept when ticked"
+    );
+    page.evaluate("document.getElementById('remember-key').click()")
+        .await
+        .unwrap();
+    assert_eq!(
+        page.evaluate(&store).await.unwrap(),
+        Value::Null,
+        "key removed when unticked"
+    );
+    assert_no_csp_violation(page, "the publish page (live)").await;
+
+    // 4. Watch, then the live list, then the dashboard, in one tab of a second browser.
+    let viewer = Tab::open("watch").await;
+    viewer
+        .page
+        .navigate(&format!("{}/watch/{channel}", t.base))
+        .await
+        .expect("watch page loads");
+    ctx.viewer = Some(viewer);
+    ctx.wait_for(
+        "the watch page to decode video",
+        Duration::from_secs(30),
+        async |c: &Ctx| {
+            let state = watch_state(c.watch_page()).await;
+            if num(&state, "/pc/inbound/video/framesDecoded") > 10
+                && num(&state, "/view/videoWidth") > 0
+            {
+                Ok(())
+            } else {
+                Err(format!("watch page {state}"))
+            }
+        },
+    )
+    .await;
+    assert_no_csp_violation(ctx.watch_page(), "the watch page (playing)").await;
+
+    ctx.watch_page()
+        .navigate(&format!("{}/", t.base))
+        .await
+        .expect("home page loads");
+    let watch_href = format!("/watch/{channel}");
+    ctx.wait_for(
+        "the home page to list the live channel",
+        Duration::from_secs(10),
+        async |c: &Ctx| {
+            let hrefs = c
+                .watch_page()
+                .evaluate(
+                    "Array.from(document.querySelectorAll('#list a.card'), (a) => a.getAttribute('href'))",
+                )
+                .await
+                .unwrap_or(Value::Null);
+            if hrefs.as_array().is_some_and(|a| a.iter().any(|h| h == &json!(watch_href))) {
+                Ok(())
+            } else {
+                Err(format!("cards: {hrefs}"))
+            }
+        },
+    )
+    .await;
+    assert_no_csp_violation(ctx.watch_page(), "the home page").await;
+
+    t.server
+        .catalog
+        .add_account("city", "secret-password", Scope::City)
+        .await
+        .expect("admin account added");
+    let admin = ctx.watch_page();
+    admin
+        .navigate(&format!("{}/admin", t.base))
+        .await
+        .expect("dashboard loads");
+    admin
+        .evaluate(
+            "(() => { document.getElementById('user').value = 'city'; \
+             document.getElementById('pass').value = 'secret-password'; \
+             document.querySelector('#loginForm button').click(); })()",
+        )
+        .await
+        .unwrap();
+    ctx.wait_for(
+        "the dashboard to log in and draw its figures, chart, bars and sessions",
+        Duration::from_secs(15),
+        async |c: &Ctx| {
+            let view = c
+                .watch_page()
+                .evaluate(
+                    "({ app: !document.getElementById('app').classList.contains('hidden'), \
+                       who: document.getElementById('who').textContent, \
+                       figures: document.querySelectorAll('#figures .figure').length, \
+                       chart: document.querySelectorAll('#chart svg').length, \
+                       bars: document.querySelectorAll('#terminals .term-bar').length, \
+                       sessions: document.getElementById('sessions').textContent.length, \
+                       error: document.getElementById('error').textContent })",
+                )
+                .await
+                .unwrap_or(Value::Null);
+            if view["app"] == true
+                && num(&view, "/figures") == 6
+                && num(&view, "/chart") == 1
+                && num(&view, "/bars") == 4
+                && num(&view, "/sessions") > 0
+                && view["error"] == ""
+            {
+                Ok(())
+            } else {
+                Err(format!("dashboard {view}"))
+            }
+        },
+    )
+    .await;
+    assert_no_csp_violation(ctx.watch_page(), "the dashboard (logged in)").await;
+
+    // 5. The detector is not blind: an inline style and an inline script, added to a page
+    //    by hand, are refused and reported.
+    let probe = ctx.viewer.as_ref().unwrap().browser.new_page().await;
+    probe
+        .navigate(&format!("{}/", t.base))
+        .await
+        .expect("home page loads");
+    probe
+        .evaluate(
+            "(() => { document.body.setAttribute('style', 'color: red'); \
+             const s = document.createElement('script'); s.textContent = 'window.x = 1'; \
+             document.head.append(s); })()",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = probe.csp_violations().await.unwrap();
+    for directive in ["style-src", "script-src"] {
+        assert!(
+            seen.iter()
+                .any(|v| v.starts_with("event:") && v.contains(directive)),
+            "{directive} violation not seen: {seen:?}"
+        );
+    }
+    assert!(
+        seen.iter().any(|v| v.starts_with("log:")),
+        "no CSP log entry: {seen:?}"
+    );
+    println!("the probe's violations, as reported: {seen:#?}");
+
+    for tab in [ctx.viewer.take(), ctx.publisher.take()]
+        .into_iter()
+        .flatten()
+    {
+        let mut tab = tab;
+        tab.browser.kill().await;
+    }
     t.server.shutdown().await;
 }

@@ -332,8 +332,20 @@ async fn logins_scopes_filters_and_csv() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
-    assert!(html.contains("lang=\"zh-CN\"") && html.contains("/api/stats/"));
+    assert!(html.contains("lang=\"zh-CN\"") && html.contains("/assets/admin.js"));
     assert!(!html.contains("http://cdn") && !html.contains("https://"));
+    // Its script is served beside it (no inline scripts: the CSP forbids them), no CDN.
+    let js = w
+        .http
+        .get(format!("{}/assets/admin.js", w.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(js.contains("/api/stats/"));
+    assert!(!js.contains("http://cdn") && !js.contains("https://"));
 
     t.server.shutdown().await;
 }

@@ -8,13 +8,17 @@
 //! | `DELETE /whep/{channel}/{id}` | stop watching |
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
 //! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API |
-//! | `GET /`, `/watch/{c}`, `/publish/{c}` | pages |
+//! | `GET /`, `/watch/{c}`, `/publish/{c}` | pages; their scripts and styles under `/assets/` |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
+//!
+//! Security headers (CSP, nosniff, ...) go on every answer and CORS only on WHIP/WHEP and
+//! the public reads: see [`security`].
 
 pub mod admin;
 pub mod csv;
 pub mod error;
 mod ingest;
+pub mod security;
 pub mod serve;
 pub mod tls;
 
@@ -25,7 +29,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use warp::http::{HeaderValue, StatusCode};
+use warp::http::{HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
@@ -34,6 +38,7 @@ use crate::catalog::{Catalog, SessionKind, SessionSource, Terminal, rfc3339};
 use crate::ids::{ChannelName, SessionId};
 use crate::relay::{RelayHandle, ViewerInfo};
 use error::{ApiError, recover, text};
+pub use security::ResponsePolicy;
 
 /// What every handler shares.
 pub struct AppState {
@@ -76,8 +81,19 @@ pub struct WhepQuery {
     pub quality: Option<String>,
 }
 
-/// All routes with CORS and error recovery.
+/// All routes with error recovery, security and CORS headers, for plain HTTP and a
+/// single node (see [`routes_with_policy`]).
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    routes_with_policy(state, ResponsePolicy::new(&[], false))
+}
+
+/// All routes, answering with `policy`'s headers: the hook for HTTPS
+/// (`ResponsePolicy::new(.., true)` adds HSTS) and for a cluster's node origins in the
+/// pages' `connect-src`.
+pub fn routes_with_policy(
+    state: State,
+    policy: ResponsePolicy,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let limit = state.max_sdp_bytes;
 
     let whip_post = warp::post()
@@ -150,12 +166,12 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
     let index = warp::get()
         .and(warp::path::end())
         .map(|| page(pages::INDEX));
-    let css = warp::get()
-        .and(warp::path!("assets" / "feiyan.css"))
-        .map(|| asset(pages::CSS, "text/css; charset=utf-8"));
-    let js = warp::get()
-        .and(warp::path!("assets" / "feiyan.js"))
-        .map(|| asset(pages::JS, "text/javascript; charset=utf-8"));
+    let assets = warp::get()
+        .and(warp::path!("assets" / String))
+        .map(|name: String| match pages::asset(&name) {
+            Some((body, content_type)) => asset(body, content_type),
+            None => ApiError::NotFound(format!("no asset {name:?}")).into_response(),
+        });
     let watch = warp::get()
         .and(warp::path!("watch" / String))
         .map(|_: String| page(pages::WATCH));
@@ -164,7 +180,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .map(|_: String| page(pages::PUBLISH));
 
     let media = whip_post.or(whep_post).unify().boxed();
-    media
+    let routes = media
         .or(delete)
         .unify()
         .or(patch)
@@ -186,9 +202,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .unify()
         .or(index)
         .unify()
-        .or(css)
-        .unify()
-        .or(js)
+        .or(assets)
         .unify()
         .or(watch)
         .unify()
@@ -197,16 +211,41 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .or(ingest::routes(state.clone()))
         .unify()
         .recover(recover)
-        .unify()
-        .map(cors)
+        .unify();
+    let policy = Arc::new(policy);
+    warp::method().and(warp::path::full()).and(routes).map(
+        move |method: Method, path: warp::path::FullPath, mut response: Response| {
+            policy.apply(&method, path.as_str(), response.headers_mut());
+            response
+        },
+    )
 }
 
 mod pages {
     pub const INDEX: &str = include_str!("pages/index.html");
     pub const WATCH: &str = include_str!("pages/watch.html");
     pub const PUBLISH: &str = include_str!("pages/publish.html");
-    pub const CSS: &str = include_str!("pages/feiyan.css");
-    pub const JS: &str = include_str!("pages/feiyan.js");
+
+    const JS: &str = "text/javascript; charset=utf-8";
+    const CSS: &str = "text/css; charset=utf-8";
+
+    /// `/assets/{name}`: every page's script and style sheet (none is inline, so the CSP
+    /// holds) and the helpers they share.
+    pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
+        Some(match name {
+            "feiyan.css" => (include_str!("pages/feiyan.css"), CSS),
+            "feiyan.js" => (include_str!("pages/feiyan.js"), JS),
+            "index.css" => (include_str!("pages/index.css"), CSS),
+            "index.js" => (include_str!("pages/index.js"), JS),
+            "watch.css" => (include_str!("pages/watch.css"), CSS),
+            "watch.js" => (include_str!("pages/watch.js"), JS),
+            "publish.css" => (include_str!("pages/publish.css"), CSS),
+            "publish.js" => (include_str!("pages/publish.js"), JS),
+            "admin.css" => (include_str!("pages/admin.css"), CSS),
+            "admin.js" => (include_str!("pages/admin.js"), JS),
+            _ => return None,
+        })
+    }
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -227,25 +266,6 @@ fn page(html: &'static str) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     r
-}
-
-/// CORS on every answer, so a page on another origin can publish and watch.
-fn cors(mut response: Response) -> Response {
-    let h = response.headers_mut();
-    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-    h.insert(
-        "access-control-allow-methods",
-        HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
-    );
-    h.insert(
-        "access-control-allow-headers",
-        HeaderValue::from_static("authorization, content-type, if-match"),
-    );
-    h.insert(
-        "access-control-expose-headers",
-        HeaderValue::from_static("location, link, etag, accept-patch, accept-post"),
-    );
-    response
 }
 
 fn parse_channel(name: &str) -> Result<ChannelName, ApiError> {

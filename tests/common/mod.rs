@@ -1,6 +1,8 @@
 //! Shared test harness: a real server on port 0 with a fresh SQLite catalog per test.
 #![allow(dead_code)]
 
+pub mod cdp;
+
 use std::time::{Duration, Instant};
 
 use feiyan::app::{RunningServer, start};

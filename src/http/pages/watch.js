@@ -1,0 +1,438 @@
+// feiyan watch page (/watch/{channel}): WHEP player. Served at /assets/watch.js.
+(function () {
+  'use strict';
+
+  // ---------- helpers (shared, /assets/feiyan.js) ----------
+  var $ = window.Feiyan.$;
+  var noop = window.Feiyan.noop;
+  var channelFromPath = window.Feiyan.channelFromPath;
+  var errMsg = window.Feiyan.errMsg;
+  var fetchWithTimeout = window.Feiyan.fetchWithTimeout;
+  var safeText = window.Feiyan.safeText;
+  var shorten = window.Feiyan.shorten;
+  var waitIceGathering = window.Feiyan.waitIceGathering;
+  var pcState = window.Feiyan.pcState;
+  var deleteResource = window.Feiyan.deleteResource;
+
+
+  // ---------- elements & state ----------
+  var video = $('video');
+  var overlay = $('overlay');
+  var overlayText = $('overlay-text');
+  var playBtn = $('play-btn');
+  var unmuteBtn = $('unmute');
+  var fsBtn = $('fullscreen');
+  var statusEl = $('status');
+  var detailEl = $('detail');
+  var titleEl = $('title');
+  var stationEl = $('station');
+  var viewersEl = $('viewers');
+
+  var channel = channelFromPath('watch');
+  var params = new URLSearchParams(location.search);
+  // A stable anonymous id per browser, so a resident who reconnects counts once.
+  var viewerId = '';
+  try {
+    viewerId = localStorage.getItem('feiyan.viewerId') || '';
+    if (!viewerId) {
+      viewerId = Math.random().toString(36).slice(2) + Date.now().toString(36);
+      localStorage.setItem('feiyan.viewerId', viewerId);
+    }
+  } catch (e) { viewerId = ''; }
+  // The rendition asked for (?quality= in the page address, else the last choice here);
+  // '' is the source. The server lists what a channel offers in /api/channels/{c}.
+  var quality = params.get('quality') || '';
+  if (!quality) {
+    try { quality = localStorage.getItem('feiyan.quality') || ''; } catch (e) { quality = ''; }
+  }
+  var qualityBox = $('quality-box');
+  var qualitySelect = $('quality');
+  function whepUrl() {
+    var q = [];
+    if (viewerId) q.push('vid=' + encodeURIComponent(viewerId));
+    if (quality) q.push('quality=' + encodeURIComponent(quality));
+    return '/whep/' + encodeURIComponent(channel) + (q.length ? '?' + q.join('&') : '');
+  }
+  var INFO_URL = '/api/channels/' + encodeURIComponent(channel);
+
+  var OFFLINE_RETRY_MS = 5000;
+  var STALL_MS = 12000;
+
+  var LABELS = {
+    connecting: '连接中',
+    playing: '播放中',
+    offline: '未开播',
+    reconnecting: '连接断开，自动重连',
+    error: '无法播放'
+  };
+
+  var S = {
+    pc: null,           // current RTCPeerConnection
+    resource: null,     // absolute WHEP session URL (from Location)
+    gen: 0,             // bumps on every teardown; stale async work checks it
+    status: 'connecting',
+    attempt: 0,         // reconnect backoff exponent
+    retryTimer: null,
+    discTimer: null,
+    connectTimer: null,
+    lastCount: -1,
+    lastProgress: 0,
+    autoplayBlocked: false
+  };
+
+  function setStatus(status, detail, overlayMsg) {
+    S.status = status;
+    statusEl.textContent = LABELS[status] || status;
+    document.body.setAttribute('data-status', status);
+    detailEl.textContent = detail || '';
+    if (status === 'playing' && !S.autoplayBlocked) {
+      overlay.hidden = true;
+    } else {
+      overlay.hidden = false;
+      overlayText.textContent = S.autoplayBlocked && status === 'playing'
+        ? '浏览器阻止了自动播放'
+        : (overlayMsg || LABELS[status] || '');
+    }
+  }
+
+  // ---------- playback ----------
+  function tryPlay() {
+    var p;
+    try { p = video.play(); } catch (e) { return; }
+    if (!p || typeof p.then !== 'function') return;
+    p.then(function () {
+      S.autoplayBlocked = false;
+      playBtn.hidden = true;
+      if (S.status === 'playing') overlay.hidden = true;
+    }, function (e) {
+      if (e && e.name === 'NotAllowedError') {
+        S.autoplayBlocked = true;
+        playBtn.hidden = false;
+        overlay.hidden = false;
+        overlayText.textContent = '浏览器阻止了自动播放';
+      }
+      // AbortError (source replaced during reconnect) is expected; ignore.
+    });
+  }
+
+  function updateMuteButton() {
+    unmuteBtn.textContent = video.muted ? '取消静音' : '静音';
+  }
+
+  unmuteBtn.addEventListener('click', function () {
+    video.muted = !video.muted;
+    if (!video.muted) video.volume = 1;
+    updateMuteButton();
+    tryPlay();
+  });
+  video.addEventListener('volumechange', updateMuteButton);
+  playBtn.addEventListener('click', tryPlay);
+
+  var player = $('player');
+  var canFullscreen = !!(player.requestFullscreen || player.webkitRequestFullscreen || video.webkitEnterFullscreen);
+  fsBtn.hidden = !canFullscreen;
+  fsBtn.addEventListener('click', function () {
+    var p;
+    if (document.fullscreenElement || document.webkitFullscreenElement) {
+      if (document.exitFullscreen) p = document.exitFullscreen();
+      else if (document.webkitExitFullscreen) document.webkitExitFullscreen();
+    } else if (player.requestFullscreen) {
+      p = player.requestFullscreen();
+    } else if (player.webkitRequestFullscreen) {
+      player.webkitRequestFullscreen();
+    } else if (video.webkitEnterFullscreen) {
+      video.webkitEnterFullscreen(); // iPhone
+    }
+    if (p && typeof p.catch === 'function') p.catch(noop);
+  });
+  function onFullscreenChange() {
+    fsBtn.textContent = (document.fullscreenElement || document.webkitFullscreenElement) ? '退出全屏' : '全屏';
+  }
+  document.addEventListener('fullscreenchange', onFullscreenChange);
+  document.addEventListener('webkitfullscreenchange', onFullscreenChange);
+
+  // ---------- WHEP session ----------
+  function clearTimers() {
+    clearTimeout(S.discTimer); S.discTimer = null;
+    clearTimeout(S.connectTimer); S.connectTimer = null;
+  }
+
+  function teardown(sendDelete) {
+    S.gen++;
+    clearTimers();
+    var pc = S.pc;
+    S.pc = null;
+    if (pc) {
+      pc.ontrack = null;
+      try { pc.close(); } catch (e) { /* ignore */ }
+    }
+    var r = S.resource;
+    S.resource = null;
+    if (r && sendDelete) deleteResource(r, false);
+  }
+
+  function scheduleConnect(ms) {
+    clearTimeout(S.retryTimer);
+    S.retryTimer = setTimeout(function () { S.retryTimer = null; connect(); }, ms);
+  }
+
+  // Failure / disconnect: reconnect with exponential backoff (1, 2, 4 … 30 s).
+  function fail(reason) {
+    teardown(true);
+    var delay = Math.min(30, Math.pow(2, S.attempt));
+    S.attempt = Math.min(S.attempt + 1, 10);
+    setStatus('reconnecting',
+      (reason ? reason + '，' : '') + delay + ' 秒后自动重连…',
+      '连接断开，' + delay + ' 秒后自动重连');
+    scheduleConnect(delay * 1000);
+  }
+
+  // Channel not live: wait and retry every 5 s.
+  function goOffline() {
+    teardown(true);
+    S.attempt = 0;
+    setStatus('offline', '该频道当前未直播，开播后将自动播放（每 5 秒检查一次）', '该频道当前未直播');
+    scheduleConnect(OFFLINE_RETRY_MS);
+  }
+
+  function onPcState(pc, gen) {
+    if (gen !== S.gen) return;
+    var st = pcState(pc);
+    if (st === 'connected') {
+      clearTimers();
+      if (S.status !== 'playing') {
+        S.attempt = 0;
+        S.lastCount = -1;
+        S.lastProgress = Date.now();
+        setStatus('playing');
+        tryPlay();
+      } else {
+        detailEl.textContent = '';
+      }
+    } else if (st === 'disconnected') {
+      if (S.status === 'playing') detailEl.textContent = '网络不稳定，正在恢复…';
+      if (!S.discTimer) {
+        S.discTimer = setTimeout(function () {
+          S.discTimer = null;
+          if (gen === S.gen && pcState(pc) !== 'connected') fail('网络连接中断');
+        }, 5000);
+      }
+    } else if (st === 'failed' || st === 'closed') {
+      fail('连接失败');
+    }
+  }
+
+  async function connect() {
+    clearTimeout(S.retryTimer);
+    S.retryTimer = null;
+    teardown(true);
+    var gen = ++S.gen;
+
+    if (!channel) {
+      setStatus('error', '地址中缺少频道编号，请从直播列表进入。', '无效的频道地址');
+      return;
+    }
+    if (typeof RTCPeerConnection === 'undefined') {
+      setStatus('error', '当前浏览器不支持 WebRTC，请使用新版 Chrome、Edge、Firefox 或 Safari。', '浏览器不支持直播播放');
+      return;
+    }
+    // Keep "未开播" / "连接断开，自动重连" visible while a retry is in flight.
+    if (S.status !== 'reconnecting' && S.status !== 'offline') setStatus('connecting', '', '连接中…');
+
+    var pc;
+    try {
+      pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    } catch (e) {
+      fail('创建连接失败：' + errMsg(e));
+      return;
+    }
+    S.pc = pc;
+
+    var stream = new MediaStream();
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.ontrack = function (ev) {
+      if (gen !== S.gen) return;
+      if (stream.getTracks().indexOf(ev.track) < 0) stream.addTrack(ev.track);
+      if (video.srcObject !== stream) video.srcObject = stream;
+      tryPlay();
+    };
+    var onState = function () { onPcState(pc, gen); };
+    pc.addEventListener('connectionstatechange', onState);
+    pc.addEventListener('iceconnectionstatechange', onState);
+
+    var res;
+    try {
+      var offer = await pc.createOffer();
+      if (gen !== S.gen) return;
+      await pc.setLocalDescription(offer);
+      await waitIceGathering(pc, 2000);
+      if (gen !== S.gen) return;
+      res = await fetchWithTimeout(whepUrl(), {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/sdp' },
+        body: pc.localDescription.sdp,
+        cache: 'no-store'
+      }, 15000);
+    } catch (e) {
+      if (gen !== S.gen) return;
+      fail('网络错误（' + errMsg(e) + '）');
+      return;
+    }
+
+    var loc = res.headers.get('Location');
+    var resourceUrl = loc ? new URL(loc, res.url || location.href).href : null;
+    if (gen !== S.gen) {
+      if (resourceUrl && res.status === 201) deleteResource(resourceUrl, false);
+      return;
+    }
+
+    if (res.status === 404) {
+      await safeText(res);
+      if (gen !== S.gen) return;
+      goOffline();
+      return;
+    }
+    if (res.status === 400 && quality) {
+      // The chosen rendition is not offered (any more): fall back to the source.
+      await safeText(res);
+      if (gen !== S.gen) return;
+      quality = '';
+      connect();
+      return;
+    }
+    if (res.status !== 201 && res.status !== 200) {
+      var errText = shorten(await safeText(res));
+      if (gen !== S.gen) return;
+      fail('服务器返回 ' + res.status + (errText ? '：' + errText : ''));
+      return;
+    }
+
+    S.resource = resourceUrl;
+    var answer = await safeText(res);
+    if (gen !== S.gen) return;
+    try {
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    } catch (e) {
+      if (gen !== S.gen) return;
+      fail('服务器应答无效（' + errMsg(e) + '）');
+      return;
+    }
+    if (gen !== S.gen) return;
+    S.connectTimer = setTimeout(function () {
+      S.connectTimer = null;
+      if (gen === S.gen && pcState(pc) !== 'connected') fail('连接超时');
+    }, 20000);
+  }
+
+  // ---------- stats (for the stall watchdog) ----------
+  async function collectStats() {
+    var pc = S.pc;
+    var out = { framesDecoded: 0, audioPacketsReceived: 0 };
+    if (!pc) return out;
+    try {
+      var report = await pc.getStats();
+      report.forEach(function (r) {
+        if (r.type !== 'inbound-rtp' || r.isRemote) return;
+        var kind = r.kind || r.mediaType;
+        if (kind === 'video') out.framesDecoded += r.framesDecoded || 0;
+        else if (kind === 'audio') out.audioPacketsReceived += r.packetsReceived || 0;
+      });
+    } catch (e) { /* pc closed meanwhile */ }
+    return out;
+  }
+
+  // Stall watchdog: connected but no new frames / audio packets for a while.
+  setInterval(function () {
+    if (S.status !== 'playing' || !S.pc) return;
+    var gen = S.gen;
+    collectStats().then(function (s) {
+      if (gen !== S.gen || S.status !== 'playing') return;
+      var count = s.framesDecoded + s.audioPacketsReceived;
+      var now = Date.now();
+      if (count !== S.lastCount) {
+        S.lastCount = count;
+        S.lastProgress = now;
+      } else if (now - S.lastProgress > STALL_MS) {
+        fail('长时间未收到音视频数据');
+      }
+    });
+  }, 2000);
+
+  // ---------- channel info (title, viewers) ----------
+  function pollInfo() {
+    var genAtStart = S.gen;
+    fetch(INFO_URL, { cache: 'no-store', headers: { Accept: 'application/json' } })
+      .then(function (res) {
+        if (res.status === 404) {
+          titleEl.textContent = '频道不存在';
+          stationEl.textContent = '频道编号：' + channel;
+          viewersEl.textContent = '';
+          document.title = '飞燕 · 观看直播';
+          return;
+        }
+        if (!res.ok) return;
+        return res.json().then(function (info) {
+          if (!info) return;
+          var title = info.title ? String(info.title) : (info.live ? '直播中' : '暂未开播');
+          titleEl.textContent = title;
+          stationEl.textContent = info.station ? String(info.station) : '频道编号：' + channel;
+          var v = Number(info.viewers);
+          viewersEl.textContent = info.live ? '在线 ' + (isFinite(v) && v > 0 ? Math.floor(v) : 0) + ' 人' : '';
+          document.title = (info.title ? info.title + ' · ' : '') + '飞燕 · 直播';
+          showQualities(Array.isArray(info.qualities) ? info.qualities : []);
+          if (genAtStart !== S.gen) return; // a (re)connect happened meanwhile
+          if (!info.live && S.status === 'playing') goOffline();
+          else if (info.live && S.status === 'offline') connect();
+        });
+      })
+      .catch(noop)
+      .then(function () { setTimeout(pollInfo, 5000); });
+  }
+
+  // ---------- quality choice ----------
+  var shownQualities = '';
+  function showQualities(list) {
+    var key = list.join(',');
+    if (key === shownQualities) return;
+    shownQualities = key;
+    qualityBox.hidden = list.length < 2;
+    while (qualitySelect.firstChild) qualitySelect.removeChild(qualitySelect.firstChild);
+    list.forEach(function (name) {
+      var opt = document.createElement('option');
+      opt.value = name === 'source' ? '' : name;
+      opt.textContent = name === 'source' ? '原画' : name;
+      qualitySelect.appendChild(opt);
+    });
+    qualitySelect.value = list.indexOf(quality) >= 0 ? quality : '';
+  }
+  qualitySelect.addEventListener('change', function () {
+    quality = qualitySelect.value;
+    try { localStorage.setItem('feiyan.quality', quality); } catch (e) { /* private mode */ }
+    var url = new URL(location.href);
+    if (quality) url.searchParams.set('quality', quality); else url.searchParams.delete('quality');
+    history.replaceState(null, '', url.href);
+    connect();
+  });
+
+  // ---------- lifecycle ----------
+  window.addEventListener('pagehide', function () {
+    clearTimeout(S.retryTimer);
+    S.retryTimer = null;
+    var r = S.resource;
+    S.resource = null;
+    if (r) deleteResource(r, true);
+    teardown(false);
+  });
+  window.addEventListener('pageshow', function (ev) {
+    if (ev.persisted) connect(); // restored from back/forward cache
+  });
+  window.addEventListener('online', function () {
+    if (S.status === 'reconnecting' || S.status === 'offline') connect();
+  });
+
+  updateMuteButton();
+  setStatus('connecting', '', '连接中…');
+  pollInfo();
+  connect();
+})();
