@@ -19,7 +19,7 @@ use crate::catalog::{Catalog, spawn_writer};
 use crate::config::Config;
 use crate::http::serve::{https_redirect, serve};
 use crate::http::tls::Tls;
-use crate::http::{AppState, routes};
+use crate::http::{AppState, ResponsePolicy, routes_with_policy};
 use crate::relay::{self, RelayHandle};
 
 /// A started server. Tests start one on port 0 and read the bound addresses from here.
@@ -101,7 +101,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let (stop, stopped) = oneshot::channel::<()>();
     stop_http.push(stop);
     let acceptor = tls.as_ref().map(|tls| tls.acceptor());
-    let http_task = tokio::spawn(serve(listener, routes(state), idle, acceptor, stopped));
+    // HSTS only with a certificate from files: a browser told to insist on HTTPS could not
+    // be clicked past a self-signed certificate that was made again.
+    let policy = ResponsePolicy::new(&[], config.http.tls == crate::config::TlsMode::Files);
+    let routes = routes_with_policy(state, policy);
+    let http_task = tokio::spawn(serve(listener, routes, idle, acceptor, stopped));
     info!(%http_addr, udp = %relay.udp_addr(), https = tls.is_some(), "feiyan listening");
     Ok(RunningServer {
         http_addr,
