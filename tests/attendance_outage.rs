@@ -1,5 +1,5 @@
 //! Attendance is never dropped: while the catalog refuses writes for 30 s (a locked SQLite
-//! file) during a lecture that 20 WebRTC viewers join and leave, the events past the
+//! file, or a PostgreSQL grant revoked from the server's role) during a lecture that 20 WebRTC viewers join and leave, the events past the
 //! memory queue spill to the file and are replayed in order once the database takes writes
 //! again; every join and leave is then in the catalog and `/metrics` shows the spill and
 //! the replay. A row the database refuses for itself (not an outage) goes to the
@@ -8,6 +8,7 @@
 mod catalog_db;
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{start_server_with, wait_live, wait_until};
@@ -55,36 +56,134 @@ async fn attendance_metrics(base: &str) -> [u64; 4] {
     ]
 }
 
+/// How the test makes the catalog refuse the server's writes.
+enum Refusal {
+    /// Another connection holds SQLite's write lock (`BEGIN EXCLUSIVE`): every write of the
+    /// server's waits out its busy timeout and fails with SQLITE_BUSY.
+    SqliteLock {
+        url: String,
+        conn: Option<sqlx::SqliteConnection>,
+    },
+    /// The server's role loses INSERT and UPDATE on the attendance tables (42501).
+    PostgresGrant {
+        admin: sqlx::PgConnection,
+        role: String,
+    },
+}
+
+impl Refusal {
+    async fn begin(&mut self) {
+        match self {
+            Refusal::SqliteLock { url, conn } => {
+                let conn = conn.insert(sqlx::SqliteConnection::connect(url).await.unwrap());
+                sqlx::raw_sql("BEGIN EXCLUSIVE")
+                    .execute(conn)
+                    .await
+                    .unwrap();
+            }
+            Refusal::PostgresGrant { admin, role } => {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "REVOKE INSERT, UPDATE ON viewers, sessions FROM {role}"
+                )))
+                .execute(admin)
+                .await
+                .unwrap();
+            }
+        }
+    }
+
+    async fn end(&mut self) {
+        match self {
+            Refusal::SqliteLock { conn, .. } => {
+                let mut conn = conn.take().unwrap();
+                sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Refusal::PostgresGrant { admin, role } => {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "GRANT INSERT, UPDATE ON viewers, sessions TO {role}"
+                )))
+                .execute(admin)
+                .await
+                .unwrap();
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_locked_for_30_s_loses_no_attendance() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/feiyan.db", dir.path().display());
+    let lock = Refusal::SqliteLock {
+        url: url.clone(),
+        conn: None,
+    };
+    refused_for_30_s_loses_no_attendance(&url, dir.path(), lock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_revoked_grant_for_30_s_loses_no_attendance() {
+    let db = catalog_db::postgres().await;
+    let role = format!("feiyan_att_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN; \
+         GRANT USAGE, CREATE ON SCHEMA public TO {role}; \
+         GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let url = format!("{scheme}://{role}@{host}");
+    let state = tempfile::tempdir().unwrap();
+    refused_for_30_s_loses_no_attendance(
+        &url,
+        state.path(),
+        Refusal::PostgresGrant {
+            admin,
+            role: role.clone(),
+        },
+    )
+    .await;
+    db.finish().await;
+    let mut admin = sqlx::PgConnection::connect(&catalog_db::postgres_admin_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// The lecture, the 30 s refusal and the checks, on the catalog at `url` with the state
+/// folder `state`.
+async fn refused_for_30_s_loses_no_attendance(url: &str, state: &Path, mut refusal: Refusal) {
     let t = {
-        let url = url.clone();
+        let (url, state) = (url.to_string(), state.to_path_buf());
         start_server_with(move |c| {
             c.catalog.database_url = url;
+            c.catalog.state_dir = Some(state);
             c.catalog.audience_queue_depth = 16;
         })
         .await
     };
+    let media_dir = tempfile::tempdir().unwrap();
     let channel = t.station.channel.to_string();
     let publisher = WhipPublisher::connect(
         &format!("{}/whip/{channel}", t.base),
         Some(&t.station.stream_key),
-        test_media(dir.path()).await,
+        test_media(media_dir.path()).await,
         PublisherOptions::default(),
     )
     .await
     .expect("publisher connects");
     let session = wait_live(&t.base, &channel).await;
 
-    // Another connection holds the write lock: every write of the server's waits out its
-    // busy timeout and fails with SQLITE_BUSY.
-    let mut lock = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql("BEGIN EXCLUSIVE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    refusal.begin().await;
     let locked_at = Instant::now();
 
     let whep = format!("{}/whep/{channel}", t.base);
@@ -115,7 +214,7 @@ async fn sqlite_locked_for_30_s_loses_no_attendance() {
     assert!(queued, "41 events queued during the outage: {during:?}");
     assert_eq!(during[1], 41 - 16, "spilled past the depth: {during:?}");
     assert_eq!(during[3], 0, "nothing refused: {during:?}");
-    let spill = dir.path().join(SPILL_FILE);
+    let spill = state.join(SPILL_FILE);
     let lines = std::fs::read_to_string(&spill).unwrap().lines().count();
     assert_eq!(lines, 25, "the spilled events are in {}", spill.display());
     assert!(
@@ -130,8 +229,7 @@ async fn sqlite_locked_for_30_s_loses_no_attendance() {
 
     let hold = Duration::from_secs(30).saturating_sub(locked_at.elapsed());
     tokio::time::sleep(hold).await;
-    sqlx::raw_sql("COMMIT").execute(&mut lock).await.unwrap();
-    lock.close().await.unwrap();
+    refusal.end().await;
     let released = Instant::now();
 
     let catalog = t.server.catalog.clone();
@@ -165,7 +263,7 @@ async fn sqlite_locked_for_30_s_loses_no_attendance() {
         "attendance metrics during {during:?}, after {after:?} (depth, spilled, replayed, refused)"
     );
     assert_eq!(after, [0, 25, 25, 0], "spilled and replayed, none refused");
-    assert!(!dir.path().join(DEAD_LETTER_FILE).exists());
+    assert!(!state.join(DEAD_LETTER_FILE).exists());
     let left_in_spill = std::fs::read(&spill).map(|b| b.len()).unwrap_or(0);
     assert_eq!(left_in_spill, 0, "the spill file is emptied once replayed");
     t.server.shutdown().await;
