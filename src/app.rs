@@ -14,9 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::audience::now_ms;
-use crate::catalog::{Catalog, spawn_writer};
-use crate::config::Config;
+use crate::catalog::{AttendanceWriter, Catalog, WriterConfig, spawn_writer};
+use crate::config::{ClusterConfig, Config};
 use crate::http::serve::{https_redirect, serve};
 use crate::http::tls::Tls;
 use crate::http::{AppState, ResponsePolicy, routes_with_policy};
@@ -44,7 +43,7 @@ pub struct RunningServer {
     /// Why a task the server cannot run without ended (see [`RunningServer::failed`]).
     failures: mpsc::UnboundedReceiver<String>,
     engine_task: JoinHandle<()>,
-    writer_task: JoinHandle<()>,
+    writer: AttendanceWriter,
     liveness_task: JoinHandle<()>,
 }
 
@@ -53,15 +52,35 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let catalog = Catalog::connect(&config.catalog.database_url)
         .await
         .with_context(|| format!("opening catalog {}", config.catalog.database_url))?;
-    let closed = catalog.close_stale(now_ms()).await?;
+    let writer_config = WriterConfig::from_config(&config.catalog);
+    let (mut audience, writer) = spawn_writer(catalog.clone(), writer_config.clone())
+        .with_context(|| {
+            format!(
+                "opening the attendance spill file in {}",
+                writer_config.state_dir.display()
+            )
+        })?;
+    // Attendance a previous run left in the spill file goes in before what it left open
+    // is closed, so its rows are closed with the rest.
+    if !writer.leftover_written(Duration::from_secs(10)).await {
+        warn!("attendance left by an earlier run is not written yet; it stays queued first");
+    }
+    let gone_after_ms = config.cluster.gone_after_secs as i64 * 1000;
+    let closed = catalog.close_stale(gone_after_ms).await?;
     if closed > 0 {
         info!(closed, "closed sessions left open by an earlier run");
     }
     let (failed, failures) = mpsc::unbounded_channel();
-    let (mut audience, writer_task) = spawn_writer(catalog.clone(), 65_536);
-    let writer_task = supervise("the audience writer", writer_task, failed.clone());
-    audience.set_node(catalog.register_node(now_ms()).await?);
-    let liveness_task = tokio::spawn(keep_alive(catalog.clone()));
+    let mut writer_failure = writer.failure();
+    let writer_failed = failed.clone();
+    tokio::spawn(async move {
+        if let Ok(why) = writer_failure.wait_for(Option::is_some).await {
+            let why = why.clone().unwrap_or_default();
+            let _ = writer_failed.send(format!("the audience writer failed: {why}"));
+        }
+    });
+    audience.set_node(catalog.register_node().await?);
+    let liveness_task = tokio::spawn(keep_alive(catalog.clone(), config.cluster.clone()));
     let (relay, engine_task) = relay::start(&config.webrtc, &config.relay, audience)
         .await
         .with_context(|| format!("binding media UDP socket {}", config.webrtc.udp_bind))?;
@@ -120,7 +139,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         http_task,
         failures,
         engine_task,
-        writer_task,
+        writer,
         liveness_task,
     })
 }
@@ -163,12 +182,7 @@ fn supervise(
         match task.await {
             Ok(()) => {}
             Err(e) if e.is_panic() => {
-                let payload = e.into_panic();
-                let what = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(no message)".into());
+                let what = crate::catalog::panic_message(&*e.into_panic());
                 let _ = failed.send(format!("{name} panicked: {what}"));
             }
             Err(e) => {
@@ -178,21 +192,23 @@ fn supervise(
     })
 }
 
-/// Notes in the catalog that this server is alive, and closes what servers gone for a
-/// minute left open (servers sharing a PostgreSQL catalog, or this one's crashed
-/// predecessor), until the server stops.
-async fn keep_alive(catalog: Catalog) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(
-        crate::catalog::NODE_HEARTBEAT_MS as u64,
-    ));
+/// Notes in the catalog every `heartbeat_secs` that this server is alive, and closes what
+/// servers silent for `gone_after_secs` left open (servers sharing a PostgreSQL catalog,
+/// or this one's crashed predecessor), until the server stops. Both by the database's
+/// clock.
+async fn keep_alive(catalog: Catalog, cluster: ClusterConfig) {
+    let mut tick = tokio::time::interval(Duration::from_secs(cluster.heartbeat_secs.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = catalog.heartbeat(now_ms()).await {
+        if let Err(e) = catalog.heartbeat().await {
             warn!(error = %e, "could not note this server alive in the catalog");
             continue;
         }
-        match catalog.close_gone(now_ms()).await {
+        match catalog
+            .close_gone(cluster.gone_after_secs as i64 * 1000)
+            .await
+        {
             Ok(0) => {}
             Ok(closed) => info!(closed, "closed sessions of a server that is gone"),
             Err(e) => warn!(error = %e, "could not close sessions of gone servers"),
@@ -224,10 +240,12 @@ impl RunningServer {
             let _ = stop.send(());
         }
         drop(self.relay);
-        let _ = tokio::time::timeout(Duration::from_millis(1200), self.writer_task).await;
+        let finish = self.writer.finish(Duration::from_millis(1000));
+        let _ = tokio::time::timeout(Duration::from_millis(1500), finish).await;
     }
 
-    /// Stops in order: HTTP, relay (closing attendance), then the writer drains.
+    /// Stops in order: HTTP, relay (closing attendance), then the writer drains; what the
+    /// database still refuses after 10 s is left in the spill file for the next start.
     pub async fn shutdown(self) {
         self.liveness_task.abort();
         for stop in self.stop_http {
@@ -239,7 +257,9 @@ impl RunningServer {
         drop(self.relay);
         // The HTTP task may hold relay handles until its connections finish.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http_task).await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.writer_task).await;
+        if !self.writer.finish(Duration::from_secs(10)).await {
+            warn!("the catalog refused attendance until shutdown; it is kept in the spill file");
+        }
     }
 }
 

@@ -1,14 +1,15 @@
 //! Attendance as the relay reports it and the catalog records it: the event type, the
-//! relay's end of the bounded queue to the catalog writer, viewer row ids, and the clock.
+//! relay's end of the queue to the catalog writer, the queue's counters, viewer row ids,
+//! and the clock.
 //!
 //! Both the relay and the catalog use this module; it uses neither, so attendance flows
 //! one way (relay -> queue -> catalog writer) without the relay knowing the catalog.
 
-use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::error;
 
 use crate::ids::{SessionId, ViewerId};
 
@@ -54,14 +55,81 @@ pub enum AudienceEvent {
     },
 }
 
-/// The relay's end of the queue. Not `Clone`: its owner calls [`AudienceSink::flush`] in
-/// its loop so events that met a full queue are sent later, in order, never dropped.
+/// The terminal names [`AudienceEvent::ViewerJoined`] carries, for reading events back
+/// from a file: a known name as the `&'static str` the relay uses, anything else `other`.
+pub fn terminal_name(text: &str) -> &'static str {
+    ["mobile", "pc", "tv"]
+        .into_iter()
+        .find(|t| *t == text)
+        .unwrap_or("other")
+}
+
+/// The relay's end of the queue. Not `Clone`, one per relay. Sending never waits and never
+/// fails while the writer runs: the channel is unbounded, and the writer's spool thread
+/// drains it at once into memory (up to `[catalog] audience_queue_depth` events) or, past
+/// that, into the spill file, so no file I/O happens on the relay's thread.
 pub struct AudienceSink {
     tx: mpsc::Sender<AudienceEvent>,
-    /// Events waiting because the queue was full; kept in order.
-    overflow: VecDeque<AudienceEvent>,
     /// Hands out viewer row ids.
     ids: ViewerIds,
+}
+
+/// The attendance queue's figures for `/metrics`, shared by the catalog writer's parts.
+#[derive(Debug, Default)]
+pub struct AttendanceCounters {
+    /// Events received and not yet written (in memory or in the spill file).
+    pub queued: AtomicU64,
+    /// Events appended to the spill file because the memory queue was full.
+    pub spilled: AtomicU64,
+    /// Events read back from the spill file (this run's or one a previous run left).
+    pub replayed: AtomicU64,
+    /// Events the database refused row by row, kept in the dead-letter file.
+    pub refused: AtomicU64,
+}
+
+impl AttendanceCounters {
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Takes `n` from `counter`, never below zero.
+    pub fn sub(counter: &AtomicU64, n: u64) {
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(n))
+        });
+    }
+
+    /// Name, help text, Prometheus type and value of each figure, for `/metrics`.
+    pub fn snapshot(&self) -> [(&'static str, &'static str, &'static str, u64); 4] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            (
+                "feiyan_audience_queue_depth",
+                "attendance events waiting to be written (memory and spill file)",
+                "gauge",
+                get(&self.queued),
+            ),
+            (
+                "feiyan_audience_spilled_total",
+                "attendance events spilled to the file past the memory queue",
+                "counter",
+                get(&self.spilled),
+            ),
+            (
+                "feiyan_audience_replayed_total",
+                "attendance events read back from the spill file",
+                "counter",
+                get(&self.replayed),
+            ),
+            (
+                "feiyan_audience_refused_total",
+                "attendance rows the database refused, kept in the dead-letter file",
+                "counter",
+                get(&self.refused),
+            ),
+        ]
+    }
 }
 
 /// Viewer row ids that grow with time, so new rows land at the end of the id index
@@ -106,41 +174,16 @@ impl AudienceSink {
     pub fn new(tx: mpsc::Sender<AudienceEvent>) -> AudienceSink {
         AudienceSink {
             tx,
-            overflow: VecDeque::new(),
             ids: ViewerIds::new(rand::random()),
         }
     }
 
     /// Queues an event without waiting.
     pub fn push(&mut self, event: AudienceEvent) {
-        if !self.overflow.is_empty() {
-            self.overflow.push_back(event);
-            self.flush();
-            return;
+        if self.tx.send(event).is_err() {
+            // Only after the writer was stopped past its shutdown grace.
+            error!("attendance writer stopped; an attendance event is lost");
         }
-        if let Err(mpsc::error::TrySendError::Full(event)) = self.tx.try_send(event) {
-            warn!("audience queue full; holding events until the writer catches up");
-            self.overflow.push_back(event);
-        }
-    }
-
-    /// Moves held events into the queue as room frees up.
-    pub fn flush(&mut self) {
-        while let Some(event) = self.overflow.pop_front() {
-            match self.tx.try_send(event) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(event)) => {
-                    self.overflow.push_front(event);
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
-            }
-        }
-    }
-
-    /// Events still held because the queue was full.
-    pub fn held(&self) -> usize {
-        self.overflow.len()
     }
 
     /// A new viewer row id; see [`ViewerIds`].

@@ -6,7 +6,9 @@
 mod catalog_db;
 
 use feiyan::audience::{AudienceEvent, AudienceSink, now_ms};
-use feiyan::catalog::{SessionKind, SessionSource, spawn_writer};
+use std::time::Duration;
+
+use feiyan::catalog::{SessionKind, SessionSource, WriterConfig, spawn_writer};
 use feiyan::ids::SessionId;
 
 /// Queues a viewer row of `session` from `from` to `to` seconds after `t0` (open if none).
@@ -49,7 +51,16 @@ async fn peaks_come_from_viewer_rows(db: catalog_db::TestDb) {
         );
     }
     let (ended, live, closed) = (sessions[0], sessions[1], sessions[2]);
-    let (mut sink, writer) = spawn_writer(catalog.clone(), 64);
+    let state = tempfile::tempdir().unwrap();
+    let (mut sink, writer) = spawn_writer(
+        catalog.clone(),
+        WriterConfig {
+            state_dir: state.path().to_path_buf(),
+            queue_depth: 64,
+            write_retries: 5,
+        },
+    )
+    .unwrap();
     // Two leave at 10 s as two join: two at once, never four.
     watch(&mut sink, ended, t0, 0, Some(10));
     watch(&mut sink, ended, t0, 5, Some(10));
@@ -69,7 +80,7 @@ async fn peaks_come_from_viewer_rows(db: catalog_db::TestDb) {
     watch(&mut sink, closed, t0, 1, Some(6));
     watch(&mut sink, closed, t0, 2, Some(7));
     drop(sink);
-    writer.await.unwrap();
+    assert!(writer.finish(Duration::from_secs(30)).await, "all written");
     catalog.close_session(closed, t0 + 10_000).await.unwrap();
 
     let summary = |id| async move {

@@ -550,16 +550,17 @@ async fn restart_ends_screenings_left_playing(catalog: &Catalog) {
 }
 
 /// Two servers share the catalog; one stops noting itself alive (a crash). The other
-/// closes the crashed server's session and viewer rows as of its last heartbeat, and
-/// never touches its own live session, however late its own heartbeat.
+/// closes the crashed server's session and viewer rows as of its last heartbeat (the
+/// database's time), and never touches its own live session, however late its own
+/// heartbeat.
 async fn gone_servers_sessions_close_as_of_their_last_heartbeat(db: &catalog_db::TestDb) {
     let a = &db.catalog;
     let b = Catalog::connect(&db.url).await.unwrap();
     let sa_station = a.add_station("节点中心", "节点所", "甲站").await.unwrap();
     let sb_station = a.add_station("节点中心", "节点所", "乙站").await.unwrap();
-    let t0 = 1_000_000;
-    a.register_node(t0).await.unwrap();
-    b.register_node(t0).await.unwrap();
+    let t0 = feiyan::audience::now_ms() - 60_000;
+    let node_a = a.register_node().await.unwrap() as i64;
+    let node_b = b.register_node().await.unwrap() as i64;
     let open = |catalog: &Catalog, station: &feiyan::catalog::NewStation| {
         let catalog = catalog.clone();
         let (channel, id) = (station.channel.clone(), station.station_id);
@@ -587,21 +588,35 @@ async fn gone_servers_sessions_close_as_of_their_last_heartbeat(db: &catalog_db:
         terminal: "pc",
         viewer_key: key.into(),
     };
+    let late = t0 + 3_600_000;
     a.insert_viewers(&[
         viewer(sa, t0 + 20_000, "a1"),
         viewer(sb, t0 + 20_000, "b1"),
         // Joined after b's last heartbeat: it left when it joined, not before.
-        viewer(sb, t0 + 45_000, "b2"),
+        viewer(sb, late, "b2"),
     ])
     .await
     .unwrap();
-    b.heartbeat(t0 + 40_000).await.unwrap();
-    // b was seen 40 s ago: alive, nothing closes.
-    assert_eq!(a.close_gone(t0 + 80_000).await.unwrap(), 0);
-    // Two minutes later b has been silent for 80 s: gone. a's own heartbeat is older
-    // still (t0), but a is the caller.
-    assert_eq!(a.close_gone(t0 + 120_000).await.unwrap(), 1);
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let seen = |node: i64| {
+        let pool = pool.clone();
+        async move {
+            let (at,): (i64,) = sqlx::query_as("SELECT seen_at FROM relay_nodes WHERE id = $1")
+                .bind(node)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            at
+        }
+    };
+    b.heartbeat().await.unwrap();
+    let b_seen = seen(node_b).await;
+    // b was seen just now: alive, nothing closes.
+    assert_eq!(a.close_gone(60_000).await.unwrap(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    // b has now been silent for more than a second: gone. a's own heartbeat is older
+    // still (its registration), but a is the caller.
+    assert_eq!(a.close_gone(1_000).await.unwrap(), 1);
     let ended = |id: i64| {
         let pool = pool.clone();
         async move {
@@ -626,16 +641,18 @@ async fn gone_servers_sessions_close_as_of_their_last_heartbeat(db: &catalog_db:
             at
         }
     };
-    assert_eq!(ended(sb).await, Some(t0 + 40_000));
-    assert_eq!(left("b1").await, Some(t0 + 40_000));
-    assert_eq!(left("b2").await, Some(t0 + 45_000));
+    assert_eq!(ended(sb).await, Some(b_seen));
+    assert_eq!(left("b1").await, Some(b_seen));
+    assert_eq!(left("b2").await, Some(late));
     assert_eq!(ended(sa).await, None);
     assert_eq!(left("a1").await, None);
-    // A third server starting now closes a's session too: a was last seen at t0.
+    // A third server starting now closes a's session too: a was last seen at its
+    // registration, more than a second ago.
+    let a_seen = seen(node_a).await;
     let c = Catalog::connect(&db.url).await.unwrap();
-    assert_eq!(c.close_stale(t0 + 120_000).await.unwrap(), 1);
-    assert_eq!(ended(sa).await, Some(t0 + 10_000));
-    assert_eq!(left("a1").await, Some(t0 + 20_000));
+    assert_eq!(c.close_stale(1_000).await.unwrap(), 1);
+    assert_eq!(ended(sa).await, Some(a_seen));
+    assert_eq!(left("a1").await, Some(a_seen));
     pool.close().await;
 }
 

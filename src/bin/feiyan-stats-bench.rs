@@ -12,7 +12,7 @@ use clap::Parser;
 
 use feiyan::audience::{AudienceEvent, now_ms};
 use feiyan::catalog::{
-    Catalog, SessionFixture, SessionKind, StatsQuery, shanghai_day, spawn_writer,
+    Catalog, SessionFixture, SessionKind, StatsQuery, WriterConfig, shanghai_day, spawn_writer,
 };
 use feiyan::ids::{SessionId, ViewerId};
 
@@ -210,8 +210,16 @@ async fn stats_bench(
                 film_id: None,
             }])
             .await?[0];
-        let (mut sink, writer) = spawn_writer(catalog.clone(), 65_536);
-        sink.set_node(catalog.register_node(now_ms()).await?);
+        let state = tempfile::tempdir()?;
+        let (mut sink, writer) = spawn_writer(
+            catalog.clone(),
+            WriterConfig {
+                state_dir: state.path().to_path_buf(),
+                queue_depth: 65_536,
+                write_retries: 5,
+            },
+        )?;
+        sink.set_node(catalog.register_node().await?);
         let viewers: Vec<ViewerId> = (0..events / 2).map(|_| sink.viewer_id()).collect();
         let t = Instant::now();
         for (n, id) in viewers.iter().enumerate() {
@@ -234,12 +242,8 @@ async fn stats_bench(
             session: SessionId(session),
             at_ms: now_ms(),
         });
-        while sink.held() > 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            sink.flush();
-        }
         drop(sink);
-        writer.await?;
+        writer.finish(Duration::from_secs(3600)).await;
         let secs = t.elapsed().as_secs_f64();
         println!(
             "viewer events written: {} in {secs:.2} s = {:.0} events/s (join + leave, batched writer)",

@@ -16,20 +16,21 @@ mod hierarchy;
 mod nodes;
 mod programme;
 mod sessions;
+mod spill;
 mod stats;
 mod writer;
 
 pub use accounts::{Account, LoginThrottle, Scope, TOKEN_LIFETIME_MS};
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv};
-pub use nodes::{NODE_GONE_MS, NODE_HEARTBEAT_MS};
 pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use sessions::{SessionKind, SessionSource, SessionSummary};
+pub use spill::{DEAD_LETTER_FILE, SPILL_FILE};
 pub use stats::{
     GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, shanghai_day,
     shanghai_midnight_ms,
 };
-pub use writer::spawn_writer;
+pub use writer::{AttendanceWriter, WriterConfig, panic_message, spawn_writer};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ use sqlx::AnyPool;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyPoolOptions;
 
-use crate::audience::now_ms;
+use crate::audience::{AttendanceCounters, now_ms};
 use crate::ids::{ChannelName, StationId};
 
 /// Catalog failures. `Database` is the server's fault; the others are the caller's.
@@ -215,6 +216,8 @@ pub struct Catalog {
     is_postgres: bool,
     /// This server's `relay_nodes` row once [`Catalog::register_node`] made it; 0 before.
     node: Arc<AtomicI64>,
+    /// The attendance writer's figures, here so `/metrics` finds them beside the catalog.
+    attendance: Arc<AttendanceCounters>,
 }
 
 impl Catalog {
@@ -285,6 +288,7 @@ impl Catalog {
             rows,
             is_postgres: !is_sqlite,
             node: Arc::default(),
+            attendance: Arc::default(),
         })
     }
 
@@ -304,6 +308,11 @@ impl Catalog {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// The attendance writer's figures (queue depth, spilled, replayed, refused).
+    pub fn attendance_counters(&self) -> &AttendanceCounters {
+        &self.attendance
     }
 
     /// The pool, for the audience writer.

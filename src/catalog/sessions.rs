@@ -5,7 +5,6 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 
 use super::films::ScreeningStatus;
-use super::nodes::NODE_GONE_MS;
 use super::{Catalog, CatalogError, rfc3339};
 use crate::ids::{ChannelName, SessionId, StationId};
 
@@ -210,28 +209,34 @@ impl Catalog {
         Ok(())
     }
 
-    /// At a server's start: closes the sessions and viewer rows that servers gone for
-    /// [`NODE_GONE_MS`] left open (see [`Catalog::close_gone`]), and those of servers too
-    /// old to record themselves, as of `at_ms`. Returns how many sessions were closed.
-    pub async fn close_stale(&self, at_ms: i64) -> Result<u64, CatalogError> {
-        self.close_open(at_ms, true).await
+    /// At a server's start: closes the sessions and viewer rows that servers silent for
+    /// `gone_after_ms` left open (see [`Catalog::close_gone`]), and those of servers too
+    /// old to record themselves, as of the database's time now. Returns how many sessions
+    /// were closed.
+    pub async fn close_stale(&self, gone_after_ms: i64) -> Result<u64, CatalogError> {
+        self.close_open(gone_after_ms, true).await
     }
 
-    /// Closes the sessions and viewer rows left open by servers not seen for
-    /// [`NODE_GONE_MS`] (a crash, a power cut), each as of its server's last heartbeat so
-    /// no one is credited with the hours the server was down; ends the screenings those
-    /// sessions played (an operator's pending stop becomes `stopped`, an interrupted film
-    /// class `failed`). Every server calls it now and then, so what a crashed server left
-    /// is closed even when it never comes back. Returns how many sessions were closed.
-    pub async fn close_gone(&self, at_ms: i64) -> Result<u64, CatalogError> {
-        self.close_open(at_ms, false).await
+    /// Closes the sessions and viewer rows left open by servers whose last heartbeat is
+    /// more than `gone_after_ms` old by the database's clock (a crash, a power cut), each
+    /// as of its server's last heartbeat so no one is credited with the hours the server
+    /// was down; ends the screenings those sessions played (an operator's pending stop
+    /// becomes `stopped`, an interrupted film class `failed`). Every server calls it now
+    /// and then, so what a crashed server left is closed even when it never comes back;
+    /// the caller's own clock plays no part. Returns how many sessions were closed.
+    pub async fn close_gone(&self, gone_after_ms: i64) -> Result<u64, CatalogError> {
+        self.close_open(gone_after_ms, false).await
     }
 
     /// [`Catalog::close_gone`], and with `unowned` also the sessions and screenings no
     /// server claims (rows from before migration 0010).
-    async fn close_open(&self, at_ms: i64, unowned: bool) -> Result<u64, CatalogError> {
+    async fn close_open(&self, gone_after_ms: i64, unowned: bool) -> Result<u64, CatalogError> {
+        // One reading of the database's clock for every statement below, so they agree on
+        // which servers are gone.
+        let at_ms = self.database_now_ms().await?;
+        let gone_after_ms = gone_after_ms.max(0);
         let gone =
-            format!("SELECT id FROM relay_nodes WHERE seen_at < $1 - {NODE_GONE_MS} AND id <> $2");
+            format!("SELECT id FROM relay_nodes WHERE seen_at < $1 - {gone_after_ms} AND id <> $2");
         let stale = format!(
             "ended_at IS NULL AND (node_id IN ({gone}){})",
             if unowned { " OR node_id IS NULL" } else { "" }

@@ -474,6 +474,12 @@ fn metrics(state: &AppState) -> Response {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    for (name, help, kind, value) in state.catalog.attendance_counters().snapshot() {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
     let live = board.live();
     let viewers: usize = live.iter().map(|(_, s)| s.viewers).sum();
     let _ = writeln!(

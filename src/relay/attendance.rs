@@ -1,6 +1,6 @@
 //! Attendance: turns the hub's attending/not-attending decisions into the catalog's viewer
 //! rows. Holds what each viewer brought to its WHEP request and the row it has open; stamps
-//! events with the wall-clock time the engine gives and hands them to the bounded audience queue, never waiting.
+//! events with the wall-clock time the engine gives and hands them to the audience queue, never waiting.
 
 use rustc_hash::FxHashMap;
 
@@ -67,10 +67,5 @@ impl Attendance {
     pub(super) fn session_ended(&mut self, session: SessionId, at_ms: i64) {
         self.sink
             .push(AudienceEvent::SessionEnded { session, at_ms });
-    }
-
-    /// Moves events held back by a full queue into it.
-    pub(super) fn flush(&mut self) {
-        self.sink.flush();
     }
 }

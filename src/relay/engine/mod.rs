@@ -159,7 +159,6 @@ impl Engine {
     pub async fn run(mut self) {
         let mut buf = vec![0u8; 2048];
         loop {
-            self.attendance.flush();
             // Events first: a channel that went live in the last turn is live for its
             // subscribers before that turn's packets reach them.
             self.hub_events();
@@ -228,7 +227,6 @@ impl Engine {
             self.end_local(id, "server shutting down");
         }
         self.hub_events();
-        self.attendance.flush();
         self.socket
             .send(&mut self.outbox, &self.board.counters)
             .await;
