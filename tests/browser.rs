@@ -846,3 +846,98 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
     }
     t.server.shutdown().await;
 }
+
+/// The page's own view of `/api/channels/{channel}`, fetched by the page (so over the same
+/// HTTPS connection setup the resident's browser uses).
+async fn channel_info_from(page: &Page, channel: &str) -> Value {
+    page.evaluate(&format!(
+        "fetch('/api/channels/' + {}).then(r => r.json())",
+        js_str(channel)
+    ))
+    .await
+    .unwrap_or_else(|e| json!({ "error": e.to_string() }))
+}
+
+/// A station on a LAN: HTTPS with the server's self-signed certificate, reached by a name
+/// that is not localhost (getUserMedia needs a secure context there). Chromium trusts the
+/// certificate by the SPKI hash the server prints; one browser publishes from
+/// `/publish/{channel}`, another watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publishes_and_watches_over_https_on_a_lan_name() {
+    let t = common::start_server_with(|c| {
+        c.http.tls = feiyan::config::TlsMode::SelfSigned;
+        c.http.tls_names = vec!["station.feiyan.test".into()];
+    })
+    .await;
+    let channel = t.station.channel.to_string();
+    let prints = t.server.tls.as_ref().expect("TLS on").fingerprints();
+    let base = format!("https://station.feiyan.test:{}", t.server.http_addr.port());
+    let trust = format!(
+        "--ignore-certificate-errors-spki-list={}",
+        prints.spki_sha256
+    );
+    let args = [
+        trust.as_str(),
+        "--host-resolver-rules=MAP station.feiyan.test 127.0.0.1",
+    ];
+
+    let publisher = Browser::launch("https-publish", &args).await;
+    let publish = publisher.new_page().await;
+    start_publishing(
+        &publish,
+        &base,
+        &channel,
+        &t.station.stream_key,
+        "HTTPS 测试",
+    )
+    .await;
+    let secure = publish
+        .evaluate("[location.protocol, window.isSecureContext]")
+        .await
+        .unwrap();
+    assert_eq!(secure, json!(["https:", true]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = publish_state(&publish).await;
+        let info = channel_info_from(&publish, &channel).await;
+        if info["live"] == true && num(&state, "/pc/outbound/video/packetsSent") > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not live over HTTPS: api {info}; publish page {state}; chromium: {}",
+            publisher.stderr_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let watcher = Browser::launch("https-watch", &args).await;
+    let watch = watcher.new_page().await;
+    watch
+        .navigate(&format!("{base}/watch/{channel}"))
+        .await
+        .expect("watch page loads over HTTPS");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = watch_state(&watch).await;
+        if num(&state, "/pc/inbound/video/framesDecoded") > 30
+            && num(&state, "/pc/inbound/audio/packetsReceived") > 20
+            && state["view"]["status"] == "playing"
+        {
+            println!("watching over HTTPS: {state}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not playing over HTTPS: {state}; chromium: {}",
+            watcher.stderr_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_no_csp_violation(&publish, "publish over HTTPS").await;
+    assert_no_csp_violation(&watch, "watch over HTTPS").await;
+    let info = channel_info_from(&watch, &channel).await;
+    assert!(info["viewers"].as_u64().unwrap_or(0) >= 1, "{info}");
+    drop((watcher, publisher));
+    t.server.shutdown().await;
+}
