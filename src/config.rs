@@ -162,6 +162,35 @@ pub struct IngestConfig {
     pub renditions: Vec<RenditionSpec>,
     /// Per-channel overrides, keyed by channel name.
     pub channels: HashMap<String, ChannelIngestConfig>,
+    /// A VP8 rendition for viewers whose browser has no H.264, encoded from an H.264
+    /// channel while such a viewer watches.
+    pub vp8_rendition: OnDemand,
+    /// H.264 from a VP8 publisher (for H.264-only viewers, HLS and recording).
+    pub h264_from_vp8: H264FromVp8,
+}
+
+/// `[ingest] vp8_rendition`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDemand {
+    /// Encoded while someone needs it, stopped 10 s after the last leaves.
+    #[default]
+    OnDemand,
+    /// Never: such viewers get 406 naming the codecs the channel sends.
+    Off,
+}
+
+/// `[ingest] h264_from_vp8`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum H264FromVp8 {
+    /// Encoded while an H.264-only viewer, HLS or recording needs it.
+    #[default]
+    OnDemand,
+    /// For the whole session of every VP8 publisher.
+    Always,
+    /// Never: H.264-only viewers of a VP8 channel get 406.
+    Off,
 }
 
 /// Per-channel ingest overrides.
@@ -291,6 +320,8 @@ impl Default for IngestConfig {
             screening_grace_secs: 600,
             renditions: Vec::new(),
             channels: HashMap::new(),
+            vp8_rendition: OnDemand::OnDemand,
+            h264_from_vp8: H264FromVp8::OnDemand,
         }
     }
 }
