@@ -9,15 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bytes::Bytes;
+use common::decode::decode_received;
 use common::{live_session, start_server, wait_until};
 use feiyan::audience::now_ms;
 use feiyan::catalog::{SessionKind, SessionSource};
-use feiyan::client::{TrackKind, ViewerOptions, WhepViewer};
+use feiyan::client::{ViewerOptions, WhepViewer};
 use feiyan::config::RenditionSpec;
-use ffmpeg_next as ffmpeg;
-use rtc::rtp::codec::h264::H264Packet;
-use rtc::rtp::packetizer::Depacketizer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Makes the clips with scripts/make-test-media.sh (the ffmpeg CLI) into `dir`.
@@ -52,71 +49,6 @@ fn push_rtmp(file: &Path, url: &str) -> std::process::Child {
         .expect("ffmpeg starts")
 }
 
-/// Depacketizes received RTP payloads into one Annex-B stream.
-fn annexb(payloads: &[Bytes]) -> Vec<u8> {
-    let mut depacketizer = H264Packet::default();
-    let mut out = Vec::new();
-    for p in payloads {
-        if let Ok(data) = depacketizer.depacketize(p) {
-            out.extend_from_slice(&data);
-        }
-    }
-    out
-}
-
-/// What decoding a received H.264 stream found.
-struct Decoded {
-    frames: usize,
-    b_frames: usize,
-    /// The decoder's reorder delay (0 when the stream needs no reordering).
-    delay: i32,
-    width: u32,
-    height: u32,
-}
-
-/// Decodes an Annex-B H.264 file.
-fn decode_h264(path: &Path) -> Decoded {
-    ffmpeg::init().unwrap();
-    let mut input = ffmpeg::format::input(path).expect("received H.264 opens");
-    let stream = input
-        .streams()
-        .best(ffmpeg::media::Type::Video)
-        .expect("a video stream");
-    let index = stream.index();
-    let mut decoder = ffmpeg::codec::Context::from_parameters(stream.parameters())
-        .unwrap()
-        .decoder()
-        .video()
-        .unwrap();
-    let (mut frames, mut b_frames, mut size) = (0, 0, (0, 0));
-    let mut frame = ffmpeg::frame::Video::empty();
-    let mut count = |decoder: &mut ffmpeg::decoder::Video| {
-        while decoder.receive_frame(&mut frame).is_ok() {
-            frames += 1;
-            size = (frame.width(), frame.height());
-            if frame.kind() == ffmpeg::picture::Type::B {
-                b_frames += 1;
-            }
-        }
-    };
-    for (s, packet) in input.packets() {
-        if s.index() == index && decoder.send_packet(&packet).is_ok() {
-            count(&mut decoder);
-        }
-    }
-    let _ = decoder.send_eof();
-    count(&mut decoder);
-    // SAFETY: reading an integer field of an open decoder context.
-    let delay = unsafe { (*decoder.as_ptr()).has_b_frames };
-    Decoded {
-        frames,
-        b_frames,
-        delay,
-        width: size.0,
-        height: size.1,
-    }
-}
-
 /// Waits for an ffmpeg push to finish successfully and for its session to end (once the
 /// transcoder has drained).
 async fn push_ends_its_session(
@@ -140,16 +72,6 @@ async fn push_ends_its_session(
         .await,
         "session ended after the push"
     );
-}
-
-/// Depacketizes a viewer's video, writes it into `dir` and decodes it.
-async fn decode_received(viewer: &WhepViewer, dir: &Path, name: &str) -> Decoded {
-    let payloads = viewer.received_payloads(TrackKind::Video);
-    let h264 = dir.join(format!("{name}.h264"));
-    std::fs::write(&h264, annexb(&payloads)).unwrap();
-    tokio::task::spawn_blocking(move || decode_h264(&h264))
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -458,7 +458,18 @@ pub fn make_test_media(
     duration: Duration,
     video_kbps: u32,
 ) -> Result<(PathBuf, PathBuf)> {
+    make_test_media_sized(dir, duration, video_kbps, (640, 360))
+}
+
+/// [`make_test_media`] with a picture of `size` (width, height) instead of 640x360.
+pub fn make_test_media_sized(
+    dir: &Path,
+    duration: Duration,
+    video_kbps: u32,
+    size: (u32, u32),
+) -> Result<(PathBuf, PathBuf)> {
     let video = dir.join("test.h264");
+    let source = format!("testsrc=size={}x{}:rate=30", size.0, size.1);
     let audio = dir.join("test.ogg");
     let secs = format!("{:.3}", duration.as_secs_f64());
     let kbps = format!("{video_kbps}k");
@@ -466,7 +477,7 @@ pub fn make_test_media(
         "-f",
         "lavfi",
         "-i",
-        "testsrc=size=640x360:rate=30",
+        &source,
         "-t",
         &secs,
         "-pix_fmt",

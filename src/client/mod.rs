@@ -15,7 +15,7 @@ pub mod media;
 pub mod whep;
 pub mod whip;
 
-pub use media::{SyntheticMedia, make_test_media};
+pub use media::{SyntheticMedia, make_test_media, make_test_media_sized};
 pub use whep::{PreparedViewer, TrackStats, ViewerOptions, ViewerStack, ViewerStats, WhepViewer};
 pub use whip::{PublisherOptions, PublisherStats, WhipPublisher};
 

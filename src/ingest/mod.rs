@@ -2,6 +2,7 @@
 //! shared path every such source takes: [`crate::transcode`] -> [`packetize`] -> a
 //! [`LocalPublisher`] on the relay. A viewer cannot tell how a lecture came in.
 
+mod ladder;
 pub mod packetize;
 pub mod playout;
 pub mod pull;
@@ -123,6 +124,10 @@ pub async fn start(
         ctx.clone(),
         stopped.clone(),
     )));
+    tasks.push(tokio::spawn(ladder::supervisor(
+        ctx.clone(),
+        stopped.clone(),
+    )));
     let pull = Arc::new(pull::PullBoard::default());
     tasks.push(tokio::spawn(pull::supervisor(
         ctx.clone(),
@@ -149,10 +154,13 @@ impl Ingest {
 
 /// Moves one source's encoded media into the relay until the transcoder's output ends,
 /// passing viewers' keyframe requests back to the encoder. Ends the session when done.
+/// Rendition `r` of the transcoder goes out as `r + shift` (a feeder's renditions follow
+/// the source's own streams).
 pub(crate) async fn forward(
     mut encoded: mpsc::Receiver<Encoded>,
     publisher: LocalPublisher,
     keyframes: KeyframeRequester,
+    shift: u8,
 ) {
     // One packetizer per rendition: each is its own RTP stream (SSRC, sequence numbers).
     let mut rtp = vec![RtpPacketizer::new()];
@@ -167,6 +175,7 @@ pub(crate) async fn forward(
                 rendition,
                 ..
             } => {
+                let rendition = rendition.saturating_add(shift);
                 let index = usize::from(rendition);
                 if rtp.len() <= index {
                     rtp.resize_with(index + 1, RtpPacketizer::new);

@@ -271,7 +271,12 @@ async fn play(
         }
     };
     info!(%channel, %session, film = film.id.0, passthrough = transcoder.video_passthrough(), "film class started");
-    let forwarder = tokio::spawn(forward(encoded, publisher, transcoder.keyframe_requester()));
+    let forwarder = tokio::spawn(forward(
+        encoded,
+        publisher,
+        transcoder.keyframe_requester(),
+        0,
+    ));
     let halt = Arc::new(AtomicBool::new(false));
     let halt_pacer = halt.clone();
     let pacer = tokio::task::spawn_blocking(move || pace(demuxer, transcoder, &halt_pacer));

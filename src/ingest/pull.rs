@@ -260,7 +260,12 @@ async fn attempt(
         s.state = SourceState::Connected;
         s.session_id = Some(session);
     });
-    let forwarder = tokio::spawn(forward(encoded, publisher, transcoder.keyframe_requester()));
+    let forwarder = tokio::spawn(forward(
+        encoded,
+        publisher,
+        transcoder.keyframe_requester(),
+        0,
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let stop_reader = stop.clone();
     let reader = tokio::task::spawn_blocking(move || {

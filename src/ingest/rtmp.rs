@@ -444,7 +444,12 @@ impl Conn {
             }
         };
         info!(%channel, %session, passthrough = transcoder.video_passthrough(), "RTMP source live");
-        let forwarder = tokio::spawn(forward(encoded, publisher, transcoder.keyframe_requester()));
+        let forwarder = tokio::spawn(forward(
+            encoded,
+            publisher,
+            transcoder.keyframe_requester(),
+            0,
+        ));
         for packet in std::mem::take(&mut m.pending) {
             transcoder.push(packet).await?;
         }

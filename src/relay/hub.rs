@@ -173,6 +173,14 @@ impl VideoStream {
     }
 }
 
+/// See [`Channel::feeder`].
+#[derive(Debug, Clone, Copy)]
+struct Feeder {
+    id: LocalId,
+    /// Its first stream's index.
+    first: usize,
+}
+
 struct Channel {
     /// The one source slot and the session it publishes.
     source: Option<(Source, LiveSession)>,
@@ -181,8 +189,13 @@ struct Channel {
     video_codec: Option<RTCRtpCodec>,
     audio_codec: Option<RTCRtpCodec>,
     video_kind: Option<VideoCodec>,
-    /// The source video (0) and the renditions the live source sends beside it.
+    /// The source video (0) and the renditions the live source sends beside it, then
+    /// those the feeder sends.
     streams: Vec<VideoStream>,
+    /// A server-side encoder that feeds renditions of a channel whose source does not
+    /// send them itself (a WHIP publisher's ladder): it owns streams `first..`, and its
+    /// packets are taken only for those.
+    feeder: Option<Feeder>,
     viewers: FxHashSet<PeerKey>,
     connected_viewers: usize,
     last_pli: Option<Instant>,
@@ -197,6 +210,7 @@ impl Channel {
             audio_codec: None,
             video_kind: None,
             streams: vec![VideoStream::new(SOURCE_QUALITY, gop_max)],
+            feeder: None,
             viewers: FxHashSet::default(),
             connected_viewers: 0,
             last_pli: None,
@@ -288,6 +302,21 @@ impl Hub {
     /// When [`Hub::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.replays.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The live session of `channel` and what it sends (all its streams' names), while
+    /// media flows.
+    pub fn live_tracks(&self, channel: &ChannelName) -> Option<(SessionId, LiveTracks)> {
+        let ch = self.channels.get(channel)?;
+        let session = ch.live_session()?;
+        Some((
+            session.id,
+            LiveTracks {
+                video: ch.video_codec.clone(),
+                audio: ch.audio_codec.clone(),
+                renditions: ch.streams.iter().skip(1).map(|s| s.name.clone()).collect(),
+            },
+        ))
     }
 
     /// The channel's source, if any.
@@ -417,6 +446,9 @@ impl Hub {
         });
         ch.live = false;
         ch.streams.iter_mut().for_each(VideoStream::clear);
+        if let Some(feeder) = ch.feeder.take() {
+            ch.streams.truncate(feeder.first);
+        }
         ch.last_pli = None;
         let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
         for key in viewers {
@@ -430,6 +462,77 @@ impl Hub {
         }
         self.publish_status(channel);
         self.remove_if_idle(channel);
+    }
+
+    /// Lets `id` feed renditions `names` of the live session `session` of `channel` (a
+    /// WHIP publisher's ladder, encoded by the server); they are offered to viewers from
+    /// now on. One feeder per channel; it is let go when the session ends.
+    pub fn attach_feeder(
+        &mut self,
+        channel: &ChannelName,
+        session: SessionId,
+        id: LocalId,
+        names: &[String],
+        now: Instant,
+    ) -> Result<(), RelayError> {
+        let gop_max = self.config.gop_max_packets;
+        let ch = self
+            .channels
+            .get_mut(channel)
+            .filter(|c| c.live_session().is_some_and(|s| s.id == session))
+            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
+        if ch.feeder.is_some() {
+            return Err(RelayError::Busy(channel.to_string()));
+        }
+        if let Some(name) = names
+            .iter()
+            .find(|n| ch.streams.iter().any(|s| &s.name == *n))
+        {
+            return Err(RelayError::Internal(format!(
+                "channel {channel} already has a rendition named {name}"
+            )));
+        }
+        ch.feeder = Some(Feeder {
+            id,
+            first: ch.streams.len(),
+        });
+        ch.streams
+            .extend(names.iter().map(|name| VideoStream::new(name, gop_max)));
+        info!(%channel, %session, renditions = ?names, "renditions fed by the server");
+        self.publish_status(channel);
+        // The feeder decodes the source from its next keyframe.
+        ch_keyframe_now(self, channel, now);
+        Ok(())
+    }
+
+    /// The feeder `id` stopped: its renditions are no longer offered, and their viewers
+    /// go back to the source video (at its next keyframe).
+    pub fn detach_feeder(
+        &mut self,
+        channel: &ChannelName,
+        id: LocalId,
+        now: Instant,
+        out: &mut impl Deliver,
+    ) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let Some(feeder) = ch.feeder.filter(|f| f.id == id) else {
+            return;
+        };
+        ch.feeder = None;
+        ch.streams.truncate(feeder.first);
+        let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
+        for key in viewers {
+            if let Some(v) = self.viewers.get_mut(&key)
+                && v.rendition >= feeder.first
+            {
+                v.rendition = 0;
+                out.resync(key, Some(MediaKind::Video));
+            }
+        }
+        self.publish_status(channel);
+        self.request_keyframe(channel, now);
     }
 
     /// Checks that a new viewer may join `channel` with `quality` (`None`: the source),
@@ -547,7 +650,11 @@ impl Hub {
         let Some(ch) = self.channels.get_mut(channel) else {
             return false;
         };
-        if !ch.live || ch.source.as_ref().is_none_or(|(s, _)| *s != source) {
+        let from_source = ch.source.as_ref().is_some_and(|(s, _)| *s == source);
+        let from_feeder = ch.feeder.is_some_and(|f| {
+            Source::Local(f.id) == source && rendition >= f.first && rendition < ch.streams.len()
+        });
+        if !ch.live || !(from_source || from_feeder) {
             return false;
         }
         RelayCounters::add(&self.counters.packets_in, packets.len() as u64);
@@ -653,6 +760,14 @@ impl Hub {
             channel: channel.clone(),
             source: *source,
         });
+        // The feeder's encoder makes its own keyframes; it needs the source's too (it
+        // decodes from them), so both are asked.
+        if let Some(feeder) = ch.feeder {
+            self.events.push_back(HubEvent::KeyframeWanted {
+                channel: channel.clone(),
+                source: Source::Local(feeder.id),
+            });
+        }
     }
 
     /// Takes one receiver report's loss from a viewer: a lossy link is cut to the next
@@ -749,3 +864,12 @@ impl Hub {
 
 #[cfg(test)]
 mod tests;
+
+/// Asks for a keyframe now, past the PLI throttle (a feeder that just attached must not
+/// wait out another viewer's request).
+fn ch_keyframe_now(hub: &mut Hub, channel: &ChannelName, now: Instant) {
+    if let Some(ch) = hub.channels.get_mut(channel) {
+        ch.last_pli = None;
+    }
+    hub.request_keyframe(channel, now);
+}

@@ -35,6 +35,7 @@ pub use engine::Engine;
 pub use media::{h264_codec, opus_codec};
 pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 pub use tap::{ChannelMedia, LiveMedia, Subscription};
+
 #[cfg(target_os = "linux")]
 pub use udp::send_batch;
 
@@ -108,6 +109,16 @@ impl LocalPublisher {
 
     /// Ends the session now (the same happens on drop).
     pub fn finish(self) {}
+}
+
+/// Feeds renditions into a channel whose source does not make them
+/// ([`SourceHandle::feed_renditions`]).
+pub struct FeedHandle {
+    /// Sends the renditions' packets.
+    pub publisher: LocalPublisher,
+    /// The rendition number of the first fed rendition (the source's own streams come
+    /// before it).
+    pub first: u8,
 }
 
 /// Why the relay refused or failed a request. Each maps to one HTTP status in `http::error`.
@@ -203,6 +214,12 @@ pub(crate) enum EngineCommand {
     },
     /// Fault injection (`FEIYAN_FAULT=engine-panic`): the engine panics.
     Panic,
+    Feed {
+        channel: ChannelName,
+        session: SessionId,
+        names: Vec<String>,
+        reply: oneshot::Sender<Result<FeedHandle, RelayError>>,
+    },
 }
 
 /// What `/api/live` and the pages show about a channel, kept current by the engine.
@@ -319,12 +336,37 @@ impl RelayCounters {
 }
 
 /// Live state readable from HTTP handlers without asking the engine.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LiveBoard {
     // A std Mutex: held only to copy or replace a map entry, never across an await.
     channels: Mutex<HashMap<ChannelName, ChannelStatus>>,
     /// Relay counters (shared with the hub, which counts what it forwards).
     pub counters: Arc<RelayCounters>,
+    /// Every session going live, for services that attach to channels as they go live
+    /// (the WHIP ladder's encoder).
+    notices: tokio::sync::broadcast::Sender<LiveNotice>,
+}
+
+impl Default for LiveBoard {
+    fn default() -> Self {
+        LiveBoard {
+            channels: Mutex::default(),
+            counters: Arc::default(),
+            notices: tokio::sync::broadcast::channel(256).0,
+        }
+    }
+}
+
+/// A session went live on a channel ([`SourceHandle::live_notices`]).
+#[derive(Debug, Clone)]
+pub struct LiveNotice {
+    /// The channel.
+    pub channel: ChannelName,
+    /// Its tracks.
+    pub live: LiveMedia,
+    /// Whether a WebRTC publisher (WHIP) sends it; else a server-side source, which
+    /// makes its own renditions.
+    pub from_peer: bool,
 }
 
 impl LiveBoard {
@@ -343,6 +385,11 @@ impl LiveBoard {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    pub(crate) fn notify_live(&self, notice: LiveNotice) {
+        // Nobody listening is fine.
+        let _ = self.notices.send(notice);
     }
 
     pub(crate) fn set(&self, channel: &ChannelName, status: Option<ChannelStatus>) {
@@ -393,6 +440,7 @@ impl RelayHandle {
     pub fn sources(&self) -> SourceHandle {
         SourceHandle {
             tx: self.tx.clone(),
+            board: self.board.clone(),
         }
     }
 
@@ -483,9 +531,44 @@ impl RelayHandle {
 #[derive(Clone)]
 pub struct SourceHandle {
     tx: mpsc::Sender<EngineCommand>,
+    board: Arc<LiveBoard>,
 }
 
 impl SourceHandle {
+    /// Sessions going live from now on.
+    pub fn live_notices(&self) -> tokio::sync::broadcast::Receiver<LiveNotice> {
+        self.board.notices.subscribe()
+    }
+
+    /// A channel's access units (see [`RelayHandle::subscribe`]).
+    pub async fn subscribe(&self, channel: ChannelName) -> Result<Subscription, RelayError> {
+        ask(&self.tx, |reply| EngineCommand::Subscribe {
+            channel,
+            reply,
+        })
+        .await
+    }
+
+    /// Feeds renditions `names` of the live session `session` of `channel`, whose source
+    /// does not make them itself (a WHIP publisher's ladder, encoded here). The handle
+    /// sends video with [`LocalPublisher::send_rendition`] (rendition 1 is `names[0]`
+    /// counted after the source's own streams: use [`FeedHandle::first`]); dropping it
+    /// withdraws the renditions. Nothing else about the session changes.
+    pub async fn feed_renditions(
+        &self,
+        channel: ChannelName,
+        session: SessionId,
+        names: Vec<String>,
+    ) -> Result<FeedHandle, RelayError> {
+        ask(&self.tx, |reply| EngineCommand::Feed {
+            channel,
+            session,
+            names,
+            reply,
+        })
+        .await
+    }
+
     /// Starts a server-side source on `channel` for the live session `session` (already
     /// opened in the catalog). `Busy` when another publisher is live there.
     pub async fn publish_local(

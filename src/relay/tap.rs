@@ -260,8 +260,14 @@ pub(super) struct Taps {
 }
 
 impl Taps {
-    /// A new subscription to `channel` (which need not be live yet).
-    pub(super) fn subscribe(&mut self, channel: &ChannelName) -> Subscription {
+    /// A new subscription to `channel` (which need not be live yet); `live` is the hub's
+    /// word on the session running now, for a tap made while it runs.
+    pub(super) fn subscribe(
+        &mut self,
+        channel: &ChannelName,
+        live: Option<LiveMedia>,
+        now: Instant,
+    ) -> Subscription {
         let tap = self
             .channels
             .entry(channel.clone())
@@ -273,6 +279,12 @@ impl Taps {
                 video: Vec::new(),
                 audio: None,
             });
+        if tap.live.is_none()
+            && let Some(live) = live
+        {
+            tap.live = Some(live);
+            tap.live_at = Some(now);
+        }
         Subscription {
             live: tap.live.clone(),
             media: tap.tx.subscribe(),
@@ -378,7 +390,7 @@ mod tests {
     fn h264_units_start_at_a_keyframe_and_drop_when_a_packet_is_lost() {
         let channel = ChannelName::parse("st-1").unwrap();
         let mut taps = Taps::default();
-        let mut sub = taps.subscribe(&channel);
+        let mut sub = taps.subscribe(&channel, None, Instant::now());
         assert!(sub.live.is_none());
         let now = Instant::now();
         taps.live(
@@ -467,7 +479,7 @@ mod tests {
     fn a_unit_whose_last_packet_is_lost_is_dropped_not_sent_short() {
         let channel = ChannelName::parse("st-1").unwrap();
         let mut taps = Taps::default();
-        let mut sub = taps.subscribe(&channel);
+        let mut sub = taps.subscribe(&channel, None, Instant::now());
         let now = Instant::now();
         let live = LiveMedia {
             session: SessionId(9),
@@ -517,7 +529,7 @@ mod tests {
     fn a_channel_without_subscribers_keeps_no_state() {
         let channel = ChannelName::parse("st-1").unwrap();
         let mut taps = Taps::default();
-        let sub = taps.subscribe(&channel);
+        let sub = taps.subscribe(&channel, None, Instant::now());
         drop(sub);
         taps.packets(&channel, 0, Instant::now(), &[]);
         assert!(taps.channels.is_empty());

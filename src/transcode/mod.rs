@@ -87,6 +87,10 @@ pub struct TranscodeOptions {
     /// Lower renditions encoded beside the main video, from one decode. Their output
     /// carries `rendition` 1, 2, ... in this order; the main video is rendition 0.
     pub renditions: Vec<RenditionSpec>,
+    /// Whether the main video comes out (passed through or encoded). Off when the source
+    /// already reaches viewers itself and only the renditions are wanted (a WHIP
+    /// publisher's ladder).
+    pub main_video: bool,
     /// Opus bitrate, kbit/s.
     pub audio_kbps: u32,
     /// Minimum time between IDRs forced by viewer requests, so a storm of PLIs cannot turn
@@ -104,6 +108,7 @@ impl Default for TranscodeOptions {
             x264_preset: "veryfast".into(),
             scale_height: None,
             renditions: Vec::new(),
+            main_video: true,
             audio_kbps: 64,
             keyframe_min_interval: Duration::from_secs(1),
             queue: 256,
@@ -158,6 +163,33 @@ impl VideoInput {
             frame_rate: frame_rate
                 .filter(|f| f.is_finite() && *f > 0.0 && *f < 1000.0)
                 .map(|f| ((f * 1000.0).round() as i32, 1000)),
+        })
+    }
+
+    /// Video as a channel's access units carry it ([`crate::media::AccessUnit`]): H.264
+    /// Annex-B with its parameter sets in-band, or VP8 frames. Timestamps come in µs.
+    pub fn from_units(codec: Codec) -> Result<VideoInput, TranscodeError> {
+        let (id, is_h264) = match codec {
+            Codec::H264 => (ffmpeg::codec::Id::H264, true),
+            Codec::Vp8 => (ffmpeg::codec::Id::VP8, false),
+            other => {
+                return Err(TranscodeError::Unsupported(format!(
+                    "{other:?} is not a video codec"
+                )));
+            }
+        };
+        Ok(VideoInput {
+            description: format!("{codec:?} access units"),
+            spec: DecoderSpec::Raw {
+                id,
+                extradata: Vec::new(),
+            },
+            avc: None,
+            annexb_extradata: Vec::new(),
+            is_h264,
+            // A WebRTC publisher's H.264 is constrained baseline: no reordering.
+            may_have_b_frames: false,
+            frame_rate: None,
         })
     }
 

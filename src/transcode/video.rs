@@ -55,7 +55,8 @@ impl VideoStage {
         keyframe_wanted: Arc<AtomicBool>,
     ) -> Result<VideoStage, TranscodeError> {
         let mut rungs = Vec::new();
-        if !passthrough {
+        let passthrough = passthrough && options.main_video;
+        if options.main_video && !passthrough {
             rungs.push(Rung::new(0, options.scale_height, options.video_kbps));
         }
         for (i, spec) in options.renditions.iter().enumerate() {

@@ -51,7 +51,7 @@ use super::{
 };
 use crate::audience::{AudienceSink, now_ms};
 use crate::config::{RelayConfig, WebRtcConfig};
-use crate::ids::ChannelName;
+use crate::ids::{ChannelName, SessionId};
 use crate::media::MediaKind;
 
 /// A peer is serviced at least this often even if its stack asks for nothing, so a
@@ -81,6 +81,9 @@ struct LocalState {
     session: LiveSession,
     /// Set when the hub wants a keyframe; the source's encoder reads and clears it.
     keyframe_wanted: Arc<AtomicBool>,
+    /// It feeds renditions of a channel it is not the source of
+    /// ([`Hub::attach_feeder`]).
+    feeder: bool,
 }
 
 /// The relay engine. Created by [`super::start`].
@@ -278,15 +281,13 @@ impl Engine {
                     session,
                     tracks,
                 } => {
-                    let codec = |c: &Option<RTCRtpCodec>| {
-                        c.as_ref().and_then(|c| codec_of_mime(&c.mime_type))
-                    };
-                    let live = LiveMedia {
-                        session,
-                        video: codec(&tracks.video),
-                        audio: codec(&tracks.audio),
-                        renditions: tracks.renditions,
-                    };
+                    let live = live_media(session, tracks);
+                    let from_peer = matches!(self.hub.source_of(&channel), Some(Source::Peer(_)));
+                    self.board.notify_live(crate::relay::LiveNotice {
+                        channel: channel.clone(),
+                        live: live.clone(),
+                        from_peer,
+                    });
                     self.taps.live(&channel, live, Instant::now());
                 }
                 HubEvent::SessionEnded { channel, session } => {
@@ -351,10 +352,24 @@ impl Engine {
                 let _ = reply.send(result);
             }
             EngineCommand::Subscribe { channel, reply } => {
-                let _ = reply.send(Ok(self.taps.subscribe(&channel)));
+                // A channel already live when its first subscriber comes: the tap learns
+                // its session here (it only hears of sessions going live while tapped).
+                let live = self
+                    .hub
+                    .live_tracks(&channel)
+                    .map(|(session, tracks)| live_media(session, tracks));
+                let _ = reply.send(Ok(self.taps.subscribe(&channel, live, Instant::now())));
             }
             EngineCommand::Shutdown { .. } => unreachable!("handled in run"),
             EngineCommand::Panic => panic!("fault injected: the relay engine panics on request"),
+            EngineCommand::Feed {
+                channel,
+                session,
+                names,
+                reply,
+            } => {
+                let _ = reply.send(self.accept_feeder(channel, session, names));
+            }
         }
     }
 
@@ -607,5 +622,16 @@ impl Engine {
                 self.attendance.forget(key);
             }
         }
+    }
+}
+
+/// A live session's tracks as the access-unit interface describes them.
+fn live_media(session: SessionId, tracks: LiveTracks) -> LiveMedia {
+    let codec = |c: &Option<RTCRtpCodec>| c.as_ref().and_then(|c| codec_of_mime(&c.mime_type));
+    LiveMedia {
+        session,
+        video: codec(&tracks.video),
+        audio: codec(&tracks.audio),
+        renditions: tracks.renditions,
     }
 }

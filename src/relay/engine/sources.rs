@@ -63,6 +63,52 @@ impl Engine {
         let id = LocalId(self.new_key());
         self.hub
             .claim(&channel, Source::Local(id), session.clone())?;
+        info!(%channel, session = %session.id, "local source publishing");
+        let publisher = self.local_input(id, &channel, session, false);
+        let live = LiveTracks {
+            video: tracks.video,
+            audio: tracks.audio,
+            renditions: tracks.renditions,
+        };
+        let (hub, mut out) = self.fanout(Instant::now());
+        hub.go_live(&channel, Source::Local(id), live, out.now, &mut out);
+        Ok(publisher)
+    }
+
+    /// A server-side encoder feeding renditions of a live channel it is not the source of.
+    pub(super) fn accept_feeder(
+        &mut self,
+        channel: ChannelName,
+        session: SessionId,
+        names: Vec<String>,
+    ) -> Result<crate::relay::FeedHandle, RelayError> {
+        let live = self
+            .hub
+            .status(&channel)
+            .filter(|s| s.live && s.session_id == Some(session))
+            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
+        let first = u8::try_from(live.qualities.len())
+            .map_err(|_| RelayError::Internal("too many renditions".into()))?;
+        let id = LocalId(self.new_key());
+        self.hub
+            .attach_feeder(&channel, session, id, &names, Instant::now())?;
+        let session = LiveSession {
+            id: session,
+            title: live.title,
+            started_at_ms: live.started_at_ms,
+        };
+        let publisher = self.local_input(id, &channel, session, true);
+        Ok(crate::relay::FeedHandle { publisher, first })
+    }
+
+    /// Registers the input queue of local source or feeder `id`.
+    fn local_input(
+        &mut self,
+        id: LocalId,
+        channel: &ChannelName,
+        session: LiveSession,
+        feeder: bool,
+    ) -> LocalPublisher {
         let (tx, rx) = mpsc::channel::<LocalInput>(1024);
         let keyframe_wanted = Arc::new(AtomicBool::new(false));
         let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -72,26 +118,19 @@ impl Engine {
         .map(move |input| (id, input))
         .boxed();
         self.local_inputs.push(stream);
-        info!(%channel, session = %session.id, "local source publishing");
         self.locals.insert(
             id,
             LocalState {
                 channel: channel.clone(),
                 session,
                 keyframe_wanted: keyframe_wanted.clone(),
+                feeder,
             },
         );
-        let live = LiveTracks {
-            video: tracks.video,
-            audio: tracks.audio,
-            renditions: tracks.renditions,
-        };
-        let (hub, mut out) = self.fanout(Instant::now());
-        hub.go_live(&channel, Source::Local(id), live, out.now, &mut out);
-        Ok(LocalPublisher {
+        LocalPublisher {
             tx,
             keyframe_wanted,
-        })
+        }
     }
 
     pub(super) fn handle_local(&mut self, id: LocalId, input: LocalInput) {
@@ -121,8 +160,13 @@ impl Engine {
         let Some(local) = self.locals.remove(&id) else {
             return;
         };
-        info!(channel = %local.channel, session = %local.session.id, why, "local source ended");
         let (hub, mut out) = self.fanout(Instant::now());
+        if local.feeder {
+            info!(channel = %local.channel, session = %local.session.id, why, "rendition feeder ended");
+            hub.detach_feeder(&local.channel, id, out.now, &mut out);
+            return;
+        }
+        info!(channel = %local.channel, session = %local.session.id, why, "local source ended");
         hub.release(&local.channel, Source::Local(id), &mut out);
     }
 

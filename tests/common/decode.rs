@@ -1,0 +1,84 @@
+//! Decoding what a WHEP viewer received, with a real decoder (ffmpeg-next).
+
+use std::path::Path;
+
+use bytes::Bytes;
+use feiyan::client::{TrackKind, WhepViewer};
+use ffmpeg_next as ffmpeg;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+
+/// Depacketizes received RTP payloads into one Annex-B stream.
+pub fn annexb(payloads: &[Bytes]) -> Vec<u8> {
+    let mut depacketizer = H264Packet::default();
+    let mut out = Vec::new();
+    for p in payloads {
+        if let Ok(data) = depacketizer.depacketize(p) {
+            out.extend_from_slice(&data);
+        }
+    }
+    out
+}
+
+/// What decoding a received H.264 stream found.
+pub struct Decoded {
+    pub frames: usize,
+    pub b_frames: usize,
+    /// The decoder's reorder delay (0 when the stream needs no reordering).
+    pub delay: i32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Decodes an Annex-B H.264 file.
+pub fn decode_h264(path: &Path) -> Decoded {
+    ffmpeg::init().unwrap();
+    let mut input = ffmpeg::format::input(path).expect("received H.264 opens");
+    let stream = input
+        .streams()
+        .best(ffmpeg::media::Type::Video)
+        .expect("a video stream");
+    let index = stream.index();
+    let mut decoder = ffmpeg::codec::Context::from_parameters(stream.parameters())
+        .unwrap()
+        .decoder()
+        .video()
+        .unwrap();
+    let (mut frames, mut b_frames, mut size) = (0, 0, (0, 0));
+    let mut frame = ffmpeg::frame::Video::empty();
+    let mut count = |decoder: &mut ffmpeg::decoder::Video| {
+        while decoder.receive_frame(&mut frame).is_ok() {
+            frames += 1;
+            size = (frame.width(), frame.height());
+            if frame.kind() == ffmpeg::picture::Type::B {
+                b_frames += 1;
+            }
+        }
+    };
+    for (s, packet) in input.packets() {
+        if s.index() == index && decoder.send_packet(&packet).is_ok() {
+            count(&mut decoder);
+        }
+    }
+    let _ = decoder.send_eof();
+    count(&mut decoder);
+    // SAFETY: reading an integer field of an open decoder context.
+    let delay = unsafe { (*decoder.as_ptr()).has_b_frames };
+    Decoded {
+        frames,
+        b_frames,
+        delay,
+        width: size.0,
+        height: size.1,
+    }
+}
+
+/// Depacketizes a viewer's video, writes it into `dir` and decodes it.
+pub async fn decode_received(viewer: &WhepViewer, dir: &Path, name: &str) -> Decoded {
+    let payloads = viewer.received_payloads(TrackKind::Video);
+    let h264 = dir.join(format!("{name}.h264"));
+    std::fs::write(&h264, annexb(&payloads)).unwrap();
+    tokio::task::spawn_blocking(move || decode_h264(&h264))
+        .await
+        .unwrap()
+}

@@ -1,0 +1,139 @@
+//! The WHIP->transcode path: a WHIP publisher's channel with a rendition ladder. The
+//! publisher sends 1280x720 H.264; the server decodes it once and encodes the ladder
+//! (`fy-tc-video`), fed back into the same channel and session. A `?quality=360p` viewer
+//! decodes 640x360 with a real decoder, the source viewer 1280x720, and both count in one
+//! session.
+
+mod common;
+
+use std::time::Duration;
+
+use common::decode::decode_received;
+use feiyan::audience::now_ms;
+use feiyan::client::{
+    PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher,
+    make_test_media_sized,
+};
+use feiyan::config::RenditionSpec;
+
+/// Names of this process's threads (`/proc/self/task/*/comm`).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|name| name.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whip_channel_with_a_ladder_offers_renditions_encoded_by_the_server() {
+    let t = common::start_server_with(|c| {
+        c.ingest.renditions = vec![RenditionSpec {
+            name: "360p".into(),
+            height: 360,
+            video_kbps: 600,
+        }];
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let media_dir = dir.path().to_path_buf();
+    let media = tokio::task::spawn_blocking(move || {
+        let (h264, ogg) =
+            make_test_media_sized(&media_dir, Duration::from_secs(3), 2500, (1280, 720))
+                .expect("ffmpeg makes 720p test media");
+        SyntheticMedia::load(&h264, &ogg).expect("test media loads")
+    })
+    .await
+    .unwrap();
+    let channel = t.station.channel.to_string();
+    let publisher = WhipPublisher::connect(
+        &format!("{}/whip/{channel}", t.base),
+        Some(&t.station.stream_key),
+        media,
+        PublisherOptions::default(),
+    )
+    .await
+    .expect("publisher connects");
+    let session = common::wait_live(&t.base, &channel).await;
+
+    // The ladder is offered once the server's encoder is attached.
+    let http = reqwest::Client::new();
+    let offered = common::wait_until(Duration::from_secs(10), || async {
+        let status: serde_json::Value = http
+            .get(format!("{}/api/channels/{channel}", t.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status["qualities"] == serde_json::json!(["source", "360p"])
+    })
+    .await;
+    assert!(offered, "the channel offers source and 360p");
+    assert!(
+        thread_names().iter().any(|n| n.starts_with("fy-tc-video")),
+        "the ladder is encoded on a transcode thread: {:?}",
+        thread_names()
+    );
+
+    let whep = format!("{}/whep/{channel}", t.base);
+    let options = || ViewerOptions {
+        record_payloads: true,
+        ..Default::default()
+    };
+    let low_url = format!("{whep}?quality=360p");
+    let (source, low) = tokio::join!(
+        WhepViewer::connect(&whep, None, options()),
+        WhepViewer::connect(&low_url, None, options()),
+    );
+    let (source, low) = (source.expect("source viewer"), low.expect("360p viewer"));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    for (viewer, name, size) in [(&source, "source", (1280, 720)), (&low, "360p", (640, 360))] {
+        let stats = viewer.stats();
+        assert!(
+            stats.first_video_frame_is_keyframe,
+            "the {name} viewer started on a keyframe"
+        );
+        let decoded = decode_received(viewer, dir.path(), name).await;
+        assert_eq!(
+            (decoded.width, decoded.height),
+            size,
+            "the {name} viewer gets its picture size"
+        );
+        assert!(
+            decoded.frames >= 60,
+            "{name}: decoded {} frames in 4 s",
+            decoded.frames
+        );
+        assert_eq!(decoded.b_frames, 0, "{name}: no B-frames");
+    }
+    let summary = t
+        .server
+        .catalog
+        .session_summary(session, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        summary.peak_viewers, 2,
+        "both renditions count in one session"
+    );
+
+    // The publisher leaves: the session ends, and with it the ladder's encoder.
+    for viewer in [source, low] {
+        viewer.close().await.ok();
+    }
+    publisher.stop().await.ok();
+    let stopped = common::wait_until(Duration::from_secs(10), || async {
+        !thread_names().iter().any(|n| n.starts_with("fy-tc-"))
+    })
+    .await;
+    assert!(stopped, "transcode threads left: {:?}", thread_names());
+    t.server.shutdown().await;
+}
