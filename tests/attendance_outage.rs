@@ -11,27 +11,14 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{start_server_with, wait_live, wait_until};
+use common::{start_server_with, test_media, wait_live, wait_until};
 use feiyan::audience::{AudienceEvent, now_ms};
 use feiyan::catalog::{
     DEAD_LETTER_FILE, SPILL_FILE, SessionKind, SessionSource, WriterConfig, spawn_writer,
 };
-use feiyan::client::{
-    PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher, make_test_media,
-};
+use feiyan::client::{PublisherOptions, ViewerOptions, WhepViewer, WhipPublisher};
 use feiyan::ids::SessionId;
 use sqlx::Connection;
-
-async fn test_media(dir: &std::path::Path) -> SyntheticMedia {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let (h264, ogg) =
-            make_test_media(&dir, Duration::from_secs(2), 300).expect("ffmpeg makes test media");
-        SyntheticMedia::load(&h264, &ogg).expect("test media loads")
-    })
-    .await
-    .unwrap()
-}
 
 /// The attendance figures of `/metrics`: depth, spilled, replayed, refused.
 async fn attendance_metrics(base: &str) -> [u64; 4] {

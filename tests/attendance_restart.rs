@@ -13,11 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::served::Served;
-use common::{wait_live, wait_until};
+use common::{test_media, wait_live, wait_until};
 use feiyan::catalog::{Catalog, NewStation, SPILL_FILE};
-use feiyan::client::{
-    PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher, make_test_media,
-};
+use feiyan::client::{PublisherOptions, ViewerOptions, WhepViewer, WhipPublisher};
 use feiyan::ids::SessionId;
 use sqlx::Connection;
 
@@ -73,17 +71,6 @@ fn serve(config: &Path) -> (Served, String) {
     );
     let base = served.wait_running().base;
     (served, base)
-}
-
-async fn test_media(dir: &Path) -> SyntheticMedia {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let (h264, ogg) =
-            make_test_media(&dir, Duration::from_secs(2), 300).expect("ffmpeg makes test media");
-        SyntheticMedia::load(&h264, &ogg).expect("test media loads")
-    })
-    .await
-    .unwrap()
 }
 
 /// A lecture with 20 viewers on the server at `base`, once the relay counts all of them.
