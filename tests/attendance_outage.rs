@@ -11,27 +11,12 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{start_server_with, wait_live, wait_until};
+use common::{start_server_with, test_media, wait_live, wait_until};
 use feiyan::audience::{AudienceEvent, now_ms};
-use feiyan::catalog::{
-    DEAD_LETTER_FILE, SPILL_FILE, SessionKind, SessionSource, WriterConfig, spawn_writer,
-};
-use feiyan::client::{
-    PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher, make_test_media,
-};
+use feiyan::catalog::{DEAD_LETTER_FILE, SPILL_FILE, WriterConfig, spawn_writer};
+use feiyan::client::{PublisherOptions, ViewerOptions, WhepViewer, WhipPublisher};
 use feiyan::ids::SessionId;
 use sqlx::Connection;
-
-async fn test_media(dir: &std::path::Path) -> SyntheticMedia {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let (h264, ogg) =
-            make_test_media(&dir, Duration::from_secs(2), 300).expect("ffmpeg makes test media");
-        SyntheticMedia::load(&h264, &ogg).expect("test media loads")
-    })
-    .await
-    .unwrap()
-}
 
 /// The attendance figures of `/metrics`: depth, spilled, replayed, refused.
 async fn attendance_metrics(base: &str) -> [u64; 4] {
@@ -276,17 +261,7 @@ async fn refused_for_30_s_loses_no_attendance(url: &str, state: &Path, mut refus
 async fn a_refused_row_is_dead_lettered(db: catalog_db::TestDb) {
     let catalog = &db.catalog;
     let station = catalog.add_station("中心", "所", "站").await.unwrap();
-    let session = catalog
-        .open_session(
-            &station.channel,
-            station.station_id,
-            SessionKind::Lecture,
-            "讲座",
-            SessionSource::Whip,
-            now_ms(),
-        )
-        .await
-        .unwrap();
+    let session = catalog_db::open_lecture(catalog, &station, now_ms()).await;
     let state = tempfile::tempdir().unwrap();
     let (mut sink, writer) = spawn_writer(
         catalog.clone(),

@@ -10,18 +10,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{wait_live, wait_until};
+use common::served::Served;
+use common::{test_media, wait_live, wait_until};
 use feiyan::catalog::{Catalog, NewStation, SPILL_FILE};
-use feiyan::client::{
-    PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher, make_test_media,
-};
+use feiyan::client::{PublisherOptions, ViewerOptions, WhepViewer, WhipPublisher};
 use feiyan::ids::SessionId;
 use sqlx::Connection;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// A temp folder with the catalog, the config and the server's state.
 struct Setup {
@@ -62,48 +58,19 @@ async fn setup() -> Setup {
 }
 
 /// Starts `feiyan serve` and returns it with its base URL (read from what it prints).
-async fn serve(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_feiyan"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env_remove("FEIYAN_DATABASE_URL")
-        .env("RUST_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("feiyan starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.strip_prefix("feiyan is running: ") {
-                return rest.split("/ ").next().unwrap().to_string();
-            }
-        }
-        panic!("feiyan exited before listening");
-    })
-    .await
-    .expect("feiyan listens within 30 s");
-    // Keep reading so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().expect("running") as libc::pid_t;
-    // SAFETY: sends a signal to our own child process; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-}
-
-async fn test_media(dir: &Path) -> SyntheticMedia {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let (h264, ogg) =
-            make_test_media(&dir, Duration::from_secs(2), 300).expect("ffmpeg makes test media");
-        SyntheticMedia::load(&h264, &ogg).expect("test media loads")
-    })
-    .await
-    .unwrap()
+fn serve(config: &Path) -> (Served, String) {
+    let mut served = Served::start(
+        config,
+        &[
+            ("FEIYAN_DATABASE_URL", None),
+            (
+                "RUST_LOG",
+                Some("warn,rtc=error,rtc_ice=error,rtc_dtls=off"),
+            ),
+        ],
+    );
+    let base = served.wait_running().base;
+    (served, base)
 }
 
 /// A lecture with 20 viewers on the server at `base`, once the relay counts all of them.
@@ -164,11 +131,30 @@ async fn rows(
     (viewers, s)
 }
 
+/// SIGTERM, and a clean exit within `within`.
+fn stop(served: &mut Served, within: Duration) {
+    served.signal(libc::SIGTERM);
+    let status = served
+        .wait_exit(within)
+        .unwrap_or_else(|| panic!("exits within {} s", within.as_secs()));
+    assert!(status.success(), "{status}");
+}
+
+/// Every join of the lecture is written and every row closed; the session ended with its
+/// peak of 20.
+async fn assert_all_written(pool: &sqlx::AnyPool, session: SessionId) {
+    let (v, (ended, peak, _)) = rows(pool, session).await;
+    assert_eq!(v.len(), 20, "every join is written: {v:?}");
+    assert!(v.iter().all(|r| r.2.is_some()), "every row closed: {v:?}");
+    assert!(ended.is_some(), "the session ended");
+    assert_eq!(peak, 20);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_rows_close_at_the_last_heartbeat_after_restart() {
     let s = setup().await;
     let pool = sqlx::AnyPool::connect(&s.url).await.unwrap();
-    let (mut child, base) = serve(&s.config).await;
+    let (mut served, base) = serve(&s.config);
     let (publisher, mut viewers, session) = lecture(&s, &base).await;
     // Five leave before the crash: their rows keep their own leave times.
     for viewer in viewers.drain(..5) {
@@ -182,7 +168,8 @@ async fn kill_9_rows_close_at_the_last_heartbeat_after_restart() {
     assert!(written, "20 rows, 5 closed, before the crash");
     // Let a heartbeat or two land after the last join.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    child.kill().await.unwrap();
+    served.signal(libc::SIGKILL);
+    served.wait_exit(Duration::from_secs(10)).expect("killed");
     let (before, (ended, _, node)) = rows(&pool, session).await;
     assert_eq!(ended, None);
     let (seen,): (i64,) = sqlx::query_as("SELECT seen_at FROM relay_nodes WHERE id = $1")
@@ -194,7 +181,7 @@ async fn kill_9_rows_close_at_the_last_heartbeat_after_restart() {
     drop(publisher);
     drop(viewers);
 
-    let (mut child, base) = serve(&s.config).await;
+    let (mut served, base) = serve(&s.config);
     let closed = wait_until(Duration::from_secs(20), || async {
         rows(&pool, session).await.1.0.is_some()
     })
@@ -236,12 +223,7 @@ async fn kill_9_rows_close_at_the_last_heartbeat_after_restart() {
         .unwrap();
     assert_eq!(api["live"], false);
     assert_eq!(api["peak_viewers"], 20);
-    sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits within 20 s")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    stop(&mut served, Duration::from_secs(20));
     pool.close().await;
 }
 
@@ -249,19 +231,10 @@ async fn kill_9_rows_close_at_the_last_heartbeat_after_restart() {
 async fn sigterm_writes_every_queued_row() {
     let s = setup().await;
     let pool = sqlx::AnyPool::connect(&s.url).await.unwrap();
-    let (mut child, base) = serve(&s.config).await;
+    let (mut served, base) = serve(&s.config);
     let (publisher, viewers, session) = lecture(&s, &base).await;
-    sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exits within 30 s")
-        .unwrap();
-    assert!(status.success(), "{status}");
-    let (v, (ended, peak, _)) = rows(&pool, session).await;
-    assert_eq!(v.len(), 20, "every join is written: {v:?}");
-    assert!(v.iter().all(|r| r.2.is_some()), "every row closed: {v:?}");
-    assert!(ended.is_some(), "the session ended");
-    assert_eq!(peak, 20);
+    stop(&mut served, Duration::from_secs(30));
+    assert_all_written(&pool, session).await;
     assert!(!s.dir.path().join(SPILL_FILE).exists());
     publisher.stop_sending();
     drop((publisher, viewers));
@@ -272,7 +245,7 @@ async fn sigterm_writes_every_queued_row() {
 async fn sigterm_while_locked_keeps_attendance_for_the_next_start() {
     let s = setup().await;
     let pool = sqlx::AnyPool::connect(&s.url).await.unwrap();
-    let (mut child, base) = serve(&s.config).await;
+    let (mut served, base) = serve(&s.config);
     let mut lock = sqlx::SqliteConnection::connect(&s.url).await.unwrap();
     let (publisher, viewers, session) = lecture(&s, &base).await;
     // Locked from after the session opened until after the server is gone.
@@ -280,12 +253,7 @@ async fn sigterm_while_locked_keeps_attendance_for_the_next_start() {
         .execute(&mut lock)
         .await
         .unwrap();
-    sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
-        .await
-        .expect("exits within 40 s")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    stop(&mut served, Duration::from_secs(40));
     let spill = std::fs::read_to_string(s.dir.path().join(SPILL_FILE)).unwrap();
     // The joins may have been written before the lock; the leaves and the end were not.
     let kept = spill.lines().count();
@@ -299,18 +267,9 @@ async fn sigterm_while_locked_keeps_attendance_for_the_next_start() {
     drop((publisher, viewers));
 
     // The next start replays them before it serves.
-    let (mut child, _base) = serve(&s.config).await;
-    let (v, (ended, peak, _)) = rows(&pool, session).await;
-    assert_eq!(v.len(), 20, "every join is written: {v:?}");
-    assert!(v.iter().all(|r| r.2.is_some()), "every row closed: {v:?}");
-    assert!(ended.is_some(), "the session ended");
-    assert_eq!(peak, 20);
-    sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits within 20 s")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    let (mut served, _base) = serve(&s.config);
+    assert_all_written(&pool, session).await;
+    stop(&mut served, Duration::from_secs(20));
     assert!(!s.dir.path().join(SPILL_FILE).exists());
     eprintln!("{kept} events kept in the spill file over the restart");
     pool.close().await;

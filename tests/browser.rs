@@ -33,6 +33,27 @@ impl Tab {
         let page = browser.new_page().await;
         Tab { browser, page }
     }
+
+    /// A fresh browser on the watch page of `channel` (`query` after it, e.g.
+    /// `?quality=180p`), with `on_new_document` run in every document before the page's own
+    /// scripts.
+    async fn watch(base: &str, channel: &str, query: &str, on_new_document: Option<&str>) -> Tab {
+        let tab = Tab::open("watch").await;
+        if let Some(source) = on_new_document {
+            tab.page
+                .send(
+                    "Page.addScriptToEvaluateOnNewDocument",
+                    json!({ "source": source }),
+                )
+                .await
+                .expect("script installed before the page's own");
+        }
+        tab.page
+            .navigate(&format!("{base}/watch/{channel}{query}"))
+            .await
+            .expect("watch page loads");
+        tab
+    }
 }
 
 fn num(v: &Value, pointer: &str) -> u64 {
@@ -286,21 +307,7 @@ async fn chromium_publishes_and_chromium_watches() {
     );
 
     // 2. Watch from a second browser.
-    let viewer = Tab::open("watch").await;
-    viewer
-        .page
-        .send(
-            "Page.addScriptToEvaluateOnNewDocument",
-            json!({ "source": FIRST_PLAYING }),
-        )
-        .await
-        .expect("first-playing recorder installed");
-    viewer
-        .page
-        .navigate(&format!("{}/watch/{channel}", t.base))
-        .await
-        .expect("watch page loads");
-    ctx.viewer = Some(viewer);
+    ctx.viewer = Some(Tab::watch(&t.base, &channel, "", Some(FIRST_PLAYING)).await);
     let watch_started = ctx.t();
     ctx.wait_for(
         "the watch page to decode video (>30 frames) and audio (>20 packets), connected, \
@@ -524,13 +531,7 @@ async fn chromium_watches_the_rendition_it_asks_for() {
         },
     )
     .await;
-    let viewer = Tab::open("watch").await;
-    viewer
-        .page
-        .navigate(&format!("{}/watch/{channel}?quality=180p", t.base))
-        .await
-        .expect("watch page loads");
-    ctx.viewer = Some(viewer);
+    ctx.viewer = Some(Tab::watch(&t.base, &channel, "?quality=180p", None).await);
     ctx.wait_for(
         "the watch page to decode the 180p rendition and offer all three qualities",
         Duration::from_secs(30),
@@ -706,13 +707,7 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
     assert_no_csp_violation(page, "the publish page (live)").await;
 
     // 4. Watch, then the live list, then the dashboard, in one tab of a second browser.
-    let viewer = Tab::open("watch").await;
-    viewer
-        .page
-        .navigate(&format!("{}/watch/{channel}", t.base))
-        .await
-        .expect("watch page loads");
-    ctx.viewer = Some(viewer);
+    ctx.viewer = Some(Tab::watch(&t.base, &channel, "", None).await);
     ctx.wait_for(
         "the watch page to decode video",
         Duration::from_secs(30),

@@ -8,7 +8,7 @@ mod catalog_db;
 use feiyan::audience::{AudienceEvent, AudienceSink, now_ms};
 use std::time::Duration;
 
-use feiyan::catalog::{SessionKind, SessionSource, WriterConfig, spawn_writer};
+use feiyan::catalog::{WriterConfig, spawn_writer};
 use feiyan::ids::SessionId;
 
 /// Queues a viewer row of `session` from `from` to `to` seconds after `t0` (open if none).
@@ -36,19 +36,7 @@ async fn peaks_come_from_viewer_rows(db: catalog_db::TestDb) {
     let t0 = now_ms() - 3_600_000;
     let mut sessions = Vec::new();
     for _ in 0..3 {
-        sessions.push(
-            catalog
-                .open_session(
-                    &station.channel,
-                    station.station_id,
-                    SessionKind::Lecture,
-                    "讲座",
-                    SessionSource::Whip,
-                    t0,
-                )
-                .await
-                .unwrap(),
-        );
+        sessions.push(catalog_db::open_lecture(catalog, &station, t0).await);
     }
     let (ended, live, closed) = (sessions[0], sessions[1], sessions[2]);
     let state = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@ mod catalog_db;
 use std::time::Duration;
 
 use feiyan::audience::now_ms;
-use feiyan::catalog::{Catalog, NewStation, SessionKind, SessionSource, ViewerFixture};
+use feiyan::catalog::Catalog;
 
 /// Ten minutes, the skewed server's clock error.
 const SKEW_MS: i64 = 600_000;
@@ -28,29 +28,13 @@ async fn a_skewed_clock_closes_nothing(db: catalog_db::TestDb, skew: i64) {
         .add_station("时钟中心", "时钟所", "偏站")
         .await
         .unwrap();
-    let open = |catalog: Catalog, station: NewStation, at: i64| async move {
-        catalog
-            .open_session(
-                &station.channel,
-                station.station_id,
-                SessionKind::Lecture,
-                "讲座",
-                SessionSource::Whip,
-                at,
-            )
-            .await
-            .unwrap()
-            .0
-    };
-    let sh = open(honest.clone(), station_h, now_ms()).await;
-    let ss = open(skewed.clone(), station_s, skewed_now()).await;
-    let viewer = |session, joined, key: &str| ViewerFixture {
-        session_id: session,
-        joined_at: joined,
-        left_at: None,
-        terminal: "pc",
-        viewer_key: key.into(),
-    };
+    let sh = catalog_db::open_lecture(honest, &station_h, now_ms())
+        .await
+        .0;
+    let ss = catalog_db::open_lecture(&skewed, &station_s, skewed_now())
+        .await
+        .0;
+    let viewer = catalog_db::open_viewer;
     honest
         .insert_viewers(&[
             viewer(sh, now_ms(), "honest-viewer"),
@@ -69,17 +53,7 @@ async fn a_skewed_clock_closes_nothing(db: catalog_db::TestDb, skew: i64) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-    let seen = |node: i64| {
-        let pool = pool.clone();
-        async move {
-            let (at,): (i64,) = sqlx::query_as("SELECT seen_at FROM relay_nodes WHERE id = $1")
-                .bind(node)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            at
-        }
-    };
+    let seen = |node: i64| catalog_db::node_seen_at(&pool, node);
     // Both heartbeats carry the database's time, within the second they were written.
     let db_now = honest.database_now_ms().await.unwrap();
     for node in [honest_node, skewed_node] {

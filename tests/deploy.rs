@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use common::served::Served;
 use feiyan::config::TlsMode;
 
 /// Accepts any certificate: these tests check *which* certificate is served.
@@ -157,113 +158,23 @@ async fn self_signed_https_serves_its_printed_certificate_and_redirects_plain_ht
     t.server.shutdown().await;
 }
 
-/// A `feiyan serve` child with its configuration in a temporary folder.
-struct Served {
-    child: Child,
-    /// The configuration and catalog; removed on drop.
-    _dir: tempfile::TempDir,
-    /// Lines of standard output, as they come.
-    stdout: std::sync::mpsc::Receiver<String>,
-    /// Standard error goes to this file.
-    log: std::path::PathBuf,
-}
-
-impl Served {
-    /// Starts `feiyan serve` with `extra` TOML appended to a loopback configuration.
-    fn start(extra_http: &str, envs: &[(&str, &str)]) -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n{extra_http}\n\
-             [webrtc]\nudp_bind = \"127.0.0.1:0\"\nadvertised_ips = [\"127.0.0.1\"]\n\
-             [ingest]\nrtmp_listen = \"127.0.0.1:0\"\n\
-             [catalog]\ndatabase_url = \"sqlite://{}/feiyan.db\"\n",
-            dir.path().display()
-        );
-        std::fs::write(dir.path().join("feiyan.toml"), config).unwrap();
-        let log = dir.path().join("stderr.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_feiyan"));
-        command
-            .args(["serve", "--config", "feiyan.toml"])
-            .current_dir(dir.path())
-            .env_remove("RUST_LOG")
-            .env_remove("FEIYAN_LOG_FORMAT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in envs {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().expect("feiyan starts");
-        let out = child.stdout.take().unwrap();
-        let (tx, stdout) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Served {
-            child,
-            _dir: dir,
-            stdout,
-            log,
-        }
-    }
-
-    /// Waits for the "feiyan is running: URL" line; returns the HTTP address and every
-    /// line printed so far.
-    fn wait_running(&mut self) -> (std::net::SocketAddr, Vec<String>) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut lines = Vec::new();
-        while Instant::now() < deadline {
-            if let Ok(line) = self.stdout.recv_timeout(Duration::from_millis(200)) {
-                if let Some(rest) = line.strip_prefix("feiyan is running: ") {
-                    let url = rest.split_whitespace().next().unwrap();
-                    let hostport = url.split("://").nth(1).unwrap().trim_end_matches('/');
-                    lines.push(line.clone());
-                    // The certificate lines follow at once.
-                    while let Ok(more) = self.stdout.recv_timeout(Duration::from_millis(300)) {
-                        lines.push(more);
-                    }
-                    return (hostport.parse().unwrap(), lines);
-                }
-                lines.push(line);
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("feiyan exited with {status}: {}", self.stderr());
-            }
-        }
-        panic!("feiyan did not start: {}", self.stderr());
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-    }
-
-    /// Waits up to `within` for the process to exit.
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `feiyan serve` with `extra_http` TOML in the `[http]` table of a loopback
+/// configuration in a temporary folder (returned: it holds the catalog too), logging as it
+/// would under systemd: neither `RUST_LOG` nor `FEIYAN_LOG_FORMAT` unless `envs` sets them.
+fn serve(extra_http: &str, envs: &[(&str, &str)]) -> (Served, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n{extra_http}\n\
+         [webrtc]\nudp_bind = \"127.0.0.1:0\"\nadvertised_ips = [\"127.0.0.1\"]\n\
+         [ingest]\nrtmp_listen = \"127.0.0.1:0\"\n\
+         [catalog]\ndatabase_url = \"sqlite://{}/feiyan.db\"\n",
+        dir.path().display()
+    );
+    let path = dir.path().join("feiyan.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut env = vec![("RUST_LOG", None), ("FEIYAN_LOG_FORMAT", None)];
+    env.extend(envs.iter().map(|&(k, v)| (k, Some(v))));
+    (Served::start(&path, &env), dir)
 }
 
 fn write_certificate(dir: &Path, name: &str) -> Vec<u8> {
@@ -277,14 +188,15 @@ fn write_certificate(dir: &Path, name: &str) -> Vec<u8> {
 async fn certificate_files_are_served_and_replaced_on_sighup() {
     let certs = tempfile::tempdir().unwrap();
     let first = write_certificate(certs.path(), "one.test");
-    let mut served = Served::start(
+    let (mut served, _dir) = serve(
         &format!(
             "tls = \"files\"\ntls_cert = \"{0}/cert.pem\"\ntls_key = \"{0}/key.pem\"\n",
             certs.path().display()
         ),
         &[],
     );
-    let (addr, printed) = served.wait_running();
+    let running = served.wait_running();
+    let (addr, printed) = (running.addr, running.printed);
     assert!(
         printed
             .iter()
@@ -356,7 +268,7 @@ fn bad_certificate_settings_stop_the_start_with_the_file_named() {
         ),
     ];
     for (http, expected) in cases {
-        let mut served = Served::start(&http, &[]);
+        let (mut served, _dir) = serve(&http, &[]);
         let status = served
             .wait_exit(Duration::from_secs(20))
             .expect("feiyan exits at once");
@@ -371,13 +283,13 @@ fn bad_certificate_settings_stop_the_start_with_the_file_named() {
 #[test]
 fn logs_in_a_file_have_no_terminal_codes_and_json_lines_parse() {
     for format in ["text", "json"] {
-        let mut served = Served::start("", &[("FEIYAN_LOG_FORMAT", format)]);
+        let (mut served, _dir) = serve("", &[("FEIYAN_LOG_FORMAT", format)]);
         served.wait_running();
         served.signal(libc::SIGTERM);
         let status = served.wait_exit(Duration::from_secs(15)).expect("exits");
         assert!(status.success(), "{status}");
         let mut bytes = Vec::new();
-        std::fs::File::open(&served.log)
+        std::fs::File::open(served.log())
             .unwrap()
             .read_to_end(&mut bytes)
             .unwrap();
@@ -397,14 +309,11 @@ fn logs_in_a_file_have_no_terminal_codes_and_json_lines_parse() {
 
 #[test]
 fn a_relay_engine_panic_ends_the_process_non_zero_within_two_seconds() {
-    let mut served = Served::start("", &[("FEIYAN_FAULT", "engine-panic@300")]);
+    let (mut served, _dir) = serve("", &[("FEIYAN_FAULT", "engine-panic@300")]);
     served.wait_running();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !served.stderr().contains("panicked") {
-        assert!(
-            served.child.try_wait().unwrap().is_none(),
-            "exited before the panic"
-        );
+        assert!(served.exited().is_none(), "exited before the panic");
         assert!(Instant::now() < deadline, "no panic: {}", served.stderr());
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -581,13 +581,7 @@ async fn gone_servers_sessions_close_as_of_their_last_heartbeat(db: &catalog_db:
     };
     let sa = open(a, &sa_station).await;
     let sb = open(&b, &sb_station).await;
-    let viewer = |session, joined, key: &str| ViewerFixture {
-        session_id: session,
-        joined_at: joined,
-        left_at: None,
-        terminal: "pc",
-        viewer_key: key.into(),
-    };
+    let viewer = catalog_db::open_viewer;
     let late = t0 + 3_600_000;
     a.insert_viewers(&[
         viewer(sa, t0 + 20_000, "a1"),
@@ -598,17 +592,7 @@ async fn gone_servers_sessions_close_as_of_their_last_heartbeat(db: &catalog_db:
     .await
     .unwrap();
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-    let seen = |node: i64| {
-        let pool = pool.clone();
-        async move {
-            let (at,): (i64,) = sqlx::query_as("SELECT seen_at FROM relay_nodes WHERE id = $1")
-                .bind(node)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            at
-        }
-    };
+    let seen = |node: i64| catalog_db::node_seen_at(&pool, node);
     b.heartbeat().await.unwrap();
     let b_seen = seen(node_b).await;
     // b was seen just now: alive, nothing closes.

@@ -6,7 +6,8 @@
 //! that cannot reach it fails: it is never skipped quietly.
 #![allow(dead_code)]
 
-use feiyan::catalog::Catalog;
+use feiyan::catalog::{Catalog, NewStation, SessionKind, SessionSource, ViewerFixture};
+use feiyan::ids::SessionId;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
@@ -75,4 +76,40 @@ impl TestDb {
             .expect("drop test database");
         }
     }
+}
+
+/// Opens a lecture of `station` published over WHIP, titled 讲座, started at `at_ms`.
+pub async fn open_lecture(catalog: &Catalog, station: &NewStation, at_ms: i64) -> SessionId {
+    catalog
+        .open_session(
+            &station.channel,
+            station.station_id,
+            SessionKind::Lecture,
+            "讲座",
+            SessionSource::Whip,
+            at_ms,
+        )
+        .await
+        .unwrap()
+}
+
+/// A PC viewer of session `session_id` who joined at `joined_at` and has not left.
+pub fn open_viewer(session_id: i64, joined_at: i64, key: &str) -> ViewerFixture {
+    ViewerFixture {
+        session_id,
+        joined_at,
+        left_at: None,
+        terminal: "pc",
+        viewer_key: key.into(),
+    }
+}
+
+/// When the relay node `node` was last seen alive, by the database's clock.
+pub async fn node_seen_at(pool: &sqlx::AnyPool, node: i64) -> i64 {
+    let (at,): (i64,) = sqlx::query_as("SELECT seen_at FROM relay_nodes WHERE id = $1")
+        .bind(node)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    at
 }

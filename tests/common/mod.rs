@@ -3,11 +3,14 @@
 
 pub mod cdp;
 pub mod decode;
+pub mod served;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use feiyan::app::{RunningServer, start};
 use feiyan::catalog::NewStation;
+use feiyan::client::{SyntheticMedia, make_test_media};
 use feiyan::config::Config;
 use feiyan::ids::SessionId;
 
@@ -96,4 +99,16 @@ pub async fn wait_live(base: &str, channel: &str) -> SessionId {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("channel {channel} did not go live within 10 s");
+}
+
+/// Two seconds of synthetic H.264 and Opus made by ffmpeg in `dir`, loaded for a publisher.
+pub async fn test_media(dir: &Path) -> SyntheticMedia {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let (h264, ogg) =
+            make_test_media(&dir, Duration::from_secs(2), 300).expect("ffmpeg makes test media");
+        SyntheticMedia::load(&h264, &ogg).expect("test media loads")
+    })
+    .await
+    .unwrap()
 }
