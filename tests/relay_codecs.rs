@@ -289,7 +289,15 @@ async fn bad_offers_get_4xx_with_reasons_and_no_row_and_missing_opus_means_video
     wait_live(&t.base, &channel).await;
     let whep = format!("{}/whep/{channel}", t.base);
 
-    let cases: [(&str, String, StatusCode, &str); 5] = [
+    let cases: [(&str, String, StatusCode, &str); 6] = [
+        (
+            // vp8_rendition is on-demand (the default), but no VP8 rendition can be made
+            // yet: refused, never a VP8 answer with no VP8 behind it.
+            "VP8 only",
+            offer(&[(96, "VP8/90000", "")], &[OPUS]),
+            StatusCode::NOT_ACCEPTABLE,
+            "this channel sends video H.264 (constrained baseline) and audio Opus; your offer has video VP8 and audio Opus",
+        ),
         (
             "H.265 only",
             offer(&[(49, "H265/90000", "level-id=93;profile-id=1")], &[OPUS]),
