@@ -81,7 +81,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     });
     audience.set_node(catalog.register_node().await?);
     let liveness_task = tokio::spawn(keep_alive(catalog.clone(), config.cluster.clone()));
-    let (relay, engine_task) = relay::start(&config.webrtc, &config.relay, audience)
+    let bridges = relay::CodecBridges {
+        vp8_rendition: config.ingest.vp8_rendition,
+        h264_from_vp8: config.ingest.h264_from_vp8,
+    };
+    let (relay, engine_task) = relay::start(&config.webrtc, &config.relay, bridges, audience)
         .await
         .with_context(|| format!("binding media UDP socket {}", config.webrtc.udp_bind))?;
     let engine_task = supervise("the relay engine", engine_task, failed);

@@ -16,7 +16,9 @@ pub mod whep;
 pub mod whip;
 
 pub use media::{SyntheticMedia, make_test_media, make_test_media_sized};
-pub use whep::{PreparedViewer, TrackStats, ViewerOptions, ViewerStack, ViewerStats, WhepViewer};
+pub use whep::{
+    PreparedViewer, TrackStats, VideoCodecs, ViewerOptions, ViewerStack, ViewerStats, WhepViewer,
+};
 pub use whip::{PublisherOptions, PublisherStats, WhipPublisher};
 
 use std::fmt;

@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The state forbids it (a publisher is already live).
     #[error("{0}")]
     Conflict(String),
+    /// The offer has no codec in common with what the resource sends.
+    #[error("{0}")]
+    NotAcceptable(String),
     /// Wrong Content-Type.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -63,6 +67,7 @@ impl From<RelayError> for ApiError {
             RelayError::BadOffer(_) | RelayError::UnknownQuality { .. } => {
                 ApiError::BadRequest(err.to_string())
             }
+            RelayError::NoCommonCodec { .. } => ApiError::NotAcceptable(err.to_string()),
             RelayError::Busy(_) => ApiError::Conflict(err.to_string()),
             RelayError::NotLive(_) | RelayError::UnknownResource(_) => {
                 ApiError::NotFound(err.to_string())

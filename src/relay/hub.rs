@@ -84,7 +84,8 @@ pub enum HubEvent {
         /// Its source.
         source: Source,
     },
-    /// A connected viewer starts attending the channel's live session.
+    /// A viewer was sent its first packet of the channel's live session: it attends it
+    /// from now (a viewer that connects but never gets media never attends).
     Attending {
         /// The viewer.
         viewer: PeerKey,
@@ -141,9 +142,9 @@ pub trait Deliver {
 /// What a new viewer gets, decided before its peer connection is made.
 #[derive(Debug, Clone)]
 pub struct Admission {
-    /// The video codec it negotiates.
+    /// The video codec of the stream it watches; its offer must take it.
     pub video: Option<RTCRtpCodec>,
-    /// The audio codec it negotiates.
+    /// The audio codec of the channel.
     pub audio: Option<RTCRtpCodec>,
     /// Which video stream it watches (0 is the source).
     pub rendition: usize,
@@ -153,15 +154,18 @@ pub struct Admission {
 /// own keyframe group for fast start and its own retransmission buffer.
 struct VideoStream {
     name: String,
+    /// What this stream is encoded in: what its viewers' answers accept.
+    codec: Option<RTCRtpCodec>,
     gop: GopCache,
     /// Recent video packets, answering every viewer's NACKs.
     rtx: RetransmitBuffer,
 }
 
 impl VideoStream {
-    fn new(name: &str, gop_max: usize) -> VideoStream {
+    fn new(name: &str, codec: Option<RTCRtpCodec>, gop_max: usize) -> VideoStream {
         VideoStream {
             name: name.to_string(),
+            codec,
             gop: GopCache::new(gop_max),
             rtx: RetransmitBuffer::default(),
         }
@@ -209,7 +213,7 @@ impl Channel {
             video_codec: None,
             audio_codec: None,
             video_kind: None,
-            streams: vec![VideoStream::new(SOURCE_QUALITY, gop_max)],
+            streams: vec![VideoStream::new(SOURCE_QUALITY, None, gop_max)],
             feeder: None,
             viewers: FxHashSet::default(),
             connected_viewers: 0,
@@ -264,7 +268,8 @@ struct Viewer {
     /// Video is withheld until the next keyframe (its link was losing too much).
     skip_video: bool,
     health: ViewerHealth,
-    /// Whether it attends the live session (an attendance row is open).
+    /// Whether it attends the live session (an attendance row is open): from the first
+    /// packet it was sent in that session, so a viewer that never got media has no row.
     attending: bool,
 }
 
@@ -403,25 +408,27 @@ impl Hub {
         ch.live = true;
         ch.streams.truncate(1);
         ch.streams[0].clear();
+        ch.streams[0].codec = ch.video_codec.clone();
         let gop_max = self.config.gop_max_packets;
+        // Renditions are in the source's codec for now.
+        let codec = &ch.video_codec;
         ch.streams.extend(
             tracks
                 .renditions
                 .iter()
-                .map(|name| VideoStream::new(name, gop_max)),
+                .map(|name| VideoStream::new(name, codec.clone(), gop_max)),
         );
         let streams = ch.streams.len();
-        // Connected viewers (a source switch) now watch the new session; a viewer of a
-        // rendition the new source does not send falls back to the source video.
-        let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
-        for key in viewers {
-            if let Some(v) = self.viewers.get_mut(&key)
+        // Connected viewers (a source switch) watch the new session from its first packet
+        // they get; a viewer of a rendition the new source does not send falls back to the
+        // source video.
+        for key in &ch.viewers {
+            if let Some(v) = self.viewers.get_mut(key)
                 && v.rendition >= streams
             {
                 v.rendition = 0;
-                out.resync(key, Some(MediaKind::Video));
+                out.resync(*key, Some(MediaKind::Video));
             }
-            self.attend(key);
         }
         self.publish_status(channel);
         self.request_keyframe(channel, now);
@@ -496,8 +503,10 @@ impl Hub {
             id,
             first: ch.streams.len(),
         });
-        ch.streams
-            .extend(names.iter().map(|name| VideoStream::new(name, gop_max)));
+        ch.streams.extend(names.iter().map(|name| {
+            // The feeder encodes with libx264 (constrained baseline).
+            VideoStream::new(name, Some(super::media::h264_codec()), gop_max)
+        }));
         info!(%channel, %session, renditions = ?names, "renditions fed by the server");
         self.publish_status(channel);
         // The feeder decodes the source from its next keyframe.
@@ -560,7 +569,7 @@ impl Hub {
                 })?,
         };
         Ok(Admission {
-            video: ch.video_codec.clone(),
+            video: ch.streams[rendition].codec.clone(),
             audio: ch.audio_codec.clone(),
             rendition,
         })
@@ -595,8 +604,9 @@ impl Hub {
         );
     }
 
-    /// The viewer's connection is up: it is counted, attends the live session, and gets
-    /// the keyframe group after `replay_delay` (live video waits for it).
+    /// The viewer's connection is up: it is counted and gets the keyframe group after
+    /// `replay_delay` (live video waits for it). It attends the live session from the first
+    /// packet it is sent.
     pub fn viewer_connected(&mut self, key: PeerKey, replay_delay: Duration, now: Instant) {
         let Some(v) = self.viewers.get_mut(&key) else {
             return;
@@ -612,7 +622,6 @@ impl Hub {
         if let Some(ch) = self.channels.get_mut(&channel) {
             ch.connected_viewers += 1;
         }
-        self.attend(key);
         self.publish_status(&channel);
     }
 
@@ -667,6 +676,7 @@ impl Hub {
             }
         }
         let video_kind = ch.video_kind.unwrap_or(VideoCodec::Other);
+        let session = ch.live_session().map(|s| s.id);
         let mut delivered = 0u64;
         for key in &ch.viewers {
             let Some(v) = self.viewers.get_mut(key) else {
@@ -698,6 +708,7 @@ impl Hub {
                 }
                 if out.send(*key, *kind, packet) {
                     delivered += 1;
+                    attends(v, *key, session, &mut self.events);
                 }
             }
             out.done(*key);
@@ -736,6 +747,12 @@ impl Hub {
                 .filter(|packet| out.send(key, MediaKind::Video, packet))
                 .count();
             out.done(key);
+            if sent > 0
+                && let Some(v) = self.viewers.get_mut(&key)
+            {
+                let session = self.channels.get(&channel).and_then(Channel::live_session);
+                attends(v, key, session.map(|s| s.id), &mut self.events);
+            }
             RelayCounters::add(&self.counters.packets_out, sent as u64);
         }
     }
@@ -825,24 +842,6 @@ impl Hub {
         resent
     }
 
-    /// Opens attendance for a connected viewer when its channel has a live session.
-    fn attend(&mut self, key: PeerKey) {
-        let Some(v) = self.viewers.get_mut(&key) else {
-            return;
-        };
-        if !v.connected || v.attending {
-            return;
-        }
-        let Some(session) = self.channels.get(&v.channel).and_then(|c| c.live_session()) else {
-            return;
-        };
-        v.attending = true;
-        self.events.push_back(HubEvent::Attending {
-            viewer: key,
-            session: session.id,
-        });
-    }
-
     fn publish_status(&mut self, channel: &ChannelName) {
         let status = self.status(channel);
         self.events.push_back(HubEvent::Status {
@@ -859,6 +858,24 @@ impl Hub {
                 status: None,
             });
         }
+    }
+}
+
+/// A viewer was sent a packet of `session`: it attends from now, if it did not already.
+fn attends(
+    v: &mut Viewer,
+    key: PeerKey,
+    session: Option<SessionId>,
+    events: &mut VecDeque<HubEvent>,
+) {
+    if let Some(session) = session
+        && !v.attending
+    {
+        v.attending = true;
+        events.push_back(HubEvent::Attending {
+            viewer: key,
+            session,
+        });
     }
 }
 

@@ -399,6 +399,17 @@ pub fn h264_codec() -> rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
     }
 }
 
+/// VP8 (RFC 7741).
+pub fn vp8_codec() -> rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+    rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+        mime_type: "video/VP8".into(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
+}
+
 /// Opus 48 kHz stereo.
 pub fn opus_codec() -> rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
     rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {

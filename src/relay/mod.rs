@@ -7,6 +7,7 @@
 //! queue) and read live figures from [`LiveBoard`].
 
 mod attendance;
+mod codecs;
 mod engine;
 mod feedback;
 pub mod hub;
@@ -28,11 +29,11 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audience::AudienceSink;
-use crate::config::{RelayConfig, WebRtcConfig};
+use crate::config::{H264FromVp8, OnDemand, RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId};
 
 pub use engine::Engine;
-pub use media::{h264_codec, opus_codec};
+pub use media::{h264_codec, opus_codec, vp8_codec};
 pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 pub use tap::{ChannelMedia, LiveMedia, Subscription};
 
@@ -146,6 +147,15 @@ pub enum RelayError {
         /// What the channel offers now.
         offered: Vec<String>,
     },
+    /// The viewer's offer has no video codec the channel (or its rendition) sends, or no
+    /// codec at all in common with it.
+    #[error("this channel sends {sends}; your offer has {offered}")]
+    NoCommonCodec {
+        /// What the channel sends, e.g. `video H.264 (constrained baseline) and audio Opus`.
+        sends: String,
+        /// What the offer had, e.g. `video VP8, VP9, AV1 and audio Opus`.
+        offered: String,
+    },
     /// The channel has as many viewers as it accepts.
     #[error("channel {0} is full ({1} viewers)")]
     Full(String, usize),
@@ -155,6 +165,16 @@ pub enum RelayError {
     /// The WebRTC stack failed.
     #[error("internal WebRTC error: {0}")]
     Internal(String),
+}
+
+/// What the relay may ask the transcode stage for when a viewer cannot decode the codec a
+/// channel sends (`[ingest] vp8_rendition`, `h264_from_vp8`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CodecBridges {
+    /// A VP8 rendition of an H.264 channel for viewers without H.264.
+    pub vp8_rendition: OnDemand,
+    /// H.264 from a VP8 publisher for viewers without VP8.
+    pub h264_from_vp8: H264FromVp8,
 }
 
 /// What a viewer brings to a WHEP request, for attendance.
@@ -607,11 +627,12 @@ async fn ask<T>(
 pub async fn start(
     webrtc: &WebRtcConfig,
     relay: &RelayConfig,
+    bridges: CodecBridges,
     audience: AudienceSink,
 ) -> std::io::Result<(RelayHandle, tokio::task::JoinHandle<()>)> {
     let board = Arc::new(LiveBoard::default());
     let (tx, rx) = mpsc::channel(1024);
-    let engine = Engine::bind(webrtc, relay, audience, rx, board.clone())?;
+    let engine = Engine::bind(webrtc, relay, bridges, audience, rx, board.clone())?;
     let udp_addr = engine.local_addr();
     let task = tokio::spawn(engine.run());
     Ok((

@@ -27,6 +27,15 @@ use super::feedback::DeliverFeedback;
 use super::srtp::KeyTap;
 use crate::config::WebRtcConfig;
 
+/// The formats a viewer's answer accepts, chosen from its offer by [`super::codecs::pick`]:
+/// its peer connection knows no others, so its answer rejects every other format, and a
+/// kind with none gets its section rejected (port 0).
+#[derive(Debug, Clone, Default)]
+pub(super) struct ViewerCodecs {
+    pub(super) video: Option<RTCRtpCodecParameters>,
+    pub(super) audio: Option<RTCRtpCodecParameters>,
+}
+
 /// Answers offers: the settings, addresses and certificate every peer connection shares.
 pub(super) struct Negotiator {
     webrtc: WebRtcConfig,
@@ -68,21 +77,25 @@ impl Negotiator {
         })
     }
 
-    /// A peer connection; for a viewer also the key tap its forwarded media is protected
-    /// with.
+    /// A peer connection: a publisher's (`viewer` is `None`) takes every codec we receive;
+    /// a viewer's only its chosen formats, and comes with the key tap its forwarded media
+    /// is protected with.
     pub(super) fn peer_connection(
         &self,
         ufrag: &str,
         pwd: &str,
-        viewer: bool,
+        viewer: Option<&ViewerCodecs>,
         offer: &str,
         now: Instant,
     ) -> Result<(Box<RTCPeerConnection>, Option<Arc<KeyTap>>), RelayError> {
         let internal = |e: rtc::shared::error::Error| RelayError::Internal(e.to_string());
-        let mut media = media_engine()?;
+        let mut media = match viewer {
+            Some(codecs) => viewer_media_engine(codecs)?,
+            None => media_engine()?,
+        };
         let mut settings = SettingEngineBuilder::new();
         let mut tap = None;
-        let registry = if viewer {
+        let registry = if viewer.is_some() {
             // A viewer only receives: its media goes out on the engine's own SRTP path and
             // sender reports are built by the engine; its NACKs are answered from the
             // channel's retransmission buffer. The chain only hands its RTCP to us.
@@ -177,9 +190,10 @@ impl Negotiator {
     }
 }
 
-fn media_engine() -> Result<MediaEngine, RelayError> {
-    let mut engine = MediaEngine::default();
-    let video_fb = vec![
+/// The RTCP feedback we offer and answer for video: what the relay acts on (NACK, PLI,
+/// FIR) and REMB.
+pub(super) fn video_feedback() -> Vec<RTCPFeedback> {
+    vec![
         RTCPFeedback {
             typ: "goog-remb".into(),
             parameter: String::new(),
@@ -196,7 +210,30 @@ fn media_engine() -> Result<MediaEngine, RelayError> {
             typ: "nack".into(),
             parameter: "pli".into(),
         },
-    ];
+    ]
+}
+
+/// A viewer's media engine: the formats chosen from its offer and nothing else.
+fn viewer_media_engine(codecs: &ViewerCodecs) -> Result<MediaEngine, RelayError> {
+    let mut engine = MediaEngine::default();
+    let internal = |e: rtc::shared::error::Error| RelayError::Internal(e.to_string());
+    if let Some(video) = &codecs.video {
+        engine
+            .register_codec(video.clone(), RtpCodecKind::Video)
+            .map_err(internal)?;
+    }
+    if let Some(audio) = &codecs.audio {
+        engine
+            .register_codec(audio.clone(), RtpCodecKind::Audio)
+            .map_err(internal)?;
+    }
+    Ok(engine)
+}
+
+/// A publisher's media engine: H.264 in the profiles browsers and OBS send, VP8, Opus.
+fn media_engine() -> Result<MediaEngine, RelayError> {
+    let mut engine = MediaEngine::default();
+    let video_fb = video_feedback();
     let video = |mime: &str, fmtp: &str, pt: u8| RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
             mime_type: mime.into(),

@@ -88,7 +88,7 @@ pub(crate) async fn offer(opts: &ViewerOptions) -> Result<LightSession> {
         path: format!("UDP socket {bind}"),
         source: e,
     })?;
-    let (media, registry) = viewer_media_engine()?;
+    let (media, registry) = viewer_media_engine(opts.video_codecs)?;
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(
             RTCConfigurationBuilder::new()

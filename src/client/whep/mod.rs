@@ -11,7 +11,7 @@ mod options;
 mod record;
 mod webrtc_rs;
 
-pub use options::{ViewerOptions, ViewerStack};
+pub use options::{VideoCodecs, ViewerOptions, ViewerStack};
 pub use record::{TrackStats, ViewerStats};
 
 use std::sync::atomic::{AtomicBool, Ordering};

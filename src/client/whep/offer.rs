@@ -8,13 +8,15 @@ use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCo
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use webrtc::peer_connection::{MediaEngine, Registry, register_default_interceptors};
 
+use super::options::VideoCodecs;
 use crate::client::media::{AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE};
 use crate::client::{ClientError, Result};
 
 /// The codecs a viewer offers (Opus; H.264 constrained-baseline and baseline with
-/// packetization-mode=1; VP8) with rtc's default interceptors: NACK and PLI feedback on
-/// video, receiver reports and transport-wide congestion control, as a browser sends.
-pub(super) fn viewer_media_engine() -> Result<(MediaEngine, Registry)> {
+/// packetization-mode=1 and VP8, as `video` says) with rtc's default interceptors: NACK
+/// and PLI feedback on video, receiver reports and transport-wide congestion control, as a
+/// browser sends.
+pub(super) fn viewer_media_engine(video: VideoCodecs) -> Result<(MediaEngine, Registry)> {
     let mut media_engine = MediaEngine::default();
     let codecs = [
         (
@@ -50,7 +52,15 @@ pub(super) fn viewer_media_engine() -> Result<(MediaEngine, Registry)> {
             RtpCodecKind::Video,
         ),
     ];
+    let offered = |mime: &str| match video {
+        VideoCodecs::H264AndVp8 => true,
+        VideoCodecs::H264Only => mime != MIME_TYPE_VP8,
+        VideoCodecs::Vp8Only => mime != MIME_TYPE_H264,
+    };
     for (mime, clock_rate, channels, fmtp, payload_type, kind) in codecs {
+        if !offered(mime) {
+            continue;
+        }
         media_engine
             .register_codec(
                 RTCRtpCodecParameters {

@@ -31,6 +31,20 @@ pub struct ViewerOptions {
     /// Offer `a=setup:active` (to be the DTLS client) instead of `actpass`, as some players
     /// do. Light stack only; the server then finishes its handshake first.
     pub offer_dtls_client: bool,
+    /// The video codecs offered, as a browser without one decoder would.
+    pub video_codecs: VideoCodecs,
+}
+
+/// Which video codecs a [`WhepViewer`] offers (audio is always Opus).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VideoCodecs {
+    /// H.264 (constrained baseline and baseline, packetization-mode 1) and VP8.
+    #[default]
+    H264AndVp8,
+    /// H.264 only, as a client without VP8.
+    H264Only,
+    /// VP8 only, as a browser without H.264 (Firefox without OpenH264).
+    Vp8Only,
 }
 
 impl Default for ViewerOptions {
@@ -44,6 +58,7 @@ impl Default for ViewerOptions {
             request_keyframe_on_start: false,
             stack: ViewerStack::WebRtc,
             offer_dtls_client: false,
+            video_codecs: VideoCodecs::default(),
         }
     }
 }

@@ -35,7 +35,7 @@ pub(super) async fn offer(
     state: &Arc<Mutex<ReceiveRecord>>,
     tasks: &Arc<Mutex<Vec<JoinHandle<()>>>>,
 ) -> Result<WebRtcSession> {
-    let (media_engine, registry) = viewer_media_engine()?;
+    let (media_engine, registry) = viewer_media_engine(opts.video_codecs)?;
     let on_track: TrackCallback = {
         let state = state.clone();
         let tasks = tasks.clone();

@@ -37,8 +37,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::attendance::Attendance;
-use super::hub::{Hub, HubConfig, HubEvent, LiveSession, LiveTracks, LocalId, PeerKey, Source};
-use super::negotiate::{Negotiator, check_offer_text, random_token, sending_sections};
+use super::codecs::{self, OfferedSection};
+use super::hub::{
+    Admission, Hub, HubConfig, HubEvent, LiveSession, LiveTracks, LocalId, PeerKey, Source,
+};
+use super::media::{VideoCodec, h264_codec, vp8_codec};
+use super::negotiate::{
+    Negotiator, ViewerCodecs, check_offer_text, random_token, sending_sections, video_feedback,
+};
 use super::output::{
     Detached, Fanout, Feedback, TrackOut, ViewerOutput, selected_remote, take_writes,
 };
@@ -46,11 +52,11 @@ use super::peers::{Peer, PeerTable, PublisherState, Role, TrackIn};
 use super::tap::{LiveMedia, Taps, codec_of_mime};
 use super::udp::{MediaSocket, Outbox};
 use super::{
-    Accepted, EngineCommand, LiveBoard, LocalInput, LocalPublisher, LocalTracks, RelayCounters,
-    RelayError, ViewerInfo, stun,
+    Accepted, CodecBridges, EngineCommand, LiveBoard, LocalInput, LocalPublisher, LocalTracks,
+    RelayCounters, RelayError, ViewerInfo, stun,
 };
 use crate::audience::{AudienceSink, now_ms};
-use crate::config::{RelayConfig, WebRtcConfig};
+use crate::config::{H264FromVp8, OnDemand, RelayConfig, WebRtcConfig};
 use crate::ids::{ChannelName, SessionId};
 use crate::media::MediaKind;
 
@@ -92,6 +98,8 @@ pub struct Engine {
     local_addr: SocketAddr,
     negotiator: Negotiator,
     webrtc: WebRtcConfig,
+    /// What the transcode stage may supply for a viewer without the channel's codec.
+    bridges: CodecBridges,
     commands: mpsc::Receiver<EngineCommand>,
     board: Arc<LiveBoard>,
     hub: Hub,
@@ -118,6 +126,7 @@ impl Engine {
     pub(super) fn bind(
         webrtc: &WebRtcConfig,
         relay: &RelayConfig,
+        bridges: CodecBridges,
         audience: AudienceSink,
         commands: mpsc::Receiver<EngineCommand>,
         board: Arc<LiveBoard>,
@@ -139,6 +148,7 @@ impl Engine {
             local_addr,
             negotiator,
             webrtc: webrtc.clone(),
+            bridges,
             commands,
             board,
             hub,

@@ -24,7 +24,7 @@ impl Engine {
         let ufrag = random_token(16);
         let (mut pc, _) =
             self.negotiator
-                .peer_connection(&ufrag, &random_token(32), false, &offer, now)?;
+                .peer_connection(&ufrag, &random_token(32), None, &offer, now)?;
         let answer = self.negotiator.answer(&mut pc, offer, now)?;
         if !answer.lines().any(|l| {
             (l.starts_with("m=audio") || l.starts_with("m=video"))

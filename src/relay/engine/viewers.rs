@@ -12,13 +12,14 @@ impl Engine {
     ) -> Result<Accepted, RelayError> {
         let admission = self.hub.admit(&channel, info.quality.as_deref())?;
         check_offer_text(&offer)?;
+        let codecs = self.choose_codecs(&channel, &admission, &offer)?;
         self.hub.has_room(&channel)?;
         let now = Instant::now();
         let ufrag = random_token(16);
         let pwd = random_token(32);
-        let (mut pc, tap) = self
-            .negotiator
-            .peer_connection(&ufrag, &pwd, true, &offer, now)?;
+        let (mut pc, tap) =
+            self.negotiator
+                .peer_connection(&ufrag, &pwd, Some(&codecs), &offer, now)?;
         let stream_id = format!("feiyan-{channel}");
         let mut add = |kind: RtpCodecKind,
                        codec: &RTCRtpCodec|
@@ -48,16 +49,16 @@ impl Engine {
                 .map_err(|e| RelayError::Internal(e.to_string()))?;
             Ok((id, ssrc))
         };
-        let video = admission
-            .video
-            .as_ref()
-            .map(|c| add(RtpCodecKind::Video, c).map(|s| (s, c.clone())))
-            .transpose()?;
-        let audio = admission
-            .audio
-            .as_ref()
-            .map(|c| add(RtpCodecKind::Audio, c).map(|s| (s, c.clone())))
-            .transpose()?;
+        // A track only for a kind whose format was chosen: the other kind's section, if
+        // any, is answered with port 0.
+        let mut track = |kind, chosen: &Option<RTCRtpCodecParameters>| {
+            chosen
+                .as_ref()
+                .map(|c| add(kind, &c.rtp_codec).map(|s| (s, c.rtp_codec.clone())))
+                .transpose()
+        };
+        let video = track(RtpCodecKind::Video, &codecs.video)?;
+        let audio = track(RtpCodecKind::Audio, &codecs.audio)?;
         let answer = self.negotiator.answer(&mut pc, offer, now)?;
         // Send with the payload type the viewer negotiated (browsers renumber codecs).
         let mut out_track =
@@ -98,6 +99,92 @@ impl Engine {
         self.attendance.register(key, info);
         self.insert_peer(key, peer);
         Ok(Accepted { resource, answer })
+    }
+
+    /// The formats a viewer's answer accepts (see [`codecs`]): the offer's format for the
+    /// channel's video and the one for its audio. An offer that takes the audio but not the
+    /// video gets video only; one with no video section gets audio only. An offer with a
+    /// video section but none of the stream's video formats, or with nothing in common,
+    /// is refused with what each side has; so is a malformed one.
+    fn choose_codecs(
+        &self,
+        channel: &ChannelName,
+        admission: &Admission,
+        offer: &str,
+    ) -> Result<ViewerCodecs, RelayError> {
+        let sections = codecs::offered_sections(offer)?;
+        let chosen = ViewerCodecs {
+            video: admission.video.as_ref().and_then(|sends| {
+                codecs::pick(&sections, MediaKind::Video, sends, &video_feedback())
+            }),
+            audio: admission
+                .audio
+                .as_ref()
+                .and_then(|sends| codecs::pick(&sections, MediaKind::Audio, sends, &[])),
+        };
+        let refused = || RelayError::NoCommonCodec {
+            sends: codecs::describe_sends(admission.video.as_ref(), admission.audio.as_ref()),
+            offered: codecs::describe_offer(&sections),
+        };
+        if let Some(sends) = &admission.video
+            && chosen.video.is_none()
+            && codecs::offers_kind(&sections, MediaKind::Video)
+        {
+            if self.video_bridge_available(channel, sends, &sections) {
+                // Where the bridge's stream will be admitted; no bridge says yes yet.
+                return Err(RelayError::Internal(
+                    "a codec bridge is available but not wired to viewers".into(),
+                ));
+            }
+            return Err(refused());
+        }
+        if chosen.video.is_none() && chosen.audio.is_none() {
+            return Err(refused());
+        }
+        Ok(chosen)
+    }
+
+    /// Whether the transcode stage could make the video this offer takes from what the
+    /// channel sends: a VP8 rendition of H.264, or H.264 from VP8.
+    fn video_bridge_available(
+        &self,
+        channel: &ChannelName,
+        sends: &RTCRtpCodec,
+        sections: &[OfferedSection],
+    ) -> bool {
+        let takes =
+            |codec: RTCRtpCodec| codecs::pick(sections, MediaKind::Video, &codec, &[]).is_some();
+        match VideoCodec::from_mime(&sends.mime_type) {
+            VideoCodec::H264 if takes(vp8_codec()) => self.vp8_on_demand_available(channel),
+            VideoCodec::Vp8 if takes(h264_codec()) => self.h264_from_vp8_available(channel),
+            _ => false,
+        }
+    }
+
+    /// Whether a VP8 rendition of the H.264 `channel` can be made for a viewer without
+    /// H.264 (`[ingest] vp8_rendition`).
+    fn vp8_on_demand_available(&self, channel: &ChannelName) -> bool {
+        match self.bridges.vp8_rendition {
+            OnDemand::Off => false,
+            OnDemand::OnDemand => {
+                // False until the WHIP->transcode path supplies it.
+                debug!(%channel, "no VP8 rendition can be made yet");
+                false
+            }
+        }
+    }
+
+    /// Whether H.264 can be made from the VP8 `channel` for a viewer without VP8
+    /// (`[ingest] h264_from_vp8`).
+    fn h264_from_vp8_available(&self, channel: &ChannelName) -> bool {
+        match self.bridges.h264_from_vp8 {
+            H264FromVp8::Off => false,
+            H264FromVp8::OnDemand | H264FromVp8::Always => {
+                // False until the WHIP->transcode path supplies it.
+                debug!(%channel, "no H.264 from VP8 can be made yet");
+                false
+            }
+        }
     }
 
     pub(super) fn peer_connected(&mut self, key: PeerKey) {

@@ -398,6 +398,8 @@ fn removing_the_last_viewer_of_a_sourceless_channel_removes_it() {
 fn removing_an_attending_viewer_ends_its_attendance() {
     let (mut hub, _, mut out, ch, t0) = live_setup();
     join_settled(&mut hub, V1, &ch, t0, &mut out);
+    hub.fan_out(&ch, A, 0, &[audio(AUDIO_SSRC, 1)], &mut out);
+    assert_eq!(attending(&events(&mut hub)), vec![(V1, SessionId(1))]);
 
     hub.remove_viewer(V1);
     let evs = events(&mut hub);

@@ -59,16 +59,62 @@ fn go_live_publishes_status_asks_a_keyframe_and_viewers_attend() {
 
     hub.viewer_connected(V1, REPLAY, t0);
     let evs = events(&mut hub);
-    assert_eq!(attending(&evs), vec![(V1, SessionId(7))]);
+    assert!(attending(&evs).is_empty(), "connected, but no media yet");
     let st = statuses(&evs, &ch);
     assert_eq!(st.len(), 1, "{evs:?}");
     assert_eq!(st[0].as_ref().map(|s| s.viewers), Some(1));
     assert_eq!(hub.poll_timeout(), Some(t0 + REPLAY));
 
-    // Connecting twice does not count or attend twice.
+    // Connecting twice does not count twice.
     hub.viewer_connected(V1, REPLAY, t0);
     assert!(events(&mut hub).is_empty());
     assert_eq!(hub.status(&ch).unwrap().viewers, 1);
+
+    // Its first packet (audio goes at once, video waits for the replay) makes it attend,
+    // once.
+    hub.fan_out(&ch, A, 0, &[audio(AUDIO_SSRC, 1)], &mut out);
+    assert_eq!(attending(&events(&mut hub)), vec![(V1, SessionId(7))]);
+    hub.fan_out(&ch, A, 0, &[audio(AUDIO_SSRC, 2)], &mut out);
+    assert!(attending(&events(&mut hub)).is_empty());
+}
+
+#[test]
+fn a_viewer_that_never_gets_media_never_attends() {
+    let (mut hub, _, mut out, ch, t0) = live_setup();
+    join(&mut hub, V1, &ch, t0);
+    // Nothing cached: the replay sends nothing (and asks the source for a keyframe).
+    hub.handle_timeout(t0 + REPLAY, &mut out);
+    assert!(out.take().is_empty());
+    let evs = events(&mut hub);
+    assert!(attending(&evs).is_empty(), "{evs:?}");
+    assert_eq!(hub.status(&ch).unwrap().viewers, 1);
+
+    hub.remove_viewer(V1);
+    let evs = events(&mut hub);
+    assert!(
+        attending(&evs).is_empty() && not_attending(&evs).is_empty(),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn only_a_packet_that_went_opens_attendance() {
+    let (mut hub, _, mut out, ch, t0) = live_setup();
+    // A viewer whose answer took video only: its output refuses audio.
+    out.refuse_kind = Some(MediaKind::Audio);
+    join(&mut hub, V1, &ch, t0);
+    hub.fan_out(&ch, A, 0, &[audio(AUDIO_SSRC, 1)], &mut out);
+    assert!(attending(&events(&mut hub)).is_empty());
+    // Video before the replay is due waits; the replay of the keyframe group goes.
+    hub.fan_out(&ch, A, 0, &[video(VIDEO_SSRC, 1, 0, IDR)], &mut out);
+    assert!(attending(&events(&mut hub)).is_empty());
+    hub.handle_timeout(t0 + REPLAY, &mut out);
+    assert_eq!(
+        out.take_sent(V1).len(),
+        2,
+        "one audio refused, one video replayed"
+    );
+    assert_eq!(attending(&events(&mut hub)), vec![(V1, SessionId(1))]);
 }
 
 #[test]
@@ -313,6 +359,7 @@ fn publisher_swap_keeps_viewers() {
     join_settled(&mut hub, V1, &ch, t0, &mut out);
     hub.fan_out(&ch, A, 0, &[video(VIDEO_SSRC, 1, 0, IDR)], &mut out);
     assert_eq!(out.take_sent(V1), vec![(MediaKind::Video, VIDEO_SSRC, 1)]);
+    assert_eq!(attending(&events(&mut hub)), vec![(V1, SessionId(1))]);
 
     // A leaves: its session ends, the viewer stops attending but stays, its streams break.
     hub.release(&ch, A, &mut out);
@@ -353,7 +400,7 @@ fn publisher_swap_keeps_viewers() {
     let t1 = t0 + Duration::from_secs(5);
     hub.go_live(&ch, B, tracks(&[]), t1, &mut out);
     let evs = events(&mut hub);
-    assert_eq!(attending(&evs), vec![(V1, SessionId(2))]);
+    assert!(attending(&evs).is_empty(), "attends from B's first packet");
     assert_eq!(keyframes_wanted(&evs), vec![B]);
     let st = statuses(&evs, &ch);
     assert_eq!(st.len(), 1, "{evs:?}");
@@ -381,6 +428,7 @@ fn publisher_swap_keeps_viewers() {
             (MediaKind::Video, 0x3333, 501),
         ]
     );
+    assert_eq!(attending(&events(&mut hub)), vec![(V1, SessionId(2))]);
 
     // A, still sending after it was released, is dropped.
     let in_before = get(&counters.packets_in);

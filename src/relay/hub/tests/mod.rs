@@ -26,11 +26,13 @@ enum Call {
     },
 }
 
-/// A [`Deliver`] that records every call; `send` succeeds unless `refuse` is set.
+/// A [`Deliver`] that records every call; `send` succeeds unless `refuse` is set or the
+/// packet is of `refuse_kind` (a viewer whose answer took only the other kind).
 #[derive(Debug, Default)]
 struct Recorder {
     calls: Vec<Call>,
     refuse: bool,
+    refuse_kind: Option<MediaKind>,
 }
 
 impl Deliver for Recorder {
@@ -41,7 +43,7 @@ impl Deliver for Recorder {
             ssrc: packet.header.ssrc,
             seq: packet.header.sequence_number,
         });
-        !self.refuse
+        !self.refuse && self.refuse_kind != Some(kind)
     }
 
     fn resync(&mut self, viewer: PeerKey, kind: Option<MediaKind>) {
