@@ -99,6 +99,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         salt: rand::random(),
         pull: ingest.pull.clone(),
         login_throttle: Default::default(),
+        ice_lite: config.webrtc.ice_lite,
     });
     let tls = tls_from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)

@@ -300,6 +300,9 @@ async fn chromium_publishes_and_chromium_watches() {
     ctx.wait_publishing(Duration::from_secs(20)).await;
     let info = ctx.info().await;
     assert_eq!(info["title"], "浏览器测试", "api: {info}");
+    // The server is ICE-lite by default, so the watch page below posts its offer without
+    // waiting for ICE gathering (no candidates in it) and still connects.
+    assert_eq!(info["ice_lite"], true, "api: {info}");
     println!(
         "[{:.1}s] live; publish page {}",
         ctx.t(),
@@ -463,6 +466,126 @@ async fn chromium_publishes_and_chromium_watches() {
         ctx.t(),
         publish_state(ctx.publish_page()).await
     );
+
+    if let Some(mut tab) = ctx.publisher.take() {
+        tab.browser.kill().await;
+    }
+    t.server.shutdown().await;
+}
+
+/// The relay's counter of transport-cc feedback packets sent to publishers, from `/metrics`.
+async fn twcc_feedback_sent(http: &reqwest::Client, base: &str) -> u64 {
+    let text = async {
+        http.get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await
+    }
+    .await
+    .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("feiyan_twcc_feedback_sent_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A browser publisher gets congestion feedback: the answer negotiates transport-wide
+/// congestion control (the header extension and `transport-cc` feedback), the server sends
+/// that feedback (`/metrics`), Chromium's send-side bandwidth estimate rises, and the publish
+/// page's encoder targets more than 2 Mbit/s within 15 s of going live. The time to a
+/// 1280-wide frame is printed: a figure for the notes, not a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publisher_ramps_on_transport_cc_feedback() {
+    const TWCC_URI: &str =
+        "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+    let t = start_server().await;
+    let channel = t.station.channel.to_string();
+    let mut ctx = Ctx::new(&t.base, &channel);
+    ctx.publisher = Some(Tab::open("publish").await);
+    let pressed = Instant::now();
+    start_publishing(
+        ctx.publish_page(),
+        &t.base,
+        &channel,
+        &t.station.stream_key,
+        "拥塞反馈",
+    )
+    .await;
+    ctx.wait_publishing(Duration::from_secs(20)).await;
+    let live_at = Instant::now();
+    println!(
+        "live {:.1} s after 开始直播 was pressed",
+        (live_at - pressed).as_secs_f64()
+    );
+
+    // Negotiated: the answer's video section carries the extension and the feedback type.
+    let state = publish_state(ctx.publish_page()).await;
+    let answer = state["pc"]["remoteSdp"].as_str().unwrap_or_default();
+    let video = answer
+        .split("\r\nm=")
+        .find(|m| m.starts_with("video") && !m.starts_with("video 0"))
+        .unwrap_or_default();
+    if !video.contains(TWCC_URI) || !video.contains(" transport-cc") {
+        ctx.fail(&format!(
+            "the answer's video section does not negotiate transport-cc:\n{answer}"
+        ))
+        .await;
+    }
+
+    // Ramp: the encoder's target and the browser's estimate, every half second.
+    let mut curve: Vec<String> = Vec::new();
+    let mut wide_at: Option<f64> = None;
+    let mut target_reached: Option<f64> = None;
+    let mut estimate = 0;
+    while live_at.elapsed() < Duration::from_secs(30) {
+        let s = publish_state(ctx.publish_page()).await;
+        let since = live_at.elapsed().as_secs_f64();
+        let target = num(&s, "/pc/outbound/video/targetBitrate");
+        let width = num(&s, "/pc/outbound/video/frameWidth");
+        estimate = num(&s, "/pc/availableOutgoingBitrate");
+        curve.push(format!(
+            "{since:.1}s target {} kbps, estimate {} kbps, {}x{} ({})",
+            target / 1000,
+            estimate / 1000,
+            width,
+            num(&s, "/pc/outbound/video/frameHeight"),
+            s["pc"]["outbound"]["video"]["qualityLimitationReason"]
+                .as_str()
+                .unwrap_or("-")
+        ));
+        if width >= 1280 && wide_at.is_none() {
+            wide_at = Some(since);
+        }
+        if target > 2_000_000 && target_reached.is_none() {
+            target_reached = Some(since);
+        }
+        if target_reached.is_some() && wide_at.is_some() && since > 5.0 {
+            break;
+        }
+        if let Some(dead) = ctx.check_browsers() {
+            ctx.fail(&dead).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("publish ramp after going live:\n  {}", curve.join("\n  "));
+    println!(
+        "target > 2 Mbit/s after {target_reached:?} s; first 1280-wide frame after {wide_at:?} s"
+    );
+    let sent = twcc_feedback_sent(&ctx.http, &t.base).await;
+    println!("transport-cc feedback packets sent: {sent}; browser estimate {estimate} bit/s");
+    if sent == 0 {
+        ctx.fail("the server sent no transport-cc feedback").await;
+    }
+    // Chromium's send-side estimate starts at 300 kbit/s and moves only on feedback.
+    if estimate < 2_000_000 {
+        ctx.fail("Chromium's send-side estimate (availableOutgoingBitrate) stayed under 2 Mbit/s")
+            .await;
+    }
+    if !target_reached.is_some_and(|at| at <= 15.0) {
+        ctx.fail("the publish page's video target bitrate did not exceed 2 Mbit/s within 15 s")
+            .await;
+    }
 
     if let Some(mut tab) = ctx.publisher.take() {
         tab.browser.kill().await;

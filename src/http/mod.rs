@@ -54,6 +54,10 @@ pub struct AppState {
     pub pull: Arc<crate::ingest::pull::PullBoard>,
     /// Slows down password guessing on `POST /api/login`.
     pub login_throttle: crate::catalog::LoginThrottle,
+    /// Whether the relay answers as ICE-lite (`[webrtc] ice_lite`), told to the watch page
+    /// in `/api/channels/{channel}`: it then posts its offer without waiting for ICE
+    /// gathering, since the server learns the viewer's address from its checks.
+    pub ice_lite: bool,
 }
 
 type State = Arc<AppState>;
@@ -568,6 +572,7 @@ async fn api_channel(channel: String, state: State) -> Response {
                 "session_id": status.as_ref().and_then(|s| s.session_id),
                 "viewers": status.as_ref().map(|s| s.viewers).unwrap_or(0),
                 "qualities": status.map(|s| s.qualities).unwrap_or_default(),
+                "ice_lite": state.ice_lite,
             }))
             .into_response())
         }

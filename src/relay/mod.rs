@@ -285,6 +285,9 @@ pub struct RelayCounters {
     pub viewers_dropped: AtomicU64,
     /// Viewers served without their peer connection once connected (see `Engine::detach`).
     pub viewers_detached: AtomicU64,
+    /// Transport-wide congestion control feedback packets sent to WHIP publishers (what
+    /// their encoders ramp on; see `feedback::CountTwcc`).
+    pub twcc_feedback_sent: AtomicU64,
 }
 
 impl RelayCounters {
@@ -293,7 +296,7 @@ impl RelayCounters {
     }
 
     /// Name, help text and value of every counter, for `/metrics`.
-    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 11] {
+    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 12] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             (
@@ -350,6 +353,11 @@ impl RelayCounters {
                 "feiyan_viewers_detached_total",
                 "connected viewers served without their peer connection",
                 get(&self.viewers_detached),
+            ),
+            (
+                "feiyan_twcc_feedback_sent_total",
+                "transport-cc feedback packets sent to publishers",
+                get(&self.twcc_feedback_sent),
             ),
         ]
     }

@@ -22,9 +22,9 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
 
-use super::RelayError;
-use super::feedback::DeliverFeedback;
+use super::feedback::{CountTwcc, DeliverFeedback};
 use super::srtp::KeyTap;
+use super::{RelayCounters, RelayError};
 use crate::config::WebRtcConfig;
 
 /// The formats a viewer's answer accepts, chosen from its offer by [`super::codecs::pick`]:
@@ -48,6 +48,8 @@ pub(super) struct Negotiator {
     /// fingerprint is in every answer): left to itself, rtc makes a key pair and a signed
     /// certificate for each connection, a large share of what a join costs.
     certificate: RTCCertificate,
+    /// Where publishers' chains count the congestion feedback they send.
+    counters: Arc<RelayCounters>,
 }
 
 impl Negotiator {
@@ -55,6 +57,7 @@ impl Negotiator {
     pub(super) fn new(
         webrtc: &WebRtcConfig,
         local_addr: SocketAddr,
+        counters: Arc<RelayCounters>,
     ) -> std::io::Result<Negotiator> {
         let advertised = webrtc.advertised_ips.clone();
         let candidate_ip = advertised
@@ -74,6 +77,7 @@ impl Negotiator {
             webrtc: webrtc.clone(),
             crypto,
             certificate,
+            counters,
         })
     }
 
@@ -106,7 +110,12 @@ impl Negotiator {
             tap = Some(key_tap);
             Registry::new().with(Slot::from(14_000), DeliverFeedback::default())
         } else {
-            register_default_interceptors(Registry::new(), &mut media).map_err(internal)?
+            // A publisher gets the default chain, whose TWCC receiver answers the browser's
+            // transport-wide sequence numbers with feedback every 100 ms: the browser's
+            // send-side estimate, and so its encoder, ramps on it.
+            register_default_interceptors(Registry::new(), &mut media)
+                .map_err(internal)?
+                .with(Slot::from(500), CountTwcc::new(self.counters.clone()))
         };
         // Answer `setup:active` (RFC 5763 §5: the answerer should be the DTLS client): the
         // handshake then starts from here the moment ICE is up (see `service`), instead of

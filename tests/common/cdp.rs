@@ -68,6 +68,7 @@ const PC_STATS: &str = r#"async function () {
       connectionState: pc.connectionState,
       iceConnectionState: pc.iceConnectionState,
       inbound: {}, outbound: {},
+      remoteSdp: pc.currentRemoteDescription ? pc.currentRemoteDescription.sdp : null,
     };
     const add = (side, kind, r, fields) => {
       const acc = entry[side][kind] || (entry[side][kind] = {});
@@ -81,7 +82,12 @@ const PC_STATS: &str = r#"async function () {
         if (r.type === 'inbound-rtp') {
           add('inbound', kind, r, ['packetsReceived', 'bytesReceived', 'framesDecoded', 'packetsLost']);
         } else if (r.type === 'outbound-rtp') {
-          add('outbound', kind, r, ['packetsSent', 'bytesSent', 'framesEncoded']);
+          add('outbound', kind, r, ['packetsSent', 'bytesSent', 'framesEncoded', 'targetBitrate']);
+          if (r.qualityLimitationReason) entry.outbound[kind].qualityLimitationReason = r.qualityLimitationReason;
+        } else if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
+          if (typeof r.availableOutgoingBitrate === 'number') {
+            entry.availableOutgoingBitrate = r.availableOutgoingBitrate;
+          }
         }
       });
     } catch (e) { entry.error = String(e); }
@@ -498,10 +504,13 @@ impl Page {
     }
 
     /// Every `RTCPeerConnection` alive in the page (closed ones too, until collected), as
-    /// `[{connectionState, iceConnectionState, inbound: {video: {packetsReceived,
-    /// bytesReceived, framesDecoded, packetsLost, frameWidth, frameHeight}, audio: {...}},
-    /// outbound: {video: {packetsSent, bytesSent, framesEncoded, frameWidth, frameHeight},
-    /// audio: {...}}}]`, summed per kind over the connection's RTP streams.
+    /// `[{connectionState, iceConnectionState, remoteSdp, availableOutgoingBitrate,
+    /// inbound: {video: {packetsReceived, bytesReceived, framesDecoded, packetsLost,
+    /// frameWidth, frameHeight}, audio: {...}}, outbound: {video: {packetsSent, bytesSent,
+    /// framesEncoded, targetBitrate, qualityLimitationReason, frameWidth, frameHeight},
+    /// audio: {...}}}]`, summed per kind over the connection's RTP streams;
+    /// `availableOutgoingBitrate` (the sender's bandwidth estimate, from the selected
+    /// candidate pair) only when the browser has one.
     pub async fn peer_connection_stats(&self) -> Result<Value, CdpError> {
         const GROUP: &str = "feiyan-pc-stats";
         let result = async {

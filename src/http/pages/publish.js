@@ -42,6 +42,20 @@
     try { transceiver.setCodecPreferences(sorted); } catch (e) { /* keep browser default */ }
   }
 
+  // Lectures: slides must stay legible, so the encoder keeps the camera's resolution
+  // (720p) and lowers its frame rate when the link is short; the server's congestion
+  // feedback (transport-cc) lets the bitrate ramp to this ceiling within seconds.
+  var MAX_VIDEO_BITRATE = 2500000;
+  async function setForLectures(sender) {
+    if (!sender || typeof sender.getParameters !== 'function') return;
+    try {
+      var p = sender.getParameters();
+      p.degradationPreference = 'maintain-resolution';
+      if (p.encodings && p.encodings.length) p.encodings[0].maxBitrate = MAX_VIDEO_BITRATE;
+      await sender.setParameters(p);
+    } catch (e) { /* keep the browser's defaults */ }
+  }
+
   function mediaErrorText(e) {
     var name = e && e.name;
     if (name === 'NotAllowedError' || name === 'PermissionDeniedError' || name === 'SecurityError')
@@ -243,7 +257,13 @@
     var audioTrack = stream.getAudioTracks()[0];
     var videoTrack = stream.getVideoTracks()[0];
     if (audioTrack) preferCodecs(pc.addTransceiver(audioTrack, { direction: 'sendonly', streams: [stream] }), 'audio');
-    if (videoTrack) preferCodecs(pc.addTransceiver(videoTrack, { direction: 'sendonly', streams: [stream] }), 'video');
+    if (videoTrack) {
+      var video = pc.addTransceiver(videoTrack, {
+        direction: 'sendonly', streams: [stream], sendEncodings: [{ maxBitrate: MAX_VIDEO_BITRATE }]
+      });
+      preferCodecs(video, 'video');
+      await setForLectures(video.sender);
+    }
     var onState = function () { onPcState(pc, gen); };
     pc.addEventListener('connectionstatechange', onState);
     pc.addEventListener('iceconnectionstatechange', onState);

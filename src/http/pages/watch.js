@@ -54,6 +54,23 @@
     return '/whep/' + encodeURIComponent(channel) + (q.length ? '?' + q.join('&') : '');
   }
   var INFO_URL = '/api/channels/' + encodeURIComponent(channel);
+  // Whether the server is ICE-lite (`ice_lite` in the channel info): then the offer goes
+  // out at once, without waiting for ICE gathering; the server answers with its own
+  // candidates and learns ours from our connectivity checks. Unknown (the first info
+  // request has not answered, or failed): wait for gathering, as a full ICE agent needs.
+  var iceLite = null;
+  var iceLiteWaiters = [];
+  function setIceLite(value) {
+    iceLite = value;
+    iceLiteWaiters.splice(0).forEach(function (resolve) { resolve(value); });
+  }
+  function serverIsIceLite() {
+    if (iceLite !== null) return Promise.resolve(iceLite);
+    return new Promise(function (resolve) {
+      iceLiteWaiters.push(resolve);
+      setTimeout(function () { resolve(false); }, 2000); // info slow: gather, as before
+    });
+  }
 
   var OFFLINE_RETRY_MS = 5000;
   var STALL_MS = 12000;
@@ -266,7 +283,7 @@
       var offer = await pc.createOffer();
       if (gen !== S.gen) return;
       await pc.setLocalDescription(offer);
-      await waitIceGathering(pc, 2000);
+      if (!(await serverIsIceLite())) await waitIceGathering(pc, 2000);
       if (gen !== S.gen) return;
       res = await fetchWithTimeout(whepUrl(), {
         method: 'POST',
@@ -364,6 +381,7 @@
     var genAtStart = S.gen;
     fetch(INFO_URL, { cache: 'no-store', headers: { Accept: 'application/json' } })
       .then(function (res) {
+        if (!res.ok && iceLite === null) setIceLite(false);
         if (res.status === 404) {
           titleEl.textContent = '频道不存在';
           stationEl.textContent = '频道编号：' + channel;
@@ -374,6 +392,7 @@
         if (!res.ok) return;
         return res.json().then(function (info) {
           if (!info) return;
+          if (iceLite === null) setIceLite(info.ice_lite === true);
           var title = info.title ? String(info.title) : (info.live ? '直播中' : '暂未开播');
           titleEl.textContent = title;
           stationEl.textContent = info.station ? String(info.station) : '频道编号：' + channel;
@@ -387,7 +406,10 @@
         });
       })
       .catch(noop)
-      .then(function () { setTimeout(pollInfo, 5000); });
+      .then(function () {
+        if (iceLite === null) setIceLite(false); // no usable answer: wait for gathering
+        setTimeout(pollInfo, 5000);
+      });
   }
 
   // ---------- quality choice ----------

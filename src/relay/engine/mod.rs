@@ -133,7 +133,7 @@ impl Engine {
     ) -> std::io::Result<Engine> {
         let socket = MediaSocket::bind(webrtc)?;
         let local_addr = socket.local_addr()?;
-        let negotiator = Negotiator::new(webrtc, local_addr)?;
+        let negotiator = Negotiator::new(webrtc, local_addr, board.counters.clone())?;
         info!(%local_addr, advertised = ?webrtc.advertised_ips, "media UDP socket bound");
         let hub = Hub::new(
             HubConfig {
