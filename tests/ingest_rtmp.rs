@@ -5,49 +5,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::decode::decode_received;
+use common::rtmp::{make_media, push_rtmp};
 use common::{live_session, start_server, wait_until};
 use feiyan::audience::now_ms;
 use feiyan::catalog::{SessionKind, SessionSource};
 use feiyan::client::{ViewerOptions, WhepViewer};
 use feiyan::config::RenditionSpec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Makes the clips with scripts/make-test-media.sh (the ffmpeg CLI) into `dir`.
-fn make_media(dir: &Path, secs: u32) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-test-media.sh");
-    let status = Command::new(script)
-        .arg(dir)
-        .arg(secs.to_string())
-        .stdout(Stdio::null())
-        .status()
-        .expect("scripts/make-test-media.sh runs");
-    assert!(status.success(), "make-test-media.sh failed");
-    dir.join("h264-bframes-aac.flv")
-}
-
-fn push_rtmp(file: &Path, url: &str) -> std::process::Child {
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-i",
-        ])
-        .arg(file)
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg starts")
-}
 
 /// Waits for an ffmpeg push to finish successfully and for its session to end (once the
 /// transcoder has drained).

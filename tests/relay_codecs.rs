@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::rtmp::{make_media, push_rtmp};
 use common::{start_server_with, wait_live, wait_until};
 use feiyan::audience::now_ms;
 use feiyan::catalog::{Catalog, SessionKind, SessionSource};
@@ -20,39 +19,6 @@ use feiyan::ingest::packetize::packet as rtp_packet;
 use feiyan::media::MediaKind;
 use feiyan::relay::{LocalPublisher, LocalTracks, RTCRtpCodec, h264_codec, opus_codec, vp8_codec};
 use reqwest::StatusCode;
-
-/// Makes the clips with scripts/make-test-media.sh (the ffmpeg CLI) into `dir`.
-fn make_media(dir: &Path, secs: u32) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-test-media.sh");
-    let status = Command::new(script)
-        .arg(dir)
-        .arg(secs.to_string())
-        .stdout(Stdio::null())
-        .status()
-        .expect("scripts/make-test-media.sh runs");
-    assert!(status.success(), "make-test-media.sh failed");
-    dir.join("h264-bframes-aac.flv")
-}
-
-/// Publishes `file` to `url` in real time with the ffmpeg CLI.
-fn push_rtmp(file: &Path, url: &str) -> std::process::Child {
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-i",
-        ])
-        .arg(file)
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg starts")
-}
 
 /// The status and body of a refused WHEP connect.
 fn refusal(result: Result<WhepViewer, ClientError>) -> (u16, String) {
@@ -289,15 +255,7 @@ async fn bad_offers_get_4xx_with_reasons_and_no_row_and_missing_opus_means_video
     wait_live(&t.base, &channel).await;
     let whep = format!("{}/whep/{channel}", t.base);
 
-    let cases: [(&str, String, StatusCode, &str); 6] = [
-        (
-            // vp8_rendition is on-demand (the default), but no VP8 rendition can be made
-            // yet: refused, never a VP8 answer with no VP8 behind it.
-            "VP8 only",
-            offer(&[(96, "VP8/90000", "")], &[OPUS]),
-            StatusCode::NOT_ACCEPTABLE,
-            "this channel sends video H.264 (constrained baseline) and audio Opus; your offer has video VP8 and audio Opus",
-        ),
+    let cases: [(&str, String, StatusCode, &str); 5] = [
         (
             "H.265 only",
             offer(&[(49, "H265/90000", "level-id=93;profile-id=1")], &[OPUS]),

@@ -76,7 +76,7 @@ async fn a_whip_channel_with_a_ladder_offers_renditions_encoded_by_the_server() 
     .await;
     assert!(offered, "the channel offers source and 360p");
     assert!(
-        thread_names().iter().any(|n| n.starts_with("fy-tc-video")),
+        thread_names().iter().any(|n| n.starts_with("fy-tc-ladder")),
         "the ladder is encoded on a transcode thread: {:?}",
         thread_names()
     );

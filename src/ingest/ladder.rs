@@ -8,23 +8,36 @@
 //! the result is fed back into the same channel and session as further renditions
 //! ([`SourceHandle::feed_renditions`]). Viewers pick them with `?quality=` exactly as for
 //! RTMP channels; the session, its attendance and its viewer count stay one.
+//!
+//! The same path makes **codec bridges** on demand: a viewer whose browser cannot take the
+//! channel's video codec (a VP8-only browser on an H.264 channel, or H.264-only on a VP8
+//! publisher) watches a stream the relay raises a [`BridgeRequest`] for; it is encoded
+//! here at the source's size (libvpx realtime for VP8, libx264 for H.264) on a
+//! `fy-tc-bridge` thread, shared by every such viewer, and stopped [`BRIDGE_IDLE`] after
+//! the last one leaves.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::{IngestContext, IngestError, forward, transcode_options};
+use crate::config::RenditionSpec;
 use crate::ids::{ChannelName, SessionId};
 use crate::media::{Codec, MediaKind, Track};
-use crate::relay::{ChannelMedia, LiveNotice};
+use crate::relay::{BridgeRequest, ChannelMedia, LiveNotice, Subscription};
 use crate::transcode::{SourcePacket, TranscodeOptions, Transcoder, VideoInput};
+
+/// How long a codec bridge runs with nobody watching it.
+pub(crate) const BRIDGE_IDLE: Duration = Duration::from_secs(10);
 
 /// Starts a ladder for every WHIP session that goes live on a channel with one, until
 /// ingest stops.
 pub(crate) async fn supervisor(ctx: Arc<IngestContext>, mut stop: watch::Receiver<bool>) {
     let mut notices = ctx.relay.live_notices();
+    let mut bridges = ctx.relay.bridge_requests();
     loop {
         let notice = tokio::select! {
             notice = notices.recv() => match notice {
@@ -35,6 +48,18 @@ pub(crate) async fn supervisor(ctx: Arc<IngestContext>, mut stop: watch::Receive
                 }
                 Err(RecvError::Closed) => return,
             },
+            request = bridges.recv() => {
+                match request {
+                    Ok(request) => {
+                        tokio::spawn(bridge(ctx.clone(), request, stop.clone()));
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        warn!(missed, "codec bridge requests missed; those viewers get no video");
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+                continue;
+            }
             _ = stop.changed() => return,
         };
         if !notice.from_peer {
@@ -80,6 +105,7 @@ async fn run(
         return Ok(()); // Already over.
     }
     options.main_video = false;
+    options.video_thread = "fy-tc-ladder";
     let names: Vec<String> = options.renditions.iter().map(|r| r.name.clone()).collect();
     let (transcoder, encoded) =
         Transcoder::start(Some(VideoInput::from_units(codec)?), None, &options)?;
@@ -94,12 +120,38 @@ async fn run(
         feed.publisher,
         transcoder.keyframe_requester(),
         shift,
+        Codec::H264,
     ));
+    pump(channel, session, &mut sub, &transcoder, &mut stop, || false).await;
+    // Closing the input flushes the encoders; the forwarder then ends and the renditions
+    // are withdrawn.
+    transcoder.finish();
+    let _ = forwarding.await;
+    Ok(())
+}
+
+/// Feeds the session's source video from `sub` into `transcoder` until the session ends,
+/// ingest stops or `done()` says so (checked about once a second).
+async fn pump(
+    channel: &ChannelName,
+    session: SessionId,
+    sub: &mut Subscription,
+    transcoder: &Transcoder,
+    stop: &mut watch::Receiver<bool>,
+    mut done: impl FnMut() -> bool,
+) {
     let source = Track::Video { rendition: 0 };
+    let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
         let media = tokio::select! {
             media = sub.media.recv() => media,
-            _ = stop.changed() => break,
+            _ = check.tick() => {
+                if done() {
+                    return;
+                }
+                continue;
+            }
+            _ = stop.changed() => return,
         };
         match media {
             Ok(ChannelMedia::Unit(unit)) if unit.track == source => {
@@ -112,21 +164,92 @@ async fn run(
                     data: unit.data,
                 };
                 if transcoder.push(packet).await.is_err() {
-                    break;
+                    return;
                 }
             }
-            Ok(ChannelMedia::Ended { session: ended }) if ended == session => break,
-            Ok(ChannelMedia::Live(live)) if live.session != session => break,
+            Ok(ChannelMedia::Ended { session: ended }) if ended == session => return,
+            Ok(ChannelMedia::Live(live)) if live.session != session => return,
             Ok(_) => {}
             // The decoder picks up again at the next keyframe.
             Err(RecvError::Lagged(missed)) => {
-                warn!(%channel, missed, "WHIP ladder fell behind the source");
+                warn!(%channel, missed, "transcoding fell behind the source");
             }
-            Err(RecvError::Closed) => break,
+            Err(RecvError::Closed) => return,
         }
     }
-    // Closing the input flushes the encoders; the forwarder then ends and the renditions
-    // are withdrawn.
+}
+
+async fn bridge(ctx: Arc<IngestContext>, request: BridgeRequest, stop: watch::Receiver<bool>) {
+    let (channel, session) = (request.channel.clone(), request.session);
+    match run_bridge(&ctx, request, stop).await {
+        Ok(()) => info!(%channel, %session, "codec bridge stopped"),
+        Err(err) => {
+            warn!(%channel, %session, %err, "codec bridge failed; its viewers get no video")
+        }
+    }
+}
+
+async fn run_bridge(
+    ctx: &IngestContext,
+    request: BridgeRequest,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let BridgeRequest {
+        channel,
+        session,
+        stream,
+        from,
+        to,
+    } = request;
+    let mut sub = ctx.relay.subscribe(channel.clone()).await?;
+    if sub.live.as_ref().map(|l| l.session) != Some(session) {
+        return Ok(());
+    }
+    let options = TranscodeOptions {
+        main_video: false,
+        // One rung at the source's size (a height no source exceeds is never upscaled).
+        renditions: vec![RenditionSpec {
+            name: "bridge".into(),
+            height: 4320,
+            video_kbps: ctx.config.video_kbps,
+        }],
+        rendition_codec: to,
+        video_thread: "fy-tc-bridge",
+        x264_preset: ctx.config.x264_preset.clone(),
+        ..TranscodeOptions::default()
+    };
+    let (transcoder, encoded) =
+        Transcoder::start(Some(VideoInput::from_units(from)?), None, &options)?;
+    let feed = ctx
+        .relay
+        .feed_bridge(channel.clone(), session, stream)
+        .await?;
+    info!(%channel, %session, ?from, ?to, stream, "codec bridge encoding");
+    let forwarding = tokio::spawn(forward(
+        encoded,
+        feed.publisher,
+        transcoder.keyframe_requester(),
+        stream.saturating_sub(1),
+        to,
+    ));
+    let relay = ctx.relay.clone();
+    let mut idle_since: Option<std::time::Instant> = None;
+    let idle = || {
+        let watched = relay
+            .status(&channel)
+            .and_then(|s| s.stream_viewers.get(usize::from(stream)).copied())
+            .unwrap_or(0)
+            > 0;
+        if watched {
+            idle_since = None;
+            return false;
+        }
+        idle_since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            >= BRIDGE_IDLE
+    };
+    pump(&channel, session, &mut sub, &transcoder, &mut stop, idle).await;
     transcoder.finish();
     let _ = forwarding.await;
     Ok(())

@@ -161,9 +161,14 @@ pub(crate) async fn forward(
     publisher: LocalPublisher,
     keyframes: KeyframeRequester,
     shift: u8,
+    video: Codec,
 ) {
+    let packetizer = || match video {
+        Codec::Vp8 => RtpPacketizer::vp8(),
+        _ => RtpPacketizer::new(),
+    };
     // One packetizer per rendition: each is its own RTP stream (SSRC, sequence numbers).
-    let mut rtp = vec![RtpPacketizer::new()];
+    let mut rtp = vec![packetizer()];
     while let Some(media) = encoded.recv().await {
         if publisher.take_keyframe_request() {
             keyframes.request();
@@ -178,7 +183,7 @@ pub(crate) async fn forward(
                 let rendition = rendition.saturating_add(shift);
                 let index = usize::from(rendition);
                 if rtp.len() <= index {
-                    rtp.resize_with(index + 1, RtpPacketizer::new);
+                    rtp.resize_with(index + 1, packetizer);
                 }
                 let mut result = Ok(());
                 for packet in rtp[index].video(&access_unit, pts_90k) {

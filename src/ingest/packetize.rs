@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use rtc::rtp;
 use rtc::rtp::codec::h264::H264Payloader;
+use rtc::rtp::codec::vp8::Vp8Payloader;
 use rtc::rtp::packetizer::Payloader;
 
 pub use crate::relay::media::packet;
@@ -20,6 +21,8 @@ pub const AUDIO_PT: u8 = 111;
 pub struct RtpPacketizer {
     /// Keeps SPS/PPS between calls to aggregate them with the following slice.
     payloader: H264Payloader,
+    /// Set when the video is VP8 (RFC 7741) instead of H.264.
+    vp8: Option<Vp8Payloader>,
     video_seq: u16,
     audio_seq: u16,
     video_ssrc: u32,
@@ -41,6 +44,7 @@ impl RtpPacketizer {
     pub fn new() -> RtpPacketizer {
         RtpPacketizer {
             payloader: H264Payloader::default(),
+            vp8: None,
             video_seq: rand::random(),
             audio_seq: rand::random(),
             video_ssrc: rand::random(),
@@ -50,12 +54,21 @@ impl RtpPacketizer {
         }
     }
 
-    /// Packetizes one Annex-B access unit presented at `pts_90k`.
+    /// Like [`RtpPacketizer::new`], for VP8 video (frames, RFC 7741 payload descriptors).
+    pub fn vp8() -> RtpPacketizer {
+        RtpPacketizer {
+            vp8: Some(Vp8Payloader::default()),
+            ..RtpPacketizer::new()
+        }
+    }
+
+    /// Packetizes one access unit (Annex-B H.264, or a VP8 frame) presented at `pts_90k`.
     pub fn video(&mut self, access_unit: &Bytes, pts_90k: i64) -> Vec<rtp::Packet> {
-        let payloads = self
-            .payloader
-            .payload(MAX_PAYLOAD, access_unit)
-            .unwrap_or_default();
+        let payloads = match &mut self.vp8 {
+            Some(vp8) => vp8.payload(MAX_PAYLOAD, access_unit),
+            None => self.payloader.payload(MAX_PAYLOAD, access_unit),
+        }
+        .unwrap_or_default();
         let ts = self.video_ts_offset.wrapping_add(pts_90k as u32);
         let n = payloads.len();
         payloads

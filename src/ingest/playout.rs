@@ -276,6 +276,7 @@ async fn play(
         publisher,
         transcoder.keyframe_requester(),
         0,
+        crate::media::Codec::H264,
     ));
     let halt = Arc::new(AtomicBool::new(false));
     let halt_pacer = halt.clone();

@@ -265,6 +265,7 @@ async fn attempt(
         publisher,
         transcoder.keyframe_requester(),
         0,
+        crate::media::Codec::H264,
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let stop_reader = stop.clone();

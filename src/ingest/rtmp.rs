@@ -449,6 +449,7 @@ impl Conn {
             publisher,
             transcoder.keyframe_requester(),
             0,
+            crate::media::Codec::H264,
         ));
         for packet in std::mem::take(&mut m.pending) {
             transcoder.push(packet).await?;

@@ -125,6 +125,18 @@ pub enum HubEvent {
         /// The viewer.
         viewer: PeerKey,
     },
+    /// A viewer needs the channel's video in another codec: a feeder should attach to
+    /// bridge stream `stream` ([`Hub::attach_bridge`]).
+    BridgeWanted {
+        /// The channel.
+        channel: ChannelName,
+        /// Its live session.
+        session: SessionId,
+        /// The bridge stream's index.
+        stream: usize,
+        /// The codec to encode.
+        codec: RTCRtpCodec,
+    },
 }
 
 /// Where the hub sends media for viewers: the per-viewer output (header rewrite, SRTP,
@@ -156,6 +168,17 @@ struct VideoStream {
     name: String,
     /// What this stream is encoded in: what its viewers' answers accept.
     codec: Option<RTCRtpCodec>,
+    /// The server-side encoder that feeds it, when the channel's source does not (a WHIP
+    /// publisher's ladder, a codec bridge); its packets are taken only for its streams.
+    feeder: Option<LocalId>,
+    /// A codec bridge: the source video in another codec for viewers that cannot take the
+    /// source's (a VP8 rendition of H.264, H.264 from VP8). Not listed as a quality.
+    bridge: bool,
+    /// Its feeder stopped: no longer offered (indexes stay, so viewers' streams keep
+    /// their numbers); a bridge comes back when wanted again.
+    withdrawn: bool,
+    /// Viewers watching it (connected or not), for its feeder to stop when idle.
+    watchers: usize,
     gop: GopCache,
     /// Recent video packets, answering every viewer's NACKs.
     rtx: RetransmitBuffer,
@@ -166,6 +189,10 @@ impl VideoStream {
         VideoStream {
             name: name.to_string(),
             codec,
+            feeder: None,
+            bridge: false,
+            withdrawn: false,
+            watchers: 0,
             gop: GopCache::new(gop_max),
             rtx: RetransmitBuffer::default(),
         }
@@ -175,14 +202,11 @@ impl VideoStream {
         self.gop.clear();
         self.rtx.clear();
     }
-}
 
-/// See [`Channel::feeder`].
-#[derive(Debug, Clone, Copy)]
-struct Feeder {
-    id: LocalId,
-    /// Its first stream's index.
-    first: usize,
+    /// Whether viewers may ask for it by name.
+    fn offered(&self) -> bool {
+        !self.bridge && !self.withdrawn
+    }
 }
 
 struct Channel {
@@ -194,12 +218,10 @@ struct Channel {
     audio_codec: Option<RTCRtpCodec>,
     video_kind: Option<VideoCodec>,
     /// The source video (0) and the renditions the live source sends beside it, then
-    /// those the feeder sends.
+    /// those server-side feeders send (see [`VideoStream::feeder`]).
     streams: Vec<VideoStream>,
-    /// A server-side encoder that feeds renditions of a channel whose source does not
-    /// send them itself (a WHIP publisher's ladder): it owns streams `first..`, and its
-    /// packets are taken only for those.
-    feeder: Option<Feeder>,
+    /// How many streams the source itself sends (the rest are fed).
+    source_streams: usize,
     viewers: FxHashSet<PeerKey>,
     connected_viewers: usize,
     last_pli: Option<Instant>,
@@ -214,7 +236,7 @@ impl Channel {
             audio_codec: None,
             video_kind: None,
             streams: vec![VideoStream::new(SOURCE_QUALITY, None, gop_max)],
-            feeder: None,
+            source_streams: 1,
             viewers: FxHashSet::default(),
             connected_viewers: 0,
             last_pli: None,
@@ -223,7 +245,18 @@ impl Channel {
 
     /// What `?quality=` accepts now.
     fn qualities(&self) -> Vec<String> {
-        self.streams.iter().map(|s| s.name.clone()).collect()
+        self.streams
+            .iter()
+            .filter(|s| s.offered())
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// The distinct feeders of its streams.
+    fn feeders(&self) -> Vec<LocalId> {
+        let mut ids: Vec<LocalId> = self.streams.iter().filter_map(|s| s.feeder).collect();
+        ids.dedup();
+        ids
     }
 
     /// The session being published, while media flows.
@@ -240,6 +273,7 @@ impl Channel {
                 started_at_ms: s.started_at_ms,
                 viewers: self.connected_viewers,
                 qualities: self.qualities(),
+                stream_viewers: self.streams.iter().map(|s| s.watchers).collect(),
             },
             None => ChannelStatus {
                 live: false,
@@ -248,6 +282,7 @@ impl Channel {
                 started_at_ms: 0,
                 viewers: self.connected_viewers,
                 qualities: Vec::new(),
+                stream_viewers: Vec::new(),
             },
         }
     }
@@ -419,19 +454,103 @@ impl Hub {
                 .map(|name| VideoStream::new(name, codec.clone(), gop_max)),
         );
         let streams = ch.streams.len();
+        ch.source_streams = streams;
+        ch.streams.iter_mut().for_each(|s| s.watchers = 0);
         // Connected viewers (a source switch) watch the new session from its first packet
         // they get; a viewer of a rendition the new source does not send falls back to the
         // source video.
         for key in &ch.viewers {
-            if let Some(v) = self.viewers.get_mut(key)
-                && v.rendition >= streams
-            {
-                v.rendition = 0;
-                out.resync(*key, Some(MediaKind::Video));
+            if let Some(v) = self.viewers.get_mut(key) {
+                if v.rendition >= streams {
+                    v.rendition = 0;
+                    out.resync(*key, Some(MediaKind::Video));
+                }
+                ch.streams[v.rendition].watchers += 1;
             }
         }
         self.publish_status(channel);
         self.request_keyframe(channel, now);
+    }
+
+    /// The stream of `channel` that carries its source video in `codec` for viewers that
+    /// cannot take the source's codec, made (and [`HubEvent::BridgeWanted`] raised, for a
+    /// feeder to attach) when there is none yet or it was withdrawn. The viewer waits for
+    /// its first keyframe as any late joiner does.
+    pub fn bridge(
+        &mut self,
+        channel: &ChannelName,
+        codec: RTCRtpCodec,
+    ) -> Result<Admission, RelayError> {
+        let gop_max = self.config.gop_max_packets;
+        let ch = self
+            .channels
+            .get_mut(channel)
+            .filter(|c| c.live)
+            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
+        let session = ch
+            .live_session()
+            .map(|s| s.id)
+            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
+        let same = |s: &VideoStream| {
+            s.bridge
+                && s.codec
+                    .as_ref()
+                    .is_some_and(|c| c.mime_type.eq_ignore_ascii_case(&codec.mime_type))
+        };
+        let index = match ch.streams.iter().position(same) {
+            Some(index) => index,
+            None => {
+                let name = format!("bridge-{}", codec.mime_type.trim_start_matches("video/"));
+                let mut stream = VideoStream::new(&name, Some(codec.clone()), gop_max);
+                stream.bridge = true;
+                stream.withdrawn = true;
+                ch.streams.push(stream);
+                ch.streams.len() - 1
+            }
+        };
+        let stream = &mut ch.streams[index];
+        if stream.withdrawn && stream.feeder.is_none() {
+            stream.withdrawn = false;
+            info!(%channel, codec = %codec.mime_type, stream = index, "codec bridge wanted");
+            self.events.push_back(HubEvent::BridgeWanted {
+                channel: channel.clone(),
+                session,
+                stream: index,
+                codec: codec.clone(),
+            });
+        }
+        Ok(Admission {
+            video: Some(codec),
+            audio: ch.audio_codec.clone(),
+            rendition: index,
+        })
+    }
+
+    /// Lets `id` feed the bridge stream `stream` of `channel`'s live session `session`
+    /// (see [`Hub::bridge`]).
+    pub fn attach_bridge(
+        &mut self,
+        channel: &ChannelName,
+        session: SessionId,
+        id: LocalId,
+        stream: usize,
+        now: Instant,
+    ) -> Result<(), RelayError> {
+        let ch = self
+            .channels
+            .get_mut(channel)
+            .filter(|c| c.live_session().is_some_and(|s| s.id == session))
+            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
+        let slot = ch
+            .streams
+            .get_mut(stream)
+            .filter(|s| s.bridge && s.feeder.is_none())
+            .ok_or_else(|| RelayError::Internal(format!("no free bridge stream {stream}")))?;
+        slot.feeder = Some(id);
+        slot.withdrawn = false;
+        // The bridge decodes the source from its next keyframe.
+        ch_keyframe_now(self, channel, now);
+        Ok(())
     }
 
     /// The source left the channel: its session ends and the viewers, who stay connected
@@ -453,9 +572,7 @@ impl Hub {
         });
         ch.live = false;
         ch.streams.iter_mut().for_each(VideoStream::clear);
-        if let Some(feeder) = ch.feeder.take() {
-            ch.streams.truncate(feeder.first);
-        }
+        ch.streams.truncate(ch.source_streams);
         ch.last_pli = None;
         let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
         for key in viewers {
@@ -488,9 +605,6 @@ impl Hub {
             .get_mut(channel)
             .filter(|c| c.live_session().is_some_and(|s| s.id == session))
             .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
-        if ch.feeder.is_some() {
-            return Err(RelayError::Busy(channel.to_string()));
-        }
         if let Some(name) = names
             .iter()
             .find(|n| ch.streams.iter().any(|s| &s.name == *n))
@@ -499,13 +613,11 @@ impl Hub {
                 "channel {channel} already has a rendition named {name}"
             )));
         }
-        ch.feeder = Some(Feeder {
-            id,
-            first: ch.streams.len(),
-        });
         ch.streams.extend(names.iter().map(|name| {
             // The feeder encodes with libx264 (constrained baseline).
-            VideoStream::new(name, Some(super::media::h264_codec()), gop_max)
+            let mut stream = VideoStream::new(name, Some(super::media::h264_codec()), gop_max);
+            stream.feeder = Some(id);
+            stream
         }));
         info!(%channel, %session, renditions = ?names, "renditions fed by the server");
         self.publish_status(channel);
@@ -526,18 +638,38 @@ impl Hub {
         let Some(ch) = self.channels.get_mut(channel) else {
             return;
         };
-        let Some(feeder) = ch.feeder.filter(|f| f.id == id) else {
+        let source_mime = ch.streams[0].codec.as_ref().map(|c| c.mime_type.clone());
+        let mut fed = Vec::new();
+        for (index, stream) in ch.streams.iter_mut().enumerate() {
+            if stream.feeder == Some(id) {
+                stream.feeder = None;
+                stream.withdrawn = true;
+                stream.clear();
+                let same_codec =
+                    stream.codec.as_ref().map(|c| &c.mime_type) == source_mime.as_ref();
+                fed.push((index, same_codec));
+            }
+        }
+        if fed.is_empty() {
             return;
-        };
-        ch.feeder = None;
-        ch.streams.truncate(feeder.first);
+        }
+        // Viewers of a withdrawn stream go back to the source video when they can decode
+        // it; the others (a bridge's) are let go.
         let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
         for key in viewers {
-            if let Some(v) = self.viewers.get_mut(&key)
-                && v.rendition >= feeder.first
-            {
+            let Some(v) = self.viewers.get_mut(&key) else {
+                continue;
+            };
+            let Some(&(index, same_codec)) = fed.iter().find(|(i, _)| *i == v.rendition) else {
+                continue;
+            };
+            if same_codec {
                 v.rendition = 0;
+                ch.streams[index].watchers = ch.streams[index].watchers.saturating_sub(1);
+                ch.streams[0].watchers += 1;
                 out.resync(key, Some(MediaKind::Video));
+            } else {
+                self.events.push_back(HubEvent::DropViewer { viewer: key });
             }
         }
         self.publish_status(channel);
@@ -561,7 +693,7 @@ impl Hub {
             Some(asked) => ch
                 .streams
                 .iter()
-                .position(|s| s.name == asked)
+                .position(|s| s.offered() && s.name == asked)
                 .ok_or_else(|| RelayError::UnknownQuality {
                     channel: channel.to_string(),
                     asked: asked.to_string(),
@@ -590,6 +722,9 @@ impl Hub {
             return;
         };
         ch.viewers.insert(key);
+        if let Some(stream) = ch.streams.get_mut(rendition) {
+            stream.watchers += 1;
+        }
         self.viewers.insert(
             key,
             Viewer {
@@ -636,6 +771,9 @@ impl Hub {
         }
         if let Some(ch) = self.channels.get_mut(&v.channel) {
             ch.viewers.remove(&key);
+            if let Some(stream) = ch.streams.get_mut(v.rendition) {
+                stream.watchers = stream.watchers.saturating_sub(1);
+            }
             if v.connected {
                 ch.connected_viewers = ch.connected_viewers.saturating_sub(1);
             }
@@ -660,9 +798,13 @@ impl Hub {
             return false;
         };
         let from_source = ch.source.as_ref().is_some_and(|(s, _)| *s == source);
-        let from_feeder = ch.feeder.is_some_and(|f| {
-            Source::Local(f.id) == source && rendition >= f.first && rendition < ch.streams.len()
-        });
+        let from_feeder = match source {
+            Source::Local(id) => ch
+                .streams
+                .get(rendition)
+                .is_some_and(|s| s.feeder == Some(id)),
+            Source::Peer(_) => false,
+        };
         if !ch.live || !(from_source || from_feeder) {
             return false;
         }
@@ -779,10 +921,10 @@ impl Hub {
         });
         // The feeder's encoder makes its own keyframes; it needs the source's too (it
         // decodes from them), so both are asked.
-        if let Some(feeder) = ch.feeder {
+        for feeder in ch.feeders() {
             self.events.push_back(HubEvent::KeyframeWanted {
                 channel: channel.clone(),
-                source: Source::Local(feeder.id),
+                source: Source::Local(feeder),
             });
         }
     }

@@ -240,6 +240,12 @@ pub(crate) enum EngineCommand {
         names: Vec<String>,
         reply: oneshot::Sender<Result<FeedHandle, RelayError>>,
     },
+    FeedBridge {
+        channel: ChannelName,
+        session: SessionId,
+        stream: u8,
+        reply: oneshot::Sender<Result<FeedHandle, RelayError>>,
+    },
 }
 
 /// What `/api/live` and the pages show about a channel, kept current by the engine.
@@ -257,6 +263,10 @@ pub struct ChannelStatus {
     pub viewers: usize,
     /// What `?quality=` accepts while live: `source` first, then the lower renditions.
     pub qualities: Vec<String>,
+    /// Viewers of each video stream (by index, bridges included), for feeders that stop
+    /// when nobody watches.
+    #[serde(skip)]
+    pub stream_viewers: Vec<usize>,
 }
 
 /// Counters for benchmarks and metrics. Relaxed atomics: exactness across threads is not needed.
@@ -373,6 +383,24 @@ pub struct LiveBoard {
     /// Every session going live, for services that attach to channels as they go live
     /// (the WHIP ladder's encoder).
     notices: tokio::sync::broadcast::Sender<LiveNotice>,
+    /// Codec bridges viewers need ([`SourceHandle::bridge_requests`]).
+    bridges: tokio::sync::broadcast::Sender<BridgeRequest>,
+}
+
+/// A viewer needs a channel's video in another codec ([`SourceHandle::bridge_requests`]):
+/// decode the source, encode `codec`, feed stream `stream` ([`SourceHandle::feed_bridge`]).
+#[derive(Debug, Clone)]
+pub struct BridgeRequest {
+    /// The channel.
+    pub channel: ChannelName,
+    /// Its live session.
+    pub session: SessionId,
+    /// The stream to feed.
+    pub stream: u8,
+    /// What the source sends.
+    pub from: crate::media::Codec,
+    /// What to encode.
+    pub to: crate::media::Codec,
 }
 
 impl Default for LiveBoard {
@@ -381,6 +409,7 @@ impl Default for LiveBoard {
             channels: Mutex::default(),
             counters: Arc::default(),
             notices: tokio::sync::broadcast::channel(256).0,
+            bridges: tokio::sync::broadcast::channel(256).0,
         }
     }
 }
@@ -413,6 +442,12 @@ impl LiveBoard {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    pub(crate) fn request_bridge(&self, request: BridgeRequest) {
+        // Nobody listening: the viewers wait (and ingest is not running, e.g. in tests of
+        // the relay alone).
+        let _ = self.bridges.send(request);
     }
 
     pub(crate) fn notify_live(&self, notice: LiveNotice) {
@@ -566,6 +601,33 @@ impl SourceHandle {
     /// Sessions going live from now on.
     pub fn live_notices(&self) -> tokio::sync::broadcast::Receiver<LiveNotice> {
         self.board.notices.subscribe()
+    }
+
+    /// Codec bridges viewers ask for from now on.
+    pub fn bridge_requests(&self) -> tokio::sync::broadcast::Receiver<BridgeRequest> {
+        self.board.bridges.subscribe()
+    }
+
+    /// A channel's status now (its viewers per stream among it).
+    pub fn status(&self, channel: &ChannelName) -> Option<ChannelStatus> {
+        self.board.get(channel)
+    }
+
+    /// Feeds the bridge stream `stream` of the live session `session` of `channel` (see
+    /// [`BridgeRequest`]); dropping the handle withdraws it (its viewers are let go).
+    pub async fn feed_bridge(
+        &self,
+        channel: ChannelName,
+        session: SessionId,
+        stream: u8,
+    ) -> Result<FeedHandle, RelayError> {
+        ask(&self.tx, |reply| EngineCommand::FeedBridge {
+            channel,
+            session,
+            stream,
+            reply,
+        })
+        .await
     }
 
     /// A channel's access units (see [`RelayHandle::subscribe`]).

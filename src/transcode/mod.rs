@@ -91,6 +91,12 @@ pub struct TranscodeOptions {
     /// already reaches viewers itself and only the renditions are wanted (a WHIP
     /// publisher's ladder).
     pub main_video: bool,
+    /// What the renditions are encoded in: H.264 (libx264), or VP8 (libvpx, realtime) for
+    /// viewers whose browser has no H.264.
+    pub rendition_codec: Codec,
+    /// Name of the video thread (`fy-tc-*`), so a look at the process's threads says
+    /// which encodes run.
+    pub video_thread: &'static str,
     /// Opus bitrate, kbit/s.
     pub audio_kbps: u32,
     /// Minimum time between IDRs forced by viewer requests, so a storm of PLIs cannot turn
@@ -109,6 +115,8 @@ impl Default for TranscodeOptions {
             scale_height: None,
             renditions: Vec::new(),
             main_video: true,
+            rendition_codec: Codec::H264,
+            video_thread: "fy-tc-video",
             audio_kbps: 64,
             keyframe_min_interval: Duration::from_secs(1),
             queue: 256,
@@ -325,7 +333,7 @@ impl Transcoder {
                 let out = out_tx.clone();
                 // FFmpeg's scaler is not Send, so the stage is built on its own thread;
                 // opening errors come back before `start` returns.
-                spawn_stage("fy-tc-video", move || {
+                spawn_stage(options.video_thread, move || {
                     video::VideoStage::new(input, &opts, video_passthrough, keyframes)
                         .map(|stage| move || stage.run(rx, out))
                 })?;

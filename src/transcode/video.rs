@@ -15,11 +15,14 @@ use super::h264::AnnexbWriter;
 use super::{
     Encoded, MICROS, SourcePacket, TranscodeError, TranscodeOptions, VideoInput, context_for,
 };
+use crate::media::Codec;
 
 /// One encoder of the ladder: the main video when it is transcoded, or a lower rendition.
 struct Rung {
     /// 0 for the main video, `i + 1` for `TranscodeOptions::renditions[i]`.
     rendition: u8,
+    /// H.264 (libx264) or VP8 (libvpx).
+    codec: Codec,
     /// Output height (width follows the aspect ratio); `None` keeps the source size.
     height: Option<u32>,
     kbps: u32,
@@ -57,12 +60,22 @@ impl VideoStage {
         let mut rungs = Vec::new();
         let passthrough = passthrough && options.main_video;
         if options.main_video && !passthrough {
-            rungs.push(Rung::new(0, options.scale_height, options.video_kbps));
+            rungs.push(Rung::new(
+                0,
+                Codec::H264,
+                options.scale_height,
+                options.video_kbps,
+            ));
         }
         for (i, spec) in options.renditions.iter().enumerate() {
             let rendition = u8::try_from(i + 1)
                 .map_err(|_| TranscodeError::Unsupported("more than 255 renditions".into()))?;
-            rungs.push(Rung::new(rendition, Some(spec.height), spec.video_kbps));
+            rungs.push(Rung::new(
+                rendition,
+                options.rendition_codec,
+                Some(spec.height),
+                spec.video_kbps,
+            ));
         }
         let decoder = if rungs.is_empty() {
             None
@@ -78,8 +91,11 @@ impl VideoStage {
                 .video()
                 .map_err(TranscodeError::codec("opening the video decoder"))?;
             decoder.set_packet_time_base(MICROS);
-            if ffmpeg::encoder::find_by_name("libx264").is_none() {
-                return Err(TranscodeError::MissingCodec("libx264 encoder"));
+            for rung in &rungs {
+                let (name, what) = rung.encoder_name();
+                if ffmpeg::encoder::find_by_name(name).is_none() {
+                    return Err(TranscodeError::MissingCodec(what));
+                }
             }
             Some(decoder)
         };
@@ -194,13 +210,22 @@ impl VideoStage {
 }
 
 impl Rung {
-    fn new(rendition: u8, height: Option<u32>, kbps: u32) -> Rung {
+    fn new(rendition: u8, codec: Codec, height: Option<u32>, kbps: u32) -> Rung {
         Rung {
             rendition,
+            codec,
             height,
             kbps,
             encoder: None,
             scaler: None,
+        }
+    }
+
+    /// The FFmpeg encoder this rung uses, and how to name it when it is missing.
+    fn encoder_name(&self) -> (&'static str, &'static str) {
+        match self.codec {
+            Codec::Vp8 => ("libvpx", "libvpx (VP8) encoder"),
+            _ => ("libx264", "libx264 encoder"),
         }
     }
 
@@ -235,12 +260,13 @@ impl Rung {
                 .map_err(TranscodeError::codec("setting up the scaler"))?,
             );
         }
-        let codec = ffmpeg::encoder::find_by_name("libx264")
-            .ok_or(TranscodeError::MissingCodec("libx264"))?;
+        let (name, what) = self.encoder_name();
+        let codec =
+            ffmpeg::encoder::find_by_name(name).ok_or(TranscodeError::MissingCodec(what))?;
         let mut enc = ffmpeg::codec::Context::new_with_codec(codec)
             .encoder()
             .video()
-            .map_err(TranscodeError::codec("creating the H.264 encoder"))?;
+            .map_err(TranscodeError::codec("creating the video encoder"))?;
         let (num, den) = frame_rate;
         let fps = (f64::from(num) / f64::from(den.max(1))).clamp(1.0, 120.0);
         enc.set_width(w);
@@ -252,23 +278,38 @@ impl Rung {
         enc.set_max_b_frames(0);
         enc.set_bit_rate(self.kbps as usize * 1000);
         let mut opts = ffmpeg::Dictionary::new();
-        opts.set("preset", preset);
-        opts.set("tune", "zerolatency");
-        opts.set("profile", "baseline");
-        // An I-frame requested through pict_type becomes an IDR (what a joining viewer needs).
-        opts.set("forced-idr", "1");
-        let vbv = format!("vbv-maxrate={0}:vbv-bufsize={0}:scenecut=0", self.kbps);
-        opts.set("x264-params", &vbv);
+        if self.codec == Codec::Vp8 {
+            // Realtime VP8 for live viewers: no look-ahead, the fastest speed that keeps
+            // quality, frames a lossy link can lose without stalling the rest; an I
+            // picture asked through pict_type becomes a keyframe.
+            opts.set("deadline", "realtime");
+            opts.set("cpu-used", "8");
+            opts.set("lag-in-frames", "0");
+            opts.set("error-resilient", "1");
+            opts.set("auto-alt-ref", "0");
+            opts.set("threads", "2");
+            enc.set_max_bit_rate(self.kbps as usize * 1000);
+        } else {
+            opts.set("preset", preset);
+            opts.set("tune", "zerolatency");
+            opts.set("profile", "baseline");
+            // An I-frame requested through pict_type becomes an IDR (what a joining viewer
+            // needs).
+            opts.set("forced-idr", "1");
+            let vbv = format!("vbv-maxrate={0}:vbv-bufsize={0}:scenecut=0", self.kbps);
+            opts.set("x264-params", &vbv);
+        }
         let encoder = enc
             .open_with(opts)
-            .map_err(TranscodeError::codec("opening libx264"))?;
+            .map_err(TranscodeError::codec("opening the video encoder"))?;
         debug!(
             w,
             h,
             fps,
             kbps = self.kbps,
             rendition = self.rendition,
-            "libx264 opened"
+            encoder = name,
+            "video encoder opened"
         );
         self.encoder = Some(encoder);
         Ok(())

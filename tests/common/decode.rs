@@ -82,3 +82,46 @@ pub async fn decode_received(viewer: &WhepViewer, dir: &Path, name: &str) -> Dec
         .await
         .unwrap()
 }
+
+/// Decodes the VP8 a viewer received (RFC 7741 payloads) with FFmpeg's VP8 decoder:
+/// frames are cut where a payload starts one (`S` set, partition 0).
+pub fn decode_vp8(payloads: &[Bytes]) -> Decoded {
+    use rtc::rtp::codec::vp8::Vp8Packet;
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut depacketizer = Vp8Packet::default();
+    for payload in payloads {
+        let Ok(data) = depacketizer.depacketize(payload) else {
+            continue;
+        };
+        if feiyan::client::media::vp8_payload_starts_frame(payload) || frames.is_empty() {
+            frames.push(Vec::new());
+        }
+        if let Some(frame) = frames.last_mut() {
+            frame.extend_from_slice(&data);
+        }
+    }
+    ffmpeg::init().unwrap();
+    let codec = ffmpeg::decoder::find(ffmpeg::codec::Id::VP8).expect("FFmpeg has VP8");
+    let mut decoder = ffmpeg::codec::Context::new_with_codec(codec)
+        .decoder()
+        .video()
+        .expect("VP8 decoder opens");
+    let (mut decoded, mut size) = (0, (0, 0));
+    let mut frame = ffmpeg::frame::Video::empty();
+    for data in frames {
+        let packet = ffmpeg::Packet::copy(&data);
+        if decoder.send_packet(&packet).is_ok() {
+            while decoder.receive_frame(&mut frame).is_ok() {
+                decoded += 1;
+                size = (frame.width(), frame.height());
+            }
+        }
+    }
+    Decoded {
+        frames: decoded,
+        b_frames: 0,
+        delay: 0,
+        width: size.0,
+        height: size.1,
+    }
+}

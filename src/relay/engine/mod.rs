@@ -305,6 +305,28 @@ impl Engine {
                     self.attendance.session_ended(session, at_ms)
                 }
                 HubEvent::Status { channel, status } => self.board.set(&channel, status),
+                HubEvent::BridgeWanted {
+                    channel,
+                    session,
+                    stream,
+                    codec,
+                } => {
+                    let from = self
+                        .hub
+                        .live_tracks(&channel)
+                        .and_then(|(_, t)| t.video)
+                        .and_then(|c| codec_of_mime(&c.mime_type));
+                    let to = codec_of_mime(&codec.mime_type);
+                    if let (Some(from), Some(to), Ok(stream)) = (from, to, u8::try_from(stream)) {
+                        self.board.request_bridge(crate::relay::BridgeRequest {
+                            channel,
+                            session,
+                            stream,
+                            from,
+                            to,
+                        });
+                    }
+                }
                 HubEvent::DropViewer { viewer } => {
                     self.remove_peer(viewer, "link lost too much for too long")
                 }
@@ -379,6 +401,14 @@ impl Engine {
                 reply,
             } => {
                 let _ = reply.send(self.accept_feeder(channel, session, names));
+            }
+            EngineCommand::FeedBridge {
+                channel,
+                session,
+                stream,
+                reply,
+            } => {
+                let _ = reply.send(self.accept_bridge(channel, session, stream));
             }
         }
     }

@@ -101,6 +101,33 @@ impl Engine {
         Ok(crate::relay::FeedHandle { publisher, first })
     }
 
+    /// A server-side encoder feeding a codec bridge stream of a live channel.
+    pub(super) fn accept_bridge(
+        &mut self,
+        channel: ChannelName,
+        session: SessionId,
+        stream: u8,
+    ) -> Result<crate::relay::FeedHandle, RelayError> {
+        let live = self
+            .hub
+            .status(&channel)
+            .filter(|s| s.live && s.session_id == Some(session))
+            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
+        let id = LocalId(self.new_key());
+        self.hub
+            .attach_bridge(&channel, session, id, usize::from(stream), Instant::now())?;
+        let session = LiveSession {
+            id: session,
+            title: live.title,
+            started_at_ms: live.started_at_ms,
+        };
+        let publisher = self.local_input(id, &channel, session, true);
+        Ok(crate::relay::FeedHandle {
+            publisher,
+            first: stream,
+        })
+    }
+
     /// Registers the input queue of local source or feeder `id`.
     fn local_input(
         &mut self,

@@ -10,9 +10,22 @@ impl Engine {
         offer: String,
         info: ViewerInfo,
     ) -> Result<Accepted, RelayError> {
-        let admission = self.hub.admit(&channel, info.quality.as_deref())?;
+        let mut admission = self.hub.admit(&channel, info.quality.as_deref())?;
         check_offer_text(&offer)?;
-        let codecs = self.choose_codecs(&channel, &admission, &offer)?;
+        let codecs = match self.choose_codecs(&channel, &admission, &offer)? {
+            Chosen::Codecs(codecs) => codecs,
+            // The offer takes another codec the transcode stage can make: the viewer
+            // watches that bridge stream.
+            Chosen::Bridge(codec) => {
+                admission = self.hub.bridge(&channel, codec)?;
+                match self.choose_codecs(&channel, &admission, &offer)? {
+                    Chosen::Codecs(codecs) => codecs,
+                    Chosen::Bridge(_) => {
+                        return Err(RelayError::Internal("no codec for the bridge".into()));
+                    }
+                }
+            }
+        };
         self.hub.has_room(&channel)?;
         let now = Instant::now();
         let ufrag = random_token(16);
@@ -111,7 +124,7 @@ impl Engine {
         channel: &ChannelName,
         admission: &Admission,
         offer: &str,
-    ) -> Result<ViewerCodecs, RelayError> {
+    ) -> Result<Chosen, RelayError> {
         let sections = codecs::offered_sections(offer)?;
         let chosen = ViewerCodecs {
             video: admission.video.as_ref().and_then(|sends| {
@@ -130,34 +143,35 @@ impl Engine {
             && chosen.video.is_none()
             && codecs::offers_kind(&sections, MediaKind::Video)
         {
-            if self.video_bridge_available(channel, sends, &sections) {
-                // Where the bridge's stream will be admitted; no bridge says yes yet.
-                return Err(RelayError::Internal(
-                    "a codec bridge is available but not wired to viewers".into(),
-                ));
+            if let Some(bridge) = self.video_bridge(channel, sends, &sections) {
+                return Ok(Chosen::Bridge(bridge));
             }
             return Err(refused());
         }
         if chosen.video.is_none() && chosen.audio.is_none() {
             return Err(refused());
         }
-        Ok(chosen)
+        Ok(Chosen::Codecs(chosen))
     }
 
-    /// Whether the transcode stage could make the video this offer takes from what the
-    /// channel sends: a VP8 rendition of H.264, or H.264 from VP8.
-    fn video_bridge_available(
+    /// The codec the transcode stage could make from what the channel sends that this
+    /// offer takes: a VP8 rendition of H.264, or H.264 from VP8.
+    fn video_bridge(
         &self,
         channel: &ChannelName,
         sends: &RTCRtpCodec,
         sections: &[OfferedSection],
-    ) -> bool {
+    ) -> Option<RTCRtpCodec> {
         let takes =
             |codec: RTCRtpCodec| codecs::pick(sections, MediaKind::Video, &codec, &[]).is_some();
         match VideoCodec::from_mime(&sends.mime_type) {
-            VideoCodec::H264 if takes(vp8_codec()) => self.vp8_on_demand_available(channel),
-            VideoCodec::Vp8 if takes(h264_codec()) => self.h264_from_vp8_available(channel),
-            _ => false,
+            VideoCodec::H264 if takes(vp8_codec()) => {
+                self.vp8_on_demand_available(channel).then(vp8_codec)
+            }
+            VideoCodec::Vp8 if takes(h264_codec()) => {
+                self.h264_from_vp8_available(channel).then(h264_codec)
+            }
+            _ => None,
         }
     }
 
@@ -167,9 +181,8 @@ impl Engine {
         match self.bridges.vp8_rendition {
             OnDemand::Off => false,
             OnDemand::OnDemand => {
-                // False until the WHIP->transcode path supplies it.
-                debug!(%channel, "no VP8 rendition can be made yet");
-                false
+                debug!(%channel, "a VP8 rendition is made for a viewer without H.264");
+                true
             }
         }
     }
@@ -180,9 +193,8 @@ impl Engine {
         match self.bridges.h264_from_vp8 {
             H264FromVp8::Off => false,
             H264FromVp8::OnDemand | H264FromVp8::Always => {
-                // False until the WHIP->transcode path supplies it.
-                debug!(%channel, "no H.264 from VP8 can be made yet");
-                false
+                debug!(%channel, "H.264 is made from VP8 for a viewer without VP8");
+                true
             }
         }
     }
@@ -350,4 +362,11 @@ impl Engine {
         }
         true
     }
+}
+
+/// What a viewer's offer gets: formats for the channel's streams, or the codec of a
+/// bridge stream it should watch instead.
+enum Chosen {
+    Codecs(ViewerCodecs),
+    Bridge(RTCRtpCodec),
 }

@@ -1,0 +1,111 @@
+//! Codec bridges: a viewer whose browser has no H.264 (it offers VP8 only) watches an
+//! H.264 channel fed over RTMP. With `[ingest] vp8_rendition = "on-demand"` (the default)
+//! the server encodes a VP8 stream from the channel's video on a `fy-tc-bridge` thread; the
+//! viewer starts on a keyframe and decodes VP8 with a real decoder, is counted in the one
+//! session, and the encode stops 10 s after it leaves.
+
+mod common;
+
+use std::time::Duration;
+
+use common::decode::decode_vp8;
+use common::rtmp::{make_media, push_rtmp};
+use common::{start_server, wait_live, wait_until};
+use feiyan::audience::now_ms;
+use feiyan::client::{TrackKind, VideoCodecs, ViewerOptions, WhepViewer};
+
+/// Threads of this process named `fy-tc-bridge` (the bridge and its codecs' workers).
+fn bridge_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .filter(|name| name.trim() == "fy-tc-bridge")
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vp8_only_viewer_of_an_h264_channel_gets_a_vp8_bridge_that_stops_when_it_leaves() {
+    let t = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_media(dir.path(), 30);
+    let rtmp = t.server.rtmp_addr.expect("RTMP is on");
+    let channel = t.station.channel.to_string();
+    let url = format!("rtmp://{rtmp}/live/{channel}?key={}", t.station.stream_key);
+    let mut ffmpeg_push = push_rtmp(&clip, &url);
+    let session = wait_live(&t.base, &channel).await;
+    assert_eq!(bridge_threads(), 0, "no bridge before anyone needs it");
+
+    let whep = format!("{}/whep/{channel}", t.base);
+    let started = std::time::Instant::now();
+    let viewer = WhepViewer::connect(
+        &whep,
+        None,
+        ViewerOptions {
+            video_codecs: VideoCodecs::Vp8Only,
+            record_payloads: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("a VP8-only viewer is answered (201)");
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            viewer.stats().video.counters.packets > 0
+        })
+        .await,
+        "VP8 arrives"
+    );
+    println!(
+        "VP8 viewer: POST to first video packet {:?}",
+        started.elapsed()
+    );
+    // The codec's own worker threads inherit the name.
+    assert!(bridge_threads() >= 1, "a bridge encodes while it watches");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stats = viewer.stats();
+    assert!(
+        stats.first_video_frame_is_keyframe,
+        "the VP8 viewer started on a keyframe"
+    );
+    let decoded = decode_vp8(&viewer.received_payloads(TrackKind::Video));
+    assert_eq!(
+        (decoded.width, decoded.height),
+        (640, 360),
+        "VP8 at the source's size"
+    );
+    assert!(
+        decoded.frames >= 60,
+        "decoded {} VP8 frames in 4 s",
+        decoded.frames
+    );
+    assert!(stats.audio.counters.packets > 100, "and Opus audio");
+    let summary = t
+        .server
+        .catalog
+        .session_summary(session, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.peak_viewers, 1, "counted in the session");
+
+    // It leaves; the lecture goes on. The bridge stops about 10 s later.
+    viewer.close().await.ok();
+    let left = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || async { bridge_threads() == 0 }).await,
+        "the bridge thread is gone after the last VP8 viewer left"
+    );
+    let after = left.elapsed();
+    println!("bridge stopped {after:?} after the viewer left");
+    assert!(
+        after >= Duration::from_secs(9),
+        "it waited for other viewers: {after:?}"
+    );
+    let _ = ffmpeg_push.kill();
+    let _ = ffmpeg_push.wait();
+    t.server.shutdown().await;
+}
