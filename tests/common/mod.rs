@@ -3,6 +3,7 @@
 
 pub mod cdp;
 pub mod decode;
+pub mod pages;
 pub mod rtmp;
 pub mod served;
 
