@@ -11,6 +11,7 @@ mod codecs;
 mod engine;
 mod feedback;
 pub mod hub;
+mod layers;
 pub mod media;
 mod negotiate;
 mod output;

@@ -18,12 +18,19 @@ use super::srtp::KeyTap;
 use super::stun;
 use crate::ids::ChannelName;
 
-/// A track a publisher opened.
+/// A track a publisher opened (one RTP stream: a simulcast section opens one per layer).
 pub(super) struct TrackIn {
     pub(super) kind: RtpCodecKind,
     pub(super) codec: RTCRtpCodec,
     pub(super) receiver_id: RTCRtpReceiverId,
     pub(super) media_ssrc: u32,
+    /// The simulcast layer it carries (`a=rid`), for a simulcast publisher's video.
+    pub(super) rid: Option<String>,
+    /// Its picture size, read from its first keyframe while the channel is not yet live
+    /// (a simulcast layer's only): names the rendition and picks the source.
+    pub(super) size: Option<(u32, u32)>,
+    /// The channel's video stream its packets feed (0: the source; audio says 0).
+    pub(super) rendition: usize,
 }
 
 /// A WHIP publisher's state until and while it is live.
@@ -31,7 +38,55 @@ pub(super) struct PublisherState {
     pub(super) session: LiveSession,
     /// Audio/video sections in the offer: the channel goes live when all have opened.
     pub(super) expected_tracks: usize,
-    pub(super) tracks: HashMap<String, TrackIn>,
+    /// The simulcast layers (RIDs) the offer's video sends, in its order; empty without
+    /// simulcast.
+    pub(super) layers: Vec<String>,
+    /// The layers' RIDs by the channel's video stream they feed, once live.
+    pub(super) streams: Vec<String>,
+    /// Opened tracks by SSRC: looked up for every packet (Fx: SSRCs are the peer's
+    /// numbers, but a publisher's table holds a handful of entries it chose itself).
+    pub(super) tracks: FxHashMap<u32, TrackIn>,
+    /// When every section had opened: a simulcast publisher waits a little for each layer's
+    /// first keyframe (its size) before going live.
+    pub(super) opened_at: Option<Instant>,
+    pub(super) live: bool,
+}
+
+impl PublisherState {
+    pub(super) fn new(session: LiveSession, expected_tracks: usize, layers: Vec<String>) -> Self {
+        PublisherState {
+            session,
+            expected_tracks,
+            layers,
+            streams: Vec::new(),
+            tracks: FxHashMap::default(),
+            opened_at: None,
+            live: false,
+        }
+    }
+
+    /// Records opened tracks; a layer opening after the channel went live feeds the stream
+    /// its RID was given.
+    pub(super) fn open(&mut self, opened: Vec<TrackIn>) {
+        for mut track in opened {
+            if let Some(rid) = &track.rid {
+                track.rendition = self.streams.iter().position(|r| r == rid).unwrap_or(0);
+            }
+            self.tracks.insert(track.media_ssrc, track);
+        }
+    }
+
+    /// How many of the offer's sections have opened a track.
+    pub(super) fn sections_open(&self) -> usize {
+        let mut receivers: Vec<usize> = self
+            .tracks
+            .values()
+            .map(|t| usize::from(t.receiver_id))
+            .collect();
+        receivers.sort_unstable();
+        receivers.dedup();
+        receivers.len()
+    }
 }
 
 pub(super) enum Role {

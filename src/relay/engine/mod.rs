@@ -41,6 +41,7 @@ use super::codecs::{self, OfferedSection};
 use super::hub::{
     Admission, Hub, HubConfig, HubEvent, LiveSession, LiveTracks, LocalId, PeerKey, Source,
 };
+use super::layers::{Layer, arrange, offered_layers, picture_size};
 use super::media::{VideoCodec, h264_codec, vp8_codec};
 use super::negotiate::{
     Negotiator, ViewerCodecs, check_offer_text, random_token, sending_sections, video_feedback,
@@ -77,6 +78,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`Engine::detach`]): long enough for the last DTLS flight and the first RTCP to pass
 /// (a viewer whose RTCP has not arrived yet is tried again a second later).
 const DETACH_AFTER: Duration = Duration::from_secs(2);
+
+/// How long a simulcast publisher whose sections have all opened waits for every layer's
+/// first keyframe (its picture size) before its channel goes live anyway: browsers start
+/// the top layer last, once their bandwidth estimate allows it.
+const LAYER_WAIT: Duration = Duration::from_secs(2);
 
 /// How often a detached viewer's timer runs (consent expiry).
 const DETACHED_TICK: Duration = Duration::from_secs(1);
@@ -116,8 +122,9 @@ pub struct Engine {
     outbox: Outbox,
     /// Publisher packets read in this turn of the loop, fanned out together at the top of
     /// the next (before the outbox is sent), so that each viewer's share of a frame is one
-    /// run of datagrams the socket can hand the kernel as one segmented send.
-    pending_media: Vec<(PeerKey, Vec<(MediaKind, rtp::Packet)>)>,
+    /// run of datagrams the socket can hand the kernel as one segmented send. Each run
+    /// holds one video stream's packets (a simulcast layer is a rendition) and audio.
+    pending_media: Vec<(PeerKey, usize, MediaRun)>,
     /// Access-unit subscriptions (HLS, recording, ...), fed what the hub forwards.
     taps: Taps,
 }
@@ -260,13 +267,19 @@ impl Engine {
     /// Fans out the publisher packets read since the last turn of the loop.
     fn flush_media(&mut self) {
         let now = Instant::now();
-        for (publisher, packets) in std::mem::take(&mut self.pending_media) {
+        for (publisher, rendition, packets) in std::mem::take(&mut self.pending_media) {
             let Some(channel) = self.peers.get(publisher).map(|p| p.channel.clone()) else {
                 continue;
             };
             let (hub, mut out) = self.fanout(now);
-            if hub.fan_out(&channel, Source::Peer(publisher), 0, &packets, &mut out) {
-                self.taps.packets(&channel, 0, now, &packets);
+            if hub.fan_out(
+                &channel,
+                Source::Peer(publisher),
+                rendition,
+                &packets,
+                &mut out,
+            ) {
+                self.taps.packets(&channel, rendition, now, &packets);
             }
         }
     }
@@ -503,10 +516,12 @@ impl Engine {
 
     /// Drains a peer's outputs and reschedules its timer.
     fn service(&mut self, key: PeerKey) {
-        let mut rtp_in: Vec<(MediaKind, rtp::Packet)> = Vec::new();
+        // Runs of packets by the video stream they feed (audio joins any run).
+        let mut rtp_in: Vec<(usize, MediaRun)> = Vec::new();
         let mut feedback = Feedback::default();
         let mut state_change: Option<RTCPeerConnectionState> = None;
         let mut opened: Vec<TrackIn> = Vec::new();
+        let mut not_live = false;
         {
             let Some(peer) = self.peers.get_mut(key) else {
                 return;
@@ -530,11 +545,15 @@ impl Engine {
                             let track = receiver.track();
                             let kind = track.kind();
                             if let Some(codec) = track.codec(init.ssrc).cloned() {
+                                info!(channel = %peer.channel, mime = %codec.mime_type, ssrc = init.ssrc, rid = ?init.rid, "publisher track open");
                                 opened.push(TrackIn {
                                     kind,
                                     codec,
                                     receiver_id: init.receiver_id,
                                     media_ssrc: init.ssrc,
+                                    rid: init.rid.filter(|r| !r.is_empty()),
+                                    size: None,
+                                    rendition: 0,
                                 });
                             }
                         }
@@ -557,25 +576,35 @@ impl Engine {
             let Some(pc) = peer.pc.as_deref_mut() else {
                 return;
             };
+            if let Role::Publisher(p) = &mut peer.role {
+                p.open(std::mem::take(&mut opened));
+                not_live = !p.live;
+            }
             while let Some(message) = pc.poll_read() {
                 match message.message {
-                    RTCMessage::RtpPacket(track_id, packet) => {
-                        if let Role::Publisher(p) = &peer.role {
-                            let kind = p
-                                .tracks
-                                .get(&track_id)
-                                .or_else(|| {
-                                    opened.iter().find(|t| t.media_ssrc == packet.header.ssrc)
-                                })
-                                .map(|t| t.kind);
-                            match kind {
-                                Some(RtpCodecKind::Video) => {
-                                    rtp_in.push((MediaKind::Video, packet))
+                    RTCMessage::RtpPacket(_, packet) => {
+                        if let Role::Publisher(p) = &mut peer.role
+                            && let Some(track) = p.tracks.get_mut(&packet.header.ssrc)
+                        {
+                            let kind = match track.kind {
+                                RtpCodecKind::Video => MediaKind::Video,
+                                RtpCodecKind::Audio => MediaKind::Audio,
+                                _ => continue,
+                            };
+                            if not_live
+                                && kind == MediaKind::Video
+                                && track.rid.is_some()
+                                && track.size.is_none()
+                            {
+                                let codec = VideoCodec::from_mime(&track.codec.mime_type);
+                                track.size = picture_size(codec, &packet.payload);
+                            }
+                            let rendition = track.rendition;
+                            match rtp_in.last_mut() {
+                                Some((r, run)) if *r == rendition || kind == MediaKind::Audio => {
+                                    run.push((kind, packet))
                                 }
-                                Some(RtpCodecKind::Audio) => {
-                                    rtp_in.push((MediaKind::Audio, packet))
-                                }
-                                _ => {}
+                                _ => rtp_in.push((rendition, vec![(kind, packet)])),
                             }
                         }
                     }
@@ -589,13 +618,13 @@ impl Engine {
                 }
             }
         }
-        if !opened.is_empty() {
-            self.tracks_opened(key, opened);
+        if not_live {
+            self.publisher_ready(key, Instant::now());
         }
-        if !rtp_in.is_empty() {
+        for (rendition, packets) in rtp_in {
             match self.pending_media.last_mut() {
-                Some((last, packets)) if *last == key => packets.extend(rtp_in),
-                _ => self.pending_media.push((key, rtp_in)),
+                Some((last, r, run)) if *last == key && *r == rendition => run.extend(packets),
+                _ => self.pending_media.push((key, rendition, packets)),
             }
         }
         if !self.apply_feedback(key, feedback) {
@@ -664,6 +693,9 @@ impl Engine {
         }
     }
 }
+
+/// Packets of one publisher read together: one video stream's and audio.
+type MediaRun = Vec<(MediaKind, rtp::Packet)>;
 
 /// A live session's tracks as the access-unit interface describes them.
 fn live_media(session: SessionId, tracks: LiveTracks) -> LiveMedia {

@@ -20,6 +20,7 @@ impl Engine {
                 "the offer sends no audio or video (all sections are recvonly or inactive)".into(),
             ));
         }
+        let layers = offered_layers(&offer);
         let now = Instant::now();
         let ufrag = random_token(16);
         let (mut pc, _) =
@@ -39,12 +40,8 @@ impl Engine {
         let key = PeerKey(self.new_key());
         self.hub
             .claim(&channel, Source::Peer(key), session.clone())?;
-        info!(%channel, session = %session.id, "publisher accepted");
-        let role = Role::Publisher(PublisherState {
-            session,
-            expected_tracks,
-            tracks: HashMap::new(),
-        });
+        info!(%channel, session = %session.id, ?layers, "publisher accepted");
+        let role = Role::Publisher(PublisherState::new(session, expected_tracks, layers));
         let peer = Peer::new(pc, channel, ufrag, role, None, now);
         let resource = peer.resource.clone();
         self.insert_peer(key, peer);
@@ -197,26 +194,51 @@ impl Engine {
         hub.release(&local.channel, Source::Local(id), &mut out);
     }
 
-    pub(super) fn tracks_opened(&mut self, key: PeerKey, opened: Vec<TrackIn>) {
+    /// Takes a publisher live once every section it sends has opened (the engine calls it
+    /// after its tracks open or a layer's size is learned, and from its timer). A simulcast
+    /// publisher waits up to [`LAYER_WAIT`] more for every layer's first keyframe, whose
+    /// size orders the layers (largest: the source) and names the renditions (`360p`).
+    pub(super) fn publisher_ready(&mut self, key: PeerKey, now: Instant) {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
         let Role::Publisher(state) = &mut peer.role else {
             return;
         };
-        let channel = peer.channel.clone();
-        for track in opened {
-            info!(%channel, mime = %track.codec.mime_type, ssrc = track.media_ssrc, "publisher track open");
-            let track_id = peer
-                .pc
-                .as_deref_mut()
-                .and_then(|pc| pc.rtp_receiver(track.receiver_id))
-                .map(|r| r.track().track_id().clone())
-                .unwrap_or_default();
-            state.tracks.insert(track_id, track);
-        }
-        if state.tracks.len() < state.expected_tracks {
+        if state.live || state.sections_open() < state.expected_tracks {
             return;
+        }
+        let opened_at = *state.opened_at.get_or_insert(now);
+        let layers: Vec<Layer> = state
+            .layers
+            .iter()
+            .map(|rid| Layer {
+                rid: rid.clone(),
+                size: state
+                    .tracks
+                    .values()
+                    .find(|t| t.rid.as_ref() == Some(rid))
+                    .and_then(|t| t.size),
+            })
+            .collect();
+        if layers.iter().any(|l| l.size.is_none()) && now < opened_at + LAYER_WAIT {
+            return;
+        }
+        let (streams, renditions) = if layers.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            arrange(&layers)
+        };
+        let channel = peer.channel.clone();
+        if !layers.is_empty() {
+            info!(%channel, ?layers, source = %streams[0], ?renditions, "simulcast layers offered as renditions");
+        }
+        state.live = true;
+        state.streams = streams;
+        for track in state.tracks.values_mut() {
+            if let Some(rid) = &track.rid {
+                track.rendition = state.streams.iter().position(|r| r == rid).unwrap_or(0);
+            }
         }
         let codec_of = |kind| {
             state
@@ -228,9 +250,9 @@ impl Engine {
         let live = LiveTracks {
             video: codec_of(RtpCodecKind::Video),
             audio: codec_of(RtpCodecKind::Audio),
-            renditions: Vec::new(),
+            renditions,
         };
-        let (hub, mut out) = self.fanout(Instant::now());
+        let (hub, mut out) = self.fanout(now);
         hub.go_live(&channel, Source::Peer(key), live, out.now, &mut out);
     }
 
