@@ -62,7 +62,9 @@ pub(crate) async fn supervisor(ctx: Arc<IngestContext>, mut stop: watch::Receive
             }
             _ = stop.changed() => return,
         };
-        if !notice.from_peer {
+        // Server-side sources make their own ladder; a simulcast publisher sends its own
+        // layers as renditions.
+        if !notice.from_peer || !notice.live.renditions.is_empty() {
             continue;
         }
         let options = transcode_options(&ctx.config, notice.channel.as_str());
