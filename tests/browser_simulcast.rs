@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::cdp::Browser;
 use common::decode::decode_received;
+use common::pages::publish_canvas;
 use feiyan::audience::now_ms;
 use feiyan::client::{ViewerOptions, WhepViewer};
 use serde_json::{Value, json};
@@ -38,55 +39,6 @@ fn no_transcode_threads() {
         "simulcast needs no transcode, yet these threads run: {names:?}"
     );
 }
-
-/// Makes a publisher of a moving 1280x720 canvas in three H.264 simulcast layers, kept in
-/// `window.__pc`; resolves to its offer. The test POSTs the offer itself: Chromium blocks
-/// a fetch from `about:blank` (no secure context) to a loopback address (Private Network
-/// Access), whatever the server's CORS says.
-const PUBLISH: &str = r#"(async () => {
-  // about:blank is no secure context: no getUserMedia there, so the camera is a canvas
-  // (1280x720, moving, 30 fps) and the microphone an oscillator.
-  const canvas = document.createElement('canvas');
-  canvas.width = 1280; canvas.height = 720;
-  document.body.appendChild(canvas);
-  const g = canvas.getContext('2d');
-  let n = 0;
-  setInterval(() => {
-    n += 1;
-    g.fillStyle = `hsl(${(n * 3) % 360}, 70%, 50%)`;
-    g.fillRect(0, 0, 1280, 720);
-    for (let i = 0; i < 40; i++) {
-      g.fillStyle = `hsl(${(n * 7 + i * 37) % 360}, 80%, ${30 + (i % 5) * 10}%)`;
-      g.fillRect((n * 5 + i * 97) % 1280, (n * 3 + i * 53) % 720, 120, 90);
-    }
-    g.fillStyle = '#fff'; g.font = '96px sans-serif'; g.fillText('frame ' + n, 80, 360);
-  }, 33);
-  const audio = new AudioContext();
-  const tone = audio.createOscillator();
-  const sink = audio.createMediaStreamDestination();
-  tone.connect(sink); tone.start();
-  const stream = new MediaStream([
-    ...canvas.captureStream(30).getVideoTracks(), ...sink.stream.getAudioTracks()]);
-  const pc = new RTCPeerConnection();
-  window.__pc = pc;
-  const [video] = stream.getVideoTracks();
-  const t = pc.addTransceiver(video, {
-    direction: 'sendonly', streams: [stream],
-    sendEncodings: [
-      { rid: 'h' },
-      { rid: 'm', scaleResolutionDownBy: 2 },
-      { rid: 'l', scaleResolutionDownBy: 4 },
-    ],
-  });
-  const h264 = RTCRtpSender.getCapabilities('video').codecs.filter((c) =>
-    c.mimeType === 'video/H264' && /packetization-mode=1/.test(c.sdpFmtpLine || '')
-      && /profile-level-id=42e01f/.test(c.sdpFmtpLine || ''));
-  if (!h264.length) throw new Error('no constrained-baseline H.264 in this Chromium');
-  t.setCodecPreferences(h264);
-  for (const a of stream.getAudioTracks()) pc.addTransceiver(a, { direction: 'sendonly', streams: [stream] });
-  await pc.setLocalDescription(await pc.createOffer());
-  return pc.localDescription.sdp;
-})()"#;
 
 /// What Chromium sends per layer: `{rid: {frameWidth, frameHeight, framesEncoded,
 /// encoderImplementation, mimeType}}`.
@@ -113,28 +65,8 @@ async fn a_simulcast_publisher_offers_its_layers_as_renditions_without_transcode
 
     let browser = Browser::launch("simulcast-publish", &[]).await;
     let page = browser.new_page().await;
-    page.navigate("about:blank").await.expect("about:blank");
-    let offer = page
-        .evaluate(PUBLISH)
-        .await
-        .expect("the publish script runs");
-    let offer = offer.as_str().expect("an offer");
+    let answer = publish_canvas(&page, &whip, &t.station.stream_key, "video/H264", true).await;
     let http = reqwest::Client::new();
-    let posted = http
-        .post(&whip)
-        .header("Content-Type", "application/sdp")
-        .bearer_auth(&t.station.stream_key)
-        .body(offer.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(posted.status(), 201, "WHIP answer: {posted:?}");
-    let answer = posted.text().await.unwrap();
-    page.evaluate(&format!(
-        "window.__pc.setRemoteDescription({{ type: 'answer', sdp: {answer:?} }})"
-    ))
-    .await
-    .expect("the answer applies");
     for line in [
         "a=rid:h recv",
         "a=rid:m recv",

@@ -1,14 +1,19 @@
-//! Codec bridges: a viewer whose browser has no H.264 (it offers VP8 only) watches an
-//! H.264 channel fed over RTMP. With `[ingest] vp8_rendition = "on-demand"` (the default)
-//! the server encodes a VP8 stream from the channel's video on a `fy-tc-bridge` thread; the
-//! viewer starts on a keyframe and decodes VP8 with a real decoder, is counted in the one
-//! session, and the encode stops 10 s after it leaves.
+//! Codec bridges, encoded on demand on a `fy-tc-bridge` thread from the channel's access
+//! units:
+//! - a viewer whose browser has no H.264 (it offers VP8 only) watches an H.264 channel fed
+//!   over RTMP (`[ingest] vp8_rendition = "on-demand"`, the default): it starts on a
+//!   keyframe and decodes VP8 with a real decoder, is counted in the one session, and the
+//!   encode stops 10 s after it leaves;
+//! - an H.264-only viewer watches a channel a browser (Chromium) publishes in VP8 over WHIP
+//!   (`h264_from_vp8 = "on-demand"`): it decodes H.264 made from it.
 
 mod common;
 
 use std::time::Duration;
 
-use common::decode::decode_vp8;
+use common::cdp::Browser;
+use common::decode::{decode_received, decode_vp8};
+use common::pages::publish_canvas;
 use common::rtmp::{make_media, push_rtmp};
 use common::{start_server, wait_live, wait_until};
 use feiyan::audience::now_ms;
@@ -107,5 +112,78 @@ async fn a_vp8_only_viewer_of_an_h264_channel_gets_a_vp8_bridge_that_stops_when_
     );
     let _ = ffmpeg_push.kill();
     let _ = ffmpeg_push.wait();
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h264_only_viewer_of_a_vp8_whip_publisher_decodes_h264_made_from_it() {
+    let t = start_server().await;
+    let channel = t.station.channel.to_string();
+    let browser = Browser::launch("vp8-publish", &[]).await;
+    let page = browser.new_page().await;
+    let whip = format!("{}/whip/{channel}", t.base);
+    let answer = publish_canvas(&page, &whip, &t.station.stream_key, "video/VP8", false).await;
+    assert!(
+        answer.contains("VP8/90000"),
+        "the publisher sends VP8: {answer}"
+    );
+    let session = wait_live(&t.base, &channel).await;
+    assert_eq!(bridge_threads(), 0, "no bridge before anyone needs it");
+
+    let dir = tempfile::tempdir().unwrap();
+    let whep = format!("{}/whep/{channel}", t.base);
+    let started = std::time::Instant::now();
+    let viewer = WhepViewer::connect(
+        &whep,
+        None,
+        ViewerOptions {
+            video_codecs: VideoCodecs::H264Only,
+            record_payloads: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("an H.264-only viewer is answered (201)");
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            viewer.stats().video.counters.packets > 0
+        })
+        .await,
+        "H.264 arrives"
+    );
+    println!(
+        "H.264 viewer of VP8: POST to first video packet {:?}",
+        started.elapsed()
+    );
+    assert!(bridge_threads() >= 1, "a bridge encodes while it watches");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        viewer.stats().first_video_frame_is_keyframe,
+        "the H.264 viewer started on a keyframe"
+    );
+    let decoded = decode_received(&viewer, dir.path(), "from-vp8").await;
+    println!(
+        "decoded {} H.264 frames of {}x{}",
+        decoded.frames, decoded.width, decoded.height
+    );
+    // Chromium may send the canvas smaller under CPU pressure; its shape stays.
+    assert!(decoded.width >= 320, "{}x{}", decoded.width, decoded.height);
+    assert_eq!(decoded.width * 9, decoded.height * 16, "16:9 as published");
+    assert!(
+        decoded.frames >= 30,
+        "decoded {} frames in 4 s",
+        decoded.frames
+    );
+    assert_eq!(decoded.b_frames, 0);
+    let summary = t
+        .server
+        .catalog
+        .session_summary(session, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.peak_viewers, 1, "counted in the session");
+    viewer.close().await.ok();
+    drop(browser);
     t.server.shutdown().await;
 }

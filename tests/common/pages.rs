@@ -272,3 +272,89 @@ pub async fn assert_no_csp_violation(page: &Page, what: &str) {
         violations.join("\n")
     );
 }
+
+/// Publishes a moving 1280x720 canvas and a tone from `about:blank` over WHIP to `whip`
+/// (a feiyan page cannot send what this can: simulcast layers `h`, `m` (half size) and
+/// `l` (quarter) when `simulcast`, or a codec of the test's choosing, `codec` being a
+/// mime type such as `video/VP8`). `about:blank` is no secure context, so there is no
+/// `getUserMedia` there: the camera is a canvas. The test POSTs the offer itself:
+/// Chromium blocks a fetch from `about:blank` to a loopback address (Private Network
+/// Access). The connection is kept in `window.__pc`; returns the answer.
+pub async fn publish_canvas(
+    page: &Page,
+    whip: &str,
+    key: &str,
+    codec: &str,
+    simulcast: bool,
+) -> String {
+    page.navigate("about:blank").await.expect("about:blank");
+    let encodings = if simulcast {
+        "[{ rid: 'h' }, { rid: 'm', scaleResolutionDownBy: 2 }, { rid: 'l', scaleResolutionDownBy: 4 }]"
+    } else {
+        "undefined"
+    };
+    let script = format!(
+        r#"(async () => {{
+  const canvas = document.createElement('canvas');
+  canvas.width = 1280; canvas.height = 720;
+  document.body.appendChild(canvas);
+  const g = canvas.getContext('2d');
+  let n = 0;
+  setInterval(() => {{
+    n += 1;
+    g.fillStyle = `hsl(${{(n * 3) % 360}}, 70%, 50%)`;
+    g.fillRect(0, 0, 1280, 720);
+    for (let i = 0; i < 40; i++) {{
+      g.fillStyle = `hsl(${{(n * 7 + i * 37) % 360}}, 80%, ${{30 + (i % 5) * 10}}%)`;
+      g.fillRect((n * 5 + i * 97) % 1280, (n * 3 + i * 53) % 720, 120, 90);
+    }}
+    g.fillStyle = '#fff'; g.font = '96px sans-serif'; g.fillText('frame ' + n, 80, 360);
+  }}, 33);
+  const audio = new AudioContext();
+  const tone = audio.createOscillator();
+  const sink = audio.createMediaStreamDestination();
+  tone.connect(sink); tone.start();
+  const stream = new MediaStream([
+    ...canvas.captureStream(30).getVideoTracks(), ...sink.stream.getAudioTracks()]);
+  const pc = new RTCPeerConnection();
+  window.__pc = pc;
+  const [video] = stream.getVideoTracks();
+  const t = pc.addTransceiver(video, {{
+    direction: 'sendonly', streams: [stream], sendEncodings: {encodings},
+  }});
+  const wanted = {codec};
+  const codecs = RTCRtpSender.getCapabilities('video').codecs.filter((c) =>
+    c.mimeType === wanted && (wanted !== 'video/H264'
+      || (/packetization-mode=1/.test(c.sdpFmtpLine || '')
+        && /profile-level-id=42e01f/.test(c.sdpFmtpLine || ''))));
+  if (!codecs.length) throw new Error('no ' + wanted + ' in this Chromium');
+  t.setCodecPreferences(codecs);
+  for (const a of stream.getAudioTracks()) pc.addTransceiver(a, {{ direction: 'sendonly', streams: [stream] }});
+  await pc.setLocalDescription(await pc.createOffer());
+  return pc.localDescription.sdp;
+}})()"#,
+        codec = js_str(codec),
+    );
+    let offer = page
+        .evaluate(&script)
+        .await
+        .expect("the publish script runs");
+    let offer = offer.as_str().expect("an offer").to_string();
+    let posted = reqwest::Client::new()
+        .post(whip)
+        .header("Content-Type", "application/sdp")
+        .bearer_auth(key)
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201, "WHIP answer: {posted:?}");
+    let answer = posted.text().await.unwrap();
+    page.evaluate(&format!(
+        "window.__pc.setRemoteDescription({{ type: 'answer', sdp: {} }})",
+        js_str(&answer)
+    ))
+    .await
+    .expect("the answer applies");
+    answer
+}
