@@ -18,6 +18,7 @@ use common::rtmp::{make_media, push_rtmp};
 use common::{start_server, wait_live, wait_until};
 use feiyan::audience::now_ms;
 use feiyan::client::{TrackKind, VideoCodecs, ViewerOptions, WhepViewer};
+use feiyan::config::H264FromVp8;
 
 /// Threads of this process named `fy-tc-bridge` (the bridge and its codecs' workers).
 fn bridge_threads() -> usize {
@@ -187,3 +188,46 @@ async fn an_h264_only_viewer_of_a_vp8_whip_publisher_decodes_h264_made_from_it()
     drop(browser);
     t.server.shutdown().await;
 }
+
+/// `h264_from_vp8 = "always"`: a VP8 publisher's H.264 runs from the start of its session
+/// (for HLS and recording), before and without any viewer needing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_always_a_vp8_publisher_gets_h264_for_its_whole_session() {
+    let t = common::start_server_with(|c| c.ingest.h264_from_vp8 = H264FromVp8::Always).await;
+    let channel = t.station.channel.to_string();
+    let browser = Browser::launch("vp8-always", &[]).await;
+    let page = browser.new_page().await;
+    let whip = format!("{}/whip/{channel}", t.base);
+    publish_canvas(&page, &whip, &t.station.stream_key, "video/VP8", false).await;
+    wait_live(&t.base, &channel).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async { bridge_threads() >= 1 }).await,
+        "the H.264 encode starts with the session"
+    );
+    // Nobody watches it for longer than an on-demand bridge would wait: it keeps running.
+    tokio::time::sleep(BRIDGE_IDLE_AND_MORE).await;
+    assert!(bridge_threads() >= 1, "it runs for the whole session");
+    let viewer = WhepViewer::connect(
+        &format!("{}/whep/{channel}", t.base),
+        None,
+        ViewerOptions {
+            video_codecs: VideoCodecs::H264Only,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("an H.264-only viewer is answered");
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            viewer.stats().video.counters.packets > 0
+        })
+        .await,
+        "H.264 arrives"
+    );
+    viewer.close().await.ok();
+    drop(browser);
+    t.server.shutdown().await;
+}
+
+/// A little longer than an on-demand bridge runs with nobody watching (10 s).
+const BRIDGE_IDLE_AND_MORE: Duration = Duration::from_secs(12);

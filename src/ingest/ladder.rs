@@ -14,7 +14,8 @@
 //! publisher) watches a stream the relay raises a [`BridgeRequest`] for; it is encoded
 //! here at the source's size (libvpx realtime for VP8, libx264 for H.264) on a
 //! `fy-tc-bridge` thread, shared by every such viewer, and stopped [`BRIDGE_IDLE`] after
-//! the last one leaves.
+//! the last one leaves; with `[ingest] h264_from_vp8 = "always"` a VP8 publisher's H.264
+//! runs for its whole session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::{IngestContext, IngestError, forward, transcode_options};
-use crate::config::RenditionSpec;
+use crate::config::{H264FromVp8, RenditionSpec};
 use crate::ids::{ChannelName, SessionId};
 use crate::media::{Codec, MediaKind, Track};
 use crate::relay::{BridgeRequest, ChannelMedia, LiveNotice, Subscription};
@@ -62,6 +63,22 @@ pub(crate) async fn supervisor(ctx: Arc<IngestContext>, mut stop: watch::Receive
             }
             _ = stop.changed() => return,
         };
+        if notice.from_peer
+            && notice.live.video == Some(Codec::Vp8)
+            && ctx.config.h264_from_vp8 == H264FromVp8::Always
+        {
+            // H.264 for the whole session (HLS, recording), not only while a viewer needs it.
+            let relay = ctx.relay.clone();
+            let channel = notice.channel.clone();
+            tokio::spawn(async move {
+                if let Err(err) = relay
+                    .want_bridge(channel.clone(), crate::relay::h264_codec())
+                    .await
+                {
+                    warn!(%channel, %err, "no H.264 from this VP8 publisher");
+                }
+            });
+        }
         // Server-side sources make their own ladder; a simulcast publisher sends its own
         // layers as renditions.
         if !notice.from_peer || !notice.live.renditions.is_empty() {
@@ -235,8 +252,12 @@ async fn run_bridge(
         to,
     ));
     let relay = ctx.relay.clone();
+    let always = to == Codec::H264 && ctx.config.h264_from_vp8 == H264FromVp8::Always;
     let mut idle_since: Option<std::time::Instant> = None;
     let idle = || {
+        if always {
+            return false;
+        }
         let watched = relay
             .status(&channel)
             .and_then(|s| s.stream_viewers.get(usize::from(stream)).copied())

@@ -247,6 +247,11 @@ pub(crate) enum EngineCommand {
         stream: u8,
         reply: oneshot::Sender<Result<FeedHandle, RelayError>>,
     },
+    WantBridge {
+        channel: ChannelName,
+        codec: RTCRtpCodec,
+        reply: oneshot::Sender<Result<(), RelayError>>,
+    },
 }
 
 /// What `/api/live` and the pages show about a channel, kept current by the engine.
@@ -612,6 +617,21 @@ impl SourceHandle {
     /// A channel's status now (its viewers per stream among it).
     pub fn status(&self, channel: &ChannelName) -> Option<ChannelStatus> {
         self.board.get(channel)
+    }
+
+    /// Asks for the channel's video in `codec` even before a viewer needs it (a VP8
+    /// publisher with `[ingest] h264_from_vp8 = "always"`): a [`BridgeRequest`] follows.
+    pub async fn want_bridge(
+        &self,
+        channel: ChannelName,
+        codec: RTCRtpCodec,
+    ) -> Result<(), RelayError> {
+        ask(&self.tx, |reply| EngineCommand::WantBridge {
+            channel,
+            codec,
+            reply,
+        })
+        .await
     }
 
     /// Feeds the bridge stream `stream` of the live session `session` of `channel` (see

@@ -415,6 +415,13 @@ impl Engine {
             } => {
                 let _ = reply.send(self.accept_feeder(channel, session, names));
             }
+            EngineCommand::WantBridge {
+                channel,
+                codec,
+                reply,
+            } => {
+                let _ = reply.send(self.hub.bridge(&channel, codec).map(|_| ()));
+            }
             EngineCommand::FeedBridge {
                 channel,
                 session,
