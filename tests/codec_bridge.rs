@@ -98,6 +98,33 @@ async fn a_vp8_only_viewer_of_an_h264_channel_gets_a_vp8_bridge_that_stops_when_
         .unwrap();
     assert_eq!(summary.peak_viewers, 1, "counted in the session");
 
+    // A second VP8 viewer joins the running bridge: it starts from the bridge's cached
+    // keyframe group, with no new encode.
+    let joined = std::time::Instant::now();
+    let second = WhepViewer::connect(
+        &whep,
+        None,
+        ViewerOptions {
+            video_codecs: VideoCodecs::Vp8Only,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("a second VP8-only viewer is answered");
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            second.stats().video.counters.packets > 0
+        })
+        .await,
+        "VP8 reaches the second viewer"
+    );
+    println!(
+        "second VP8 viewer (bridge running): POST to first video packet {:?}",
+        joined.elapsed()
+    );
+    assert!(second.stats().first_video_frame_is_keyframe);
+    second.close().await.ok();
+
     // It leaves; the lecture goes on. The bridge stops about 10 s later.
     viewer.close().await.ok();
     let left = std::time::Instant::now();

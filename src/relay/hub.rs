@@ -809,7 +809,15 @@ impl Hub {
             return false;
         }
         RelayCounters::add(&self.counters.packets_in, packets.len() as u64);
-        if let (Some(kind), Some(stream)) = (ch.video_kind, ch.streams.get_mut(rendition)) {
+        // Each stream's own codec says where its keyframes are (a bridge's VP8 in an H.264
+        // channel).
+        let stream_kind = ch
+            .streams
+            .get(rendition)
+            .and_then(|s| s.codec.as_ref())
+            .map(|c| VideoCodec::from_mime(&c.mime_type))
+            .or(ch.video_kind);
+        if let (Some(kind), Some(stream)) = (stream_kind, ch.streams.get_mut(rendition)) {
             for (k, packet) in packets {
                 if *k == MediaKind::Video {
                     stream.gop.push(kind, packet);
@@ -817,7 +825,7 @@ impl Hub {
                 }
             }
         }
-        let video_kind = ch.video_kind.unwrap_or(VideoCodec::Other);
+        let video_kind = stream_kind.unwrap_or(VideoCodec::Other);
         let session = ch.live_session().map(|s| s.id);
         let mut delivered = 0u64;
         for key in &ch.viewers {
