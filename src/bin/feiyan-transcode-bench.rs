@@ -1,15 +1,22 @@
 //! Transcode benchmark (not a test): CPU time of the ffmpeg-next stage against the ffmpeg
 //! CLI doing the same job (720p30 H.264 with B-frames + AAC -> 360p libx264 baseline
-//! zerolatency + Opus), and how much 720p30 -> 360p work fits in real time.
+//! zerolatency + Opus), and how much 720p30 -> 360p work fits in real time; then the VP8
+//! codec bridge (H.264 access units -> libvpx realtime at the source's size, as
+//! `ingest::ladder` runs it for VP8-only viewers) at 360p and 720p against the ffmpeg CLI
+//! with the same libvpx settings, in CPU seconds per second of video.
 //!
 //! `cargo run --bin feiyan-transcode-bench -- [SECONDS] [PARALLEL]`
 
 use std::process::Command;
 use std::time::Instant;
 
-use feiyan::config::VideoMode;
+use feiyan::config::{RenditionSpec, VideoMode};
+use feiyan::media::{Codec, MediaKind};
 use feiyan::transcode::demux::Demuxer;
-use feiyan::transcode::{TranscodeOptions, Transcoder};
+use feiyan::transcode::{Encoded, TranscodeOptions, Transcoder, VideoInput};
+
+/// `[ingest] video_kbps` by default: the bridge's VP8 bitrate (and its maximum).
+const BRIDGE_KBPS: u32 = 1500;
 
 fn cpu_secs(who: i32) -> f64 {
     // SAFETY: getrusage only writes the struct we pass.
@@ -102,6 +109,159 @@ fn latency(path: &str, mode: VideoMode) -> anyhow::Result<(f64, f64, bool)> {
     lat.sort_by(|a, b| a.total_cmp(b));
     anyhow::ensure!(!lat.is_empty(), "no pictures matched");
     Ok((lat[lat.len() / 2], lat[lat.len() - 1], passthrough))
+}
+
+/// The codec bridge's encode as `ingest::ladder::run_bridge` sets it up for a VP8-only
+/// viewer of an H.264 channel: the channel's access units (Annex-B, parameter sets in-band,
+/// here read from an MPEG-TS file) are decoded once and encoded by one libvpx rung at the
+/// source's size. Returns the VP8 frames and bytes that came out.
+fn bridge(path: &str) -> anyhow::Result<(usize, usize)> {
+    let mut demuxer = Demuxer::open(path, &[])?;
+    let options = TranscodeOptions {
+        main_video: false,
+        renditions: vec![RenditionSpec {
+            name: "bridge".into(),
+            height: 4320,
+            video_kbps: BRIDGE_KBPS,
+        }],
+        rendition_codec: Codec::Vp8,
+        video_thread: "fy-tc-bridge",
+        ..TranscodeOptions::default()
+    };
+    let input = VideoInput::from_units(Codec::H264)?;
+    let (transcoder, mut out) = Transcoder::start(Some(input), None, &options)?;
+    let drain = std::thread::spawn(move || {
+        let (mut frames, mut bytes) = (0, 0);
+        while let Some(e) = out.blocking_recv() {
+            if let Encoded::Video { access_unit, .. } = e {
+                frames += 1;
+                bytes += access_unit.len();
+            }
+        }
+        (frames, bytes)
+    });
+    while let Some(p) = demuxer.read()? {
+        if p.kind == MediaKind::Video {
+            transcoder.push_blocking(p)?;
+        }
+    }
+    transcoder.finish();
+    drain
+        .join()
+        .map_err(|_| anyhow::anyhow!("drain thread panicked"))
+}
+
+/// Runs of each VP8 measurement, alternated so a change in the machine's speed falls on
+/// both sides.
+const BRIDGE_RUNS: usize = 5;
+
+/// The ffmpeg CLI doing the bridge's job on the same file: decode the H.264, encode VP8
+/// with the same libvpx settings (`cpu_used` 8 as the stage has it; -8 fixes the speed),
+/// discard the output.
+fn bridge_cli(path: &std::path::Path, cpu_used: &str) -> anyhow::Result<()> {
+    let kbps = format!("{BRIDGE_KBPS}k");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(path)
+        .args([
+            "-an",
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            cpu_used,
+        ])
+        .args([
+            "-lag-in-frames",
+            "0",
+            "-error-resilient",
+            "1",
+            "-auto-alt-ref",
+            "0",
+        ])
+        .args([
+            "-threads", "2", "-b:v", &kbps, "-maxrate", &kbps, "-g", "60",
+        ])
+        .args(["-f", "null", "-"])
+        .status()?;
+    anyhow::ensure!(status.success(), "ffmpeg CLI VP8 encode failed");
+    Ok(())
+}
+
+/// CPU seconds per second of video, one per run.
+#[derive(Default)]
+struct BridgeFigures {
+    ours: Vec<f64>,
+    cli: Vec<f64>,
+    cli_fixed: Vec<f64>,
+    /// VP8 frames and kbit/s the bridge put out (last run).
+    frames: usize,
+    kbps: f64,
+}
+
+/// The bridge and the CLI, alternated, on a source of `height` lines: H.264 constrained
+/// baseline 30 fps as a browser or OBS publisher sends it.
+fn bridge_figures(dir: &std::path::Path, secs: u32, height: u32) -> anyhow::Result<BridgeFigures> {
+    let width = height * 16 / 9;
+    let source = dir.join(format!("{height}p-baseline.ts"));
+    let source_kbps = if height >= 720 { "3000k" } else { "1000k" };
+    let made = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!("testsrc2=size={width}x{height}:rate=30"))
+        .arg("-t")
+        .arg(secs.to_string())
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+        ])
+        .args(["-b:v", source_kbps, "-g", "60"])
+        .arg(&source)
+        .status()?;
+    anyhow::ensure!(made.success(), "ffmpeg could not make the {height}p source");
+
+    let video_secs = f64::from(secs);
+    let mut figures = BridgeFigures::default();
+    for _ in 0..BRIDGE_RUNS {
+        let c0 = cpu_secs(libc::RUSAGE_SELF);
+        let (frames, bytes) = bridge(&source.to_string_lossy())?;
+        figures
+            .ours
+            .push((cpu_secs(libc::RUSAGE_SELF) - c0) / video_secs);
+        figures.frames = frames;
+        figures.kbps = bytes as f64 * 8.0 / video_secs / 1000.0;
+        for (cpu_used, into) in [("8", &mut figures.cli), ("-8", &mut figures.cli_fixed)] {
+            let c0 = cpu_secs(libc::RUSAGE_CHILDREN);
+            bridge_cli(&source, cpu_used)?;
+            into.push((cpu_secs(libc::RUSAGE_CHILDREN) - c0) / video_secs);
+        }
+    }
+    Ok(figures)
+}
+
+fn median(runs: &[f64]) -> f64 {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted[sorted.len() / 2]
+}
+
+/// `median (min-max)` of the runs.
+fn spread(runs: &[f64]) -> String {
+    let min = runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = runs.iter().copied().fold(0.0, f64::max);
+    format!("{:.2} ({min:.2}-{max:.2})", median(runs))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -236,5 +396,31 @@ fn main() -> anyhow::Result<()> {
     println!(
         "latency added, 720p high with B-frames (passthrough={pass}): median {med:.1} ms, max {max:.1} ms"
     );
+
+    println!();
+    println!(
+        "VP8 codec bridge: {secs} s of H.264 constrained baseline 30 fps (decode included) -> \
+         libvpx realtime cpu-used 8, {BRIDGE_KBPS} kbps, at the source's size"
+    );
+    println!(
+        "CPU seconds (getrusage) per second of video, median (min-max) of {BRIDGE_RUNS} \
+         alternated runs; the last column is the CLI with the speed fixed at 8 (cpu-used -8)"
+    );
+    println!(
+        "| source | feiyan bridge | ffmpeg CLI | feiyan / CLI (medians) | bridge output | ffmpeg CLI, cpu-used -8 |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for height in [360, 720] {
+        let f = bridge_figures(dir.path(), secs, height)?;
+        println!(
+            "| {height}p30 | {} | {} | {:.2}x | {} frames, {:.0} kbps | {} |",
+            spread(&f.ours),
+            spread(&f.cli),
+            median(&f.ours) / median(&f.cli),
+            f.frames,
+            f.kbps,
+            spread(&f.cli_fixed),
+        );
+    }
     Ok(())
 }
