@@ -3,6 +3,8 @@
 //! Imports nothing from the crate, so sources, the relay, transcode and the catalog can all
 //! use it without importing each other.
 
+pub mod sps;
+
 use bytes::Bytes;
 
 /// Audio or video.

@@ -108,7 +108,9 @@ pub(super) fn arrange(layers: &[Layer]) -> (Vec<String>, Vec<String>) {
 /// an H.264 SPS (single NAL unit or inside a STAP-A), a VP8 key frame's header.
 pub(super) fn picture_size(codec: VideoCodec, payload: &[u8]) -> Option<(u32, u32)> {
     match codec {
-        VideoCodec::H264 => h264_sps(payload).and_then(sps_size),
+        VideoCodec::H264 => h264_sps(payload)
+            .and_then(crate::media::sps::read_sps)
+            .map(|sps| (sps.width, sps.height)),
         VideoCodec::Vp8 => vp8_size(payload),
         VideoCodec::Other => None,
     }
@@ -132,136 +134,6 @@ fn h264_sps(payload: &[u8]) -> Option<&[u8]> {
         }
         _ => None,
     }
-}
-
-/// Reads Exp-Golomb coded fields of an RBSP.
-struct Bits {
-    data: Vec<u8>,
-    pos: usize,
-}
-
-impl Bits {
-    /// From a NAL unit's bytes after its header, emulation prevention removed.
-    fn new(nal_body: &[u8]) -> Bits {
-        let mut data = Vec::with_capacity(nal_body.len());
-        let mut zeros = 0;
-        for &b in nal_body {
-            if zeros >= 2 && b == 3 {
-                zeros = 0;
-                continue;
-            }
-            zeros = if b == 0 { zeros + 1 } else { 0 };
-            data.push(b);
-        }
-        Bits { data, pos: 0 }
-    }
-
-    fn bit(&mut self) -> Option<u32> {
-        let byte = self.data.get(self.pos / 8)?;
-        let bit = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        Some(u32::from(bit))
-    }
-
-    fn bits(&mut self, n: u32) -> Option<u32> {
-        (0..n).try_fold(0, |acc, _| Some((acc << 1) | self.bit()?))
-    }
-
-    fn ue(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while self.bit()? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return None;
-            }
-        }
-        Some((1u32 << zeros) - 1 + self.bits(zeros)?)
-    }
-
-    fn se(&mut self) -> Option<i32> {
-        let v = self.ue()?;
-        Some(if v % 2 == 1 {
-            v.div_ceil(2) as i32
-        } else {
-            -((v / 2) as i32)
-        })
-    }
-}
-
-/// Width and height (after cropping) from an SPS NAL unit (ITU-T H.264 7.3.2.1.1).
-fn sps_size(sps: &[u8]) -> Option<(u32, u32)> {
-    let mut r = Bits::new(sps.get(1..)?);
-    let profile = r.bits(8)?;
-    r.bits(16)?; // constraint flags, level
-    r.ue()?; // seq_parameter_set_id
-    let mut chroma_format = 1;
-    if matches!(
-        profile,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
-        chroma_format = r.ue()?;
-        if chroma_format == 3 {
-            r.bit()?; // separate_colour_plane_flag
-        }
-        r.ue()?; // bit_depth_luma_minus8
-        r.ue()?; // bit_depth_chroma_minus8
-        r.bit()?; // qpprime_y_zero_transform_bypass_flag
-        if r.bit()? == 1 {
-            let lists = if chroma_format == 3 { 12 } else { 8 };
-            for i in 0..lists {
-                if r.bit()? == 1 {
-                    let size = if i < 6 { 16 } else { 64 };
-                    let (mut last, mut next) = (8i32, 8i32);
-                    for _ in 0..size {
-                        if next != 0 {
-                            next = (last + r.se()? + 256) % 256;
-                        }
-                        if next != 0 {
-                            last = next;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    r.ue()?; // log2_max_frame_num_minus4
-    match r.ue()? {
-        0 => {
-            r.ue()?; // log2_max_pic_order_cnt_lsb_minus4
-        }
-        1 => {
-            r.bit()?;
-            r.se()?;
-            r.se()?;
-            for _ in 0..r.ue()? {
-                r.se()?;
-            }
-        }
-        _ => {}
-    }
-    r.ue()?; // max_num_ref_frames
-    r.bit()?; // gaps_in_frame_num_value_allowed_flag
-    let width_mbs = r.ue()? + 1;
-    let height_units = r.ue()? + 1;
-    let frame_mbs_only = r.bit()?;
-    if frame_mbs_only == 0 {
-        r.bit()?; // mb_adaptive_frame_field_flag
-    }
-    r.bit()?; // direct_8x8_inference_flag
-    let (mut crop_x, mut crop_y) = (0, 0);
-    if r.bit()? == 1 {
-        let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
-        let (unit_x, unit_y) = match chroma_format {
-            0 | 3 => (1, 2 - frame_mbs_only),
-            2 => (2, 2 - frame_mbs_only),
-            _ => (2, 2 * (2 - frame_mbs_only)),
-        };
-        crop_x = unit_x * (left + right);
-        crop_y = unit_y * (top + bottom);
-    }
-    let width = (width_mbs * 16).checked_sub(crop_x)?;
-    let height = ((2 - frame_mbs_only) * height_units * 16).checked_sub(crop_y)?;
-    Some((width, height))
 }
 
 /// Width and height from the first packet of a VP8 key frame (RFC 7741 descriptor, then
