@@ -15,25 +15,11 @@ use std::time::{Duration, Instant};
 use common::cdp::Browser;
 use common::decode::decode_received;
 use common::pages::publish_canvas;
-use feiyan::audience::now_ms;
 use feiyan::client::{ViewerOptions, WhepViewer};
 use serde_json::{Value, json};
 
-/// Names of this process's threads (`/proc/self/task/*/comm`).
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                .map(|name| name.trim().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn no_transcode_threads() {
-    let names = thread_names();
+    let names = common::thread_names();
     assert!(
         !names.iter().any(|n| n.starts_with("fy-tc-")),
         "simulcast needs no transcode, yet these threads run: {names:?}"
@@ -186,15 +172,9 @@ async fn a_simulcast_publisher_offers_its_layers_as_renditions_without_transcode
         }
     }
 
-    let summary = t
-        .server
-        .catalog
-        .session_summary(session, now_ms())
-        .await
-        .unwrap()
-        .unwrap();
+    let peak = common::session_peak(&t.server, session).await;
     assert_eq!(
-        summary.peak_viewers,
+        peak,
         viewers.len() as i64,
         "every quality's viewer counts in one session"
     );

@@ -16,21 +16,15 @@ use common::decode::{decode_received, decode_vp8};
 use common::pages::publish_canvas;
 use common::rtmp::{make_media, push_rtmp};
 use common::{start_server, wait_live, wait_until};
-use feiyan::audience::now_ms;
 use feiyan::client::{TrackKind, VideoCodecs, ViewerOptions, WhepViewer};
 use feiyan::config::H264FromVp8;
 
 /// Threads of this process named `fy-tc-bridge` (the bridge and its codecs' workers).
 fn bridge_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                .filter(|name| name.trim() == "fy-tc-bridge")
-                .count()
-        })
-        .unwrap_or(0)
+    common::thread_names()
+        .iter()
+        .filter(|name| name.as_str() == "fy-tc-bridge")
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,14 +83,8 @@ async fn a_vp8_only_viewer_of_an_h264_channel_gets_a_vp8_bridge_that_stops_when_
         decoded.frames
     );
     assert!(stats.audio.counters.packets > 100, "and Opus audio");
-    let summary = t
-        .server
-        .catalog
-        .session_summary(session, now_ms())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(summary.peak_viewers, 1, "counted in the session");
+    let peak = common::session_peak(&t.server, session).await;
+    assert_eq!(peak, 1, "counted in the session");
 
     // A second VP8 viewer joins the running bridge: it starts from the bridge's cached
     // keyframe group, with no new encode.
@@ -203,14 +191,8 @@ async fn an_h264_only_viewer_of_a_vp8_whip_publisher_decodes_h264_made_from_it()
         decoded.frames
     );
     assert_eq!(decoded.b_frames, 0);
-    let summary = t
-        .server
-        .catalog
-        .session_summary(session, now_ms())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(summary.peak_viewers, 1, "counted in the session");
+    let peak = common::session_peak(&t.server, session).await;
+    assert_eq!(peak, 1, "counted in the session");
     viewer.close().await.ok();
     drop(browser);
     t.server.shutdown().await;

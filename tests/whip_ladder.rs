@@ -9,25 +9,11 @@ mod common;
 use std::time::Duration;
 
 use common::decode::decode_received;
-use feiyan::audience::now_ms;
 use feiyan::client::{
     PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher,
     make_test_media_sized,
 };
 use feiyan::config::RenditionSpec;
-
-/// Names of this process's threads (`/proc/self/task/*/comm`).
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                .map(|name| name.trim().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whip_channel_with_a_ladder_offers_renditions_encoded_by_the_server() {
@@ -76,9 +62,11 @@ async fn a_whip_channel_with_a_ladder_offers_renditions_encoded_by_the_server() 
     .await;
     assert!(offered, "the channel offers source and 360p");
     assert!(
-        thread_names().iter().any(|n| n.starts_with("fy-tc-ladder")),
+        common::thread_names()
+            .iter()
+            .any(|n| n.starts_with("fy-tc-ladder")),
         "the ladder is encoded on a transcode thread: {:?}",
-        thread_names()
+        common::thread_names()
     );
 
     let whep = format!("{}/whep/{channel}", t.base);
@@ -113,17 +101,8 @@ async fn a_whip_channel_with_a_ladder_offers_renditions_encoded_by_the_server() 
         );
         assert_eq!(decoded.b_frames, 0, "{name}: no B-frames");
     }
-    let summary = t
-        .server
-        .catalog
-        .session_summary(session, now_ms())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        summary.peak_viewers, 2,
-        "both renditions count in one session"
-    );
+    let peak = common::session_peak(&t.server, session).await;
+    assert_eq!(peak, 2, "both renditions count in one session");
 
     // The publisher leaves: the session ends, and with it the ladder's encoder.
     for viewer in [source, low] {
@@ -131,9 +110,15 @@ async fn a_whip_channel_with_a_ladder_offers_renditions_encoded_by_the_server() 
     }
     publisher.stop().await.ok();
     let stopped = common::wait_until(Duration::from_secs(10), || async {
-        !thread_names().iter().any(|n| n.starts_with("fy-tc-"))
+        !common::thread_names()
+            .iter()
+            .any(|n| n.starts_with("fy-tc-"))
     })
     .await;
-    assert!(stopped, "transcode threads left: {:?}", thread_names());
+    assert!(
+        stopped,
+        "transcode threads left: {:?}",
+        common::thread_names()
+    );
     t.server.shutdown().await;
 }

@@ -114,3 +114,28 @@ pub async fn test_media(dir: &Path) -> SyntheticMedia {
     .await
     .unwrap()
 }
+
+/// Names of this process's threads (`/proc/self/task/*/comm`): what transcode threads
+/// (`fy-tc-*`) run, and the codec workers that inherit their names.
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|name| name.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The most viewers `session` had at once, by the catalog's count so far.
+pub async fn session_peak(server: &RunningServer, session: SessionId) -> i64 {
+    server
+        .catalog
+        .session_summary(session, feiyan::audience::now_ms())
+        .await
+        .expect("session summary reads")
+        .expect("the session exists")
+        .peak_viewers
+}
