@@ -19,6 +19,27 @@ use common::{start_server, wait_live, wait_until};
 use feiyan::client::{TrackKind, VideoCodecs, ViewerOptions, WhepViewer};
 use feiyan::config::H264FromVp8;
 
+/// Connects a webrtc-rs viewer that takes only `codecs` (recording what it receives) and
+/// waits for its first video packet; prints how long that took, as `who`.
+async fn watch(whep: &str, codecs: VideoCodecs, who: &str) -> WhepViewer {
+    let started = std::time::Instant::now();
+    let options = ViewerOptions {
+        video_codecs: codecs,
+        record_payloads: true,
+        ..Default::default()
+    };
+    let viewer = WhepViewer::connect(whep, None, options)
+        .await
+        .unwrap_or_else(|e| panic!("{who} is answered (201): {e}"));
+    let arrived = wait_until(Duration::from_secs(10), || async {
+        viewer.stats().video.counters.packets > 0
+    })
+    .await;
+    assert!(arrived, "video reaches the {who}");
+    println!("{who}: POST to first video packet {:?}", started.elapsed());
+    viewer
+}
+
 /// Threads of this process named `fy-tc-bridge` (the bridge and its codecs' workers).
 fn bridge_threads() -> usize {
     common::thread_names()
@@ -40,29 +61,7 @@ async fn a_vp8_only_viewer_of_an_h264_channel_gets_a_vp8_bridge_that_stops_when_
     assert_eq!(bridge_threads(), 0, "no bridge before anyone needs it");
 
     let whep = format!("{}/whep/{channel}", t.base);
-    let started = std::time::Instant::now();
-    let viewer = WhepViewer::connect(
-        &whep,
-        None,
-        ViewerOptions {
-            video_codecs: VideoCodecs::Vp8Only,
-            record_payloads: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("a VP8-only viewer is answered (201)");
-    assert!(
-        wait_until(Duration::from_secs(10), || async {
-            viewer.stats().video.counters.packets > 0
-        })
-        .await,
-        "VP8 arrives"
-    );
-    println!(
-        "VP8 viewer: POST to first video packet {:?}",
-        started.elapsed()
-    );
+    let viewer = watch(&whep, VideoCodecs::Vp8Only, "VP8 viewer").await;
     // The codec's own worker threads inherit the name.
     assert!(bridge_threads() >= 1, "a bridge encodes while it watches");
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -148,29 +147,7 @@ async fn an_h264_only_viewer_of_a_vp8_whip_publisher_decodes_h264_made_from_it()
 
     let dir = tempfile::tempdir().unwrap();
     let whep = format!("{}/whep/{channel}", t.base);
-    let started = std::time::Instant::now();
-    let viewer = WhepViewer::connect(
-        &whep,
-        None,
-        ViewerOptions {
-            video_codecs: VideoCodecs::H264Only,
-            record_payloads: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("an H.264-only viewer is answered (201)");
-    assert!(
-        wait_until(Duration::from_secs(10), || async {
-            viewer.stats().video.counters.packets > 0
-        })
-        .await,
-        "H.264 arrives"
-    );
-    println!(
-        "H.264 viewer of VP8: POST to first video packet {:?}",
-        started.elapsed()
-    );
+    let viewer = watch(&whep, VideoCodecs::H264Only, "H.264 viewer of VP8").await;
     assert!(bridge_threads() >= 1, "a bridge encodes while it watches");
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(
