@@ -28,7 +28,7 @@ use super::{IngestContext, IngestError, forward, transcode_options};
 use crate::config::{H264FromVp8, RenditionSpec};
 use crate::ids::{ChannelName, SessionId};
 use crate::media::{Codec, MediaKind, Track};
-use crate::relay::{BridgeRequest, ChannelMedia, LiveNotice, Subscription};
+use crate::relay::{BridgeRequest, ChannelMedia, LiveNotice, SourceHandle, Subscription};
 use crate::transcode::{SourcePacket, TranscodeOptions, Transcoder, VideoInput};
 
 /// How long a codec bridge runs with nobody watching it.
@@ -141,7 +141,7 @@ async fn run(
         shift,
         Codec::H264,
     ));
-    pump(channel, session, &mut sub, &transcoder, &mut stop, || false).await;
+    pump(&ctx.relay, channel, session, &mut sub, &transcoder, &mut stop, || false).await;
     // Closing the input flushes the encoders; the forwarder then ends and the renditions
     // are withdrawn.
     transcoder.finish();
@@ -150,8 +150,11 @@ async fn run(
 }
 
 /// Feeds the session's source video from `sub` into `transcoder` until the session ends,
-/// ingest stops or `done()` says so (checked about once a second).
+/// ingest stops or `done()` says so (checked about once a second). Until the decoder has
+/// a keyframe (at the start, and after units were lost) it asks the source for one each
+/// second: a browser answers a keyframe request it got just before at most once.
 async fn pump(
+    relay: &SourceHandle,
     channel: &ChannelName,
     session: SessionId,
     sub: &mut Subscription,
@@ -161,6 +164,7 @@ async fn pump(
 ) {
     let source = Track::Video { rendition: 0 };
     let mut check = tokio::time::interval(Duration::from_secs(1));
+    let mut has_keyframe = false;
     loop {
         let media = tokio::select! {
             media = sub.media.recv() => media,
@@ -168,12 +172,16 @@ async fn pump(
                 if done() {
                     return;
                 }
+                if !has_keyframe {
+                    relay.request_keyframe(channel.clone()).await;
+                }
                 continue;
             }
             _ = stop.changed() => return,
         };
         match media {
             Ok(ChannelMedia::Unit(unit)) if unit.track == source => {
+                has_keyframe |= unit.keyframe;
                 let us = |t: i64| t * 1_000_000 / i64::from(unit.timescale.max(1));
                 let packet = SourcePacket {
                     kind: MediaKind::Video,
@@ -192,6 +200,7 @@ async fn pump(
             // The decoder picks up again at the next keyframe.
             Err(RecvError::Lagged(missed)) => {
                 warn!(%channel, missed, "transcoding fell behind the source");
+                has_keyframe = false;
             }
             Err(RecvError::Closed) => return,
         }
@@ -272,7 +281,7 @@ async fn run_bridge(
             .elapsed()
             >= BRIDGE_IDLE
     };
-    pump(&channel, session, &mut sub, &transcoder, &mut stop, idle).await;
+    pump(&relay, &channel, session, &mut sub, &transcoder, &mut stop, idle).await;
     transcoder.finish();
     let _ = forwarding.await;
     Ok(())

@@ -252,6 +252,8 @@ pub(crate) enum EngineCommand {
         codec: RTCRtpCodec,
         reply: oneshot::Sender<Result<(), RelayError>>,
     },
+    /// A feeder's decoder needs the source's next keyframe.
+    KeyframeWanted { channel: ChannelName },
 }
 
 /// What `/api/live` and the pages show about a channel, kept current by the engine.
@@ -617,6 +619,12 @@ impl SourceHandle {
     /// A channel's status now (its viewers per stream among it).
     pub fn status(&self, channel: &ChannelName) -> Option<ChannelStatus> {
         self.board.get(channel)
+    }
+
+    /// Asks the channel's source for a keyframe (rate-limited as viewers' requests are):
+    /// a feeder's decoder that has none yet, or lost some of the source, starts there.
+    pub async fn request_keyframe(&self, channel: ChannelName) {
+        let _ = self.tx.send(EngineCommand::KeyframeWanted { channel }).await;
     }
 
     /// Asks for the channel's video in `codec` even before a viewer needs it (a VP8

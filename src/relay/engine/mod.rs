@@ -415,6 +415,9 @@ impl Engine {
             } => {
                 let _ = reply.send(self.accept_feeder(channel, session, names));
             }
+            EngineCommand::KeyframeWanted { channel } => {
+                self.hub.request_keyframe(&channel, Instant::now());
+            }
             EngineCommand::WantBridge {
                 channel,
                 codec,
