@@ -141,7 +141,16 @@ async fn run(
         shift,
         Codec::H264,
     ));
-    pump(&ctx.relay, channel, session, &mut sub, &transcoder, &mut stop, || false).await;
+    pump(
+        &ctx.relay,
+        channel,
+        session,
+        &mut sub,
+        &transcoder,
+        &mut stop,
+        || false,
+    )
+    .await;
     // Closing the input flushes the encoders; the forwarder then ends and the renditions
     // are withdrawn.
     transcoder.finish();
@@ -281,7 +290,16 @@ async fn run_bridge(
             .elapsed()
             >= BRIDGE_IDLE
     };
-    pump(&relay, &channel, session, &mut sub, &transcoder, &mut stop, idle).await;
+    pump(
+        &relay,
+        &channel,
+        session,
+        &mut sub,
+        &transcoder,
+        &mut stop,
+        idle,
+    )
+    .await;
     transcoder.finish();
     let _ = forwarding.await;
     Ok(())

@@ -253,7 +253,9 @@ pub(crate) enum EngineCommand {
         reply: oneshot::Sender<Result<(), RelayError>>,
     },
     /// A feeder's decoder needs the source's next keyframe.
-    KeyframeWanted { channel: ChannelName },
+    KeyframeWanted {
+        channel: ChannelName,
+    },
 }
 
 /// What `/api/live` and the pages show about a channel, kept current by the engine.
@@ -624,7 +626,10 @@ impl SourceHandle {
     /// Asks the channel's source for a keyframe (rate-limited as viewers' requests are):
     /// a feeder's decoder that has none yet, or lost some of the source, starts there.
     pub async fn request_keyframe(&self, channel: ChannelName) {
-        let _ = self.tx.send(EngineCommand::KeyframeWanted { channel }).await;
+        let _ = self
+            .tx
+            .send(EngineCommand::KeyframeWanted { channel })
+            .await;
     }
 
     /// Asks for the channel's video in `codec` even before a viewer needs it (a VP8
