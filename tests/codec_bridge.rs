@@ -26,6 +26,7 @@ async fn watch(whep: &str, codecs: VideoCodecs, who: &str) -> WhepViewer {
     let options = ViewerOptions {
         video_codecs: codecs,
         record_payloads: true,
+        record_frame_log: true,
         ..Default::default()
     };
     let viewer = WhepViewer::connect(whep, None, options)
@@ -64,7 +65,12 @@ async fn a_vp8_only_viewer_of_an_h264_channel_gets_a_vp8_bridge_that_stops_when_
     let viewer = watch(&whep, VideoCodecs::Vp8Only, "VP8 viewer").await;
     // The codec's own worker threads inherit the name.
     assert!(bridge_threads() >= 1, "a bridge encodes while it watches");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // About 4 s of pictures (the machine may be busy: wait for them, not a time).
+    let received = wait_until(Duration::from_secs(20), || async {
+        viewer.video_frame_log().len() >= 100
+    })
+    .await;
+    assert!(received, "the VP8 viewer receives pictures");
     let stats = viewer.stats();
     assert!(
         stats.first_video_frame_is_keyframe,
@@ -149,7 +155,11 @@ async fn an_h264_only_viewer_of_a_vp8_whip_publisher_decodes_h264_made_from_it()
     let whep = format!("{}/whep/{channel}", t.base);
     let viewer = watch(&whep, VideoCodecs::H264Only, "H.264 viewer of VP8").await;
     assert!(bridge_threads() >= 1, "a bridge encodes while it watches");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let received = wait_until(Duration::from_secs(20), || async {
+        viewer.video_frame_log().len() >= 60
+    })
+    .await;
+    assert!(received, "the H.264 viewer receives pictures");
     assert!(
         viewer.stats().first_video_frame_is_keyframe,
         "the H.264 viewer started on a keyframe"

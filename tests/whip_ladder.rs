@@ -72,6 +72,7 @@ async fn a_whip_channel_with_a_ladder_offers_renditions_encoded_by_the_server() 
     let whep = format!("{}/whep/{channel}", t.base);
     let options = || ViewerOptions {
         record_payloads: true,
+        record_frame_log: true,
         ..Default::default()
     };
     let low_url = format!("{whep}?quality=360p");
@@ -80,7 +81,12 @@ async fn a_whip_channel_with_a_ladder_offers_renditions_encoded_by_the_server() 
         WhepViewer::connect(&low_url, None, options()),
     );
     let (source, low) = (source.expect("source viewer"), low.expect("360p viewer"));
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // About 4 s of pictures each (the machine may be busy: wait for them, not a time).
+    let received = common::wait_until(Duration::from_secs(20), || async {
+        source.video_frame_log().len() >= 100 && low.video_frame_log().len() >= 100
+    })
+    .await;
+    assert!(received, "both viewers receive pictures");
 
     for (viewer, name, size) in [(&source, "source", (1280, 720)), (&low, "360p", (640, 360))] {
         let stats = viewer.stats();
