@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::decode::decode_received;
+use common::decode::assert_quality;
 use feiyan::client::{
     PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher,
     make_test_media_sized,
@@ -89,22 +89,7 @@ async fn a_whip_channel_with_a_ladder_offers_renditions_encoded_by_the_server() 
     assert!(received, "both viewers receive pictures");
 
     for (viewer, name, size) in [(&source, "source", (1280, 720)), (&low, "360p", (640, 360))] {
-        let stats = viewer.stats();
-        assert!(
-            stats.first_video_frame_is_keyframe,
-            "the {name} viewer started on a keyframe"
-        );
-        let decoded = decode_received(viewer, dir.path(), name).await;
-        assert_eq!(
-            (decoded.width, decoded.height),
-            size,
-            "the {name} viewer gets its picture size"
-        );
-        assert!(
-            decoded.frames >= 60,
-            "{name}: decoded {} frames in 4 s",
-            decoded.frames
-        );
+        let decoded = assert_quality(viewer, dir.path(), name, size, 60).await;
         assert_eq!(decoded.b_frames, 0, "{name}: no B-frames");
     }
     let peak = common::session_peak(&t.server, session).await;

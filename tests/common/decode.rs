@@ -125,3 +125,31 @@ pub fn decode_vp8(payloads: &[Bytes]) -> Decoded {
         height: size.1,
     }
 }
+
+/// Checks what one viewer of a quality got: it started on a keyframe, and its video
+/// decodes at `size` with at least `min_frames` pictures. Returns the decode for further
+/// checks.
+pub async fn assert_quality(
+    viewer: &WhepViewer,
+    dir: &Path,
+    name: &str,
+    size: (u32, u32),
+    min_frames: usize,
+) -> Decoded {
+    assert!(
+        viewer.stats().first_video_frame_is_keyframe,
+        "the {name} viewer started on a keyframe"
+    );
+    let decoded = decode_received(viewer, dir, name).await;
+    assert_eq!(
+        (decoded.width, decoded.height),
+        size,
+        "the {name} viewer gets its picture size"
+    );
+    assert!(
+        decoded.frames >= min_frames,
+        "{name}: decoded {} frames",
+        decoded.frames
+    );
+    decoded
+}
