@@ -1,0 +1,1 @@
+//! MPEG-TS segments for the plain HLS variant (HLS version 3).
