@@ -85,18 +85,46 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         vp8_rendition: config.ingest.vp8_rendition,
         h264_from_vp8: config.ingest.h264_from_vp8,
     };
-    let (relay, engine_task) = relay::start(&config.webrtc, &config.relay, bridges, audience)
+    let hls_audience = audience.sibling();
+    let mut relay_config = config.relay.clone();
+    relay_config.reconnect_grace = Duration::from_secs(config.hls.reconnect_grace_secs);
+    let (relay, engine_task) = relay::start(&config.webrtc, &relay_config, bridges, audience)
         .await
         .with_context(|| format!("binding media UDP socket {}", config.webrtc.udp_bind))?;
     let engine_task = supervise("the relay engine", engine_task, failed);
     let ingest = crate::ingest::start(&config.ingest, catalog.clone(), relay.sources())
         .await
         .with_context(|| format!("starting ingest (RTMP {:?})", config.ingest.rtmp_listen))?;
+    let devices = Arc::new(
+        crate::device::DeviceIds::load_or_create(&config.catalog.state_dir()).with_context(
+            || {
+                format!(
+                    "reading or creating the device-id secret in {}",
+                    config.catalog.state_dir().display()
+                )
+            },
+        )?,
+    );
+    let salt: [u8; 16] = rand::random();
+    let hls = crate::hls::Hls::start(
+        relay.sources(),
+        crate::hls::HlsSettings {
+            targets: crate::hls::segmenter::Targets {
+                segment: config.hls.segment_secs,
+                part: config.hls.part_secs,
+            },
+            grace: Duration::from_secs(config.hls.reconnect_grace_secs),
+            salt,
+        },
+        hls_audience,
+        devices.clone(),
+    );
     let state = Arc::new(AppState {
         catalog: catalog.clone(),
         relay: relay.clone(),
         max_sdp_bytes: config.http.max_sdp_bytes,
-        salt: rand::random(),
+        salt,
+        hls,
         pull: ingest.pull.clone(),
         login_throttle: Default::default(),
         ice_lite: config.webrtc.ice_lite,

@@ -64,14 +64,14 @@ pub fn terminal_name(text: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-/// The relay's end of the queue. Not `Clone`, one per relay. Sending never waits and never
+/// The relay's end of the queue (and, through [`AudienceSink::sibling`], live HLS's). Sending never waits and never
 /// fails while the writer runs: the channel is unbounded, and the writer's spool thread
 /// drains it at once into memory (up to `[catalog] audience_queue_depth` events) or, past
 /// that, into the spill file, so no file I/O happens on the relay's thread.
 pub struct AudienceSink {
     tx: mpsc::Sender<AudienceEvent>,
-    /// Hands out viewer row ids.
-    ids: ViewerIds,
+    /// Hands out viewer row ids, shared with the sink's siblings so no two rows get one id.
+    ids: std::sync::Arc<std::sync::Mutex<ViewerIds>>,
 }
 
 /// The attendance queue's figures for `/metrics`, shared by the catalog writer's parts.
@@ -174,8 +174,22 @@ impl AudienceSink {
     pub fn new(tx: mpsc::Sender<AudienceEvent>) -> AudienceSink {
         AudienceSink {
             tx,
-            ids: ViewerIds::new(rand::random()),
+            ids: std::sync::Arc::new(std::sync::Mutex::new(ViewerIds::new(rand::random()))),
         }
+    }
+
+    /// Another end of the same queue, handing out ids from the same sequence (for viewers
+    /// the relay does not see: HLS players).
+    pub fn sibling(&self) -> AudienceSink {
+        AudienceSink {
+            tx: self.tx.clone(),
+            ids: self.ids.clone(),
+        }
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, ViewerIds> {
+        // A panic while holding it cannot leave the ids inconsistent: take them anyway.
+        self.ids.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues an event without waiting.
@@ -188,14 +202,15 @@ impl AudienceSink {
 
     /// A new viewer row id; see [`ViewerIds`].
     pub fn viewer_id(&mut self) -> ViewerId {
-        self.ids.next_at(now_ms())
+        self.ids().next_at(now_ms())
     }
 
     /// Sets the node number the ids carry (from the catalog's `register_node`).
     pub fn set_node(&mut self, node: u64) {
-        self.ids = ViewerIds {
+        let mut ids = self.ids();
+        *ids = ViewerIds {
             node: node & 0x3ff,
-            last: self.ids.last,
+            last: ids.last,
         };
     }
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Servers sharing one PostgreSQL catalog: liveness.
     pub cluster: ClusterConfig,
+    /// Live HLS.
+    pub hls: HlsConfig,
 }
 
 /// HTTP listener settings.
@@ -125,6 +127,31 @@ pub struct ClusterConfig {
     pub gone_after_secs: u64,
 }
 
+/// Live HLS (`[hls]`): every live channel as fMP4/CMAF with low-latency parts and as
+/// MPEG-TS, under `/hls/{channel}/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    /// Seconds a channel whose publisher dropped stays on air waiting for it: a publisher
+    /// that returns within them continues the same session (one lecture, one session).
+    pub reconnect_grace_secs: u64,
+    /// Target segment length in seconds (segments start on keyframes, so they are at
+    /// least this long when the publisher's keyframes are further apart).
+    pub segment_secs: f64,
+    /// Target length of a low-latency part in seconds (0.2 to 1).
+    pub part_secs: f64,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            reconnect_grace_secs: 30,
+            segment_secs: 2.0,
+            part_secs: 0.5,
+        }
+    }
+}
+
 /// Relay limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -136,6 +163,11 @@ pub struct RelayConfig {
     pub pli_min_interval_ms: u64,
     /// Most viewers one channel accepts; further WHEP requests get 503.
     pub max_viewers_per_channel: usize,
+    /// How long a session whose publisher dropped waits for it before it ends: not a key
+    /// of `[relay]` but `[hls] reconnect_grace_secs`, copied here by the app (zero: the
+    /// session ends when the publisher leaves).
+    #[serde(skip)]
+    pub reconnect_grace: std::time::Duration,
 }
 
 /// Ingest settings (`[ingest]`): RTMP, pull sources and film playout, all of which go
@@ -305,6 +337,7 @@ impl Default for RelayConfig {
             gop_cache_max_packets: 4096,
             pli_min_interval_ms: 500,
             max_viewers_per_channel: 5000,
+            reconnect_grace: std::time::Duration::ZERO,
         }
     }
 }
@@ -465,6 +498,14 @@ impl Config {
         if self.catalog.audience_queue_depth < 16 {
             return Err(ConfigError::Invalid(
                 "catalog.audience_queue_depth must be at least 16".into(),
+            ));
+        }
+        if !(1.0..=10.0).contains(&self.hls.segment_secs)
+            || !(0.2..=1.0).contains(&self.hls.part_secs)
+            || self.hls.part_secs > self.hls.segment_secs / 2.0
+        {
+            return Err(ConfigError::Invalid(
+                "hls.segment_secs must be 1 to 10 and hls.part_secs 0.2 to 1 and at most half a segment".into(),
             ));
         }
         if self.cluster.heartbeat_secs == 0

@@ -9,6 +9,7 @@
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
 //! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API |
 //! | `GET /`, `/watch/{c}`, `/publish/{c}` | pages; their scripts and styles under `/assets/` |
+//! | `GET /hls/{c}/index.m3u8`, `/hls/{c}/ts.m3u8` | live HLS (see [`crate::hls::routes`]) |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 //!
 //! Security headers (CSP, nosniff, ...) go on every answer and CORS only on WHIP/WHEP and
@@ -50,6 +51,8 @@ pub struct AppState {
     pub max_sdp_bytes: u64,
     /// Per-process salt for hashing client addresses (never stored in clear).
     pub salt: [u8; 16],
+    /// Live HLS (`/hls/...`).
+    pub hls: Arc<crate::hls::Hls>,
     /// Pull source statuses (`GET /api/sources`).
     pub pull: Arc<crate::ingest::pull::PullBoard>,
     /// Slows down password guessing on `POST /api/login`.
@@ -213,6 +216,11 @@ pub fn routes_with_policy(
         .or(publish)
         .unify()
         .or(ingest::routes(state.clone()))
+        .unify()
+        .or(crate::hls::routes::routes(
+            state.hls.clone(),
+            serve::client_addr(),
+        ))
         .unify()
         .recover(recover)
         .unify();
@@ -378,17 +386,23 @@ async fn whip_post_inner(
         )));
     }
     let started = now_ms();
-    let session = state
-        .catalog
-        .open_session(
-            &channel,
-            owner.station_id,
-            kind,
-            &title,
-            SessionSource::Whip,
-            started,
-        )
-        .await?;
+    // A publisher back within the reconnect grace continues its session.
+    let session = match state.relay.resume(channel.clone()).await? {
+        Some(session) => session,
+        None => {
+            state
+                .catalog
+                .open_session(
+                    &channel,
+                    owner.station_id,
+                    kind,
+                    &title,
+                    SessionSource::Whip,
+                    started,
+                )
+                .await?
+        }
+    };
     match state
         .relay
         .publish(channel.clone(), offer, session, title, started)

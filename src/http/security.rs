@@ -44,7 +44,8 @@ pub enum RouteClass {
     /// browser clients on other origins).
     Media,
     /// Unauthenticated reads residents' pages on other origins may show: `/api/live`,
-    /// `/api/channels/{c}`, `/api/screenings/{id}`, `/healthz` (GET, HEAD, OPTIONS).
+    /// `/api/channels/{c}`, `/api/screenings/{id}`, `/healthz`, live HLS under `/hls/`
+    /// (players on other origins) (GET, HEAD, OPTIONS).
     PublicRead,
     /// Everything else: pages (same origin), administrators, statistics, CSV, metrics,
     /// pull sources, session figures.
@@ -60,9 +61,11 @@ impl RouteClass {
             _ if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) => {
                 RouteClass::SameOrigin
             }
-            ["api", "live"] | ["api", "channels", _] | ["api", "screenings", _] | ["healthz"] => {
-                RouteClass::PublicRead
-            }
+            ["api", "live"]
+            | ["api", "channels", _]
+            | ["api", "screenings", _]
+            | ["healthz"]
+            | ["hls", ..] => RouteClass::PublicRead,
             _ => RouteClass::SameOrigin,
         }
     }

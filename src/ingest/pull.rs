@@ -226,17 +226,22 @@ async fn attempt(
         let owner = ctx.catalog.channel_owner(&channel).await?;
         let started = now_ms();
         let title = String::new();
-        let session = ctx
-            .catalog
-            .open_session(
-                &channel,
-                owner.station_id,
-                SessionKind::Lecture,
-                &title,
-                SessionSource::Pull,
-                started,
-            )
-            .await?;
+        // A camera back within the reconnect grace continues its session.
+        let session = match ctx.relay.resume(channel.clone()).await? {
+            Some(session) => session,
+            None => {
+                ctx.catalog
+                    .open_session(
+                        &channel,
+                        owner.station_id,
+                        SessionKind::Lecture,
+                        &title,
+                        SessionSource::Pull,
+                        started,
+                    )
+                    .await?
+            }
+        };
         let tracks = local_tracks(transcoder.tracks());
         match ctx
             .relay

@@ -418,18 +418,23 @@ impl Conn {
         let (transcoder, encoded) = Transcoder::start(video, audio, &options)?;
         let started = now_ms();
         let title = auth.stream.title.clone();
-        let session = self
-            .ctx
-            .catalog
-            .open_session(
-                &channel,
-                auth.owner.station_id,
-                SessionKind::Lecture,
-                &title,
-                SessionSource::Rtmp,
-                started,
-            )
-            .await?;
+        // A publisher back within the reconnect grace continues its session.
+        let session = match self.ctx.relay.resume(channel.clone()).await? {
+            Some(session) => session,
+            None => {
+                self.ctx
+                    .catalog
+                    .open_session(
+                        &channel,
+                        auth.owner.station_id,
+                        SessionKind::Lecture,
+                        &title,
+                        SessionSource::Rtmp,
+                        started,
+                    )
+                    .await?
+            }
+        };
         let tracks = local_tracks(transcoder.tracks());
         let publisher = match self
             .ctx

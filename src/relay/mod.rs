@@ -256,6 +256,12 @@ pub(crate) enum EngineCommand {
     KeyframeWanted {
         channel: ChannelName,
     },
+    /// A publisher is about to start on `channel`: the session its predecessor left within
+    /// the reconnect grace, if any, which it continues.
+    Resume {
+        channel: ChannelName,
+        reply: oneshot::Sender<Result<Option<SessionId>, RelayError>>,
+    },
 }
 
 /// What `/api/live` and the pages show about a channel, kept current by the engine.
@@ -579,6 +585,14 @@ impl RelayHandle {
             .await
     }
 
+    /// The session a publisher that dropped from `channel` within the reconnect grace
+    /// left waiting: a publisher starting there continues it (no new catalog session),
+    /// and it no longer ends when the grace runs out.
+    pub async fn resume(&self, channel: ChannelName) -> Result<Option<SessionId>, RelayError> {
+        self.ask(|reply| EngineCommand::Resume { channel, reply })
+            .await
+    }
+
     /// Makes the engine panic, for `FEIYAN_FAULT=engine-panic` (checking that the process
     /// exits and its service manager restarts it).
     pub async fn inject_panic(&self) {
@@ -662,6 +676,11 @@ impl SourceHandle {
             reply,
         })
         .await
+    }
+
+    /// See [`RelayHandle::resume`].
+    pub async fn resume(&self, channel: ChannelName) -> Result<Option<SessionId>, RelayError> {
+        ask(&self.tx, |reply| EngineCommand::Resume { channel, reply }).await
     }
 
     /// A channel's access units (see [`RelayHandle::subscribe`]).

@@ -44,6 +44,9 @@ pub async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     config.webrtc.advertised_ips = vec!["127.0.0.1".parse().unwrap()];
     config.ingest.rtmp_listen = Some("127.0.0.1:0".parse().unwrap());
     config.catalog.database_url = format!("sqlite://{}/feiyan.db", dir.path().display());
+    // Sessions end when their publisher leaves, as most tests expect; the HLS tests that
+    // exercise the reconnect grace set one.
+    config.hls.reconnect_grace_secs = 0;
     adjust(&mut config);
     config.validate().expect("test config is valid");
     let server = start(config).await.expect("server starts");

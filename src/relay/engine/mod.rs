@@ -127,6 +127,18 @@ pub struct Engine {
     pending_media: Vec<(PeerKey, usize, MediaRun)>,
     /// Access-unit subscriptions (HLS, recording, ...), fed what the hub forwards.
     taps: Taps,
+    /// Sessions whose publisher dropped, waiting `reconnect_grace` for it to return.
+    ending: HashMap<ChannelName, Ending>,
+    reconnect_grace: Duration,
+}
+
+/// A session in its reconnect grace.
+struct Ending {
+    session: SessionId,
+    /// When its publisher dropped (unix ms): its end, unless one returns.
+    at_ms: i64,
+    /// When the grace runs out.
+    due: Instant,
 }
 
 impl Engine {
@@ -168,6 +180,8 @@ impl Engine {
             outbox: Outbox::default(),
             pending_media: Vec::new(),
             taps: Taps::default(),
+            ending: HashMap::new(),
+            reconnect_grace: relay.reconnect_grace,
         })
     }
 
@@ -190,6 +204,7 @@ impl Engine {
             let deadline = [
                 self.timers.peek().map(|Reverse((at, _))| *at),
                 self.hub.poll_timeout(),
+                self.ending.values().map(|e| e.due).min(),
             ]
             .into_iter()
             .flatten()
@@ -247,6 +262,10 @@ impl Engine {
             self.end_local(id, "server shutting down");
         }
         self.hub_events();
+        // Nobody can return now: sessions in their grace end when their publisher left.
+        for (_, ending) in std::mem::take(&mut self.ending) {
+            self.attendance.session_ended(ending.session, ending.at_ms);
+        }
         self.socket
             .send(&mut self.outbox, &self.board.counters)
             .await;
@@ -315,7 +334,19 @@ impl Engine {
                 }
                 HubEvent::SessionEnded { channel, session } => {
                     self.taps.ended(&channel, session);
-                    self.attendance.session_ended(session, at_ms)
+                    if self.reconnect_grace.is_zero() {
+                        self.attendance.session_ended(session, at_ms);
+                    } else if let Some(old) = self.ending.insert(
+                        channel,
+                        Ending {
+                            session,
+                            at_ms,
+                            due: Instant::now() + self.reconnect_grace,
+                        },
+                    ) && old.session != session
+                    {
+                        self.attendance.session_ended(old.session, old.at_ms);
+                    }
                 }
                 HubEvent::Status { channel, status } => self.board.set(&channel, status),
                 HubEvent::BridgeWanted {
@@ -415,6 +446,9 @@ impl Engine {
             } => {
                 let _ = reply.send(self.accept_feeder(channel, session, names));
             }
+            EngineCommand::Resume { channel, reply } => {
+                let _ = reply.send(Ok(self.ending.remove(&channel).map(|e| e.session)));
+            }
             EngineCommand::KeyframeWanted { channel } => {
                 self.hub.request_keyframe(&channel, Instant::now());
             }
@@ -478,6 +512,18 @@ impl Engine {
 
     fn run_timers(&mut self) {
         let now = Instant::now();
+        let due: Vec<ChannelName> = self
+            .ending
+            .iter()
+            .filter(|(_, e)| e.due <= now)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for channel in due {
+            if let Some(ending) = self.ending.remove(&channel) {
+                info!(%channel, session = %ending.session, "publisher did not return within the grace; session ended");
+                self.attendance.session_ended(ending.session, ending.at_ms);
+            }
+        }
         let consent_timeout = self.consent_timeout();
         while let Some(Reverse((at, key))) = self.timers.peek().copied() {
             if at > now {

@@ -1,0 +1,542 @@
+//! One task per live channel: it subscribes to the channel's access units, makes AAC where
+//! the channel has none (one Opus->AAC encode per channel), cuts every H.264 rendition into
+//! a [`Variant`], and keeps the playlist on air through a publisher's reconnect grace.
+//! HTTP handlers read the state under a short lock and wait on the channel's progress
+//! counter for blocking playlist reloads.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::fmp4::AudioConfig;
+use super::segmenter::{Targets, Variant};
+use super::viewers::Viewers;
+use crate::audience::{AudienceSink, now_ms};
+use crate::device::DeviceIds;
+use crate::ids::{ChannelName, SessionId};
+use crate::media::{AccessUnit, Codec, Track};
+use crate::relay::{ChannelMedia, LiveMedia, LiveNotice, SourceHandle};
+use crate::transcode::aac::AacEncoder;
+
+/// Headroom put in front of a session's timeline, so decode times before presentation
+/// times (B-frames) stay positive.
+const HEADROOM_90K: i64 = 10 * 90_000;
+/// Opus units seen without the source's own AAC before the channel's Opus is encoded.
+const OPUS_BEFORE_ENCODING: u32 = 50;
+/// How long an ended channel's playlist (with `EXT-X-ENDLIST`) stays before 404.
+const ENDED_KEPT: Duration = Duration::from_secs(10);
+
+/// What live HLS needs from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct HlsSettings {
+    /// Segment and part targets.
+    pub targets: Targets,
+    /// `[hls] reconnect_grace_secs`.
+    pub grace: Duration,
+    /// Salt for hashing players' addresses (the HTTP side's).
+    pub salt: [u8; 16],
+}
+
+/// Live HLS: the channels on air and their players.
+pub struct Hls {
+    /// Targets, grace and salt.
+    pub settings: HlsSettings,
+    // A std RwLock: held only to look up or replace an entry, never across an await.
+    channels: RwLock<HashMap<ChannelName, Arc<ChannelHls>>>,
+    /// HLS players as attendance rows.
+    pub viewers: Viewers,
+    /// Checks and issues `vid`s.
+    pub devices: Arc<DeviceIds>,
+}
+
+/// One channel on air over HLS.
+pub struct ChannelHls {
+    // A std Mutex: the task and handlers hold it only to change or read the variants.
+    state: Mutex<ChannelState>,
+    /// Counts changes (a part, a segment, the end); blocking reloads wait on it.
+    progress: watch::Sender<u64>,
+}
+
+/// What handlers read of a channel.
+pub struct ChannelState {
+    /// The catalog session on air.
+    pub session: SessionId,
+    /// Video renditions by index (`None`: not started yet).
+    pub variants: Vec<Option<Variant>>,
+    /// The renditions' names (`source` first).
+    pub names: Vec<String>,
+    /// The session ended: playlists end, and the channel goes soon.
+    pub ended: bool,
+}
+
+impl ChannelHls {
+    /// Reads the state.
+    pub fn with<T>(&self, f: impl FnOnce(&ChannelState) -> T) -> T {
+        f(&self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn update<T>(&self, f: impl FnOnce(&mut ChannelState) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Progress now, and a receiver that sees the next change.
+    pub fn progress(&self) -> watch::Receiver<u64> {
+        self.progress.subscribe()
+    }
+
+    fn bump(&self) {
+        self.progress.send_modify(|n| *n += 1);
+    }
+}
+
+impl Hls {
+    /// Starts live HLS for every channel that goes live from now on.
+    pub fn start(
+        sources: SourceHandle,
+        settings: HlsSettings,
+        audience: AudienceSink,
+        devices: Arc<DeviceIds>,
+    ) -> Arc<Hls> {
+        let hls = Arc::new(Hls {
+            settings,
+            channels: RwLock::default(),
+            viewers: Viewers::new(audience),
+            devices,
+        });
+        let notices = sources.live_notices();
+        tokio::spawn(watch_channels(hls.clone(), sources, notices));
+        let sweeper = Arc::downgrade(&hls);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                let Some(hls) = sweeper.upgrade() else { return };
+                hls.viewers.sweep(now_ms());
+            }
+        });
+        hls
+    }
+
+    /// A channel on air (live, in its grace, or just ended).
+    pub fn channel(&self, channel: &ChannelName) -> Option<Arc<ChannelHls>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(channel)
+            .cloned()
+    }
+
+    fn put(&self, channel: &ChannelName, hls: Option<Arc<ChannelHls>>) {
+        let mut map = self.channels.write().unwrap_or_else(|e| e.into_inner());
+        match hls {
+            Some(h) => {
+                map.insert(channel.clone(), h);
+            }
+            None => {
+                map.remove(channel);
+            }
+        }
+    }
+}
+
+/// Starts a channel task for every session going live, or hands the notice to the task
+/// already running for the channel.
+async fn watch_channels(
+    hls: Arc<Hls>,
+    sources: SourceHandle,
+    mut notices: broadcast::Receiver<LiveNotice>,
+) {
+    let mut tasks: HashMap<ChannelName, mpsc::UnboundedSender<LiveNotice>> = HashMap::new();
+    loop {
+        let notice = match notices.recv().await {
+            Ok(n) => n,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(missed = n, "HLS missed live notices");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let channel = notice.channel.clone();
+        if let Some(tx) = tasks.get(&channel)
+            && tx.send(notice.clone()).is_ok()
+        {
+            continue;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tasks.insert(channel.clone(), tx);
+        tasks.retain(|_, tx| !tx.is_closed());
+        tokio::spawn(run_channel(
+            hls.clone(),
+            sources.clone(),
+            channel,
+            notice,
+            rx,
+        ));
+    }
+}
+
+/// Where the channel's AAC comes from.
+enum Audio {
+    /// The channel has no audio.
+    None,
+    /// Not known yet: a server-side source may bring its original AAC.
+    Unknown { opus_seen: u32 },
+    /// The source's own AAC.
+    Original(AudioConfig),
+    /// Encoded here from the channel's Opus.
+    Encoded(AacEncoder, AudioConfig),
+}
+
+impl Audio {
+    fn config(&self) -> Option<Option<AudioConfig>> {
+        match self {
+            Audio::None => Some(None),
+            Audio::Unknown { .. } => None,
+            Audio::Original(c) | Audio::Encoded(_, c) => Some(Some(c.clone())),
+        }
+    }
+}
+
+fn aac_config(config: bytes::Bytes) -> AudioConfig {
+    let (sample_rate, channels) =
+        crate::transcode::mux::aac_rate_and_channels(&config).unwrap_or((48_000, 2));
+    AudioConfig {
+        config,
+        sample_rate,
+        channels: channels as u16,
+    }
+}
+
+fn encoder(channel: &ChannelName) -> Audio {
+    match AacEncoder::start(channel.as_str()) {
+        Ok(enc) => {
+            let config = aac_config(enc.config());
+            Audio::Encoded(enc, config)
+        }
+        Err(err) => {
+            warn!(%channel, ?err, "no AAC encoder: HLS of this channel has no audio");
+            Audio::None
+        }
+    }
+}
+
+/// One channel's task.
+struct ChannelTask {
+    hls: Arc<Hls>,
+    channel: ChannelName,
+    on_air: Arc<ChannelHls>,
+    audio: Audio,
+    /// Whether the audio track is there at all (from the live session).
+    has_audio: bool,
+    has_video: bool,
+    /// Added to this epoch's times (90 kHz) once its first unit came; an epoch is a
+    /// publisher's stay (a returning publisher starts another).
+    shift: Option<i64>,
+    /// End of the latest unit on the shifted timeline (90 kHz), where the next epoch goes.
+    end_90k: i64,
+    /// The publisher left; the grace runs out then.
+    away_until: Option<Instant>,
+    /// Renditions wait for a keyframe: ask the source for one now and then.
+    next_keyframe_ask: Instant,
+}
+
+async fn run_channel(
+    hls: Arc<Hls>,
+    sources: SourceHandle,
+    channel: ChannelName,
+    first: LiveNotice,
+    mut notices: mpsc::UnboundedReceiver<LiveNotice>,
+) {
+    let mut sub = match sources.subscribe(channel.clone()).await {
+        Ok(s) => s,
+        Err(err) => {
+            warn!(%channel, ?err, "HLS could not subscribe to the channel");
+            return;
+        }
+    };
+    let on_air = Arc::new(ChannelHls {
+        state: Mutex::new(ChannelState {
+            session: first.live.session,
+            variants: Vec::new(),
+            names: Vec::new(),
+            ended: false,
+        }),
+        progress: watch::channel(0).0,
+    });
+    hls.put(&channel, Some(on_air.clone()));
+    let mut task = ChannelTask {
+        hls: hls.clone(),
+        channel: channel.clone(),
+        on_air,
+        audio: Audio::None,
+        has_audio: false,
+        has_video: false,
+        shift: None,
+        end_90k: 0,
+        away_until: None,
+        next_keyframe_ask: Instant::now(),
+    };
+    task.live(&first.live, first.from_peer);
+    let mut ended_at: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let aac = async {
+            match &mut task.audio {
+                Audio::Encoded(enc, _) => enc.recv().await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            media = sub.media.recv() => match media {
+                Ok(ChannelMedia::Unit(unit)) => task.unit(unit),
+                Ok(ChannelMedia::Live(live)) => {
+                    let from_peer = latest_notice(&mut notices, live.session).unwrap_or(false);
+                    ended_at = None;
+                    task.live(&live, from_peer);
+                }
+                Ok(ChannelMedia::Ended { session }) => task.away(session),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(%channel, missed = n, "HLS fell behind the channel; restarting at the next keyframe");
+                    task.interrupt();
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    task.end();
+                    break;
+                }
+            },
+            unit = aac => match unit {
+                Some(unit) => task.audio_unit(unit),
+                None => {
+                    warn!(%channel, "the AAC encoder stopped: HLS goes on without audio");
+                    task.audio = Audio::None;
+                }
+            },
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if task.away_until.is_some_and(|t| t <= now) {
+                    task.end();
+                    ended_at = Some(now);
+                }
+                if ended_at.is_some_and(|t| now.duration_since(t) >= ENDED_KEPT) {
+                    break;
+                }
+                if ended_at.is_none() && task.away_until.is_none() && task.waiting() && now >= task.next_keyframe_ask {
+                    task.next_keyframe_ask = now + Duration::from_secs(1);
+                    sources.request_keyframe(channel.clone()).await;
+                }
+            }
+        }
+    }
+    // Only remove the entry if it is still ours.
+    let still_ours = hls
+        .channel(&channel)
+        .is_some_and(|c| Arc::ptr_eq(&c, &task.on_air));
+    if still_ours {
+        hls.put(&channel, None);
+    }
+    debug!(%channel, "HLS channel task ends");
+}
+
+/// Whether the newest notice for `session` said it comes from a WebRTC publisher.
+fn latest_notice(
+    notices: &mut mpsc::UnboundedReceiver<LiveNotice>,
+    session: SessionId,
+) -> Option<bool> {
+    let mut found = None;
+    while let Ok(n) = notices.try_recv() {
+        if n.live.session == session {
+            found = Some(n.from_peer);
+        }
+    }
+    found
+}
+
+impl ChannelTask {
+    /// A session went live (a new one, or the one in its grace again).
+    fn live(&mut self, live: &LiveMedia, from_peer: bool) {
+        let (session, ended) = self.on_air.with(|s| (s.session, s.ended));
+        let resumed = session == live.session && !ended && self.away_until.is_some();
+        let fresh = session != live.session || ended;
+        if fresh {
+            if !ended && session != live.session {
+                self.end();
+            }
+            info!(channel = %self.channel, session = %live.session, "HLS on air");
+            self.on_air.update(|s| {
+                s.session = live.session;
+                s.variants.clear();
+                s.ended = false;
+            });
+            self.end_90k = 0;
+        } else if resumed {
+            info!(channel = %self.channel, session = %live.session, "publisher back within the grace: HLS continues after a discontinuity");
+        }
+        self.away_until = None;
+        self.shift = None;
+        self.has_video = live.video == Some(Codec::H264);
+        if live.video == Some(Codec::Vp8) {
+            warn!(channel = %self.channel, "VP8 publisher: live HLS carries no video for it yet");
+        }
+        self.has_audio = live.audio.is_some();
+        if !self.has_audio {
+            self.audio = Audio::None;
+        } else if matches!(self.audio, Audio::None) || fresh {
+            self.audio = if from_peer && live.audio == Some(Codec::Opus) {
+                encoder(&self.channel)
+            } else {
+                Audio::Unknown { opus_seen: 0 }
+            };
+        }
+        let mut names = vec!["source".to_string()];
+        names.extend(live.renditions.iter().cloned());
+        self.on_air.update(|s| s.names = names);
+        self.on_air.bump();
+    }
+
+    /// The publisher left: the playlist stays for the grace.
+    fn away(&mut self, session: SessionId) {
+        if self.on_air.with(|s| s.session != session || s.ended) {
+            return;
+        }
+        self.interrupt();
+        self.away_until = Some(Instant::now() + self.hls.settings.grace);
+    }
+
+    /// Every variant finishes what it has and restarts at a keyframe after a discontinuity.
+    fn interrupt(&mut self) {
+        let changed = self.on_air.update(|s| {
+            let mut changed = false;
+            for v in s.variants.iter_mut().flatten() {
+                changed |= v.interrupt();
+            }
+            changed
+        });
+        self.shift = None;
+        if changed {
+            self.on_air.bump();
+        }
+    }
+
+    /// The session is over: playlists end.
+    fn end(&mut self) {
+        let session = self.on_air.update(|s| {
+            for v in s.variants.iter_mut().flatten() {
+                v.end();
+            }
+            s.ended = true;
+            s.session
+        });
+        self.away_until = None;
+        self.hls.viewers.session_ended(session);
+        if let Audio::Encoded(..) = self.audio {
+            self.audio = Audio::None; // drops the encoder: its thread ends
+        }
+        self.on_air.bump();
+    }
+
+    /// Whether a rendition waits for its first keyframe.
+    fn waiting(&self) -> bool {
+        self.has_video
+            && self.audio.config().is_some()
+            && self.on_air.with(|s| {
+                s.variants.is_empty()
+                    || s.variants.iter().any(|v| v.as_ref().is_none_or(|v| !v.started()))
+            })
+    }
+
+    /// The shift of this epoch, fixed by its first unit (at `dts_90k`).
+    fn shift(&mut self, dts_90k: i64) -> i64 {
+        *self.shift.get_or_insert_with(|| {
+            let gap = if self.end_90k == 0 { HEADROOM_90K } else { 9_000 };
+            self.end_90k + gap - dts_90k
+        })
+    }
+
+    fn unit(&mut self, unit: AccessUnit) {
+        match (&unit.track, unit.codec) {
+            (Track::Video { rendition }, Codec::H264) if self.has_video => {
+                let rendition = usize::from(*rendition);
+                let Some(audio) = self.audio.config() else {
+                    return; // audio undecided: start at a keyframe once it is
+                };
+                let shift = self.shift(unit.dts);
+                let mut unit = unit;
+                unit.dts += shift;
+                unit.pts += shift;
+                self.end_90k = self.end_90k.max(unit.dts);
+                let targets = self.hls.settings.targets;
+                let has_video = self.has_video;
+                let changed = self.on_air.update(|s| {
+                    if s.variants.len() <= rendition {
+                        s.variants.resize_with(rendition + 1, || None);
+                    }
+                    let v = s.variants[rendition]
+                        .get_or_insert_with(|| Variant::new(targets, has_video, audio, 0));
+                    v.push_video(unit, now_ms())
+                });
+                if changed {
+                    self.on_air.bump();
+                }
+            }
+            (Track::Audio, Codec::Opus) => match &mut self.audio {
+                Audio::Encoded(enc, _) => {
+                    enc.push(unit);
+                }
+                Audio::Unknown { opus_seen } => {
+                    *opus_seen += 1;
+                    if *opus_seen >= OPUS_BEFORE_ENCODING {
+                        debug!(channel = %self.channel, "no AAC from the source: encoding its Opus");
+                        self.audio = encoder(&self.channel);
+                        if let Audio::Encoded(enc, _) = &self.audio {
+                            enc.push(unit);
+                        }
+                    }
+                }
+                _ => {}
+            },
+            (Track::OriginalAac { config }, Codec::Aac) => {
+                if let Audio::Unknown { .. } = self.audio {
+                    self.audio = Audio::Original(aac_config(config.clone()));
+                }
+                if let Audio::Original(_) = self.audio {
+                    self.audio_unit(unit);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// One AAC unit (the source's or the encoder's) for every variant.
+    fn audio_unit(&mut self, mut unit: AccessUnit) {
+        let rate = i64::from(unit.timescale.max(1));
+        let shift_90k = self.shift(unit.dts * 90_000 / rate);
+        let shift = shift_90k * rate / 90_000;
+        unit.dts += shift;
+        unit.pts += shift;
+        if !self.has_video {
+            self.end_90k = self.end_90k.max(unit.dts * 90_000 / rate);
+            let Some(audio) = self.audio.config() else { return };
+            let targets = self.hls.settings.targets;
+            self.on_air.update(|s| {
+                if s.variants.is_empty() {
+                    s.variants.push(Some(Variant::new(targets, false, audio, 0)));
+                }
+            });
+        }
+        let at = now_ms();
+        let changed = self.on_air.update(|s| {
+            let mut changed = false;
+            for v in s.variants.iter_mut().flatten() {
+                changed |= v.push_audio(unit.clone(), at);
+            }
+            changed
+        });
+        if changed {
+            self.on_air.bump();
+        }
+    }
+}
