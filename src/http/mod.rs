@@ -34,7 +34,8 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::audience::now_ms;
-use crate::catalog::{Catalog, SessionKind, SessionSource, Terminal, rfc3339};
+use crate::catalog::{Catalog, SessionKind, SessionSource, rfc3339};
+use crate::device::Terminal;
 use crate::ids::{ChannelName, SessionId};
 use crate::relay::{RelayHandle, ViewerInfo};
 use error::{ApiError, recover, text};
