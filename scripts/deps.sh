@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what feiyan needs from Debian when it is missing (idempotent, quiet when done).
+# Installs what feiyan needs from Debian when it is missing, and the pinned hls.js release
+# (idempotent, quiet when done).
 set -euo pipefail
 want=(pkg-config libclang-dev ffmpeg curl ca-certificates libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev)
 # An RTSP server for the RTSP pull test (the ffmpeg CLI can push RTSP but not serve it).
@@ -55,4 +56,34 @@ if [ "${FEIYAN_WANT_POSTGRES:-0}" = 1 ] && [ -z "${FEIYAN_TEST_POSTGRES_URL:-}" 
   if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'test'")" != 1 ]; then
     psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE test'
   fi
+fi
+
+# hls.js for the pages' HLS playback (served from disk as /assets/vendor/hls.min.js; `cargo
+# build` never needs it). The release is pinned in src/config.rs (HLS_JS_VERSION and its
+# npm integrity HLS_JS_INTEGRITY); it lands in vendor/hls.js/<version>/hls.min.js, the
+# default `[http] vendor_dir`. Nothing to do when that file is there.
+root=$(cd "$(dirname "$0")/.." && pwd)
+pin() { sed -n "s/^pub const $1: &str = \"\\(.*\\)\";\$/\\1/p" "$root/src/config.rs"; }
+hls_version=$(pin HLS_JS_VERSION)
+hls_integrity=$(pin HLS_JS_INTEGRITY)
+if [ -z "$hls_version" ] || [ "${hls_integrity#sha512-}" = "$hls_integrity" ]; then
+  echo "cannot read HLS_JS_VERSION / HLS_JS_INTEGRITY (sha512-...) from src/config.rs" >&2
+  exit 1
+fi
+hls_dir="$root/vendor/hls.js/$hls_version"
+if [ ! -s "$hls_dir/hls.min.js" ]; then
+  echo "fetching hls.js $hls_version from the npm registry"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  curl -fsSL --retry 3 -o "$tmp/hls.tgz" "https://registry.npmjs.org/hls.js/-/hls.js-$hls_version.tgz"
+  want=$(printf '%s' "${hls_integrity#sha512-}" | base64 -d | od -An -v -tx1 | tr -d ' \n')
+  got=$(sha512sum "$tmp/hls.tgz" | cut -d' ' -f1)
+  if [ "$want" != "$got" ]; then
+    echo "hls.js-$hls_version.tgz does not match HLS_JS_INTEGRITY in src/config.rs; not installed" >&2
+    exit 1
+  fi
+  tar -xzf "$tmp/hls.tgz" -C "$tmp" package/dist/hls.min.js
+  mkdir -p "$hls_dir"
+  mv "$tmp/package/dist/hls.min.js" "$hls_dir/hls.min.js.part"
+  mv "$hls_dir/hls.min.js.part" "$hls_dir/hls.min.js"
 fi

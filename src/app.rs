@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::catalog::{AttendanceWriter, Catalog, WriterConfig, spawn_writer};
 use crate::config::{ClusterConfig, Config};
+use crate::device::DeviceIds;
 use crate::http::serve::{https_redirect, serve};
 use crate::http::tls::Tls;
 use crate::http::{AppState, ResponsePolicy, routes_with_policy};
@@ -95,16 +96,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let ingest = crate::ingest::start(&config.ingest, catalog.clone(), relay.sources())
         .await
         .with_context(|| format!("starting ingest (RTMP {:?})", config.ingest.rtmp_listen))?;
-    let devices = Arc::new(
-        crate::device::DeviceIds::load_or_create(&config.catalog.state_dir()).with_context(
-            || {
-                format!(
-                    "reading or creating the device-id secret in {}",
-                    config.catalog.state_dir().display()
-                )
-            },
-        )?,
-    );
+    let state_dir = config.catalog.state_dir();
+    let device_ids = Arc::new(DeviceIds::load_or_create(&state_dir).with_context(|| {
+        format!(
+            "reading or making the device-id secret {}",
+            state_dir.join(crate::device::KEY_FILE).display()
+        )
+    })?);
     let salt: [u8; 16] = rand::random();
     let hls = crate::hls::Hls::start(
         relay.sources(),
@@ -117,7 +115,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             salt,
         },
         hls_audience,
-        devices.clone(),
+        device_ids.clone(),
     );
     let state = Arc::new(AppState {
         catalog: catalog.clone(),
@@ -128,6 +126,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         pull: ingest.pull.clone(),
         login_throttle: Default::default(),
         ice_lite: config.webrtc.ice_lite,
+        device_ids,
+        https: config.http.tls != crate::config::TlsMode::Off,
+        vendor_dir: config.http.vendor_dir.clone(),
     });
     let tls = tls_from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)

@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 /// may take this name.
 pub const SOURCE_QUALITY: &str = "source";
 
+/// The hls.js release the watch and TV pages load for HLS playback, and its npm
+/// `dist.integrity`. The one place that pins it: `scripts/deps.sh` reads these two lines,
+/// fetches `hls.js-<version>.tgz` from the npm registry, checks the hash and puts
+/// `hls.min.js` into `vendor/hls.js/<version>/`, the default `[http] vendor_dir`.
+pub const HLS_JS_VERSION: &str = "1.6.19";
+/// npm's `dist.integrity` of [`HLS_JS_VERSION`]'s tarball (read by `scripts/deps.sh`).
+pub const HLS_JS_INTEGRITY: &str = "sha512-A//aZeaAgM5rgUCbTURD4gkfyw5Uag2/4Jky7CfDOukL/DN+P5DjbgK2BYteyP3/KnCkPfkGVkbLxQG2T0AbUQ==";
+
 /// Everything the server needs to start. Every key is documented in `config/feiyan.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -55,6 +63,10 @@ pub struct HttpConfig {
     pub tls_names: Vec<String>,
     /// Where plain HTTP is answered with a redirect to HTTPS (with `tls` on); none when unset.
     pub redirect_listen: Option<SocketAddr>,
+    /// The folder `GET /assets/vendor/hls.min.js` is served from (`scripts/deps.sh` fills
+    /// it; relative paths from the working directory). Default
+    /// `vendor/hls.js/<HLS_JS_VERSION>`.
+    pub vendor_dir: PathBuf,
 }
 
 /// How the HTTP listener speaks TLS (`[http] tls`).
@@ -105,8 +117,8 @@ pub struct WebRtcConfig {
 pub struct CatalogConfig {
     /// `sqlite://PATH` (created if missing) or `postgres://...` (`FEIYAN_DATABASE_URL` overrides).
     pub database_url: String,
-    /// Where the server keeps its own files: the self-signed certificate, the attendance
-    /// spill and dead-letter files. Default: the SQLite file's folder, else `data/`.
+    /// Where the server keeps its own files: the self-signed certificate, the device-id
+    /// secret, the attendance spill and dead-letter files. Default: the SQLite file's folder, else `data/`.
     pub state_dir: Option<PathBuf>,
     /// Attendance events held in memory before further ones spill to a file in
     /// `state_dir` (replayed in order once the database takes writes again).
@@ -273,6 +285,7 @@ impl Default for HttpConfig {
             tls_key: None,
             tls_names: Vec::new(),
             redirect_listen: None,
+            vendor_dir: PathBuf::from(format!("vendor/hls.js/{HLS_JS_VERSION}")),
         }
     }
 }

@@ -23,6 +23,7 @@
 //! - [`config`]: settings, environment overrides and all validation (a leaf).
 //! - [`ids`], [`media`], [`audience`]: types every module shares (typed ids; access units;
 //!   attendance events, their queue end and the wall clock).
+//! - [`device`]: the signed device id (`fy_dev`) and the User-Agent's terminal kind (a leaf).
 //! - [`relay`]: the sans-IO hub ([`relay::hub`]) and the engine task around it.
 //! - [`ingest`]: RTMP, pull sources and film playout into the relay.
 //! - [`transcode`]: the only FFmpeg user, on its own threads.
@@ -41,8 +42,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod device;
-pub mod http;
 pub mod hls;
+pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod media;

@@ -39,12 +39,15 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
     for path in [
         "/".to_string(),
         format!("/watch/{channel}"),
+        format!("/tv/{channel}"),
         format!("/publish/{channel}"),
         "/admin".to_string(),
         "/assets/feiyan.js".to_string(),
         "/assets/feiyan.css".to_string(),
         "/assets/index.js".to_string(),
         "/assets/watch.js".to_string(),
+        "/assets/tv.js".to_string(),
+        "/assets/tv.css".to_string(),
         "/assets/publish.js".to_string(),
         "/assets/admin.js".to_string(),
         "/assets/admin.css".to_string(),
@@ -382,6 +385,18 @@ async fn chromium_publishes_and_watches_over_https_on_a_lan_name() {
     }
     assert_no_csp_violation(&publish, "publish over HTTPS").await;
     assert_no_csp_violation(&watch, "watch over HTTPS").await;
+    // The device id the watch page set is a Secure cookie here, readable by the page.
+    let cookies = watch
+        .send("Network.getCookies", json!({}))
+        .await
+        .expect("cookies readable");
+    let device = cookies["cookies"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "fy_dev"))
+        .unwrap_or_else(|| panic!("no fy_dev cookie over HTTPS: {cookies}"));
+    assert_eq!(device["secure"], true, "{device}");
+    assert_eq!(device["httpOnly"], false, "{device}");
+    assert_eq!(device["sameSite"], "Lax", "{device}");
     let info = channel_info_from(&watch, &channel).await;
     assert!(info["viewers"].as_u64().unwrap_or(0) >= 1, "{info}");
     drop((watcher, publisher));

@@ -81,61 +81,6 @@ pub enum CatalogError {
     Io(#[from] std::io::Error),
 }
 
-/// The kind of device a viewer watches on, guessed from its User-Agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Terminal {
-    /// Phones and tablets.
-    Mobile,
-    /// Desktop and laptop browsers.
-    Pc,
-    /// Smart TVs and set-top boxes.
-    Tv,
-    /// Everything else (encoders, scripts, unknown).
-    Other,
-}
-
-impl Terminal {
-    /// Classifies a User-Agent header. TV markers are checked first because TV browsers
-    /// often also claim to be Linux or Android.
-    pub fn from_user_agent(ua: &str) -> Terminal {
-        let ua_lower = ua.to_ascii_lowercase();
-        const TV: [&str; 10] = [
-            "smart-tv",
-            "smarttv",
-            "hbbtv",
-            "appletv",
-            "android tv",
-            "googletv",
-            "tizen",
-            "webos",
-            "crkey",
-            "bravia",
-        ];
-        const MOBILE: [&str; 5] = ["mobile", "android", "iphone", "ipad", "harmonyos"];
-        const PC: [&str; 5] = ["windows", "macintosh", "x11", "linux", "cros"];
-        if TV.iter().any(|m| ua_lower.contains(m)) || ua_lower.contains(" tv") {
-            Terminal::Tv
-        } else if MOBILE.iter().any(|m| ua_lower.contains(m)) {
-            Terminal::Mobile
-        } else if PC.iter().any(|m| ua_lower.contains(m)) {
-            Terminal::Pc
-        } else {
-            Terminal::Other
-        }
-    }
-
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Terminal::Mobile => "mobile",
-            Terminal::Pc => "pc",
-            Terminal::Tv => "tv",
-            Terminal::Other => "other",
-        }
-    }
-}
-
 /// A station just created: the clear stream key is only ever here.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewStation {
@@ -490,41 +435,6 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn terminal_types_from_user_agents() {
-        let cases = [
-            (
-                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148",
-                Terminal::Mobile,
-            ),
-            (
-                "Mozilla/5.0 (Linux; Android 14; Pixel 8) Chrome/120 Mobile Safari/537.36",
-                Terminal::Mobile,
-            ),
-            (
-                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120",
-                Terminal::Pc,
-            ),
-            (
-                "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156",
-                Terminal::Pc,
-            ),
-            (
-                "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) SamsungBrowser/4.0 TV Safari",
-                Terminal::Tv,
-            ),
-            (
-                "Mozilla/5.0 (Linux; Android 9; BRAVIA 4K VH2) Chrome/90",
-                Terminal::Tv,
-            ),
-            ("feiyan-bench/0.1", Terminal::Other),
-            ("", Terminal::Other),
-        ];
-        for (ua, want) in cases {
-            assert_eq!(Terminal::from_user_agent(ua), want, "{ua}");
-        }
-    }
 
     #[tokio::test]
     async fn stations_keys_and_sessions_round_trip() {

@@ -35,7 +35,8 @@ use warp::{Filter, Reply};
 
 use super::csv::{sessions_csv, stats_csv};
 use super::error::ApiError;
-use super::{State, finish, page, with_state};
+use super::pages::page;
+use super::{State, finish, with_state};
 use crate::audience::now_ms;
 use crate::catalog::{Account, Level, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS};
 use crate::ids::{CenterId, InstituteId, StationId};

@@ -8,7 +8,7 @@
 //! | `DELETE /whep/{channel}/{id}` | stop watching |
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
 //! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API |
-//! | `GET /`, `/watch/{c}`, `/publish/{c}` | pages; their scripts and styles under `/assets/` |
+//! | `GET /`, `/watch/{c}`, `/tv/{c}`, `/publish/{c}` | pages; their scripts and styles under `/assets/`, see [`pages`] |
 //! | `GET /hls/{c}/index.m3u8`, `/hls/{c}/ts.m3u8` | live HLS (see [`crate::hls::routes`]) |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 //!
@@ -19,12 +19,14 @@ pub mod admin;
 pub mod csv;
 pub mod error;
 mod ingest;
+pub mod pages;
 pub mod security;
 pub mod serve;
 pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,7 +37,8 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::audience::now_ms;
-use crate::catalog::{Catalog, SessionKind, SessionSource, Terminal, rfc3339};
+use crate::catalog::{Catalog, SessionKind, SessionSource, rfc3339};
+use crate::device::{DeviceIds, Terminal};
 use crate::ids::{ChannelName, SessionId};
 use crate::relay::{RelayHandle, ViewerInfo};
 use error::{ApiError, recover, text};
@@ -61,6 +64,14 @@ pub struct AppState {
     /// in `/api/channels/{channel}`: it then posts its offer without waiting for ICE
     /// gathering, since the server learns the viewer's address from its checks.
     pub ice_lite: bool,
+    /// Issues and checks the signed device ids (`fy_dev`): the player pages give one to a
+    /// browser without a valid one, WHEP (and HLS) count a `vid` only when it verifies.
+    pub device_ids: Arc<DeviceIds>,
+    /// Whether the listener speaks HTTPS (`[http] tls` on): the device cookie is then
+    /// `Secure`.
+    pub https: bool,
+    /// Where `/assets/vendor/hls.min.js` is read from (`[http] vendor_dir`).
+    pub vendor_dir: PathBuf,
 }
 
 type State = Arc<AppState>;
@@ -81,7 +92,8 @@ pub struct WhipQuery {
 /// Query of `POST /whep/{channel}`.
 #[derive(Debug, Deserialize)]
 pub struct WhepQuery {
-    /// A stable anonymous viewer id kept by the watch page, for unique-viewer counts.
+    /// The browser's signed device id (the `fy_dev` cookie), for unique-viewer counts;
+    /// one that does not verify counts as none.
     pub vid: Option<String>,
     /// Which rendition to receive (`source`, or a name from the channel's ladder, listed
     /// in `/api/channels/{channel}` as `qualities`); the source when absent.
@@ -170,22 +182,6 @@ pub fn routes_with_policy(
         .and(warp::path!("healthz"))
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
 
-    let index = warp::get()
-        .and(warp::path::end())
-        .map(|| page(pages::INDEX));
-    let assets = warp::get()
-        .and(warp::path!("assets" / String))
-        .map(|name: String| match pages::asset(&name) {
-            Some((body, content_type)) => asset(body, content_type),
-            None => ApiError::NotFound(format!("no asset {name:?}")).into_response(),
-        });
-    let watch = warp::get()
-        .and(warp::path!("watch" / String))
-        .map(|_: String| page(pages::WATCH));
-    let publish = warp::get()
-        .and(warp::path!("publish" / String))
-        .map(|_: String| page(pages::PUBLISH));
-
     let media = whip_post.or(whep_post).unify().boxed();
     let routes = media
         .or(delete)
@@ -207,13 +203,7 @@ pub fn routes_with_policy(
         .boxed()
         .or(admin::routes(state.clone()))
         .unify()
-        .or(index)
-        .unify()
-        .or(assets)
-        .unify()
-        .or(watch)
-        .unify()
-        .or(publish)
+        .or(pages::routes(state.clone()))
         .unify()
         .or(ingest::routes(state.clone()))
         .unify()
@@ -231,53 +221,6 @@ pub fn routes_with_policy(
             response
         },
     )
-}
-
-mod pages {
-    pub const INDEX: &str = include_str!("pages/index.html");
-    pub const WATCH: &str = include_str!("pages/watch.html");
-    pub const PUBLISH: &str = include_str!("pages/publish.html");
-
-    const JS: &str = "text/javascript; charset=utf-8";
-    const CSS: &str = "text/css; charset=utf-8";
-
-    /// `/assets/{name}`: every page's script and style sheet (none is inline, so the CSP
-    /// holds) and the helpers they share.
-    pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
-        Some(match name {
-            "feiyan.css" => (include_str!("pages/feiyan.css"), CSS),
-            "feiyan.js" => (include_str!("pages/feiyan.js"), JS),
-            "index.css" => (include_str!("pages/index.css"), CSS),
-            "index.js" => (include_str!("pages/index.js"), JS),
-            "watch.css" => (include_str!("pages/watch.css"), CSS),
-            "watch.js" => (include_str!("pages/watch.js"), JS),
-            "publish.css" => (include_str!("pages/publish.css"), CSS),
-            "publish.js" => (include_str!("pages/publish.js"), JS),
-            "admin.css" => (include_str!("pages/admin.css"), CSS),
-            "admin.js" => (include_str!("pages/admin.js"), JS),
-            _ => return None,
-        })
-    }
-}
-
-fn asset(body: &'static str, content_type: &'static str) -> Response {
-    let mut r = body.into_response();
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static(content_type));
-    r.headers_mut().insert(
-        "cache-control",
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    r
-}
-
-fn page(html: &'static str) -> Response {
-    let mut r = html.into_response();
-    r.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    r
 }
 
 fn parse_channel(name: &str) -> Result<ChannelName, ApiError> {
@@ -440,7 +383,9 @@ async fn whep_post(
             hasher.update(state.salt);
             hasher.update(client.as_bytes());
             let client_hash = hex::encode(&hasher.finalize()[..16]);
-            let viewer_key = match query.vid.filter(|v| !v.is_empty() && v.len() <= 128) {
+            // A signed device id is the viewer across sessions; anything else (none, forged,
+            // another server's) counts once per session.
+            let viewer_key = match query.vid.filter(|v| state.device_ids.verify(v)) {
                 Some(vid) => hex::encode(&Sha256::digest(vid.as_bytes())[..16]),
                 None => uuid::Uuid::new_v4().simple().to_string(),
             };

@@ -6,7 +6,10 @@
 //! records CSP violations from its first script on. A page is driven the way a person
 //! would: the test fills fields and clicks buttons by evaluating JavaScript; the pages
 //! carry no test hooks. [`Page::peer_connection_stats`] finds the page's
-//! `RTCPeerConnection`s with `Runtime.queryObjects` and reads their `getStats()`.
+//! `RTCPeerConnection`s with `Runtime.queryObjects` and reads their `getStats()`;
+//! [`Page::video_playback`] reads HLS (or any) playback of a `<video>` with
+//! `getVideoPlaybackQuality()`; [`Page::requests`] lists what the page fetched once
+//! [`Page::record_requests`] turned the Network domain on.
 //!
 //! Chromium: `/usr/bin/chromium`, or the path in `FEIYAN_CHROMIUM`. A missing browser
 //! fails the test; it is never skipped.
@@ -137,6 +140,8 @@ struct Connection {
     events: broadcast::Sender<(String, String, Value)>,
     /// `Log.entryAdded` entries per session, kept from the moment the page is attached.
     logs: Arc<Mutex<HashMap<String, Vec<Value>>>>,
+    /// Requests and responses per session (`Network` events), once a page records them.
+    network: Arc<Mutex<HashMap<String, Vec<Value>>>>,
 }
 
 impl Connection {
@@ -256,10 +261,12 @@ impl Browser {
         let pending: Pending = Arc::default();
         let (events, _) = broadcast::channel(1024);
         let logs: Arc<Mutex<HashMap<String, Vec<Value>>>> = Arc::default();
+        let network: Arc<Mutex<HashMap<String, Vec<Value>>>> = Arc::default();
         {
             let pending = pending.clone();
             let events = events.clone();
             let logs = logs.clone();
+            let network = network.clone();
             tokio::spawn(async move {
                 while let Some(Ok(msg)) = stream.next().await {
                     let Message::Text(text) = msg else { continue };
@@ -284,6 +291,32 @@ impl Browser {
                             .or_default()
                             .push(v["params"]["entry"].clone());
                     }
+                    let seen = match method.as_str() {
+                        "Network.requestWillBeSent" => Some(json!({
+                            "request": v["params"]["request"]["method"],
+                            "url": v["params"]["request"]["url"],
+                            "type": v["params"]["type"],
+                        })),
+                        "Network.responseReceived" => Some(json!({
+                            "status": v["params"]["response"]["status"],
+                            "url": v["params"]["response"]["url"],
+                            "type": v["params"]["type"],
+                        })),
+                        "Network.loadingFailed" => Some(json!({
+                            "failed": v["params"]["errorText"],
+                            "type": v["params"]["type"],
+                            "blocked": v["params"]["blockedReason"],
+                        })),
+                        _ => None,
+                    };
+                    if let Some(seen) = seen {
+                        network
+                            .lock()
+                            .unwrap()
+                            .entry(session.clone())
+                            .or_default()
+                            .push(seen);
+                    }
                     // No receiver is fine: nobody waits for this event.
                     let _ = events.send((session, method, v["params"].clone()));
                 }
@@ -302,6 +335,7 @@ impl Browser {
                 next_id: AtomicU64::new(1),
                 events,
                 logs,
+                network,
             }),
             stderr,
             first_tab_taken: Default::default(),
@@ -594,6 +628,43 @@ impl Page {
             }
         }
         Ok(out)
+    }
+
+    /// Turns the Network domain on: from now on [`Page::requests`] lists what the page
+    /// asks for (the `<video>` element's own playlist and segment requests included).
+    pub async fn record_requests(&self) -> Result<(), CdpError> {
+        self.send("Network.enable", json!({})).await.map(|_| ())
+    }
+
+    /// What the page fetched since [`Page::record_requests`], in order: `{request: METHOD,
+    /// url, type}` when a request goes out, `{status, url, type}` when its answer arrives,
+    /// `{failed, type, blocked}` when it fails.
+    pub fn requests(&self) -> Vec<Value> {
+        self.conn
+            .network
+            .lock()
+            .unwrap()
+            .get(&self.session)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Playback of the page's first `<video>` matching `selector` (`"video"` for the only
+    /// one): `{totalVideoFrames, droppedVideoFrames}` from `getVideoPlaybackQuality()`
+    /// (how HLS playback is read, DECISIONS.md "Browser tests"), `currentTime`, `paused`,
+    /// `readyState`, `videoWidth`, `videoHeight`, and `error` (the media error code or
+    /// null); `null` when there is no such element.
+    pub async fn video_playback(&self, selector: &str) -> Result<Value, CdpError> {
+        self.evaluate(&format!(
+            "(() => {{ const v = document.querySelector({}); if (!v) return null; \
+             const q = v.getVideoPlaybackQuality(); \
+             return {{ totalVideoFrames: q.totalVideoFrames, \
+               droppedVideoFrames: q.droppedVideoFrames, currentTime: v.currentTime, \
+               paused: v.paused, readyState: v.readyState, videoWidth: v.videoWidth, \
+               videoHeight: v.videoHeight, error: v.error ? v.error.code : null }}; }})()",
+            Value::from(selector)
+        ))
+        .await
     }
 
     /// Every log entry of this page so far (`Log.entryAdded`: source, level, text, url).

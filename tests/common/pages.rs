@@ -287,6 +287,20 @@ pub async fn publish_canvas(
     codec: &str,
     simulcast: bool,
 ) -> String {
+    publish_canvas_mapped(page, whip, key, codec, simulcast, |answer| answer).await
+}
+
+/// [`publish_canvas`], applying `map(answer)` instead of the server's answer: a publisher
+/// that reaches the server by another address than the one it advertises (the test of a
+/// server whose advertised address viewers cannot reach rewrites its candidates).
+pub async fn publish_canvas_mapped(
+    page: &Page,
+    whip: &str,
+    key: &str,
+    codec: &str,
+    simulcast: bool,
+    map: impl FnOnce(String) -> String,
+) -> String {
     page.navigate("about:blank").await.expect("about:blank");
     let encodings = if simulcast {
         "[{ rid: 'h' }, { rid: 'm', scaleResolutionDownBy: 2 }, { rid: 'l', scaleResolutionDownBy: 4 }]"
@@ -349,7 +363,7 @@ pub async fn publish_canvas(
         .await
         .unwrap();
     assert_eq!(posted.status(), 201, "WHIP answer: {posted:?}");
-    let answer = posted.text().await.unwrap();
+    let answer = map(posted.text().await.unwrap());
     page.evaluate(&format!(
         "window.__pc.setRemoteDescription({{ type: 'answer', sdp: {} }})",
         js_str(&answer)

@@ -1,4 +1,4 @@
-// feiyan pages: helpers shared by the watch and publish pages. Served at /assets/feiyan.js.
+// feiyan pages: helpers shared by the watch, TV and publish pages. Served at /assets/feiyan.js.
 (function () {
   'use strict';
   function $(id) { return document.getElementById(id); }
@@ -68,6 +68,111 @@
       fetch(url, { method: 'DELETE', keepalive: !!keepalive }).catch(noop);
     } catch (e) { /* ignore */ }
   }
+  // The device id the server gave this browser (cookie fy_dev, set by the /watch and /tv
+  // pages), sent as `vid` on WHEP and HLS so a resident counts once; '' without cookies.
+  function deviceId() {
+    var m = /(?:^|;\s*)fy_dev=([^;]*)/.exec(document.cookie || '');
+    if (!m) return '';
+    try { return decodeURIComponent(m[1]); } catch (e) { return ''; }
+  }
+
+  // The channel's HLS: the low-latency fMP4 multivariant playlist.
+  function hlsUrl(channel) {
+    var vid = deviceId();
+    return '/hls/' + encodeURIComponent(channel) + '/index.m3u8' +
+      (vid ? '?vid=' + encodeURIComponent(vid) : '');
+  }
+
+  // hls.js, loaded on first use only (never up front): resolves with window.Hls.
+  var hlsJs = null;
+  function loadHlsJs() {
+    if (window.Hls) return Promise.resolve(window.Hls);
+    if (hlsJs) return hlsJs;
+    hlsJs = new Promise(function (resolve, reject) {
+      var s = document.createElement('script');
+      s.src = '/assets/vendor/hls.min.js';
+      s.async = true;
+      s.onload = function () {
+        if (window.Hls) resolve(window.Hls); else reject(new Error('hls.js did not load'));
+      };
+      s.onerror = function () {
+        hlsJs = null; // a later attempt may find it installed
+        if (s.parentNode) s.parentNode.removeChild(s);
+        reject(new Error('HLS 播放组件（hls.js）未能加载'));
+      };
+      document.head.appendChild(s);
+    });
+    return hlsJs;
+  }
+
+  function nativeHls(video) {
+    try { return !!video.canPlayType('application/vnd.apple.mpegurl'); } catch (e) { return false; }
+  }
+
+  // Plays `url` (an HLS playlist) in `video`: natively where the browser plays HLS itself
+  // (Safari, iOS, many TVs), else with hls.js (low-latency mode) on Media Source
+  // Extensions. `on.ready()` once the stream can start, `on.offline()` when the playlist
+  // is not there (the channel is not live), `on.error(message)` on a fatal error.
+  // Returns { engine: 'native' | 'hls.js', destroy() }.
+  function playHls(video, url, on) {
+    var dead = false;
+    var ctl = { engine: '', destroy: noop };
+    video.srcObject = null;
+    if (nativeHls(video)) {
+      ctl.engine = 'native';
+      var onMeta = function () { if (!dead) on.ready(); };
+      var onError = function () {
+        if (dead) return;
+        // The element does not say why; ask the playlist itself.
+        fetch(url, { cache: 'no-store' }).then(function (r) {
+          if (dead) return;
+          if (r.status === 404) on.offline(); else on.error('播放出错（' + r.status + '）');
+        }, function (e) { if (!dead) on.error(errMsg(e)); });
+      };
+      video.addEventListener('loadedmetadata', onMeta);
+      video.addEventListener('error', onError);
+      video.src = url;
+      ctl.destroy = function () {
+        dead = true;
+        video.removeEventListener('loadedmetadata', onMeta);
+        video.removeEventListener('error', onError);
+        video.removeAttribute('src');
+        try { video.load(); } catch (e) { /* ignore */ }
+      };
+      return ctl;
+    }
+    ctl.engine = 'hls.js';
+    var hls = null;
+    ctl.destroy = function () {
+      dead = true;
+      if (hls) { try { hls.destroy(); } catch (e) { /* ignore */ } hls = null; }
+    };
+    loadHlsJs().then(function (Hls) {
+      if (dead) return;
+      if (!Hls.isSupported()) { on.error('当前浏览器无法播放 HLS 直播'); return; }
+      var mediaRecovered = false;
+      hls = new Hls({ lowLatencyMode: true });
+      hls.on(Hls.Events.MANIFEST_PARSED, function () { if (!dead) on.ready(); });
+      hls.on(Hls.Events.ERROR, function (ev, data) {
+        if (dead || !data || !data.fatal) return;
+        var code = data.response && data.response.code;
+        if (data.type === Hls.ErrorTypes.NETWORK_ERROR && code === 404) {
+          on.offline();
+        } else if (data.type === Hls.ErrorTypes.MEDIA_ERROR && !mediaRecovered) {
+          mediaRecovered = true;
+          hls.recoverMediaError();
+        } else {
+          on.error('HLS 播放出错（' + (data.details || data.type) + '）');
+        }
+      });
+      hls.loadSource(url);
+      hls.attachMedia(video);
+    }, function (e) {
+      if (!dead) on.error(errMsg(e));
+    });
+    return ctl;
+  }
+
   window.Feiyan = {
     $: $,
     noop: noop,
@@ -79,5 +184,8 @@
     waitIceGathering: waitIceGathering,
     pcState: pcState,
     deleteResource: deleteResource,
+    deviceId: deviceId,
+    hlsUrl: hlsUrl,
+    playHls: playHls,
   };
 })();

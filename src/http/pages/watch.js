@@ -1,4 +1,5 @@
-// feiyan watch page (/watch/{channel}): WHEP player. Served at /assets/watch.js.
+// feiyan watch page (/watch/{channel}): WHEP player, with HLS as the fallback when WebRTC
+// cannot connect or play here. Served at /assets/watch.js.
 (function () {
   'use strict';
 
@@ -13,6 +14,9 @@
   var waitIceGathering = window.Feiyan.waitIceGathering;
   var pcState = window.Feiyan.pcState;
   var deleteResource = window.Feiyan.deleteResource;
+  var deviceId = window.Feiyan.deviceId;
+  var hlsUrl = window.Feiyan.hlsUrl;
+  var playHls = window.Feiyan.playHls;
 
 
   // ---------- elements & state ----------
@@ -30,15 +34,6 @@
 
   var channel = channelFromPath('watch');
   var params = new URLSearchParams(location.search);
-  // A stable anonymous id per browser, so a resident who reconnects counts once.
-  var viewerId = '';
-  try {
-    viewerId = localStorage.getItem('feiyan.viewerId') || '';
-    if (!viewerId) {
-      viewerId = Math.random().toString(36).slice(2) + Date.now().toString(36);
-      localStorage.setItem('feiyan.viewerId', viewerId);
-    }
-  } catch (e) { viewerId = ''; }
   // The rendition asked for (?quality= in the page address, else the last choice here);
   // '' is the source. The server lists what a channel offers in /api/channels/{c}.
   var quality = params.get('quality') || '';
@@ -49,7 +44,9 @@
   var qualitySelect = $('quality');
   function whepUrl() {
     var q = [];
-    if (viewerId) q.push('vid=' + encodeURIComponent(viewerId));
+    // The server's device id (cookie fy_dev), so a resident who reconnects counts once.
+    var vid = deviceId();
+    if (vid) q.push('vid=' + encodeURIComponent(vid));
     if (quality) q.push('quality=' + encodeURIComponent(quality));
     return '/whep/' + encodeURIComponent(channel) + (q.length ? '?' + q.join('&') : '');
   }
@@ -74,6 +71,9 @@
 
   var OFFLINE_RETRY_MS = 5000;
   var STALL_MS = 12000;
+  // WebRTC that has not connected and decoded video this long after the start goes over
+  // to HLS (UDP blocked, an unreachable advertised address, no common codec).
+  var WEBRTC_GRACE_MS = 4000;
 
   var LABELS = {
     connecting: '连接中',
@@ -94,12 +94,15 @@
     connectTimer: null,
     lastCount: -1,
     lastProgress: 0,
-    autoplayBlocked: false
+    autoplayBlocked: false,
+    mode: 'webrtc',     // 'webrtc', or 'hls' once WebRTC did not work here (for good)
+    hls: null,          // the HLS player ({engine, destroy}) in HLS mode
+    fallbackTimer: null
   };
 
   function setStatus(status, detail, overlayMsg) {
     S.status = status;
-    statusEl.textContent = LABELS[status] || status;
+    statusEl.textContent = (LABELS[status] || status) + (S.mode === 'hls' ? ' · HLS' : '');
     document.body.setAttribute('data-status', status);
     detailEl.textContent = detail || '';
     if (status === 'playing' && !S.autoplayBlocked) {
@@ -122,6 +125,13 @@
       playBtn.hidden = true;
       if (S.status === 'playing') overlay.hidden = true;
     }, function (e) {
+      if (e && e.name === 'NotAllowedError' && !video.muted) {
+        // Sound needs a gesture here: play muted; 取消静音 stays visible.
+        video.muted = true;
+        updateMuteButton();
+        tryPlay();
+        return;
+      }
       if (e && e.name === 'NotAllowedError') {
         S.autoplayBlocked = true;
         playBtn.hidden = false;
@@ -172,6 +182,7 @@
   function clearTimers() {
     clearTimeout(S.discTimer); S.discTimer = null;
     clearTimeout(S.connectTimer); S.connectTimer = null;
+    clearTimeout(S.fallbackTimer); S.fallbackTimer = null;
   }
 
   function teardown(sendDelete) {
@@ -186,6 +197,9 @@
     var r = S.resource;
     S.resource = null;
     if (r && sendDelete) deleteResource(r, false);
+    var hls = S.hls;
+    S.hls = null;
+    if (hls) hls.destroy();
   }
 
   function scheduleConnect(ms) {
@@ -239,6 +253,55 @@
     }
   }
 
+  // ---------- HLS (the fallback) ----------
+  // From now on this page plays HLS: natively where the browser can, else with hls.js.
+  function useHls(why) {
+    if (S.mode !== 'hls') {
+      S.mode = 'hls';
+      qualityBox.hidden = true; // HLS picks its rendition itself
+      if (window.console) console.info('feiyan: playing HLS (' + why + ')');
+    }
+    connect();
+  }
+
+  function connectHls(gen) {
+    if (S.status !== 'reconnecting' && S.status !== 'offline') setStatus('connecting', '', '连接中…');
+    var player = playHls(video, hlsUrl(channel), {
+      ready: function () {
+        if (gen !== S.gen) return;
+        S.connectTimer = setTimeout(function () {
+          S.connectTimer = null;
+          if (gen === S.gen && S.status !== 'playing') fail('连接超时');
+        }, 20000);
+        tryPlay();
+      },
+      offline: function () { if (gen === S.gen) goOffline(); },
+      error: function (msg) { if (gen === S.gen) fail(msg); }
+    });
+    S.hls = player;
+  }
+
+  video.addEventListener('playing', function () {
+    if (S.mode !== 'hls' || !S.hls || S.status === 'playing') return;
+    clearTimers();
+    S.attempt = 0;
+    S.lastCount = -1;
+    S.lastProgress = Date.now();
+    setStatus('playing');
+  });
+
+  // WebRTC gets WEBRTC_GRACE_MS to connect and show a decoded frame; then HLS.
+  function armFallback(pc, gen) {
+    S.fallbackTimer = setTimeout(function () {
+      S.fallbackTimer = null;
+      if (gen !== S.gen || !S.resource) return; // torn down, or no session (offline, error)
+      collectStats().then(function (s) {
+        if (gen !== S.gen) return;
+        if (pcState(pc) !== 'connected' || s.framesDecoded === 0) useHls('WebRTC did not play within ' + WEBRTC_GRACE_MS + ' ms');
+      });
+    }, WEBRTC_GRACE_MS);
+  }
+
   async function connect() {
     clearTimeout(S.retryTimer);
     S.retryTimer = null;
@@ -249,8 +312,12 @@
       setStatus('error', '地址中缺少频道编号，请从直播列表进入。', '无效的频道地址');
       return;
     }
+    if (S.mode === 'hls') {
+      connectHls(gen);
+      return;
+    }
     if (typeof RTCPeerConnection === 'undefined') {
-      setStatus('error', '当前浏览器不支持 WebRTC，请使用新版 Chrome、Edge、Firefox 或 Safari。', '浏览器不支持直播播放');
+      useHls('no RTCPeerConnection');
       return;
     }
     // Keep "未开播" / "连接断开，自动重连" visible while a retry is in flight.
@@ -264,6 +331,7 @@
       return;
     }
     S.pc = pc;
+    armFallback(pc, gen);
 
     var stream = new MediaStream();
     pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -308,6 +376,13 @@
       await safeText(res);
       if (gen !== S.gen) return;
       goOffline();
+      return;
+    }
+    if (res.status === 406) {
+      // No video format in common with this browser: HLS carries H.264 it can play.
+      await safeText(res);
+      if (gen !== S.gen) return;
+      useHls('WHEP answered 406');
       return;
     }
     if (res.status === 400 && quality) {
@@ -361,11 +436,14 @@
 
   // Stall watchdog: connected but no new frames / audio packets for a while.
   setInterval(function () {
-    if (S.status !== 'playing' || !S.pc) return;
+    if (S.status !== 'playing' || !(S.pc || S.hls)) return;
+    if (S.hls && video.paused) return; // waiting for 点击播放, not stalled
     var gen = S.gen;
-    collectStats().then(function (s) {
+    var progress = S.hls
+      ? Promise.resolve(Math.floor(video.currentTime * 10))
+      : collectStats().then(function (s) { return s.framesDecoded + s.audioPacketsReceived; });
+    progress.then(function (count) {
       if (gen !== S.gen || S.status !== 'playing') return;
-      var count = s.framesDecoded + s.audioPacketsReceived;
       var now = Date.now();
       if (count !== S.lastCount) {
         S.lastCount = count;
@@ -418,7 +496,7 @@
     var key = list.join(',');
     if (key === shownQualities) return;
     shownQualities = key;
-    qualityBox.hidden = list.length < 2;
+    qualityBox.hidden = list.length < 2 || S.mode === 'hls';
     while (qualitySelect.firstChild) qualitySelect.removeChild(qualitySelect.firstChild);
     list.forEach(function (name) {
       var opt = document.createElement('option');
