@@ -31,7 +31,14 @@ struct Read {
 /// video and audio frame.
 fn ffmpeg_read(url: &str, secs: u32, agent: &str) -> Read {
     let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-user_agent", agent])
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-user_agent",
+            agent,
+        ])
         .args(["-i", url, "-t", &secs.to_string()])
         .args(["-map", "0:v?", "-map", "0:a?", "-f", "framecrc", "-"])
         .stdin(Stdio::null())
@@ -76,7 +83,11 @@ async fn with_vid(base: &str, path: &str) -> String {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 302, "a playlist without vid is redirected");
+    assert_eq!(
+        response.status(),
+        302,
+        "a playlist without vid is redirected"
+    );
     let location = response.headers()["location"].to_str().unwrap().to_string();
     assert!(location.contains("vid="), "{location}");
     format!("{base}{location}")
@@ -94,7 +105,10 @@ async fn wait_playlist(url: &str) -> String {
                 return text;
             }
         }
-        assert!(Instant::now() < deadline, "{url} has no segment within 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "{url} has no segment within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -239,7 +253,11 @@ fn preload_hint(playlist: &str) -> (u64, usize) {
         .lines()
         .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
         .unwrap_or_else(|| panic!("no preload hint in\n{playlist}"));
-    let name = line.rsplit("part-").next().unwrap().trim_end_matches(".m4s\"");
+    let name = line
+        .rsplit("part-")
+        .next()
+        .unwrap()
+        .trim_end_matches(".m4s\"");
     let (msn, part) = name.split_once('.').unwrap();
     (msn.parse().unwrap(), part.parse().unwrap())
 }
@@ -255,7 +273,10 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
     let url = with_vid(&t.base, &format!("/hls/{channel}/index.m3u8")).await;
     let playlist = wait_playlist(&url).await;
     assert!(playlist.contains("CAN-BLOCK-RELOAD=YES"), "{playlist}");
-    assert!(playlist.contains("#EXT-X-PART-INF:PART-TARGET=0.500"), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-PART-INF:PART-TARGET=0.500"),
+        "{playlist}"
+    );
 
     // Ask for the hinted part, which does not exist yet: the answer comes when it does,
     // within about a part's time, not a segment later.
@@ -264,7 +285,12 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
         let current = http.get(&url).send().await.unwrap().text().await.unwrap();
         let (msn, part) = preload_hint(&current);
         let uri = format!("part-{msn}.{part}.m4s");
-        assert!(!current.contains(&format!("{uri}\",")) && !current.contains(&format!("{uri}\"\n")));
+        assert!(
+            !current
+                .lines()
+                .any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&uri)),
+            "the hinted part is not listed yet"
+        );
         let started = Instant::now();
         let blocked = http
             .get(format!("{url}&_HLS_msn={msn}&_HLS_part={part}"))
@@ -275,7 +301,8 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
         assert_eq!(blocked.status(), 200);
         let text = blocked.text().await.unwrap();
         assert!(
-            text.contains(&format!("#EXT-X-PART:DURATION=")) && text.contains(&uri),
+            text.lines()
+                .any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&uri)),
             "the blocked reload lists {uri}:\n{text}"
         );
         assert!(
@@ -292,11 +319,23 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
         .rposition(|l| l.contains("/seg-") && l.ends_with(".m4s"))
         .expect("a complete segment");
     let segment_uri = lines[seg_index];
-    let msn = segment_uri.rsplit("seg-").next().unwrap().trim_end_matches(".m4s");
+    let msn = segment_uri
+        .rsplit("seg-")
+        .next()
+        .unwrap()
+        .trim_end_matches(".m4s");
     let parts: Vec<String> = lines
         .iter()
         .filter(|l| l.contains(&format!("part-{msn}.")))
-        .map(|l| l.split("URI=\"").nth(1).unwrap().split('"').next().unwrap().to_string())
+        .map(|l| {
+            l.split("URI=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert!(parts.len() >= 3, "segment {msn} has parts {parts:?}");
     let mut joined = Vec::new();
@@ -317,7 +356,10 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
         .await
         .unwrap();
     assert_eq!(joined.len(), segment.len());
-    assert!(joined == segment, "the parts of segment {msn} are the segment's bytes");
+    assert!(
+        joined == segment,
+        "the parts of segment {msn} are the segment's bytes"
+    );
 
     // A reload far ahead is refused at once, not held.
     let started = Instant::now();
@@ -330,6 +372,18 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
     assert!(started.elapsed() < Duration::from_secs(1));
     let _ = push.kill();
     let _ = push.wait();
+}
+
+/// `GET path` written byte for byte on a new connection; the whole answer as text.
+async fn raw_get(base: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Runs the ffmpeg CLI on `url` in the background (for `secs`), for reading across a
@@ -357,19 +411,37 @@ async fn a_publisher_back_within_the_grace_continues_the_session_and_one_that_is
     tokio::time::sleep(Duration::from_secs(2)).await;
     let http = reqwest::Client::new();
     let during = http.get(&url).send().await.unwrap();
-    assert_eq!(during.status(), 200, "the playlist stays on air during the grace");
+    assert_eq!(
+        during.status(),
+        200,
+        "the playlist stays on air during the grace"
+    );
     let mut push = push_rtmp(&clip, &rtmp_url(&t));
     let back = common::wait_live(&t.base, &channel).await;
-    assert_eq!(back, session, "the returning publisher continues the session");
+    assert_eq!(
+        back, session,
+        "the returning publisher continues the session"
+    );
     let continued = common::wait_until(Duration::from_secs(15), || async {
         let text = http.get(&url).send().await.unwrap().text().await.unwrap();
         text.contains("#EXT-X-DISCONTINUITY\n")
-            && text.rsplit("#EXT-X-DISCONTINUITY\n").next().unwrap().contains("#EXTINF")
+            && text
+                .rsplit("#EXT-X-DISCONTINUITY\n")
+                .next()
+                .unwrap()
+                .contains("#EXTINF")
     })
     .await;
-    assert!(continued, "a discontinuity, then segments of the returned publisher");
+    assert!(
+        continued,
+        "a discontinuity, then segments of the returned publisher"
+    );
     let read = reader.await.unwrap();
-    assert!(read.success, "ffmpeg kept reading across the drop: {}", read.errors);
+    assert!(
+        read.success,
+        "ffmpeg kept reading across the drop: {}",
+        read.errors
+    );
     assert!(
         read.frames[0] >= 300,
         "ffmpeg decoded {} frames across the drop",
@@ -382,7 +454,10 @@ async fn a_publisher_back_within_the_grace_continues_the_session_and_one_that_is
         .await
         .unwrap()
         .unwrap();
-    assert!(summary.ended_at.is_none(), "still one live session: {summary:?}");
+    assert!(
+        summary.ended_at.is_none(),
+        "still one live session: {summary:?}"
+    );
 
     // Now it drops for good: after the grace the playlist ends, the session ends, then 404.
     let _ = push.kill();
@@ -446,7 +521,8 @@ async fn bad_hls_requests_get_clear_answers() {
         assert_eq!(r.status(), 404, "{path}");
         assert!(!r.text().await.unwrap().is_empty(), "{path}: a message");
     }
-    // Paths that try to leave: 400 or 404, never a file.
+    // Paths that try to leave: 400 or 404, never a file. Sent as raw bytes: an HTTP
+    // client library would resolve the dots before sending.
     for path in [
         format!("/hls/{channel}/../../Cargo.toml"),
         format!("/hls/{channel}/%2e%2e/%2e%2e/Cargo.toml"),
@@ -455,27 +531,43 @@ async fn bad_hls_requests_get_clear_answers() {
         "/hls//etc/passwd".to_string(),
         format!("/hls/{channel}/0\\..\\..\\Cargo.toml"),
     ] {
-        let r = get(path.clone()).await;
+        let answer = raw_get(&t.base, &path).await;
+        let status_line = answer.lines().next().unwrap_or_default().to_string();
         assert!(
-            r.status() == 400 || r.status() == 404,
-            "{path}: {}",
-            r.status()
+            status_line.contains(" 400 ") || status_line.contains(" 404 "),
+            "{path}: {status_line}"
         );
-        let body = r.text().await.unwrap();
-        assert!(!body.contains("[package]") && !body.contains("root:"), "{path}");
+        assert!(
+            !answer.contains("[package]") && !answer.contains("root:"),
+            "{path}"
+        );
     }
     // Blocking reload parameters that make no sense: 400 at once.
-    for query in ["_HLS_msn=100000", "_HLS_part=1", "_HLS_msn=x", "_HLS_msn=1&_HLS_part=9999"] {
+    for query in [
+        "_HLS_msn=100000",
+        "_HLS_part=1",
+        "_HLS_msn=x",
+        "_HLS_msn=1&_HLS_part=9999",
+    ] {
         let started = Instant::now();
         let r = get(format!("/hls/{channel}/index.m3u8?vid={vid}&{query}")).await;
         assert_eq!(r.status(), 400, "{query}");
-        assert!(started.elapsed() < Duration::from_secs(1), "{query} answered at once");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{query} answered at once"
+        );
     }
     // A forged vid gets a new id, not an error.
-    let r = get(format!("/hls/{channel}/index.m3u8?vid=forged.0000000000000000")).await;
+    let r = get(format!(
+        "/hls/{channel}/index.m3u8?vid=forged.0000000000000000"
+    ))
+    .await;
     assert_eq!(r.status(), 302);
     let location = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.contains("vid=") && !location.contains("forged"), "{location}");
+    assert!(
+        location.contains("vid=") && !location.contains("forged"),
+        "{location}"
+    );
     // Playlists are not cached; segments are, with HEAD and ranges.
     let r = http.get(&url).send().await.unwrap();
     assert_eq!(r.headers()["cache-control"], "no-cache");
@@ -494,8 +586,14 @@ async fn bad_hls_requests_get_clear_answers() {
         .await
         .unwrap();
     assert_eq!(head.status(), 200);
-    assert_eq!(head.headers()["content-length"], full.len().to_string().as_str());
-    assert_eq!(head.headers()["cache-control"], "public, max-age=60, immutable");
+    assert_eq!(
+        head.headers()["content-length"],
+        full.len().to_string().as_str()
+    );
+    assert_eq!(
+        head.headers()["cache-control"],
+        "public, max-age=60, immutable"
+    );
     let ranged = http
         .get(format!("{}{segment}", t.base))
         .header("range", "bytes=8-99")

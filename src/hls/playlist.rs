@@ -61,7 +61,11 @@ pub fn media(form: Form, variant: &Variant, base: &str, targets: Targets) -> Str
         let all = variant.segments();
         all.iter().skip(all.len().saturating_sub(LISTED)).collect()
     };
-    let open = if form == Form::Fmp4 { variant.open() } else { None };
+    let open = if form == Form::Fmp4 {
+        variant.open()
+    } else {
+        None
+    };
     let target = variant.longest().max(targets.segment).ceil() as u64;
     let first_msn = listed
         .first()
@@ -72,11 +76,11 @@ pub fn media(form: Form, variant: &Variant, base: &str, targets: Targets) -> Str
     // the variant's start, which every player of this session saw the same way.
     let dropped_discontinuities = variant.dropped_discontinuities()
         + variant
-        .segments()
-        .iter()
-        .take_while(|s| s.msn < first_msn)
-        .filter(|s| s.discontinuity)
-        .count() as u64;
+            .segments()
+            .iter()
+            .take_while(|s| s.msn < first_msn)
+            .filter(|s| s.discontinuity)
+            .count() as u64;
     match form {
         Form::Fmp4 => {
             out.push_str("#EXT-X-VERSION:9\n");
@@ -152,7 +156,14 @@ pub fn media(form: Form, variant: &Variant, base: &str, targets: Targets) -> Str
     out
 }
 
-fn part_line(out: &mut String, base: &str, msn: u64, index: usize, duration: f64, independent: bool) {
+fn part_line(
+    out: &mut String,
+    base: &str,
+    msn: u64,
+    index: usize,
+    duration: f64,
+    independent: bool,
+) {
     let _ = write!(
         out,
         "#EXT-X-PART:DURATION={duration:.5},URI=\"{base}part-{msn}.{index}.m4s\""

@@ -43,11 +43,7 @@ where
     warp::path("hls")
         .and(warp::method())
         .and(warp::path::tail())
-        .and(
-            warp::query::raw()
-                .or(warp::any().map(String::new))
-                .unify(),
-        )
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("user-agent"))
         .and(warp::header::optional::<String>("range"))
         .and(client)
@@ -71,10 +67,7 @@ where
                 match method {
                     Method::GET | Method::HEAD => answer(&hls, request).await,
                     Method::OPTIONS => status(StatusCode::NO_CONTENT, ""),
-                    _ => status(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "HLS answers GET and HEAD\n",
-                    ),
+                    _ => status(StatusCode::METHOD_NOT_ALLOWED, "HLS answers GET and HEAD\n"),
                 }
             },
         )
@@ -93,8 +86,7 @@ struct HlsRequest {
 
 async fn answer(hls: &Hls, request: HlsRequest) -> Response {
     let path = request.path.clone();
-    if path.contains("..") || path.contains('%') || path.contains('\\') || path.starts_with('/')
-    {
+    if path.contains("..") || path.contains('%') || path.contains('\\') || path.starts_with('/') {
         return status(
             StatusCode::BAD_REQUEST,
             "HLS paths are /hls/{channel}/index.m3u8 and the names its playlists give\n",
@@ -181,7 +173,10 @@ async fn playlist(
         s.variants
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.as_ref().is_some_and(|v| v.format().is_some() || !v.segments().is_empty()))
+            .filter(|(_, v)| {
+                v.as_ref()
+                    .is_some_and(|v| v.format().is_some() || !v.segments().is_empty())
+            })
             .map(|(i, _)| i)
             .collect()
     });
@@ -208,7 +203,9 @@ async fn playlist(
     let limit = Duration::from_secs_f64((3.0 * target).max(6.0));
     let ready = |on_air: &ChannelHls| -> Result<bool, &'static str> {
         on_air.with(|s| {
-            if s.variants.len() <= rendition && s.ended {
+            if s.names.len().max(s.variants.len()) <= rendition
+                || (s.variants.len() <= rendition && s.ended)
+            {
                 return Err("no such rendition");
             }
             let Some(Some(v)) = s.variants.get(rendition) else {
@@ -324,11 +321,20 @@ async fn media(
         Segment(u64, Form),
         Part(u64, usize),
     }
-    let want = if let Some(g) = file.strip_prefix("init-").and_then(|f| f.strip_suffix(".mp4")) {
+    let want = if let Some(g) = file
+        .strip_prefix("init-")
+        .and_then(|f| f.strip_suffix(".mp4"))
+    {
         g.parse().map(Want::Init).ok()
-    } else if let Some(n) = file.strip_prefix("seg-").and_then(|f| f.strip_suffix(".m4s")) {
+    } else if let Some(n) = file
+        .strip_prefix("seg-")
+        .and_then(|f| f.strip_suffix(".m4s"))
+    {
         n.parse().map(|n| Want::Segment(n, Form::Fmp4)).ok()
-    } else if let Some(n) = file.strip_prefix("seg-").and_then(|f| f.strip_suffix(".ts")) {
+    } else if let Some(n) = file
+        .strip_prefix("seg-")
+        .and_then(|f| f.strip_suffix(".ts"))
+    {
         n.parse().map(|n| Want::Segment(n, Form::Ts)).ok()
     } else if let Some((n, i)) = file
         .strip_prefix("part-")
@@ -349,7 +355,11 @@ async fn media(
     // part), or nothing.
     let look = |on_air: &ChannelHls| -> Result<Option<Bytes>, ()> {
         on_air.with(|s| {
-            let v = s.variants.get(rendition).and_then(|v| v.as_ref()).ok_or(())?;
+            let v = s
+                .variants
+                .get(rendition)
+                .and_then(|v| v.as_ref())
+                .ok_or(())?;
             let open = v.open();
             match want {
                 Want::Init(g) => v.init(g).map(Some).ok_or(()),
@@ -427,7 +437,11 @@ fn client_hash(hls: &Hls, client: Option<SocketAddr>) -> String {
 
 fn playlist_response(body: String, head: bool) -> Response {
     let len = body.len();
-    let mut response = Response::new(if head { Bytes::new().into() } else { body.into() });
+    let mut response = Response::new(if head {
+        Bytes::new().into()
+    } else {
+        body.into()
+    });
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -439,7 +453,12 @@ fn playlist_response(body: String, head: bool) -> Response {
 }
 
 /// Media bytes with HEAD and single-range support.
-fn serve_bytes(bytes: Bytes, content_type: &'static str, range: Option<&str>, head: bool) -> Response {
+fn serve_bytes(
+    bytes: Bytes,
+    content_type: &'static str,
+    range: Option<&str>,
+    head: bool,
+) -> Response {
     let total = bytes.len();
     let (code, body, content_range) = match range.map(|r| parse_range(r, total)) {
         None => (StatusCode::OK, bytes, None),
@@ -457,7 +476,11 @@ fn serve_bytes(bytes: Bytes, content_type: &'static str, range: Option<&str>, he
         }
     };
     let len = body.len();
-    let mut response = Response::new(if head { Bytes::new().into() } else { body.into() });
+    let mut response = Response::new(if head {
+        Bytes::new().into()
+    } else {
+        body.into()
+    });
     *response.status_mut() = code;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -476,7 +499,12 @@ fn serve_bytes(bytes: Bytes, content_type: &'static str, range: Option<&str>, he
 /// `bytes=a-b`, `bytes=a-`, `bytes=-n` -> inclusive bounds within `total`; `None` when it
 /// cannot be satisfied (several ranges are answered with the first).
 fn parse_range(range: &str, total: usize) -> Option<(usize, usize)> {
-    let spec = range.trim().strip_prefix("bytes=")?.split(',').next()?.trim();
+    let spec = range
+        .trim()
+        .strip_prefix("bytes=")?
+        .split(',')
+        .next()?
+        .trim();
     let (a, b) = spec.split_once('-')?;
     if total == 0 {
         return None;

@@ -254,7 +254,8 @@ impl Variant {
             changed |= self.close_segment();
             self.open_segment(unit.dts, at_ms);
         } else {
-            let part_len = (unit.dts + self.last_video_duration - self.part_start) as f64 / 90_000.0;
+            let part_len =
+                (unit.dts + self.last_video_duration - self.part_start) as f64 / 90_000.0;
             if part_len > self.targets.part + 0.001 && !self.part_video.is_empty() {
                 changed |= self.close_part();
             }
@@ -618,9 +619,15 @@ mod tests {
                 part: 0.5,
             },
         );
-        assert!(text.contains("#EXT-X-MAP:URI=\"/hls/c/1/0/init-0.mp4\""), "{text}");
+        assert!(
+            text.contains("#EXT-X-MAP:URI=\"/hls/c/1/0/init-0.mp4\""),
+            "{text}"
+        );
         assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
-        assert!(!text.contains("PRELOAD-HINT"), "an ended playlist hints nothing");
+        assert!(
+            !text.contains("PRELOAD-HINT"),
+            "an ended playlist hints nothing"
+        );
 
         // The segments and init decode as one file.
         let dir = tempfile::tempdir().unwrap();

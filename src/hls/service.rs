@@ -27,6 +27,8 @@ use crate::transcode::aac::AacEncoder;
 const HEADROOM_90K: i64 = 10 * 90_000;
 /// Opus units seen without the source's own AAC before the channel's Opus is encoded.
 const OPUS_BEFORE_ENCODING: u32 = 50;
+/// Samples in an AAC-LC frame.
+const AAC_FRAME: i64 = 1024;
 /// How long an ended channel's playlist (with `EXT-X-ENDLIST`) stays before 404.
 const ENDED_KEPT: Duration = Duration::from_secs(10);
 
@@ -227,6 +229,8 @@ fn encoder(channel: &ChannelName) -> Audio {
 /// One channel's task.
 struct ChannelTask {
     hls: Arc<Hls>,
+    /// For the renditions' names as the relay offers them.
+    sources: SourceHandle,
     channel: ChannelName,
     on_air: Arc<ChannelHls>,
     audio: Audio,
@@ -242,6 +246,8 @@ struct ChannelTask {
     away_until: Option<Instant>,
     /// Renditions wait for a keyframe: ask the source for one now and then.
     next_keyframe_ask: Instant,
+    /// Decode time of the last AAC frame on the sample clock, before the shift.
+    last_audio: Option<i64>,
 }
 
 async fn run_channel(
@@ -270,6 +276,7 @@ async fn run_channel(
     hls.put(&channel, Some(on_air.clone()));
     let mut task = ChannelTask {
         hls: hls.clone(),
+        sources: sources.clone(),
         channel: channel.clone(),
         on_air,
         audio: Audio::None,
@@ -279,6 +286,7 @@ async fn run_channel(
         end_90k: 0,
         away_until: None,
         next_keyframe_ask: Instant::now(),
+        last_audio: None,
     };
     task.live(&first.live, first.from_peer);
     let mut ended_at: Option<Instant> = None;
@@ -377,6 +385,7 @@ impl ChannelTask {
         }
         self.away_until = None;
         self.shift = None;
+        self.last_audio = None;
         self.has_video = live.video == Some(Codec::H264);
         if live.video == Some(Codec::Vp8) {
             warn!(channel = %self.channel, "VP8 publisher: live HLS carries no video for it yet");
@@ -444,14 +453,20 @@ impl ChannelTask {
             && self.audio.config().is_some()
             && self.on_air.with(|s| {
                 s.variants.is_empty()
-                    || s.variants.iter().any(|v| v.as_ref().is_none_or(|v| !v.started()))
+                    || s.variants
+                        .iter()
+                        .any(|v| v.as_ref().is_none_or(|v| !v.started()))
             })
     }
 
     /// The shift of this epoch, fixed by its first unit (at `dts_90k`).
     fn shift(&mut self, dts_90k: i64) -> i64 {
         *self.shift.get_or_insert_with(|| {
-            let gap = if self.end_90k == 0 { HEADROOM_90K } else { 9_000 };
+            let gap = if self.end_90k == 0 {
+                HEADROOM_90K
+            } else {
+                9_000
+            };
             self.end_90k + gap - dts_90k
         })
     }
@@ -470,7 +485,15 @@ impl ChannelTask {
                 self.end_90k = self.end_90k.max(unit.dts);
                 let targets = self.hls.settings.targets;
                 let has_video = self.has_video;
+                // A rendition fed after the session went live (a WHIP ladder): its name.
+                let qualities = (self.on_air.with(|s| s.names.len()) <= rendition)
+                    .then(|| self.sources.status(&self.channel))
+                    .flatten()
+                    .map(|status| status.qualities);
                 let changed = self.on_air.update(|s| {
+                    if let Some(q) = qualities.filter(|q| q.len() > s.names.len()) {
+                        s.names = q;
+                    }
                     if s.variants.len() <= rendition {
                         s.variants.resize_with(rendition + 1, || None);
                     }
@@ -512,18 +535,40 @@ impl ChannelTask {
 
     /// One AAC unit (the source's or the encoder's) for every variant.
     fn audio_unit(&mut self, mut unit: AccessUnit) {
-        let rate = i64::from(unit.timescale.max(1));
+        // On the sample clock (sources hand AAC over in microseconds), each frame 1024
+        // samples after the one before unless the source skipped: rounding never makes
+        // a frame 1023 or 1025 samples long.
+        let rate = match &self.audio {
+            Audio::Original(c) | Audio::Encoded(_, c) => i64::from(c.sample_rate.max(1)),
+            _ => return,
+        };
+        let from = i64::from(unit.timescale.max(1));
+        if from != rate {
+            unit.dts = unit.dts * rate / from;
+            unit.pts = unit.pts * rate / from;
+            unit.timescale = rate as u32;
+        }
+        if let Some(last) = self.last_audio
+            && (unit.dts - (last + AAC_FRAME)).abs() <= AAC_FRAME / 8
+        {
+            unit.pts += last + AAC_FRAME - unit.dts;
+            unit.dts = last + AAC_FRAME;
+        }
+        self.last_audio = Some(unit.dts);
         let shift_90k = self.shift(unit.dts * 90_000 / rate);
         let shift = shift_90k * rate / 90_000;
         unit.dts += shift;
         unit.pts += shift;
         if !self.has_video {
             self.end_90k = self.end_90k.max(unit.dts * 90_000 / rate);
-            let Some(audio) = self.audio.config() else { return };
+            let Some(audio) = self.audio.config() else {
+                return;
+            };
             let targets = self.hls.settings.targets;
             self.on_air.update(|s| {
                 if s.variants.is_empty() {
-                    s.variants.push(Some(Variant::new(targets, false, audio, 0)));
+                    s.variants
+                        .push(Some(Variant::new(targets, false, audio, 0)));
                 }
             });
         }

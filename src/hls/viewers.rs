@@ -180,7 +180,10 @@ mod tests {
         viewers.sweep(5_000 + LEAVE_AFTER_MS);
         let left = events(&rx);
         assert!(
-            matches!(left.as_slice(), [AudienceEvent::ViewerLeft { at_ms: 5_000, .. }]),
+            matches!(
+                left.as_slice(),
+                [AudienceEvent::ViewerLeft { at_ms: 5_000, .. }]
+            ),
             "{left:?}"
         );
         assert_eq!(viewers.watching(SessionId(7)), 0);
