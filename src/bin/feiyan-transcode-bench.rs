@@ -6,12 +6,17 @@
 //! with the same libvpx settings, in CPU seconds per second of video.
 //!
 //! `cargo run --bin feiyan-transcode-bench -- [SECONDS] [PARALLEL]`
+//!
+//! `cargo run --release --bin feiyan-transcode-bench -- aac [SECONDS]` measures only the
+//! Opus -> AAC-LC encoder a WHIP channel's live HLS runs (`transcode::aac`), on 60 s of
+//! audio by default: CPU per second of audio, fed as fast as it takes it.
 
 use std::process::Command;
 use std::time::Instant;
 
 use feiyan::config::{RenditionSpec, VideoMode};
-use feiyan::media::{Codec, MediaKind};
+use feiyan::media::{AccessUnit, Codec, MediaKind, Track};
+use feiyan::transcode::aac::AacEncoder;
 use feiyan::transcode::demux::Demuxer;
 use feiyan::transcode::{Encoded, TranscodeOptions, Transcoder, VideoInput};
 
@@ -264,8 +269,155 @@ fn spread(runs: &[f64]) -> String {
     format!("{:.2} ({min:.2}-{max:.2})", median(runs))
 }
 
+/// Opus as a WHIP publisher's channel carries it: `secs` of `source` (an ffmpeg lavfi audio
+/// source) encoded with libopus 64 kb/s in 20 ms packets, pts on the 48 kHz clock.
+fn opus_units(dir: &std::path::Path, source: &str, secs: u32) -> anyhow::Result<Vec<AccessUnit>> {
+    let path = dir.join("opus.ogg");
+    let made = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", source, "-t"])
+        .arg(secs.to_string())
+        .args(["-ac", "2", "-c:a", "libopus", "-b:a", "64k"])
+        .arg(&path)
+        .status()?;
+    anyhow::ensure!(made.success(), "ffmpeg could not make the Opus input");
+    let packets = feiyan::client::media::ogg_opus_packets(&std::fs::read(&path)?)?;
+    let mut pts = 0;
+    Ok(packets
+        .into_iter()
+        .map(|data| {
+            let unit = AccessUnit {
+                track: Track::Audio,
+                codec: Codec::Opus,
+                pts,
+                dts: pts,
+                timescale: 48_000,
+                keyframe: true,
+                data,
+            };
+            pts +=
+                i64::from(feiyan::client::media::opus_packet_duration(&unit.data).unwrap_or(960));
+            unit
+        })
+        .collect())
+}
+
+/// CPU seconds a thread of this process has run so far (`schedstat`, ns), by its tid.
+fn thread_cpu_secs(tid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    Some(stat.split_whitespace().next()?.parse::<f64>().ok()? / 1e9)
+}
+
+/// The tid of this process's thread named `name`.
+fn thread_named(name: &str) -> Option<String> {
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
+        let task = task.ok()?;
+        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        (comm.trim_end() == name).then(|| task.file_name().to_string_lossy().into_owned())
+    })
+}
+
+/// One run of one channel's AAC encoder over `units`, as fast as it goes without the queue
+/// ever dropping (at most 128 units in flight). Returns the encoder thread's CPU s, the
+/// process's CPU s, wall s, AAC frames and bytes.
+fn aac_run(units: &[AccessUnit]) -> anyhow::Result<(f64, f64, f64, usize, usize)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    runtime.block_on(async {
+        let mut encoder = AacEncoder::start("bench")?;
+        let tid =
+            thread_named("fy-tc-aac").ok_or_else(|| anyhow::anyhow!("no fy-tc-aac thread"))?;
+        let thread0 = thread_cpu_secs(&tid).unwrap_or(0.0);
+        let cpu0 = cpu_secs(libc::RUSAGE_SELF);
+        let t0 = Instant::now();
+        let (mut frames, mut bytes, mut pushed) = (0usize, 0usize, 0i64);
+        let mut thread_cpu = 0.0;
+        for unit in units {
+            while pushed - frames as i64 * 1024 > 128 * 960 {
+                let aac = encoder
+                    .recv()
+                    .await
+                    .ok_or_else(|| anyhow::anyhow!("encoder stopped"))?;
+                frames += 1;
+                bytes += aac.data.len();
+            }
+            pushed += 960;
+            anyhow::ensure!(encoder.push(unit.clone()), "encoder stopped");
+        }
+        encoder.finish();
+        while let Some(aac) = encoder.recv().await {
+            frames += 1;
+            bytes += aac.data.len();
+            // The thread exits after its last unit: keep the last reading it answered.
+            if let Some(cpu) = thread_cpu_secs(&tid) {
+                thread_cpu = cpu - thread0;
+            }
+        }
+        anyhow::ensure!(
+            encoder.dropped() == 0,
+            "{} units dropped",
+            encoder.dropped()
+        );
+        Ok((
+            thread_cpu,
+            cpu_secs(libc::RUSAGE_SELF) - cpu0,
+            t0.elapsed().as_secs_f64(),
+            frames,
+            bytes,
+        ))
+    })
+}
+
+/// `feiyan-transcode-bench aac [SECONDS]`: the AAC encoder of one WHIP channel's live HLS.
+fn aac_figures(secs: u32) -> anyhow::Result<()> {
+    const RUNS: usize = 5;
+    let dir = tempfile::tempdir()?;
+    let sources = [
+        ("440 Hz tone", "sine=frequency=440:sample_rate=48000".to_owned()),
+        (
+            "two tones + uncorrelated noise, stereo",
+            "aevalsrc=0.3*sin(2*PI*440*t)+0.1*(2*random(0)-1)|0.3*sin(2*PI*660*t)+0.1*(2*random(1)-1):s=48000"
+                .to_owned(),
+        ),
+    ];
+    println!(
+        "Opus (libopus 64k, 20 ms) -> AAC-LC 48 kHz stereo 128k (transcode::aac, one channel), \
+         {secs} s of audio fed as fast as it is taken; median (min-max) of {RUNS} runs"
+    );
+    println!(
+        "| input | encoder thread, core-ms per s of audio | whole process, core-ms per s | % of one core in real time (thread) | speed | output |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, source) in sources {
+        let units = opus_units(dir.path(), &source, secs)?;
+        let audio_secs = f64::from(secs);
+        let (mut thread, mut process, mut speed) = (Vec::new(), Vec::new(), Vec::new());
+        let mut output = String::new();
+        for _ in 0..RUNS {
+            let (t, p, wall, frames, bytes) = aac_run(&units)?;
+            thread.push(t * 1000.0 / audio_secs);
+            process.push(p * 1000.0 / audio_secs);
+            speed.push(audio_secs / wall);
+            output = format!(
+                "{frames} frames, {:.0} kb/s",
+                bytes as f64 * 8.0 / audio_secs / 1000.0
+            );
+        }
+        println!(
+            "| {name} | {} | {} | {:.2}% | {:.0}x real time | {output} |",
+            spread(&thread),
+            spread(&process),
+            median(&thread) / 10.0,
+            median(&speed),
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("aac") {
+        return aac_figures(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(60));
+    }
     let secs: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     let parallel: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(2);
     let dir = tempfile::tempdir()?;

@@ -15,6 +15,7 @@
 //! input (dropping the [`Transcoder`]) makes the threads flush their codecs and exit; the
 //! output channel closes when both have finished.
 
+pub mod aac;
 pub mod demux;
 pub mod h264;
 pub mod mux;
