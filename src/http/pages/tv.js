@@ -261,9 +261,13 @@
     }, IDLE_MS);
   }
 
+  // The ring follows a class as well as :focus: a TV browser whose window the system has
+  // not focused (or a kiosk shell) still shows where OK will land.
   function focusAt(i) {
     var n = controls.length;
-    controls[((i % n) + n) % n].focus();
+    var target = controls[((i % n) + n) % n];
+    controls.forEach(function (c) { c.classList.toggle('focused', c === target); });
+    target.focus();
   }
 
   document.addEventListener('keydown', function (ev) {
