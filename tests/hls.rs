@@ -49,10 +49,10 @@ fn ffmpeg_read(url: &str, secs: u32, agent: &str) -> Read {
         if line.starts_with('#') {
             continue;
         }
-        if let Some(Ok(index)) = line.split(',').next().map(|s| s.trim().parse::<usize>()) {
-            if index < frames.len() {
-                frames[index] += 1;
-            }
+        if let Some(Ok(index)) = line.split(',').next().map(|s| s.trim().parse::<usize>())
+            && index < frames.len()
+        {
+            frames[index] += 1;
         }
     }
     let probe = Command::new("ffprobe")

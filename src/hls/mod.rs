@@ -10,7 +10,7 @@
 //! - [`service`]: one task per live channel (subscription, Opus->AAC where the channel has
 //!   no AAC, reconnect grace) and the state HTTP reads.
 //! - [`viewers`]: HLS players as attendance rows.
-//! - [`routes`]: `/hls/...`.
+//! - [`routes`] answers `/hls/...`.
 
 pub mod fmp4;
 pub mod playlist;
