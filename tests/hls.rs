@@ -616,3 +616,73 @@ async fn bad_hls_requests_get_clear_answers() {
     let _ = push.kill();
     let _ = push.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_with_renditions_gets_a_multivariant_playlist_with_one_media_playlist_each() {
+    let t = common::start_server_with(|c| {
+        c.ingest.renditions = vec![feiyan::config::RenditionSpec {
+            name: "180p".into(),
+            height: 180,
+            video_kbps: 300,
+        }];
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_media(dir.path(), 40);
+    let mut push = push_rtmp(&clip, &rtmp_url(&t));
+    let channel = t.station.channel.to_string();
+    common::wait_live(&t.base, &channel).await;
+    let url = with_vid(&t.base, &format!("/hls/{channel}/index.m3u8")).await;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = http.get(&url).send().await.unwrap().text().await.unwrap();
+        if text.matches("#EXT-X-STREAM-INF").count() == 2 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a variant per rendition:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        text.contains("RESOLUTION=640x360") && text.contains("RESOLUTION=320x180"),
+        "{text}"
+    );
+    assert!(
+        text.contains("NAME=\"source\"") && text.contains("NAME=\"180p\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("CODECS=\"avc1.") && text.contains("mp4a.40.2"),
+        "{text}"
+    );
+    let vid = url.split("vid=").nth(1).unwrap();
+    for uri in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(
+            uri.ends_with(&format!("vid={vid}")),
+            "variant URIs carry the vid: {uri}"
+        );
+        let media = format!("{}/hls/{channel}/{uri}", t.base);
+        let playlist = wait_playlist(&media).await;
+        assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
+    }
+    let ts = with_vid(&t.base, &format!("/hls/{channel}/ts.m3u8")).await;
+    let ts_text = http.get(&ts).send().await.unwrap().text().await.unwrap();
+    assert_eq!(ts_text.matches("#EXT-X-STREAM-INF").count(), 2, "{ts_text}");
+    let read = tokio::task::spawn_blocking(move || ffmpeg_read(&url, 6, TV_AGENT))
+        .await
+        .unwrap();
+    assert!(
+        read.success && read.errors.trim().is_empty(),
+        "{}",
+        read.errors
+    );
+    assert!(read.frames[0] >= 150, "{:?}", read.frames);
+    let _ = push.kill();
+    let _ = push.wait();
+}
