@@ -45,6 +45,8 @@ pub struct RunningServer {
     failures: mpsc::UnboundedReceiver<String>,
     engine_task: JoinHandle<()>,
     writer: AttendanceWriter,
+    /// Live HLS, whose players' rows close at shutdown.
+    hls: Arc<crate::hls::Hls>,
     liveness_task: JoinHandle<()>,
 }
 
@@ -122,7 +124,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         relay: relay.clone(),
         max_sdp_bytes: config.http.max_sdp_bytes,
         salt,
-        hls,
+        hls: hls.clone(),
         pull: ingest.pull.clone(),
         login_throttle: Default::default(),
         ice_lite: config.webrtc.ice_lite,
@@ -174,6 +176,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         failures,
         engine_task,
         writer,
+        hls,
         liveness_task,
     })
 }
@@ -288,6 +291,7 @@ impl RunningServer {
         self.ingest.shutdown().await;
         self.relay.shutdown().await;
         let _ = self.engine_task.await;
+        self.hls.shutdown();
         drop(self.relay);
         // The HTTP task may hold relay handles until its connections finish.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http_task).await;

@@ -5,7 +5,8 @@
 //!   keyframe and decodes VP8 with a real decoder, is counted in the one session, and the
 //!   encode stops 10 s after it leaves;
 //! - an H.264-only viewer watches a channel a browser (Chromium) publishes in VP8 over WHIP
-//!   (`h264_from_vp8 = "on-demand"`): it decodes H.264 made from it.
+//!   (`h264_from_vp8 = "on-demand"`): it decodes H.264 made from it, which is made from the
+//!   start of the session because live HLS carries it (the ffmpeg CLI decodes that too).
 
 mod common;
 
@@ -149,7 +150,11 @@ async fn an_h264_only_viewer_of_a_vp8_whip_publisher_decodes_h264_made_from_it()
         "the publisher sends VP8: {answer}"
     );
     let session = wait_live(&t.base, &channel).await;
-    assert_eq!(bridge_threads(), 0, "no bridge before anyone needs it");
+    // Live HLS carries H.264: the bridge starts with the session.
+    assert!(
+        wait_until(Duration::from_secs(10), || async { bridge_threads() >= 1 }).await,
+        "H.264 is made for live HLS from the start"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let whep = format!("{}/whep/{channel}", t.base);
@@ -180,6 +185,36 @@ async fn an_h264_only_viewer_of_a_vp8_whip_publisher_decodes_h264_made_from_it()
     assert_eq!(decoded.b_frames, 0);
     let peak = common::session_peak(&t.server, session).await;
     assert_eq!(peak, 1, "counted in the session");
+
+    // The same H.264 is the channel's live HLS, which the ffmpeg CLI decodes.
+    let hls = format!("{}/hls/{channel}/index.m3u8", t.base);
+    let listed = wait_until(Duration::from_secs(20), || async {
+        match reqwest::get(&hls).await {
+            Ok(r) if r.status() == 200 => r.text().await.unwrap_or_default().contains("#EXTINF"),
+            _ => false,
+        }
+    })
+    .await;
+    assert!(listed, "the VP8 channel's HLS has segments");
+    let hls_url = reqwest::get(&hls).await.unwrap().url().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-v", "error", "-i", &hls_url])
+            .args(["-t", "3", "-map", "0:v", "-f", "framecrc", "-"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .count();
+    assert!(
+        out.status.success() && frames >= 30,
+        "ffmpeg decoded {frames} frames of the HLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     viewer.close().await.ok();
     drop(browser);
     t.server.shutdown().await;

@@ -183,7 +183,16 @@ async fn playlist(
     if rendition.is_none() && started.len() > 1 {
         return multivariant(&on_air, form, &started, &vid);
     }
-    let rendition = rendition.unwrap_or(0);
+    // The channel's playlist is its first variant's: the source, or for a VP8 publisher
+    // the H.264 made from it.
+    let first_started = |on_air: &ChannelHls| {
+        on_air.with(|s| {
+            s.variants.iter().position(|v| {
+                v.as_ref()
+                    .is_some_and(|v| v.started() || !v.segments().is_empty())
+            })
+        })
+    };
     let session = on_air.with(|s| s.session);
     if !on_air.with(|s| s.ended) {
         let terminal = Terminal::from_user_agent(&request.agent).as_str();
@@ -202,6 +211,9 @@ async fn playlist(
     let target = hls.settings.targets.segment;
     let limit = Duration::from_secs_f64((3.0 * target).max(6.0));
     let ready = |on_air: &ChannelHls| -> Result<bool, &'static str> {
+        let Some(rendition) = rendition.or_else(|| first_started(on_air)) else {
+            return Ok(false);
+        };
         on_air.with(|s| {
             if s.names.len().max(s.variants.len()) <= rendition
                 || (s.variants.len() <= rendition && s.ended)
@@ -242,6 +254,7 @@ async fn playlist(
         Err(why) if why == "no such rendition" => return not_found(why),
         Err(why) => return bad_request(why),
     }
+    let rendition = rendition.or_else(|| first_started(&on_air)).unwrap_or(0);
     let body = on_air.with(|s| {
         s.variants.get(rendition).and_then(|v| v.as_ref()).map(|v| {
             let base = format!("/hls/{channel}/{}/{rendition}/", s.session.0);

@@ -123,6 +123,12 @@ impl Hls {
         hls
     }
 
+    /// The server stops: HLS players' rows close and their queue end goes (call after the
+    /// relay stopped, before the attendance writer finishes).
+    pub fn shutdown(&self) {
+        self.viewers.close();
+    }
+
     /// A channel on air (live, in its grace, or just ended).
     pub fn channel(&self, channel: &ChannelName) -> Option<Arc<ChannelHls>> {
         self.channels
@@ -386,9 +392,19 @@ impl ChannelTask {
         self.away_until = None;
         self.shift = None;
         self.last_audio = None;
-        self.has_video = live.video == Some(Codec::H264);
+        // A VP8 publisher's video comes as H.264 from its codec bridge, for the session.
+        self.has_video = matches!(live.video, Some(Codec::H264 | Codec::Vp8));
         if live.video == Some(Codec::Vp8) {
-            warn!(channel = %self.channel, "VP8 publisher: live HLS carries no video for it yet");
+            let sources = self.sources.clone();
+            let channel = self.channel.clone();
+            tokio::spawn(async move {
+                if let Err(err) = sources
+                    .want_bridge(channel.clone(), crate::relay::h264_codec())
+                    .await
+                {
+                    warn!(%channel, %err, "no H.264 from this VP8 publisher: its HLS has no video");
+                }
+            });
         }
         self.has_audio = live.audio.is_some();
         if !self.has_audio {

@@ -43,7 +43,9 @@ pub struct Viewers {
 }
 
 struct Inner {
-    sink: AudienceSink,
+    /// `None` once the server is shutting down (the queue must close for the writer to
+    /// finish).
+    sink: Option<AudienceSink>,
     players: HashMap<(SessionId, String), Player>,
 }
 
@@ -52,7 +54,7 @@ impl Viewers {
     pub fn new(sink: AudienceSink) -> Viewers {
         Viewers {
             inner: Mutex::new(Inner {
-                sink,
+                sink: Some(sink),
                 players: HashMap::new(),
             }),
         }
@@ -76,10 +78,13 @@ impl Viewers {
             });
         player.requests = player.requests.saturating_add(1);
         player.last_ms = now_ms;
+        let Some(sink) = inner.sink.as_mut() else {
+            return;
+        };
         if player.requests >= 2 && player.row.is_none() {
-            let id = inner.sink.viewer_id();
+            let id = sink.viewer_id();
             player.row = Some(id);
-            inner.sink.push(AudienceEvent::ViewerJoined {
+            sink.push(AudienceEvent::ViewerJoined {
                 id,
                 session: request.session,
                 at_ms: now_ms,
@@ -94,7 +99,9 @@ impl Viewers {
     pub fn sweep(&self, now_ms: i64) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let sink = &mut inner.sink;
+        let Some(sink) = inner.sink.as_mut() else {
+            return;
+        };
         inner.players.retain(|_, p| {
             if now_ms - p.last_ms < LEAVE_AFTER_MS {
                 return true;
@@ -113,7 +120,9 @@ impl Viewers {
     pub fn session_ended(&self, session: SessionId) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let sink = &mut inner.sink;
+        let Some(sink) = inner.sink.as_mut() else {
+            return;
+        };
         inner.players.retain(|(s, _), p| {
             if *s != session {
                 return true;
@@ -126,6 +135,23 @@ impl Viewers {
             }
             false
         });
+    }
+
+    /// The server stops: every open row closes at its player's last request, and the
+    /// queue end is let go so the attendance writer can finish.
+    pub fn close(&self) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if let Some(mut sink) = inner.sink.take() {
+            for (_, p) in inner.players.drain() {
+                if let Some(id) = p.row {
+                    sink.push(AudienceEvent::ViewerLeft {
+                        id,
+                        at_ms: p.last_ms,
+                    });
+                }
+            }
+        }
     }
 
     /// Players with an open row now.

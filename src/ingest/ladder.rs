@@ -270,7 +270,8 @@ async fn run_bridge(
         to,
     ));
     let relay = ctx.relay.clone();
-    let always = to == Codec::H264 && ctx.config.h264_from_vp8 == H264FromVp8::Always;
+    // H.264 from VP8 is live HLS's video (and later the recording's): kept for the session.
+    let always = to == Codec::H264 && ctx.config.h264_from_vp8 != H264FromVp8::Off;
     let mut idle_since: Option<std::time::Instant> = None;
     let idle = || {
         if always {

@@ -359,6 +359,17 @@ impl Hub {
         ))
     }
 
+    /// What video stream `stream` of `channel` is encoded in (a bridge's differs from the
+    /// source's).
+    pub fn stream_codec(&self, channel: &ChannelName, stream: usize) -> Option<&RTCRtpCodec> {
+        self.channels
+            .get(channel)?
+            .streams
+            .get(stream)?
+            .codec
+            .as_ref()
+    }
+
     /// The channel's source, if any.
     pub fn source_of(&self, channel: &ChannelName) -> Option<Source> {
         self.channels.get(channel)?.source.as_ref().map(|(s, _)| *s)

@@ -221,7 +221,13 @@ struct ChannelTap {
 
 impl ChannelTap {
     /// Reassembles a live session's packets and sends the units that complete.
-    fn feed(&mut self, rendition: usize, now: Instant, packets: &[(MediaKind, rtp::Packet)]) {
+    fn feed(
+        &mut self,
+        rendition: usize,
+        video_codec: Option<Codec>,
+        now: Instant,
+        packets: &[(MediaKind, rtp::Packet)],
+    ) {
         let (Some(live), Some(live_at)) = (&self.live, self.live_at) else {
             return;
         };
@@ -236,7 +242,11 @@ impl ChannelTap {
                     let track = Track::Video {
                         rendition: rendition as u8,
                     };
-                    (&mut self.video[rendition], live.video, track)
+                    (
+                        &mut self.video[rendition],
+                        video_codec.or(live.video),
+                        track,
+                    )
                 }
                 MediaKind::Audio => (&mut self.audio, live.audio, Track::Audio),
             };
@@ -315,15 +325,18 @@ impl Taps {
     /// Packets the hub forwarded from the channel's source (video of `rendition`). The
     /// engine tells the tap a session went live ([`Taps::live`]) before it fans out the
     /// packets read in the same turn, so a session's first keyframe is never lost here.
+    /// `video_codec` says what the stream is encoded in when it may differ from the
+    /// channel's video (a codec bridge's stream), asked only while someone is subscribed.
     pub(super) fn packets(
         &mut self,
         channel: &ChannelName,
         rendition: usize,
+        video_codec: impl FnOnce() -> Option<Codec>,
         now: Instant,
         packets: &[(MediaKind, rtp::Packet)],
     ) {
         if let Some(tap) = self.tapped(channel) {
-            tap.feed(rendition, now, packets);
+            tap.feed(rendition, video_codec(), now, packets);
         }
     }
 
@@ -418,10 +431,17 @@ mod tests {
         // A P-frame before any keyframe is not delivered; then IDR (SPS + IDR slice),
         // a P-frame, a P-frame whose second packet is lost, a P-frame (dropped: waits for
         // a keyframe), and the next IDR.
-        taps.packets(&channel, 0, now, &[v(10, 0, true, &[0x41, 1, 1]), a(1, 0)]);
         taps.packets(
             &channel,
             0,
+            || None,
+            now,
+            &[v(10, 0, true, &[0x41, 1, 1]), a(1, 0)],
+        );
+        taps.packets(
+            &channel,
+            0,
+            || None,
             now,
             &[
                 v(11, 3000, false, &[0x67, 1, 2]),
@@ -431,22 +451,31 @@ mod tests {
         taps.packets(
             &channel,
             0,
+            || None,
             now,
             &[v(13, 6000, true, &[0x41, 2, 2]), a(2, 960)],
         );
         taps.packets(
             &channel,
             0,
+            || None,
             now,
             &[
                 v(14, 9000, false, &[0x41, 3, 3]),
                 v(16, 9000, true, &[0x41, 4, 4]),
             ],
         );
-        taps.packets(&channel, 0, now, &[v(17, 12000, true, &[0x41, 5, 5])]);
         taps.packets(
             &channel,
             0,
+            || None,
+            now,
+            &[v(17, 12000, true, &[0x41, 5, 5])],
+        );
+        taps.packets(
+            &channel,
+            0,
+            || None,
             now,
             &[
                 v(18, 15000, false, &[0x67, 1, 2]),
@@ -499,19 +528,28 @@ mod tests {
         taps.packets(
             &channel,
             0,
+            || None,
             now,
             &[v(1, 0, false, &[0x67, 1, 1]), v(2, 0, true, &[0x65, 1, 1])],
         );
-        taps.packets(&channel, 0, now, &[v(3, 3000, false, &[0x41, 2, 2])]);
         taps.packets(
             &channel,
             0,
+            || None,
+            now,
+            &[v(3, 3000, false, &[0x41, 2, 2])],
+        );
+        taps.packets(
+            &channel,
+            0,
+            || None,
             now,
             &[v(5, 6000, true, &[0x41, 3, 3]), v(6, 6000, false, &[])],
         );
         taps.packets(
             &channel,
             0,
+            || None,
             now,
             &[
                 v(7, 9000, false, &[0x67, 1, 1]),
@@ -531,7 +569,7 @@ mod tests {
         let mut taps = Taps::default();
         let sub = taps.subscribe(&channel, None, Instant::now());
         drop(sub);
-        taps.packets(&channel, 0, Instant::now(), &[]);
+        taps.packets(&channel, 0, || None, Instant::now(), &[]);
         assert!(taps.channels.is_empty());
     }
 }

@@ -298,7 +298,8 @@ impl Engine {
                 &packets,
                 &mut out,
             ) {
-                self.taps.packets(&channel, rendition, now, &packets);
+                self.taps
+                    .packets(&channel, rendition, || None, now, &packets);
             }
         }
     }

@@ -168,7 +168,13 @@ impl Engine {
                 let rendition = usize::from(rendition);
                 let packets = [(kind, packet)];
                 if hub.fan_out(&channel, Source::Local(id), rendition, &packets, &mut out) {
-                    self.taps.packets(&channel, rendition, now, &packets);
+                    // A feeder's stream may be in another codec than the channel (a bridge).
+                    let hub = &self.hub;
+                    let codec = || {
+                        hub.stream_codec(&channel, rendition)
+                            .and_then(|c| codec_of_mime(&c.mime_type))
+                    };
+                    self.taps.packets(&channel, rendition, codec, now, &packets);
                 }
             }
             LocalInput::Unit(unit) => {
