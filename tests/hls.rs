@@ -93,7 +93,8 @@ async fn with_vid(base: &str, path: &str) -> String {
     format!("{base}{location}")
 }
 
-/// Waits until `url` (a playlist) answers 200 with at least one segment, and returns it.
+/// Waits until `url` (a playlist) answers 200 with at least one segment (or variant), and
+/// returns it.
 async fn wait_playlist(url: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -101,7 +102,8 @@ async fn wait_playlist(url: &str) -> String {
             && r.status() == 200
         {
             let text = r.text().await.unwrap();
-            if text.contains("#EXTINF") {
+            // A media playlist with a segment, or a multivariant one.
+            if text.contains("#EXTINF") || text.contains("#EXT-X-STREAM-INF") {
                 return text;
             }
         }
@@ -159,17 +161,52 @@ fn assert_read_well(read: &Read, what: &str, min_video: usize) {
     );
 }
 
+/// A channel on air from an RTMP push (the ffmpeg CLI, a `secs`-long clip), with its
+/// fMP4 playlist URL (with a vid) once it lists a segment.
+struct OnAir {
+    push: std::process::Child,
+    channel: String,
+    session: SessionId,
+    /// `/hls/{channel}/index.m3u8?vid=...`, absolute.
+    url: String,
+    /// The playlist when it first listed a segment.
+    playlist: String,
+    clip: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for OnAir {
+    fn drop(&mut self) {
+        let _ = self.push.kill();
+        let _ = self.push.wait();
+    }
+}
+
+async fn rtmp_on_air(t: &common::TestServer, secs: u32) -> OnAir {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_media(dir.path(), secs);
+    let push = push_rtmp(&clip, &rtmp_url(t));
+    let channel = t.station.channel.to_string();
+    let session = common::wait_live(&t.base, &channel).await;
+    let url = with_vid(&t.base, &format!("/hls/{channel}/index.m3u8")).await;
+    let playlist = wait_playlist(&url).await;
+    OnAir {
+        push,
+        channel,
+        session,
+        url,
+        playlist,
+        clip,
+        _dir: dir,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rtmp_channel_plays_over_hls_as_fmp4_and_ts_and_each_player_counts_once() {
     let t = common::start_server().await;
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_media(dir.path(), 40);
-    let mut push = push_rtmp(&clip, &rtmp_url(&t));
-    let channel = t.station.channel.to_string();
-    let session = common::wait_live(&t.base, &channel).await;
-
-    let fmp4 = with_vid(&t.base, &format!("/hls/{channel}/index.m3u8")).await;
-    let playlist = wait_playlist(&fmp4).await;
+    let on_air = rtmp_on_air(&t, 40).await;
+    let (channel, session, playlist) = (&on_air.channel, on_air.session, &on_air.playlist);
+    let fmp4 = on_air.url.clone();
     assert!(playlist.contains("#EXT-X-MAP:URI="), "{playlist}");
     assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
     let ts = with_vid(&t.base, &format!("/hls/{channel}/ts.m3u8")).await;
@@ -205,8 +242,6 @@ async fn an_rtmp_channel_plays_over_hls_as_fmp4_and_ts_and_each_player_counts_on
         .unwrap();
     assert_eq!(summary.unique_viewers, 2, "{summary:?}");
     assert!(summary.peak_viewers >= 2, "{summary:?}");
-    let _ = push.kill();
-    let _ = push.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,13 +300,8 @@ fn preload_hint(playlist: &str) -> (u64, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_segment() {
     let t = common::start_server().await;
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_media(dir.path(), 40);
-    let mut push = push_rtmp(&clip, &rtmp_url(&t));
-    let channel = t.station.channel.to_string();
-    common::wait_live(&t.base, &channel).await;
-    let url = with_vid(&t.base, &format!("/hls/{channel}/index.m3u8")).await;
-    let playlist = wait_playlist(&url).await;
+    let on_air = rtmp_on_air(&t, 40).await;
+    let (url, playlist) = (&on_air.url, &on_air.playlist);
     assert!(playlist.contains("CAN-BLOCK-RELOAD=YES"), "{playlist}");
     assert!(
         playlist.contains("#EXT-X-PART-INF:PART-TARGET=0.500"),
@@ -282,7 +312,14 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
     // within about a part's time, not a segment later.
     let http = reqwest::Client::new();
     for _ in 0..3 {
-        let current = http.get(&url).send().await.unwrap().text().await.unwrap();
+        let current = http
+            .get(url.as_str())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let (msn, part) = preload_hint(&current);
         let uri = format!("part-{msn}.{part}.m4s");
         assert!(
@@ -312,7 +349,14 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
     }
 
     // The parts of a complete segment concatenate to the segment.
-    let current = http.get(&url).send().await.unwrap().text().await.unwrap();
+    let current = http
+        .get(url.as_str())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let lines: Vec<&str> = current.lines().collect();
     let seg_index = lines
         .iter()
@@ -370,8 +414,6 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
         .unwrap();
     assert_eq!(far.status(), 400);
     assert!(started.elapsed() < Duration::from_secs(1));
-    let _ = push.kill();
-    let _ = push.wait();
 }
 
 /// `GET path` written byte for byte on a new connection; the whole answer as text.
@@ -395,35 +437,37 @@ fn background_read(url: String, secs: u32) -> tokio::task::JoinHandle<Read> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_back_within_the_grace_continues_the_session_and_one_that_is_not_ends_it() {
     let t = common::start_server_with(|c| c.hls.reconnect_grace_secs = 6).await;
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_media(dir.path(), 60);
-    let channel = t.station.channel.to_string();
-    let mut push = push_rtmp(&clip, &rtmp_url(&t));
-    let session = common::wait_live(&t.base, &channel).await;
-    let url = with_vid(&t.base, &format!("/hls/{channel}/index.m3u8")).await;
-    wait_playlist(&url).await;
+    let mut on_air = rtmp_on_air(&t, 60).await;
+    let (channel, session, url) = (on_air.channel.clone(), on_air.session, on_air.url.clone());
     let reader = background_read(url.clone(), 16);
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     // The publisher drops and comes back 2 s later: the same session goes on.
-    let _ = push.kill();
-    let _ = push.wait();
+    let _ = on_air.push.kill();
+    let _ = on_air.push.wait();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let http = reqwest::Client::new();
-    let during = http.get(&url).send().await.unwrap();
+    let during = http.get(url.as_str()).send().await.unwrap();
     assert_eq!(
         during.status(),
         200,
         "the playlist stays on air during the grace"
     );
-    let mut push = push_rtmp(&clip, &rtmp_url(&t));
+    on_air.push = push_rtmp(&on_air.clip, &rtmp_url(&t));
     let back = common::wait_live(&t.base, &channel).await;
     assert_eq!(
         back, session,
         "the returning publisher continues the session"
     );
     let continued = common::wait_until(Duration::from_secs(15), || async {
-        let text = http.get(&url).send().await.unwrap().text().await.unwrap();
+        let text = http
+            .get(url.as_str())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.contains("#EXT-X-DISCONTINUITY\n")
             && text
                 .rsplit("#EXT-X-DISCONTINUITY\n")
@@ -460,11 +504,11 @@ async fn a_publisher_back_within_the_grace_continues_the_session_and_one_that_is
     );
 
     // Now it drops for good: after the grace the playlist ends, the session ends, then 404.
-    let _ = push.kill();
-    let _ = push.wait();
+    let _ = on_air.push.kill();
+    let _ = on_air.push.wait();
     let dropped = Instant::now();
     let ended = common::wait_until(Duration::from_secs(15), || async {
-        let r = http.get(&url).send().await.unwrap();
+        let r = http.get(url.as_str()).send().await.unwrap();
         r.status() == 200 && r.text().await.unwrap().contains("#EXT-X-ENDLIST")
     })
     .await;
@@ -485,7 +529,7 @@ async fn a_publisher_back_within_the_grace_continues_the_session_and_one_that_is
     .await;
     assert!(closed, "the session ended in the catalog");
     let gone = common::wait_until(Duration::from_secs(20), || async {
-        http.get(&url).send().await.unwrap().status() == 404
+        http.get(url.as_str()).send().await.unwrap().status() == 404
     })
     .await;
     assert!(gone, "then the playlist is 404");
@@ -494,13 +538,8 @@ async fn a_publisher_back_within_the_grace_continues_the_session_and_one_that_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_hls_requests_get_clear_answers() {
     let t = common::start_server().await;
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_media(dir.path(), 40);
-    let mut push = push_rtmp(&clip, &rtmp_url(&t));
-    let channel = t.station.channel.to_string();
-    common::wait_live(&t.base, &channel).await;
-    let url = with_vid(&t.base, &format!("/hls/{channel}/index.m3u8")).await;
-    let playlist = wait_playlist(&url).await;
+    let on_air = rtmp_on_air(&t, 40).await;
+    let (channel, url, playlist) = (&on_air.channel, &on_air.url, &on_air.playlist);
     let http = no_redirects();
     let get = |path: String| {
         let http = http.clone();
@@ -569,7 +608,7 @@ async fn bad_hls_requests_get_clear_answers() {
         "{location}"
     );
     // Playlists are not cached; segments are, with HEAD and ranges.
-    let r = http.get(&url).send().await.unwrap();
+    let r = http.get(url.as_str()).send().await.unwrap();
     assert_eq!(r.headers()["cache-control"], "no-cache");
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
     let segment = playlist
@@ -613,8 +652,6 @@ async fn bad_hls_requests_get_clear_answers() {
         .await
         .unwrap();
     assert_eq!(unsatisfiable.status(), 416);
-    let _ = push.kill();
-    let _ = push.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -627,16 +664,19 @@ async fn a_channel_with_renditions_gets_a_multivariant_playlist_with_one_media_p
         }];
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_media(dir.path(), 40);
-    let mut push = push_rtmp(&clip, &rtmp_url(&t));
-    let channel = t.station.channel.to_string();
-    common::wait_live(&t.base, &channel).await;
-    let url = with_vid(&t.base, &format!("/hls/{channel}/index.m3u8")).await;
+    let on_air = rtmp_on_air(&t, 40).await;
+    let (channel, url) = (&on_air.channel, on_air.url.clone());
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
-        let text = http.get(&url).send().await.unwrap().text().await.unwrap();
+        let text = http
+            .get(url.as_str())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if text.matches("#EXT-X-STREAM-INF").count() == 2 {
             break text;
         }
@@ -683,6 +723,4 @@ async fn a_channel_with_renditions_gets_a_multivariant_playlist_with_one_media_p
         read.errors
     );
     assert!(read.frames[0] >= 150, "{:?}", read.frames);
-    let _ = push.kill();
-    let _ = push.wait();
 }

@@ -717,6 +717,31 @@ pub(crate) mod test_media {
         pub errors: String,
     }
 
+    /// Writes `bytes` to a file `name` and checks that ffprobe and ffmpeg read it without
+    /// complaint as the whole test clip: every video and audio frame, and the video's
+    /// pts/dts as muxed (so composition offsets are right). The probe is returned.
+    pub fn assert_whole_clip(bytes: &[u8], name: &str) -> Probe {
+        let media = media();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let probe = probe(&path, "v");
+        assert_eq!(
+            probe.errors, "",
+            "{name}: ffprobe and ffmpeg read it without complaint"
+        );
+        assert_eq!(
+            probe.streams,
+            vec![
+                ("h264".to_string(), 320, 240, media.video.len() as u64),
+                ("aac".to_string(), 0, 0, media.audio.len() as u64),
+            ]
+        );
+        let muxed: Vec<(i64, i64)> = media.video.iter().map(|u| (u.pts, u.dts)).collect();
+        assert_eq!(probe.packets, muxed, "{name}: video pts/dts as muxed");
+        probe
+    }
+
     pub fn probe(file: &Path, select: &str) -> Probe {
         let file = file.to_str().expect("utf-8 path");
         let (json, mut errors) = run(
@@ -805,7 +830,7 @@ pub(crate) mod test_media {
 
 #[cfg(test)]
 mod tests {
-    use super::test_media::{Unit, media, probe, segments};
+    use super::test_media::{Unit, assert_whole_clip, media, probe, segments};
     use super::*;
 
     /// Samples for `units`: each lasts until the next unit's decode time (the last one
@@ -889,26 +914,7 @@ mod tests {
             ];
             file.extend_from_slice(&fragment(n as u32 + 1, &runs));
         }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("out.mp4");
-        std::fs::write(&path, &file).expect("write");
-        let probe = probe(&path, "v");
-        assert_eq!(
-            probe.errors, "",
-            "ffprobe and ffmpeg decode it without complaint"
-        );
-        assert_eq!(
-            probe.streams,
-            vec![
-                ("h264".to_string(), 320, 240, media.video.len() as u64),
-                ("aac".to_string(), 0, 0, media.audio.len() as u64),
-            ]
-        );
-        let muxed: Vec<(i64, i64)> = media.video.iter().map(|u| (u.pts, u.dts)).collect();
-        assert_eq!(
-            probe.packets, muxed,
-            "video pts/dts as muxed (cts offsets right)"
-        );
+        assert_whole_clip(&file, "out.mp4");
     }
 
     #[test]
