@@ -80,6 +80,8 @@ struct Stats {
     delays: Vec<f64>,
     /// Connections opened (1 = one keep-alive connection throughout).
     connections: u64,
+    /// The last segment (plain) or part (LL) fetched, as (msn, part).
+    last: Option<(u64, usize)>,
 }
 
 impl Stats {
@@ -157,6 +159,7 @@ async fn plain_player(addr: SocketAddr, channel: String, phase: f64, w: Window) 
             match c.get(&seg.uri, false).await {
                 Ok(a) if a.status == StatusCode::OK => {
                     s.count(&w, a.len);
+                    s.last = Some((seg.msn, 0));
                     if w.holds(Instant::now()) {
                         s.fetched += 1;
                         let delay = wall_ms() - seg.end_ms;
@@ -253,6 +256,7 @@ async fn ll_player(addr: SocketAddr, channel: String, w: Window, part_target: f6
         match c.get(&item.uri, false).await {
             Ok(a) if a.status == StatusCode::OK => {
                 s.count(&w, a.len);
+                s.last = Some((msn, part));
                 if w.holds(Instant::now()) {
                     s.fetched += 1;
                     let delay = wall_ms() - item.end_ms;
@@ -276,6 +280,14 @@ async fn ll_player(addr: SocketAddr, channel: String, w: Window, part_target: f6
     }
     s.connections = c.opened;
     s
+}
+
+/// The live edge now: the newest part (the hint's msn and index) and complete segment.
+async fn edge(c: &mut Connection, url: &str) -> Option<(u64, usize, u64)> {
+    let a = c.get(url, true).await.ok()?;
+    let list = playlist::parse(&String::from_utf8_lossy(&a.body));
+    let (msn, part, _) = list.hint?;
+    Some((msn, part, list.segments.last()?.msn))
 }
 
 /// This process's CPU (user + system) in core-ms, from getrusage.
@@ -417,7 +429,6 @@ async fn load(
     } else {
         extinf.iter().sum::<f64>() / extinf.len() as f64
     };
-    drop(probe);
 
     let base = sample();
     tokio::time::sleep(warmup).await;
@@ -450,8 +461,10 @@ async fn load(
     }
     tokio::time::sleep_until(w.from.into()).await;
     let (server_from, client_from) = (sample(), own_cpu_ms());
+    let edge_from = edge(&mut probe, &url).await;
     tokio::time::sleep_until(w.to.into()).await;
     let (server_to, client_to) = (sample(), own_cpu_ms());
+    let edge_to = edge(&mut probe, &url).await;
     let window_s = (w.to - w.from).as_secs_f64();
 
     let mut kinds = [
@@ -476,6 +489,50 @@ async fn load(
         "window {window_s:.1} s, EXT-X-TARGETDURATION {target} (segments {segment:.3} s), part \
          target {part_target} s; this machine is shared: figures are noisy"
     );
+    // What the server made in the window (a publisher slowed by a busy machine makes less),
+    // and how far behind the live edge each player ended.
+    let per_segment = (segment / part_target).round().max(1.0) as u64;
+    let made = match (edge_from, edge_to) {
+        (Some(a), Some(b)) => {
+            let parts =
+                (b.0 * per_segment + b.1 as u64).saturating_sub(a.0 * per_segment + a.1 as u64);
+            println!(
+                "the server made {} segments and {parts} parts in the window (real time: {:.1} and {:.1})",
+                b.2.saturating_sub(a.2),
+                window_s / segment,
+                window_s / part_target
+            );
+            Some(b)
+        }
+        _ => None,
+    };
+    if let Some((msn, part, last_segment)) = made {
+        for k in &kinds {
+            if k.players == 0 {
+                continue;
+            }
+            let mut lag: Vec<f64> = k
+                .stats
+                .iter()
+                .map(|s| match (k.name.starts_with("LL"), s.last) {
+                    (_, None) => f64::INFINITY,
+                    (true, Some((m, p))) => {
+                        ((msn * per_segment + part as u64) as f64)
+                            - (m * per_segment + p as u64) as f64
+                    }
+                    (false, Some((m, _))) => last_segment as f64 - m as f64,
+                })
+                .collect();
+            lag.sort_by(f64::total_cmp);
+            println!(
+                "{}: behind the live edge at the end (LL: parts after the one fetched, hint \
+                 included; plain: segments): median {} / max {}",
+                k.name,
+                quantile(&lag, 0.5),
+                quantile(&lag, 1.0)
+            );
+        }
+    }
     let plain_json = kinds[0].report(window_s, window_s / segment);
     let ll_json = kinds[1].report(window_s, window_s / part_target);
 
