@@ -282,19 +282,36 @@ async fn a_whip_channel_with_opus_gets_aac_over_hls() {
     let _ = publisher.stop().await;
 }
 
-/// `(msn, part)` of the playlist's preload hint.
-fn preload_hint(playlist: &str) -> (u64, usize) {
-    let line = playlist
+/// The next part as a blocking reload names it, `(msn, part index)`, and the URI the
+/// playlist's preload hint gives it: the open segment is the one after the last `EXTINF`,
+/// and its parts so far are the `EXT-X-PART` lines after that.
+fn next_part(playlist: &str) -> (u64, usize, String) {
+    let first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .expect("a media sequence")
+        .parse()
+        .unwrap();
+    let complete = playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXTINF"))
+        .count() as u64;
+    let after_last = playlist.rsplit("#EXTINF").next().unwrap();
+    let parts = after_last
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .count();
+    let hint = playlist
         .lines()
         .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
         .unwrap_or_else(|| panic!("no preload hint in\n{playlist}"));
-    let name = line
-        .rsplit("part-")
-        .next()
+    let uri = hint
+        .split("URI=\"")
+        .nth(1)
         .unwrap()
-        .trim_end_matches(".m4s\"");
-    let (msn, part) = name.split_once('.').unwrap();
-    (msn.parse().unwrap(), part.parse().unwrap())
+        .trim_end_matches('"')
+        .to_string();
+    (first + complete, parts, uri)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,8 +337,7 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
             .text()
             .await
             .unwrap();
-        let (msn, part) = preload_hint(&current);
-        let uri = format!("part-{msn}.{part}.m4s");
+        let (msn, part, uri) = next_part(&current);
         assert!(
             !current
                 .lines()
@@ -368,9 +384,14 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
         .next()
         .unwrap()
         .trim_end_matches(".m4s");
-    let parts: Vec<String> = lines
+    // Its parts are the EXT-X-PART lines between the previous segment's URI and its EXTINF.
+    let previous = lines[..seg_index]
         .iter()
-        .filter(|l| l.contains(&format!("part-{msn}.")))
+        .rposition(|l| !l.starts_with('#'))
+        .map_or(0, |i| i + 1);
+    let parts: Vec<String> = lines[previous..seg_index]
+        .iter()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
         .map(|l| {
             l.split("URI=\"")
                 .nth(1)

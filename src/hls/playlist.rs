@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::segmenter::{LISTED, Targets, Variant, WITH_PARTS};
+use super::segmenter::{LISTED, Part, Targets, Variant, WITH_PARTS};
 
 /// Which form of the channel a playlist describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Form {
     /// fMP4/CMAF segments with low-latency parts.
     Fmp4,
@@ -66,7 +66,9 @@ pub fn media(form: Form, variant: &Variant, base: &str, targets: Targets) -> Str
     } else {
         None
     };
-    let target = variant.longest().max(targets.segment).ceil() as u64;
+    // Every EXTINF rounded to the nearest second is at most the target (RFC 8216bis
+    // 4.4.3.1): a 2.01 s segment keeps a target of 2, so players reload every 2 s, not 3.
+    let target = variant.longest().max(targets.segment).round().max(1.0) as u64;
     let first_msn = listed
         .first()
         .map(|s| s.msn)
@@ -124,29 +126,29 @@ pub fn media(form: Form, variant: &Variant, base: &str, targets: Targets) -> Str
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(seg.started_ms));
         }
         if form == Form::Fmp4 && seg.msn >= parts_from_msn {
-            for (p, part) in seg.parts.iter().enumerate() {
-                part_line(&mut out, base, seg.msn, p, part.duration, part.independent);
+            for part in &seg.parts {
+                part_line(&mut out, base, part);
             }
         }
         let _ = writeln!(out, "#EXTINF:{:.5},", seg.duration);
         let ext = if form == Form::Fmp4 { "m4s" } else { "ts" };
         let _ = writeln!(out, "{base}seg-{}.{ext}", seg.msn);
     }
-    if let Some((msn, init, discontinuity, parts)) = open {
+    if let Some((_, init, discontinuity, parts)) = open {
         if discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if map != Some(init) {
             let _ = writeln!(out, "#EXT-X-MAP:URI=\"{base}init-{init}.mp4\"");
         }
-        for (p, part) in parts.iter().enumerate() {
-            part_line(&mut out, base, msn, p, part.duration, part.independent);
+        for part in parts {
+            part_line(&mut out, base, part);
         }
         if !variant.ended() {
             let _ = writeln!(
                 out,
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{base}part-{msn}.{}.m4s\"",
-                parts.len()
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{base}part-{}.m4s\"",
+                variant.next_part()
             );
         }
     }
@@ -156,19 +158,13 @@ pub fn media(form: Form, variant: &Variant, base: &str, targets: Targets) -> Str
     out
 }
 
-fn part_line(
-    out: &mut String,
-    base: &str,
-    msn: u64,
-    index: usize,
-    duration: f64,
-    independent: bool,
-) {
+fn part_line(out: &mut String, base: &str, part: &Part) {
     let _ = write!(
         out,
-        "#EXT-X-PART:DURATION={duration:.5},URI=\"{base}part-{msn}.{index}.m4s\""
+        "#EXT-X-PART:DURATION={:.5},URI=\"{base}part-{}.m4s\"",
+        part.duration, part.id
     );
-    if independent {
+    if part.independent {
         out.push_str(",INDEPENDENT=YES");
     }
     out.push('\n');

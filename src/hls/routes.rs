@@ -8,7 +8,7 @@
 //! | `/hls/{c}/{r}/media.m3u8`, `/hls/{c}/{r}/ts.m3u8` | rendition `r`'s media playlist |
 //! | `/hls/{c}/{session}/{r}/init-{g}.mp4` | init segment generation `g` |
 //! | `/hls/{c}/{session}/{r}/seg-{n}.m4s`, `.ts` | segment `n` |
-//! | `/hls/{c}/{session}/{r}/part-{n}.{i}.m4s` | part `i` of segment `n` |
+//! | `/hls/{c}/{session}/{r}/part-{p}.m4s` | part `p` (numbered across segments, so the preload hint always names the next one) |
 //!
 //! Names are matched against these forms and never touch a file, so no path reaches
 //! outside the server's memory; anything else is 404 (400 for `..`, encoded bytes or
@@ -234,6 +234,12 @@ async fn playlist(
                 }
                 let have = match part {
                     Some(p) if form == Form::Fmp4 => {
+                        // A part past the last of a finished segment is part 0 of the
+                        // next (RFC 8216bis 6.2.5.2).
+                        let (msn, p) = match v.segments().iter().find(|s| s.msn == msn) {
+                            Some(seg) if p >= seg.parts.len() => (msn + 1, 0),
+                            _ => (msn, p),
+                        };
                         last_complete.is_some_and(|l| msn <= l) || (msn == open_msn && parts > p)
                     }
                     _ => last_complete.is_some_and(|l| msn <= l),
@@ -255,7 +261,7 @@ async fn playlist(
         Err(why) => return bad_request(why),
     }
     let rendition = rendition.or_else(|| first_started(&on_air)).unwrap_or(0);
-    let body = on_air.with(|s| {
+    let body = on_air.playlist(rendition, form, |s| {
         s.variants.get(rendition).and_then(|v| v.as_ref()).map(|v| {
             let base = format!("/hls/{channel}/{}/{rendition}/", s.session.0);
             playlist::media(form, v, &base, hls.settings.targets)
@@ -332,7 +338,7 @@ async fn media(
     enum Want {
         Init(u32),
         Segment(u64, Form),
-        Part(u64, usize),
+        Part(u64),
     }
     let want = if let Some(g) = file
         .strip_prefix("init-")
@@ -349,15 +355,11 @@ async fn media(
         .and_then(|f| f.strip_suffix(".ts"))
     {
         n.parse().map(|n| Want::Segment(n, Form::Ts)).ok()
-    } else if let Some((n, i)) = file
+    } else if let Some(p) = file
         .strip_prefix("part-")
         .and_then(|f| f.strip_suffix(".m4s"))
-        .and_then(|f| f.split_once('.'))
     {
-        match (n.parse(), i.parse()) {
-            (Ok(n), Ok(i)) => Some(Want::Part(n, i)),
-            _ => None,
-        }
+        p.parse().map(Want::Part).ok()
     } else {
         None
     };
@@ -373,7 +375,6 @@ async fn media(
                 .get(rendition)
                 .and_then(|v| v.as_ref())
                 .ok_or(())?;
-            let open = v.open();
             match want {
                 Want::Init(g) => v.init(g).map(Some).ok_or(()),
                 Want::Segment(n, form) => {
@@ -383,28 +384,17 @@ async fn media(
                             Form::Ts => seg.ts.clone(),
                         }));
                     }
-                    match open {
+                    match v.open() {
                         Some(o) if o.0 == n && !v.ended() => Ok(None),
                         _ => Err(()),
                     }
                 }
-                Want::Part(n, i) => {
-                    if let Some(seg) = v.segments().iter().find(|s| s.msn == n) {
-                        return seg.parts.get(i).map(|p| Some(p.bytes.clone())).ok_or(());
-                    }
-                    match open {
-                        Some(o) if o.0 == n => match o.3.get(i) {
-                            Some(p) => Ok(Some(p.bytes.clone())),
-                            // The preload hint: held until it is cut.
-                            None if i == o.3.len() && !v.ended() => Ok(None),
-                            None => Err(()),
-                        },
-                        // The hint can name the next segment's first part while the
-                        // open one is being finished.
-                        _ if i == 0 && n == v.next_msn() && !v.ended() => Ok(None),
-                        _ => Err(()),
-                    }
-                }
+                Want::Part(id) => match v.part(id) {
+                    Some(part) => Ok(Some(part.bytes.clone())),
+                    // The preload hint: held until it is cut.
+                    None if id == v.next_part() && !v.ended() => Ok(None),
+                    None => Err(()),
+                },
             }
         })
     };
@@ -448,7 +438,8 @@ fn client_hash(hls: &Hls, client: Option<SocketAddr>) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-fn playlist_response(body: String, head: bool) -> Response {
+fn playlist_response(body: impl Into<Bytes>, head: bool) -> Response {
+    let body: Bytes = body.into();
     let len = body.len();
     let mut response = Response::new(if head {
         Bytes::new().into()

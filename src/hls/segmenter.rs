@@ -27,6 +27,9 @@ pub const WITH_PARTS: usize = 3;
 /// One low-latency part.
 #[derive(Debug, Clone)]
 pub struct Part {
+    /// Its number, counted across segments: the preload hint names the next part by it
+    /// before anyone knows whether a keyframe will start a segment there.
+    pub id: u64,
     /// Seconds.
     pub duration: f64,
     /// Whether it starts with a keyframe.
@@ -121,6 +124,8 @@ pub struct Variant {
     last_video_duration: i64,
     last_audio_duration: i64,
     fragment_seq: u32,
+    /// The next part's number.
+    next_part: u64,
     ts: TsMuxer,
     /// The audio clock rate (for TS timestamps and audio-only cuts).
     audio_rate: u32,
@@ -159,6 +164,7 @@ impl Variant {
             last_video_duration: 3000,
             last_audio_duration: 1024,
             fragment_seq: 0,
+            next_part: 0,
             audio_rate,
             longest: 0.0,
             ended: false,
@@ -196,6 +202,26 @@ impl Variant {
         self.open
             .as_ref()
             .map(|o| (o.msn, o.init, o.discontinuity, o.parts.as_slice()))
+    }
+
+    /// The number the next part will get.
+    pub fn next_part(&self) -> u64 {
+        self.next_part
+    }
+
+    /// The part numbered `id`, if it is kept.
+    pub fn part(&self, id: u64) -> Option<&Part> {
+        let in_open = self
+            .open
+            .as_ref()
+            .and_then(|o| o.parts.iter().find(|p| p.id == id));
+        in_open.or_else(|| {
+            self.segments
+                .iter()
+                .rev()
+                .flat_map(|s| s.parts.iter())
+                .find(|p| p.id == id)
+        })
     }
 
     /// The sequence number the next segment (after the open one) will get.
@@ -466,7 +492,10 @@ impl Variant {
         }
         self.fragment_seq = self.fragment_seq.wrapping_add(1);
         let bytes = fmp4::fragment(self.fragment_seq, &runs);
+        let id = self.next_part;
+        self.next_part += 1;
         open.parts.push(Part {
+            id,
             duration,
             independent,
             bytes,

@@ -12,7 +12,10 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use bytes::Bytes;
+
 use super::fmp4::AudioConfig;
+use super::playlist::Form;
 use super::segmenter::{Targets, Variant};
 use super::viewers::Viewers;
 use crate::audience::{AudienceSink, now_ms};
@@ -73,6 +76,12 @@ pub struct ChannelState {
     pub names: Vec<String>,
     /// The session ended: playlists end, and the channel goes soon.
     pub ended: bool,
+    /// Counts changes of the state (every [`ChannelHls`] update), for `rendered`.
+    version: u64,
+    /// Media playlists as last rendered, by rendition and form, with the version they
+    /// show: thousands of players reloading at once get one rendering (playlists carry
+    /// no viewer id).
+    rendered: HashMap<(usize, Form), (u64, Bytes)>,
 }
 
 impl ChannelHls {
@@ -82,7 +91,33 @@ impl ChannelHls {
     }
 
     fn update<T>(&self, f: impl FnOnce(&mut ChannelState) -> T) -> T {
-        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // In the same critical section as the change: a cached playlist is never older
+        // than the state a reader saw.
+        state.version += 1;
+        f(&mut state)
+    }
+
+    /// The media playlist of `rendition` in `form`, rendered by `render` only when the
+    /// state changed since it was last rendered (`None` when `render` finds none).
+    pub fn playlist(
+        &self,
+        rendition: usize,
+        form: Form,
+        render: impl FnOnce(&ChannelState) -> Option<String>,
+    ) -> Option<Bytes> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let version = state.version;
+        if let Some((v, text)) = state.rendered.get(&(rendition, form))
+            && *v == version
+        {
+            return Some(text.clone());
+        }
+        let text = Bytes::from(render(&state)?);
+        state
+            .rendered
+            .insert((rendition, form), (version, text.clone()));
+        Some(text)
     }
 
     /// Progress now, and a receiver that sees the next change.
@@ -276,6 +311,8 @@ async fn run_channel(
             variants: Vec::new(),
             names: Vec::new(),
             ended: false,
+            version: 0,
+            rendered: HashMap::new(),
         }),
         progress: watch::channel(0).0,
     });

@@ -64,7 +64,10 @@ pub struct LatencyArgs {
     #[arg(long, default_value_t = 1000)]
     bitrate_kbps: u32,
     /// hls.js configuration (JSON), as the TV and watch pages set it.
-    #[arg(long, default_value = r#"{"lowLatencyMode":true}"#)]
+    #[arg(
+        long,
+        default_value = r#"{"lowLatencyMode":true,"maxLiveSyncPlaybackRate":1.5}"#
+    )]
     hlsjs_config: String,
     /// Chromium binary.
     #[arg(long, env = "FEIYAN_CHROMIUM", default_value = "chromium")]
