@@ -196,15 +196,16 @@ async fn ll_player(addr: SocketAddr, channel: String, w: Window, part_target: f6
             Err(_) => return s,
         }
     };
-    // (msn, part) to ask for next; None: load the playlist without blocking first.
-    let mut next: Option<(u64, usize)> = None;
+    // (msn, part, uri) to ask for next; None: load the playlist without blocking first.
+    // The URI finds it in the answer even when a keyframe made it the next segment's first.
+    let mut next: Option<(u64, usize, String)> = None;
     while Instant::now() < w.to {
-        let Some((msn, part)) = next else {
+        let Some((msn, part, uri)) = next.clone() else {
             match c.get(&url, true).await {
                 Ok(a) if a.status == StatusCode::OK => {
                     s.count(&w, a.len);
                     let list = playlist::parse(&String::from_utf8_lossy(&a.body));
-                    next = list.hint.map(|h| (h.0, h.1));
+                    next = list.hint;
                     if next.is_none() {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
@@ -237,16 +238,12 @@ async fn ll_player(addr: SocketAddr, channel: String, w: Window, part_target: f6
                 continue;
             }
         };
-        let Some(at) = list
-            .parts
-            .iter()
-            .position(|p| p.msn == msn && p.part == Some(part))
-        else {
-            // Not listed: the part left the playlist (or the segment ended early).
+        let Some(at) = list.parts.iter().position(|p| p.uri == uri) else {
+            // Not listed: the part left the playlist.
             if w.holds(Instant::now()) {
                 s.missed += 1;
             }
-            next = list.hint.map(|h| (h.0, h.1));
+            next = list.hint;
             continue;
         };
         let item = &list.parts[at];
@@ -256,7 +253,7 @@ async fn ll_player(addr: SocketAddr, channel: String, w: Window, part_target: f6
         match c.get(&item.uri, false).await {
             Ok(a) if a.status == StatusCode::OK => {
                 s.count(&w, a.len);
-                s.last = Some((msn, part));
+                s.last = Some((item.msn, item.part.unwrap_or(part)));
                 if w.holds(Instant::now()) {
                     s.fetched += 1;
                     let delay = wall_ms() - item.end_ms;
@@ -275,8 +272,8 @@ async fn ll_player(addr: SocketAddr, channel: String, w: Window, part_target: f6
         next = list
             .parts
             .get(at + 1)
-            .and_then(|p| Some((p.msn, p.part?)))
-            .or(list.hint.map(|h| (h.0, h.1)));
+            .and_then(|p| Some((p.msn, p.part?, p.uri.clone())))
+            .or(list.hint);
     }
     s.connections = c.opened;
     s

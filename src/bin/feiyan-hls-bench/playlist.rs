@@ -28,14 +28,6 @@ fn number_after<'a>(uri: &'a str, prefix: &str) -> Option<&'a str> {
     Some(rest.split_once('.').map_or(rest, |(a, _)| a))
 }
 
-/// `part-N.I.m4s` -> (N, I).
-fn part_of(uri: &str) -> Option<(u64, usize)> {
-    let name = uri.rsplit('/').next()?;
-    let rest = name.strip_prefix("part-")?.strip_suffix(".m4s")?;
-    let (n, i) = rest.split_once('.')?;
-    Some((n.parse().ok()?, i.parse().ok()?))
-}
-
 fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let at = line.find(&format!("{name}="))? + name.len() + 1;
     let rest = &line[at..];
@@ -52,9 +44,15 @@ pub fn parse(text: &str) -> MediaPlaylist {
     let mut cursor = f64::NAN;
     let mut part_offset = 0.0;
     let mut extinf: Option<f64> = None;
+    // Parts are numbered across segments by the server; a player names them to a blocking
+    // reload by segment and index: the segment the part lines precede, and their order.
+    let mut msn: u64 = 0;
+    let mut index: usize = 0;
     for line in text.lines() {
         let line = line.trim();
-        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            msn = v.parse().unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
             out.target_secs = v.parse().unwrap_or(2.0);
         } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
             cursor = chrono::DateTime::parse_from_rfc3339(v)
@@ -65,21 +63,18 @@ pub fn parse(text: &str) -> MediaPlaylist {
                 .and_then(|d| d.parse().ok())
                 .unwrap_or(0.0);
             part_offset += duration * 1000.0;
-            if let Some(uri) = attr(v, "URI")
-                && let Some((msn, i)) = part_of(uri)
-            {
+            if let Some(uri) = attr(v, "URI") {
                 out.parts.push(Item {
                     uri: uri.to_owned(),
                     msn,
-                    part: Some(i),
+                    part: Some(index),
                     end_ms: cursor + part_offset,
                 });
+                index += 1;
             }
         } else if let Some(v) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
-            if let Some(uri) = attr(v, "URI")
-                && let Some((msn, i)) = part_of(uri)
-            {
-                out.hint = Some((msn, i, uri.to_owned()));
+            if let Some(uri) = attr(v, "URI") {
+                out.hint = Some((msn, index, uri.to_owned()));
             }
         } else if let Some(v) = line.strip_prefix("#EXTINF:") {
             extinf = v
@@ -89,14 +84,18 @@ pub fn parse(text: &str) -> MediaPlaylist {
                 .and_then(|d| d.parse().ok());
         } else if !line.is_empty() && !line.starts_with('#') {
             let duration = extinf.take().unwrap_or(0.0) * 1000.0;
-            if let Some(msn) = number_after(line, "seg-").and_then(|n| n.parse().ok()) {
+            if let Some(n) = number_after(line, "seg-").and_then(|n| n.parse().ok()) {
                 out.segments.push(Item {
                     uri: line.to_owned(),
-                    msn,
+                    msn: n,
                     part: None,
                     end_ms: cursor + duration,
                 });
+                msn = n + 1;
+            } else {
+                msn += 1;
             }
+            index = 0;
             cursor += duration;
             part_offset = 0.0;
         }
@@ -112,11 +111,11 @@ mod tests {
     fn segments_parts_and_hint() {
         let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:4\n\
             #EXT-X-PROGRAM-DATE-TIME:2026-12-06T13:20:00.000Z\n\
-            #EXT-X-PART:DURATION=0.50000,URI=\"/hls/c/1/0/part-4.0.m4s\",INDEPENDENT=YES\n\
-            #EXT-X-PART:DURATION=1.50000,URI=\"/hls/c/1/0/part-4.1.m4s\"\n\
+            #EXT-X-PART:DURATION=0.50000,URI=\"/hls/c/1/0/part-10.m4s\",INDEPENDENT=YES\n\
+            #EXT-X-PART:DURATION=1.50000,URI=\"/hls/c/1/0/part-11.m4s\"\n\
             #EXTINF:2.00000,\n/hls/c/1/0/seg-4.m4s\n\
-            #EXT-X-PART:DURATION=0.50000,URI=\"/hls/c/1/0/part-5.0.m4s\"\n\
-            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"/hls/c/1/0/part-5.1.m4s\"\n";
+            #EXT-X-PART:DURATION=0.50000,URI=\"/hls/c/1/0/part-12.m4s\"\n\
+            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"/hls/c/1/0/part-13.m4s\"\n";
         let p = parse(text);
         let t0 = 1_796_563_200_000.0;
         assert_eq!(p.segments.len(), 1);
