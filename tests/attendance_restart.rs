@@ -108,6 +108,12 @@ async fn lecture(s: &Setup, base: &str) -> (WhipPublisher, Vec<WhepViewer>, Sess
     })
     .await;
     assert!(counted, "the relay counts 20 viewers");
+    // A viewer's row starts at the first packet it is sent: wait until every one has one.
+    let receiving = wait_until(Duration::from_secs(10), || async {
+        viewers.iter().all(|v| v.stats().video.counters.packets > 0)
+    })
+    .await;
+    assert!(receiving, "every viewer receives media");
     (publisher, viewers, session)
 }
 
