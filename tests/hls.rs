@@ -68,6 +68,11 @@ fn ffmpeg_read(url: &str, secs: u32, agent: &str) -> Read {
     }
 }
 
+/// The body of `GET url` as text.
+async fn text_of(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// The server's HTTP client that does not follow redirects.
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
@@ -329,14 +334,7 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
     // within about a part's time, not a segment later.
     let http = reqwest::Client::new();
     for _ in 0..3 {
-        let current = http
-            .get(url.as_str())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let current = text_of(&http, url.as_str()).await;
         let (msn, part, uri) = next_part(&current);
         assert!(
             !current
@@ -365,14 +363,7 @@ async fn ll_hls_blocking_reloads_return_when_the_part_exists_and_parts_make_the_
     }
 
     // The parts of a complete segment concatenate to the segment.
-    let current = http
-        .get(url.as_str())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let current = text_of(&http, url.as_str()).await;
     let lines: Vec<&str> = current.lines().collect();
     let seg_index = lines
         .iter()
@@ -481,14 +472,7 @@ async fn a_publisher_back_within_the_grace_continues_the_session_and_one_that_is
         "the returning publisher continues the session"
     );
     let continued = common::wait_until(Duration::from_secs(15), || async {
-        let text = http
-            .get(url.as_str())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = text_of(&http, url.as_str()).await;
         text.contains("#EXT-X-DISCONTINUITY\n")
             && text
                 .rsplit("#EXT-X-DISCONTINUITY\n")
@@ -690,14 +674,7 @@ async fn a_channel_with_renditions_gets_a_multivariant_playlist_with_one_media_p
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
-        let text = http
-            .get(url.as_str())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = text_of(&http, url.as_str()).await;
         if text.matches("#EXT-X-STREAM-INF").count() == 2 {
             break text;
         }
@@ -733,7 +710,7 @@ async fn a_channel_with_renditions_gets_a_multivariant_playlist_with_one_media_p
         assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
     }
     let ts = with_vid(&t.base, &format!("/hls/{channel}/ts.m3u8")).await;
-    let ts_text = http.get(&ts).send().await.unwrap().text().await.unwrap();
+    let ts_text = text_of(&http, &ts).await;
     assert_eq!(ts_text.matches("#EXT-X-STREAM-INF").count(), 2, "{ts_text}");
     let read = tokio::task::spawn_blocking(move || ffmpeg_read(&url, 6, TV_AGENT))
         .await

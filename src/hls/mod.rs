@@ -17,6 +17,8 @@ pub mod playlist;
 pub mod routes;
 pub mod segmenter;
 pub mod service;
+#[cfg(test)]
+pub(crate) mod test_media;
 pub mod ts;
 pub mod viewers;
 

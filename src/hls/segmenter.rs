@@ -558,7 +558,7 @@ impl Variant {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fmp4::test_media::media;
+    use super::super::test_media::media;
     use super::*;
     use crate::media::{Codec, Track};
 

@@ -337,9 +337,7 @@ fn crc32_mpeg2(data: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fmp4::test_media::{
-        assert_whole_clip, csv_rows, media, probe, run, segments,
-    };
+    use super::super::test_media::{assert_whole_clip, csv_rows, media, probe, run, segments};
     use super::*;
 
     /// One transport packet as the checks below see it.
