@@ -97,6 +97,30 @@ impl Stats {
             self.errors += 1;
         }
     }
+
+    /// Fetches one segment or part (`item`) and notes it: fetched, with its delay after its
+    /// end (late past `late_ms`), or an error.
+    async fn fetch(&mut self, c: &mut Connection, w: &Window, item: &playlist::Item, late_ms: f64) {
+        match c.get(&item.uri, false).await {
+            Ok(a) if a.status == StatusCode::OK => {
+                self.count(w, a.len);
+                self.last = Some((item.msn, item.part.unwrap_or(0)));
+                if w.holds(Instant::now()) {
+                    self.fetched += 1;
+                    let delay = wall_ms() - item.end_ms;
+                    self.delays.push(delay);
+                    if delay > late_ms {
+                        self.late += 1;
+                    }
+                }
+            }
+            Ok(a) => {
+                self.count(w, a.len);
+                self.error(w);
+            }
+            Err(_) => self.error(w),
+        }
+    }
 }
 
 /// The player's playlist URL with its `vid` (the 302 gives it).
@@ -156,25 +180,7 @@ async fn plain_player(addr: SocketAddr, channel: String, phase: f64, w: Window) 
             {
                 s.missed += seg.msn - l - 1;
             }
-            match c.get(&seg.uri, false).await {
-                Ok(a) if a.status == StatusCode::OK => {
-                    s.count(&w, a.len);
-                    s.last = Some((seg.msn, 0));
-                    if w.holds(Instant::now()) {
-                        s.fetched += 1;
-                        let delay = wall_ms() - seg.end_ms;
-                        s.delays.push(delay);
-                        if delay > 2000.0 * target {
-                            s.late += 1;
-                        }
-                    }
-                }
-                Ok(a) => {
-                    s.count(&w, a.len);
-                    s.error(&w);
-                }
-                Err(_) => s.error(&w),
-            }
+            s.fetch(&mut c, &w, seg, 2000.0 * target).await;
             last = Some(seg.msn);
         }
         tokio::time::sleep_until((started + Duration::from_secs_f64(target)).into()).await;
@@ -250,25 +256,7 @@ async fn ll_player(addr: SocketAddr, channel: String, w: Window, part_target: f6
         if at + 1 < list.parts.len() && w.holds(Instant::now()) {
             s.behind += 1;
         }
-        match c.get(&item.uri, false).await {
-            Ok(a) if a.status == StatusCode::OK => {
-                s.count(&w, a.len);
-                s.last = Some((item.msn, item.part.unwrap_or(part)));
-                if w.holds(Instant::now()) {
-                    s.fetched += 1;
-                    let delay = wall_ms() - item.end_ms;
-                    s.delays.push(delay);
-                    if delay > 1000.0 * part_target {
-                        s.late += 1;
-                    }
-                }
-            }
-            Ok(a) => {
-                s.count(&w, a.len);
-                s.error(&w);
-            }
-            Err(_) => s.error(&w),
-        }
+        s.fetch(&mut c, &w, item, 1000.0 * part_target).await;
         next = list
             .parts
             .get(at + 1)
