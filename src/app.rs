@@ -131,6 +131,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         device_ids,
         https: config.http.tls != crate::config::TlsMode::Off,
         vendor_dir: config.http.vendor_dir.clone(),
+        recording_dir: config.recording.dir.clone(),
     });
     let tls = tls_from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)

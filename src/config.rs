@@ -40,6 +40,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Live HLS.
     pub hls: HlsConfig,
+    /// Recording of live sessions for replay (回看).
+    pub recording: RecordingConfig,
 }
 
 /// HTTP listener settings.
@@ -161,6 +163,42 @@ impl Default for HlsConfig {
             segment_secs: 2.0,
             part_secs: 0.5,
         }
+    }
+}
+
+/// Recording for replay: every live session's HLS segments, kept on disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Record live sessions (channels listed in `channels` override it).
+    pub enabled: bool,
+    /// Where recordings are written (relative paths from the working directory).
+    pub dir: PathBuf,
+    /// Recordings older than this many days are deleted unless kept (0: no age limit).
+    pub keep_days: u64,
+    /// The recordings together may use at most this many MiB; the oldest unkept go first
+    /// (0: no limit).
+    pub max_disk_mb: u64,
+    /// Per-channel override of `enabled`: `{ "st-1" = false }`.
+    pub channels: std::collections::BTreeMap<String, bool>,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: PathBuf::from("media/recordings"),
+            keep_days: 0,
+            max_disk_mb: 0,
+            channels: Default::default(),
+        }
+    }
+}
+
+impl RecordingConfig {
+    /// Whether `channel`'s sessions are recorded.
+    pub fn records(&self, channel: &str) -> bool {
+        self.channels.get(channel).copied().unwrap_or(self.enabled)
     }
 }
 

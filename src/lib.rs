@@ -47,5 +47,6 @@ pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod media;
+pub mod recording;
 pub mod relay;
 pub mod transcode;

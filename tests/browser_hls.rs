@@ -104,8 +104,10 @@ async fn device_cookie(page: &Page) -> String {
 }
 
 /// Waits until the viewer's `<video>` has shown more than 30 frames, then checks that
-/// playback goes on: more frames and `currentTime` at least a second further two seconds
-/// later. `mode_js` is what the page shows as its mode; it must say HLS.
+/// playback goes on: within ten seconds `currentTime` is at least two seconds further,
+/// with more frames shown and the element not paused. (A low-latency player near the live
+/// edge may rebuffer for a moment on a loaded two-core machine; it must then play on.)
+/// `mode_js` is what the page shows as its mode; it must say HLS.
 async fn assert_hls_plays(ctx: &mut Ctx, mode_js: &str) {
     let mode_js = mode_js.to_string();
     let first = ctx
@@ -129,23 +131,28 @@ async fn assert_hls_plays(ctx: &mut Ctx, mode_js: &str) {
             },
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let later = ctx
-        .watch_page()
-        .video_playback("video")
-        .await
-        .expect("playback readable");
     let t0 = first["currentTime"].as_f64().unwrap_or(0.0);
-    let t1 = later["currentTime"].as_f64().unwrap_or(0.0);
-    if !(t1 >= t0 + 1.0
-        && num(&later, "/totalVideoFrames") > num(&first, "/totalVideoFrames")
-        && later["paused"] == false)
-    {
-        ctx.fail(&format!(
-            "HLS playback does not go on: {first} then, 2 s later, {later}"
-        ))
+    let frames0 = num(&first, "/totalVideoFrames");
+    let later = ctx
+        .wait_for(
+            "HLS playback to go on (currentTime 2 s further)",
+            Duration::from_secs(10),
+            async |c: &Ctx| {
+                let page = c.watch_page();
+                let now = page.video_playback("video").await.unwrap_or(Value::Null);
+                let t1 = now["currentTime"].as_f64().unwrap_or(0.0);
+                if t1 >= t0 + 2.0 && num(&now, "/totalVideoFrames") > frames0 && now["paused"] == false
+                {
+                    Ok(now)
+                } else {
+                    Err(format!(
+                        "from {first} to {now}; requests {}",
+                        json!(media_requests(page))
+                    ))
+                }
+            },
+        )
         .await;
-    }
     println!("HLS playback: {first} -> {later}");
 }
 

@@ -72,6 +72,8 @@ pub struct AppState {
     pub https: bool,
     /// Where `/assets/vendor/hls.min.js` is read from (`[http] vendor_dir`).
     pub vendor_dir: PathBuf,
+    /// Where recordings are kept (`[recording] dir`).
+    pub recording_dir: PathBuf,
 }
 
 type State = Arc<AppState>;

@@ -47,6 +47,7 @@ pub async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     // Sessions end when their publisher leaves, as most tests expect; the HLS tests that
     // exercise the reconnect grace set one.
     config.hls.reconnect_grace_secs = 0;
+    config.recording.dir = dir.path().join("recordings");
     adjust(&mut config);
     config.validate().expect("test config is valid");
     let server = start(config).await.expect("server starts");
