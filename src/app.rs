@@ -47,6 +47,8 @@ pub struct RunningServer {
     writer: AttendanceWriter,
     /// Live HLS, whose players' rows close at shutdown.
     hls: Arc<crate::hls::Hls>,
+    /// Replays, whose viewers are written at shutdown.
+    replays: Arc<crate::recording::routes::Replays>,
     liveness_task: JoinHandle<()>,
 }
 
@@ -106,6 +108,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         )
     })?);
     let salt: [u8; 16] = rand::random();
+    let recorder = crate::recording::recorder::Recorder::start(&config.recording, catalog.clone())
+        .with_context(|| {
+            format!(
+                "making the recordings folder {}",
+                config.recording.dir.display()
+            )
+        })?;
     let hls = crate::hls::Hls::start(
         relay.sources(),
         crate::hls::HlsSettings {
@@ -118,6 +127,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         },
         hls_audience,
         device_ids.clone(),
+        Some(recorder.clone()),
+    );
+    let replays = crate::recording::routes::Replays::new(
+        catalog.clone(),
+        config.recording.dir.clone(),
+        device_ids.clone(),
+        config.hls.segment_secs,
     );
     let state = Arc::new(AppState {
         catalog: catalog.clone(),
@@ -132,6 +148,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         https: config.http.tls != crate::config::TlsMode::Off,
         vendor_dir: config.http.vendor_dir.clone(),
         recording_dir: config.recording.dir.clone(),
+        replays: replays.clone(),
     });
     let tls = tls_from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -178,6 +195,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         engine_task,
         writer,
         hls,
+        replays,
         liveness_task,
     })
 }
@@ -293,6 +311,7 @@ impl RunningServer {
         self.relay.shutdown().await;
         let _ = self.engine_task.await;
         self.hls.shutdown();
+        self.replays.shutdown().await;
         drop(self.relay);
         // The HTTP task may hold relay handles until its connections finish.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http_task).await;

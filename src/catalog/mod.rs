@@ -6,6 +6,8 @@
 
 mod films;
 mod sources;
+mod recordings;
+pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};
 
 pub use films::{Film, NewFilm, Screening, ScreeningStatus, UnknownScreeningStatus};
 pub use sources::{PullSource, redact_url};

@@ -22,6 +22,7 @@ use crate::audience::{AudienceSink, now_ms};
 use crate::device::DeviceIds;
 use crate::ids::{ChannelName, SessionId};
 use crate::media::{AccessUnit, Codec, Track};
+use crate::recording::recorder::{ChannelRecording, Recorder};
 use crate::relay::{ChannelMedia, LiveMedia, LiveNotice, SourceHandle};
 use crate::transcode::aac::AacEncoder;
 
@@ -56,6 +57,8 @@ pub struct Hls {
     pub viewers: Viewers,
     /// Checks and issues `vid`s.
     pub devices: Arc<DeviceIds>,
+    /// Records each session's source rendition for replay (none: nothing is recorded).
+    recorder: Option<Arc<Recorder>>,
 }
 
 /// One channel on air over HLS.
@@ -137,12 +140,14 @@ impl Hls {
         settings: HlsSettings,
         audience: AudienceSink,
         devices: Arc<DeviceIds>,
+        recorder: Option<Arc<Recorder>>,
     ) -> Arc<Hls> {
         let hls = Arc::new(Hls {
             settings,
             channels: RwLock::default(),
             viewers: Viewers::new(audience),
             devices,
+            recorder,
         });
         let notices = sources.live_notices();
         tokio::spawn(watch_channels(hls.clone(), sources, notices));
@@ -289,6 +294,8 @@ struct ChannelTask {
     next_keyframe_ask: Instant,
     /// Decode time of the last AAC frame on the sample clock, before the shift.
     last_audio: Option<i64>,
+    /// The session's recording (the source rendition's segments), if it is recorded.
+    recording: Option<ChannelRecording>,
 }
 
 async fn run_channel(
@@ -330,6 +337,7 @@ async fn run_channel(
         away_until: None,
         next_keyframe_ask: Instant::now(),
         last_audio: None,
+        recording: None,
     };
     task.live(&first.live, first.from_peer);
     let mut ended_at: Option<Instant> = None;
@@ -407,6 +415,18 @@ fn latest_notice(
 }
 
 impl ChannelTask {
+    /// The variants changed: the recording takes finished segments, waiting players wake.
+    fn changed(&mut self) {
+        if let Some(rec) = &mut self.recording {
+            self.on_air.with(|s| {
+                if let Some(Some(v)) = s.variants.first() {
+                    rec.collect(v);
+                }
+            });
+        }
+        self.on_air.bump();
+    }
+
     /// A session went live (a new one, or the one in its grace again).
     fn live(&mut self, live: &LiveMedia, from_peer: bool) {
         let (session, ended) = self.on_air.with(|s| (s.session, s.ended));
@@ -423,6 +443,14 @@ impl ChannelTask {
                 s.ended = false;
             });
             self.end_90k = 0;
+            if let Some(old) = self.recording.take() {
+                old.end();
+            }
+            self.recording = self
+                .hls
+                .recorder
+                .as_ref()
+                .and_then(|r| r.begin(&self.channel, live.session));
         } else if resumed {
             info!(channel = %self.channel, session = %live.session, "publisher back within the grace: HLS continues after a discontinuity");
         }
@@ -456,7 +484,7 @@ impl ChannelTask {
         let mut names = vec!["source".to_string()];
         names.extend(live.renditions.iter().cloned());
         self.on_air.update(|s| s.names = names);
-        self.on_air.bump();
+        self.changed();
     }
 
     /// The publisher left: the playlist stays for the grace.
@@ -479,7 +507,7 @@ impl ChannelTask {
         });
         self.shift = None;
         if changed {
-            self.on_air.bump();
+            self.changed();
         }
     }
 
@@ -497,7 +525,10 @@ impl ChannelTask {
         if let Audio::Encoded(..) = self.audio {
             self.audio = Audio::None; // drops the encoder: its thread ends
         }
-        self.on_air.bump();
+        self.changed();
+        if let Some(rec) = self.recording.take() {
+            rec.end();
+        }
     }
 
     /// Whether a rendition waits for its first keyframe.
@@ -555,7 +586,7 @@ impl ChannelTask {
                     v.push_video(unit, now_ms())
                 });
                 if changed {
-                    self.on_air.bump();
+                    self.changed();
                 }
             }
             (Track::Audio, Codec::Opus) => match &mut self.audio {
@@ -634,7 +665,7 @@ impl ChannelTask {
             changed
         });
         if changed {
-            self.on_air.bump();
+            self.changed();
         }
     }
 }

@@ -111,7 +111,7 @@ fn bearer(header: &Option<String>) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-async fn authenticate(state: &State, header: &Option<String>) -> Result<Account, ApiError> {
+pub(crate) async fn authenticate(state: &State, header: &Option<String>) -> Result<Account, ApiError> {
     let token = bearer(header).ok_or_else(|| {
         ApiError::Unauthorized(
             "log in first: POST /api/login, then send Authorization: Bearer <token>".into(),
@@ -160,7 +160,7 @@ async fn allow_institute(
     }
 }
 
-async fn allow_station(
+pub(crate) async fn allow_station(
     state: &State,
     account: &Account,
     station: StationId,

@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod csv;
 pub mod error;
+pub mod files;
 mod ingest;
 pub mod pages;
 pub mod security;
@@ -74,9 +75,11 @@ pub struct AppState {
     pub vendor_dir: PathBuf,
     /// Where recordings are kept (`[recording] dir`).
     pub recording_dir: PathBuf,
+    /// Replays (`/replay/...`) and their viewers.
+    pub replays: Arc<crate::recording::routes::Replays>,
 }
 
-type State = Arc<AppState>;
+pub(crate) type State = Arc<AppState>;
 
 fn with_state(state: State) -> impl Filter<Extract = (State,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
@@ -213,6 +216,8 @@ pub fn routes_with_policy(
             state.hls.clone(),
             serve::client_addr(),
         ))
+        .unify()
+        .or(crate::recording::routes::routes(state.clone()))
         .unify()
         .recover(recover)
         .unify();

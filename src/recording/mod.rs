@@ -13,4 +13,9 @@
 //! - [`routes`]: `/replay/...` and `/api/recordings`.
 
 pub mod export;
+pub mod library;
 pub mod store;
+pub mod counting;
+pub mod recorder;
+pub mod retention;
+pub mod routes;
