@@ -7,6 +7,7 @@
 //! | `GET /replay/{id}/seg-{i}.m4s?vid=` | segment `i` (0-based); counted for the `vid` (回看) |
 //! | `GET /replay/{id}/replay.mp4` | the whole replay as one MP4 (remuxed once, then served from disk; `Range`) |
 //! | `GET /api/recordings?station={channel}` | a station's published replays, newest first |
+//! | `GET /api/recordings/{id}` | one replay (hidden ones for administrators in scope, as above) |
 //!
 //! Replay media carries the viewer's id, so it is `Cache-Control: private`. A deleted or
 //! unknown replay is 404; a hidden one is 404 unless the request carries the bearer token
@@ -236,14 +237,49 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
     let list = warp::get()
         .and(warp::path!("api" / "recordings"))
         .and(warp::query::<ListQuery>())
-        .and(with_state)
+        .and(with_state.clone())
         .then(|q: ListQuery, state: State| async move {
             match station_list(&state, q).await {
                 Ok(r) => r,
                 Err(e) => e.into_response(),
             }
         });
-    media.or(list).unify().boxed()
+    let one = warp::get()
+        .and(warp::path!("api" / "recordings" / i64))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(with_state)
+        .then(|id: i64, authorization: Option<String>, state: State| async move {
+            let request = ReplayRequest {
+                head: false,
+                id,
+                file: String::new(),
+                query: String::new(),
+                agent: String::new(),
+                range: None,
+                authorization,
+            };
+            match visible(&state, &request).await {
+                Ok(rec) => no_cache(warp::reply::json(&public(&rec)).into_response()),
+                Err(e) => e.into_response(),
+            }
+        });
+    media.or(list).unify().or(one).unify().boxed()
+}
+
+fn public(r: &Recording) -> PublicReplay<'_> {
+    PublicReplay {
+        recording: r,
+        page: format!("/replay/{}", r.id),
+        playlist: format!("/replay/{}/index.m3u8", r.id),
+        download: format!("/replay/{}/replay.mp4", r.id),
+    }
+}
+
+fn no_cache(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// Query of `GET /api/recordings`.
@@ -270,20 +306,8 @@ async fn station_list(state: &State, q: ListQuery) -> Result<Response, ApiError>
     // An unknown channel is 404, not an empty list.
     state.catalog.channel_owner(&channel).await?;
     let rows = state.catalog.station_recordings(&channel, false).await?;
-    let list: Vec<PublicReplay> = rows
-        .iter()
-        .map(|r| PublicReplay {
-            recording: r,
-            page: format!("/replay/{}", r.id),
-            playlist: format!("/replay/{}/index.m3u8", r.id),
-            download: format!("/replay/{}/replay.mp4", r.id),
-        })
-        .collect();
-    let mut response = warp::reply::json(&list).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    let list: Vec<PublicReplay> = rows.iter().map(public).collect();
+    Ok(no_cache(warp::reply::json(&list).into_response()))
 }
 
 /// The row, if this request may see it: published, or hidden and asked for by an

@@ -20,6 +20,8 @@ pub struct TestServer {
     pub server: RunningServer,
     pub base: String,
     pub station: NewStation,
+    /// `[recording] dir` (in the test's temporary folder).
+    pub recording_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -49,6 +51,7 @@ pub async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     config.hls.reconnect_grace_secs = 0;
     config.recording.dir = dir.path().join("recordings");
     adjust(&mut config);
+    let recording_dir = config.recording.dir.clone();
     config.validate().expect("test config is valid");
     let server = start(config).await.expect("server starts");
     let station = server
@@ -61,6 +64,7 @@ pub async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         server,
         base,
         station,
+        recording_dir,
         _dir: dir,
     }
 }
