@@ -13,4 +13,5 @@
 //! - [`routes`]: `/replay/...` and `/api/recordings`.
 
 pub mod export;
+pub mod library;
 pub mod store;
