@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod csv;
 pub mod error;
+pub mod files;
 mod ingest;
 pub mod pages;
 pub mod security;
