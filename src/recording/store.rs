@@ -15,8 +15,7 @@ pub fn safe_dir(root: &Path, rel: &str) -> Option<PathBuf> {
         !s.is_empty()
             && s != "."
             && s != ".."
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     };
     (plain(a) && plain(b)).then(|| root.join(a).join(b))
 }
