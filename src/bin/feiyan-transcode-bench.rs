@@ -10,6 +10,12 @@
 //! `cargo run --release --bin feiyan-transcode-bench -- aac [SECONDS]` measures only the
 //! Opus -> AAC-LC encoder a WHIP channel's live HLS runs (`transcode::aac`), on 60 s of
 //! audio by default: CPU per second of audio, fed as fast as it takes it.
+//!
+//! `cargo run --bin feiyan-transcode-bench -- export [MINUTES] [KBPS]` measures a replay's
+//! MP4 export (`recording::export_mp4`, a stream copy) of a recording-shaped input: a
+//! 90-minute lecture by default at 1500 kbit/s CBR video (640x360, filler NALs keep the
+//! bytes a real lecture would have) + 96 kbit/s AAC, as 2 s fMP4 segments and a VOD
+//! playlist; beside it the ffmpeg CLI doing the same remux.
 
 use std::process::Command;
 use std::time::Instant;
@@ -367,6 +373,159 @@ fn aac_run(units: &[AccessUnit]) -> anyhow::Result<(f64, f64, f64, usize, usize)
     })
 }
 
+/// Runs the ffmpeg CLI with `args`, failing with its error output.
+fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// `feiyan-transcode-bench export [MINUTES] [KBPS]`: the replay's MP4 export of a lecture.
+fn export_figures(minutes: u32, kbps: u32) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let clip = dir.path().join("clip.mp4");
+    let clip_s = clip.to_string_lossy().to_string();
+    let rate = format!("{kbps}k");
+    let made = Instant::now();
+    // One minute encoded once (cheap: 360p, ultrafast), looped into the lecture below.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "60",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "50",
+        "-keyint_min",
+        "50",
+        "-sc_threshold",
+        "0",
+        "-b:v",
+        &rate,
+        "-minrate",
+        &rate,
+        "-maxrate",
+        &rate,
+        "-bufsize",
+        &rate,
+        "-x264-params",
+        "nal-hrd=cbr",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-ac",
+        "2",
+        &clip_s,
+    ])?;
+    // The recording's layout: init-0.mp4, seg-{n}.m4s, vod.m3u8 (2 s segments).
+    let rec = dir.path().join("recording");
+    std::fs::create_dir(&rec)?;
+    let loops = minutes.saturating_sub(1).to_string();
+    let seg_pattern = rec.join("seg-%d.m4s").to_string_lossy().to_string();
+    let playlist = rec.join("vod.m3u8");
+    ffmpeg(&[
+        "-stream_loop",
+        &loops,
+        "-i",
+        &clip_s,
+        "-c",
+        "copy",
+        "-f",
+        "hls",
+        "-hls_time",
+        "2",
+        "-hls_segment_type",
+        "fmp4",
+        "-hls_fmp4_init_filename",
+        "init-0.mp4",
+        "-hls_segment_filename",
+        &seg_pattern,
+        "-hls_playlist_type",
+        "vod",
+        &playlist.to_string_lossy(),
+    ])?;
+    let (mut input_bytes, mut segments) = (0u64, 0usize);
+    for entry in std::fs::read_dir(&rec)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".m4s") || name.ends_with(".mp4") {
+            input_bytes += entry.metadata()?.len();
+            segments += usize::from(name.ends_with(".m4s"));
+        }
+    }
+    println!(
+        "input: {minutes} min recording, {segments} segments, {:.1} MB (made in {:.0} s)",
+        input_bytes as f64 / 1e6,
+        made.elapsed().as_secs_f64()
+    );
+    let mut rows = Vec::new();
+    for run in 0..3 {
+        let out = dir.path().join(format!("export-{run}.mp4"));
+        let cpu = cpu_secs(libc::RUSAGE_SELF);
+        let wall = Instant::now();
+        let report = feiyan::recording::export::export_mp4(&playlist, &out)?;
+        let (wall, cpu) = (
+            wall.elapsed().as_secs_f64(),
+            cpu_secs(libc::RUSAGE_SELF) - cpu,
+        );
+        println!(
+            "feiyan export {run}: {wall:.2} s wall, {cpu:.2} s CPU, {:.1} MB, {} video + {} audio frames, {:.1} min",
+            report.bytes as f64 / 1e6,
+            report.video_frames,
+            report.audio_frames,
+            report.duration_ms as f64 / 60_000.0
+        );
+        rows.push((wall, cpu));
+        std::fs::remove_file(&out)?;
+    }
+    let out = dir.path().join("cli.mp4");
+    let cpu = cpu_secs(libc::RUSAGE_CHILDREN);
+    let wall = Instant::now();
+    ffmpeg(&[
+        "-protocol_whitelist",
+        "file",
+        "-i",
+        &playlist.to_string_lossy(),
+        "-c",
+        "copy",
+        "-movflags",
+        "+faststart",
+        &out.to_string_lossy(),
+    ])?;
+    let (cli_wall, cli_cpu) = (
+        wall.elapsed().as_secs_f64(),
+        cpu_secs(libc::RUSAGE_CHILDREN) - cpu,
+    );
+    println!("ffmpeg CLI remux: {cli_wall:.2} s wall, {cli_cpu:.2} s CPU");
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (wall, cpu) = rows[rows.len() / 2];
+    println!(
+        "| {minutes} min, {kbps} kbit/s + 96 kbit/s AAC | {:.0} MB | {wall:.1} s | {cpu:.1} s | {:.0}x | {cli_wall:.1} s |",
+        input_bytes as f64 / 1e6,
+        f64::from(minutes) * 60.0 / wall
+    );
+    Ok(())
+}
+
 /// `feiyan-transcode-bench aac [SECONDS]`: the AAC encoder of one WHIP channel's live HLS.
 fn aac_figures(secs: u32) -> anyhow::Result<()> {
     const RUNS: usize = 5;
@@ -415,6 +574,11 @@ fn aac_figures(secs: u32) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("export") {
+        let minutes = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(90);
+        let kbps = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1500);
+        return export_figures(minutes, kbps);
+    }
     if args.get(1).map(String::as_str) == Some("aac") {
         return aac_figures(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(60));
     }

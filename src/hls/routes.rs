@@ -464,11 +464,11 @@ fn serve_bytes(
     head: bool,
 ) -> Response {
     let total = bytes.len();
-    let (code, body, content_range) = match range.map(|r| parse_range(r, total)) {
+    let (code, body, content_range) = match range.map(|r| parse_range(r, total as u64)) {
         None => (StatusCode::OK, bytes, None),
         Some(Some((start, end))) => (
             StatusCode::PARTIAL_CONTENT,
-            bytes.slice(start..=end),
+            bytes.slice(start as usize..=end as usize),
             Some(format!("bytes {start}-{end}/{total}")),
         ),
         Some(None) => {
@@ -501,8 +501,9 @@ fn serve_bytes(
 }
 
 /// `bytes=a-b`, `bytes=a-`, `bytes=-n` -> inclusive bounds within `total`; `None` when it
-/// cannot be satisfied (several ranges are answered with the first).
-fn parse_range(range: &str, total: usize) -> Option<(usize, usize)> {
+/// cannot be satisfied (several ranges are answered with the first). Shared with
+/// `http::files`, which serves files from disk (`hls` may not import `http`).
+pub fn parse_range(range: &str, total: u64) -> Option<(u64, u64)> {
     let spec = range
         .trim()
         .strip_prefix("bytes=")?
@@ -514,17 +515,17 @@ fn parse_range(range: &str, total: usize) -> Option<(usize, usize)> {
         return None;
     }
     let (start, end) = if a.is_empty() {
-        let n: usize = b.parse().ok()?;
+        let n: u64 = b.parse().ok()?;
         if n == 0 {
             return None;
         }
         (total.saturating_sub(n), total - 1)
     } else {
-        let start: usize = a.parse().ok()?;
+        let start: u64 = a.parse().ok()?;
         let end = if b.is_empty() {
             total - 1
         } else {
-            b.parse::<usize>().ok()?.min(total - 1)
+            b.parse::<u64>().ok()?.min(total - 1)
         };
         (start, end)
     };

@@ -121,6 +121,25 @@ impl Demuxer {
         })
     }
 
+    /// The video track, while it has not been taken.
+    pub fn video(&self) -> Option<&VideoInput> {
+        self.video_input.as_ref()
+    }
+
+    /// The audio track, while it has not been taken.
+    pub fn audio(&self) -> Option<&AudioInput> {
+        self.audio_input.as_ref()
+    }
+
+    /// Moves to the last point at or before `us` (the input's own clock, µs) from which
+    /// every chosen stream can be read; the next [`Demuxer::read`] starts there. Where the
+    /// container lands is its own: callers that need exact packets filter by timestamp.
+    pub fn seek_us(&mut self, us: i64) -> Result<(), TranscodeError> {
+        self.input
+            .seek(us, ..us)
+            .map_err(TranscodeError::codec("seeking the input"))
+    }
+
     /// The video track for [`super::Transcoder::start`] (taken once).
     pub fn take_video(&mut self) -> Option<VideoInput> {
         self.video_input.take()

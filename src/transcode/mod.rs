@@ -19,6 +19,7 @@ pub mod aac;
 pub mod demux;
 pub mod h264;
 pub mod mux;
+pub mod remux;
 
 mod audio;
 mod video;
@@ -202,6 +203,24 @@ impl VideoInput {
         })
     }
 
+    /// Whether the stream is H.264.
+    pub fn is_h264(&self) -> bool {
+        self.is_h264
+    }
+
+    /// For H.264: a converter of its samples (length-prefixed with the stream's `avcC`,
+    /// or Annex-B with any out-of-band parameter sets) into Annex-B access units with
+    /// SPS/PPS before each IDR. `None` for other codecs.
+    pub fn annexb_writer(&self) -> Option<h264::AnnexbWriter> {
+        if !self.is_h264 {
+            return None;
+        }
+        Some(match &self.avc {
+            Some(avc) => h264::AnnexbWriter::for_avcc(avc),
+            None => h264::AnnexbWriter::for_annexb_seeded(&self.annexb_extradata),
+        })
+    }
+
     /// Whether this input would be passed through under `mode`.
     pub fn passthrough(&self, mode: VideoMode) -> bool {
         self.is_h264
@@ -235,6 +254,23 @@ impl AudioInput {
             },
             description: "aac".into(),
         })
+    }
+}
+
+impl AudioInput {
+    /// The AudioSpecificConfig of an AAC track that carries one out of band (MP4, MKV,
+    /// RTMP); `None` for other codecs and for ADTS streams (MPEG-TS), whose frames carry
+    /// their configuration in each header.
+    pub fn aac_config(&self) -> Option<Bytes> {
+        passthrough_aac_config(&self.spec)
+    }
+
+    /// Whether the track is AAC (with or without an out-of-band configuration).
+    pub fn is_aac(&self) -> bool {
+        match &self.spec {
+            DecoderSpec::Raw { id, .. } => *id == ffmpeg::codec::Id::AAC,
+            DecoderSpec::Params(params) => params.id() == ffmpeg::codec::Id::AAC,
+        }
     }
 }
 
