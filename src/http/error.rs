@@ -6,6 +6,7 @@ use warp::reply::Response;
 use warp::{Rejection, Reply};
 
 use crate::catalog::CatalogError;
+use crate::recording::RecordingError;
 use crate::relay::RelayError;
 
 /// Everything an HTTP handler can fail with.
@@ -74,6 +75,16 @@ impl From<RelayError> for ApiError {
             }
             RelayError::Full(..) | RelayError::Closed => ApiError::Unavailable(err.to_string()),
             RelayError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<RecordingError> for ApiError {
+    fn from(err: RecordingError) -> Self {
+        match err {
+            RecordingError::NotFound(why) => ApiError::NotFound(why),
+            RecordingError::Media(why) => ApiError::Internal(why),
+            RecordingError::Catalog(err) => err.into(),
         }
     }
 }
