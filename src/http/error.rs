@@ -95,6 +95,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::UnknownChannel(_) | CatalogError::UnknownStation(_) => {
                 ApiError::NotFound(err.to_string())
             }
+            CatalogError::NotFound(what) => ApiError::NotFound(what),
             CatalogError::WrongKey(_) => ApiError::Unauthorized(
                 "wrong stream key for this channel (send Authorization: Bearer <stream key>)"
                     .into(),
