@@ -462,13 +462,17 @@ impl ChannelTask {
             if let Some(old) = self.recording.take() {
                 old.end();
             }
+        } else if resumed {
+            info!(channel = %self.channel, session = %live.session, "publisher back within the grace: HLS continues after a discontinuity");
+        }
+        // The channel task's first session, or a new one: its recording (a returning
+        // publisher's continues).
+        if !resumed && self.recording.is_none() {
             self.recording = self
                 .hls
                 .recorder
                 .as_ref()
                 .and_then(|r| r.begin(&self.channel, live.session));
-        } else if resumed {
-            info!(channel = %self.channel, session = %live.session, "publisher back within the grace: HLS continues after a discontinuity");
         }
         self.away_until = None;
         self.shift = None;
