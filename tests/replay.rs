@@ -438,7 +438,7 @@ async fn retention_deletes_the_oldest_unkept_recording_and_never_a_kept_one() {
     let second_row = catalog.recording(second).await.unwrap().unwrap();
     let reason = second_row.deleted_reason.clone().unwrap();
     assert!(reason.contains("max_disk_mb"), "{reason}");
-    let root = dir_of(&t);
+    let root = t.recording_dir.clone();
     assert!(!root.join(&second_row.path).exists(), "its files are gone");
     let first_row = catalog.recording(first).await.unwrap().unwrap();
     assert!(first_row.deleted_at.is_none() && first_row.keep, "{first_row:?}");
@@ -450,10 +450,6 @@ async fn retention_deletes_the_oldest_unkept_recording_and_never_a_kept_one() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-}
-
-fn dir_of(t: &common::TestServer) -> std::path::PathBuf {
-    t.recording_dir.clone()
 }
 
 /// `kill -9` while a lecture is being recorded: after a restart the recording up to its
@@ -592,4 +588,26 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `[recording.channels] "st-1" = false`: that channel's lectures leave no recording and no
+/// replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_turned_off_is_not_recorded() {
+    let t = common::start_server_with(|c| {
+        c.recording.channels.insert("st-1".into(), false);
+    })
+    .await;
+    assert_eq!(t.station.channel.to_string(), "st-1");
+    let dir = tempfile::tempdir().unwrap();
+    let url = rtmp_url(t.server.rtmp_addr.unwrap(), "st-1", &t.station.stream_key);
+    lecture(&url, 4, dir.path()).await;
+    // Long enough for a recorded session's row (listed within 10 s, usually under 1 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let listed = wait_replays(&t.base, "st-1", 0, Duration::from_secs(1)).await;
+    assert!(listed.is_empty(), "{listed:?}");
+    assert!(
+        !t.recording_dir.join("st-1").exists(),
+        "nothing is written for a channel that is not recorded"
+    );
 }
