@@ -141,7 +141,9 @@ async fn assert_hls_plays(ctx: &mut Ctx, mode_js: &str) {
                 let page = c.watch_page();
                 let now = page.video_playback("video").await.unwrap_or(Value::Null);
                 let t1 = now["currentTime"].as_f64().unwrap_or(0.0);
-                if t1 >= t0 + 2.0 && num(&now, "/totalVideoFrames") > frames0 && now["paused"] == false
+                if t1 >= t0 + 2.0
+                    && num(&now, "/totalVideoFrames") > frames0
+                    && now["paused"] == false
                 {
                     Ok(now)
                 } else {

@@ -69,7 +69,11 @@ async fn playlist_url(base: &str, id: i64) -> String {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::FOUND, "a playlist without vid is redirected");
+    assert_eq!(
+        r.status(),
+        StatusCode::FOUND,
+        "a playlist without vid is redirected"
+    );
     let location = r.headers()["location"].to_str().unwrap().to_string();
     assert!(location.contains("vid="), "{location}");
     format!("{base}{location}")
@@ -89,7 +93,11 @@ fn segments(playlist: &str) -> Vec<(String, f64, String)> {
         } else if let Some(d) = line.strip_prefix("#EXTINF:") {
             duration = d.trim_end_matches(',').parse::<f64>().ok();
         } else if !line.starts_with('#') && !line.is_empty() {
-            out.push((line.to_string(), duration.take().expect("EXTINF first"), init.clone()));
+            out.push((
+                line.to_string(),
+                duration.take().expect("EXTINF first"),
+                init.clone(),
+            ));
         }
     }
     out
@@ -138,7 +146,10 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
     assert_eq!(replay["kind"], "recorded");
     assert_eq!(replay["station"], "测试站");
     assert_eq!(replay["page"], format!("/replay/{id}"));
-    assert!(replay.get("path").is_none(), "the folder is not public: {replay}");
+    assert!(
+        replay.get("path").is_none(),
+        "the folder is not public: {replay}"
+    );
 
     // The playlist: VOD, as long as the session within one segment.
     let url = playlist_url(&t.base, id).await;
@@ -149,7 +160,10 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
     assert!(cache.contains("private"), "{cache}");
     let playlist = r.text().await.unwrap();
     assert!(playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{playlist}");
-    assert!(playlist.trim_end().ends_with("#EXT-X-ENDLIST"), "{playlist}");
+    assert!(
+        playlist.trim_end().ends_with("#EXT-X-ENDLIST"),
+        "{playlist}"
+    );
     let segs = segments(&playlist);
     assert!(segs.len() >= 3, "{playlist}");
     let total: f64 = segs.iter().map(|s| s.1).sum();
@@ -196,20 +210,35 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
         assert!(n > 0, "segment {i} has no video");
         frames += n;
     }
-    let again = http.get(format!("{base_url}{}", segs[0].0)).send().await.unwrap();
+    let again = http
+        .get(format!("{base_url}{}", segs[0].0))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     assert!(bytes as i64 <= replay["size_bytes"].as_i64().unwrap());
 
     // The MP4 download: the same frames, Range answered.
-    let mp4 = http.get(format!("{base_url}replay.mp4")).send().await.unwrap();
+    let mp4 = http
+        .get(format!("{base_url}replay.mp4"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(mp4.status(), StatusCode::OK);
     assert_eq!(mp4.headers()["content-type"], "video/mp4");
-    let disposition = mp4.headers()["content-disposition"].to_str().unwrap().to_string();
+    let disposition = mp4.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(disposition.starts_with("attachment"), "{disposition}");
     let file = work.path().join("replay.mp4");
     let body = mp4.bytes().await.unwrap();
     std::fs::write(&file, &body).unwrap();
-    assert_eq!(decoded_video_frames(&file), frames, "the MP4 has the segments' frames");
+    assert_eq!(
+        decoded_video_frames(&file),
+        frames,
+        "the MP4 has the segments' frames"
+    );
     let part = http
         .get(format!("{base_url}replay.mp4"))
         .header("range", "bytes=100-199")
@@ -237,7 +266,13 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
     let counted = common::wait_until(Duration::from_secs(10), || {
         let catalog = catalog.clone();
         let (key, day) = (key.clone(), day.clone());
-        async move { catalog.replay_view(id, &key, &day).await.unwrap().is_some_and(|v| v.watched_ms > 0) }
+        async move {
+            catalog
+                .replay_view(id, &key, &day)
+                .await
+                .unwrap()
+                .is_some_and(|v| v.watched_ms > 0)
+        }
     })
     .await;
     assert!(counted, "the replay viewer was not written");
@@ -254,7 +289,10 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
         view.watched_ms
     );
     let live = t.server.catalog.session_viewers(session).await.unwrap();
-    assert!(live.is_empty(), "replay viewers are not live viewers: {live:?}");
+    assert!(
+        live.is_empty(),
+        "replay viewers are not live viewers: {live:?}"
+    );
 
     // The statistics an administrator reads: a replay viewer and its minutes beside the
     // session, no online viewer; the CSV has the same.
@@ -282,7 +320,10 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
         .json()
         .await
         .unwrap();
-    let rows = table.as_array().or_else(|| table["rows"].as_array()).expect("rows");
+    let rows = table
+        .as_array()
+        .or_else(|| table["rows"].as_array())
+        .expect("rows");
     let row = rows
         .iter()
         .find(|r| r["group_name"] == "测试站")
@@ -291,9 +332,15 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
     assert_eq!(row["online_viewers"], 0, "{row}");
     assert_eq!(row["replay_viewers"], 1, "{row}");
     let minutes = row["replay_minutes"].as_f64().unwrap();
-    assert!((minutes - total / 60.0).abs() < 0.01, "{minutes} replay minutes, {total} s watched");
+    assert!(
+        (minutes - total / 60.0).abs() < 0.01,
+        "{minutes} replay minutes, {total} s watched"
+    );
     let csv = http
-        .get(format!("{}/api/stats/table?group=station&format=csv", t.base))
+        .get(format!(
+            "{}/api/stats/table?group=station&format=csv",
+            t.base
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -301,7 +348,10 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
         .text()
         .await
         .unwrap();
-    assert!(csv.lines().next().unwrap().ends_with("回看人次,回看分钟"), "{csv}");
+    assert!(
+        csv.lines().next().unwrap().ends_with("回看人次,回看分钟"),
+        "{csv}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,21 +376,45 @@ async fn bad_replay_requests_get_clear_answers_and_hidden_replays_only_admins_in
     let vid_url = playlist_url(&t.base, id).await;
     let vid = vid_url.split("vid=").nth(1).unwrap().to_string();
     for (path, want) in [
-        (format!("/replay/999999/index.m3u8?vid={vid}"), StatusCode::NOT_FOUND),
-        ("/replay/999999/index.m3u8".to_string(), StatusCode::NOT_FOUND),
-        (format!("/replay/{id}/seg-99999.m4s?vid={vid}"), StatusCode::NOT_FOUND),
+        (
+            format!("/replay/999999/index.m3u8?vid={vid}"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/replay/999999/index.m3u8".to_string(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/replay/{id}/seg-99999.m4s?vid={vid}"),
+            StatusCode::NOT_FOUND,
+        ),
         (format!("/replay/{id}/init-7.mp4"), StatusCode::NOT_FOUND),
         (format!("/replay/{id}/journal.tsv"), StatusCode::NOT_FOUND),
-        (format!("/replay/{id}/..%2f..%2fetc%2fpasswd"), StatusCode::BAD_REQUEST),
-        (format!("/replay/{id}/%2Fetc%2Fpasswd"), StatusCode::BAD_REQUEST),
-        ("/replay/..%2F..%2Fetc/index.m3u8".to_string(), StatusCode::BAD_REQUEST),
-        (format!("/replay/{id}/seg-0.m4s%00"), StatusCode::BAD_REQUEST),
+        (
+            format!("/replay/{id}/..%2f..%2fetc%2fpasswd"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/replay/{id}/%2Fetc%2Fpasswd"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/replay/..%2F..%2Fetc/index.m3u8".to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/replay/{id}/seg-0.m4s%00"),
+            StatusCode::BAD_REQUEST,
+        ),
         ("/replay/abc/index.m3u8".to_string(), StatusCode::NOT_FOUND),
     ] {
         let (code, body) = status(path.clone()).await;
         assert_eq!(code, want, "{path}: {body}");
         assert!(!body.contains("root:"), "{path} leaked a file: {body}");
-        assert!(!body.trim().is_empty(), "{path}: an answer a person can act on");
+        assert!(
+            !body.trim().is_empty(),
+            "{path}: an answer a person can act on"
+        );
     }
     let bad = http
         .get(format!("{}/api/recordings?station=no%20such", t.base))
@@ -358,14 +432,28 @@ async fn bad_replay_requests_get_clear_answers_and_hidden_replays_only_admins_in
     // Hidden: gone for the public, there for an administrator whose scope covers it.
     let catalog = &t.server.catalog;
     catalog.set_recording_published(id, false).await.unwrap();
-    let placement = catalog.station_placement(t.station.station_id).await.unwrap();
-    let other = catalog.add_station("别的中心", "别的所", "别的站").await.unwrap();
-    catalog
-        .add_account("center-op", "secret-password", Scope::Center(placement.center_id))
+    let placement = catalog
+        .station_placement(t.station.station_id)
+        .await
+        .unwrap();
+    let other = catalog
+        .add_station("别的中心", "别的所", "别的站")
         .await
         .unwrap();
     catalog
-        .add_account("other-op", "secret-password", Scope::Station(other.station_id))
+        .add_account(
+            "center-op",
+            "secret-password",
+            Scope::Center(placement.center_id),
+        )
+        .await
+        .unwrap();
+    catalog
+        .add_account(
+            "other-op",
+            "secret-password",
+            Scope::Station(other.station_id),
+        )
         .await
         .unwrap();
     let token = |user: &'static str| {
@@ -392,14 +480,27 @@ async fn bad_replay_requests_get_clear_answers_and_hidden_replays_only_admins_in
         StatusCode::NOT_FOUND
     );
     let listed = wait_replays(&t.base, &channel, 0, Duration::from_secs(1)).await;
-    assert!(listed.is_empty(), "a hidden replay is not listed: {listed:?}");
+    assert!(
+        listed.is_empty(),
+        "a hidden replay is not listed: {listed:?}"
+    );
     let center = token("center-op").await;
-    let seen = http.get(&playlist).bearer_auth(&center).send().await.unwrap();
+    let seen = http
+        .get(&playlist)
+        .bearer_auth(&center)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(seen.status(), StatusCode::OK);
     assert!(seen.text().await.unwrap().contains("#EXT-X-ENDLIST"));
     let outsider = token("other-op").await;
     assert_eq!(
-        http.get(&playlist).bearer_auth(&outsider).send().await.unwrap().status(),
+        http.get(&playlist)
+            .bearer_auth(&outsider)
+            .send()
+            .await
+            .unwrap()
+            .status(),
         StatusCode::NOT_FOUND
     );
 }
@@ -434,17 +535,27 @@ async fn retention_deletes_the_oldest_unkept_recording_and_never_a_kept_one() {
     })
     .await;
     let rows = catalog.list_recordings(None, true).await.unwrap();
-    assert!(deleted, "the oldest unkept recording was not deleted: {rows:?}");
+    assert!(
+        deleted,
+        "the oldest unkept recording was not deleted: {rows:?}"
+    );
     let second_row = catalog.recording(second).await.unwrap().unwrap();
     let reason = second_row.deleted_reason.clone().unwrap();
     assert!(reason.contains("max_disk_mb"), "{reason}");
     let root = t.recording_dir.clone();
     assert!(!root.join(&second_row.path).exists(), "its files are gone");
     let first_row = catalog.recording(first).await.unwrap().unwrap();
-    assert!(first_row.deleted_at.is_none() && first_row.keep, "{first_row:?}");
+    assert!(
+        first_row.deleted_at.is_none() && first_row.keep,
+        "{first_row:?}"
+    );
     assert!(root.join(&first_row.path).exists());
     // The newest stays (1 MiB holds the kept one and it).
-    assert_eq!(rows.iter().filter(|r| r.deleted_at.is_none()).count(), 2, "{rows:?}");
+    assert_eq!(
+        rows.iter().filter(|r| r.deleted_at.is_none()).count(),
+        2,
+        "{rows:?}"
+    );
     // Gone for residents.
     let r = reqwest::get(format!("{}/replay/{second}/index.m3u8?vid=x", t.base))
         .await
@@ -473,10 +584,16 @@ async fn kill_9_during_a_lecture_leaves_a_playable_replay_after_restart() {
     )
     .unwrap();
     let catalog = Catalog::connect(&db).await.unwrap();
-    let station = catalog.add_station("断电中心", "断电所", "断电站").await.unwrap();
+    let station = catalog
+        .add_station("断电中心", "断电所", "断电站")
+        .await
+        .unwrap();
     let env = [
         ("FEIYAN_DATABASE_URL", None),
-        ("RUST_LOG", Some("warn,rtc=error,rtc_ice=error,rtc_dtls=off")),
+        (
+            "RUST_LOG",
+            Some("warn,rtc=error,rtc_ice=error,rtc_dtls=off"),
+        ),
     ];
     let mut served = Served::start(&config, &env);
     let base = served.wait_running().base;
@@ -507,7 +624,11 @@ async fn kill_9_during_a_lecture_leaves_a_playable_replay_after_restart() {
         }
     })
     .await;
-    assert!(written, "three segments were not recorded: {}", served.stderr());
+    assert!(
+        written,
+        "three segments were not recorded: {}",
+        served.stderr()
+    );
     served.signal(libc::SIGKILL);
     served.wait_exit(Duration::from_secs(10)).expect("killed");
     let _ = push.kill();
@@ -529,7 +650,10 @@ async fn kill_9_during_a_lecture_leaves_a_playable_replay_after_restart() {
     let url = playlist_url(&base, list[0]["id"].as_i64().unwrap()).await;
     let playlist = reqwest::get(&url).await.unwrap().text().await.unwrap();
     let segs = segments(&playlist);
-    assert!(segs.len() >= whole.min(3), "{whole} whole segments on disk, {playlist}");
+    assert!(
+        segs.len() >= whole.min(3),
+        "{whole} whole segments on disk, {playlist}"
+    );
     let work = tempfile::tempdir().unwrap();
     let prefix = url.split("index.m3u8").next().unwrap().to_string();
     for (i, (uri, _, init)) in segs.iter().enumerate() {
@@ -575,8 +699,16 @@ async fn kill_9_during_a_lecture_leaves_a_playable_replay_after_restart() {
     let frames: usize = (0..segs.len())
         .map(|i| decoded_video_frames(&work.path().join(format!("{i}.mp4"))))
         .sum();
-    assert_eq!(decoded_video_frames(&mp4), frames, "the export has every frame");
-    let kept = catalog.recording(id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        decoded_video_frames(&mp4),
+        frames,
+        "the export has every frame"
+    );
+    let kept = catalog
+        .recording(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(kept.keep);
     again.signal(libc::SIGTERM);
     again.wait_exit(Duration::from_secs(20));

@@ -159,7 +159,10 @@ fn bearer(header: &Option<String>) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-pub(crate) async fn authenticate(state: &State, header: &Option<String>) -> Result<Account, ApiError> {
+pub(crate) async fn authenticate(
+    state: &State,
+    header: &Option<String>,
+) -> Result<Account, ApiError> {
     let token = bearer(header).ok_or_else(|| {
         ApiError::Unauthorized(
             "log in first: POST /api/login, then send Authorization: Bearer <token>".into(),

@@ -51,7 +51,9 @@ impl ReplayCounter {
             let mut tick = tokio::time::interval(FLUSH);
             loop {
                 tick.tick().await;
-                let Some(counter) = weak.upgrade() else { return };
+                let Some(counter) = weak.upgrade() else {
+                    return;
+                };
                 counter.flush().await;
             }
         });

@@ -36,7 +36,12 @@ const INPUT_OPTIONS: &[(&str, &str)] = &[("protocol_whitelist", "file")];
 pub fn export_mp4(input: &Path, out: &Path) -> Result<ExportReport> {
     match std::fs::metadata(input) {
         Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(media(format!("cannot export {}: not a file", input.display()))),
+        Ok(_) => {
+            return Err(media(format!(
+                "cannot export {}: not a file",
+                input.display()
+            )));
+        }
         Err(e) => return Err(media(format!("cannot export {}: {e}", input.display()))),
     }
     let tmp = tmp_path(out);
@@ -45,7 +50,10 @@ pub fn export_mp4(input: &Path, out: &Path) -> Result<ExportReport> {
         Ok(report) => report,
         Err(err) => {
             let _ = std::fs::remove_file(&tmp);
-            return Err(media(format!("cannot export {} as MP4: {err}", input.display())));
+            return Err(media(format!(
+                "cannot export {} as MP4: {err}",
+                input.display()
+            )));
         }
     };
     let bytes = std::fs::metadata(&tmp)

@@ -125,7 +125,13 @@ impl LibraryVod {
         let (mut audio_config, mut audio_framing) = (None, AudioFraming::Raw);
         match demuxer.audio() {
             None => {}
-            Some(a) if !a.is_aac() => return Err(media(format!("{}: its audio is {}, not AAC", what(), a.description))),
+            Some(a) if !a.is_aac() => {
+                return Err(media(format!(
+                    "{}: its audio is {}, not AAC",
+                    what(),
+                    a.description
+                )));
+            }
             Some(a) => audio_config = a.aac_config(),
         }
         let has_audio = demuxer.audio().is_some();
@@ -157,7 +163,10 @@ impl LibraryVod {
             }
         }
         let Some(video_config) = video_config else {
-            return Err(media(format!("{}: its video has no IDR with SPS and PPS", what())));
+            return Err(media(format!(
+                "{}: its video has no IDR with SPS and PPS",
+                what()
+            )));
         };
         let audio_config = match audio_config {
             Some(config) if has_audio => Some(
@@ -176,12 +185,18 @@ impl LibraryVod {
         };
         let video_times: Vec<i64> = video.iter().map(|v| v.0).collect();
         if !rising(&video_times, VIDEO_TIMESCALE) {
-            return Err(media(format!("{}: its video decode times do not rise", what())));
+            return Err(media(format!(
+                "{}: its video decode times do not rise",
+                what()
+            )));
         }
         if let Some(rate) = audio_rate
             && !rising(&audio, rate)
         {
-            return Err(media(format!("{}: its audio decode times do not rise", what())));
+            return Err(media(format!(
+                "{}: its audio decode times do not rise",
+                what()
+            )));
         }
         // Where each segment starts: an IDR at least `target_secs` after the last start.
         let target_us = (target_secs.max(0.1) * 1e6) as i64;

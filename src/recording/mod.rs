@@ -12,13 +12,13 @@
 //! - [`retention`]: `keep_days` and `max_disk_mb`.
 //! - [`replays`]: what `/replay/...` serves (playlists, segments, the MP4), opened once.
 
+pub mod counting;
 pub mod export;
 pub mod library;
-pub mod store;
-pub mod counting;
 pub mod recorder;
-pub mod retention;
 pub mod replays;
+pub mod retention;
+pub mod store;
 
 use crate::catalog::CatalogError;
 

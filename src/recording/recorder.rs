@@ -28,9 +28,15 @@ use crate::ids::{ChannelName, SessionId};
 /// What the writer thread is asked to do, in order.
 enum Job {
     /// A session's recording starts at `rel` (`{channel}/{session}`).
-    Start { session: SessionId, rel: String },
+    Start {
+        session: SessionId,
+        rel: String,
+    },
     /// Whether the session is written (false: a library film class).
-    Decided { session: SessionId, write: bool },
+    Decided {
+        session: SessionId,
+        write: bool,
+    },
     Init {
         session: SessionId,
         generation: u32,
@@ -41,16 +47,24 @@ enum Job {
         entry: JournalEntry,
         bytes: Bytes,
     },
-    End { session: SessionId, ended_ms: i64 },
+    End {
+        session: SessionId,
+        ended_ms: i64,
+    },
 }
 
 /// A session's recording, to the writer thread.
 enum Writing {
     /// Waiting for the decision; what came meanwhile.
-    Pending { rel: String, held: Vec<Job> },
+    Pending {
+        rel: String,
+        held: Vec<Job>,
+    },
     Open(Writer),
     /// Not written (a library film class), or the disk refused.
-    Skipped { library: bool },
+    Skipped {
+        library: bool,
+    },
 }
 
 /// What the writer thread tells the row maker.
@@ -60,7 +74,10 @@ enum Finished {
         rel: String,
         dir: PathBuf,
     },
-    Library { session: SessionId, ended_ms: i64 },
+    Library {
+        session: SessionId,
+        ended_ms: i64,
+    },
 }
 
 /// Recording for every channel: the writer thread and the row maker.
@@ -197,7 +214,9 @@ impl Recorder {
                 }
                 self.rows.send_modify(|n| *n += 1);
             }
-            Err(err) => warn!(%session, %err, "recording not catalogued: it is tried again at the next start"),
+            Err(err) => {
+                warn!(%session, %err, "recording not catalogued: it is tried again at the next start")
+            }
         }
     }
 
@@ -327,7 +346,13 @@ fn write_loop(
     while let Ok(job) = jobs.recv() {
         match job {
             Job::Start { session, rel } => {
-                writing.insert(session, Writing::Pending { rel, held: Vec::new() });
+                writing.insert(
+                    session,
+                    Writing::Pending {
+                        rel,
+                        held: Vec::new(),
+                    },
+                );
             }
             Job::Decided { session, write } => {
                 let Some(Writing::Pending { rel, held }) = writing.remove(&session) else {
@@ -378,7 +403,12 @@ fn apply(
     };
     match (state, job) {
         (Writing::Pending { held, .. }, job) => held.push(job),
-        (Writing::Open(w), Job::Init { generation, bytes, .. }) => {
+        (
+            Writing::Open(w),
+            Job::Init {
+                generation, bytes, ..
+            },
+        ) => {
             if let Err(err) = w.init(generation, &bytes) {
                 warn!(%session, %err, "recording: init segment not written");
             }
@@ -419,7 +449,10 @@ fn finish(
     }
 }
 
-async fn make_rows(recorder: std::sync::Weak<Recorder>, mut finished: mpsc::UnboundedReceiver<Finished>) {
+async fn make_rows(
+    recorder: std::sync::Weak<Recorder>,
+    mut finished: mpsc::UnboundedReceiver<Finished>,
+) {
     while let Some(done) = finished.recv().await {
         let Some(recorder) = recorder.upgrade() else {
             return;

@@ -256,8 +256,7 @@ impl Replays {
                 }
             };
             if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .media(|| format!("making {}", parent.display()))?;
+                std::fs::create_dir_all(parent).media(|| format!("making {}", parent.display()))?;
             }
             super::export::export_mp4(&input, &target).map(|_| ())
         })

@@ -95,8 +95,7 @@ async fn delete(
     now_ms: i64,
 ) -> Result<Deleted, CatalogError> {
     let owned = (root.to_path_buf(), rel.to_string());
-    let bytes = match tokio::task::spawn_blocking(move || store::remove(&owned.0, &owned.1)).await
-    {
+    let bytes = match tokio::task::spawn_blocking(move || store::remove(&owned.0, &owned.1)).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(err)) => {
             warn!(recording = id, %err, "retention could not remove the files");

@@ -15,7 +15,8 @@ pub fn safe_dir(root: &Path, rel: &str) -> Option<PathBuf> {
         !s.is_empty()
             && s != "."
             && s != ".."
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     };
     (plain(a) && plain(b)).then(|| root.join(a).join(b))
 }
@@ -172,7 +173,8 @@ impl Writer {
     /// The session ended at `ended_ms`.
     pub fn end(&mut self, ended_ms: i64) -> std::io::Result<()> {
         use std::io::Write;
-        self.journal.write_all(format!("end\t{ended_ms}\n").as_bytes())
+        self.journal
+            .write_all(format!("end\t{ended_ms}\n").as_bytes())
     }
 
     /// The catalog has the recording as row `id` (a restart need not look at it again).
@@ -292,7 +294,7 @@ impl RecordingFiles {
     /// Writes [`LOCAL_PLAYLIST`] (file names as URIs) for FFmpeg, and returns its path.
     pub fn write_local_playlist(&self) -> std::io::Result<PathBuf> {
         let names: Vec<String> = self.entries.iter().map(|e| segment_file(e.msn)).collect();
-        let text = vod_playlist(&self.vod_segments(), |i| names[i].clone(), |g| init_file(g));
+        let text = vod_playlist(&self.vod_segments(), |i| names[i].clone(), init_file);
         write_whole(&self.dir, LOCAL_PLAYLIST, text.as_bytes())?;
         Ok(self.dir.join(LOCAL_PLAYLIST))
     }
@@ -402,10 +404,21 @@ mod tests {
     #[test]
     fn paths_outside_the_root_are_refused() {
         let root = Path::new("/rec");
-        assert_eq!(safe_dir(root, "st-1/12"), Some(PathBuf::from("/rec/st-1/12")));
+        assert_eq!(
+            safe_dir(root, "st-1/12"),
+            Some(PathBuf::from("/rec/st-1/12"))
+        );
         for bad in [
-            "", "st-1", "st-1/12/x", "../12", "st-1/..", "/etc/x", "st-1/%2e%2e", "a\\b/1",
-            "st-1/.", "st 1/2",
+            "",
+            "st-1",
+            "st-1/12/x",
+            "../12",
+            "st-1/..",
+            "/etc/x",
+            "st-1/%2e%2e",
+            "a\\b/1",
+            "st-1/.",
+            "st 1/2",
         ] {
             assert_eq!(safe_dir(root, bad), None, "{bad:?}");
         }
@@ -423,12 +436,18 @@ mod tests {
         // A crash: a half-written line, a segment file with no line, a temp file.
         let dir = root.path().join("st-1/7");
         use std::io::Write;
-        let mut j = std::fs::OpenOptions::new().append(true).open(dir.join(JOURNAL)).unwrap();
+        let mut j = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(JOURNAL))
+            .unwrap();
         j.write_all(b"seg\t3\t2.0").unwrap();
         std::fs::write(dir.join(segment_file(3)), b"three").unwrap();
         std::fs::write(dir.join(".seg-4.m4s.tmp"), b"four").unwrap();
         let files = RecordingFiles::open(&dir).unwrap();
-        assert_eq!(files.entries.iter().map(|e| e.msn).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            files.entries.iter().map(|e| e.msn).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
         assert_eq!(files.duration_ms(), 6_000);
         assert_eq!(files.size_bytes(), 4 + 4 + 3 + 4 + 5);
         assert_eq!(files.end_ms(), Some(1_000 + 4_000 + 2_000));
@@ -436,7 +455,10 @@ mod tests {
         // A segment whose file was lost or cut short is left out.
         std::fs::write(dir.join(segment_file(1)), b"on").unwrap();
         let files = RecordingFiles::open(&dir).unwrap();
-        assert_eq!(files.entries.iter().map(|e| e.msn).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(
+            files.entries.iter().map(|e| e.msn).collect::<Vec<_>>(),
+            [0, 2]
+        );
         assert_eq!(list(root.path()), ["st-1/7"]);
         let before = disk_bytes(&dir);
         assert_eq!(remove(root.path(), "st-1/7").unwrap(), before);
@@ -446,11 +468,27 @@ mod tests {
     #[test]
     fn the_vod_playlist_marks_discontinuities_and_init_changes() {
         let segments = [
-            VodSegment { duration: 2.0, init: 0, discontinuity: false },
-            VodSegment { duration: 2.4, init: 0, discontinuity: false },
-            VodSegment { duration: 1.0, init: 1, discontinuity: true },
+            VodSegment {
+                duration: 2.0,
+                init: 0,
+                discontinuity: false,
+            },
+            VodSegment {
+                duration: 2.4,
+                init: 0,
+                discontinuity: false,
+            },
+            VodSegment {
+                duration: 1.0,
+                init: 1,
+                discontinuity: true,
+            },
         ];
-        let text = vod_playlist(&segments, |i| format!("seg-{i}.m4s?vid=x"), |g| format!("init-{g}.mp4"));
+        let text = vod_playlist(
+            &segments,
+            |i| format!("seg-{i}.m4s?vid=x"),
+            |g| format!("init-{g}.mp4"),
+        );
         assert_eq!(
             text,
             "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n\
