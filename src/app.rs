@@ -48,7 +48,7 @@ pub struct RunningServer {
     /// Live HLS, whose players' rows close at shutdown.
     hls: Arc<crate::hls::Hls>,
     /// Replays, whose viewers are written at shutdown.
-    replays: Arc<crate::recording::routes::Replays>,
+    replays: Arc<crate::recording::replays::Replays>,
     liveness_task: JoinHandle<()>,
 }
 
@@ -127,9 +127,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         },
         hls_audience,
         device_ids.clone(),
-        Some(recorder.clone()),
+        Some(recorder.clone() as Arc<dyn crate::hls::service::SegmentSink>),
     );
-    let replays = crate::recording::routes::Replays::new(
+    let replays = crate::recording::replays::Replays::new(
         catalog.clone(),
         config.recording.dir.clone(),
         device_ids.clone(),

@@ -1,13 +1,11 @@
-//! The catalog: hierarchy (centers, institutes, stations), channels, live sessions and
-//! viewer attendance, on SQLite (default, embedded) or PostgreSQL through `sqlx::Any`.
+//! The catalog: hierarchy (centers, institutes, stations), channels, live sessions,
+//! viewer attendance and replays (recordings and who watched them), on SQLite (default, embedded) or PostgreSQL through `sqlx::Any`.
 //!
 //! Times are stored as unix milliseconds (UTC) so both databases agree byte for byte.
 //! Stream keys are stored as SHA-256 hashes only; the clear key is shown once at creation.
 
 mod films;
 mod sources;
-mod recordings;
-pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};
 
 pub use films::{Film, NewFilm, Screening, ScreeningStatus, UnknownScreeningStatus};
 pub use sources::{PullSource, redact_url};
@@ -17,6 +15,7 @@ mod demo;
 mod hierarchy;
 mod nodes;
 mod programme;
+mod recordings;
 mod sessions;
 mod spill;
 mod stats;
@@ -26,6 +25,7 @@ pub use accounts::{Account, LoginThrottle, Scope, TOKEN_LIFETIME_MS};
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv};
 pub use programme::{Named, SessionInfo, SessionUpdate};
+pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};
 pub use sessions::{SessionKind, SessionSource, SessionSummary};
 pub use spill::{DEAD_LETTER_FILE, SPILL_FILE};
 pub use stats::{
@@ -72,6 +72,10 @@ pub enum CatalogError {
     /// already ended); the message says what is possible instead.
     #[error("{0}")]
     Conflict(String),
+    /// The row the caller named (a recording id, a session id) does not exist; the message
+    /// names it.
+    #[error("{0}")]
+    NotFound(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

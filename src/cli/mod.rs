@@ -9,6 +9,7 @@ mod demo;
 mod film;
 mod hierarchy;
 mod publish;
+mod recording;
 mod screening;
 mod source;
 mod topic;
@@ -87,6 +88,11 @@ enum Command {
         #[command(subcommand)]
         action: source::SourceAction,
     },
+    /// Replays (回看): list, keep, delete, export as MP4.
+    Recording {
+        #[command(subcommand)]
+        action: recording::RecordingAction,
+    },
 }
 
 /// How log lines are written (`--log-format`).
@@ -159,5 +165,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Film { action } => film::run(&open_catalog(url).await?, action).await,
         Command::Screening { action } => screening::run(&open_catalog(url).await?, action).await,
         Command::Source { action } => source::run(&open_catalog(url).await?, action).await,
+        Command::Recording { action } => {
+            recording::run(&open_catalog(url).await?, &config.recording.dir, action).await
+        }
     }
 }

@@ -22,7 +22,6 @@ use crate::audience::{AudienceSink, now_ms};
 use crate::device::DeviceIds;
 use crate::ids::{ChannelName, SessionId};
 use crate::media::{AccessUnit, Codec, Track};
-use crate::recording::recorder::{ChannelRecording, Recorder};
 use crate::relay::{ChannelMedia, LiveMedia, LiveNotice, SourceHandle};
 use crate::transcode::aac::AacEncoder;
 
@@ -35,6 +34,23 @@ const OPUS_BEFORE_ENCODING: u32 = 50;
 const AAC_FRAME: i64 = 1024;
 /// How long an ended channel's playlist (with `EXT-X-ENDLIST`) stays before 404.
 const ENDED_KEPT: Duration = Duration::from_secs(10);
+
+/// Where a session's finished segments go besides the live playlists: the recording for
+/// replay (`crate::recording` implements it; live HLS knows nothing of files).
+pub trait SegmentSink: Send + Sync {
+    /// A session went live on `channel`: where its segments go, if anywhere.
+    fn begin(&self, channel: &ChannelName, session: SessionId) -> Option<Box<dyn SessionSink>>;
+}
+
+/// One session's segments, as a [`SegmentSink`] takes them.
+pub trait SessionSink: Send {
+    /// The source variant changed (called under the channel's lock after every change;
+    /// the variant keeps its last few segments, so a sink that takes the ones it has not
+    /// seen misses none).
+    fn collect(&mut self, variant: &Variant);
+    /// The session ended.
+    fn end(self: Box<Self>);
+}
 
 /// What live HLS needs from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -57,8 +73,8 @@ pub struct Hls {
     pub viewers: Viewers,
     /// Checks and issues `vid`s.
     pub devices: Arc<DeviceIds>,
-    /// Records each session's source rendition for replay (none: nothing is recorded).
-    recorder: Option<Arc<Recorder>>,
+    /// Takes each session's source rendition for replay (none: nothing is recorded).
+    recorder: Option<Arc<dyn SegmentSink>>,
 }
 
 /// One channel on air over HLS.
@@ -140,7 +156,7 @@ impl Hls {
         settings: HlsSettings,
         audience: AudienceSink,
         devices: Arc<DeviceIds>,
-        recorder: Option<Arc<Recorder>>,
+        recorder: Option<Arc<dyn SegmentSink>>,
     ) -> Arc<Hls> {
         let hls = Arc::new(Hls {
             settings,
@@ -295,7 +311,7 @@ struct ChannelTask {
     /// Decode time of the last AAC frame on the sample clock, before the shift.
     last_audio: Option<i64>,
     /// The session's recording (the source rendition's segments), if it is recorded.
-    recording: Option<ChannelRecording>,
+    recording: Option<Box<dyn SessionSink>>,
 }
 
 async fn run_channel(
@@ -446,13 +462,17 @@ impl ChannelTask {
             if let Some(old) = self.recording.take() {
                 old.end();
             }
+        } else if resumed {
+            info!(channel = %self.channel, session = %live.session, "publisher back within the grace: HLS continues after a discontinuity");
+        }
+        // The channel task's first session, or a new one: its recording (a returning
+        // publisher's continues).
+        if !resumed && self.recording.is_none() {
             self.recording = self
                 .hls
                 .recorder
                 .as_ref()
                 .and_then(|r| r.begin(&self.channel, live.session));
-        } else if resumed {
-            info!(channel = %self.channel, session = %live.session, "publisher back within the grace: HLS continues after a discontinuity");
         }
         self.away_until = None;
         self.shift = None;

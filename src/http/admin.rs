@@ -1,5 +1,5 @@
 //! Administrator API: login, the hierarchy, CSV import, topics and films, session metadata
-//! and headcounts, accounts, statistics, and the dashboard page.
+//! and headcounts, accounts, statistics, recordings (replays), and the dashboard page.
 //!
 //! Every route here needs `Authorization: Bearer <token>` from `POST /api/login` and checks
 //! the account's scope: a city admin sees everything, a center admin its center, a station
@@ -20,6 +20,9 @@
 //! | `GET/POST /api/admin/topics`, `/api/admin/films` `{name}` | read: logged in; add: city |
 //! | `POST /api/admin/accounts` `{username, password, role, id}` | city; center admins add station operators of their center |
 //! | `GET /api/stats/table`, `/api/stats/sessions` (`format=csv` for CSV) | within scope |
+//! | `GET /api/admin/recordings?station={station id}&deleted=1` (hidden ones included; deleted ones with `deleted=1`) | within scope |
+//! | `POST /api/admin/recordings/{id}/publish`, `/hide`, `/keep`, `/unkeep` -> the recording | the recording's station and above |
+//! | `DELETE /api/admin/recordings/{id}` (its files, then the row marked deleted) -> the recording | the recording's station and above |
 //! | `GET /admin` | the dashboard page (it logs in by itself) |
 
 use std::collections::HashMap;
@@ -38,7 +41,9 @@ use super::error::ApiError;
 use super::pages::page;
 use super::{State, finish, with_state};
 use crate::audience::now_ms;
-use crate::catalog::{Account, Level, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS};
+use crate::catalog::{
+    Account, Level, Recording, RecordingKind, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS,
+};
 use crate::ids::{CenterId, InstituteId, StationId};
 
 /// The dashboard (zh-CN): overview, audience chart (SVG drawn by its own script), rankings,
@@ -98,6 +103,49 @@ pub struct AccountBody {
     pub role: String,
     /// Center id for `center`, station id for `station`.
     pub id: Option<i64>,
+}
+
+/// Query of `GET /api/admin/recordings`.
+#[derive(Debug, Default)]
+pub struct RecordingsQuery {
+    /// Only this station's recordings (a station id).
+    pub station: Option<i64>,
+    /// Deleted recordings too, with when and why (`deleted=1`).
+    pub deleted: bool,
+}
+
+impl RecordingsQuery {
+    /// Reads `station` and `deleted`; anything else is refused with the reason (read by
+    /// hand: a rejected `warp::query` would fall through to the next route's 404).
+    pub fn parse(params: &HashMap<String, String>) -> Result<RecordingsQuery, ApiError> {
+        let mut q = RecordingsQuery::default();
+        for (key, value) in params {
+            match key.as_str() {
+                "station" => {
+                    q.station = Some(value.trim().parse().map_err(|_| {
+                        ApiError::BadRequest(format!("station={value:?} is not a station id"))
+                    })?);
+                }
+                "deleted" => {
+                    q.deleted = match value.as_str() {
+                        "0" | "false" => false,
+                        "1" | "true" => true,
+                        other => {
+                            return Err(ApiError::BadRequest(format!(
+                                "deleted={other:?}: use deleted=1 to include deleted recordings"
+                            )));
+                        }
+                    }
+                }
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown parameter {other:?}; known: station, deleted"
+                    )));
+                }
+            }
+        }
+        Ok(q)
+    }
 }
 
 fn bearer(header: &Option<String>) -> Option<&str> {
@@ -174,6 +222,70 @@ pub(crate) async fn allow_station(
         Scope::Station(s) if s == station => Ok(()),
         Scope::Station(_) => Err(outside(&format!("station {station}"))),
     }
+}
+
+/// Recording `id` when the account's scope covers its station: 404 when there is no such
+/// recording, 403 when it is another station's.
+async fn recording_in_scope(
+    state: &State,
+    account: &Account,
+    id: i64,
+) -> Result<Recording, ApiError> {
+    let rec = state
+        .catalog
+        .recording(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no recording {id}")))?;
+    allow_station(state, account, StationId(rec.station_id)).await?;
+    Ok(rec)
+}
+
+/// `GET /api/admin/recordings`: one station's (in scope), or every recording the scope
+/// covers; hidden ones included, deleted ones when asked for.
+async fn list_recordings(
+    state: &State,
+    account: &Account,
+    q: RecordingsQuery,
+) -> Result<Vec<Recording>, ApiError> {
+    let station = match (q.station, account.scope) {
+        (Some(s), _) => {
+            allow_station(state, account, StationId(s)).await?;
+            Some(StationId(s))
+        }
+        (None, Scope::Station(s)) => Some(s),
+        (None, _) => None,
+    };
+    let mut rows = state.catalog.list_recordings(station, q.deleted).await?;
+    if let (None, Scope::Center(c)) = (station, account.scope) {
+        rows.retain(|r| r.center_id == c.0);
+    }
+    Ok(rows)
+}
+
+/// `DELETE /api/admin/recordings/{id}`: a recorded replay's files go first (a failure
+/// leaves the row as it was, so the operator can try again), then the row is marked
+/// deleted by the account; a library replay has no files of its own.
+async fn delete_recording(
+    state: &State,
+    account: &Account,
+    id: i64,
+) -> Result<Recording, ApiError> {
+    let rec = recording_in_scope(state, account, id).await?;
+    let mut freed = 0;
+    if rec.kind == RecordingKind::Recorded {
+        let (dir, path) = (state.recording_dir.clone(), rec.path.clone());
+        freed = tokio::task::spawn_blocking(move || crate::recording::store::remove(&dir, &path))
+            .await
+            .map_err(|e| ApiError::Internal(format!("removing recording {id}: {e}")))?
+            .map_err(|e| ApiError::Internal(format!("removing recording {id}: {e}")))?;
+    }
+    let reason = format!("deleted by {}", account.username);
+    let rec = state
+        .catalog
+        .mark_recording_deleted(id, &reason, now_ms())
+        .await?;
+    tracing::info!(recording = id, freed, %reason, "recording deleted");
+    Ok(rec)
 }
 
 /// Checks a statistics filter against the scope; an unfiltered request from a center admin
@@ -554,6 +666,66 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
             },
         );
 
+    let recordings = warp::get()
+        .and(warp::path!("api" / "admin" / "recordings"))
+        .and(auth)
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_state(state.clone()))
+        .then(
+            |h: Option<String>, params: HashMap<String, String>, state: State| async move {
+                finish(
+                    async {
+                        let a = authenticate(&state, &h).await?;
+                        let q = RecordingsQuery::parse(&params)?;
+                        Ok(json(&list_recordings(&state, &a, q).await?))
+                    }
+                    .await,
+                )
+            },
+        );
+    let recording_action = warp::post()
+        .and(warp::path!("api" / "admin" / "recordings" / i64 / String))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(
+            |id: i64, action: String, h: Option<String>, state: State| async move {
+                finish(
+                    async {
+                        let a = authenticate(&state, &h).await?;
+                        let c = &state.catalog;
+                        // Unknown actions are 404 before the id is looked up.
+                        if !["publish", "hide", "keep", "unkeep"].contains(&action.as_str()) {
+                            return Err(ApiError::NotFound(format!(
+                                "no recording action {action:?}; use publish, hide, keep or unkeep"
+                            )));
+                        }
+                        recording_in_scope(&state, &a, id).await?;
+                        let rec = match action.as_str() {
+                            "publish" => c.set_recording_published(id, true).await?,
+                            "hide" => c.set_recording_published(id, false).await?,
+                            "keep" => c.set_recording_keep(id, true).await?,
+                            _ => c.set_recording_keep(id, false).await?,
+                        };
+                        Ok(json(&rec))
+                    }
+                    .await,
+                )
+            },
+        );
+    let recording_delete = warp::delete()
+        .and(warp::path!("api" / "admin" / "recordings" / i64))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(|id: i64, h: Option<String>, state: State| async move {
+            finish(
+                async {
+                    let a = authenticate(&state, &h).await?;
+                    Ok(json(&delete_recording(&state, &a, id).await?))
+                }
+                .await,
+            )
+        });
+
     let dashboard = warp::get()
         .and(warp::path!("admin"))
         .map(|| page(DASHBOARD));
@@ -582,6 +754,13 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .or(accounts)
         .unify()
         .boxed()
+        // Before `list`, whose `GET /api/admin/{what}` would answer 404 for "recordings".
+        .or(recordings)
+        .unify()
+        .or(recording_action)
+        .unify()
+        .or(recording_delete)
+        .unify()
         .or(list)
         .unify()
         .or(add_named)

@@ -1,5 +1,5 @@
 //! CSV presentation of statistics for spreadsheet programs: UTF-8 with a BOM, Chinese
-//! headers, CRLF line ends.
+//! headers, CRLF line ends. Replay figures (回看人次, 回看分钟) are the last two columns.
 
 use crate::catalog::{SessionStats, StatsRow};
 
@@ -47,6 +47,8 @@ pub fn stats_csv(rows: &[StatsRow]) -> String {
             "电脑",
             "电视",
             "其他终端",
+            "回看人次",
+            "回看分钟",
         ],
         rows.iter().map(|r| {
             vec![
@@ -63,6 +65,8 @@ pub fn stats_csv(rows: &[StatsRow]) -> String {
                 r.terminals.pc.to_string(),
                 r.terminals.tv.to_string(),
                 r.terminals.other.to_string(),
+                r.replay_viewers.to_string(),
+                r.replay_minutes.to_string(),
             ]
         }),
     )
@@ -88,6 +92,8 @@ pub fn sessions_csv(rows: &[SessionStats]) -> String {
             "观看分钟",
             "现场人数",
             "总受众人次",
+            "回看人次",
+            "回看分钟",
         ],
         rows.iter().map(|r| {
             vec![
@@ -107,6 +113,8 @@ pub fn sessions_csv(rows: &[SessionStats]) -> String {
                 r.viewer_minutes.to_string(),
                 r.in_person.to_string(),
                 r.total_audience.to_string(),
+                r.replay_viewers.to_string(),
+                r.replay_minutes.to_string(),
             ]
         }),
     )

@@ -6,6 +6,7 @@ use warp::reply::Response;
 use warp::{Rejection, Reply};
 
 use crate::catalog::CatalogError;
+use crate::recording::RecordingError;
 use crate::relay::RelayError;
 
 /// Everything an HTTP handler can fail with.
@@ -78,12 +79,23 @@ impl From<RelayError> for ApiError {
     }
 }
 
+impl From<RecordingError> for ApiError {
+    fn from(err: RecordingError) -> Self {
+        match err {
+            RecordingError::NotFound(why) => ApiError::NotFound(why),
+            RecordingError::Media(why) => ApiError::Internal(why),
+            RecordingError::Catalog(err) => err.into(),
+        }
+    }
+}
+
 impl From<CatalogError> for ApiError {
     fn from(err: CatalogError) -> Self {
         match err {
             CatalogError::UnknownChannel(_) | CatalogError::UnknownStation(_) => {
                 ApiError::NotFound(err.to_string())
             }
+            CatalogError::NotFound(what) => ApiError::NotFound(what),
             CatalogError::WrongKey(_) => ApiError::Unauthorized(
                 "wrong stream key for this channel (send Authorization: Bearer <stream key>)"
                     .into(),

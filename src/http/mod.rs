@@ -21,6 +21,7 @@ pub mod error;
 pub mod files;
 mod ingest;
 pub mod pages;
+mod replay;
 pub mod security;
 pub mod serve;
 pub mod tls;
@@ -76,7 +77,7 @@ pub struct AppState {
     /// Where recordings are kept (`[recording] dir`).
     pub recording_dir: PathBuf,
     /// Replays (`/replay/...`) and their viewers.
-    pub replays: Arc<crate::recording::routes::Replays>,
+    pub replays: Arc<crate::recording::replays::Replays>,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -217,7 +218,7 @@ pub fn routes_with_policy(
             serve::client_addr(),
         ))
         .unify()
-        .or(crate::recording::routes::routes(state.clone()))
+        .or(replay::routes(state.clone()))
         .unify()
         .recover(recover)
         .unify();

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use super::{Because as _, Result, media};
 
 use crate::transcode::remux::remux_to_mp4;
 
@@ -33,11 +33,11 @@ const INPUT_OPTIONS: &[(&str, &str)] = &[("protocol_whitelist", "file")];
 ///
 /// Blocking (disk-bound, no codec work): callers run it on a blocking thread. Errors say
 /// which file could not be read or written and why; nothing panics on bad input.
-pub fn export_mp4(input: &Path, out: &Path) -> anyhow::Result<ExportReport> {
+pub fn export_mp4(input: &Path, out: &Path) -> Result<ExportReport> {
     match std::fs::metadata(input) {
         Ok(m) if m.is_file() => {}
-        Ok(_) => anyhow::bail!("cannot export {}: not a file", input.display()),
-        Err(e) => anyhow::bail!("cannot export {}: {e}", input.display()),
+        Ok(_) => return Err(media(format!("cannot export {}: not a file", input.display()))),
+        Err(e) => return Err(media(format!("cannot export {}: {e}", input.display()))),
     }
     let tmp = tmp_path(out);
     let remuxed = remux_to_mp4(input, INPUT_OPTIONS, &tmp);
@@ -45,15 +45,14 @@ pub fn export_mp4(input: &Path, out: &Path) -> anyhow::Result<ExportReport> {
         Ok(report) => report,
         Err(err) => {
             let _ = std::fs::remove_file(&tmp);
-            return Err(anyhow::Error::new(err)
-                .context(format!("cannot export {} as MP4", input.display())));
+            return Err(media(format!("cannot export {} as MP4: {err}", input.display())));
         }
     };
     let bytes = std::fs::metadata(&tmp)
-        .with_context(|| format!("reading the size of {}", tmp.display()))?
+        .media(|| format!("reading the size of {}", tmp.display()))?
         .len();
     std::fs::rename(&tmp, out)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+        .media(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
     let frames =
         |s: &Option<crate::transcode::remux::RemuxedStream>| s.as_ref().map_or(0, |s| s.packets);
     let duration_us = [&report.video, &report.audio]

@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use super::{Because as _, Result, media};
 use bytes::Bytes;
 
 use crate::hls::fmp4::{
@@ -102,11 +102,11 @@ fn adts_header(frame: &[u8]) -> Option<([u8; 2], usize)> {
     Some((asc.to_be_bytes(), if protection_absent { 7 } else { 9 }))
 }
 
-fn open_demuxer(path: &Path) -> anyhow::Result<Demuxer> {
+fn open_demuxer(path: &Path) -> Result<Demuxer> {
     let text = path
         .to_str()
-        .with_context(|| format!("{}: the path is not valid UTF-8", path.display()))?;
-    Demuxer::open(text, &[]).with_context(|| format!("cannot read {}", path.display()))
+        .media(|| format!("{}: the path is not valid UTF-8", path.display()))?;
+    Demuxer::open(text, &[]).media(|| format!("cannot read {}", path.display()))
 }
 
 impl LibraryVod {
@@ -115,17 +115,17 @@ impl LibraryVod {
     ///
     /// Refused, with the reason: no H.264 video, audio other than AAC, no IDR, or decode
     /// times that do not rise (such a film is recorded instead).
-    pub fn open(path: &Path, target_secs: f64) -> anyhow::Result<LibraryVod> {
+    pub fn open(path: &Path, target_secs: f64) -> Result<LibraryVod> {
         let what = || format!("{} cannot replay from its file", path.display());
         let mut demuxer = open_demuxer(path)?;
         let mut annexb = match demuxer.video().and_then(|v| v.annexb_writer()) {
             Some(writer) => writer,
-            None => bail!("{}: it has no H.264 video", what()),
+            None => return Err(media(format!("{}: it has no H.264 video", what()))),
         };
         let (mut audio_config, mut audio_framing) = (None, AudioFraming::Raw);
         match demuxer.audio() {
             None => {}
-            Some(a) if !a.is_aac() => bail!("{}: its audio is {}, not AAC", what(), a.description),
+            Some(a) if !a.is_aac() => return Err(media(format!("{}: its audio is {}, not AAC", what(), a.description))),
             Some(a) => audio_config = a.aac_config(),
         }
         let has_audio = demuxer.audio().is_some();
@@ -133,10 +133,10 @@ impl LibraryVod {
         // Decode times of every packet (µs) and whether each video one is an IDR.
         let mut video: Vec<(i64, bool)> = Vec::new();
         let mut audio: Vec<i64> = Vec::new();
-        while let Some(packet) = demuxer.read().with_context(what)? {
+        while let Some(packet) = demuxer.read().media(what)? {
             match packet.kind {
                 MediaKind::Video => {
-                    let (au, idr) = annexb.convert(&packet.data).with_context(what)?;
+                    let (au, idr) = annexb.convert(&packet.data).media(what)?;
                     if idr && video_config.is_none() {
                         video_config = VideoConfig::from_access_unit(&au);
                     }
@@ -147,7 +147,7 @@ impl LibraryVod {
                 MediaKind::Audio => {
                     if audio.is_empty() && audio_config.is_none() {
                         let Some((asc, _)) = adts_header(&packet.data) else {
-                            bail!("{}: its AAC has no configuration", what());
+                            return Err(media(format!("{}: its AAC has no configuration", what())));
                         };
                         audio_config = Some(Bytes::copy_from_slice(&asc));
                         audio_framing = AudioFraming::Adts;
@@ -157,12 +157,12 @@ impl LibraryVod {
             }
         }
         let Some(video_config) = video_config else {
-            bail!("{}: its video has no IDR with SPS and PPS", what());
+            return Err(media(format!("{}: its video has no IDR with SPS and PPS", what())));
         };
         let audio_config = match audio_config {
             Some(config) if has_audio => Some(
                 AudioConfig::from_audio_specific_config(config)
-                    .with_context(|| format!("{}: unreadable AAC configuration", what()))?,
+                    .media(|| format!("{}: unreadable AAC configuration", what()))?,
             ),
             _ => None,
         };
@@ -176,12 +176,12 @@ impl LibraryVod {
         };
         let video_times: Vec<i64> = video.iter().map(|v| v.0).collect();
         if !rising(&video_times, VIDEO_TIMESCALE) {
-            bail!("{}: its video decode times do not rise", what());
+            return Err(media(format!("{}: its video decode times do not rise", what())));
         }
         if let Some(rate) = audio_rate
             && !rising(&audio, rate)
         {
-            bail!("{}: its audio decode times do not rise", what());
+            return Err(media(format!("{}: its audio decode times do not rise", what())));
         }
         // Where each segment starts: an IDR at least `target_secs` after the last start.
         let target_us = (target_secs.max(0.1) * 1e6) as i64;
@@ -244,13 +244,13 @@ impl LibraryVod {
     /// Segment `index` as one fMP4 fragment (moof + mdat, sequence number `index + 1`).
     /// Blocking: opens and reads the file. An error says the index is past the end or
     /// the file changed since it was indexed.
-    pub fn segment(&self, index: usize) -> anyhow::Result<Bytes> {
+    pub fn segment(&self, index: usize) -> Result<Bytes> {
         let Some(cut) = self.cuts.get(index) else {
-            bail!(
+            return Err(media(format!(
                 "{}: no segment {index} (it has {})",
                 self.path.display(),
                 self.cuts.len()
-            );
+            )));
         };
         let next_video = self.cuts.get(index + 1).map(|c| c.video_start_us);
         // Audio before the first video starts in segment 0.
@@ -276,10 +276,10 @@ impl LibraryVod {
             packets = self.collect(&mut demuxer, cut, next_video, audio_from)?;
         }
         let Some((video, audio)) = packets else {
-            bail!(
+            return Err(media(format!(
                 "{}: segment {index} is not where it was: the file changed since it was indexed",
                 self.path.display()
-            );
+            )));
         };
         Ok(self.fragment(index, cut, video, audio))
     }
@@ -294,17 +294,17 @@ impl LibraryVod {
         cut: &Cut,
         next_video: Option<i64>,
         audio_from: i64,
-    ) -> anyhow::Result<Option<(Vec<(Bytes, i64, i64, bool)>, Vec<(Bytes, i64)>)>> {
+    ) -> Result<Option<(Vec<(Bytes, i64, i64, bool)>, Vec<(Bytes, i64)>)>> {
         let mut annexb: AnnexbWriter = demuxer
             .video()
             .and_then(|v| v.annexb_writer())
-            .context("the file no longer has H.264 video")?;
+            .media(|| "the file no longer has H.264 video".to_string())?;
         let end = next_video.unwrap_or(i64::MAX);
         let (mut video, mut audio) = (Vec::new(), Vec::new());
         let (mut video_done, mut audio_done) = (false, cut.audio_count == 0);
         let read_what = || format!("reading {}", self.path.display());
         while !(video_done && audio_done) {
-            let Some(packet) = demuxer.read().with_context(read_what)? else {
+            let Some(packet) = demuxer.read().media(read_what)? else {
                 break;
             };
             let dts = packet.dts_us;
@@ -316,7 +316,7 @@ impl LibraryVod {
                         if video.is_empty() && dts != cut.video_start_us {
                             return Ok(None);
                         }
-                        let (au, idr) = annexb.convert(&packet.data).with_context(read_what)?;
+                        let (au, idr) = annexb.convert(&packet.data).media(read_what)?;
                         video.push((au, packet.pts_us, dts, idr));
                         video_done = video.len() == cut.video_count;
                     }

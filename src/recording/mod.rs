@@ -10,7 +10,7 @@
 //! - [`export`]: the whole recording as one MP4, remuxed (no re-encoding).
 //! - [`counting`]: replay viewers (回看人次, 回看分钟) from the segments they fetch.
 //! - [`retention`]: `keep_days` and `max_disk_mb`.
-//! - [`routes`]: `/replay/...` and `/api/recordings`.
+//! - [`replays`]: what `/replay/...` serves (playlists, segments, the MP4), opened once.
 
 pub mod export;
 pub mod library;
@@ -18,4 +18,47 @@ pub mod store;
 pub mod counting;
 pub mod recorder;
 pub mod retention;
-pub mod routes;
+pub mod replays;
+
+use crate::catalog::CatalogError;
+
+/// Why a replay could not be served, exported or cut.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    /// No such replay, or its files are gone.
+    #[error("{0}")]
+    NotFound(String),
+    /// The media cannot be read, cut or remuxed (a damaged file, a film that is not
+    /// H.264 + AAC, a full disk); the message names the file and the reason.
+    #[error("{0}")]
+    Media(String),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// Results of this module.
+pub type Result<T, E = RecordingError> = std::result::Result<T, E>;
+
+/// A [`RecordingError::Media`] with `message`.
+pub(crate) fn media(message: String) -> RecordingError {
+    RecordingError::Media(message)
+}
+
+/// Turns a failure (or a `None`) into a [`RecordingError::Media`] that says what was being
+/// done: `what(): why`.
+pub(crate) trait Because<T> {
+    fn media(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Because<T> for std::result::Result<T, E> {
+    fn media(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| RecordingError::Media(format!("{}: {e}", what())))
+    }
+}
+
+impl<T> Because<T> for Option<T> {
+    fn media(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.ok_or_else(|| RecordingError::Media(what()))
+    }
+}

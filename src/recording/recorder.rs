@@ -22,6 +22,7 @@ use crate::audience::now_ms;
 use crate::catalog::{Catalog, NewRecording, RecordingKind};
 use crate::config::RecordingConfig;
 use crate::hls::segmenter::Variant;
+use crate::hls::service::{SegmentSink, SessionSink};
 use crate::ids::{ChannelName, SessionId};
 
 /// What the writer thread is asked to do, in order.
@@ -118,34 +119,8 @@ impl Recorder {
         self.rows.subscribe()
     }
 
-    /// A session went live on `channel`: its recording, unless the channel is not recorded.
-    pub fn begin(self: &Arc<Self>, channel: &ChannelName, session: SessionId) -> Option<ChannelRecording> {
-        if !self.config.records(channel.as_str()) {
-            debug!(%channel, %session, "this channel is not recorded");
-            return None;
-        }
-        self.active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(session, now_ms());
-        let rel = format!("{}/{}", channel.as_str(), session.0);
-        let _ = self.jobs.send(Job::Start { session, rel });
-        // A film class of an H.264 + AAC library file is not written again.
-        let me = self.clone();
-        tokio::spawn(async move {
-            let write = !me.library_film_class(session).await;
-            let _ = me.jobs.send(Job::Decided { session, write });
-        });
-        Some(ChannelRecording {
-            session,
-            next_msn: 0,
-            inits: Vec::new(),
-            jobs: self.jobs.clone(),
-        })
-    }
-
-    async fn library_film_class(&self, session: SessionId) -> bool {
-        let film = match self.catalog.session_film(session).await {
+    async fn library_film_class(catalog: &Catalog, session: SessionId) -> bool {
+        let film = match catalog.session_film(session).await {
             Ok(Some(film)) => film,
             Ok(None) => return false,
             Err(err) => {
@@ -153,7 +128,7 @@ impl Recorder {
                 return false;
             }
         };
-        match self.catalog.film(film).await {
+        match catalog.film(film).await {
             Ok(film) => library_eligible(film.video_codec.as_deref(), film.audio_codec.as_deref()),
             Err(err) => {
                 warn!(%session, %err, "cannot read the session's film: recording it");
@@ -262,6 +237,34 @@ impl Recorder {
     }
 }
 
+impl SegmentSink for Recorder {
+    /// A session went live on `channel`: its recording, unless the channel is not recorded.
+    fn begin(&self, channel: &ChannelName, session: SessionId) -> Option<Box<dyn SessionSink>> {
+        if !self.config.records(channel.as_str()) {
+            debug!(%channel, %session, "this channel is not recorded");
+            return None;
+        }
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(session, now_ms());
+        let rel = format!("{}/{}", channel.as_str(), session.0);
+        let _ = self.jobs.send(Job::Start { session, rel });
+        // A film class of an H.264 + AAC library file is not written again.
+        let (catalog, jobs) = (self.catalog.clone(), self.jobs.clone());
+        tokio::spawn(async move {
+            let write = !Recorder::library_film_class(&catalog, session).await;
+            let _ = jobs.send(Job::Decided { session, write });
+        });
+        Some(Box::new(ChannelRecording {
+            session,
+            next_msn: 0,
+            inits: Vec::new(),
+            jobs: self.jobs.clone(),
+        }))
+    }
+}
+
 /// One session's recording, held by the HLS channel task.
 pub struct ChannelRecording {
     session: SessionId,
@@ -272,16 +275,9 @@ pub struct ChannelRecording {
     jobs: std::sync::mpsc::Sender<Job>,
 }
 
-impl ChannelRecording {
-    /// The session.
-    pub fn session(&self) -> SessionId {
-        self.session
-    }
-
-    /// Hands the source variant's segments finished since the last call to the writer
-    /// (call under the channel's lock, after every change: the variant keeps the last few
-    /// segments, so none is missed).
-    pub fn collect(&mut self, variant: &Variant) {
+impl SessionSink for ChannelRecording {
+    /// Hands the source variant's segments finished since the last call to the writer.
+    fn collect(&mut self, variant: &Variant) {
         for seg in variant.segments() {
             if seg.msn < self.next_msn {
                 continue;
@@ -314,7 +310,7 @@ impl ChannelRecording {
     }
 
     /// The session ended: the recording is finished and gets its row.
-    pub fn end(self) {
+    fn end(self: Box<Self>) {
         let _ = self.jobs.send(Job::End {
             session: self.session,
             ended_ms: now_ms(),

@@ -438,12 +438,9 @@ mod tests {
         let files = RecordingFiles::open(&dir).unwrap();
         assert_eq!(files.entries.iter().map(|e| e.msn).collect::<Vec<_>>(), [0, 2]);
         assert_eq!(list(root.path()), ["st-1/7"]);
-        assert_eq!(remove(root.path(), "st-1/7").unwrap(), disk_bytes_before(&dir));
+        let before = disk_bytes(&dir);
+        assert_eq!(remove(root.path(), "st-1/7").unwrap(), before);
         assert!(!dir.exists());
-    }
-
-    fn disk_bytes_before(dir: &Path) -> u64 {
-        disk_bytes(dir)
     }
 
     #[test]

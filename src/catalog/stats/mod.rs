@@ -14,6 +14,14 @@
 //!   it is live, recorded when it ends (see `catalog::session_peaks`). Peak concurrency of
 //!   a group is the highest session peak in it.
 //! - Terminal split counts distinct viewers per terminal per session.
+//! - Replay figures stand beside the live ones and are never added into them: 回看人次
+//!   (`replay_viewers`) counts `replay_views` rows, one per viewer per recording per
+//!   Asia/Shanghai day watched, and 回看分钟 (`replay_minutes`) sums their distinct
+//!   segment time. They count on the day *watched* (the range and periods apply to it) and
+//!   in the groups of the recording's session (its station, institute, center and film;
+//!   kind and film filters are the session's). They are read straight from `replay_views`
+//!   (indexed by day) and merged into the rows, so a period or group with replays only has
+//!   a row too.
 //! - Figures of sessions over for ten minutes are frozen in `session_figures` (computed by
 //!   the same rules) so a year of statistics does not rescan millions of viewer rows, and
 //!   summed into rollups (see [`Rollup`]): per station, per center and for the whole area
@@ -50,7 +58,7 @@ use sqlx::AssertSqlSafe;
 use super::sessions::session_peaks;
 use super::{Catalog, CatalogError, rfc3339};
 use calendar::{DAY_MS, SHANGHAI_OFFSET_MS, SPANS, Stretch, period_label};
-use query::filters;
+use query::{ReplayArg, filters, replay_filters};
 use rollup_write::Rollup;
 
 /// Distinct viewers per terminal type.
@@ -89,8 +97,15 @@ pub struct StatsRow {
     pub total_audience: i64,
     /// Online viewers by terminal.
     pub terminals: Terminals,
+    /// Replay viewers (回看人次): one per viewer per recording per day watched, on the
+    /// day watched; not part of `online_viewers` or `total_audience`.
+    pub replay_viewers: i64,
+    /// Replay minutes (回看分钟): distinct segment time fetched, on the day watched.
+    pub replay_minutes: f64,
     #[serde(skip)]
     viewer_ms: i64,
+    #[serde(skip)]
+    replay_ms: i64,
 }
 
 /// One row of a session listing (the bottom of the drill-down).
@@ -130,6 +145,10 @@ pub struct SessionStats {
     pub in_person: i64,
     /// Online + in-person.
     pub total_audience: i64,
+    /// Replay viewers (回看人次) of this session's recording, every day watched so far.
+    pub replay_viewers: i64,
+    /// Replay minutes (回看分钟) of this session's recording, every day watched so far.
+    pub replay_minutes: f64,
 }
 
 /// Rows summed per period and group: the period label of each day is made once, and a
@@ -188,7 +207,10 @@ impl Merge {
             in_person: 0,
             total_audience: 0,
             terminals: Terminals::default(),
+            replay_viewers: 0,
+            replay_minutes: 0.0,
             viewer_ms: 0,
+            replay_ms: 0,
         })
     }
 
@@ -211,6 +233,7 @@ impl Merge {
         rows.into_iter()
             .map(|(_, mut r)| {
                 r.viewer_minutes = minutes(r.viewer_ms);
+                r.replay_minutes = minutes(r.replay_ms);
                 r
             })
             .collect()
@@ -229,6 +252,27 @@ const JOINS: &str = "FROM sessions s JOIN stations st ON st.id = s.station_id \
 /// start from the `(figured, ended_at)` index: with `s.figured = 0` SQLite's planner, once
 /// `ANALYZE` has seen that nearly every session is frozen, scanned all of them instead.
 const UNFROZEN: &str = "s.id IN (SELECT id FROM sessions WHERE figured = 0)";
+
+/// Replay views with their recording's session, its station, institute, center and film.
+const REPLAY_JOINS: &str = "FROM replay_views rv JOIN recordings r ON r.id = rv.recording_id \
+     JOIN sessions s ON s.id = r.session_id JOIN stations st ON st.id = s.station_id \
+     JOIN institutes i ON i.id = st.institute_id JOIN centers c ON c.id = i.center_id \
+     LEFT JOIN films f ON f.id = s.film_id";
+
+/// A replay read row: group, group name, a day watched of the bucket (`YYYY-MM-DD`),
+/// replay views, watched ms; all `NULL` when nothing matched and there is no `GROUP BY`.
+type ReplayRow = (Option<i64>, Option<String>, Option<String>, i64, i64);
+
+/// The day number (days since 1970-01-01) of `YYYY-MM-DD`.
+fn day_of(text: &str) -> Result<i64, CatalogError> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.signed_duration_since(NaiveDate::default()).num_days())
+        .map_err(|_| {
+            CatalogError::Database(sqlx::Error::Decode(
+                format!("replay_views: day {text:?} is not YYYY-MM-DD").into(),
+            ))
+        })
+}
 
 /// The peaks of live sessions from their viewer rows, joined as `pk` to the sessions `s`.
 fn live_peaks() -> String {
@@ -361,7 +405,9 @@ impl Catalog {
         if let Some(kind) = kind {
             live = live.bind(kind);
         }
-        let (days, live) = futures::future::try_join(rollups, live.fetch_all(&self.pool)).await?;
+        let (days, live, replays) =
+            futures::future::try_join3(rollups, live.fetch_all(&self.pool), self.replay_read(q))
+                .await?;
         let mut merged = Merge::new(q.period);
         for (gid, gname, day, n, peak, in_person, uniq, mobile, pc, tv, other, ms) in
             days.into_iter().flatten()
@@ -381,7 +427,59 @@ impl Catalog {
             r.total_audience += in_person;
             r.add_viewers(uniq, [mobile, pc, tv, other], ms);
         }
+        for (gid, gname, day, views, ms) in replays {
+            let (Some(gid), Some(gname), Some(day)) = (gid, gname, day) else {
+                continue;
+            };
+            let r = merged.row(gid, gname, day_of(&day)?);
+            r.replay_viewers += views;
+            r.replay_ms += ms;
+        }
         Ok(merged.into_rows())
+    }
+
+    /// The replay figures for `q`, summed per group and bucket of days watched (a day, a
+    /// month or a year of `replay_views.day`, or the whole range), each with one day of
+    /// its bucket for [`Merge`] to label. Weeks and quarters are summed from days and
+    /// months in [`Merge`].
+    async fn replay_read(&self, q: &StatsQuery) -> Result<Vec<ReplayRow>, sqlx::Error> {
+        let (gid, gname, key) = match q.group {
+            GroupBy::All => ("CAST(0 AS BIGINT)", "'全部'", None),
+            GroupBy::Center => ("c.id", "c.name", Some("c.id")),
+            GroupBy::Institute => ("i.id", "i.name", Some("i.id")),
+            GroupBy::Station => ("st.id", "st.name", Some("st.id")),
+            GroupBy::Film => (
+                "COALESCE(f.id, 0)",
+                "COALESCE(f.title, '（无影片）')",
+                Some("s.film_id"),
+            ),
+        };
+        let bucket = match q.period {
+            Period::Total => None,
+            Period::Day | Period::Week => Some("rv.day"),
+            Period::Month | Period::Quarter => Some("SUBSTR(rv.day, 1, 7)"),
+            Period::Year => Some("SUBSTR(rv.day, 1, 4)"),
+        };
+        let keys: Vec<&str> = [key, bucket].into_iter().flatten().collect();
+        let group_by = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(" GROUP BY {}", keys.join(", "))
+        };
+        let (filter, args) = replay_filters(q);
+        let sql = format!(
+            "SELECT MIN({gid}), MIN({gname}), MIN(rv.day), CAST(COUNT(*) AS BIGINT), \
+             CAST(COALESCE(SUM(rv.watched_ms), 0) AS BIGINT) {REPLAY_JOINS} {filter}{group_by}"
+        );
+        let mut query = sqlx::query_as::<_, ReplayRow>(AssertSqlSafe(sql));
+        for a in args {
+            query = match a {
+                ReplayArg::Id(id) => query.bind(id),
+                ReplayArg::Day(day) => query.bind(day),
+                ReplayArg::Kind(kind) => query.bind(kind),
+            };
+        }
+        query.fetch_all(&self.pool).await
     }
 
     /// Sessions matching `q` (newest first, at most `q.limit`) with their figures.
@@ -445,6 +543,7 @@ impl Catalog {
             query = query.bind(kind);
         }
         let rows = query.bind(q.limit).fetch_all(&self.pool).await?;
+        let replays = self.session_replays(rows.iter().map(|r| r.0)).await?;
         Ok(rows
             .into_iter()
             .map(
@@ -466,6 +565,7 @@ impl Catalog {
                     frozen_ms,
                 )| {
                     let (uniq, ms) = live.get(&id).copied().unwrap_or((frozen_uniq, frozen_ms));
+                    let (replay_views, replay_ms) = replays.get(&id).copied().unwrap_or((0, 0));
                     SessionStats {
                         id,
                         center,
@@ -484,9 +584,41 @@ impl Catalog {
                         viewer_minutes: minutes(ms),
                         in_person,
                         total_audience: uniq + in_person,
+                        replay_viewers: replay_views,
+                        replay_minutes: minutes(replay_ms),
                     }
                 },
             )
+            .collect())
+    }
+}
+
+impl Catalog {
+    /// Replay views and watched ms of the recordings of `sessions`, every day watched, by
+    /// session id; sessions without replay views are absent.
+    async fn session_replays(
+        &self,
+        sessions: impl Iterator<Item = i64>,
+    ) -> Result<HashMap<i64, (i64, i64)>, CatalogError> {
+        // Ids straight from the sessions just read, written in as numbers: a listing has
+        // up to 10,000 of them, more than either database binds comfortably.
+        let ids: Vec<String> = sessions.map(|id| id.to_string()).collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT r.session_id, CAST(COUNT(*) AS BIGINT), \
+             CAST(COALESCE(SUM(rv.watched_ms), 0) AS BIGINT) \
+             FROM replay_views rv JOIN recordings r ON r.id = rv.recording_id \
+             WHERE r.session_id IN ({}) GROUP BY r.session_id",
+            ids.join(", ")
+        );
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, views, ms)| (id, (views, ms)))
             .collect())
     }
 }

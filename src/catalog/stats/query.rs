@@ -259,6 +259,56 @@ pub(super) fn filters(q: &StatsQuery) -> (String, Vec<i64>, Option<&'static str>
     (sql, args, kind)
 }
 
+/// A bound value of [`replay_filters`]: ids and days are bound as what they are.
+#[derive(Debug, Clone)]
+pub(super) enum ReplayArg {
+    /// A center, institute, station or film id.
+    Id(i64),
+    /// A day, `YYYY-MM-DD` (as `replay_views.day` holds it; such text sorts as dates).
+    Day(String),
+    /// A session kind's spelling.
+    Kind(&'static str),
+}
+
+/// The `WHERE` clause of a replay statistics read (`rv` the replay views, `s` the
+/// recording's session, `st`/`i`/`c` its station, institute and center): the range is
+/// the day *watched*, the other filters the session's; parameters start at `$1`.
+pub(super) fn replay_filters(q: &StatsQuery) -> (String, Vec<ReplayArg>) {
+    let mut conditions = Vec::new();
+    let mut args = Vec::new();
+    let mut push = |condition: &str, arg: ReplayArg| {
+        args.push(arg);
+        conditions.push(format!("{condition} ${}", args.len()));
+    };
+    if let Some((level, id)) = q.level {
+        push(&format!("{} =", level.column()), ReplayArg::Id(id));
+    }
+    if let Some(from) = q.from {
+        push(
+            "rv.day >=",
+            ReplayArg::Day(from.format("%Y-%m-%d").to_string()),
+        );
+    }
+    if let Some(to) = q.to {
+        push(
+            "rv.day <=",
+            ReplayArg::Day(to.format("%Y-%m-%d").to_string()),
+        );
+    }
+    if let Some(film) = q.film {
+        push("s.film_id =", ReplayArg::Id(film));
+    }
+    if let Some(kind) = q.kind {
+        push("s.kind =", ReplayArg::Kind(kind.as_str()));
+    }
+    let sql = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (sql, args)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,9 +112,12 @@ const fmt = (n) => Number(n).toLocaleString("zh-CN");
 function figures(row) {
   const box = $("figures");
   box.textContent = "";
-  const r = row || { sessions: 0, online_viewers: 0, in_person: 0, total_audience: 0, viewer_minutes: 0, peak_viewers: 0 };
+  const r = row || { sessions: 0, online_viewers: 0, in_person: 0, total_audience: 0, viewer_minutes: 0, peak_viewers: 0,
+                     replay_viewers: 0, replay_minutes: 0 };
+  // Replay figures (回看) stand beside the live ones; the total audience is live only.
   for (const [label, value] of [["场次", r.sessions], ["总受众人次", r.total_audience], ["线上观看人次", r.online_viewers],
-                                ["现场人数", r.in_person], ["观看分钟", Math.round(r.viewer_minutes)], ["最高同时在线", r.peak_viewers]]) {
+                                ["现场人数", r.in_person], ["观看分钟", Math.round(r.viewer_minutes)], ["最高同时在线", r.peak_viewers],
+                                ["回看人次", r.replay_viewers], ["回看分钟", Math.round(r.replay_minutes)]]) {
     box.append(el("div", { class: "figure" }, el("b", {}, fmt(value)), el("span", {}, label)));
   }
 }
@@ -162,12 +165,13 @@ function chart(rows) {
 }
 
 function rankTable(rows, childLevel) {
-  const t = el("table", {}, el("tr", {}, ...["名称", "场次", "线上", "现场", "总受众人次", "观看分钟"].map((h) => el("th", {}, h))));
+  const t = el("table", {}, el("tr", {}, ...["名称", "场次", "线上", "现场", "总受众人次", "观看分钟", "回看人次", "回看分钟"].map((h) => el("th", {}, h))));
   rows.sort((a, b) => b.total_audience - a.total_audience);
   for (const r of rows.slice(0, 50)) {
     const name = childLevel ? el("a", { onclick: () => drill(childLevel, r.group_id, r.group_name) }, r.group_name) : r.group_name;
     t.append(el("tr", {}, el("td", {}, name), el("td", {}, fmt(r.sessions)), el("td", {}, fmt(r.online_viewers)),
-      el("td", {}, fmt(r.in_person)), el("td", {}, fmt(r.total_audience)), el("td", {}, fmt(Math.round(r.viewer_minutes)))));
+      el("td", {}, fmt(r.in_person)), el("td", {}, fmt(r.total_audience)), el("td", {}, fmt(Math.round(r.viewer_minutes))),
+      el("td", {}, fmt(r.replay_viewers)), el("td", {}, fmt(Math.round(r.replay_minutes)))));
   }
   return t;
 }
