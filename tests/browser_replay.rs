@@ -114,6 +114,7 @@ async fn assert_shows_lecture(page: &Page, id: i64) {
     assert!(when.contains('年') && when.contains(':'), "{view}");
     assert!(view["duration"].as_str().unwrap().ends_with('秒'), "{view}");
     assert!(!view["gone"].as_bool().unwrap(), "{view}");
+    assert_eq!(view["note"], Value::Null, "a published replay: {view}");
     assert!(
         view["download"]
             .as_str()
@@ -269,7 +270,10 @@ async fn an_ended_lecture_replays_in_chromium_and_the_watch_page_lists_it() {
         Value::Null,
         "no public download of a hidden replay: {view}"
     );
-    assert!(view["detail"].as_str().unwrap().contains("隐藏"), "{view}");
+    assert!(
+        view["note"].as_str().is_some_and(|n| n.contains("隐藏")),
+        "the page says the replay is hidden: {view}"
+    );
     assert_no_csp_violation(&admin.page, "an administrator's preview").await;
     drop(admin);
     t.server.shutdown().await;
@@ -278,7 +282,8 @@ async fn an_ended_lecture_replays_in_chromium_and_the_watch_page_lists_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_replay_says_it_does_not_exist() {
     let t = common::start_server().await;
-    // The page itself is served (with a device id) for any numeric id; other paths are 404.
+    // The page itself is served (with a device id) for any numeric id; other paths are
+    // refused (404, or 405 as any path no route takes).
     let page = reqwest::get(format!("{}/replay/999999", t.base))
         .await
         .unwrap();
@@ -297,7 +302,8 @@ async fn an_unknown_replay_says_it_does_not_exist() {
     );
     for path in ["/replay/abc", "/replay/1x", "/replay"] {
         let r = reqwest::get(format!("{}{path}", t.base)).await.unwrap();
-        assert_eq!(r.status(), 404, "{path}");
+        assert!(r.status().is_client_error(), "{path}: {r:?}");
+        assert!(!r.text().await.unwrap().contains("replay.js"), "{path}");
     }
 
     let tab = open("unknown", &format!("{}/replay/999999", t.base), false).await;

@@ -5,7 +5,7 @@
 //! | `GET /` | the live list |
 //! | `GET /watch/{channel}` | the live player (WebRTC first, HLS fallback) |
 //! | `GET /tv/{channel}` | the live player for TV browsers (HLS first, big type, remote keys) |
-//! | `GET /replay/{id}` | a replay's player (VOD HLS, download link); its media under `/replay/{id}/...` is [`crate::recording::routes`]' |
+//! | `GET /replay/{id}` | a replay's player (VOD HLS, download link); its media, `/replay/{id}/...`, is `replay`'s |
 //! | `GET /publish/{channel}` | the station operator's publish page |
 //! | `GET /assets/{name}` | every page's script and style sheet (none is inline, so the CSP holds) |
 //! | `GET /assets/vendor/hls.min.js` | hls.js from `[http] vendor_dir` (`scripts/deps.sh` fetches it) |
@@ -83,7 +83,7 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .map(|_: String, cookie: Option<String>, state: State| player(TV, cookie, &state));
     // `/replay/{id}` exactly: `/replay/{id}/{file}` (the media) is not matched here and goes
-    // on to the recording routes, which leave `/replay/{id}` alone.
+    // on to the replay routes (`http::replay`), which leave `/replay/{id}` alone.
     let replay = warp::get()
         .and(warp::path!("replay" / i64))
         .and(cookie)

@@ -127,6 +127,7 @@ pub const REPLAY_VIEW: &str = "(() => { const $ = (id) => document.getElementByI
     return { title: $('title').textContent, station: $('station').textContent, \
       when: $('when').textContent, duration: $('duration').textContent, \
       status: $('status').textContent, detail: $('detail').textContent, \
+      note: $('note').hidden ? null : $('note').textContent, \
       gone: !$('gone').hidden, goneTitle: $('gone-title').textContent, \
       player: !$('player').hidden, overlay: !$('overlay').hidden, \
       overlayText: $('overlay-text').textContent, \

@@ -153,7 +153,8 @@
     // A hidden replay (an administrator's preview) has no public download.
     if (rec.published === false) {
       downloadEl.hidden = true;
-      detailEl.textContent = '此回看已隐藏，只有管理员能看到。';
+      $('note').textContent = '此回看已隐藏，居民看不到；您以管理员身份预览。';
+      $('note').hidden = false;
     } else {
       // The server names the file (station, day, id) in its Content-Disposition.
       downloadEl.href = String(rec.download);
