@@ -245,7 +245,7 @@ async fn an_ended_lecture_replays_in_chromium_and_the_watch_page_lists_it() {
         |v| v["gone"] == true,
     )
     .await;
-    assert_eq!(view["goneTitle"], "回看不存在或已删除", "{view}");
+    assert_eq!(view["title"], "回看不存在或已删除", "{view}");
     assert_eq!(view["player"], false, "{view}");
     drop(resident);
     let admin = open("admin", &format!("{}/admin", t.base), false).await;
@@ -315,7 +315,7 @@ async fn an_unknown_replay_says_it_does_not_exist() {
         |v| v["gone"] == true,
     )
     .await;
-    assert_eq!(view["goneTitle"], "回看不存在或已删除", "{view}");
+    assert_eq!(view["title"], "回看不存在或已删除", "{view}");
     assert_eq!(view["player"], false, "{view}");
     let home = tab
         .page

@@ -128,7 +128,7 @@ pub const REPLAY_VIEW: &str = "(() => { const $ = (id) => document.getElementByI
       when: $('when').textContent, duration: $('duration').textContent, \
       status: $('status').textContent, detail: $('detail').textContent, \
       note: $('note').hidden ? null : $('note').textContent, \
-      gone: !$('gone').hidden, goneTitle: $('gone-title').textContent, \
+      gone: !$('gone').hidden, goneText: $('gone-text').textContent, \
       player: !$('player').hidden, overlay: !$('overlay').hidden, \
       overlayText: $('overlay-text').textContent, \
       download: $('download').hidden ? null : $('download').href }; })()";

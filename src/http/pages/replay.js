@@ -78,12 +78,13 @@
     muteBtn.textContent = video.muted ? '取消静音' : '静音';
   }
 
-  // No such replay (never was, deleted, hidden), or it cannot be loaded at all.
+  // No such replay (never was, deleted, hidden), or it cannot be loaded at all: the
+  // heading says which, the box below what to do.
   function gone(title, text, retry) {
     stopPlayer();
     $('player').hidden = true;
     $('controls').hidden = true;
-    $('gone-title').textContent = title;
+    $('title').textContent = title;
     $('gone-text').textContent = text;
     $('gone').hidden = false;
     var again = $('gone-retry');
@@ -101,8 +102,9 @@
   }
 
   function notFound() {
-    $('title').textContent = '回看不存在或已删除';
     $('station').textContent = '回看编号：' + (S.id || '无');
+    $('kind').hidden = true;
+    $('facts').hidden = true;
     document.title = '回看不存在 · 飞燕';
     gone('回看不存在或已删除',
       '这个回看可能已被删除、暂时隐藏，或者地址有误。请返回首页，看看其他直播和回看。', false);
@@ -198,8 +200,9 @@
     var token = adminToken();
     var opts = { vod: true };
     if (token && rec.published === false) opts.headers = { Authorization: 'Bearer ' + token };
+    // While it loads the player shows its own spinner; the status line says 加载中.
     setStatus('loading');
-    showOverlay('加载中…');
+    hideOverlay();
     var player = F.playHls(video, url, {
       ready: function () {
         if (S.player !== player) return;
