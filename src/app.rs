@@ -147,7 +147,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         device_ids,
         https: config.http.tls != crate::config::TlsMode::Off,
         vendor_dir: config.http.vendor_dir.clone(),
-        recording_dir: config.recording.dir.clone(),
         replays: replays.clone(),
     });
     let tls = tls_from_config(&config)?;

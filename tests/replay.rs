@@ -255,6 +255,53 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
     );
     let live = t.server.catalog.session_viewers(session).await.unwrap();
     assert!(live.is_empty(), "replay viewers are not live viewers: {live:?}");
+
+    // The statistics an administrator reads: a replay viewer and its minutes beside the
+    // session, no online viewer; the CSV has the same.
+    t.server
+        .catalog
+        .add_account("city", "secret-password", Scope::City)
+        .await
+        .unwrap();
+    let token: Value = http
+        .post(format!("{}/api/login", t.base))
+        .json(&json!({"username": "city", "password": "secret-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+    let table: Value = http
+        .get(format!("{}/api/stats/table?group=station", t.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = table.as_array().or_else(|| table["rows"].as_array()).expect("rows");
+    let row = rows
+        .iter()
+        .find(|r| r["group_name"] == "测试站")
+        .unwrap_or_else(|| panic!("no row for the station: {table}"));
+    assert_eq!(row["sessions"], 1, "{row}");
+    assert_eq!(row["online_viewers"], 0, "{row}");
+    assert_eq!(row["replay_viewers"], 1, "{row}");
+    let minutes = row["replay_minutes"].as_f64().unwrap();
+    assert!((minutes - total / 60.0).abs() < 0.01, "{minutes} replay minutes, {total} s watched");
+    let csv = http
+        .get(format!("{}/api/stats/table?group=station&format=csv", t.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.lines().next().unwrap().ends_with("回看人次,回看分钟"), "{csv}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,7 +438,7 @@ async fn retention_deletes_the_oldest_unkept_recording_and_never_a_kept_one() {
     let second_row = catalog.recording(second).await.unwrap().unwrap();
     let reason = second_row.deleted_reason.clone().unwrap();
     assert!(reason.contains("max_disk_mb"), "{reason}");
-    let root = dir_of(&t);
+    let root = t.recording_dir.clone();
     assert!(!root.join(&second_row.path).exists(), "its files are gone");
     let first_row = catalog.recording(first).await.unwrap().unwrap();
     assert!(first_row.deleted_at.is_none() && first_row.keep, "{first_row:?}");
@@ -403,10 +450,6 @@ async fn retention_deletes_the_oldest_unkept_recording_and_never_a_kept_one() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-}
-
-fn dir_of(t: &common::TestServer) -> std::path::PathBuf {
-    t.recording_dir.clone()
 }
 
 /// `kill -9` while a lecture is being recorded: after a restart the recording up to its
@@ -504,6 +547,37 @@ async fn kill_9_during_a_lecture_leaves_a_playable_replay_after_restart() {
         std::fs::write(&file, whole).unwrap();
         assert!(decoded_video_frames(&file) > 0, "segment {i}");
     }
+    // The command line sees it, keeps it and exports it as one MP4 with every frame.
+    let id = list[0]["id"].as_i64().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_feiyan"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("FEIYAN_DATABASE_URL")
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("feiyan runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "feiyan {args:?}: {text}");
+        text
+    };
+    let listed = cli(&["recording", "list"]);
+    assert!(listed.contains("断电站"), "{listed}");
+    cli(&["recording", "keep", &id]);
+    let mp4 = work.path().join("lecture.mp4");
+    cli(&["recording", "export", &id, mp4.to_str().unwrap()]);
+    let frames: usize = (0..segs.len())
+        .map(|i| decoded_video_frames(&work.path().join(format!("{i}.mp4"))))
+        .sum();
+    assert_eq!(decoded_video_frames(&mp4), frames, "the export has every frame");
+    let kept = catalog.recording(id.parse().unwrap()).await.unwrap().unwrap();
+    assert!(kept.keep);
     again.signal(libc::SIGTERM);
     again.wait_exit(Duration::from_secs(20));
 }
@@ -514,4 +588,26 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `[recording.channels] "st-1" = false`: that channel's lectures leave no recording and no
+/// replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_turned_off_is_not_recorded() {
+    let t = common::start_server_with(|c| {
+        c.recording.channels.insert("st-1".into(), false);
+    })
+    .await;
+    assert_eq!(t.station.channel.to_string(), "st-1");
+    let dir = tempfile::tempdir().unwrap();
+    let url = rtmp_url(t.server.rtmp_addr.unwrap(), "st-1", &t.station.stream_key);
+    lecture(&url, 4, dir.path()).await;
+    // Long enough for a recorded session's row (listed within 10 s, usually under 1 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let listed = wait_replays(&t.base, "st-1", 0, Duration::from_secs(1)).await;
+    assert!(listed.is_empty(), "{listed:?}");
+    assert!(
+        !t.recording_dir.join("st-1").exists(),
+        "nothing is written for a channel that is not recorded"
+    );
 }

@@ -273,7 +273,7 @@ async fn delete_recording(
     let rec = recording_in_scope(state, account, id).await?;
     let mut freed = 0;
     if rec.kind == RecordingKind::Recorded {
-        let (dir, path) = (state.recording_dir.clone(), rec.path.clone());
+        let (dir, path) = (state.replays.root().to_path_buf(), rec.path.clone());
         freed = tokio::task::spawn_blocking(move || crate::recording::store::remove(&dir, &path))
             .await
             .map_err(|e| ApiError::Internal(format!("removing recording {id}: {e}")))?
@@ -284,6 +284,7 @@ async fn delete_recording(
         .catalog
         .mark_recording_deleted(id, &reason, now_ms())
         .await?;
+    state.replays.forget(id);
     tracing::info!(recording = id, freed, %reason, "recording deleted");
     Ok(rec)
 }
@@ -706,6 +707,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
                             "keep" => c.set_recording_keep(id, true).await?,
                             _ => c.set_recording_keep(id, false).await?,
                         };
+                        // Hiding or publishing shows at once, not after the row cache.
+                        state.replays.forget(id);
                         Ok(json(&rec))
                     }
                     .await,

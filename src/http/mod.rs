@@ -74,8 +74,6 @@ pub struct AppState {
     pub https: bool,
     /// Where `/assets/vendor/hls.min.js` is read from (`[http] vendor_dir`).
     pub vendor_dir: PathBuf,
-    /// Where recordings are kept (`[recording] dir`).
-    pub recording_dir: PathBuf,
     /// Replays (`/replay/...`) and their viewers.
     pub replays: Arc<crate::recording::replays::Replays>,
 }
