@@ -57,8 +57,13 @@ async fn player_pages_give_a_device_id_once_and_replace_a_forged_one() {
     let channel = t.station.channel.to_string();
     let http = reqwest::Client::new();
 
-    for page in ["watch", "tv"] {
-        let url = format!("{}/{page}/{channel}", t.base);
+    // The replay page of any id: the page says whether the replay exists.
+    for (page, what) in [
+        ("watch", channel.as_str()),
+        ("tv", channel.as_str()),
+        ("replay", "1"),
+    ] {
+        let url = format!("{}/{page}/{what}", t.base);
         // No cookie: a new id; the answer is kept out of shared caches.
         let (status, h, body) = get(&http, &url, None).await;
         assert_eq!(status, 200, "{url}");
@@ -110,10 +115,12 @@ async fn player_pages_give_a_device_id_once_and_replace_a_forged_one() {
         assert!(set_cookies(&h).is_empty(), "{path}");
     }
 
-    // The TV page's own assets.
+    // The TV and replay pages' own assets.
     for (path, ct) in [
         ("/assets/tv.js", "text/javascript"),
         ("/assets/tv.css", "text/css"),
+        ("/assets/replay.js", "text/javascript"),
+        ("/assets/replay.css", "text/css"),
     ] {
         let (status, h, body) = get(&http, &format!("{}{path}", t.base), None).await;
         assert_eq!(status, 200, "{path}");

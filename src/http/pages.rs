@@ -5,11 +5,12 @@
 //! | `GET /` | the live list |
 //! | `GET /watch/{channel}` | the live player (WebRTC first, HLS fallback) |
 //! | `GET /tv/{channel}` | the live player for TV browsers (HLS first, big type, remote keys) |
+//! | `GET /replay/{id}` | a replay's player (VOD HLS, download link); its media, `/replay/{id}/...`, is `replay`'s |
 //! | `GET /publish/{channel}` | the station operator's publish page |
 //! | `GET /assets/{name}` | every page's script and style sheet (none is inline, so the CSP holds) |
 //! | `GET /assets/vendor/hls.min.js` | hls.js from `[http] vendor_dir` (`scripts/deps.sh` fetches it) |
 //!
-//! The two player pages give a browser without a valid device id a new one (the `fy_dev`
+//! The player pages give a browser without a valid device id a new one (the `fy_dev`
 //! cookie, [`crate::device`]); their scripts send it back as `vid`.
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ const INDEX: &str = include_str!("pages/index.html");
 const WATCH: &str = include_str!("pages/watch.html");
 const TV: &str = include_str!("pages/tv.html");
 const PUBLISH: &str = include_str!("pages/publish.html");
+const REPLAY: &str = include_str!("pages/replay.html");
 
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
@@ -45,6 +47,8 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "watch.js" => (include_str!("pages/watch.js"), JS),
         "tv.css" => (include_str!("pages/tv.css"), CSS),
         "tv.js" => (include_str!("pages/tv.js"), JS),
+        "replay.css" => (include_str!("pages/replay.css"), CSS),
+        "replay.js" => (include_str!("pages/replay.js"), JS),
         "publish.css" => (include_str!("pages/publish.css"), CSS),
         "publish.js" => (include_str!("pages/publish.js"), JS),
         "admin.css" => (include_str!("pages/admin.css"), CSS),
@@ -76,8 +80,15 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
     let tv = warp::get()
         .and(warp::path!("tv" / String))
         .and(cookie)
-        .and(with_state(state))
+        .and(with_state(state.clone()))
         .map(|_: String, cookie: Option<String>, state: State| player(TV, cookie, &state));
+    // `/replay/{id}` exactly: `/replay/{id}/{file}` (the media) is not matched here and goes
+    // on to the replay routes (`http::replay`), which leave `/replay/{id}` alone.
+    let replay = warp::get()
+        .and(warp::path!("replay" / i64))
+        .and(cookie)
+        .and(with_state(state))
+        .map(|_: i64, cookie: Option<String>, state: State| player(REPLAY, cookie, &state));
     let publish = warp::get()
         .and(warp::path!("publish" / String))
         .map(|_: String| page(PUBLISH));
@@ -89,6 +100,8 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
         .or(watch)
         .unify()
         .or(tv)
+        .unify()
+        .or(replay)
         .unify()
         .or(publish)
         .unify()

@@ -4,6 +4,7 @@
 pub mod cdp;
 pub mod decode;
 pub mod pages;
+pub mod replays;
 pub mod rtmp;
 pub mod served;
 

@@ -1,4 +1,5 @@
-// feiyan pages: helpers shared by the watch, TV and publish pages. Served at /assets/feiyan.js.
+// feiyan pages: helpers shared by the watch, TV, replay and publish
+// pages. Served at /assets/feiyan.js.
 (function () {
   'use strict';
   function $(id) { return document.getElementById(id); }
@@ -68,12 +69,27 @@
       fetch(url, { method: 'DELETE', keepalive: !!keepalive }).catch(noop);
     } catch (e) { /* ignore */ }
   }
-  // The device id the server gave this browser (cookie fy_dev, set by the /watch and /tv
-  // pages), sent as `vid` on WHEP and HLS so a resident counts once; '' without cookies.
+  // The device id the server gave this browser (cookie fy_dev, set by the /watch, /tv and
+  // /replay pages), sent as `vid` on WHEP and HLS so a resident counts once; '' without
+  // cookies.
   function deviceId() {
     var m = /(?:^|;\s*)fy_dev=([^;]*)/.exec(document.cookie || '');
     if (!m) return '';
     try { return decodeURIComponent(m[1]); } catch (e) { return ''; }
+  }
+
+  // A time as Beijing time (Asia/Shanghai, which has no daylight saving time), whatever the
+  // device's own zone: { year, month, day, weekday ('日'…'六'), hh, mm }, or null.
+  function shanghaiParts(rfc3339) {
+    var ms = Date.parse(rfc3339);
+    if (!isFinite(ms)) return null;
+    var d = new Date(ms + 8 * 3600 * 1000);
+    function pad(n) { return n < 10 ? '0' + n : String(n); }
+    return {
+      year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate(),
+      weekday: '日一二三四五六'.charAt(d.getUTCDay()),
+      hh: pad(d.getUTCHours()), mm: pad(d.getUTCMinutes())
+    };
   }
 
   // The channel's HLS: the low-latency fMP4 multivariant playlist.
@@ -109,22 +125,31 @@
     try { return !!video.canPlayType('application/vnd.apple.mpegurl'); } catch (e) { return false; }
   }
 
+  function hasMse() {
+    return !!(window.MediaSource || window.ManagedMediaSource || window.WebKitMediaSource);
+  }
+
   // Plays `url` (an HLS playlist) in `video`: natively where the browser plays HLS itself
-  // (Safari, iOS, many TVs), else with hls.js (low-latency mode) on Media Source
-  // Extensions. `on.ready()` once the stream can start, `on.offline()` when the playlist
-  // is not there (the channel is not live), `on.error(message)` on a fatal error.
+  // (Safari, iOS, many TVs), else with hls.js on Media Source Extensions. `on.ready()`
+  // once the stream can start, `on.offline()` when the playlist is not there (the channel
+  // is not live, the replay does not exist), `on.error(message)` on a fatal error.
+  // `opts` (optional): `vod` for a replay (no low-latency catch-up), `headers` sent on
+  // every request (an administrator's Authorization); a browser's own player cannot send
+  // them, so with headers hls.js plays wherever Media Source is there.
   // Returns { engine: 'native' | 'hls.js', destroy() }.
-  function playHls(video, url, on) {
+  function playHls(video, url, on, opts) {
+    opts = opts || {};
+    var headers = opts.headers || null;
     var dead = false;
     var ctl = { engine: '', destroy: noop };
     video.srcObject = null;
-    if (nativeHls(video)) {
+    if (nativeHls(video) && !(headers && hasMse())) {
       ctl.engine = 'native';
       var onMeta = function () { if (!dead) on.ready(); };
       var onError = function () {
         if (dead) return;
         // The element does not say why; ask the playlist itself.
-        fetch(url, { cache: 'no-store' }).then(function (r) {
+        fetch(url, { cache: 'no-store', headers: headers || {} }).then(function (r) {
           if (dead) return;
           if (r.status === 404) on.offline(); else on.error('播放出错（' + r.status + '）');
         }, function (e) { if (!dead) on.error(errMsg(e)); });
@@ -149,11 +174,20 @@
     };
     loadHlsJs().then(function (Hls) {
       if (dead) return;
-      if (!Hls.isSupported()) { on.error('当前浏览器无法播放 HLS 直播'); return; }
+      if (!Hls.isSupported()) { on.error(opts.vod ? '当前浏览器无法播放回看视频' : '当前浏览器无法播放 HLS 直播'); return; }
       var mediaRecovered = false;
-      // Catch up with the live edge by playing up to 1.5x when behind: without it hls.js
-      // stays where it started, 2.5 s behind (docs/benchmarks.md, glass-to-glass).
-      hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
+      // Live: catch up with the live edge by playing up to 1.5x when behind; without it
+      // hls.js stays where it started, 2.5 s behind (docs/benchmarks.md, glass-to-glass).
+      // A replay starts at its beginning and plays at normal speed.
+      var config = opts.vod
+        ? { lowLatencyMode: false, startPosition: 0 }
+        : { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 };
+      if (headers) {
+        config.xhrSetup = function (xhr) {
+          Object.keys(headers).forEach(function (name) { xhr.setRequestHeader(name, headers[name]); });
+        };
+      }
+      hls = new Hls(config);
       hls.on(Hls.Events.MANIFEST_PARSED, function () { if (!dead) on.ready(); });
       hls.on(Hls.Events.ERROR, function (ev, data) {
         if (dead || !data || !data.fatal) return;
@@ -188,6 +222,7 @@
     deleteResource: deleteResource,
     deviceId: deviceId,
     hlsUrl: hlsUrl,
+    shanghaiParts: shanghaiParts,
     playHls: playHls,
   };
 })();

@@ -461,6 +461,7 @@
       .then(function (res) {
         if (!res.ok && iceLite === null) setIceLite(false);
         if (res.status === 404) {
+          showReplays(false);
           titleEl.textContent = '频道不存在';
           stationEl.textContent = '频道编号：' + channel;
           viewersEl.textContent = '';
@@ -478,6 +479,7 @@
           viewersEl.textContent = info.live ? '在线 ' + (isFinite(v) && v > 0 ? Math.floor(v) : 0) + ' 人' : '';
           document.title = (info.title ? info.title + ' · ' : '') + '飞燕 · 直播';
           showQualities(Array.isArray(info.qualities) ? info.qualities : []);
+          showReplays(!info.live);
           if (genAtStart !== S.gen) return; // a (re)connect happened meanwhile
           if (!info.live && S.status === 'playing') goOffline();
           else if (info.live && S.status === 'offline') connect();
@@ -488,6 +490,69 @@
         if (iceLite === null) setIceLite(false); // no usable answer: wait for gathering
         setTimeout(pollInfo, 5000);
       });
+  }
+
+  // ---------- the station's replays (while the channel is not live) ----------
+  var REPLAYS_URL = '/api/recordings?station=' + encodeURIComponent(channel);
+  var REPLAYS_SHOWN = 10;
+  // A lecture that just ended is listed within seconds: look often for a minute after
+  // the channel goes off the air, then once a minute.
+  var REPLAYS_SOON_MS = 10000;
+  var REPLAYS_LATER_MS = 60000;
+  var replaysEl = $('replays');
+  var replayListEl = $('replay-list');
+  var R = { loadedAt: 0, loading: false, offlineSince: 0 };
+
+  function replayWhen(rfc3339) {
+    var t = window.Feiyan.shanghaiParts(rfc3339);
+    if (!t) return '';
+    var thisYear = window.Feiyan.shanghaiParts(new Date().toISOString());
+    return (thisYear && thisYear.year === t.year ? '' : t.year + '年') +
+      t.month + '月' + t.day + '日 ' + t.hh + ':' + t.mm;
+  }
+
+  function renderReplays(list) {
+    while (replayListEl.firstChild) replayListEl.removeChild(replayListEl.firstChild);
+    list.slice(0, REPLAYS_SHOWN).forEach(function (r) {
+      if (!r || r.id === undefined || r.id === null) return;
+      var li = document.createElement('li');
+      var a = document.createElement('a');
+      a.href = '/replay/' + encodeURIComponent(String(r.id));
+      var title = document.createElement('span');
+      title.className = 'replay-title';
+      title.textContent = r.title ? String(r.title) : (r.film ? String(r.film) : '（未命名）');
+      var meta = document.createElement('time');
+      meta.className = 'replay-meta';
+      meta.textContent = replayWhen(r.started_at);
+      if (r.started_at) meta.setAttribute('datetime', String(r.started_at));
+      a.appendChild(title);
+      a.appendChild(meta);
+      li.appendChild(a);
+      replayListEl.appendChild(li);
+    });
+    replaysEl.hidden = !replayListEl.firstChild || !R.offlineSince;
+  }
+
+  function showReplays(offline) {
+    var now = Date.now();
+    if (!offline) {
+      R.offlineSince = 0;
+      replaysEl.hidden = true;
+      return;
+    }
+    if (!R.offlineSince) R.offlineSince = now;
+    replaysEl.hidden = !replayListEl.firstChild;
+    var every = now - R.offlineSince < 60000 ? REPLAYS_SOON_MS : REPLAYS_LATER_MS;
+    if (R.loading || (R.loadedAt && now - R.loadedAt < every)) return;
+    R.loading = true;
+    fetch(REPLAYS_URL, { cache: 'no-store', headers: { Accept: 'application/json' } })
+      .then(function (res) { return res.ok ? res.json() : null; })
+      .then(function (list) {
+        // Newest first, as the server lists them.
+        if (Array.isArray(list)) renderReplays(list);
+      })
+      .catch(noop)
+      .then(function () { R.loading = false; R.loadedAt = Date.now(); });
   }
 
   // ---------- quality choice ----------
