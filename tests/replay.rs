@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::replays::{decoded_video_frames, lecture, rtmp_url, vod_segments, wait_replays};
 use common::rtmp::{make_media, push_rtmp};
 use common::served::Served;
 use feiyan::catalog::{Catalog, Scope};
@@ -25,41 +25,6 @@ fn no_redirects() -> reqwest::Client {
         .user_agent(PHONE_AGENT)
         .build()
         .unwrap()
-}
-
-fn rtmp_url(addr: std::net::SocketAddr, channel: &str, key: &str) -> String {
-    format!("rtmp://{addr}/live/{channel}?key={key}")
-}
-
-/// Pushes a `secs`-long clip over RTMP in real time and waits for the push to end.
-async fn lecture(url: &str, secs: u32, dir: &Path) {
-    let clip = make_media(dir, secs);
-    let mut push = push_rtmp(&clip, url);
-    let status = tokio::task::spawn_blocking(move || push.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "the RTMP push failed: {status}");
-}
-
-/// The station's published replays, waiting until there are `n` (at most `within`).
-async fn wait_replays(base: &str, channel: &str, n: usize, within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = reqwest::get(format!("{base}/api/recordings?station={channel}"))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let list: Vec<Value> = r.json().await.unwrap();
-        if list.len() >= n {
-            return list;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{n} replays not listed within {within:?}: {list:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The replay's playlist URL with a viewer id (from the server's redirect).
@@ -79,51 +44,6 @@ async fn playlist_url(base: &str, id: i64) -> String {
     format!("{base}{location}")
 }
 
-/// Segment URIs, durations and init URIs of a VOD playlist, in order.
-fn segments(playlist: &str) -> Vec<(String, f64, String)> {
-    let mut out = Vec::new();
-    let mut init = String::new();
-    let mut duration = None;
-    for line in playlist.lines() {
-        if let Some(uri) = line
-            .strip_prefix("#EXT-X-MAP:URI=\"")
-            .and_then(|l| l.strip_suffix('"'))
-        {
-            init = uri.to_string();
-        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
-            duration = d.trim_end_matches(',').parse::<f64>().ok();
-        } else if !line.starts_with('#') && !line.is_empty() {
-            out.push((
-                line.to_string(),
-                duration.take().expect("EXTINF first"),
-                init.clone(),
-            ));
-        }
-    }
-    out
-}
-
-/// Video frames the ffmpeg CLI decodes from `file` (none reported as errors).
-fn decoded_video_frames(file: &Path) -> usize {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
-        .arg(file)
-        .args(["-map", "0:v", "-f", "framecrc", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("ffmpeg runs");
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && errors.trim().is_empty(),
-        "{} does not decode cleanly: {errors}",
-        file.display()
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .count()
-}
-
 fn ms(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
         .unwrap()
@@ -135,7 +55,12 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
     let t = common::start_server().await;
     let dir = tempfile::tempdir().unwrap();
     let channel = t.station.channel.to_string();
-    let url = rtmp_url(t.server.rtmp_addr.unwrap(), &channel, &t.station.stream_key);
+    let url = rtmp_url(
+        t.server.rtmp_addr.unwrap(),
+        &channel,
+        &t.station.stream_key,
+        "回看测试",
+    );
     lecture(&url, 8, dir.path()).await;
     let ended = Instant::now();
     let list = wait_replays(&t.base, &channel, 1, Duration::from_secs(10)).await;
@@ -164,10 +89,10 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
         playlist.trim_end().ends_with("#EXT-X-ENDLIST"),
         "{playlist}"
     );
-    let segs = segments(&playlist);
+    let segs = vod_segments(&playlist);
     assert!(segs.len() >= 3, "{playlist}");
-    let total: f64 = segs.iter().map(|s| s.1).sum();
-    let longest = segs.iter().map(|s| s.1).fold(0.0, f64::max);
+    let total: f64 = segs.iter().map(|s| s.duration).sum();
+    let longest = segs.iter().map(|s| s.duration).fold(0.0, f64::max);
     let summary = t
         .server
         .catalog
@@ -193,7 +118,8 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
     let work = tempfile::tempdir().unwrap();
     let mut frames = 0;
     let mut bytes = 0;
-    for (i, (uri, _, init)) in segs.iter().enumerate() {
+    for (i, s) in segs.iter().enumerate() {
+        let (uri, init) = (&s.uri, &s.init);
         let init = http.get(format!("{base_url}{init}")).send().await.unwrap();
         assert_eq!(init.status(), StatusCode::OK);
         let mut whole = init.bytes().await.unwrap().to_vec();
@@ -211,7 +137,7 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
         frames += n;
     }
     let again = http
-        .get(format!("{base_url}{}", segs[0].0))
+        .get(format!("{base_url}{}", segs[0].uri))
         .send()
         .await
         .unwrap();
@@ -359,7 +285,12 @@ async fn bad_replay_requests_get_clear_answers_and_hidden_replays_only_admins_in
     let t = common::start_server().await;
     let dir = tempfile::tempdir().unwrap();
     let channel = t.station.channel.to_string();
-    let url = rtmp_url(t.server.rtmp_addr.unwrap(), &channel, &t.station.stream_key);
+    let url = rtmp_url(
+        t.server.rtmp_addr.unwrap(),
+        &channel,
+        &t.station.stream_key,
+        "回看测试",
+    );
     lecture(&url, 4, dir.path()).await;
     let list = wait_replays(&t.base, &channel, 1, Duration::from_secs(10)).await;
     let id = list[0]["id"].as_i64().unwrap();
@@ -510,7 +441,12 @@ async fn retention_deletes_the_oldest_unkept_recording_and_never_a_kept_one() {
     let t = common::start_server_with(|c| c.recording.max_disk_mb = 1).await;
     let dir = tempfile::tempdir().unwrap();
     let channel = t.station.channel.to_string();
-    let url = rtmp_url(t.server.rtmp_addr.unwrap(), &channel, &t.station.stream_key);
+    let url = rtmp_url(
+        t.server.rtmp_addr.unwrap(),
+        &channel,
+        &t.station.stream_key,
+        "回看测试",
+    );
     let catalog = t.server.catalog.clone();
     // Each lecture is about 4 s at ~900 kbit/s: ~450 KB, so three pass 1 MiB.
     lecture(&url, 4, dir.path()).await;
@@ -607,7 +543,10 @@ async fn kill_9_during_a_lecture_leaves_a_playable_replay_after_restart() {
         .unwrap();
     let channel = station.channel.to_string();
     let clip = make_media(dir.path(), 30);
-    let mut push = push_rtmp(&clip, &rtmp_url(rtmp, &channel, &station.stream_key));
+    let mut push = push_rtmp(
+        &clip,
+        &rtmp_url(rtmp, &channel, &station.stream_key, "断电测试"),
+    );
     let session = common::wait_live(&base, &channel).await;
     let folder = dir
         .path()
@@ -649,14 +588,15 @@ async fn kill_9_during_a_lecture_leaves_a_playable_replay_after_restart() {
     assert_eq!(list[0]["session_id"], session.0);
     let url = playlist_url(&base, list[0]["id"].as_i64().unwrap()).await;
     let playlist = reqwest::get(&url).await.unwrap().text().await.unwrap();
-    let segs = segments(&playlist);
+    let segs = vod_segments(&playlist);
     assert!(
         segs.len() >= whole.min(3),
         "{whole} whole segments on disk, {playlist}"
     );
     let work = tempfile::tempdir().unwrap();
     let prefix = url.split("index.m3u8").next().unwrap().to_string();
-    for (i, (uri, _, init)) in segs.iter().enumerate() {
+    for (i, s) in segs.iter().enumerate() {
+        let (uri, init) = (&s.uri, &s.init);
         let mut whole = reqwest::get(format!("{prefix}{init}"))
             .await
             .unwrap()
@@ -732,7 +672,12 @@ async fn a_channel_turned_off_is_not_recorded() {
     .await;
     assert_eq!(t.station.channel.to_string(), "st-1");
     let dir = tempfile::tempdir().unwrap();
-    let url = rtmp_url(t.server.rtmp_addr.unwrap(), "st-1", &t.station.stream_key);
+    let url = rtmp_url(
+        t.server.rtmp_addr.unwrap(),
+        "st-1",
+        &t.station.stream_key,
+        "回看测试",
+    );
     lecture(&url, 4, dir.path()).await;
     // Long enough for a recorded session's row (listed within 10 s, usually under 1 s).
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -2,7 +2,7 @@
 //! library film it replays from, published, kept, deleted and why) and the `replay_views`
 //! rows that count who watched which replay on which Asia/Shanghai day.
 //!
-//! The files themselves are `crate::recording`'s; this module only keeps their rows.
+//! The files themselves belong to the recording module; this one only keeps their rows.
 
 use chrono::NaiveDate;
 use serde::Serialize;

@@ -36,7 +36,7 @@ const AAC_FRAME: i64 = 1024;
 const ENDED_KEPT: Duration = Duration::from_secs(10);
 
 /// Where a session's finished segments go besides the live playlists: the recording for
-/// replay (`crate::recording` implements it; live HLS knows nothing of files).
+/// replay (the recording module implements it; live HLS knows nothing of files).
 pub trait SegmentSink: Send + Sync {
     /// A session went live on `channel`: where its segments go, if anywhere.
     fn begin(&self, channel: &ChannelName, session: SessionId) -> Option<Box<dyn SessionSink>>;
