@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use common::cdp::Page;
 use common::pages::{Tab, assert_no_csp_violation, js_str};
 use common::replays::{
-    REPLAY_VIEW, assert_replay_plays, device_cookie, lecture, replay_requests, rtmp_url,
-    wait_replays,
+    REPLAY_VIEW, admin_token, assert_replay_plays, device_cookie, ended_lecture, replay_requests,
 };
 use feiyan::catalog::Scope;
 use serde_json::{Value, json};
@@ -128,16 +127,8 @@ async fn assert_shows_lecture(page: &Page, id: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_lecture_replays_in_chromium_and_the_watch_page_lists_it() {
     let t = common::start_server().await;
-    let dir = tempfile::tempdir().unwrap();
     let channel = t.station.channel.to_string();
-    let url = rtmp_url(
-        t.server.rtmp_addr.unwrap(),
-        &channel,
-        &t.station.stream_key,
-        TITLE,
-    );
-    lecture(&url, 12, dir.path()).await;
-    let list = wait_replays(&t.base, &channel, 1, Duration::from_secs(10)).await;
+    let list = ended_lecture(&t, TITLE, 12, 1).await;
     let id = list[0]["id"].as_i64().unwrap();
     assert_eq!(list[0]["title"], TITLE);
     let page_url = format!("{}/replay/{id}", t.base);
@@ -216,24 +207,7 @@ async fn an_ended_lecture_replays_in_chromium_and_the_watch_page_lists_it() {
         .station_placement(t.station.station_id)
         .await
         .unwrap();
-    catalog
-        .add_account(
-            "center-op",
-            "secret-password",
-            Scope::Center(placement.center_id),
-        )
-        .await
-        .unwrap();
-    let login: Value = reqwest::Client::new()
-        .post(format!("{}/api/login", t.base))
-        .json(&json!({"username": "center-op", "password": "secret-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().expect("a token").to_string();
+    let token = admin_token(&t, "center-op", Scope::Center(placement.center_id)).await;
     // Hiding shows once the replay routes' two-second row cache has run out.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let resident = open("resident", &page_url, false).await;

@@ -7,15 +7,18 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::replays::{decoded_video_frames, lecture, rtmp_url, vod_segments, wait_replays};
+use common::replays::{
+    admin_token, decoded_video_frames, ended_lecture, lecture, rtmp_url, station_rtmp,
+    vod_segments, wait_replays,
+};
 use common::rtmp::{make_media, push_rtmp};
 use common::served::Served;
 use feiyan::catalog::{Catalog, Scope};
 use feiyan::ids::SessionId;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const PHONE_AGENT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
 
@@ -53,18 +56,7 @@ fn ms(rfc3339: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live() {
     let t = common::start_server().await;
-    let dir = tempfile::tempdir().unwrap();
-    let channel = t.station.channel.to_string();
-    let url = rtmp_url(
-        t.server.rtmp_addr.unwrap(),
-        &channel,
-        &t.station.stream_key,
-        "回看测试",
-    );
-    lecture(&url, 8, dir.path()).await;
-    let ended = Instant::now();
-    let list = wait_replays(&t.base, &channel, 1, Duration::from_secs(10)).await;
-    println!("listed {:?} after the push ended", ended.elapsed());
+    let list = ended_lecture(&t, "回看测试", 8, 1).await;
     let replay = &list[0];
     let id = replay["id"].as_i64().unwrap();
     let session = SessionId(replay["session_id"].as_i64().unwrap());
@@ -222,21 +214,7 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
 
     // The statistics an administrator reads: a replay viewer and its minutes beside the
     // session, no online viewer; the CSV has the same.
-    t.server
-        .catalog
-        .add_account("city", "secret-password", Scope::City)
-        .await
-        .unwrap();
-    let token: Value = http
-        .post(format!("{}/api/login", t.base))
-        .json(&json!({"username": "city", "password": "secret-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_string();
+    let token = admin_token(&t, "city", Scope::City).await;
     let table: Value = http
         .get(format!("{}/api/stats/table?group=station", t.base))
         .bearer_auth(&token)
@@ -283,16 +261,8 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_replay_requests_get_clear_answers_and_hidden_replays_only_admins_in_scope() {
     let t = common::start_server().await;
-    let dir = tempfile::tempdir().unwrap();
     let channel = t.station.channel.to_string();
-    let url = rtmp_url(
-        t.server.rtmp_addr.unwrap(),
-        &channel,
-        &t.station.stream_key,
-        "回看测试",
-    );
-    lecture(&url, 4, dir.path()).await;
-    let list = wait_replays(&t.base, &channel, 1, Duration::from_secs(10)).await;
+    let list = ended_lecture(&t, "回看测试", 4, 1).await;
     let id = list[0]["id"].as_i64().unwrap();
     let http = no_redirects();
     let status = |path: String| {
@@ -371,38 +341,8 @@ async fn bad_replay_requests_get_clear_answers_and_hidden_replays_only_admins_in
         .add_station("别的中心", "别的所", "别的站")
         .await
         .unwrap();
-    catalog
-        .add_account(
-            "center-op",
-            "secret-password",
-            Scope::Center(placement.center_id),
-        )
-        .await
-        .unwrap();
-    catalog
-        .add_account(
-            "other-op",
-            "secret-password",
-            Scope::Station(other.station_id),
-        )
-        .await
-        .unwrap();
-    let token = |user: &'static str| {
-        let http = http.clone();
-        let base = t.base.clone();
-        async move {
-            let r: Value = http
-                .post(format!("{base}/api/login"))
-                .json(&json!({"username": user, "password": "secret-password"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            r["token"].as_str().unwrap().to_string()
-        }
-    };
+    let center = admin_token(&t, "center-op", Scope::Center(placement.center_id)).await;
+    let outsider = admin_token(&t, "other-op", Scope::Station(other.station_id)).await;
     // Hiding shows within the row cache's two seconds.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let playlist = format!("{}/replay/{id}/index.m3u8?vid={vid}", t.base);
@@ -415,7 +355,6 @@ async fn bad_replay_requests_get_clear_answers_and_hidden_replays_only_admins_in
         listed.is_empty(),
         "a hidden replay is not listed: {listed:?}"
     );
-    let center = token("center-op").await;
     let seen = http
         .get(&playlist)
         .bearer_auth(&center)
@@ -424,7 +363,6 @@ async fn bad_replay_requests_get_clear_answers_and_hidden_replays_only_admins_in
         .unwrap();
     assert_eq!(seen.status(), StatusCode::OK);
     assert!(seen.text().await.unwrap().contains("#EXT-X-ENDLIST"));
-    let outsider = token("other-op").await;
     assert_eq!(
         http.get(&playlist)
             .bearer_auth(&outsider)
@@ -441,12 +379,7 @@ async fn retention_deletes_the_oldest_unkept_recording_and_never_a_kept_one() {
     let t = common::start_server_with(|c| c.recording.max_disk_mb = 1).await;
     let dir = tempfile::tempdir().unwrap();
     let channel = t.station.channel.to_string();
-    let url = rtmp_url(
-        t.server.rtmp_addr.unwrap(),
-        &channel,
-        &t.station.stream_key,
-        "回看测试",
-    );
+    let url = station_rtmp(&t, "回看测试");
     let catalog = t.server.catalog.clone();
     // Each lecture is about 4 s at ~900 kbit/s: ~450 KB, so three pass 1 MiB.
     lecture(&url, 4, dir.path()).await;
@@ -672,13 +605,7 @@ async fn a_channel_turned_off_is_not_recorded() {
     .await;
     assert_eq!(t.station.channel.to_string(), "st-1");
     let dir = tempfile::tempdir().unwrap();
-    let url = rtmp_url(
-        t.server.rtmp_addr.unwrap(),
-        "st-1",
-        &t.station.stream_key,
-        "回看测试",
-    );
-    lecture(&url, 4, dir.path()).await;
+    lecture(&station_rtmp(&t, "回看测试"), 4, dir.path()).await;
     // Long enough for a recorded session's row (listed within 10 s, usually under 1 s).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let listed = wait_replays(&t.base, "st-1", 0, Duration::from_secs(1)).await;

@@ -196,3 +196,50 @@ pub async fn assert_replay_plays(page: &Page, what: &str) -> (Value, Value) {
     println!("{what}: {first} -> {later}");
     (first, later)
 }
+
+/// The `rtmp://` URL of the test server's station, with `title`.
+pub fn station_rtmp(t: &super::TestServer, title: &str) -> String {
+    rtmp_url(
+        t.server.rtmp_addr.expect("RTMP is on"),
+        t.station.channel.as_str(),
+        &t.station.stream_key,
+        title,
+    )
+}
+
+/// A `secs`-long RTMP lecture on the test server's station that has ended: the station's
+/// replays once there are `n` (the newest first).
+pub async fn ended_lecture(t: &super::TestServer, title: &str, secs: u32, n: usize) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    lecture(&station_rtmp(t, title), secs, dir.path()).await;
+    wait_replays(
+        &t.base,
+        t.station.channel.as_str(),
+        n,
+        Duration::from_secs(10),
+    )
+    .await
+}
+
+/// Adds an account with `scope` (password `secret-password`) and logs it in: its token.
+pub async fn admin_token(
+    t: &super::TestServer,
+    username: &str,
+    scope: feiyan::catalog::Scope,
+) -> String {
+    t.server
+        .catalog
+        .add_account(username, "secret-password", scope)
+        .await
+        .expect("account added");
+    let login: Value = reqwest::Client::new()
+        .post(format!("{}/api/login", t.base))
+        .json(&json!({"username": username, "password": "secret-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["token"].as_str().expect("a token").to_string()
+}
