@@ -209,7 +209,33 @@
     return ctl;
   }
 
+  // A 全屏 button for `box` (the player: video and its overlays), or for the bare `video`
+  // on an iPhone; hidden where the browser cannot do either.
+  function fullscreenButton(button, box, video) {
+    button.hidden = !(box.requestFullscreen || box.webkitRequestFullscreen || video.webkitEnterFullscreen);
+    button.addEventListener('click', function () {
+      var p;
+      if (document.fullscreenElement || document.webkitFullscreenElement) {
+        if (document.exitFullscreen) p = document.exitFullscreen();
+        else if (document.webkitExitFullscreen) document.webkitExitFullscreen();
+      } else if (box.requestFullscreen) {
+        p = box.requestFullscreen();
+      } else if (box.webkitRequestFullscreen) {
+        box.webkitRequestFullscreen();
+      } else if (video.webkitEnterFullscreen) {
+        video.webkitEnterFullscreen(); // iPhone
+      }
+      if (p && typeof p.catch === 'function') p.catch(noop);
+    });
+    function onChange() {
+      button.textContent = (document.fullscreenElement || document.webkitFullscreenElement) ? '退出全屏' : '全屏';
+    }
+    document.addEventListener('fullscreenchange', onChange);
+    document.addEventListener('webkitfullscreenchange', onChange);
+  }
+
   window.Feiyan = {
+    fullscreenButton: fullscreenButton,
     $: $,
     noop: noop,
     channelFromPath: channelFromPath,

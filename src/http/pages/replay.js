@@ -259,28 +259,7 @@
     video.currentTime = Math.max(0, (video.currentTime || 0) - 15);
   });
 
-  var playerBox = $('player');
-  var canFullscreen = !!(playerBox.requestFullscreen || playerBox.webkitRequestFullscreen || video.webkitEnterFullscreen);
-  fsBtn.hidden = !canFullscreen;
-  fsBtn.addEventListener('click', function () {
-    var p;
-    if (document.fullscreenElement || document.webkitFullscreenElement) {
-      if (document.exitFullscreen) p = document.exitFullscreen();
-      else if (document.webkitExitFullscreen) document.webkitExitFullscreen();
-    } else if (playerBox.requestFullscreen) {
-      p = playerBox.requestFullscreen();
-    } else if (playerBox.webkitRequestFullscreen) {
-      playerBox.webkitRequestFullscreen();
-    } else if (video.webkitEnterFullscreen) {
-      video.webkitEnterFullscreen(); // iPhone
-    }
-    if (p && typeof p.catch === 'function') p.catch(noop);
-  });
-  function onFullscreenChange() {
-    fsBtn.textContent = (document.fullscreenElement || document.webkitFullscreenElement) ? '退出全屏' : '全屏';
-  }
-  document.addEventListener('fullscreenchange', onFullscreenChange);
-  document.addEventListener('webkitfullscreenchange', onFullscreenChange);
+  F.fullscreenButton(fsBtn, $('player'), video);
 
   // ---------- the replay's row ----------
   function load() {

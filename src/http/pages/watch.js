@@ -155,28 +155,7 @@
   video.addEventListener('volumechange', updateMuteButton);
   playBtn.addEventListener('click', tryPlay);
 
-  var player = $('player');
-  var canFullscreen = !!(player.requestFullscreen || player.webkitRequestFullscreen || video.webkitEnterFullscreen);
-  fsBtn.hidden = !canFullscreen;
-  fsBtn.addEventListener('click', function () {
-    var p;
-    if (document.fullscreenElement || document.webkitFullscreenElement) {
-      if (document.exitFullscreen) p = document.exitFullscreen();
-      else if (document.webkitExitFullscreen) document.webkitExitFullscreen();
-    } else if (player.requestFullscreen) {
-      p = player.requestFullscreen();
-    } else if (player.webkitRequestFullscreen) {
-      player.webkitRequestFullscreen();
-    } else if (video.webkitEnterFullscreen) {
-      video.webkitEnterFullscreen(); // iPhone
-    }
-    if (p && typeof p.catch === 'function') p.catch(noop);
-  });
-  function onFullscreenChange() {
-    fsBtn.textContent = (document.fullscreenElement || document.webkitFullscreenElement) ? '退出全屏' : '全屏';
-  }
-  document.addEventListener('fullscreenchange', onFullscreenChange);
-  document.addEventListener('webkitfullscreenchange', onFullscreenChange);
+  window.Feiyan.fullscreenButton(fsBtn, $('player'), video);
 
   // ---------- WHEP session ----------
   function clearTimers() {
