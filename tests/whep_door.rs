@@ -1,6 +1,7 @@
 //! The WHEP door (issue 23, item 2): offers that never connect cannot lock real viewers
 //! out, `POST /whep` is rate-limited per client address, unconnected viewers are reaped and
-//! their slots come back, and offers of an absurd shape are refused before any WebRTC work.
+//! their slots come back, and offers of an absurd shape are refused before any WebRTC work;
+//! while 200 residents behind one NAT, arriving at once, all get in with the defaults.
 //!
 //! The attackers are plain HTTP clients bound to other loopback addresses (127.0.0.2, ...)
 //! that post a real webrtc-rs viewer's offer and never do ICE; the real viewer is a
@@ -252,6 +253,69 @@ async fn unconnected_viewers_are_reaped_and_their_slots_come_back() {
     }
     eprintln!("after the timeout: {:?}", tally(&back));
     assert!(back.iter().all(|s| *s == 201), "{:?}", tally(&back));
+    publisher.stop().await.ok();
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_residents_behind_one_nat_all_get_in_with_the_defaults() {
+    // Every resident's POST comes from 127.0.0.6 (one NAT), at once; one refused waits
+    // as the watch page does (Retry-After, 2 s, plus up to 2 s of jitter) and tries again.
+    let (t, publisher, _dir) = live_server(|_| {}).await;
+    let whep = format!("{}/whep/{}", t.base, t.station.channel);
+    let nat = client_from("127.0.0.6");
+    let started = Instant::now();
+    let residents = (0..200u64).map(|i| {
+        let (whep, nat) = (whep.clone(), nat.clone());
+        tokio::spawn(async move {
+            let mut refused = 0;
+            loop {
+                let mut opts = ViewerOptions {
+                    stack: feiyan::client::ViewerStack::Light,
+                    record_arrival_log: false,
+                    ..Default::default()
+                };
+                opts.connect.http_client = Some(nat.clone());
+                match WhepViewer::connect(&whep, None, opts).await {
+                    Ok(viewer) => return (viewer, refused),
+                    Err(feiyan::client::ClientError::UnexpectedStatus { status, .. })
+                        if status == 429 || status == 503 =>
+                    {
+                        refused += 1;
+                        // Deterministic jitter per resident and attempt, as random as needed.
+                        let jitter = (i * 7919 + refused * 104_729) % 2000;
+                        tokio::time::sleep(Duration::from_millis(2000 + jitter)).await;
+                    }
+                    Err(err) => panic!("resident {i}: {err}"),
+                }
+            }
+        })
+    });
+    let joined: Vec<_> = futures::future::join_all(residents)
+        .await
+        .into_iter()
+        .map(|r| r.expect("resident task"))
+        .collect();
+    let retries: u64 = joined.iter().map(|(_, r)| r).sum();
+    eprintln!(
+        "200 residents from 127.0.0.6 all connected in {:?} ({retries} refusals retried)",
+        started.elapsed()
+    );
+    // The server counts each once its side of the connection is up too.
+    let api = format!("{}/api/channels/{}", t.base, t.station.channel);
+    let all_counted = wait_until(Duration::from_secs(5), || {
+        let api = api.clone();
+        async move {
+            let live: serde_json::Value = reqwest::get(&api).await.unwrap().json().await.unwrap();
+            live["viewers"] == 200
+        }
+    })
+    .await;
+    let live: serde_json::Value = reqwest::get(&api).await.unwrap().json().await.unwrap();
+    assert!(all_counted, "200 viewers counted: {live}");
+    for (viewer, _) in &joined {
+        viewer.close().await.ok();
+    }
     publisher.stop().await.ok();
     t.server.shutdown().await;
 }
