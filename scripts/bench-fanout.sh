@@ -74,10 +74,20 @@ channel=$(python3 -c 'import json,sys;print(json.load(sys.stdin)["channel"])' <<
 key=$(python3 -c 'import json,sys;print(json.load(sys.stdin)["stream_key"])' <<<"$station")
 
 # The built-in defaults, with RTMP on a free port: a server already running here
-# (./scripts/run.sh) keeps 1935.
+# (./scripts/run.sh) keeps 1935. Every viewer comes from 127.0.0.1, so the per-address
+# limits on WHEP (meant for one NAT's residents) are lifted: the audience stands for many
+# addresses.
 cat > "$scratch/bench.toml" <<'TOML'
 [ingest]
 rtmp_listen = "127.0.0.1:0"
+
+[http]
+whep_posts_per_sec = 100000.0
+whep_post_burst = 100000
+
+[relay]
+max_unconnected_per_channel = 5000
+max_unconnected_per_client = 5000
 TOML
 
 port_http=${FEIYAN_BENCH_HTTP_PORT:-18080}

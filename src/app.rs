@@ -143,6 +143,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         hls: hls.clone(),
         pull: ingest.pull.clone(),
         login_throttle: Default::default(),
+        whep_rate: crate::http::rate::RateLimiter::new(
+            config.http.whep_posts_per_sec,
+            config.http.whep_post_burst,
+            crate::http::rate::TRACKED_CLIENTS,
+        ),
         ice_lite: config.webrtc.ice_lite,
         device_ids,
         https: config.http.tls != crate::config::TlsMode::Off,

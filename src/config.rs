@@ -65,6 +65,13 @@ pub struct HttpConfig {
     pub tls_names: Vec<String>,
     /// Where plain HTTP is answered with a redirect to HTTPS (with `tls` on); none when unset.
     pub redirect_listen: Option<SocketAddr>,
+    /// `POST /whep` requests each client address (an IPv6 /64) may make per second on
+    /// average (a token bucket refilled at this rate); past it they get 429 with
+    /// `Retry-After`.
+    pub whep_posts_per_sec: f64,
+    /// How many `POST /whep` requests one client address may make at once before the rate
+    /// applies (the bucket's size): residents behind one NAT arriving together.
+    pub whep_post_burst: u32,
     /// The folder `GET /assets/vendor/hls.min.js` is served from (`scripts/deps.sh` fills
     /// it; relative paths from the working directory). Default
     /// `vendor/hls.js/<HLS_JS_VERSION>`.
@@ -211,8 +218,19 @@ pub struct RelayConfig {
     pub gop_cache_max_packets: usize,
     /// Minimum milliseconds between keyframe requests (PLI) forwarded to a publisher.
     pub pli_min_interval_ms: u64,
-    /// Most viewers one channel accepts; further WHEP requests get 503.
+    /// Most viewers one channel accepts; further WHEP requests get 503. Viewers still
+    /// connecting count too.
     pub max_viewers_per_channel: usize,
+    /// Most viewers of one channel still connecting (answered, ICE and DTLS not done) at
+    /// once; further WHEP requests get 503 with `Retry-After`, so offers that never
+    /// connect cannot take a channel's places.
+    pub max_unconnected_per_channel: usize,
+    /// Most viewers still connecting from one client address (an IPv6 /64) at once,
+    /// across channels; further WHEP requests from it get 429 with `Retry-After`.
+    pub max_unconnected_per_client: usize,
+    /// Seconds a viewer may take to connect after its answer before it is let go and its
+    /// place comes back.
+    pub unconnected_timeout_secs: u64,
     /// How long a session whose publisher dropped waits for it before it ends: not a key
     /// of `[relay]` but `[hls] reconnect_grace_secs`, copied here by the app (zero: the
     /// session ends when the publisher leaves).
@@ -323,6 +341,8 @@ impl Default for HttpConfig {
             tls_key: None,
             tls_names: Vec::new(),
             redirect_listen: None,
+            whep_posts_per_sec: 10.0,
+            whep_post_burst: 50,
             vendor_dir: PathBuf::from(format!("vendor/hls.js/{HLS_JS_VERSION}")),
         }
     }
@@ -388,6 +408,9 @@ impl Default for RelayConfig {
             gop_cache_max_packets: 4096,
             pli_min_interval_ms: 500,
             max_viewers_per_channel: 5000,
+            max_unconnected_per_channel: 500,
+            max_unconnected_per_client: 20,
+            unconnected_timeout_secs: 10,
             reconnect_grace: std::time::Duration::ZERO,
         }
     }
@@ -546,6 +569,7 @@ impl Config {
         }
         self.ingest.validate()?;
         self.validate_tls()?;
+        self.validate_whep_door()?;
         if self.catalog.audience_queue_depth < 16 {
             return Err(ConfigError::Invalid(
                 "catalog.audience_queue_depth must be at least 16".into(),
@@ -576,6 +600,44 @@ impl Config {
 }
 
 impl Config {
+    /// The limits on viewers that have not connected and on `POST /whep` per address.
+    fn validate_whep_door(&self) -> Result<(), ConfigError> {
+        let relay = &self.relay;
+        if relay.max_viewers_per_channel == 0 {
+            return Err(ConfigError::Invalid(
+                "relay.max_viewers_per_channel must be at least 1".into(),
+            ));
+        }
+        if relay.max_unconnected_per_client == 0
+            || relay.max_unconnected_per_channel < relay.max_unconnected_per_client
+        {
+            return Err(ConfigError::Invalid(
+                "relay.max_unconnected_per_client must be at least 1 and \
+                 relay.max_unconnected_per_channel at least as large"
+                    .into(),
+            ));
+        }
+        if !(2..=120).contains(&relay.unconnected_timeout_secs) {
+            return Err(ConfigError::Invalid(
+                "relay.unconnected_timeout_secs must be 2 to 120 (a browser connects in \
+                 well under a second; slow mobile links take a few)"
+                    .into(),
+            ));
+        }
+        let http = &self.http;
+        if !(http.whep_posts_per_sec.is_finite() && http.whep_posts_per_sec >= 0.1) {
+            return Err(ConfigError::Invalid(
+                "http.whep_posts_per_sec must be a number of at least 0.1".into(),
+            ));
+        }
+        if http.whep_post_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "http.whep_post_burst must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_tls(&self) -> Result<(), ConfigError> {
         let http = &self.http;
         match http.tls {
@@ -665,6 +727,33 @@ mod tests {
     fn unknown_keys_are_rejected() {
         let err = Config::from_toml("[http]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn whep_door_limits_are_checked() {
+        let shipped = Config::from_toml(include_str!("../config/feiyan.toml")).unwrap();
+        assert_eq!(shipped.relay.max_unconnected_per_client, 20);
+        assert_eq!(shipped.relay.unconnected_timeout_secs, 10);
+        assert_eq!(shipped.http.whep_post_burst, 50);
+        for (toml, key) in [
+            (
+                "[relay]\nmax_unconnected_per_client = 0\n",
+                "max_unconnected_per_client",
+            ),
+            (
+                "[relay]\nmax_unconnected_per_channel = 5\nmax_unconnected_per_client = 6\n",
+                "max_unconnected_per_channel",
+            ),
+            (
+                "[relay]\nunconnected_timeout_secs = 0\n",
+                "unconnected_timeout_secs",
+            ),
+            ("[http]\nwhep_posts_per_sec = 0.0\n", "whep_posts_per_sec"),
+            ("[http]\nwhep_post_burst = 0\n", "whep_post_burst"),
+        ] {
+            let err = Config::from_toml(toml).unwrap().validate().unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The server cannot take more now.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with `Retry-After` (seconds): busy for a moment, not broken.
+    #[error("{0}")]
+    Busy(String, u64),
     /// The server failed; details are logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -56,11 +59,15 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(..) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
+
+/// `Retry-After` when a channel or a client address has as many viewers still connecting
+/// as it may: long enough for those to connect, short enough that a resident barely waits.
+const CONNECTING_RETRY_SECS: u64 = 2;
 
 impl From<RelayError> for ApiError {
     fn from(err: RelayError) -> Self {
@@ -74,6 +81,12 @@ impl From<RelayError> for ApiError {
                 ApiError::NotFound(err.to_string())
             }
             RelayError::Full(..) | RelayError::Closed => ApiError::Unavailable(err.to_string()),
+            // Places held by viewers still connecting come back within a second (they
+            // connect) or at the connect timeout (they never do).
+            RelayError::Connecting(_) => ApiError::Busy(err.to_string(), CONNECTING_RETRY_SECS),
+            RelayError::ClientConnecting(_) => {
+                ApiError::TooManyRequests(err.to_string(), CONNECTING_RETRY_SECS)
+            }
             RelayError::Internal(detail) => ApiError::Internal(detail),
         }
     }
@@ -116,7 +129,7 @@ impl Reply for ApiError {
         }
         let status = self.status();
         let mut response = text(status, format!("{self}\n"));
-        if let ApiError::TooManyRequests(_, seconds) = &self
+        if let ApiError::TooManyRequests(_, seconds) | ApiError::Busy(_, seconds) = &self
             && let Ok(v) = warp::http::HeaderValue::from_str(&seconds.to_string())
         {
             response.headers_mut().insert("retry-after", v);

@@ -21,6 +21,7 @@ pub mod error;
 pub mod files;
 mod ingest;
 pub mod pages;
+pub mod rate;
 mod replay;
 pub mod security;
 pub mod serve;
@@ -60,6 +61,9 @@ pub struct AppState {
     pub hls: Arc<crate::hls::Hls>,
     /// Pull source statuses (`GET /api/sources`).
     pub pull: Arc<crate::ingest::pull::PullBoard>,
+    /// Token buckets per client address on `POST /whep` (`[http] whep_posts_per_sec`,
+    /// `whep_post_burst`).
+    pub whep_rate: rate::RateLimiter,
     /// Slows down password guessing on `POST /api/login`.
     pub login_throttle: crate::catalog::LoginThrottle,
     /// Whether the relay answers as ICE-lite (`[webrtc] ice_lite`), told to the watch page
@@ -381,6 +385,19 @@ async fn whep_post(
 ) -> Response {
     finish(
         async {
+            // First, before anything else is looked at: every request spends a token.
+            if let Some(addr) = remote
+                && let Err(seconds) = state.whep_rate.take(addr.ip(), std::time::Instant::now())
+            {
+                return Err(ApiError::TooManyRequests(
+                    format!(
+                        "too many requests to watch from your address (more than {} at once or {} a second); try again in {seconds} s",
+                        state.whep_rate.burst(),
+                        state.whep_rate.rate(),
+                    ),
+                    seconds,
+                ));
+            }
             let channel = parse_channel(&channel)?;
             let offer = check_sdp_body(content_type, &body)?;
             let terminal = Terminal::from_user_agent(user_agent.as_deref().unwrap_or("")).as_str();
@@ -400,6 +417,7 @@ async fn whep_post(
                 viewer_key,
                 client_hash,
                 quality: query.quality,
+                client: remote.map(|a| rate::client_group(a.ip())),
             };
             let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
             Ok(created(

@@ -9,6 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,8 +71,12 @@ pub struct HubConfig {
     pub gop_max_packets: usize,
     /// Minimum time between two keyframe requests to a source.
     pub pli_min_interval: Duration,
-    /// Most viewers one channel accepts.
+    /// Most viewers one channel accepts (those still connecting included).
     pub max_viewers_per_channel: usize,
+    /// Most viewers of one channel still connecting at once.
+    pub max_unconnected_per_channel: usize,
+    /// Most viewers still connecting from one client address at once, across channels.
+    pub max_unconnected_per_client: usize,
 }
 
 /// What the hub decided that is not media for a viewer. The engine acts on each.
@@ -306,6 +311,9 @@ struct Viewer {
     /// Whether it attends the live session (an attendance row is open): from the first
     /// packet it was sent in that session, so a viewer that never got media has no row.
     attending: bool,
+    /// The client address (group) it came from, counted in [`Connecting`] until it
+    /// connects; `None` when unknown.
+    client: Option<IpAddr>,
 }
 
 /// The hub. See the module docs.
@@ -319,6 +327,8 @@ pub struct Hub {
     replays: BinaryHeap<Reverse<(Instant, PeerKey)>>,
     events: VecDeque<HubEvent>,
     counters: Arc<RelayCounters>,
+    /// Viewers still connecting per client address, for `max_unconnected_per_client`.
+    connecting: Connecting,
 }
 
 impl Hub {
@@ -331,6 +341,7 @@ impl Hub {
             replays: BinaryHeap::new(),
             events: VecDeque::new(),
             counters,
+            connecting: Connecting::default(),
         }
     }
 
@@ -720,18 +731,54 @@ impl Hub {
 
     /// `Full` when the channel has as many viewers as it accepts.
     pub fn has_room(&self, channel: &ChannelName) -> Result<(), RelayError> {
-        let count = self.channels.get(channel).map_or(0, |c| c.viewers.len());
+        self.has_room_for(channel, None)
+    }
+
+    /// Whether a viewer from `client` may join `channel`: `Full` when the channel has as
+    /// many viewers as it accepts, `Connecting` when it has as many still connecting,
+    /// `ClientConnecting` when `client` has as many still connecting.
+    pub fn has_room_for(
+        &self,
+        channel: &ChannelName,
+        client: Option<IpAddr>,
+    ) -> Result<(), RelayError> {
+        let (count, connected) = self
+            .channels
+            .get(channel)
+            .map_or((0, 0), |c| (c.viewers.len(), c.connected_viewers));
         if count >= self.config.max_viewers_per_channel {
             return Err(RelayError::Full(channel.to_string(), count));
+        }
+        if count.saturating_sub(connected) >= self.config.max_unconnected_per_channel {
+            return Err(RelayError::Connecting(channel.to_string()));
+        }
+        if let Some(client) = client
+            && self.connecting.from(client) >= self.config.max_unconnected_per_client
+        {
+            return Err(RelayError::ClientConnecting(self.connecting.from(client)));
         }
         Ok(())
     }
 
     /// Adds an admitted viewer (not yet connected) to its channel.
     pub fn add_viewer(&mut self, key: PeerKey, channel: &ChannelName, rendition: usize) {
+        self.add_viewer_from(key, channel, rendition, None);
+    }
+
+    /// Adds an admitted viewer from `client` (not yet connected) to its channel.
+    pub fn add_viewer_from(
+        &mut self,
+        key: PeerKey,
+        channel: &ChannelName,
+        rendition: usize,
+        client: Option<IpAddr>,
+    ) {
         let Some(ch) = self.channels.get_mut(channel) else {
             return;
         };
+        if let Some(client) = client {
+            self.connecting.started(client);
+        }
         ch.viewers.insert(key);
         if let Some(stream) = ch.streams.get_mut(rendition) {
             stream.watchers += 1;
@@ -746,6 +793,7 @@ impl Hub {
                 skip_video: false,
                 health: ViewerHealth::default(),
                 attending: false,
+                client,
             },
         );
     }
@@ -761,6 +809,9 @@ impl Hub {
             return;
         }
         v.connected = true;
+        if let Some(client) = v.client {
+            self.connecting.ended(client);
+        }
         let at = now + replay_delay;
         v.replay_at = Some(at);
         self.replays.push(Reverse((at, key)));
@@ -776,6 +827,11 @@ impl Hub {
         let Some(v) = self.viewers.remove(&key) else {
             return;
         };
+        if !v.connected
+            && let Some(client) = v.client
+        {
+            self.connecting.ended(client);
+        }
         if v.attending {
             self.events
                 .push_back(HubEvent::NotAttending { viewer: key });
@@ -1040,8 +1096,11 @@ fn attends(
     }
 }
 
+mod connecting;
 #[cfg(test)]
 mod tests;
+
+use connecting::Connecting;
 
 /// Asks for a keyframe now, past the PLI throttle (a feeder that just attached must not
 /// wait out another viewer's request).

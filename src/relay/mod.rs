@@ -35,6 +35,7 @@ use crate::ids::{ChannelName, SessionId};
 
 pub use engine::Engine;
 pub use media::{h264_codec, opus_codec, vp8_codec};
+pub use negotiate::check_viewer_offer_shape;
 pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 pub use tap::{ChannelMedia, LiveMedia, Subscription};
 
@@ -160,6 +161,16 @@ pub enum RelayError {
     /// The channel has as many viewers as it accepts.
     #[error("channel {0} is full ({1} viewers)")]
     Full(String, usize),
+    /// The channel has as many viewers still connecting as it accepts at once.
+    #[error(
+        "too many viewers are connecting to channel {0} at this moment; try again in a few seconds"
+    )]
+    Connecting(String),
+    /// The client's address has as many viewers still connecting as it may.
+    #[error(
+        "{0} viewers from your address are still connecting; try again in a few seconds (a viewer that has not connected within the timeout is let go)"
+    )]
+    ClientConnecting(usize),
     /// The engine is gone (shutting down).
     #[error("relay is shutting down")]
     Closed,
@@ -189,6 +200,10 @@ pub struct ViewerInfo {
     pub client_hash: String,
     /// The rendition asked for with `?quality=`; `None` is the source.
     pub quality: Option<String>,
+    /// The client's address group (its IPv4 address, or its IPv6 /64), for the cap on
+    /// viewers still connecting per client (`[relay] max_unconnected_per_client`); `None`
+    /// when unknown (not capped).
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// An accepted WHIP/WHEP offer.
@@ -545,13 +560,15 @@ impl RelayHandle {
         .await
     }
 
-    /// Adds a viewer to `channel` with a WHEP offer.
+    /// Adds a viewer to `channel` with a WHEP offer. An offer of a shape no browser sends
+    /// (see [`check_viewer_offer_shape`]) is refused here, before it reaches the engine.
     pub async fn view(
         &self,
         channel: ChannelName,
         offer: String,
         viewer: ViewerInfo,
     ) -> Result<Accepted, RelayError> {
+        check_viewer_offer_shape(&offer)?;
         self.ask(|reply| EngineCommand::View {
             channel,
             offer,

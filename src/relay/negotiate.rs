@@ -349,6 +349,48 @@ pub(super) fn sending_sections(sdp: &str) -> usize {
     count
 }
 
+/// Most media sections (`m=` lines) a viewer's offer may have: a viewer receives one
+/// video and one audio stream; a browser may add a data channel and a spare section.
+pub const MAX_VIEWER_OFFER_SECTIONS: usize = 4;
+/// Most lines an offer may have (a browser's audio + video offer has 100-250).
+pub const MAX_OFFER_LINES: usize = 1000;
+/// Longest line an offer may have, in bytes (a browser's longest, a candidate or a
+/// fingerprint, is about 120).
+pub const MAX_OFFER_LINE_BYTES: usize = 1024;
+
+/// Refuses a viewer's offer of a shape no browser sends, before any WebRTC work: more
+/// than [`MAX_VIEWER_OFFER_SECTIONS`] media sections, more than [`MAX_OFFER_LINES`] lines
+/// or a line longer than [`MAX_OFFER_LINE_BYTES`]. Each is parsed and negotiated by the
+/// one engine task that serves every viewer, so an absurd offer costs everyone.
+pub fn check_viewer_offer_shape(sdp: &str) -> Result<(), RelayError> {
+    let mut lines = 0;
+    let mut sections = 0;
+    for (i, line) in sdp.lines().enumerate() {
+        lines += 1;
+        if line.len() > MAX_OFFER_LINE_BYTES {
+            return Err(RelayError::BadOffer(format!(
+                "line {} of the offer is {} bytes long; lines of at most {MAX_OFFER_LINE_BYTES} bytes are accepted",
+                i + 1,
+                line.len()
+            )));
+        }
+        if line.starts_with("m=") {
+            sections += 1;
+        }
+    }
+    if lines > MAX_OFFER_LINES {
+        return Err(RelayError::BadOffer(format!(
+            "the offer has {lines} lines; at most {MAX_OFFER_LINES} are accepted"
+        )));
+    }
+    if sections > MAX_VIEWER_OFFER_SECTIONS {
+        return Err(RelayError::BadOffer(format!(
+            "{sections} media sections (m= lines); a viewer's offer has at most {MAX_VIEWER_OFFER_SECTIONS} (receive-only audio and video)"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn check_offer_text(sdp: &str) -> Result<(), RelayError> {
     if !sdp.trim_start().starts_with("v=0") {
         return Err(RelayError::BadOffer(
@@ -417,6 +459,21 @@ mod tests {
         assert_eq!(sending_sections(sdp), 2);
         let sdp = "v=0\r\nm=audio 9 X 111\r\na=recvonly\r\nm=video 9 X 96\r\na=sendrecv\r\nm=application 9 X\r\n";
         assert_eq!(sending_sections(sdp), 1);
+    }
+
+    #[test]
+    fn offers_of_absurd_shape_are_refused() {
+        let section = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n";
+        let offer = |n: usize| format!("v=0\r\ns=-\r\n{}", section.repeat(n));
+        assert!(check_viewer_offer_shape(&offer(4)).is_ok());
+        let err = check_viewer_offer_shape(&offer(5)).unwrap_err().to_string();
+        assert!(err.contains("5 media sections"), "{err}");
+        let long = format!("{}a=x:{}\r\n", offer(2), "a".repeat(MAX_OFFER_LINE_BYTES));
+        let err = check_viewer_offer_shape(&long).unwrap_err().to_string();
+        assert!(err.contains("line 7 of the offer"), "{err}");
+        let many = format!("{}{}", offer(2), "a=x\r\n".repeat(MAX_OFFER_LINES));
+        let err = check_viewer_offer_shape(&many).unwrap_err().to_string();
+        assert!(err.contains("lines; at most"), "{err}");
     }
 
     #[test]

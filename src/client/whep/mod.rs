@@ -92,6 +92,15 @@ enum Offer {
 }
 
 impl PreparedViewer {
+    /// The offer this viewer will `POST` (`None` once sent): for tests that send offers
+    /// themselves, e.g. ones that never go on to connect.
+    pub fn offer_sdp(&self) -> Option<&str> {
+        match self.offer.as_ref()? {
+            Offer::Light(session) => Some(&session.offer_sdp),
+            Offer::WebRtc(session) => Some(&session.offer_sdp),
+        }
+    }
+
     /// `POST`s the prepared offer to the WHEP endpoint `url` and continues as
     /// [`WhepViewer::connect`] does.
     pub async fn connect(mut self, url: &str, bearer_token: Option<&str>) -> Result<WhepViewer> {

@@ -372,6 +372,20 @@
       connect();
       return;
     }
+    var retryAfter = parseInt(res.headers.get('Retry-After') || '', 10);
+    if ((res.status === 429 || res.status === 503) && retryAfter > 0 && retryAfter <= 60) {
+      // Many viewers arriving at once (one NAT, a lecture starting): come back when the
+      // server says, spread over two more seconds so an audience turned away together
+      // does not return together.
+      await safeText(res);
+      if (gen !== S.gen) return;
+      teardown(true);
+      var wait = retryAfter * 1000 + Math.floor(Math.random() * 2000);
+      setStatus('reconnecting', '观看人数较多，' + Math.ceil(wait / 1000) + ' 秒后自动重试…',
+        '观看人数较多，稍后自动重试');
+      scheduleConnect(wait);
+      return;
+    }
     if (res.status !== 201 && res.status !== 200) {
       var errText = shorten(await safeText(res));
       if (gen !== S.gen) return;

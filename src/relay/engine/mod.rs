@@ -71,7 +71,8 @@ const MAX_TIMER: Duration = Duration::from_millis(200);
 /// flight arrived, so the replay goes at once.
 const REPLAY_DELAY: Duration = Duration::from_millis(30);
 
-/// A peer that has not connected within this time is removed (its session closed).
+/// A publisher that has not connected within this time is removed (its session closed);
+/// a viewer's is `[relay] unconnected_timeout_secs`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long after connecting a viewer is detached from its peer connection (see
@@ -130,6 +131,10 @@ pub struct Engine {
     /// Sessions whose publisher dropped, waiting `reconnect_grace` for it to return.
     ending: HashMap<ChannelName, Ending>,
     reconnect_grace: Duration,
+    /// A viewer that has not connected within this time is let go and its place comes
+    /// back (`[relay] unconnected_timeout_secs`): offers that never do ICE cannot hold a
+    /// channel's places for long.
+    viewer_connect_timeout: Duration,
 }
 
 /// A session in its reconnect grace.
@@ -159,6 +164,8 @@ impl Engine {
                 gop_max_packets: relay.gop_cache_max_packets,
                 pli_min_interval: Duration::from_millis(relay.pli_min_interval_ms),
                 max_viewers_per_channel: relay.max_viewers_per_channel,
+                max_unconnected_per_channel: relay.max_unconnected_per_channel,
+                max_unconnected_per_client: relay.max_unconnected_per_client,
             },
             board.counters.clone(),
         );
@@ -182,6 +189,7 @@ impl Engine {
             taps: Taps::default(),
             ending: HashMap::new(),
             reconnect_grace: relay.reconnect_grace,
+            viewer_connect_timeout: Duration::from_secs(relay.unconnected_timeout_secs),
         })
     }
 
@@ -543,17 +551,18 @@ impl Engine {
             {
                 debug!(?err, "peer timeout handling failed");
             }
-            let (detach_due, silent) = match &peer.role {
+            let (detach_due, silent, connect_timeout) = match &peer.role {
                 Role::Viewer(v) => (
                     v.detach_at.is_some_and(|t| t <= now),
                     v.detached
                         .as_ref()
                         .is_some_and(|d| now.duration_since(d.heard) > consent_timeout),
+                    self.viewer_connect_timeout,
                 ),
-                Role::Publisher(_) => (false, false),
+                Role::Publisher(_) => (false, false, CONNECT_TIMEOUT),
             };
             let never_connected =
-                !peer.ever_connected && now.duration_since(peer.created) > CONNECT_TIMEOUT;
+                !peer.ever_connected && now.duration_since(peer.created) > connect_timeout;
             if never_connected {
                 self.remove_peer(key, "never connected");
                 continue;

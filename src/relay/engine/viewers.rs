@@ -26,7 +26,7 @@ impl Engine {
                 }
             }
         };
-        self.hub.has_room(&channel)?;
+        self.hub.has_room_for(&channel, info.client)?;
         let now = Instant::now();
         let ufrag = random_token(16);
         let pwd = random_token(32);
@@ -108,7 +108,8 @@ impl Engine {
         let peer = Peer::new(pc, channel.clone(), ufrag, role, tap, now);
         let resource = peer.resource.clone();
         debug!(%channel, %resource, "viewer accepted");
-        self.hub.add_viewer(key, &channel, admission.rendition);
+        self.hub
+            .add_viewer_from(key, &channel, admission.rendition, info.client);
         self.attendance.register(key, info);
         self.insert_peer(key, peer);
         Ok(Accepted { resource, answer })

@@ -1,6 +1,7 @@
 //! Going live, joining late on a keyframe, and a publisher swap.
 
 use super::*;
+use std::net::IpAddr;
 
 #[test]
 fn go_live_publishes_status_asks_a_keyframe_and_viewers_attend() {
@@ -174,6 +175,59 @@ fn has_room_is_full_at_the_cap() {
     ));
     hub.remove_viewer(V2);
     assert!(hub.has_room(&ch).is_ok());
+}
+
+#[test]
+fn viewers_still_connecting_are_capped_per_channel_and_per_client() {
+    let counters = Arc::new(RelayCounters::default());
+    let mut hub = Hub::new(
+        HubConfig {
+            max_unconnected_per_channel: 3,
+            max_unconnected_per_client: 2,
+            ..config(10)
+        },
+        counters,
+    );
+    let mut out = Recorder::default();
+    let (ch, other) = (channel("st-1"), channel("st-2"));
+    let t0 = Instant::now();
+    live(&mut hub, &ch, A, 1, t0, &mut out);
+    live(&mut hub, &other, Source::Local(LocalId(9)), 2, t0, &mut out);
+    let (x, y, z): (IpAddr, IpAddr, IpAddr) = (
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        "10.0.0.3".parse().unwrap(),
+    );
+
+    // Two from x, on two channels: x is at its cap on both.
+    hub.add_viewer_from(PeerKey(11), &ch, 0, Some(x));
+    hub.add_viewer_from(PeerKey(12), &other, 0, Some(x));
+    assert!(matches!(
+        hub.has_room_for(&ch, Some(x)),
+        Err(RelayError::ClientConnecting(2))
+    ));
+    assert!(hub.has_room_for(&ch, Some(y)).is_ok());
+    // Two more on st-1 from y: st-1 has three connecting, its cap, for everyone.
+    hub.add_viewer_from(PeerKey(13), &ch, 0, Some(y));
+    hub.add_viewer_from(PeerKey(14), &ch, 0, Some(y));
+    assert!(matches!(
+        hub.has_room_for(&ch, Some(z)),
+        Err(RelayError::Connecting(c)) if c == "st-1"
+    ));
+    assert!(hub.has_room_for(&other, Some(z)).is_ok());
+    // One connects: its places come back (it still counts towards the channel's viewers).
+    hub.viewer_connected(PeerKey(11), REPLAY, t0);
+    assert!(hub.has_room_for(&ch, Some(z)).is_ok());
+    assert!(hub.has_room_for(&ch, Some(x)).is_ok());
+    // One never connects and is let go: its places come back too.
+    hub.remove_viewer(PeerKey(13));
+    hub.remove_viewer(PeerKey(14));
+    assert!(hub.has_room_for(&ch, Some(y)).is_ok());
+    // Only addresses with a viewer connecting are remembered.
+    assert_eq!(hub.connecting.addresses(), 1);
+    hub.remove_viewer(PeerKey(12));
+    hub.remove_viewer(PeerKey(11));
+    assert_eq!(hub.connecting.addresses(), 0);
 }
 
 #[test]

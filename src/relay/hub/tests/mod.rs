@@ -98,6 +98,8 @@ fn config(max_viewers: usize) -> HubConfig {
         gop_max_packets: 100,
         pli_min_interval: PLI,
         max_viewers_per_channel: max_viewers,
+        max_unconnected_per_channel: max_viewers,
+        max_unconnected_per_client: max_viewers,
     }
 }
 
