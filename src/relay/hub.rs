@@ -147,6 +147,10 @@ pub trait Deliver {
     /// The viewer's stream breaks here (a new source, a skip to a keyframe): its next
     /// packet of `kind` (both kinds when `None`) starts a new run of sequence numbers.
     fn resync(&mut self, viewer: PeerKey, kind: Option<MediaKind>);
+    /// Sends a video packet again (a retransmission) exactly as it was first sent to the
+    /// viewer: under the same outgoing sequence number and timestamp, whatever resyncs
+    /// came since; returns false, sending nothing, when it was never sent to it.
+    fn resend(&mut self, viewer: PeerKey, packet: &rtp::Packet) -> bool;
     /// The hub is done with this viewer for this batch of packets.
     fn done(&mut self, viewer: PeerKey);
 }
@@ -974,7 +978,8 @@ impl Hub {
     }
 
     /// Resends a viewer's NACKed video packets, given as source `(ssrc, sequence number)`,
-    /// that the channel still holds; returns how many went.
+    /// that the channel still holds; returns how many went. Each goes out exactly as it
+    /// was first sent to this viewer ([`Deliver::resend`]), or not at all.
     pub fn retransmit(
         &mut self,
         key: PeerKey,
@@ -994,7 +999,7 @@ impl Hub {
         let mut resent = 0;
         for (ssrc, seq) in wanted {
             if let Some(packet) = stream.rtx.get(ssrc, seq)
-                && out.send(key, MediaKind::Video, packet)
+                && out.resend(key, packet)
             {
                 resent += 1;
             }

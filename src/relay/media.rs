@@ -1,6 +1,7 @@
 //! Media-level helpers of the relay that need no IO: keyframe detection in RTP payloads,
 //! the per-channel keyframe-group cache and the per-viewer header rewriter.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use rtc::rtp;
@@ -268,6 +269,30 @@ pub struct Rewriter {
     last_out_seq: u16,
     last_out_ts: u32,
     last_at: Option<Instant>,
+    /// The last few runs of outgoing numbers, newest last, each with its own mapping: a
+    /// NACK for a number sent before a resync is answered with the packet once sent
+    /// under it, never with whatever the current mapping puts there (same SSRC, rollover
+    /// and sequence number with other bytes would reuse an AES-GCM nonce).
+    runs: VecDeque<Run>,
+}
+
+/// A run of outgoing sequence numbers sent with one mapping from one source stream.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    source_ssrc: u32,
+    seq_offset: u16,
+    ts_offset: u32,
+    /// The newest outgoing number of the run.
+    last_out: u16,
+    /// How many numbers it covers (up to and including `last_out`), saturating.
+    covered: u32,
+}
+
+impl Run {
+    /// Whether `out_seq` was sent in this run.
+    fn holds(&self, out_seq: u16) -> bool {
+        u32::from(self.last_out.wrapping_sub(out_seq)) < self.covered.min(0x8000)
+    }
 }
 
 impl Rewriter {
@@ -283,8 +308,13 @@ impl Rewriter {
             last_out_seq: 0,
             last_out_ts: 0,
             last_at: None,
+            runs: VecDeque::new(),
         }
     }
+
+    /// Runs kept for answering NACKs: resyncs are seconds apart, the channel's buffer
+    /// holds a few seconds.
+    const RUNS: usize = 8;
 
     /// Makes the next packet re-anchor the mapping (after skipping packets or a source
     /// change), so the viewer sees no gap in sequence numbers.
@@ -308,11 +338,27 @@ impl Rewriter {
         )
     }
 
-    /// The source stream and sequence number behind an outgoing sequence number, for
-    /// answering a NACK (valid while the source has not changed since).
+    /// The source stream and sequence number of the packet sent under an outgoing
+    /// sequence number, for answering a NACK; `None` when nothing this rewriter still
+    /// remembers was sent under it.
     pub fn source_seq(&self, out_seq: u16) -> Option<(u32, u16)> {
-        self.source_ssrc
-            .map(|ssrc| (ssrc, out_seq.wrapping_sub(self.seq_offset)))
+        self.runs
+            .iter()
+            .rev()
+            .find(|run| run.holds(out_seq))
+            .map(|run| (run.source_ssrc, out_seq.wrapping_sub(run.seq_offset)))
+    }
+
+    /// `packet` again exactly as it was sent before (same outgoing sequence number and
+    /// timestamp), whatever resyncs came since; `None` when it was never sent. Changes
+    /// nothing: a retransmission neither anchors nor advances the stream.
+    pub fn resent(&self, packet: &rtp::Packet) -> Option<rtp::Packet> {
+        let header = &packet.header;
+        let run = self.runs.iter().rev().find(|run| {
+            run.source_ssrc == header.ssrc
+                && run.holds(header.sequence_number.wrapping_add(run.seq_offset))
+        })?;
+        Some(self.outgoing(packet, run.seq_offset, run.ts_offset))
     }
 
     /// The outgoing header for `packet` received at `now`. Payload is untouched (shared).
@@ -337,13 +383,41 @@ impl Rewriter {
         }
         let seq = header.sequence_number.wrapping_add(self.seq_offset);
         let ts = header.timestamp.wrapping_add(self.ts_offset);
-        // Track the newest output only; retransmitted older packets keep their slot.
+        let anchored = self.runs.back().is_some_and(|run| {
+            run.source_ssrc == header.ssrc
+                && run.seq_offset == self.seq_offset
+                && run.ts_offset == self.ts_offset
+        });
+        if !anchored {
+            if self.runs.len() == Self::RUNS {
+                self.runs.pop_front();
+            }
+            self.runs.push_back(Run {
+                source_ssrc: header.ssrc,
+                seq_offset: self.seq_offset,
+                ts_offset: self.ts_offset,
+                last_out: seq,
+                covered: 1,
+            });
+        }
+        // Track the newest output only; out-of-order older packets keep their slot.
         let newer = self.last_at.is_none() || seq.wrapping_sub(self.last_out_seq) < 0x8000;
         if newer {
             self.last_out_seq = seq;
             self.last_out_ts = ts;
             self.last_at = Some(now);
+            if let Some(run) = self.runs.back_mut() {
+                let step = u32::from(seq.wrapping_sub(run.last_out));
+                run.covered = run.covered.saturating_add(step);
+                run.last_out = seq;
+            }
         }
+        self.outgoing(packet, self.seq_offset, self.ts_offset)
+    }
+
+    /// `packet` with this viewer's header under a mapping.
+    fn outgoing(&self, packet: &rtp::Packet, seq_offset: u16, ts_offset: u32) -> rtp::Packet {
+        let header = &packet.header;
         rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
@@ -351,8 +425,8 @@ impl Rewriter {
                 extension: false,
                 marker: header.marker,
                 payload_type: self.payload_type,
-                sequence_number: seq,
-                timestamp: ts,
+                sequence_number: header.sequence_number.wrapping_add(seq_offset),
+                timestamp: header.timestamp.wrapping_add(ts_offset),
                 ssrc: self.ssrc,
                 csrc: Vec::new(),
                 extension_profile: 0,
@@ -497,6 +571,37 @@ mod tests {
         rw.rewrite(&pkt(2, 9_000, 0, b"b"), t0 + Duration::from_millis(20));
         let out = rw.rewrite(&pkt(2, 9_001, 3_000, b"c"), t0 + Duration::from_millis(40));
         assert_eq!(rw.source_seq(out.header.sequence_number), Some((2, 9_001)));
+    }
+
+    #[test]
+    fn a_number_sent_before_a_resync_keeps_its_packet() {
+        let t0 = Instant::now();
+        let mut rw = Rewriter::new(9, 96, 90_000);
+        let before: Vec<_> = (100..=110u16)
+            .map(|seq| rw.rewrite(&pkt(1, seq, u32::from(seq) * 3_000, b"a"), t0))
+            .collect();
+        // Skipped to the keyframe at 150: the viewer's numbering goes on at 111.
+        rw.resync();
+        let key = rw.rewrite(&pkt(1, 150, 450_000, b"k"), t0);
+        assert_eq!(key.header.sequence_number, 111);
+        // 105 was sent as source 105, not as what the new mapping puts there (144).
+        assert_eq!(rw.source_seq(105), Some((1, 105)));
+        assert_eq!(rw.source_seq(111), Some((1, 150)));
+        let again = rw.resent(&pkt(1, 105, 315_000, b"a")).unwrap();
+        assert_eq!(again.header, before[5].header);
+        assert_eq!(rw.resent(&key_packet()).unwrap().header, key.header);
+        // Numbers never sent, and skipped packets, are not sent at all.
+        assert_eq!(rw.source_seq(112), None);
+        assert!(rw.resent(&pkt(1, 120, 360_000, b"s")).is_none());
+        assert!(rw.resent(&pkt(1, 111, 333_000, b"s")).is_none());
+        assert!(rw.resent(&pkt(2, 105, 315_000, b"a")).is_none());
+        // A retransmission neither anchors nor advances the stream.
+        let next = rw.rewrite(&pkt(1, 151, 450_000, b"n"), t0);
+        assert_eq!(next.header.sequence_number, 112);
+
+        fn key_packet() -> rtp::Packet {
+            pkt(1, 150, 450_000, b"k")
+        }
     }
 
     #[test]

@@ -179,6 +179,13 @@ impl Deliver for Fanout<'_> {
         }
     }
 
+    fn resend(&mut self, viewer: PeerKey, packet: &rtp::Packet) -> bool {
+        match self.peers.get_mut(viewer) {
+            Some(peer) => resend_to_viewer(peer, packet, self.now, self.outbox),
+            None => false,
+        }
+    }
+
     fn resync(&mut self, viewer: PeerKey, kind: Option<MediaKind>) {
         let Some(v) = self.peers.get_mut(viewer).and_then(Peer::viewer) else {
             return;
@@ -215,13 +222,50 @@ pub(super) fn write_to_viewer(
     now: Instant,
     out: &mut Outbox,
 ) -> bool {
-    let send_to = peer.send_to;
     let Role::Viewer(v) = &mut peer.role else {
         return false;
     };
     if !v.connected {
         return false;
     }
+    let track = match kind {
+        MediaKind::Video => v.video.as_mut(),
+        MediaKind::Audio => v.audio.as_mut(),
+    };
+    let Some(track) = track else {
+        return false;
+    };
+    let rewritten = track.rewriter.rewrite(packet, now);
+    send_rewritten(peer, kind, rewritten, now, out)
+}
+
+/// Sends a video packet to a viewer again, exactly as it was first sent to it (see
+/// [`super::media::Rewriter::resent`]); false when it never was.
+fn resend_to_viewer(peer: &mut Peer, packet: &rtp::Packet, now: Instant, out: &mut Outbox) -> bool {
+    let Role::Viewer(v) = &mut peer.role else {
+        return false;
+    };
+    if !v.connected {
+        return false;
+    }
+    let Some(rewritten) = v.video.as_ref().and_then(|t| t.rewriter.resent(packet)) else {
+        return false;
+    };
+    send_rewritten(peer, MediaKind::Video, rewritten, now, out)
+}
+
+/// Counts, protects and queues a packet already rewritten for the viewer.
+fn send_rewritten(
+    peer: &mut Peer,
+    kind: MediaKind,
+    rewritten: rtp::Packet,
+    now: Instant,
+    out: &mut Outbox,
+) -> bool {
+    let send_to = peer.send_to;
+    let Role::Viewer(v) = &mut peer.role else {
+        return false;
+    };
     let ViewerOutput {
         video,
         audio,
@@ -229,14 +273,12 @@ pub(super) fn write_to_viewer(
         gcm,
         ..
     } = v.as_mut();
-    let track = match kind {
+    let Some(track) = (match kind {
         MediaKind::Video => video.as_mut(),
         MediaKind::Audio => audio.as_mut(),
-    };
-    let Some(track) = track else {
+    }) else {
         return false;
     };
-    let rewritten = track.rewriter.rewrite(packet, now);
     track.packets = track.packets.wrapping_add(1);
     track.octets = track.octets.wrapping_add(rewritten.payload.len() as u32);
     if let Some(to) = send_to
