@@ -24,15 +24,14 @@ use common::{TestServer, start_server_with};
 use feiyan::client::{
     PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher, make_test_media,
 };
+use feiyan::relay::MAX_NACKED_PER_RTCP;
+use feiyan::relay::media::RetransmitBudget;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use tokio::net::UdpSocket;
 
-/// At most this many distinct sequence numbers of one viewer's RTCP packet are answered.
-const MAX_NACKED_PER_RTCP: usize = 64;
-/// The least retransmission budget a viewer has, in bytes a second (512 kbit/s).
-const RETRANSMIT_FLOOR: u64 = 64_000;
+const RETRANSMIT_FLOOR: u64 = RetransmitBudget::FLOOR;
 
 /// What the server sent to clients through the test's relay.
 #[derive(Default)]

@@ -18,7 +18,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::{debug, info, warn};
 
 use super::media::starts_keyframe;
-use super::media::{GopCache, HealthAction, RetransmitBuffer, VideoCodec, ViewerHealth};
+use super::media::{
+    GopCache, HealthAction, RetransmitBudget, RetransmitBuffer, VideoCodec, ViewerHealth,
+};
 use super::{ChannelStatus, RelayCounters, RelayError};
 use crate::config::SOURCE_QUALITY;
 use crate::ids::{ChannelName, SessionId};
@@ -307,6 +309,8 @@ struct Viewer {
     /// Video is withheld until the next keyframe (its link was losing too much).
     skip_video: bool,
     health: ViewerHealth,
+    /// What its NACKs may still cost (bytes a second, about twice its stream's rate).
+    rtx_budget: RetransmitBudget,
     /// Whether it attends the live session (an attendance row is open): from the first
     /// packet it was sent in that session, so a viewer that never got media has no row.
     attending: bool,
@@ -749,6 +753,7 @@ impl Hub {
                 replay_at: None,
                 skip_video: false,
                 health: ViewerHealth::default(),
+                rtx_budget: RetransmitBudget::default(),
                 attending: false,
             },
         );
@@ -978,15 +983,17 @@ impl Hub {
     }
 
     /// Resends a viewer's NACKed video packets, given as source `(ssrc, sequence number)`,
-    /// that the channel still holds; returns how many went. Each goes out exactly as it
-    /// was first sent to this viewer ([`Deliver::resend`]), or not at all.
+    /// that the channel still holds, within the viewer's retransmission budget at `now`;
+    /// returns how many went. Each goes out exactly as it was first sent to this viewer
+    /// ([`Deliver::resend`]), or not at all.
     pub fn retransmit(
         &mut self,
         key: PeerKey,
         wanted: impl IntoIterator<Item = (u32, u16)>,
+        now: Instant,
         out: &mut impl Deliver,
     ) -> usize {
-        let Some(v) = self.viewers.get(&key) else {
+        let Some(v) = self.viewers.get_mut(&key) else {
             return 0;
         };
         let Some(stream) = self
@@ -996,15 +1003,23 @@ impl Hub {
         else {
             return 0;
         };
-        let mut resent = 0;
+        let rate = stream.rtx.bytes_per_sec();
+        let (mut resent, mut refused) = (0, 0);
         for (ssrc, seq) in wanted {
-            if let Some(packet) = stream.rtx.get(ssrc, seq)
-                && out.resend(key, packet)
-            {
+            let Some(packet) = stream.rtx.get(ssrc, seq) else {
+                continue;
+            };
+            // The payload and an RTP header; SRTP's tag is small beside a video packet.
+            if !v.rtx_budget.take(packet.payload.len() + 12, rate, now) {
+                refused += 1;
+                continue;
+            }
+            if out.resend(key, packet) {
                 resent += 1;
             }
         }
         RelayCounters::add(&self.counters.retransmissions, resent as u64);
+        RelayCounters::add(&self.counters.retransmissions_refused, refused);
         resent
     }
 

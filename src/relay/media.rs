@@ -165,6 +165,38 @@ impl GopCache {
 #[derive(Debug)]
 pub struct RetransmitBuffer {
     slots: Vec<Option<rtp::Packet>>,
+    /// The stream's rate, measured on the packets pushed (for viewers' budgets).
+    rate: StreamRate,
+}
+
+/// A video stream's payload rate, measured over windows of about a second of its RTP
+/// timestamps (90 kHz for every video codec), so it needs no clock.
+#[derive(Debug, Default)]
+struct StreamRate {
+    /// The first RTP timestamp of the window being measured, and its payload bytes.
+    window: Option<(u32, u64)>,
+    /// Bytes a second over the last whole window.
+    bytes_per_sec: u64,
+}
+
+impl StreamRate {
+    const CLOCK: u64 = 90_000;
+
+    fn push(&mut self, timestamp: u32, bytes: usize) {
+        let Some((start, sum)) = self.window.as_mut() else {
+            self.window = Some((timestamp, bytes as u64));
+            return;
+        };
+        *sum += bytes as u64;
+        let elapsed = u64::from(timestamp.wrapping_sub(*start));
+        if elapsed >= Self::CLOCK {
+            // A timestamp jump (a new source, a backwards step) is no measurement.
+            if elapsed <= 10 * Self::CLOCK {
+                self.bytes_per_sec = *sum * Self::CLOCK / elapsed;
+            }
+            self.window = Some((timestamp, 0));
+        }
+    }
 }
 
 impl Default for RetransmitBuffer {
@@ -179,6 +211,7 @@ impl RetransmitBuffer {
     pub fn new(size: usize) -> RetransmitBuffer {
         RetransmitBuffer {
             slots: vec![None; size.max(1).next_power_of_two()],
+            rate: StreamRate::default(),
         }
     }
 
@@ -190,6 +223,14 @@ impl RetransmitBuffer {
     pub fn push(&mut self, packet: &rtp::Packet) {
         let i = self.slot(packet.header.sequence_number);
         self.slots[i] = Some(packet.clone());
+        self.rate
+            .push(packet.header.timestamp, packet.payload.len());
+    }
+
+    /// The stream's payload rate in bytes a second, measured on the packets pushed over
+    /// the last second or so (0 until then).
+    pub fn bytes_per_sec(&self) -> u64 {
+        self.rate.bytes_per_sec
     }
 
     /// The source packet `seq` of stream `ssrc`, if still held.
@@ -202,6 +243,49 @@ impl RetransmitBuffer {
     /// Forgets everything (the source changed).
     pub fn clear(&mut self) {
         self.slots.iter_mut().for_each(|s| *s = None);
+        self.rate = StreamRate::default();
+    }
+}
+
+/// One viewer's retransmission budget: a token bucket in bytes, refilled at about twice
+/// its stream's rate (never less than [`RetransmitBudget::FLOOR`]) and holding half a
+/// second of that. A viewer NACKing everything gets no more than that, whatever it asks.
+/// Time is an input.
+#[derive(Debug, Default)]
+pub struct RetransmitBudget {
+    /// Bytes it may still be sent, as of `at`.
+    tokens: f64,
+    /// When `tokens` was last brought up to date; `None` before the first retransmission
+    /// (the bucket starts full).
+    at: Option<Instant>,
+}
+
+impl RetransmitBudget {
+    /// The budget's rate as a multiple of the stream's.
+    pub const FACTOR: u64 = 2;
+    /// The least budget in bytes a second (512 kbit/s): a stream just started or a still
+    /// picture has little rate to measure, and its losses still need answers.
+    pub const FLOOR: u64 = 64_000;
+    /// How much of a second's budget may be spent at once.
+    const BURST: f64 = 0.5;
+
+    /// Takes `bytes` from the budget of a viewer of a stream of `stream_rate` bytes a
+    /// second at `now`; false (and nothing taken) when they would exceed it.
+    pub fn take(&mut self, bytes: usize, stream_rate: u64, now: Instant) -> bool {
+        let rate = (stream_rate * Self::FACTOR).max(Self::FLOOR) as f64;
+        let full = rate * Self::BURST;
+        self.tokens = match self.at {
+            Some(at) => {
+                (self.tokens + rate * now.saturating_duration_since(at).as_secs_f64()).min(full)
+            }
+            None => full,
+        };
+        self.at = Some(now);
+        if self.tokens < bytes as f64 {
+            return false;
+        }
+        self.tokens -= bytes as f64;
+        true
     }
 }
 
@@ -602,6 +686,41 @@ mod tests {
         fn key_packet() -> rtp::Packet {
             pkt(1, 150, 450_000, b"k")
         }
+    }
+
+    #[test]
+    fn the_retransmission_budget_is_twice_the_stream_with_a_floor() {
+        let t0 = Instant::now();
+        let mut budget = RetransmitBudget::default();
+        // 200 kB/s of stream: 400 kB/s of budget, half a second of it at once.
+        assert!(budget.take(200_000, 200_000, t0));
+        assert!(!budget.take(1_000, 200_000, t0));
+        assert!(budget.take(40_000, 200_000, t0 + Duration::from_millis(100)));
+        assert!(!budget.take(1_000, 200_000, t0 + Duration::from_millis(100)));
+        // A stream with no measured rate yet still gets the floor.
+        let mut budget = RetransmitBudget::default();
+        assert!(budget.take(RetransmitBudget::FLOOR as usize / 2, 0, t0));
+        assert!(!budget.take(1, 0, t0));
+    }
+
+    #[test]
+    fn the_buffer_measures_its_streams_rate_on_rtp_time() {
+        let mut buf = RetransmitBuffer::new(64);
+        assert_eq!(buf.bytes_per_sec(), 0);
+        // 100 packets of 1,000 bytes over 2 s of 90 kHz timestamps.
+        for i in 0..=100u32 {
+            buf.push(&rtp::Packet {
+                header: rtp::header::Header {
+                    sequence_number: i as u16,
+                    timestamp: i * 1_800,
+                    ssrc: 1,
+                    ..Default::default()
+                },
+                payload: Bytes::from(vec![0u8; 1_000]),
+            });
+        }
+        let rate = buf.bytes_per_sec();
+        assert!((45_000..=55_000).contains(&rate), "{rate}");
     }
 
     #[test]

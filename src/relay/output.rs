@@ -20,6 +20,12 @@ use super::srtp::{GcmRtp, Rollover, SenderReportInput};
 use super::udp::Outbox;
 use crate::media::MediaKind;
 
+/// At most this many distinct sequence numbers of one RTCP datagram from a viewer are
+/// answered: one packet of NACK pairs names up to 17 numbers per 4 bytes, thousands in
+/// all, and a link that loses more than this between two NACKs is better served by the
+/// next keyframe.
+pub const MAX_NACKED_PER_RTCP: usize = 64;
+
 /// How often each viewer gets sender reports (lip sync, RFC 3550 §6.4.1).
 const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -130,8 +136,10 @@ pub(super) struct Detached {
 pub(super) struct Feedback {
     /// A PLI or FIR: the publisher should send a keyframe.
     pub(super) keyframe: bool,
-    /// Video sequence numbers it is missing.
+    /// Video sequence numbers it is missing: distinct, at most [`MAX_NACKED_PER_RTCP`].
     pub(super) nacked: Vec<u16>,
+    /// Distinct numbers it NACKed beyond those.
+    pub(super) nacked_over_cap: u64,
     /// The fraction lost of each of its receiver reports on our video.
     pub(super) losses: Vec<u8>,
 }
@@ -143,14 +151,26 @@ impl Feedback {
         packets: &[Box<dyn rtc::rtcp::packet::Packet>],
     ) {
         let video_ssrc = v.video.as_ref().map(|t| t.rewriter.ssrc());
+        // Which sequence numbers this datagram already named (one bit each).
+        let mut named = [0u64; 1024];
         for p in packets {
             let any = p.as_any();
             if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                 self.keyframe = true;
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                 if Some(nack.media_ssrc) == video_ssrc {
-                    self.nacked
-                        .extend(nack.nacks.iter().flat_map(|n| n.packet_list()));
+                    for seq in nack.nacks.iter().flat_map(|pair| *pair) {
+                        let (word, bit) = (usize::from(seq >> 6), 1u64 << (seq & 63));
+                        if named[word] & bit != 0 {
+                            continue;
+                        }
+                        named[word] |= bit;
+                        if self.nacked.len() < MAX_NACKED_PER_RTCP {
+                            self.nacked.push(seq);
+                        } else {
+                            self.nacked_over_cap += 1;
+                        }
+                    }
                 }
             } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
                 self.losses.extend(
