@@ -19,7 +19,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::{debug, info, warn};
 
 use super::media::starts_keyframe;
-use super::media::{GopCache, HealthAction, RetransmitBuffer, VideoCodec, ViewerHealth};
+use super::media::{
+    GopCache, HealthAction, RetransmitBudget, RetransmitBuffer, VideoCodec, ViewerHealth,
+};
 use super::{ChannelStatus, RelayCounters, RelayError};
 use crate::config::SOURCE_QUALITY;
 use crate::ids::{ChannelName, SessionId};
@@ -152,6 +154,10 @@ pub trait Deliver {
     /// The viewer's stream breaks here (a new source, a skip to a keyframe): its next
     /// packet of `kind` (both kinds when `None`) starts a new run of sequence numbers.
     fn resync(&mut self, viewer: PeerKey, kind: Option<MediaKind>);
+    /// Sends a video packet again (a retransmission) exactly as it was first sent to the
+    /// viewer: under the same outgoing sequence number and timestamp, whatever resyncs
+    /// came since; returns false, sending nothing, when it was never sent to it.
+    fn resend(&mut self, viewer: PeerKey, packet: &rtp::Packet) -> bool;
     /// The hub is done with this viewer for this batch of packets.
     fn done(&mut self, viewer: PeerKey);
 }
@@ -308,6 +314,8 @@ struct Viewer {
     /// Video is withheld until the next keyframe (its link was losing too much).
     skip_video: bool,
     health: ViewerHealth,
+    /// What its NACKs may still cost (bytes a second, about twice its stream's rate).
+    rtx_budget: RetransmitBudget,
     /// Whether it attends the live session (an attendance row is open): from the first
     /// packet it was sent in that session, so a viewer that never got media has no row.
     attending: bool,
@@ -792,6 +800,7 @@ impl Hub {
                 replay_at: None,
                 skip_video: false,
                 health: ViewerHealth::default(),
+                rtx_budget: RetransmitBudget::default(),
                 attending: false,
                 client,
             },
@@ -1030,14 +1039,17 @@ impl Hub {
     }
 
     /// Resends a viewer's NACKed video packets, given as source `(ssrc, sequence number)`,
-    /// that the channel still holds; returns how many went.
+    /// that the channel still holds, within the viewer's retransmission budget at `now`;
+    /// returns how many went. Each goes out exactly as it was first sent to this viewer
+    /// ([`Deliver::resend`]), or not at all.
     pub fn retransmit(
         &mut self,
         key: PeerKey,
         wanted: impl IntoIterator<Item = (u32, u16)>,
+        now: Instant,
         out: &mut impl Deliver,
     ) -> usize {
-        let Some(v) = self.viewers.get(&key) else {
+        let Some(v) = self.viewers.get_mut(&key) else {
             return 0;
         };
         let Some(stream) = self
@@ -1047,15 +1059,23 @@ impl Hub {
         else {
             return 0;
         };
-        let mut resent = 0;
+        let rate = stream.rtx.bytes_per_sec();
+        let (mut resent, mut refused) = (0, 0);
         for (ssrc, seq) in wanted {
-            if let Some(packet) = stream.rtx.get(ssrc, seq)
-                && out.send(key, MediaKind::Video, packet)
-            {
+            let Some(packet) = stream.rtx.get(ssrc, seq) else {
+                continue;
+            };
+            // The payload and an RTP header; SRTP's tag is small beside a video packet.
+            if !v.rtx_budget.take(packet.payload.len() + 12, rate, now) {
+                refused += 1;
+                continue;
+            }
+            if out.resend(key, packet) {
                 resent += 1;
             }
         }
         RelayCounters::add(&self.counters.retransmissions, resent as u64);
+        RelayCounters::add(&self.counters.retransmissions_refused, refused);
         resent
     }
 

@@ -1,6 +1,7 @@
 //! Media-level helpers of the relay that need no IO: keyframe detection in RTP payloads,
 //! the per-channel keyframe-group cache and the per-viewer header rewriter.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use rtc::rtp;
@@ -164,6 +165,38 @@ impl GopCache {
 #[derive(Debug)]
 pub struct RetransmitBuffer {
     slots: Vec<Option<rtp::Packet>>,
+    /// The stream's rate, measured on the packets pushed (for viewers' budgets).
+    rate: StreamRate,
+}
+
+/// A video stream's payload rate, measured over windows of about a second of its RTP
+/// timestamps (90 kHz for every video codec), so it needs no clock.
+#[derive(Debug, Default)]
+struct StreamRate {
+    /// The first RTP timestamp of the window being measured, and its payload bytes.
+    window: Option<(u32, u64)>,
+    /// Bytes a second over the last whole window.
+    bytes_per_sec: u64,
+}
+
+impl StreamRate {
+    const CLOCK: u64 = 90_000;
+
+    fn push(&mut self, timestamp: u32, bytes: usize) {
+        let Some((start, sum)) = self.window.as_mut() else {
+            self.window = Some((timestamp, bytes as u64));
+            return;
+        };
+        *sum += bytes as u64;
+        let elapsed = u64::from(timestamp.wrapping_sub(*start));
+        if elapsed >= Self::CLOCK {
+            // A timestamp jump (a new source, a backwards step) is no measurement.
+            if elapsed <= 10 * Self::CLOCK {
+                self.bytes_per_sec = *sum * Self::CLOCK / elapsed;
+            }
+            self.window = Some((timestamp, 0));
+        }
+    }
 }
 
 impl Default for RetransmitBuffer {
@@ -178,6 +211,7 @@ impl RetransmitBuffer {
     pub fn new(size: usize) -> RetransmitBuffer {
         RetransmitBuffer {
             slots: vec![None; size.max(1).next_power_of_two()],
+            rate: StreamRate::default(),
         }
     }
 
@@ -189,6 +223,14 @@ impl RetransmitBuffer {
     pub fn push(&mut self, packet: &rtp::Packet) {
         let i = self.slot(packet.header.sequence_number);
         self.slots[i] = Some(packet.clone());
+        self.rate
+            .push(packet.header.timestamp, packet.payload.len());
+    }
+
+    /// The stream's payload rate in bytes a second, measured on the packets pushed over
+    /// the last second or so (0 until then).
+    pub fn bytes_per_sec(&self) -> u64 {
+        self.rate.bytes_per_sec
     }
 
     /// The source packet `seq` of stream `ssrc`, if still held.
@@ -201,6 +243,49 @@ impl RetransmitBuffer {
     /// Forgets everything (the source changed).
     pub fn clear(&mut self) {
         self.slots.iter_mut().for_each(|s| *s = None);
+        self.rate = StreamRate::default();
+    }
+}
+
+/// One viewer's retransmission budget: a token bucket in bytes, refilled at about twice
+/// its stream's rate (never less than [`RetransmitBudget::FLOOR`]) and holding half a
+/// second of that. A viewer NACKing everything gets no more than that, whatever it asks.
+/// Time is an input.
+#[derive(Debug, Default)]
+pub struct RetransmitBudget {
+    /// Bytes it may still be sent, as of `at`.
+    tokens: f64,
+    /// When `tokens` was last brought up to date; `None` before the first retransmission
+    /// (the bucket starts full).
+    at: Option<Instant>,
+}
+
+impl RetransmitBudget {
+    /// The budget's rate as a multiple of the stream's.
+    pub const FACTOR: u64 = 2;
+    /// The least budget in bytes a second (512 kbit/s): a stream just started or a still
+    /// picture has little rate to measure, and its losses still need answers.
+    pub const FLOOR: u64 = 64_000;
+    /// How much of a second's budget may be spent at once.
+    const BURST: f64 = 0.5;
+
+    /// Takes `bytes` from the budget of a viewer of a stream of `stream_rate` bytes a
+    /// second at `now`; false (and nothing taken) when they would exceed it.
+    pub fn take(&mut self, bytes: usize, stream_rate: u64, now: Instant) -> bool {
+        let rate = (stream_rate * Self::FACTOR).max(Self::FLOOR) as f64;
+        let full = rate * Self::BURST;
+        self.tokens = match self.at {
+            Some(at) => {
+                (self.tokens + rate * now.saturating_duration_since(at).as_secs_f64()).min(full)
+            }
+            None => full,
+        };
+        self.at = Some(now);
+        if self.tokens < bytes as f64 {
+            return false;
+        }
+        self.tokens -= bytes as f64;
+        true
     }
 }
 
@@ -268,6 +353,30 @@ pub struct Rewriter {
     last_out_seq: u16,
     last_out_ts: u32,
     last_at: Option<Instant>,
+    /// The last few runs of outgoing numbers, newest last, each with its own mapping: a
+    /// NACK for a number sent before a resync is answered with the packet once sent
+    /// under it, never with whatever the current mapping puts there (same SSRC, rollover
+    /// and sequence number with other bytes would reuse an AES-GCM nonce).
+    runs: VecDeque<Run>,
+}
+
+/// A run of outgoing sequence numbers sent with one mapping from one source stream.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    source_ssrc: u32,
+    seq_offset: u16,
+    ts_offset: u32,
+    /// The newest outgoing number of the run.
+    last_out: u16,
+    /// How many numbers it covers (up to and including `last_out`), saturating.
+    covered: u32,
+}
+
+impl Run {
+    /// Whether `out_seq` was sent in this run.
+    fn holds(&self, out_seq: u16) -> bool {
+        u32::from(self.last_out.wrapping_sub(out_seq)) < self.covered.min(0x8000)
+    }
 }
 
 impl Rewriter {
@@ -283,8 +392,13 @@ impl Rewriter {
             last_out_seq: 0,
             last_out_ts: 0,
             last_at: None,
+            runs: VecDeque::new(),
         }
     }
+
+    /// Runs kept for answering NACKs: resyncs are seconds apart, the channel's buffer
+    /// holds a few seconds.
+    const RUNS: usize = 8;
 
     /// Makes the next packet re-anchor the mapping (after skipping packets or a source
     /// change), so the viewer sees no gap in sequence numbers.
@@ -308,11 +422,27 @@ impl Rewriter {
         )
     }
 
-    /// The source stream and sequence number behind an outgoing sequence number, for
-    /// answering a NACK (valid while the source has not changed since).
+    /// The source stream and sequence number of the packet sent under an outgoing
+    /// sequence number, for answering a NACK; `None` when nothing this rewriter still
+    /// remembers was sent under it.
     pub fn source_seq(&self, out_seq: u16) -> Option<(u32, u16)> {
-        self.source_ssrc
-            .map(|ssrc| (ssrc, out_seq.wrapping_sub(self.seq_offset)))
+        self.runs
+            .iter()
+            .rev()
+            .find(|run| run.holds(out_seq))
+            .map(|run| (run.source_ssrc, out_seq.wrapping_sub(run.seq_offset)))
+    }
+
+    /// `packet` again exactly as it was sent before (same outgoing sequence number and
+    /// timestamp), whatever resyncs came since; `None` when it was never sent. Changes
+    /// nothing: a retransmission neither anchors nor advances the stream.
+    pub fn resent(&self, packet: &rtp::Packet) -> Option<rtp::Packet> {
+        let header = &packet.header;
+        let run = self.runs.iter().rev().find(|run| {
+            run.source_ssrc == header.ssrc
+                && run.holds(header.sequence_number.wrapping_add(run.seq_offset))
+        })?;
+        Some(self.outgoing(packet, run.seq_offset, run.ts_offset))
     }
 
     /// The outgoing header for `packet` received at `now`. Payload is untouched (shared).
@@ -337,13 +467,41 @@ impl Rewriter {
         }
         let seq = header.sequence_number.wrapping_add(self.seq_offset);
         let ts = header.timestamp.wrapping_add(self.ts_offset);
-        // Track the newest output only; retransmitted older packets keep their slot.
+        let anchored = self.runs.back().is_some_and(|run| {
+            run.source_ssrc == header.ssrc
+                && run.seq_offset == self.seq_offset
+                && run.ts_offset == self.ts_offset
+        });
+        if !anchored {
+            if self.runs.len() == Self::RUNS {
+                self.runs.pop_front();
+            }
+            self.runs.push_back(Run {
+                source_ssrc: header.ssrc,
+                seq_offset: self.seq_offset,
+                ts_offset: self.ts_offset,
+                last_out: seq,
+                covered: 1,
+            });
+        }
+        // Track the newest output only; out-of-order older packets keep their slot.
         let newer = self.last_at.is_none() || seq.wrapping_sub(self.last_out_seq) < 0x8000;
         if newer {
             self.last_out_seq = seq;
             self.last_out_ts = ts;
             self.last_at = Some(now);
+            if let Some(run) = self.runs.back_mut() {
+                let step = u32::from(seq.wrapping_sub(run.last_out));
+                run.covered = run.covered.saturating_add(step);
+                run.last_out = seq;
+            }
         }
+        self.outgoing(packet, self.seq_offset, self.ts_offset)
+    }
+
+    /// `packet` with this viewer's header under a mapping.
+    fn outgoing(&self, packet: &rtp::Packet, seq_offset: u16, ts_offset: u32) -> rtp::Packet {
+        let header = &packet.header;
         rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
@@ -351,8 +509,8 @@ impl Rewriter {
                 extension: false,
                 marker: header.marker,
                 payload_type: self.payload_type,
-                sequence_number: seq,
-                timestamp: ts,
+                sequence_number: header.sequence_number.wrapping_add(seq_offset),
+                timestamp: header.timestamp.wrapping_add(ts_offset),
                 ssrc: self.ssrc,
                 csrc: Vec::new(),
                 extension_profile: 0,
@@ -497,6 +655,72 @@ mod tests {
         rw.rewrite(&pkt(2, 9_000, 0, b"b"), t0 + Duration::from_millis(20));
         let out = rw.rewrite(&pkt(2, 9_001, 3_000, b"c"), t0 + Duration::from_millis(40));
         assert_eq!(rw.source_seq(out.header.sequence_number), Some((2, 9_001)));
+    }
+
+    #[test]
+    fn a_number_sent_before_a_resync_keeps_its_packet() {
+        let t0 = Instant::now();
+        let mut rw = Rewriter::new(9, 96, 90_000);
+        let before: Vec<_> = (100..=110u16)
+            .map(|seq| rw.rewrite(&pkt(1, seq, u32::from(seq) * 3_000, b"a"), t0))
+            .collect();
+        // Skipped to the keyframe at 150: the viewer's numbering goes on at 111.
+        rw.resync();
+        let key = rw.rewrite(&pkt(1, 150, 450_000, b"k"), t0);
+        assert_eq!(key.header.sequence_number, 111);
+        // 105 was sent as source 105, not as what the new mapping puts there (144).
+        assert_eq!(rw.source_seq(105), Some((1, 105)));
+        assert_eq!(rw.source_seq(111), Some((1, 150)));
+        let again = rw.resent(&pkt(1, 105, 315_000, b"a")).unwrap();
+        assert_eq!(again.header, before[5].header);
+        assert_eq!(rw.resent(&key_packet()).unwrap().header, key.header);
+        // Numbers never sent, and skipped packets, are not sent at all.
+        assert_eq!(rw.source_seq(112), None);
+        assert!(rw.resent(&pkt(1, 120, 360_000, b"s")).is_none());
+        assert!(rw.resent(&pkt(1, 111, 333_000, b"s")).is_none());
+        assert!(rw.resent(&pkt(2, 105, 315_000, b"a")).is_none());
+        // A retransmission neither anchors nor advances the stream.
+        let next = rw.rewrite(&pkt(1, 151, 450_000, b"n"), t0);
+        assert_eq!(next.header.sequence_number, 112);
+
+        fn key_packet() -> rtp::Packet {
+            pkt(1, 150, 450_000, b"k")
+        }
+    }
+
+    #[test]
+    fn the_retransmission_budget_is_twice_the_stream_with_a_floor() {
+        let t0 = Instant::now();
+        let mut budget = RetransmitBudget::default();
+        // 200 kB/s of stream: 400 kB/s of budget, half a second of it at once.
+        assert!(budget.take(200_000, 200_000, t0));
+        assert!(!budget.take(1_000, 200_000, t0));
+        assert!(budget.take(40_000, 200_000, t0 + Duration::from_millis(100)));
+        assert!(!budget.take(1_000, 200_000, t0 + Duration::from_millis(100)));
+        // A stream with no measured rate yet still gets the floor.
+        let mut budget = RetransmitBudget::default();
+        assert!(budget.take(RetransmitBudget::FLOOR as usize / 2, 0, t0));
+        assert!(!budget.take(1, 0, t0));
+    }
+
+    #[test]
+    fn the_buffer_measures_its_streams_rate_on_rtp_time() {
+        let mut buf = RetransmitBuffer::new(64);
+        assert_eq!(buf.bytes_per_sec(), 0);
+        // 100 packets of 1,000 bytes over 2 s of 90 kHz timestamps.
+        for i in 0..=100u32 {
+            buf.push(&rtp::Packet {
+                header: rtp::header::Header {
+                    sequence_number: i as u16,
+                    timestamp: i * 1_800,
+                    ssrc: 1,
+                    ..Default::default()
+                },
+                payload: Bytes::from(vec![0u8; 1_000]),
+            });
+        }
+        let rate = buf.bytes_per_sec();
+        assert!((45_000..=55_000).contains(&rate), "{rate}");
     }
 
     #[test]

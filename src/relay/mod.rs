@@ -36,6 +36,7 @@ use crate::ids::{ChannelName, SessionId};
 pub use engine::Engine;
 pub use media::{h264_codec, opus_codec, vp8_codec};
 pub use negotiate::check_viewer_offer_shape;
+pub use output::MAX_NACKED_PER_RTCP;
 pub use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 pub use tap::{ChannelMedia, LiveMedia, Subscription};
 
@@ -320,6 +321,9 @@ pub struct RelayCounters {
     pub plis_forwarded: AtomicU64,
     /// Packets resent to viewers in answer to NACKs.
     pub retransmissions: AtomicU64,
+    /// NACKed packets not resent because the viewer's RTCP named more than
+    /// [`MAX_NACKED_PER_RTCP`] of them or its retransmission budget was spent.
+    pub retransmissions_refused: AtomicU64,
     /// Times a lossy viewer's video was cut to the next keyframe.
     pub viewers_skipped: AtomicU64,
     /// Viewers disconnected because their link lost too much for too long.
@@ -337,7 +341,7 @@ impl RelayCounters {
     }
 
     /// Name, help text and value of every counter, for `/metrics`.
-    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 12] {
+    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 13] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             (
@@ -379,6 +383,11 @@ impl RelayCounters {
                 "feiyan_retransmissions_total",
                 "packets resent to viewers for NACKs",
                 get(&self.retransmissions),
+            ),
+            (
+                "feiyan_retransmissions_refused_total",
+                "NACKed packets not resent: over the per-RTCP cap or the viewer's budget",
+                get(&self.retransmissions_refused),
             ),
             (
                 "feiyan_viewers_skipped_total",

@@ -20,6 +20,12 @@ use super::srtp::{GcmRtp, Rollover, SenderReportInput};
 use super::udp::Outbox;
 use crate::media::MediaKind;
 
+/// At most this many distinct sequence numbers of one RTCP datagram from a viewer are
+/// answered: one packet of NACK pairs names up to 17 numbers per 4 bytes, thousands in
+/// all, and a link that loses more than this between two NACKs is better served by the
+/// next keyframe.
+pub const MAX_NACKED_PER_RTCP: usize = 64;
+
 /// How often each viewer gets sender reports (lip sync, RFC 3550 §6.4.1).
 const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -130,8 +136,10 @@ pub(super) struct Detached {
 pub(super) struct Feedback {
     /// A PLI or FIR: the publisher should send a keyframe.
     pub(super) keyframe: bool,
-    /// Video sequence numbers it is missing.
+    /// Video sequence numbers it is missing: distinct, at most [`MAX_NACKED_PER_RTCP`].
     pub(super) nacked: Vec<u16>,
+    /// Distinct numbers it NACKed beyond those.
+    pub(super) nacked_over_cap: u64,
     /// The fraction lost of each of its receiver reports on our video.
     pub(super) losses: Vec<u8>,
 }
@@ -143,14 +151,26 @@ impl Feedback {
         packets: &[Box<dyn rtc::rtcp::packet::Packet>],
     ) {
         let video_ssrc = v.video.as_ref().map(|t| t.rewriter.ssrc());
+        // Which sequence numbers this datagram already named (one bit each).
+        let mut named = [0u64; 1024];
         for p in packets {
             let any = p.as_any();
             if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                 self.keyframe = true;
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                 if Some(nack.media_ssrc) == video_ssrc {
-                    self.nacked
-                        .extend(nack.nacks.iter().flat_map(|n| n.packet_list()));
+                    for seq in nack.nacks.iter().flat_map(|pair| *pair) {
+                        let (word, bit) = (usize::from(seq >> 6), 1u64 << (seq & 63));
+                        if named[word] & bit != 0 {
+                            continue;
+                        }
+                        named[word] |= bit;
+                        if self.nacked.len() < MAX_NACKED_PER_RTCP {
+                            self.nacked.push(seq);
+                        } else {
+                            self.nacked_over_cap += 1;
+                        }
+                    }
                 }
             } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
                 self.losses.extend(
@@ -175,6 +195,13 @@ impl Deliver for Fanout<'_> {
     fn send(&mut self, viewer: PeerKey, kind: MediaKind, packet: &rtp::Packet) -> bool {
         match self.peers.get_mut(viewer) {
             Some(peer) => write_to_viewer(peer, kind, packet, self.now, self.outbox),
+            None => false,
+        }
+    }
+
+    fn resend(&mut self, viewer: PeerKey, packet: &rtp::Packet) -> bool {
+        match self.peers.get_mut(viewer) {
+            Some(peer) => resend_to_viewer(peer, packet, self.now, self.outbox),
             None => false,
         }
     }
@@ -215,13 +242,50 @@ pub(super) fn write_to_viewer(
     now: Instant,
     out: &mut Outbox,
 ) -> bool {
-    let send_to = peer.send_to;
     let Role::Viewer(v) = &mut peer.role else {
         return false;
     };
     if !v.connected {
         return false;
     }
+    let track = match kind {
+        MediaKind::Video => v.video.as_mut(),
+        MediaKind::Audio => v.audio.as_mut(),
+    };
+    let Some(track) = track else {
+        return false;
+    };
+    let rewritten = track.rewriter.rewrite(packet, now);
+    send_rewritten(peer, kind, rewritten, now, out)
+}
+
+/// Sends a video packet to a viewer again, exactly as it was first sent to it (see
+/// [`super::media::Rewriter::resent`]); false when it never was.
+fn resend_to_viewer(peer: &mut Peer, packet: &rtp::Packet, now: Instant, out: &mut Outbox) -> bool {
+    let Role::Viewer(v) = &mut peer.role else {
+        return false;
+    };
+    if !v.connected {
+        return false;
+    }
+    let Some(rewritten) = v.video.as_ref().and_then(|t| t.rewriter.resent(packet)) else {
+        return false;
+    };
+    send_rewritten(peer, MediaKind::Video, rewritten, now, out)
+}
+
+/// Counts, protects and queues a packet already rewritten for the viewer.
+fn send_rewritten(
+    peer: &mut Peer,
+    kind: MediaKind,
+    rewritten: rtp::Packet,
+    now: Instant,
+    out: &mut Outbox,
+) -> bool {
+    let send_to = peer.send_to;
+    let Role::Viewer(v) = &mut peer.role else {
+        return false;
+    };
     let ViewerOutput {
         video,
         audio,
@@ -229,14 +293,12 @@ pub(super) fn write_to_viewer(
         gcm,
         ..
     } = v.as_mut();
-    let track = match kind {
+    let Some(track) = (match kind {
         MediaKind::Video => video.as_mut(),
         MediaKind::Audio => audio.as_mut(),
-    };
-    let Some(track) = track else {
+    }) else {
         return false;
     };
-    let rewritten = track.rewriter.rewrite(packet, now);
     track.packets = track.packets.wrapping_add(1);
     track.octets = track.octets.wrapping_add(rewritten.payload.len() as u32);
     if let Some(to) = send_to

@@ -12,6 +12,9 @@ use tracing::{info, warn};
 use super::RelayCounters;
 use crate::config::WebRtcConfig;
 
+/// How long one turn's send waits, in all, for room in a full socket buffer.
+const FULL_SOCKET_WAIT: Duration = Duration::from_millis(20);
+
 /// Datagrams waiting for the socket, and a buffer reused to marshal each packet.
 #[derive(Default)]
 pub(super) struct Outbox {
@@ -63,8 +66,8 @@ impl MediaSocket {
         self.socket.try_recv_from(buf)
     }
 
-    /// Sends the outbox: batched, waiting briefly when the socket buffer is full and
-    /// dropping rather than stalling every other viewer.
+    /// Sends the outbox: batched, waiting at most [`FULL_SOCKET_WAIT`] in all when the
+    /// socket buffer is full and dropping the rest rather than stalling every other viewer.
     pub(super) async fn send(&mut self, outbox: &mut Outbox, counters: &RelayCounters) {
         if outbox.datagrams.is_empty() {
             return;
@@ -74,6 +77,7 @@ impl MediaSocket {
         let mut segmented = 0u64;
         let datagrams = std::mem::take(&mut outbox.datagrams);
         let mut rest: &[(BytesMut, SocketAddr)] = &datagrams;
+        let mut give_up_at: Option<tokio::time::Instant> = None;
         while !rest.is_empty() {
             let attempt = |gso: bool| {
                 self.socket.try_io(tokio::io::Interest::WRITABLE, || {
@@ -100,14 +104,15 @@ impl MediaSocket {
                     rest = &rest[n..];
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                    // The shared socket buffer is full: wait briefly for room, then
-                    // drop rather than stall every other viewer.
-                    let ready =
-                        tokio::time::timeout(Duration::from_millis(20), self.socket.writable())
-                            .await;
+                    // The shared socket buffer is full: wait for room until this turn's
+                    // deadline, then drop the rest rather than stall every other viewer
+                    // (one wait per turn, not one per datagram).
+                    let deadline = *give_up_at
+                        .get_or_insert_with(|| tokio::time::Instant::now() + FULL_SOCKET_WAIT);
+                    let ready = tokio::time::timeout_at(deadline, self.socket.writable()).await;
                     if !matches!(ready, Ok(Ok(()))) {
-                        dropped += 1;
-                        rest = &rest[1..];
+                        dropped += rest.len() as u64;
+                        rest = &[];
                     }
                 }
                 Err(_) => {

@@ -38,6 +38,8 @@ enum Stack {
         pc: Arc<dyn PeerConnection>,
         /// Keeps the state channels alive and exposes the connection state.
         handler: Arc<StateHandler>,
+        /// The remote video track once open, for [`WhepViewer::send_video_rtcp`].
+        video_track: webrtc_rs::VideoTrackSlot,
     },
     /// See [`ViewerStack::Light`]; its driver task is in `tasks`.
     Light {
@@ -242,6 +244,7 @@ impl Parts {
             Stack::WebRtc {
                 pc: session.pc,
                 handler: session.handler,
+                video_track: session.video_track,
             },
             resource.location,
             bearer_token,
@@ -367,6 +370,33 @@ impl WhepViewer {
         to: Option<Instant>,
     ) -> KindCounters {
         lock(&self.state).received_between(kind, from, to)
+    }
+
+    /// The SSRC the server sends video with, once the video track is open (webrtc-rs
+    /// stack only).
+    pub async fn video_ssrc(&self) -> Option<u32> {
+        let track = self.video_track()?;
+        track.ssrcs().await.first().copied()
+    }
+
+    /// Sends RTCP about the video track, as crafted by the caller (a NACK, a receiver
+    /// report): for tests of how the server takes feedback, well-formed or not. webrtc-rs
+    /// stack only, once the video track is open.
+    pub async fn send_video_rtcp(&self, packets: Vec<Box<dyn rtc::rtcp::Packet>>) -> Result<()> {
+        let track = self.video_track().ok_or_else(|| {
+            ClientError::Negotiation("no open video track on a webrtc-rs viewer".to_owned())
+        })?;
+        track
+            .write_rtcp(packets)
+            .await
+            .map_err(ClientError::webrtc("sending RTCP"))
+    }
+
+    fn video_track(&self) -> Option<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>> {
+        match &self.stack {
+            Stack::WebRtc { video_track, .. } => lock(video_track).clone(),
+            Stack::Light { .. } => None,
+        }
     }
 
     /// Ends the session: `DELETE`s the session resource and closes the peer connection. The

@@ -26,7 +26,12 @@ pub(super) struct WebRtcSession {
     pub(super) handler: Arc<StateHandler>,
     /// The complete offer, for the `POST`.
     pub(super) offer_sdp: String,
+    /// The remote video track once it opens, for sending RTCP about it.
+    pub(super) video_track: VideoTrackSlot,
 }
+
+/// Where the receive task puts the remote video track when it opens.
+pub(super) type VideoTrackSlot = Arc<Mutex<Option<Arc<dyn TrackRemote>>>>;
 
 /// Builds the peer connection, whose tracks are received into `state` by tasks pushed to
 /// `tasks`, and gathers its offer.
@@ -36,13 +41,20 @@ pub(super) async fn offer(
     tasks: &Arc<Mutex<Vec<JoinHandle<()>>>>,
 ) -> Result<WebRtcSession> {
     let (media_engine, registry) = viewer_media_engine(opts.video_codecs)?;
+    let video_track = VideoTrackSlot::default();
     let on_track: TrackCallback = {
         let state = state.clone();
         let tasks = tasks.clone();
+        let video_track = video_track.clone();
         let runtime = tokio::runtime::Handle::current();
         let request_keyframe = opts.request_keyframe_on_start;
         Arc::new(move |track: Arc<dyn TrackRemote>| {
-            let task = runtime.spawn(receive(track, state.clone(), request_keyframe));
+            let task = runtime.spawn(receive(
+                track,
+                state.clone(),
+                request_keyframe,
+                video_track.clone(),
+            ));
             lock(&tasks).push(task);
         })
     };
@@ -63,6 +75,7 @@ pub(super) async fn offer(
             pc,
             handler,
             offer_sdp,
+            video_track,
         }),
         Err(e) => {
             let _ = pc.close().await;
@@ -98,12 +111,16 @@ async fn receive(
     track: Arc<dyn TrackRemote>,
     state: Arc<Mutex<ReceiveRecord>>,
     request_keyframe: bool,
+    video_track: VideoTrackSlot,
 ) {
     let kind = match track.kind().await {
         RtpCodecKind::Audio => TrackKind::Audio,
         RtpCodecKind::Video => TrackKind::Video,
         _ => return,
     };
+    if kind == TrackKind::Video {
+        *lock(&video_track) = Some(track.clone());
+    }
     let ssrc = track.ssrcs().await.first().copied();
     let codec = match ssrc {
         Some(ssrc) => track.codec(ssrc).await.map(|c| c.mime_type),

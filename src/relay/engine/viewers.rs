@@ -353,8 +353,12 @@ impl Engine {
                 None => Vec::new(),
             };
             let (hub, mut out) = self.fanout(now);
-            hub.retransmit(key, wanted, &mut out);
+            hub.retransmit(key, wanted, now, &mut out);
         }
+        RelayCounters::add(
+            &self.board.counters.retransmissions_refused,
+            feedback.nacked_over_cap,
+        );
         for fraction_lost in feedback.losses {
             if !self.hub.viewer_loss(key, fraction_lost, now) {
                 self.remove_peer(key, "link lost too much for too long");

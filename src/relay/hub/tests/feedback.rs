@@ -252,7 +252,7 @@ fn nack_is_answered_only_for_packets_still_held() {
         (0x9999, last),         // another stream
         (AUDIO_SSRC, 7),        // audio is not kept
     ];
-    assert_eq!(hub.retransmit(V1, wanted, &mut out), 3);
+    assert_eq!(hub.retransmit(V1, wanted, t0, &mut out), 3);
     assert_eq!(
         out.take(),
         [last, 300, 89]
@@ -268,13 +268,13 @@ fn nack_is_answered_only_for_packets_still_held() {
 
     // What the caller could not send is not counted.
     out.refuse = true;
-    assert_eq!(hub.retransmit(V1, [(VIDEO_SSRC, last)], &mut out), 0);
+    assert_eq!(hub.retransmit(V1, [(VIDEO_SSRC, last)], t0, &mut out), 0);
     assert_eq!(get(&counters.retransmissions), 3);
     out.refuse = false;
 
     // Unknown viewers get nothing.
     assert_eq!(
-        hub.retransmit(PeerKey(999), [(VIDEO_SSRC, last)], &mut out),
+        hub.retransmit(PeerKey(999), [(VIDEO_SSRC, last)], t0, &mut out),
         0
     );
 
@@ -282,7 +282,7 @@ fn nack_is_answered_only_for_packets_still_held() {
     out.take();
     hub.release(&ch, A, &mut out);
     out.take();
-    assert_eq!(hub.retransmit(V1, [(VIDEO_SSRC, last)], &mut out), 0);
+    assert_eq!(hub.retransmit(V1, [(VIDEO_SSRC, last)], t0, &mut out), 0);
     assert!(out.take().is_empty());
     assert_eq!(get(&counters.retransmissions), 3);
 }
@@ -304,11 +304,11 @@ fn nack_is_answered_from_the_viewers_rendition() {
     assert_eq!(sent_to(&calls, V2), vec![(MediaKind::Video, 0x5555, 1)]);
 
     assert_eq!(
-        hub.retransmit(V1, [(VIDEO_SSRC, 1), (0x5555, 1)], &mut out),
+        hub.retransmit(V1, [(VIDEO_SSRC, 1), (0x5555, 1)], t0, &mut out),
         1
     );
     assert_eq!(
-        hub.retransmit(V2, [(VIDEO_SSRC, 1), (0x5555, 1)], &mut out),
+        hub.retransmit(V2, [(VIDEO_SSRC, 1), (0x5555, 1)], t0, &mut out),
         1
     );
     let calls = out.take();

@@ -500,8 +500,8 @@ fn publisher_swap_keeps_viewers() {
     assert!(events(&mut hub).is_empty());
     assert_eq!(hub.source_of(&ch), Some(B));
     // Nor answer NACKs with its packets: B's buffer holds only B's.
-    assert_eq!(hub.retransmit(V1, [(VIDEO_SSRC, 1)], &mut out), 0);
-    assert_eq!(hub.retransmit(V1, [(0x3333, 500)], &mut out), 1);
+    assert_eq!(hub.retransmit(V1, [(VIDEO_SSRC, 1)], t0, &mut out), 0);
+    assert_eq!(hub.retransmit(V1, [(0x3333, 500)], t0, &mut out), 1);
 }
 
 #[test]

@@ -46,6 +46,10 @@ impl Deliver for Recorder {
         !self.refuse && self.refuse_kind != Some(kind)
     }
 
+    fn resend(&mut self, viewer: PeerKey, packet: &rtp::Packet) -> bool {
+        self.send(viewer, MediaKind::Video, packet)
+    }
+
     fn resync(&mut self, viewer: PeerKey, kind: Option<MediaKind>) {
         self.calls.push(Call::Resync { viewer, kind });
     }
