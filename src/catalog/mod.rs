@@ -23,7 +23,7 @@ mod writer;
 
 pub use accounts::{Account, LoginThrottle, Scope, TOKEN_LIFETIME_MS};
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
-pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv};
+pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv, write_csv_record};
 pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};
 pub use sessions::{SessionKind, SessionSource, SessionSummary};
