@@ -336,7 +336,8 @@ async fn whip_post_inner(
     }
     let started = now_ms();
     // A publisher back within the reconnect grace continues its session.
-    let session = match state.relay.resume(channel.clone()).await? {
+    let resumed = state.relay.resume(channel.clone()).await?;
+    let session = match resumed {
         Some(session) => session,
         None => {
             state
@@ -362,8 +363,12 @@ async fn whip_post_inner(
             accepted.answer,
         )),
         Err(err) => {
-            // The session never went live: close its row at once.
-            let _ = state.catalog.close_session(session, started).await;
+            // The attempt never went live: a row opened for it goes (no 场次); a resumed
+            // session ends as it would have when its grace ran out.
+            let _ = match resumed {
+                Some(_) => state.catalog.close_session(session, started).await,
+                None => state.catalog.discard_session(session, started).await,
+            };
             Err(err.into())
         }
     }
