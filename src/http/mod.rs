@@ -62,6 +62,8 @@ pub struct AppState {
     pub pull: Arc<crate::ingest::pull::PullBoard>,
     /// Slows down password guessing on `POST /api/login`.
     pub login_throttle: crate::catalog::LoginThrottle,
+    /// The bounded pool login password checks run on (`[http] login_checks`).
+    pub password_checks: crate::catalog::PasswordChecks,
     /// Whether the relay answers as ICE-lite (`[webrtc] ice_lite`), told to the watch page
     /// in `/api/channels/{channel}`: it then posts its offer without waiting for ICE
     /// gathering, since the server learns the viewer's address from its checks.
