@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use crate::catalog::{AttendanceWriter, Catalog, WriterConfig, spawn_writer};
 use crate::config::{ClusterConfig, Config};
 use crate::device::DeviceIds;
-use crate::http::serve::{https_redirect, serve};
+use crate::http::serve::{TrustedProxies, https_redirect, serve};
 use crate::http::tls::Tls;
 use crate::http::{AppState, ResponsePolicy, routes_with_policy};
 use crate::relay::{self, RelayHandle};
@@ -148,6 +148,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             config.http.whep_post_burst,
             crate::http::rate::TRACKED_CLIENTS,
         ),
+        password_checks: crate::catalog::PasswordChecks::new(
+            config.http.login_checks,
+            Duration::from_millis(config.http.login_wait_ms),
+        ),
         ice_lite: config.webrtc.ice_lite,
         device_ids,
         https: config.http.tls != crate::config::TlsMode::Off,
@@ -170,7 +174,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             let (stop, stopped) = oneshot::channel::<()>();
             stop_http.push(stop);
             let redirect = https_redirect(http_addr.port());
-            tokio::spawn(serve(listener, redirect, idle, None, stopped));
+            let proxies = TrustedProxies::default();
+            tokio::spawn(serve(listener, redirect, idle, None, proxies, stopped));
             Some(bound)
         }
         None => None,
@@ -182,7 +187,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     // be clicked past a self-signed certificate that was made again.
     let policy = ResponsePolicy::new(&[], config.http.tls == crate::config::TlsMode::Files);
     let routes = routes_with_policy(state, policy);
-    let http_task = tokio::spawn(serve(listener, routes, idle, acceptor, stopped));
+    let proxies = TrustedProxies::new(config.http.trusted_proxies.clone());
+    let http_task = tokio::spawn(serve(listener, routes, idle, acceptor, proxies, stopped));
     info!(%http_addr, udp = %relay.udp_addr(), https = tls.is_some(), "feiyan listening");
     Ok(RunningServer {
         http_addr,

@@ -76,6 +76,80 @@ pub struct HttpConfig {
     /// it; relative paths from the working directory). Default
     /// `vendor/hls.js/<HLS_JS_VERSION>`.
     pub vendor_dir: PathBuf,
+    /// Reverse proxies (IPs or CIDR ranges) whose `X-Forwarded-For` names the client;
+    /// from any other peer the header is ignored, so a client cannot pick the address
+    /// the login throttle (and the hashed client address) sees. Empty by default.
+    pub trusted_proxies: Vec<IpRange>,
+    /// Password checks (argon2, 19 MiB each) `POST /api/login` runs at once; the rest
+    /// wait up to `login_wait_ms`, then get 429. 1 to 16; default 2.
+    pub login_checks: usize,
+    /// How long a login waits for a free password check before its 429.
+    pub login_wait_ms: u64,
+}
+
+/// An IP address or a CIDR range (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`), as
+/// `[http] trusted_proxies` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    /// The range's first address (host bits cleared).
+    net: IpAddr,
+    /// Leading bits that must match.
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `ip` or `ip/prefix`; the reason when it is neither.
+    pub fn parse(text: &str) -> Result<IpRange, String> {
+        let text = text.trim();
+        let (ip, prefix) = match text.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (text, None),
+        };
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR range"))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix must be 0 to {max}"))?,
+        };
+        Ok(IpRange {
+            net: Self::masked(ip, prefix).unwrap_or(ip),
+            prefix,
+        })
+    }
+
+    /// Whether `ip` is inside (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        Self::masked(ip.to_canonical(), self.prefix) == Some(self.net)
+    }
+
+    fn masked(ip: IpAddr, prefix: u8) -> Option<IpAddr> {
+        match ip {
+            IpAddr::V4(v4) if prefix <= 32 => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                Some(IpAddr::from(std::net::Ipv4Addr::from(u32::from(v4) & mask)))
+            }
+            IpAddr::V6(v6) if prefix <= 128 => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                Some(IpAddr::from(std::net::Ipv6Addr::from(
+                    u128::from(v6) & mask,
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IpRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        IpRange::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// How the HTTP listener speaks TLS (`[http] tls`).
@@ -344,6 +418,9 @@ impl Default for HttpConfig {
             whep_posts_per_sec: 10.0,
             whep_post_burst: 50,
             vendor_dir: PathBuf::from(format!("vendor/hls.js/{HLS_JS_VERSION}")),
+            trusted_proxies: Vec::new(),
+            login_checks: 2,
+            login_wait_ms: 2_000,
         }
     }
 }
@@ -562,6 +639,11 @@ impl Config {
                 "http.idle_timeout_secs must be at least 1".into(),
             ));
         }
+        if !(1..=16).contains(&self.http.login_checks) {
+            return Err(ConfigError::Invalid(
+                "http.login_checks must be 1 to 16 (each check holds 19 MiB)".into(),
+            ));
+        }
         if self.http.max_sdp_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "http.max_sdp_bytes must be at least 1024".into(),
@@ -721,6 +803,32 @@ mod tests {
         let text = include_str!("../config/feiyan.toml");
         let config = Config::from_toml(text).expect("config/feiyan.toml parses");
         config.validate().expect("config/feiyan.toml validates");
+    }
+
+    #[test]
+    fn ip_ranges_parse_and_match() {
+        let r = IpRange::parse("10.1.2.3/8").unwrap();
+        assert!(r.contains("10.200.0.1".parse().unwrap()));
+        assert!(!r.contains("11.0.0.1".parse().unwrap()));
+        assert!(r.contains("::ffff:10.0.0.9".parse().unwrap()));
+        let one = IpRange::parse("192.0.2.7").unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        let v6 = IpRange::parse("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!(
+            IpRange::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        for bad in ["", "10.0.0.0/33", "proxy.lan", "10.0.0.0/x"] {
+            assert!(IpRange::parse(bad).is_err(), "{bad}");
+        }
+        let c =
+            Config::from_toml("[http]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]").unwrap();
+        assert_eq!(c.http.trusted_proxies.len(), 2);
+        assert!(Config::from_toml("[http]\ntrusted_proxies = [\"nginx\"]").is_err());
     }
 
     #[test]

@@ -204,6 +204,7 @@ async fn filters_see_the_client_address() {
         routes,
         std::time::Duration::from_secs(5),
         None,
+        Default::default(),
         stopped,
     ));
     let client = reqwest::Client::new();

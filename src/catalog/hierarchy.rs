@@ -60,6 +60,32 @@ pub struct Node {
     pub children: Vec<Node>,
 }
 
+/// Appends one CSV record (RFC 4180 quoting, CRLF) for spreadsheet programs. A cell that
+/// starts with `=`, `+`, `-`, `@`, a tab or a CR is prefixed with `'`, so Excel and WPS
+/// show it as text instead of running it as a formula (names and titles come from
+/// operators and imports; a CSV export must not carry `=HYPERLINK(...)` to an admin).
+pub fn write_csv_record<S: AsRef<str>>(out: &mut String, cells: &[S]) {
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let cell = cell.as_ref();
+        let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+        let quoted = cell.contains([',', '"', '\n', '\r']);
+        if quoted {
+            out.push('"');
+        }
+        if formula {
+            out.push('\'');
+        }
+        out.push_str(&cell.replace('"', "\"\""));
+        if quoted {
+            out.push('"');
+        }
+    }
+    out.push_str("\r\n");
+}
+
 /// Splits CSV text (RFC 4180: quoted fields, doubled quotes, CRLF) into records, each with
 /// the 1-based line number it starts on so errors can point at it.
 pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
@@ -460,7 +486,19 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_csv;
+    use super::{parse_csv, write_csv_record};
+
+    #[test]
+    fn csv_records_quote_and_neutralise_formulas() {
+        let mut out = String::new();
+        write_csv_record(
+            &mut out,
+            &["=1+2", "+x", "-y", "@z", "\tt", "\rr", "a,b", "ok", "5"],
+        );
+        assert_eq!(out, "'=1+2,'+x,'-y,'@z,'\tt,\"'\rr\",\"a,b\",ok,5\r\n");
+        let back = parse_csv(&out).unwrap();
+        assert_eq!(back[0].1[0], "'=1+2");
+    }
 
     #[test]
     fn csv_quotes_crlf_and_bom() {

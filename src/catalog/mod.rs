@@ -21,9 +21,12 @@ mod spill;
 mod stats;
 mod writer;
 
-pub use accounts::{Account, LoginThrottle, Scope, TOKEN_LIFETIME_MS};
+pub use accounts::{
+    Account, LoginThrottle, MAX_PASSWORD_CHARS, PasswordChecks, Scope, TOKEN_LIFETIME_MS,
+    check_login_lengths,
+};
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
-pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv};
+pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv, write_csv_record};
 pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};
 pub use sessions::{SessionKind, SessionSource, SessionSummary};
@@ -82,6 +85,9 @@ pub enum CatalogError {
     /// Migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// No password check was free in time (or the pool is gone); retry in a moment.
+    #[error("{0}")]
+    Busy(String),
     /// The SQLite file's directory could not be created.
     #[error("cannot create database directory: {0}")]
     Io(#[from] std::io::Error),

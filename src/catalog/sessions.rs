@@ -209,6 +209,28 @@ impl Catalog {
         Ok(())
     }
 
+    /// Removes the row of a session opened for a publish attempt that failed before it
+    /// went live (an offer the relay refused, an RTMP source that could not take the
+    /// channel): such an attempt is no 场次, and a closed zero-minute row would be counted
+    /// as one. Only a row nothing else refers to yet goes; otherwise it is closed at
+    /// `at_ms` as [`Catalog::close_session`] does.
+    pub async fn discard_session(&self, id: SessionId, at_ms: i64) -> Result<(), CatalogError> {
+        let gone = sqlx::query(
+            "DELETE FROM sessions WHERE id = $1 AND ended_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM viewers WHERE session_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM screenings WHERE session_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM session_figures WHERE session_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM recordings WHERE session_id = $1)",
+        )
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
+        if gone.rows_affected() == 0 {
+            self.close_session(id, at_ms).await?;
+        }
+        Ok(())
+    }
+
     /// At a server's start: closes the sessions and viewer rows that servers silent for
     /// `gone_after_ms` left open (see [`Catalog::close_gone`]), and those of servers too
     /// old to record themselves, as of the database's time now. Returns how many sessions

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, write_csv_record};
 use crate::ids::CenterId;
 
 /// `feiyan center-add --name NAME`
@@ -86,13 +86,32 @@ pub async fn import_csv(catalog: &Catalog, ImportCsv { file }: ImportCsv) -> any
         report.centers_created,
         report.institutes_created
     );
-    println!("center,institute,station,station_id,channel,stream_key");
+    let mut out = String::new();
+    write_csv_record(
+        &mut out,
+        &[
+            "center",
+            "institute",
+            "station",
+            "station_id",
+            "channel",
+            "stream_key",
+        ],
+    );
     for s in report.stations {
-        println!(
-            "{},{},{},{},{},{}",
-            s.center, s.institute, s.station, s.station_id, s.channel, s.stream_key
+        write_csv_record(
+            &mut out,
+            &[
+                s.center,
+                s.institute,
+                s.station,
+                s.station_id.to_string(),
+                s.channel.to_string(),
+                s.stream_key,
+            ],
         );
     }
+    print!("{out}");
     Ok(())
 }
 

@@ -43,6 +43,7 @@ use super::{State, finish, with_state};
 use crate::audience::now_ms;
 use crate::catalog::{
     Account, Level, Recording, RecordingKind, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS,
+    check_login_lengths,
 };
 use crate::ids::{CenterId, InstituteId, StationId};
 
@@ -346,17 +347,25 @@ async fn login(
     remote: Option<SocketAddr>,
     state: State,
 ) -> Result<Response, ApiError> {
+    // The client as `[http] trusted_proxies` lets it be known (serve::client_addr).
     let client = remote.map(|a| a.ip().to_string()).unwrap_or_default();
     let user = body.username.trim().to_string();
-    if let Err(wait) = state.login_throttle.check(&user, &client, Instant::now()) {
-        let seconds = wait.as_secs().max(1);
+    // Over-long fields are 400 before they reach the throttle's maps or a hash.
+    check_login_lengths(&user, &body.password)?;
+    // Counted as a failure now, before the hash: parallel guesses cannot slip past.
+    if let Err(wait) = state.login_throttle.attempt(&user, &client, Instant::now()) {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         return Err(ApiError::TooManyRequests(
             format!("too many failed logins; try again in {seconds} s"),
             seconds,
         ));
     }
-    match state.catalog.login(&user, &body.password, now_ms()).await? {
-        Some((token, account)) => {
+    let checked = state
+        .catalog
+        .login(&state.password_checks, &user, &body.password, now_ms())
+        .await;
+    match checked {
+        Ok(Some((token, account))) => {
             state.login_throttle.succeeded(&user, &client);
             Ok(json(&serde_json::json!({
                 "token": token,
@@ -364,9 +373,11 @@ async fn login(
                 "account": account,
             })))
         }
-        None => {
-            state.login_throttle.failed(&user, &client, Instant::now());
-            Err(ApiError::Unauthorized("wrong username or password".into()))
+        Ok(None) => Err(ApiError::Unauthorized("wrong username or password".into())),
+        Err(err) => {
+            // Never checked (no check free, a database failure): not a guess.
+            state.login_throttle.not_checked(&user, &client);
+            Err(err.into())
         }
     }
 }

@@ -1,31 +1,15 @@
 //! CSV presentation of statistics for spreadsheet programs: UTF-8 with a BOM, Chinese
-//! headers, CRLF line ends. Replay figures (回看人次, 回看分钟) are the last two columns.
+//! headers, CRLF line ends, formula-like cells neutralised ([`write_csv_record`]). Replay
+//! figures (回看人次, 回看分钟) are the last two columns.
 
-use crate::catalog::{SessionStats, StatsRow};
-
-fn csv_field(out: &mut String, value: &str) {
-    if value.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&value.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(value);
-    }
-}
+use crate::catalog::{SessionStats, StatsRow, write_csv_record};
 
 fn csv_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     // The BOM makes spreadsheet programs read the file as UTF-8, so Chinese shows correctly.
     let mut out = String::from("\u{feff}");
-    out.push_str(&header.join(","));
-    out.push_str("\r\n");
+    write_csv_record(&mut out, header);
     for row in rows {
-        for (i, v) in row.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            csv_field(&mut out, v);
-        }
-        out.push_str("\r\n");
+        write_csv_record(&mut out, &row);
     }
     out
 }

@@ -21,7 +21,7 @@ pub enum ApiError {
     /// Logged in, but the account's scope does not cover this center, institute or station.
     #[error("{0}")]
     Forbidden(String),
-    /// Too many failed logins from this username and address; retry after the seconds given.
+    /// Too many failed logins, or no password check free; retry after the seconds given.
     #[error("{0}")]
     TooManyRequests(String, u64),
     /// The resource does not exist.
@@ -115,6 +115,9 @@ impl From<CatalogError> for ApiError {
             ),
             CatalogError::Invalid { .. } => ApiError::BadRequest(err.to_string()),
             CatalogError::Conflict(reason) => ApiError::Conflict(reason),
+            CatalogError::Busy(reason) => {
+                ApiError::TooManyRequests(format!("{reason}; try again in 1 s"), 1)
+            }
             CatalogError::Database(_) | CatalogError::Migrate(_) | CatalogError::Io(_) => {
                 ApiError::Internal(err.to_string())
             }

@@ -66,6 +66,8 @@ pub struct AppState {
     pub whep_rate: rate::RateLimiter,
     /// Slows down password guessing on `POST /api/login`.
     pub login_throttle: crate::catalog::LoginThrottle,
+    /// The bounded pool login password checks run on (`[http] login_checks`).
+    pub password_checks: crate::catalog::PasswordChecks,
     /// Whether the relay answers as ICE-lite (`[webrtc] ice_lite`), told to the watch page
     /// in `/api/channels/{channel}`: it then posts its offer without waiting for ICE
     /// gathering, since the server learns the viewer's address from its checks.
@@ -340,7 +342,8 @@ async fn whip_post_inner(
     }
     let started = now_ms();
     // A publisher back within the reconnect grace continues its session.
-    let session = match state.relay.resume(channel.clone()).await? {
+    let resumed = state.relay.resume(channel.clone()).await?;
+    let session = match resumed {
         Some(session) => session,
         None => {
             state
@@ -366,8 +369,12 @@ async fn whip_post_inner(
             accepted.answer,
         )),
         Err(err) => {
-            // The session never went live: close its row at once.
-            let _ = state.catalog.close_session(session, started).await;
+            // The attempt never went live: a row opened for it goes (no 场次); a resumed
+            // session ends as it would have when its grace ran out.
+            let _ = match resumed {
+                Some(_) => state.catalog.close_session(session, started).await,
+                None => state.catalog.discard_session(session, started).await,
+            };
             Err(err.into())
         }
     }

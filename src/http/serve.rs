@@ -14,7 +14,7 @@
 //! the `https://` address instead of a TLS alert a person cannot read.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -31,13 +31,65 @@ use tracing::debug;
 use warp::Filter;
 use warp::reply::Response;
 
-/// The remote address of the connection a request came on.
+use crate::config::IpRange;
+
+/// The client a request came from, as [`TrustedProxies::client`] found it.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// A filter extracting the client's address, when the request came through [`serve`].
+/// A filter extracting the client's address, when the request came through [`serve`]:
+/// the connection's peer, or, when that peer is a trusted proxy, the address its
+/// `X-Forwarded-For` names (with port 0). The one place every route (login throttle,
+/// WHEP and HLS client hashes) learns who is asking.
 pub fn client_addr() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
     warp::ext::optional::<ClientAddr>().map(|addr: Option<ClientAddr>| addr.map(|a| a.0))
+}
+
+/// `[http] trusted_proxies`: the peers whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Arc<Vec<IpRange>>);
+
+impl TrustedProxies {
+    /// Believes `X-Forwarded-For` from peers in `ranges` only.
+    pub fn new(ranges: Vec<IpRange>) -> TrustedProxies {
+        TrustedProxies(Arc::new(ranges))
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|r| r.contains(ip))
+    }
+
+    /// The client of a request that came from `peer`: `peer` itself unless it is trusted;
+    /// then the right-most `X-Forwarded-For` entry that is not a trusted proxy (each
+    /// proxy appends the address it saw, so entries left of the first untrusted one are
+    /// the client's own claims). An entry that is not an address stops the walk.
+    pub fn client(&self, peer: SocketAddr, headers: &warp::http::HeaderMap) -> SocketAddr {
+        if self.0.is_empty() || !self.trusts(peer.ip()) {
+            return peer;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Some(ip) = hop
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+            else {
+                break;
+            };
+            client = SocketAddr::new(ip.to_canonical(), 0);
+            if !self.trusts(ip) {
+                break;
+            }
+        }
+        client
+    }
 }
 
 /// Requests in flight on one connection and when the last one finished.
@@ -74,6 +126,7 @@ pub async fn serve<F>(
     routes: F,
     idle: Duration,
     tls: Option<TlsAcceptor>,
+    proxies: TrustedProxies,
     mut stop: oneshot::Receiver<()>,
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
@@ -94,14 +147,15 @@ pub async fn serve<F>(
         };
         let _ = stream.set_nodelay(true);
         let (routes, closing) = (routes.clone(), closing_rx.clone());
+        let proxies = proxies.clone();
         match tls.clone() {
             None => {
-                tokio::spawn(connection(stream, addr, routes, idle, closing));
+                tokio::spawn(connection(stream, addr, proxies, routes, idle, closing));
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
                     if let Some(stream) = handshake(acceptor, stream, addr).await {
-                        connection(stream, addr, routes, idle, closing).await;
+                        connection(stream, addr, proxies, routes, idle, closing).await;
                     }
                 });
             }
@@ -150,6 +204,7 @@ async fn handshake(
 async fn connection<S, F>(
     stream: S,
     addr: SocketAddr,
+    proxies: TrustedProxies,
     routes: F,
     idle: Duration,
     mut closing: watch::Receiver<bool>,
@@ -165,7 +220,8 @@ async fn connection<S, F>(
     let warp_service = warp::service(routes);
     let seen = activity.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ClientAddr(addr));
+        let client = proxies.client(addr, req.headers());
+        req.extensions_mut().insert(ClientAddr(client));
         seen.in_flight.fetch_add(1, Ordering::AcqRel);
         let response = warp_service.clone().call(req);
         let seen = seen.clone();
@@ -267,7 +323,40 @@ fn host_without_port(host: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_without_port;
+    use super::{TrustedProxies, host_without_port};
+    use crate::config::IpRange;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_peers() {
+        let proxies = TrustedProxies::new(vec![
+            IpRange::parse("127.0.0.1").unwrap(),
+            IpRange::parse("10.0.0.0/8").unwrap(),
+        ]);
+        let mut h = warp::http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.9, 10.1.1.1".parse().unwrap(),
+        );
+        let client = |peer: &str, h: &warp::http::HeaderMap| {
+            proxies.client(peer.parse().unwrap(), h).ip().to_string()
+        };
+        // Through two trusted hops: the first untrusted address from the right.
+        assert_eq!(client("127.0.0.1:5000", &h), "203.0.113.9");
+        // From an untrusted peer the header is ignored.
+        assert_eq!(client("198.51.100.1:5000", &h), "198.51.100.1");
+        assert_eq!(
+            TrustedProxies::default()
+                .client("127.0.0.1:5000".parse().unwrap(), &h)
+                .ip()
+                .to_string(),
+            "127.0.0.1"
+        );
+        // Garbage stops the walk at the last trusted hop.
+        h.insert("x-forwarded-for", "nonsense, 10.2.2.2".parse().unwrap());
+        assert_eq!(client("127.0.0.1:5000", &h), "10.2.2.2");
+        // No header: the peer.
+        assert_eq!(client("127.0.0.1:5000", &Default::default()), "127.0.0.1");
+    }
 
     #[test]
     fn hosts_lose_their_port_and_odd_ones_are_refused() {

@@ -419,7 +419,8 @@ impl Conn {
         let started = now_ms();
         let title = auth.stream.title.clone();
         // A publisher back within the reconnect grace continues its session.
-        let session = match self.ctx.relay.resume(channel.clone()).await? {
+        let resumed = self.ctx.relay.resume(channel.clone()).await?;
+        let session = match resumed {
             Some(session) => session,
             None => {
                 self.ctx
@@ -444,7 +445,12 @@ impl Conn {
         {
             Ok(p) => p,
             Err(err) => {
-                let _ = self.ctx.catalog.close_session(session, now_ms()).await;
+                // Never live: a row opened for this attempt goes (no 场次).
+                let catalog = &self.ctx.catalog;
+                let _ = match resumed {
+                    Some(_) => catalog.close_session(session, now_ms()).await,
+                    None => catalog.discard_session(session, now_ms()).await,
+                };
                 return Err(err.into());
             }
         };
