@@ -19,6 +19,9 @@ use crate::device::{DeviceIds, Terminal};
 
 /// How long a catalog row read for a media request is reused.
 pub const ROW_FRESH: Duration = Duration::from_secs(2);
+/// Replays kept open at once (a 90-minute recording's index is ~150 KB); past it one is
+/// closed (opening again reads its journal or indexes its film once more).
+const OPEN_SOURCES: usize = 256;
 
 /// A replay's media, recorded or cut from a library film.
 enum Source {
@@ -115,7 +118,11 @@ impl Replays {
             .recording(id)
             .await?
             .ok_or_else(|| RecordingError::NotFound(format!("no replay {id}")))?;
-        lock(&self.rows).insert(id, (Instant::now(), row.clone()));
+        let mut rows = lock(&self.rows);
+        if rows.len() >= OPEN_SOURCES {
+            rows.retain(|_, (at, _)| at.elapsed() < ROW_FRESH);
+        }
+        rows.insert(id, (Instant::now(), row.clone()));
         Ok(row)
     }
 
@@ -142,7 +149,13 @@ impl Replays {
             }
         };
         let source = Arc::new(source);
-        lock(&self.sources).insert(rec.id, source.clone());
+        let mut sources = lock(&self.sources);
+        if sources.len() >= OPEN_SOURCES
+            && let Some(old) = sources.keys().next().copied()
+        {
+            sources.remove(&old);
+        }
+        sources.insert(rec.id, source.clone());
         Ok(source)
     }
 
