@@ -142,6 +142,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         salt,
         hls: hls.clone(),
         pull: ingest.pull.clone(),
+        rtmp_counters: ingest.rtmp_counters.clone(),
         login_throttle: Default::default(),
         whep_rate: crate::http::rate::RateLimiter::new(
             config.http.whep_posts_per_sec,

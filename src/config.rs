@@ -319,6 +319,13 @@ pub struct RelayConfig {
 pub struct IngestConfig {
     /// Where the RTMP server listens; `None` turns RTMP ingest off.
     pub rtmp_listen: Option<SocketAddr>,
+    /// RTMP connections served at once (publishing or not yet); past it a new connection
+    /// is closed at once with a log line. 1 to 100,000; default 256.
+    pub rtmp_max_connections: usize,
+    /// Seconds an RTMP client has from connecting to an accepted publish (handshake,
+    /// `connect`, `publish` and the key check); one that never gets there is closed.
+    /// 1 to 300; default 10.
+    pub rtmp_auth_timeout_secs: u64,
     /// Default video handling for every channel (`auto`, `passthrough`, `transcode`).
     pub video: VideoMode,
     /// libx264 bitrate when transcoding, kbit/s.
@@ -497,6 +504,8 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
+            rtmp_max_connections: 256,
+            rtmp_auth_timeout_secs: 10,
             video: VideoMode::Auto,
             video_kbps: 1500,
             x264_preset: "veryfast".into(),
@@ -747,9 +756,22 @@ impl Config {
 }
 
 impl IngestConfig {
-    /// Rejects ladders viewers could not address: names must be unique, URL-safe and not
+    /// Rejects RTMP limits that would shut the door or leave it open (a cap of 0, no
+    /// deadline), and ladders viewers could not address: names must be unique, URL-safe and not
     /// [`SOURCE_QUALITY`] (the original video's name); heights and bitrates must be positive.
     fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=100_000).contains(&self.rtmp_max_connections) {
+            return Err(ConfigError::Invalid(format!(
+                "[ingest] rtmp_max_connections = {} must be 1 to 100000",
+                self.rtmp_max_connections
+            )));
+        }
+        if !(1..=300).contains(&self.rtmp_auth_timeout_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "[ingest] rtmp_auth_timeout_secs = {} must be 1 to 300",
+                self.rtmp_auth_timeout_secs
+            )));
+        }
         let ladders = std::iter::once(("[ingest]".to_string(), &self.renditions)).chain(
             self.channels.iter().filter_map(|(name, c)| {
                 c.renditions
@@ -858,6 +880,30 @@ mod tests {
             ),
             ("[http]\nwhep_posts_per_sec = 0.0\n", "whep_posts_per_sec"),
             ("[http]\nwhep_post_burst = 0\n", "whep_post_burst"),
+        ] {
+            let err = Config::from_toml(toml).unwrap().validate().unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn rtmp_door_limits_are_checked() {
+        let shipped = Config::from_toml(include_str!("../config/feiyan.toml")).unwrap();
+        assert_eq!(shipped.ingest.rtmp_max_connections, 256);
+        assert_eq!(shipped.ingest.rtmp_auth_timeout_secs, 10);
+        for (toml, key) in [
+            (
+                "[ingest]\nrtmp_max_connections = 0\n",
+                "rtmp_max_connections",
+            ),
+            (
+                "[ingest]\nrtmp_auth_timeout_secs = 0\n",
+                "rtmp_auth_timeout_secs",
+            ),
+            (
+                "[ingest]\nrtmp_auth_timeout_secs = 301\n",
+                "rtmp_auth_timeout_secs",
+            ),
         ] {
             let err = Config::from_toml(toml).unwrap().validate().unwrap_err();
             assert!(err.to_string().contains(key), "{toml}: {err}");

@@ -61,6 +61,8 @@ pub struct AppState {
     pub hls: Arc<crate::hls::Hls>,
     /// Pull source statuses (`GET /api/sources`).
     pub pull: Arc<crate::ingest::pull::PullBoard>,
+    /// What the RTMP door turned away (`feiyan_rtmp_*_total` in `/metrics`).
+    pub rtmp_counters: Arc<crate::ingest::rtmp::RtmpCounters>,
     /// Token buckets per client address on `POST /whep` (`[http] whep_posts_per_sec`,
     /// `whep_post_burst`).
     pub whep_rate: rate::RateLimiter,
@@ -463,6 +465,12 @@ fn metrics(state: &AppState) -> Response {
     let board = state.relay.board();
     let mut out = String::new();
     for (name, help, value) in board.counters.snapshot() {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    for (name, help, value) in state.rtmp_counters.snapshot() {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"

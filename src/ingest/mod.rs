@@ -73,6 +73,10 @@ pub enum IngestError {
     /// The catalog failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The protocol library panicked on the peer's bytes (a bug there, reachable by anyone
+    /// who can connect): this connection is closed, others carry on.
+    #[error("rml_rtmp panicked on the peer's input: {0}")]
+    Panic(String),
     /// The socket failed or timed out.
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
@@ -83,6 +87,8 @@ pub(crate) struct IngestContext {
     pub(crate) catalog: Catalog,
     pub(crate) relay: SourceHandle,
     pub(crate) config: IngestConfig,
+    /// What the RTMP door turned away (shared with [`Ingest::rtmp_counters`]).
+    pub(crate) rtmp_counters: Arc<rtmp::RtmpCounters>,
 }
 
 /// The running ingest services.
@@ -91,6 +97,9 @@ pub struct Ingest {
     pub rtmp_addr: Option<SocketAddr>,
     /// Pull source statuses, for the API.
     pub pull: Arc<pull::PullBoard>,
+    /// RTMP connections closed for a panic, the connection cap or the auth deadline, for
+    /// `/metrics`.
+    pub rtmp_counters: Arc<rtmp::RtmpCounters>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -102,10 +111,12 @@ pub async fn start(
     relay: SourceHandle,
 ) -> Result<Ingest, IngestError> {
     let (stop, stopped) = watch::channel(false);
+    let rtmp_counters = Arc::new(rtmp::RtmpCounters::default());
     let ctx = Arc::new(IngestContext {
         catalog,
         relay,
         config: config.clone(),
+        rtmp_counters: rtmp_counters.clone(),
     });
     let mut tasks = Vec::new();
     let mut rtmp_addr = None;
@@ -137,6 +148,7 @@ pub async fn start(
     Ok(Ingest {
         rtmp_addr,
         pull,
+        rtmp_counters,
         stop,
         tasks,
     })

@@ -9,8 +9,16 @@
 //! bodies (AVC + AAC) with their timestamps, and feeds the transcode stage. Anything wrong
 //! (not RTMP, wrong app, unknown channel, wrong key, unsupported codec) closes the
 //! connection with one log line; other connections are unaffected.
+//!
+//! The door is bounded: at most `[ingest] rtmp_max_connections` connections at once (the
+//! next is closed on accept), `rtmp_auth_timeout_secs` from connecting to an accepted
+//! publish, titles of at most [`MAX_TITLE_CHARS`], and a panic inside `rml_rtmp` on a
+//! peer's bytes (0.8 indexes an empty `@setDataFrame`) closes that connection only,
+//! counted in `feiyan_rtmp_panics_total`.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,8 +28,9 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
@@ -39,22 +48,70 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const HEADER_WAIT_MS: i64 = 1000;
 const FLV_CODEC_AVC: u8 = 7;
 const FLV_SOUND_AAC: u8 = 10;
+/// Longest session title (`&title=` of the stream name), in characters, as the catalog
+/// allows for names; a longer one is refused rather than cut.
+pub const MAX_TITLE_CHARS: usize = 200;
 
-/// Accepts RTMP connections until `stop` flips; each runs in its own task.
+/// What the RTMP door turned away, for `/metrics`. Relaxed atomics: counts only.
+#[derive(Debug, Default)]
+pub struct RtmpCounters {
+    /// Connections closed because `rml_rtmp` panicked on their bytes.
+    pub panics: AtomicU64,
+    /// Connections closed on accept because `rtmp_max_connections` were open.
+    pub over_cap: AtomicU64,
+    /// Connections closed because no publish was accepted within `rtmp_auth_timeout_secs`.
+    pub auth_timeouts: AtomicU64,
+}
+
+impl RtmpCounters {
+    /// `(name, help, value)` of each counter, as `/metrics` prints them.
+    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 3] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            (
+                "feiyan_rtmp_panics_total",
+                "RTMP connections closed because rml_rtmp panicked on their input",
+                get(&self.panics),
+            ),
+            (
+                "feiyan_rtmp_over_cap_total",
+                "RTMP connections closed on accept because rtmp_max_connections were open",
+                get(&self.over_cap),
+            ),
+            (
+                "feiyan_rtmp_auth_timeouts_total",
+                "RTMP connections closed for no accepted publish within rtmp_auth_timeout_secs",
+                get(&self.auth_timeouts),
+            ),
+        ]
+    }
+}
+
+/// Accepts RTMP connections until `stop` flips; each runs in its own task, holding one of
+/// `rtmp_max_connections` permits.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<IngestContext>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let max = ctx.config.rtmp_max_connections;
+    let permits = Arc::new(Semaphore::new(max));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        ctx.rtmp_counters.over_cap.fetch_add(1, Ordering::Relaxed);
+                        warn!(%peer, max, "RTMP connection closed: rtmp_max_connections are open");
+                        drop(sock);
+                        continue;
+                    };
                     let ctx = ctx.clone();
                     let stop = stop.clone();
                     let span = info_span!("rtmp", %peer);
                     tokio::spawn(async move {
+                        let _permit = permit;
                         match serve(sock, ctx, stop).await {
                             Ok(()) => info!("RTMP connection finished"),
                             Err(err) => warn!(%err, "RTMP connection closed"),
@@ -101,6 +158,12 @@ impl StreamKey {
         let key = key
             .filter(|k| !k.is_empty())
             .ok_or_else(|| IngestError::Refused(format!("no stream key; {usage}")))?;
+        let title_chars = title.chars().count();
+        if title_chars > MAX_TITLE_CHARS {
+            return Err(IngestError::Refused(format!(
+                "the title is {title_chars} characters; at most {MAX_TITLE_CHARS}"
+            )));
+        }
         Ok(StreamKey {
             channel,
             key,
@@ -168,12 +231,20 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
     sock.set_nodelay(true)?;
+    let auth_timeout = Duration::from_secs(ctx.config.rtmp_auth_timeout_secs);
+    let auth_deadline = Instant::now() + auth_timeout;
+    let counters = ctx.rtmp_counters.clone();
+    // Until a publish is accepted, reads also end at the auth deadline.
+    let limit = |conn: Option<&Conn>| {
+        conn.is_none_or(|c| c.authorized.is_none())
+            .then_some((auth_deadline, auth_timeout))
+    };
     let mut buf = vec![0u8; 64 * 1024];
     let mut handshake = Handshake::new(PeerType::Server);
     let leftover = loop {
-        let n = read(&mut sock, &mut buf).await?;
-        match handshake
-            .process_bytes(&buf[..n])
+        let n = read(&mut sock, &mut buf, limit(None), &counters).await?;
+        let processed = guard(&counters, || handshake.process_bytes(&buf[..n]))?;
+        match processed
             .map_err(|e| IngestError::Protocol(format!("handshake failed (not RTMP?): {e:?}")))?
         {
             HandshakeProcessResult::InProgress { response_bytes } => {
@@ -198,17 +269,16 @@ async fn serve(
     };
     let result = async {
         conn.handle(&mut session, &mut sock, initial).await?;
-        let results = session
-            .handle_input(&leftover)
+        let results = guard(&counters, || session.handle_input(&leftover))?
             .map_err(|e| IngestError::Protocol(format!("{e:?}")))?;
         conn.handle(&mut session, &mut sock, results).await?;
         while !conn.finished {
+            let auth = limit(Some(&conn));
             let n = tokio::select! {
                 _ = stop.changed() => break,
-                n = read(&mut sock, &mut buf) => n?,
+                n = read(&mut sock, &mut buf, auth, &counters) => n?,
             };
-            let results = session
-                .handle_input(&buf[..n])
+            let results = guard(&counters, || session.handle_input(&buf[..n]))?
                 .map_err(|e| IngestError::Protocol(format!("{e:?}")))?;
             conn.handle(&mut session, &mut sock, results).await?;
         }
@@ -219,13 +289,46 @@ async fn serve(
     result
 }
 
-/// Reads at least one byte or fails (EOF and idle timeout are errors here).
-async fn read(sock: &mut TcpStream, buf: &mut [u8]) -> Result<usize, IngestError> {
-    match tokio::time::timeout(IDLE_TIMEOUT, sock.read(buf)).await {
-        Err(_) => Err(IngestError::Protocol(format!(
-            "nothing received for {} s",
-            IDLE_TIMEOUT.as_secs()
-        ))),
+/// Runs `rml_rtmp` on a peer's bytes, turning a panic inside it into an error that closes
+/// this connection (counted). The session and handshake it ran on are not used again: the
+/// caller returns the error and the connection's state is dropped, so whatever the panic
+/// left half-updated is never observed (hence `AssertUnwindSafe`).
+fn guard<T>(counters: &RtmpCounters, run: impl FnOnce() -> T) -> Result<T, IngestError> {
+    catch_unwind(AssertUnwindSafe(run)).map_err(|payload| {
+        counters.panics.fetch_add(1, Ordering::Relaxed);
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string panic".into());
+        IngestError::Panic(what)
+    })
+}
+
+/// Reads at least one byte or fails (EOF, the idle timeout and, before an accepted
+/// publish, the auth deadline `(when, its length)` are errors here).
+async fn read(
+    sock: &mut TcpStream,
+    buf: &mut [u8],
+    auth: Option<(Instant, Duration)>,
+    counters: &RtmpCounters,
+) -> Result<usize, IngestError> {
+    let idle_end = Instant::now() + IDLE_TIMEOUT;
+    let end = auth.map_or(idle_end, |(deadline, _)| deadline.min(idle_end));
+    match tokio::time::timeout_at(end, sock.read(buf)).await {
+        Err(_) => match auth {
+            Some((deadline, length)) if end == deadline => {
+                counters.auth_timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(IngestError::Refused(format!(
+                    "no accepted publish within {} s of connecting ([ingest] rtmp_auth_timeout_secs)",
+                    length.as_secs()
+                )))
+            }
+            _ => Err(IngestError::Protocol(format!(
+                "nothing received for {} s",
+                IDLE_TIMEOUT.as_secs()
+            ))),
+        },
         Ok(Ok(0)) => Err(IngestError::Io(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "peer closed the connection",
@@ -600,5 +703,10 @@ mod tests {
         assert!(StreamKey::parse("Bad Name?key=x").is_err());
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+        let fits = format!("st-1?key=k&title={}", "影".repeat(MAX_TITLE_CHARS));
+        assert_eq!(StreamKey::parse(&fits).unwrap().title.chars().count(), 200);
+        let long = format!("st-1?key=k&title={}", "影".repeat(MAX_TITLE_CHARS + 1));
+        let err = StreamKey::parse(&long).unwrap_err().to_string();
+        assert!(err.contains("201 characters; at most 200"), "{err}");
     }
 }
