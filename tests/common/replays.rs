@@ -243,3 +243,18 @@ pub async fn admin_token(
         .unwrap();
     login["token"].as_str().expect("a token").to_string()
 }
+
+/// A VOD playlist's segments, their total and longest duration (seconds), once it says
+/// `EXT-X-PLAYLIST-TYPE:VOD`, ends with `EXT-X-ENDLIST` and lists at least `min` segments.
+pub fn vod_summary(playlist: &str, min: usize) -> (Vec<VodSegment>, f64, f64) {
+    assert!(playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{playlist}");
+    assert!(
+        playlist.trim_end().ends_with("#EXT-X-ENDLIST"),
+        "{playlist}"
+    );
+    let segments = vod_segments(playlist);
+    assert!(segments.len() >= min, "{playlist}");
+    let total = segments.iter().map(|s| s.duration).sum();
+    let longest = segments.iter().map(|s| s.duration).fold(0.0, f64::max);
+    (segments, total, longest)
+}
