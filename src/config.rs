@@ -348,6 +348,32 @@ pub struct IngestConfig {
     pub vp8_rendition: OnDemand,
     /// H.264 from a VP8 publisher (for H.264-only viewers, HLS and recording).
     pub h264_from_vp8: H264FromVp8,
+    /// Transcoders that decode video at once (each: one decode and its encodes); past it
+    /// an RTMP or pull source that needs one is refused with the reason and a film class
+    /// waits for a slot. 0: twice the cores, at least 4. At most 1,000.
+    pub max_transcodes: usize,
+    /// Longest picture side a transcoder decodes, pixels (sizes are compared either way
+    /// round, so portrait cameras fit). Passthrough is not limited. 16 to 8192; default
+    /// 1920.
+    pub max_input_width: u32,
+    /// Shortest picture side a transcoder decodes, pixels. 16 to 8192; default 1080.
+    pub max_input_height: u32,
+    /// Frame rate a transcoder accepts as declared by the source; frames arriving faster
+    /// are decoded but not encoded. 1 to 240; default 60.
+    pub max_input_fps: u32,
+}
+
+impl IngestConfig {
+    /// `max_transcodes`, with 0 resolved to twice the cores (at least 4).
+    pub fn transcodes(&self) -> usize {
+        match self.max_transcodes {
+            0 => std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .saturating_mul(2)
+                .max(4),
+            n => n,
+        }
+    }
 }
 
 /// `[ingest] vp8_rendition`.
@@ -515,6 +541,10 @@ impl Default for IngestConfig {
             channels: HashMap::new(),
             vp8_rendition: OnDemand::OnDemand,
             h264_from_vp8: H264FromVp8::OnDemand,
+            max_transcodes: 0,
+            max_input_width: 1920,
+            max_input_height: 1080,
+            max_input_fps: 60,
         }
     }
 }
@@ -766,6 +796,34 @@ impl IngestConfig {
                 self.rtmp_max_connections
             )));
         }
+        if self.max_transcodes > 1000 {
+            return Err(ConfigError::Invalid(format!(
+                "[ingest] max_transcodes = {} must be 0 (twice the cores) to 1000",
+                self.max_transcodes
+            )));
+        }
+        for (key, value) in [
+            ("max_input_width", self.max_input_width),
+            ("max_input_height", self.max_input_height),
+        ] {
+            if !(16..=8192).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "[ingest] {key} = {value} must be 16 to 8192"
+                )));
+            }
+        }
+        if self.max_input_height > self.max_input_width {
+            return Err(ConfigError::Invalid(format!(
+                "[ingest] max_input_height = {} is the shorter side: it cannot exceed max_input_width = {}",
+                self.max_input_height, self.max_input_width
+            )));
+        }
+        if !(1..=240).contains(&self.max_input_fps) {
+            return Err(ConfigError::Invalid(format!(
+                "[ingest] max_input_fps = {} must be 1 to 240",
+                self.max_input_fps
+            )));
+        }
         if !(1..=300).contains(&self.rtmp_auth_timeout_secs) {
             return Err(ConfigError::Invalid(format!(
                 "[ingest] rtmp_auth_timeout_secs = {} must be 1 to 300",
@@ -865,6 +923,13 @@ mod tests {
         assert_eq!(shipped.relay.max_unconnected_per_client, 20);
         assert_eq!(shipped.relay.unconnected_timeout_secs, 10);
         assert_eq!(shipped.http.whep_post_burst, 50);
+        assert_eq!(shipped.ingest.max_transcodes, 0);
+        assert!(shipped.ingest.transcodes() >= 4);
+        assert_eq!(
+            (shipped.ingest.max_input_width, shipped.ingest.max_input_height),
+            (1920, 1080)
+        );
+        assert_eq!(shipped.ingest.max_input_fps, 60);
         for (toml, key) in [
             (
                 "[relay]\nmax_unconnected_per_client = 0\n",
@@ -880,6 +945,13 @@ mod tests {
             ),
             ("[http]\nwhep_posts_per_sec = 0.0\n", "whep_posts_per_sec"),
             ("[http]\nwhep_post_burst = 0\n", "whep_post_burst"),
+            ("[ingest]\nmax_transcodes = 1001\n", "max_transcodes"),
+            ("[ingest]\nmax_input_width = 8\n", "max_input_width"),
+            (
+                "[ingest]\nmax_input_width = 640\nmax_input_height = 720\n",
+                "max_input_height",
+            ),
+            ("[ingest]\nmax_input_fps = 0\n", "max_input_fps"),
         ] {
             let err = Config::from_toml(toml).unwrap().validate().unwrap_err();
             assert!(err.to_string().contains(key), "{toml}: {err}");

@@ -25,7 +25,8 @@ fn ff(args: &[&str]) {
     assert!(status.success(), "ffmpeg {args:?}");
 }
 
-/// An Annex-B H.264 clip (high profile, B-frames) of `secs` seconds at `size` and `fps`.
+/// An Annex-B H.264 clip of `secs` seconds at `size` and `fps` (ultrafast: no B-frames,
+/// so the tests choose transcoding with `[ingest] video`).
 fn h264_clip(dir: &Path, name: &str, size: &str, fps: u32, secs: u32) -> PathBuf {
     let out = dir.join(name);
     let src = format!("testsrc=size={size}:rate={fps}:duration={secs}");
@@ -154,5 +155,187 @@ async fn a_mid_stream_resolution_change_is_rescaled_and_the_lecture_goes_on() {
         "the viewer's stream keeps its size"
     );
     viewer.close().await.ok();
+    t.server.shutdown().await;
+}
+
+/// Pushes `file` and says whether the channel went live within `within`; the push is
+/// left running (or returned finished) for the caller.
+async fn goes_live(
+    t: &common::TestServer,
+    channel: &str,
+    push: std::process::Child,
+    within: Duration,
+) -> (bool, std::process::Child) {
+    let live = wait_until(within, || async {
+        live_session(&t.base, channel).await.is_some()
+    })
+    .await;
+    (live, push)
+}
+
+fn stop(mut push: std::process::Child) {
+    let _ = push.kill();
+    let _ = push.wait();
+}
+
+/// `[ingest] max_input_width/height/fps`: a transcoded source over the size or the frame
+/// rate is refused before a session opens (its connection closed, the reason logged);
+/// a portrait source within the limit turned round goes live; passthrough is not limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_over_the_input_limits_are_refused_and_passthrough_is_not_limited() {
+    let limits = |c: &mut feiyan::config::Config| {
+        c.ingest.max_input_width = 320;
+        c.ingest.max_input_height = 240;
+        c.ingest.max_input_fps = 30;
+    };
+    let t = start_server_with(|c| {
+        limits(c);
+        c.ingest.video = VideoMode::Transcode;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let channel = t.station.channel.to_string();
+    let url = rtmp_url(&t, &channel, &t.station.stream_key);
+    let large = h264_clip(dir.path(), "large.h264", "640x480", 30, 4);
+    let fast = h264_clip(dir.path(), "fast.h264", "320x240", 50, 4);
+    let portrait = h264_clip(dir.path(), "portrait.h264", "240x320", 30, 4);
+
+    for (clip, fps, what) in [(&large, 30, "640x480"), (&fast, 50, "50 fps")] {
+        let (live, push) = goes_live(
+            &t,
+            &channel,
+            push_h264(clip, fps, &url),
+            Duration::from_secs(4),
+        )
+        .await;
+        assert!(!live, "a {what} source over the limits is refused");
+        assert_eq!(
+            wait_exit(push, Duration::from_secs(8)).await,
+            Some(false),
+            "the {what} publisher's connection is closed"
+        );
+    }
+    let (live, push) = goes_live(
+        &t,
+        &channel,
+        push_h264(&portrait, 30, &url),
+        Duration::from_secs(8),
+    )
+    .await;
+    assert!(live, "a 240x320 portrait source fits a 320x240 limit");
+    stop(push);
+    assert!(
+        wait_until(Duration::from_secs(8), || async {
+            live_session(&t.base, &channel).await.is_none()
+        })
+        .await
+    );
+
+    t.server.shutdown().await;
+
+    // H.264 without B-frames is passed through under `auto`: no decode, no limit.
+    let t = start_server_with(limits).await;
+    let channel = t.station.channel.to_string();
+    let url = rtmp_url(&t, &channel, &t.station.stream_key);
+    let (live, push) = goes_live(
+        &t,
+        &channel,
+        push_h264(&large, 30, &url),
+        Duration::from_secs(8),
+    )
+    .await;
+    assert!(live, "a 640x480 source without B-frames is passed through");
+    stop(push);
+    t.server.shutdown().await;
+}
+
+/// `[ingest] max_transcodes = 1`: while one RTMP lecture is transcoded, a second
+/// publisher that needs a transcode is refused and a film class that needs one waits; the
+/// film class starts once the lecture ends and gives the slot back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_transcodes_a_publisher_is_refused_and_a_film_class_waits_for_a_slot() {
+    let t = start_server_with(|c| {
+        c.ingest.max_transcodes = 1;
+        c.ingest.video = VideoMode::Transcode;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = h264_clip(dir.path(), "lecture.h264", "320x240", 30, 30);
+    let catalog = t.server.catalog.clone();
+    let second = catalog
+        .add_station("测试中心", "测试所", "第二站")
+        .await
+        .unwrap();
+    let third = catalog
+        .add_station("测试中心", "测试所", "第三站")
+        .await
+        .unwrap();
+
+    let channel = t.station.channel.to_string();
+    let (live, first) = goes_live(
+        &t,
+        &channel,
+        push_h264(&clip, 30, &rtmp_url(&t, &channel, &t.station.stream_key)),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(live, "the first transcoded lecture goes live");
+
+    let other = second.channel.to_string();
+    let (live, push) = goes_live(
+        &t,
+        &other,
+        push_h264(&clip, 30, &rtmp_url(&t, &other, &second.stream_key)),
+        Duration::from_secs(4),
+    )
+    .await;
+    assert!(!live, "a second transcode is refused");
+    assert_eq!(wait_exit(push, Duration::from_secs(8)).await, Some(false));
+
+    // A film class on the third station, due now, needs a transcode too.
+    common::rtmp::make_media(dir.path(), 3);
+    let film =
+        feiyan::ingest::playout::probe_film(&dir.path().join("h264-bframes-aac.mp4")).unwrap();
+    let film_id = catalog.import_film(&film, now_ms()).await.unwrap();
+    let screening = catalog
+        .schedule_screening(third.channel.as_str(), film_id, now_ms(), now_ms())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = catalog.screening(screening.id).await.unwrap();
+    assert_eq!(
+        waiting.session_id, None,
+        "the film class waits while the slot is taken: {waiting:?}"
+    );
+    assert!(
+        !matches!(waiting.status, feiyan::catalog::ScreeningStatus::Failed),
+        "waiting is not failing: {waiting:?}"
+    );
+
+    stop(first);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let catalog = catalog.clone();
+            async move {
+                catalog
+                    .screening(screening.id)
+                    .await
+                    .unwrap()
+                    .session_id
+                    .is_some()
+            }
+        })
+        .await,
+        "the film class starts once the lecture gives its slot back"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            live_session(&t.base, third.channel.as_str())
+                .await
+                .is_some()
+        })
+        .await,
+        "the film class is live"
+    );
     t.server.shutdown().await;
 }

@@ -84,7 +84,7 @@ pub(crate) async fn supervisor(ctx: Arc<IngestContext>, mut stop: watch::Receive
         if !notice.from_peer || !notice.live.renditions.is_empty() {
             continue;
         }
-        let options = transcode_options(&ctx.config, notice.channel.as_str());
+        let options = transcode_options(&ctx, notice.channel.as_str());
         let Some(codec) = notice.live.video else {
             continue;
         };
@@ -253,6 +253,8 @@ async fn run_bridge(
         rendition_codec: to,
         video_thread: "fy-tc-bridge",
         x264_preset: ctx.config.x264_preset.clone(),
+        limits: super::input_limits(&ctx.config),
+        slots: Some(ctx.transcode_slots.clone()),
         ..TranscodeOptions::default()
     };
     let (transcoder, encoded) =

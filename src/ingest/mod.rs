@@ -19,12 +19,15 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::config::IngestConfig;
 use crate::media::{Codec, MediaKind, SourceTracks};
 use crate::relay::{LocalPublisher, LocalTracks, RelayError, SourceHandle};
-use crate::transcode::{Encoded, KeyframeRequester, TranscodeError, TranscodeOptions};
+use crate::transcode::{
+    Encoded, InputLimits, KeyframeRequester, TranscodeError, TranscodeOptions, TranscodeSlots,
+};
 use packetize::RtpPacketizer;
 
 /// Transcode options for sources on `channel`: the channel's overrides, else the
-/// `[ingest]` defaults.
-pub(crate) fn transcode_options(config: &IngestConfig, channel: &str) -> TranscodeOptions {
+/// `[ingest]` defaults, with the server's input limits and transcode slots.
+pub(crate) fn transcode_options(ctx: &IngestContext, channel: &str) -> TranscodeOptions {
+    let config = &ctx.config;
     let overrides = config.channels.get(channel);
     TranscodeOptions {
         video_mode: overrides.and_then(|c| c.video).unwrap_or(config.video),
@@ -34,7 +37,18 @@ pub(crate) fn transcode_options(config: &IngestConfig, channel: &str) -> Transco
         video_kbps: config.video_kbps,
         x264_preset: config.x264_preset.clone(),
         audio_kbps: config.audio_kbps,
+        limits: input_limits(config),
+        slots: Some(ctx.transcode_slots.clone()),
         ..TranscodeOptions::default()
+    }
+}
+
+/// `[ingest] max_input_width`, `max_input_height` and `max_input_fps`.
+pub(crate) fn input_limits(config: &IngestConfig) -> InputLimits {
+    InputLimits {
+        max_width: config.max_input_width,
+        max_height: config.max_input_height,
+        max_fps: config.max_input_fps,
     }
 }
 
@@ -89,6 +103,8 @@ pub(crate) struct IngestContext {
     pub(crate) config: IngestConfig,
     /// What the RTMP door turned away (shared with [`Ingest::rtmp_counters`]).
     pub(crate) rtmp_counters: Arc<rtmp::RtmpCounters>,
+    /// `[ingest] max_transcodes`, shared by every source that decodes video.
+    pub(crate) transcode_slots: TranscodeSlots,
 }
 
 /// The running ingest services.
@@ -117,6 +133,7 @@ pub async fn start(
         relay,
         config: config.clone(),
         rtmp_counters: rtmp_counters.clone(),
+        transcode_slots: TranscodeSlots::new(config.transcodes()),
     });
     let mut tasks = Vec::new();
     let mut rtmp_addr = None;

@@ -22,6 +22,8 @@ use crate::transcode::{TranscodeError, Transcoder};
 const POLL: Duration = Duration::from_millis(200);
 /// How often a playing screening checks whether an operator asked it to stop.
 const STOP_POLL: Duration = Duration::from_millis(250);
+/// How often a film class waiting for a transcode slot tries again.
+const SLOT_WAIT: Duration = Duration::from_secs(1);
 
 /// Probes a file for `film import`: the error names what makes it unplayable. Blocking.
 pub fn probe_film(path: &Path) -> Result<NewFilm, IngestError> {
@@ -216,16 +218,38 @@ async fn play(
 ) -> Result<(), IngestError> {
     let film = ctx.catalog.film(screening.film_id).await?;
     let channel = ChannelName::for_station(screening.station_id);
-    let options = transcode_options(&ctx.config, channel.as_str());
-    let path = film.path.clone();
-    let (demuxer, transcoder, encoded) = tokio::task::spawn_blocking(move || {
-        let mut demuxer = Demuxer::open(&path, &[])?;
-        let (transcoder, encoded) =
-            Transcoder::start(demuxer.take_video(), demuxer.take_audio(), &options)?;
-        Ok::<_, TranscodeError>((demuxer, transcoder, encoded))
-    })
-    .await
-    .map_err(|e| IngestError::Refused(format!("playout task failed: {e}")))??;
+    let options = transcode_options(ctx, channel.as_str());
+    // Past `[ingest] max_transcodes` a film class waits for a slot (within the grace a
+    // late start has), then fails with the reason.
+    let waiting_since = Instant::now();
+    let grace = Duration::from_secs(ctx.config.screening_grace_secs);
+    let (demuxer, transcoder, encoded) = loop {
+        let path = film.path.clone();
+        let options = options.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut demuxer = Demuxer::open(&path, &[])?;
+            let (transcoder, encoded) =
+                Transcoder::start(demuxer.take_video(), demuxer.take_audio(), &options)?;
+            Ok::<_, TranscodeError>((demuxer, transcoder, encoded))
+        })
+        .await
+        .map_err(|e| IngestError::Refused(format!("playout task failed: {e}")))?;
+        match opened {
+            Err(err @ TranscodeError::Busy { .. }) => {
+                if waiting_since.elapsed() >= grace || *stop.borrow() {
+                    return Err(err.into());
+                }
+                if waiting_since.elapsed() < SLOT_WAIT {
+                    warn!(%err, "film class waiting for a transcode slot");
+                }
+                tokio::select! {
+                    _ = stop.changed() => return Err(err.into()),
+                    _ = tokio::time::sleep(SLOT_WAIT) => {}
+                }
+            }
+            other => break other?,
+        }
+    };
     let started = now_ms();
     let session = ctx
         .catalog

@@ -206,7 +206,7 @@ async fn attempt(
         return (false, format!("invalid channel name {:?}", source.channel));
     };
     let url = source.url.clone();
-    let options = transcode_options(&ctx.config, channel.as_str());
+    let options = transcode_options(ctx, channel.as_str());
     let opened = tokio::task::spawn_blocking(move || {
         let mut demuxer = Demuxer::open(
             &url,

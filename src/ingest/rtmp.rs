@@ -517,7 +517,7 @@ impl Conn {
             .map(|c| AudioInput::aac(c))
             .transpose()?;
         let channel = auth.stream.channel.clone();
-        let options = transcode_options(&self.ctx.config, channel.as_str());
+        let options = transcode_options(&self.ctx, channel.as_str());
         let (transcoder, encoded) = Transcoder::start(video, audio, &options)?;
         let started = now_ms();
         let title = auth.stream.title.clone();

@@ -96,6 +96,7 @@ impl Demuxer {
                 may_have_b_frames: delay > 0,
                 frame_rate: (rate.numerator() > 0 && rate.denominator() > 0)
                     .then_some((rate.numerator(), rate.denominator())),
+                size: (w > 0 && h > 0).then_some((w as u32, h as u32)),
                 description: format!("{} {w}x{h}", codec_name(id)),
             });
             video = Some((stream.index(), stream.time_base()));

@@ -66,6 +66,19 @@ pub enum TranscodeError {
     /// A thread could not be started.
     #[error("cannot start transcode thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// Every transcode slot is taken (`[ingest] max_transcodes`).
+    #[error(
+        "every transcode slot is taken ([ingest] max_transcodes = {max}); publish H.264 \
+         without B-frames (passed through, no transcode) or try again when a transcode ends"
+    )]
+    Busy {
+        /// The configured limit.
+        max: usize,
+    },
+    /// The source is over the size or frame rate this server transcodes
+    /// (`[ingest] max_input_width`, `max_input_height`, `max_input_fps`).
+    #[error("{0}")]
+    OverLimit(String),
 }
 
 impl TranscodeError {
@@ -106,6 +119,118 @@ pub struct TranscodeOptions {
     pub keyframe_min_interval: Duration,
     /// Capacity of each bounded channel (packets).
     pub queue: usize,
+    /// The largest picture and frame rate decoded (passthrough is not limited).
+    pub limits: InputLimits,
+    /// The server's transcode slots: a transcoder that decodes video holds one while its
+    /// video thread runs. `None`: unlimited (benchmarks, the CLI).
+    pub slots: Option<TranscodeSlots>,
+}
+
+/// The largest input a transcoder decodes: sources past it are refused (or end, when
+/// they grow mid-stream) with a reason naming the configuration. Sizes are compared
+/// either way round, so a portrait 1080x1920 camera fits a 1920x1080 limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    /// Longest side, pixels.
+    pub max_width: u32,
+    /// Shortest side, pixels.
+    pub max_height: u32,
+    /// Frames per second, as the source declares it; frames arriving faster are decoded
+    /// but not encoded.
+    pub max_fps: u32,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        InputLimits {
+            max_width: 1920,
+            max_height: 1080,
+            max_fps: 60,
+        }
+    }
+}
+
+impl InputLimits {
+    /// Why a picture of `width` x `height` is over the limits, if it is.
+    pub fn check_size(&self, width: u32, height: u32) -> Result<(), TranscodeError> {
+        let (long, short) = (width.max(height), width.min(height));
+        if long > self.max_width || short > self.max_height {
+            return Err(TranscodeError::OverLimit(format!(
+                "the source's pictures are {width}x{height}, larger than this server transcodes \
+                 ({}x{}, [ingest] max_input_width / max_input_height); lower the encoder's \
+                 output size, or publish H.264 without B-frames, which is passed through",
+                self.max_width, self.max_height
+            )));
+        }
+        Ok(())
+    }
+
+    /// Why a declared frame rate of `fps` is over the limit, if it is.
+    pub fn check_fps(&self, fps: f64) -> Result<(), TranscodeError> {
+        if fps > f64::from(self.max_fps) + 0.5 {
+            return Err(TranscodeError::OverLimit(format!(
+                "the source declares {fps:.0} frames per second, more than this server \
+                 transcodes ({}, [ingest] max_input_fps); lower the encoder's frame rate",
+                self.max_fps
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The server's transcode slots (`[ingest] max_transcodes`): each transcoder that decodes
+/// video (one decode feeding all its encoders) takes one for as long as its video thread
+/// runs; past the limit [`Transcoder::start`] answers [`TranscodeError::Busy`]. Audio-only
+/// work (Opus, the Opus->AAC of live HLS) takes none.
+#[derive(Debug, Clone)]
+pub struct TranscodeSlots(Arc<SlotCount>);
+
+#[derive(Debug)]
+struct SlotCount {
+    max: usize,
+    taken: std::sync::atomic::AtomicUsize,
+}
+
+/// One taken slot, given back when dropped.
+#[derive(Debug)]
+pub struct TranscodeSlot(Arc<SlotCount>);
+
+impl TranscodeSlots {
+    /// `max` slots.
+    pub fn new(max: usize) -> TranscodeSlots {
+        TranscodeSlots(Arc::new(SlotCount {
+            max,
+            taken: std::sync::atomic::AtomicUsize::new(0),
+        }))
+    }
+
+    /// Slots taken now.
+    pub fn taken(&self) -> usize {
+        self.0.taken.load(Ordering::Relaxed)
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.0.max
+    }
+
+    /// Takes a slot, or says the server is busy.
+    pub fn take(&self) -> Result<TranscodeSlot, TranscodeError> {
+        let max = self.0.max;
+        self.0
+            .taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map(|_| TranscodeSlot(self.0.clone()))
+            .map_err(|_| TranscodeError::Busy { max })
+    }
+}
+
+impl Drop for TranscodeSlot {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Default for TranscodeOptions {
@@ -122,6 +247,8 @@ impl Default for TranscodeOptions {
             audio_kbps: 64,
             keyframe_min_interval: Duration::from_secs(1),
             queue: 256,
+            limits: InputLimits::default(),
+            slots: None,
         }
     }
 }
@@ -149,6 +276,8 @@ pub struct VideoInput {
     may_have_b_frames: bool,
     /// Frames per second the encoder should assume, when known.
     frame_rate: Option<(i32, i32)>,
+    /// Picture size, when the source's header says it (an SPS, a container's stream).
+    size: Option<(u32, u32)>,
     /// Short description for logs and the catalog, e.g. `h264 high 1280x720`.
     pub description: String,
 }
@@ -160,7 +289,13 @@ impl VideoInput {
     pub fn h264_avcc(record: &[u8], frame_rate: Option<f64>) -> Result<VideoInput, TranscodeError> {
         let avc = AvcConfig::parse(record)?;
         let may_have_b_frames = avc.profile_idc != 66;
+        let size = avc
+            .sps
+            .first()
+            .and_then(|sps| h264::parse_sps(sps).ok())
+            .map(|sps| (sps.width, sps.height));
         Ok(VideoInput {
+            size,
             description: format!("h264 profile {}", avc.profile_idc),
             spec: DecoderSpec::Raw {
                 id: ffmpeg::codec::Id::H264,
@@ -200,7 +335,21 @@ impl VideoInput {
             // A WebRTC publisher's H.264 is constrained baseline: no reordering.
             may_have_b_frames: false,
             frame_rate: None,
+            size: None,
         })
+    }
+
+    /// Whether `limits` refuse what the source's header declares (size, frame rate).
+    fn check(&self, limits: &InputLimits) -> Result<(), TranscodeError> {
+        if let Some((w, h)) = self.size {
+            limits.check_size(w, h)?;
+        }
+        if let Some((num, den)) = self.frame_rate
+            && den > 0
+        {
+            limits.check_fps(f64::from(num) / f64::from(den))?;
+        }
+        Ok(())
     }
 
     /// Whether the stream is H.264.
@@ -364,15 +513,35 @@ impl Transcoder {
         let video_tx = match video {
             Some(input) => {
                 video_passthrough = input.passthrough(options.video_mode);
+                let decodes =
+                    (options.main_video && !video_passthrough) || !options.renditions.is_empty();
+                // Only what is decoded is limited: passthrough costs no codec time.
+                let slot = if decodes {
+                    input.check(&options.limits)?;
+                    options
+                        .slots
+                        .as_ref()
+                        .map(TranscodeSlots::take)
+                        .transpose()?
+                } else {
+                    None
+                };
                 let keyframes = keyframe_wanted.clone();
                 let opts = options.clone();
                 let (tx, rx) = mpsc::channel(options.queue);
                 let out = out_tx.clone();
                 // FFmpeg's scaler is not Send, so the stage is built on its own thread;
-                // opening errors come back before `start` returns.
+                // opening errors come back before `start` returns. The slot goes with
+                // the thread: it is free once the last frame is flushed.
                 spawn_stage(options.video_thread, move || {
-                    video::VideoStage::new(input, &opts, video_passthrough, keyframes)
-                        .map(|stage| move || stage.run(rx, out))
+                    video::VideoStage::new(input, &opts, video_passthrough, keyframes).map(
+                        |stage| {
+                            move || {
+                                stage.run(rx, out);
+                                drop(slot);
+                            }
+                        },
+                    )
                 })?;
                 Some(tx)
             }

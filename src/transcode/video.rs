@@ -9,11 +9,12 @@ use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
 use ffmpeg_next as ffmpeg;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::h264::AnnexbWriter;
 use super::{
-    Encoded, MICROS, SourcePacket, TranscodeError, TranscodeOptions, VideoInput, context_for,
+    Encoded, InputLimits, MICROS, SourcePacket, TranscodeError, TranscodeOptions, VideoInput,
+    context_for,
 };
 use crate::media::Codec;
 
@@ -28,8 +29,13 @@ struct Rung {
     kbps: u32,
     /// Opened on the first decoded frame, when the size is known.
     encoder: Option<ffmpeg::encoder::Video>,
+    /// The size the encoder was opened at: it stays for the session (viewers' decoders
+    /// and HLS init segments know it), whatever the source does later.
+    out: (u32, u32),
     /// Converts to YUV 4:2:0 at the output size when the source differs.
     scaler: Option<scaling::Context>,
+    /// The source geometry the scaler (or its absence) was chosen for.
+    scaled_from: Option<(u32, u32, Pixel)>,
 }
 
 /// The video thread's state: an optional passthrough of the main video, and one decoder
@@ -48,6 +54,12 @@ pub(super) struct VideoStage {
     /// When the last IDR was forced, for rate limiting.
     last_forced: Option<Instant>,
     min_interval: Duration,
+    limits: InputLimits,
+    /// The last decoded picture size, checked against `limits` when it changes.
+    size: Option<(u32, u32)>,
+    /// Pts of the last frame encoded (µs): frames closer than the limit's frame interval
+    /// are decoded (later frames need them) but not encoded.
+    last_encoded: Option<i64>,
 }
 
 impl VideoStage {
@@ -113,6 +125,9 @@ impl VideoStage {
             keyframe_wanted,
             last_forced: None,
             min_interval: options.keyframe_min_interval,
+            limits: options.limits,
+            size: None,
+            last_encoded: None,
         })
     }
 
@@ -178,13 +193,32 @@ impl VideoStage {
             }
         }
         let mut frame = ffmpeg::frame::Video::empty();
+        // Three quarters of the limit's frame interval: a source at the limit with some
+        // jitter keeps every frame, one at twice the limit loses every other.
+        let min_gap = 750_000 / i64::from(self.limits.max_fps.max(1));
         while decoder.receive_frame(&mut frame).is_ok() {
+            let size = (frame.width(), frame.height());
+            if self.size != Some(size) {
+                self.limits.check_size(size.0, size.1)?;
+                if let Some((w, h)) = self.size {
+                    info!(
+                        from = %format!("{w}x{h}"),
+                        to = %format!("{}x{}", size.0, size.1),
+                        "the source changed its picture size; rescaling to the size viewers have"
+                    );
+                }
+                self.size = Some(size);
+            }
             let pts = frame.timestamp().or(frame.pts()).unwrap_or(0);
             let pts = match self.last_pts {
                 Some(last) if pts <= last => last + 1,
                 _ => pts,
             };
             self.last_pts = Some(pts);
+            if self.last_encoded.is_some_and(|last| pts - last < min_gap) {
+                continue;
+            }
+            self.last_encoded = Some(pts);
             let force = self.keyframe_wanted.load(Ordering::Relaxed)
                 && self
                     .last_forced
@@ -217,7 +251,9 @@ impl Rung {
             height,
             kbps,
             encoder: None,
+            out: (0, 0),
             scaler: None,
+            scaled_from: None,
         }
     }
 
@@ -246,20 +282,7 @@ impl Rung {
             }
             _ => (sw & !1, sh & !1),
         };
-        if frame.format() != Pixel::YUV420P || (w, h) != (sw, sh) {
-            self.scaler = Some(
-                scaling::Context::get(
-                    frame.format(),
-                    sw,
-                    sh,
-                    Pixel::YUV420P,
-                    w,
-                    h,
-                    scaling::Flags::BILINEAR,
-                )
-                .map_err(TranscodeError::codec("setting up the scaler"))?,
-            );
-        }
+        self.out = (w, h);
         let (name, what) = self.encoder_name();
         let codec =
             ffmpeg::encoder::find_by_name(name).ok_or(TranscodeError::MissingCodec(what))?;
@@ -315,6 +338,36 @@ impl Rung {
         Ok(())
     }
 
+    /// Chooses how the source's pictures reach the encoder's size and format: as they
+    /// are, or through a scaler, built again when the source's geometry changes (an
+    /// encoder changing its output size mid-stream sends a new SPS; the encoder here keeps
+    /// its size, so viewers and HLS see one stream).
+    fn fit_scaler(&mut self, frame: &ffmpeg::frame::Video) -> Result<(), TranscodeError> {
+        let from = (frame.width(), frame.height(), frame.format());
+        if self.scaled_from == Some(from) {
+            return Ok(());
+        }
+        let (w, h) = self.out;
+        self.scaler = if from.2 != Pixel::YUV420P || (w, h) != (from.0, from.1) {
+            Some(
+                scaling::Context::get(
+                    from.2,
+                    from.0,
+                    from.1,
+                    Pixel::YUV420P,
+                    w,
+                    h,
+                    scaling::Flags::BILINEAR,
+                )
+                .map_err(TranscodeError::codec("setting up the scaler"))?,
+            )
+        } else {
+            None
+        };
+        self.scaled_from = Some(from);
+        Ok(())
+    }
+
     fn encode(
         &mut self,
         frame: &ffmpeg::frame::Video,
@@ -327,6 +380,7 @@ impl Rung {
         if self.encoder.is_none() {
             self.open_encoder(frame, frame_rate, preset)?;
         }
+        self.fit_scaler(frame)?;
         let mut scaled;
         let mut own;
         let input: &mut ffmpeg::frame::Video = match &mut self.scaler {
