@@ -220,11 +220,13 @@ impl AddressBook {
     }
 
     /// The addresses of `key`, oldest first.
+    #[cfg(test)]
     pub(super) fn of(&self, key: PeerKey) -> impl Iterator<Item = SocketAddr> + '_ {
         self.of.get(&key).into_iter().flatten().copied()
     }
 
     /// How many addresses are bound, over all peers.
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.by_addr.len()
     }
