@@ -317,6 +317,9 @@ pub struct RelayCounters {
     pub datagrams_segmented: AtomicU64,
     /// Datagrams received that matched no peer.
     pub datagrams_unrouted: AtomicU64,
+    /// STUN checks naming a peer's ICE username from an address not yet that peer's,
+    /// dropped because they were not signed with its ICE password (no address learned).
+    pub stun_unverified: AtomicU64,
     /// Keyframe requests forwarded to publishers.
     pub plis_forwarded: AtomicU64,
     /// Packets resent to viewers in answer to NACKs.
@@ -341,7 +344,7 @@ impl RelayCounters {
     }
 
     /// Name, help text and value of every counter, for `/metrics`.
-    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 13] {
+    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 14] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             (
@@ -373,6 +376,11 @@ impl RelayCounters {
                 "feiyan_udp_datagrams_unrouted_total",
                 "datagrams that matched no peer",
                 get(&self.datagrams_unrouted),
+            ),
+            (
+                "feiyan_stun_unverified_total",
+                "STUN checks from a new address not signed with the named peer's ICE password",
+                get(&self.stun_unverified),
             ),
             (
                 "feiyan_plis_forwarded_total",

@@ -1,6 +1,6 @@
-//! Just enough STUN to route a datagram on the shared UDP socket (is it STUN, and which of
-//! our peers does its USERNAME, `ourUfrag:theirUfrag`, name) and to answer a detached
-//! viewer's consent checks.
+//! Just enough STUN to route a datagram on the shared UDP socket (is it STUN, which of our
+//! peers does its USERNAME, `ourUfrag:theirUfrag`, name, and is it signed with that peer's
+//! ICE password) and to answer a detached viewer's consent checks.
 
 use std::net::SocketAddr;
 
@@ -39,6 +39,24 @@ pub fn local_ufrag(datagram: &[u8]) -> Option<&str> {
     None
 }
 
+/// The Binding request in `datagram` when it carries a MESSAGE-INTEGRITY made with our
+/// ICE password `pwd` (short-term credentials, RFC 8489 §9.1; an ICE check, RFC 8445 §7.2).
+fn verified_request(datagram: &[u8], pwd: &str, crypto: &dyn RTCCrypto) -> Option<Message> {
+    let mut request = Message::new();
+    request.unmarshal_binary(datagram).ok()?;
+    if request.typ != BINDING_REQUEST {
+        return None;
+    }
+    MessageIntegrity::check(&mut request, pwd.as_bytes(), crypto).ok()?;
+    Some(request)
+}
+
+/// Whether `datagram` is a Binding request signed with our ICE password `pwd`: only such
+/// a check may teach the engine a peer's address.
+pub fn signed_request(datagram: &[u8], pwd: &str, crypto: &dyn RTCCrypto) -> bool {
+    verified_request(datagram, pwd, crypto).is_some()
+}
+
 /// The answer to a consent check (RFC 7675; an ICE Binding request, RFC 8445 §7.3) that
 /// `from` sent us: a Binding success naming its address, signed with our ICE password
 /// `pwd` and fingerprinted, as an ICE-lite agent answers. `None` when the datagram is not a
@@ -49,12 +67,7 @@ pub fn consent_answer(
     pwd: &str,
     crypto: &dyn RTCCrypto,
 ) -> Option<Vec<u8>> {
-    let mut request = Message::new();
-    request.unmarshal_binary(datagram).ok()?;
-    if request.typ != BINDING_REQUEST {
-        return None;
-    }
-    MessageIntegrity::check(&mut request, pwd.as_bytes(), crypto).ok()?;
+    let request = verified_request(datagram, pwd, crypto)?;
     let mut answer = Message::new();
     let setters: [Box<dyn Setter + '_>; 5] = [
         Box::new(request),
@@ -74,8 +87,55 @@ pub fn consent_answer(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// A Binding request naming `username`, signed with `pwd` when given, fingerprinted.
+    pub(in crate::relay) fn signed_check(
+        username: &str,
+        pwd: Option<&str>,
+        crypto: &dyn RTCCrypto,
+    ) -> Vec<u8> {
+        let mut setters: Vec<Box<dyn Setter + '_>> = vec![
+            Box::new(BINDING_REQUEST),
+            Box::new(rtc::stun::message::TransactionId::new()),
+            Box::new(rtc::stun::textattrs::Username::new(
+                rtc::stun::attributes::ATTR_USERNAME,
+                username.into(),
+            )),
+        ];
+        if let Some(pwd) = pwd {
+            setters.push(Box::new(
+                MessageIntegrity::new_short_term_integrity_with_provider(pwd.into(), crypto),
+            ));
+        }
+        setters.push(Box::new(FINGERPRINT));
+        let mut msg = Message::new();
+        msg.build(&setters).unwrap();
+        msg.raw
+    }
+
+    /// Only a Binding request signed with the password is; a response signed with it, an
+    /// unsigned request or one signed with another password is not.
+    #[test]
+    fn tells_signed_checks() {
+        let provider = rtc::crypto::default_provider().unwrap();
+        let crypto = provider.crypto();
+        let signed = signed_check("ours:theirs", Some("pw"), crypto);
+        assert!(signed_request(&signed, "pw", crypto));
+        assert!(!signed_request(&signed, "other", crypto));
+        assert!(!signed_request(
+            &signed_check("ours:theirs", None, crypto),
+            "pw",
+            crypto
+        ));
+        let from: SocketAddr = "192.0.2.7:50000".parse().unwrap();
+        let response = consent_answer(&signed, from, "pw", crypto).unwrap();
+        assert!(!signed_request(&response, "pw", crypto));
+        let mut tampered = signed.clone();
+        tampered[30] ^= 1;
+        assert!(!signed_request(&tampered, "pw", crypto));
+    }
 
     fn binding_request(username: &str) -> Vec<u8> {
         let mut attrs = Vec::new();
@@ -107,20 +167,9 @@ mod tests {
         let provider = rtc::crypto::default_provider().unwrap();
         let crypto = provider.crypto();
         let mut request = Message::new();
-        let setters: [Box<dyn Setter + '_>; 5] = [
-            Box::new(BINDING_REQUEST),
-            Box::new(rtc::stun::message::TransactionId::new()),
-            Box::new(rtc::stun::textattrs::Username::new(
-                rtc::stun::attributes::ATTR_USERNAME,
-                "ours:theirs".into(),
-            )),
-            Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
-                "our-password".into(),
-                crypto,
-            )),
-            Box::new(FINGERPRINT),
-        ];
-        request.build(&setters).unwrap();
+        request
+            .unmarshal_binary(&signed_check("ours:theirs", Some("our-password"), crypto))
+            .unwrap();
         let from: SocketAddr = "192.0.2.7:50000".parse().unwrap();
         let raw = consent_answer(&request.raw, from, "our-password", crypto).expect("answered");
         let mut answer = Message::new();

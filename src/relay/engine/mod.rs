@@ -2,7 +2,8 @@
 //! peer connection (sans-IO `rtc`), the server-side sources' queues and the clock; it feeds
 //! the hub what arrives with `now` and carries out what the hub decides.
 //!
-//! Datagrams are routed to peers by the peer table ([`PeerTable::route`]). After feeding a
+//! Datagrams are routed to peers by the peer table ([`PeerTable::route`]): by their
+//! address, which a peer's only once a STUN check from it was signed with its ICE password. After feeding a
 //! peer input the engine drains its outputs (events, RTP/RTCP, datagrams) and schedules its
 //! next timeout in a heap; publisher media goes to [`Hub::fan_out`], viewer RTCP to the
 //! hub's feedback calls, and media for viewers leaves through [`Fanout`].
@@ -49,7 +50,7 @@ use super::negotiate::{
 use super::output::{
     Detached, Fanout, Feedback, TrackOut, ViewerOutput, selected_remote, take_writes,
 };
-use super::peers::{Peer, PeerTable, PublisherState, Role, TrackIn};
+use super::peers::{Peer, PeerTable, PublisherState, Role, Routed, TrackIn};
 use super::tap::{LiveMedia, Taps, codec_of_mime};
 use super::udp::{MediaSocket, Outbox};
 use super::{
@@ -491,9 +492,19 @@ impl Engine {
     }
 
     fn handle_datagram(&mut self, data: &[u8], from: SocketAddr) {
-        let Some(key) = self.peers.route(data, from) else {
-            RelayCounters::add(&self.board.counters.datagrams_unrouted, 1);
-            return;
+        let key = match self
+            .peers
+            .route(data, from, self.negotiator.crypto.crypto())
+        {
+            Routed::Peer(key) => key,
+            Routed::Unknown => {
+                RelayCounters::add(&self.board.counters.datagrams_unrouted, 1);
+                return;
+            }
+            Routed::Unverified => {
+                RelayCounters::add(&self.board.counters.stun_unverified, 1);
+                return;
+            }
         };
         let candidate_addr = self.negotiator.candidate_addr;
         let Some(peer) = self.peers.get_mut(key) else {

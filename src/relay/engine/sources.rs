@@ -23,9 +23,10 @@ impl Engine {
         let layers = offered_layers(&offer);
         let now = Instant::now();
         let ufrag = random_token(16);
-        let (mut pc, _) =
-            self.negotiator
-                .peer_connection(&ufrag, &random_token(32), None, &offer, now)?;
+        let pwd = random_token(32);
+        let (mut pc, _) = self
+            .negotiator
+            .peer_connection(&ufrag, &pwd, None, &offer, now)?;
         let answer = self.negotiator.answer(&mut pc, offer, now)?;
         if !answer.lines().any(|l| {
             (l.starts_with("m=audio") || l.starts_with("m=video"))
@@ -41,7 +42,7 @@ impl Engine {
         self.hub
             .claim(&channel, Source::Peer(key), session.clone())?;
         info!(%channel, session = %session.id, ?layers, "publisher accepted");
-        let role = Role::Publisher(PublisherState::new(session, expected_tracks, layers));
+        let role = Role::Publisher(PublisherState::new(session, pwd, expected_tracks, layers));
         let peer = Peer::new(pc, channel, ufrag, role, None, now);
         let resource = peer.resource.clone();
         self.insert_peer(key, peer);
