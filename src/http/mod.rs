@@ -84,6 +84,9 @@ pub struct AppState {
     pub vendor_dir: PathBuf,
     /// Replays (`/replay/...`) and their viewers.
     pub replays: Arc<crate::recording::replays::Replays>,
+    /// Open HTTP connections and what the HTTP limits turned away (`feiyan_http_*` in
+    /// `/metrics`), shared with [`serve::serve`].
+    pub connections: Arc<serve::Connections>,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -474,6 +477,12 @@ fn metrics(state: &AppState) -> Response {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    for (name, help, kind, value) in state.connections.snapshot() {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
     for (name, help, kind, value) in state.catalog.attendance_counters().snapshot() {
