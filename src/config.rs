@@ -665,7 +665,10 @@ impl Config {
         }
         for (name, value) in [
             ("max_connections", self.http.max_connections as u64),
-            ("max_connections_per_client", self.http.max_connections_per_client as u64),
+            (
+                "max_connections_per_client",
+                self.http.max_connections_per_client as u64,
+            ),
             ("header_timeout_secs", self.http.header_timeout_secs),
             ("body_timeout_secs", self.http.body_timeout_secs),
             ("write_timeout_secs", self.http.write_timeout_secs),

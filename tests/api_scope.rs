@@ -101,7 +101,10 @@ async fn session_viewer_figures_are_for_administrators_in_scope_only() {
         figures_in(&public)
     );
     let forged = get(&url, Some("not-a-token")).await;
-    assert!(figures_in(&forged).is_empty(), "a forged token sees {forged}");
+    assert!(
+        figures_in(&forged).is_empty(),
+        "a forged token sees {forged}"
+    );
     let outsider = login(&t.base, "op-other").await;
     let v = get(&url, Some(&outsider)).await;
     assert!(
@@ -217,7 +220,11 @@ async fn stream_keys_and_whep_resources_stay_out_of_the_log() {
     let loud: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(&resource))
-        .filter(|l| [" INFO ", " WARN ", " ERROR "].iter().any(|lvl| l.contains(lvl)))
+        .filter(|l| {
+            [" INFO ", " WARN ", " ERROR "]
+                .iter()
+                .any(|lvl| l.contains(lvl))
+        })
         .collect();
     assert!(
         loud.is_empty(),

@@ -239,7 +239,10 @@ async fn a_client_that_never_reads_its_answer_is_dropped_at_the_write_timeout() 
     // The server's count of open connections is back where it was (this probe's own
     // connection included both times).
     let base = t.base.clone();
-    assert!(before.is_some(), "no feiyan_http_connections gauge in /metrics");
+    assert!(
+        before.is_some(),
+        "no feiyan_http_connections gauge in /metrics"
+    );
     assert!(
         common::wait_until(Duration::from_secs(5), || {
             let base = base.clone();

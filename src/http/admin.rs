@@ -626,19 +626,21 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(auth)
         .and(unread_body())
         .and(with_state(state.clone()))
-        .then(|h: Option<String>, body: UnreadBody, state: State| async move {
-            finish(
-                async {
-                    require_city(&authenticate(&state, &h).await?)?;
-                    let body = body.bytes(IMPORT_LIMIT).await?;
-                    let text = std::str::from_utf8(&body).map_err(|_| {
-                        ApiError::BadRequest("the CSV file must be UTF-8 text".into())
-                    })?;
-                    Ok(json(&state.catalog.import_csv(text).await?))
-                }
-                .await,
-            )
-        });
+        .then(
+            |h: Option<String>, body: UnreadBody, state: State| async move {
+                finish(
+                    async {
+                        require_city(&authenticate(&state, &h).await?)?;
+                        let body = body.bytes(IMPORT_LIMIT).await?;
+                        let text = std::str::from_utf8(&body).map_err(|_| {
+                            ApiError::BadRequest("the CSV file must be UTF-8 text".into())
+                        })?;
+                        Ok(json(&state.catalog.import_csv(text).await?))
+                    }
+                    .await,
+                )
+            },
+        );
     let list = warp::get()
         .and(warp::path!("api" / "admin" / String))
         .and(auth)
