@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use crate::catalog::{AttendanceWriter, Catalog, WriterConfig, spawn_writer};
 use crate::config::{ClusterConfig, Config};
 use crate::device::DeviceIds;
-use crate::http::serve::{TrustedProxies, https_redirect, serve};
+use crate::http::serve::{Connections, Limits, TrustedProxies, https_redirect, serve};
 use crate::http::tls::Tls;
 use crate::http::{AppState, ResponsePolicy, routes_with_policy};
 use crate::relay::{self, RelayHandle};
@@ -135,6 +135,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         device_ids.clone(),
         config.hls.segment_secs,
     );
+    // Both listeners count against one set of caps (`[http] max_connections`, ...).
+    let connections = Arc::new(Connections::default());
     let state = Arc::new(AppState {
         catalog: catalog.clone(),
         relay: relay.clone(),
@@ -158,13 +160,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         https: config.http.tls != crate::config::TlsMode::Off,
         vendor_dir: config.http.vendor_dir.clone(),
         replays: replays.clone(),
+        connections: connections.clone(),
     });
     let tls = tls_from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding HTTP {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
-    let idle = Duration::from_secs(config.http.idle_timeout_secs);
+    let limits = Limits::from_config(&config.http);
     let mut stop_http = Vec::new();
     let redirect_addr = match config.http.redirect_listen {
         Some(addr) => {
@@ -176,7 +179,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             stop_http.push(stop);
             let redirect = https_redirect(http_addr.port());
             let proxies = TrustedProxies::default();
-            tokio::spawn(serve(listener, redirect, idle, None, proxies, stopped));
+            let counted = connections.clone();
+            tokio::spawn(serve(
+                listener, redirect, limits, None, proxies, counted, stopped,
+            ));
             Some(bound)
         }
         None => None,
@@ -189,7 +195,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let policy = ResponsePolicy::new(&[], config.http.tls == crate::config::TlsMode::Files);
     let routes = routes_with_policy(state, policy);
     let proxies = TrustedProxies::new(config.http.trusted_proxies.clone());
-    let http_task = tokio::spawn(serve(listener, routes, idle, acceptor, proxies, stopped));
+    let http_task = tokio::spawn(serve(
+        listener,
+        routes,
+        limits,
+        acceptor,
+        proxies,
+        connections,
+        stopped,
+    ));
     info!(%http_addr, udp = %relay.udp_addr(), https = tls.is_some(), "feiyan listening");
     Ok(RunningServer {
         http_addr,

@@ -85,6 +85,21 @@ pub struct HttpConfig {
     pub login_checks: usize,
     /// How long a login waits for a free password check before its 429.
     pub login_wait_ms: u64,
+    /// Open HTTP connections at most; the next one is closed as it is accepted (and
+    /// counted in `/metrics` as `feiyan_http_connections_refused_total`).
+    pub max_connections: usize,
+    /// Open HTTP connections from one peer address at most (generous: a school's NAT is
+    /// one address); not applied to `trusted_proxies`, which carry many clients.
+    pub max_connections_per_client: usize,
+    /// Seconds a client has to send a request's headers (and to finish a TLS handshake)
+    /// once it starts; a client trickling them (slowloris) is disconnected.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body; past it the request gets 408
+    /// and the connection is closed.
+    pub body_timeout_secs: u64,
+    /// Seconds a response may make no progress (a client that stops reading) before the
+    /// connection is closed; any bytes written start the wait again.
+    pub write_timeout_secs: u64,
 }
 
 /// An IP address or a CIDR range (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`), as
@@ -454,6 +469,11 @@ impl Default for HttpConfig {
             trusted_proxies: Vec::new(),
             login_checks: 2,
             login_wait_ms: 2_000,
+            max_connections: 10_000,
+            max_connections_per_client: 256,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            write_timeout_secs: 30,
         }
     }
 }
@@ -672,6 +692,22 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "catalog.database_url {url:?} must start with sqlite: or postgres:"
             )));
+        }
+        for (name, value) in [
+            ("max_connections", self.http.max_connections as u64),
+            (
+                "max_connections_per_client",
+                self.http.max_connections_per_client as u64,
+            ),
+            ("header_timeout_secs", self.http.header_timeout_secs),
+            ("body_timeout_secs", self.http.body_timeout_secs),
+            ("write_timeout_secs", self.http.write_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "http.{name} must be at least 1"
+                )));
+            }
         }
         if self.http.idle_timeout_secs == 0 {
             return Err(ConfigError::Invalid(

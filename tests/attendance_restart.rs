@@ -228,7 +228,8 @@ async fn kill_9_rows_close_at_the_last_heartbeat_after_restart() {
         .await
         .unwrap();
     assert_eq!(api["live"], false);
-    assert_eq!(api["peak_viewers"], 20);
+    // Viewer figures are for administrators in scope (tests/api_scope.rs).
+    assert!(api["peak_viewers"].is_null(), "{api}");
     stop(&mut served, Duration::from_secs(20));
     pool.close().await;
 }

@@ -202,8 +202,12 @@ async fn filters_see_the_client_address() {
     let server = tokio::spawn(feiyan::http::serve::serve(
         listener,
         routes,
-        std::time::Duration::from_secs(5),
+        feiyan::http::serve::Limits {
+            idle: std::time::Duration::from_secs(5),
+            ..feiyan::http::serve::Limits::from_config(&Default::default())
+        },
         None,
+        Default::default(),
         Default::default(),
         stopped,
     ));

@@ -161,7 +161,8 @@ async fn ten_viewers_get_every_packet_and_are_counted() {
         .json()
         .await
         .unwrap();
-    assert_eq!(api["peak_viewers"], 11);
+    // Viewer figures are for administrators in scope (tests/api_scope.rs).
+    assert!(api["peak_viewers"].is_null(), "{api}");
     assert_eq!(api["live"], true);
 
     publisher.stop().await.expect("publisher DELETE");

@@ -27,9 +27,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use warp::filters::BoxedFilter;
 use warp::http::HeaderValue;
@@ -382,10 +384,76 @@ async fn login(
     }
 }
 
-/// A JSON body of at most 64 KiB.
+/// Largest CSV `POST /api/admin/import` takes.
+const IMPORT_LIMIT: usize = 8 * 1024 * 1024;
+
+/// A JSON body of at most 64 KiB, for the one route without a token (login).
 fn body_json<T: serde::de::DeserializeOwned + Send>()
 -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
     warp::body::content_length_limit(64 * 1024).and(warp::body::json())
+}
+
+/// A request body not read yet. Admin routes read it only after the token checks, so a
+/// client without a valid token cannot make the server take in and buffer an upload.
+pub(crate) struct UnreadBody {
+    /// `Content-Length`, when the client declared one.
+    declared: Option<u64>,
+    chunks: Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>,
+}
+
+impl UnreadBody {
+    /// The body, at most `limit` bytes (413 past it: at once for a declared length, else
+    /// as soon as it shows).
+    pub(crate) async fn bytes(mut self, limit: usize) -> Result<Bytes, ApiError> {
+        let too_large = || {
+            ApiError::TooLarge(format!(
+                "request body too large: at most {} KiB here",
+                limit / 1024
+            ))
+        };
+        if self.declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut out = BytesMut::new();
+        while let Some(chunk) = self.chunks.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::BadRequest(format!("the request body could not be read: {e}"))
+            })?;
+            if out.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
+    /// The body as JSON of at most 64 KiB.
+    pub(crate) async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiError> {
+        let body = self.bytes(64 * 1024).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// The body of a request, left unread (see [`UnreadBody`]); a declared `Content-Length`
+/// is checked against the route's limit only once the token is.
+pub(crate) fn unread_body() -> impl Filter<Extract = (UnreadBody,), Error = warp::Rejection> + Clone
+{
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .map(unread)
+}
+
+fn unread<S, B>(declared: Option<u64>, stream: S) -> UnreadBody
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    let chunks = stream.map(|chunk| chunk.map(|mut b| b.copy_to_bytes(b.remaining())));
+    UnreadBody {
+        declared,
+        chunks: Box::pin(chunks),
+    }
 }
 
 /// Every admin route; merged into [`super::routes`].
@@ -442,13 +510,14 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let centers = warp::post()
         .and(warp::path!("api" / "admin" / "centers"))
         .and(auth)
-        .and(body_json())
+        .and(unread_body())
         .and(with_state(state.clone()))
         .then(
-            |h: Option<String>, body: NameBody, state: State| async move {
+            |h: Option<String>, body: UnreadBody, state: State| async move {
                 finish(
                     async {
                         require_city(&authenticate(&state, &h).await?)?;
+                        let body: NameBody = body.json().await?;
                         let id = state.catalog.create_center(&body.name).await?;
                         Ok(json(&serde_json::json!({"id": id})))
                     }
@@ -459,13 +528,15 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let institutes = warp::post()
         .and(warp::path!("api" / "admin" / "institutes"))
         .and(auth)
-        .and(body_json())
+        .and(unread_body())
         .and(with_state(state.clone()))
         .then(
-            |h: Option<String>, body: InstituteBody, state: State| async move {
+            |h: Option<String>, body: UnreadBody, state: State| async move {
                 finish(
                     async {
-                        allow_center(&authenticate(&state, &h).await?, body.center_id)?;
+                        let a = authenticate(&state, &h).await?;
+                        let body: InstituteBody = body.json().await?;
+                        allow_center(&a, body.center_id)?;
                         let id = state
                             .catalog
                             .create_institute(body.center_id, &body.name)
@@ -479,13 +550,14 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let stations = warp::post()
         .and(warp::path!("api" / "admin" / "stations"))
         .and(auth)
-        .and(body_json())
+        .and(unread_body())
         .and(with_state(state.clone()))
         .then(
-            |h: Option<String>, body: StationBody, state: State| async move {
+            |h: Option<String>, body: UnreadBody, state: State| async move {
                 finish(
                     async {
                         let a = authenticate(&state, &h).await?;
+                        let body: StationBody = body.json().await?;
                         allow_institute(&state, &a, body.institute_id).await?;
                         let created = state
                             .catalog
@@ -529,10 +601,10 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let session_update = warp::post()
         .and(warp::path!("api" / "admin" / "sessions" / i64))
         .and(auth)
-        .and(body_json())
+        .and(unread_body())
         .and(with_state(state.clone()))
         .then(
-            |id: i64, h: Option<String>, body: SessionUpdate, state: State| async move {
+            |id: i64, h: Option<String>, body: UnreadBody, state: State| async move {
                 finish(
                     async {
                         let a = authenticate(&state, &h).await?;
@@ -542,6 +614,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
                             .await?
                             .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
                         allow_station(&state, &a, station).await?;
+                        let body: SessionUpdate = body.json().await?;
                         Ok(json(&state.catalog.update_session(id, &body).await?))
                     }
                     .await,
@@ -551,21 +624,23 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let import = warp::post()
         .and(warp::path!("api" / "admin" / "import"))
         .and(auth)
-        .and(warp::body::content_length_limit(8 * 1024 * 1024))
-        .and(warp::body::bytes())
+        .and(unread_body())
         .and(with_state(state.clone()))
-        .then(|h: Option<String>, body: Bytes, state: State| async move {
-            finish(
-                async {
-                    require_city(&authenticate(&state, &h).await?)?;
-                    let text = std::str::from_utf8(&body).map_err(|_| {
-                        ApiError::BadRequest("the CSV file must be UTF-8 text".into())
-                    })?;
-                    Ok(json(&state.catalog.import_csv(text).await?))
-                }
-                .await,
-            )
-        });
+        .then(
+            |h: Option<String>, body: UnreadBody, state: State| async move {
+                finish(
+                    async {
+                        require_city(&authenticate(&state, &h).await?)?;
+                        let body = body.bytes(IMPORT_LIMIT).await?;
+                        let text = std::str::from_utf8(&body).map_err(|_| {
+                            ApiError::BadRequest("the CSV file must be UTF-8 text".into())
+                        })?;
+                        Ok(json(&state.catalog.import_csv(text).await?))
+                    }
+                    .await,
+                )
+            },
+        );
     let list = warp::get()
         .and(warp::path!("api" / "admin" / String))
         .and(auth)
@@ -586,13 +661,17 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let add_named = warp::post()
         .and(warp::path!("api" / "admin" / String))
         .and(auth)
-        .and(body_json())
+        .and(unread_body())
         .and(with_state(state.clone()))
         .then(
-            |what: String, h: Option<String>, body: NameBody, state: State| async move {
+            |what: String, h: Option<String>, body: UnreadBody, state: State| async move {
                 finish(
                     async {
                         require_city(&authenticate(&state, &h).await?)?;
+                        if !["topics", "films"].contains(&what.as_str()) {
+                            return Err(ApiError::NotFound("not found".into()));
+                        }
+                        let body: NameBody = body.json().await?;
                         let id = match what.as_str() {
                             "topics" => state.catalog.add_topic(&body.name).await?,
                             "films" => state.catalog.add_film(&body.name).await?.0,
@@ -607,12 +686,13 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let accounts = warp::post()
         .and(warp::path!("api" / "admin" / "accounts"))
         .and(auth)
-        .and(body_json())
+        .and(unread_body())
         .and(with_state(state.clone()))
-        .then(|h: Option<String>, body: AccountBody, state: State| async move {
+        .then(|h: Option<String>, body: UnreadBody, state: State| async move {
             finish(
                 async {
                     let a = authenticate(&state, &h).await?;
+                    let body: AccountBody = body.json().await?;
                     let scope = match (body.role.as_str(), body.id) {
                         ("city", _) => Scope::City,
                         ("center", Some(c)) => Scope::Center(CenterId(c)),

@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The offer has no codec in common with what the resource sends.
     #[error("{0}")]
     NotAcceptable(String),
+    /// The request body is larger than the route takes.
+    #[error("{0}")]
+    TooLarge(String),
     /// Wrong Content-Type.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) | ApiError::Busy(..) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

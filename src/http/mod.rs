@@ -7,7 +7,7 @@
 //! | `POST /whep/{channel}` | watch (SDP offer) |
 //! | `DELETE /whep/{channel}/{id}` | stop watching |
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
-//! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API |
+//! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API; viewer figures of a session only with an administrator's token in scope |
 //! | `GET /`, `/watch/{c}`, `/tv/{c}`, `/publish/{c}` | pages; their scripts and styles under `/assets/`, see [`pages`] |
 //! | `GET /hls/{c}/index.m3u8`, `/hls/{c}/ts.m3u8` | live HLS (see [`crate::hls::routes`]) |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
@@ -84,6 +84,9 @@ pub struct AppState {
     pub vendor_dir: PathBuf,
     /// Replays (`/replay/...`) and their viewers.
     pub replays: Arc<crate::recording::replays::Replays>,
+    /// Open HTTP connections and what the HTTP limits turned away (`feiyan_http_*` in
+    /// `/metrics`), shared with [`serve::serve`].
+    pub connections: Arc<serve::Connections>,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -184,6 +187,7 @@ pub fn routes_with_policy(
         .then(api_channel);
     let session = warp::get()
         .and(warp::path!("api" / "sessions" / i64))
+        .and(warp::header::optional::<String>("authorization"))
         .and(with_state(state.clone()))
         .then(api_session);
     let metrics = warp::get()
@@ -476,6 +480,12 @@ fn metrics(state: &AppState) -> Response {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    for (name, help, kind, value) in state.connections.snapshot() {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
     for (name, help, kind, value) in state.catalog.attendance_counters().snapshot() {
         let _ = writeln!(
             out,
@@ -578,7 +588,26 @@ async fn api_channel(channel: String, state: State) -> Response {
     )
 }
 
-async fn api_session(id: i64, state: State) -> Response {
+/// A session as residents see it (`../shared/DECISIONS.md`, Pages and URLs): what it is
+/// and when, no viewer figures. Named fields, so a figure added to
+/// [`crate::catalog::SessionSummary`] stays private until it is listed here.
+#[derive(Debug, Serialize)]
+struct PublicSession<'a> {
+    id: SessionId,
+    channel: &'a str,
+    station_id: crate::ids::StationId,
+    kind: SessionKind,
+    title: &'a str,
+    source: SessionSource,
+    started_at: &'a str,
+    ended_at: Option<&'a str>,
+    live: bool,
+}
+
+/// `GET /api/sessions/{id}`: the viewer figures (peak, unique viewers, viewer minutes)
+/// only for an administrator whose scope covers the session's station; everyone else,
+/// a wrong or expired token included, gets the public fields.
+async fn api_session(id: i64, authorization: Option<String>, state: State) -> Response {
     finish(
         async {
             let summary = state
@@ -586,7 +615,37 @@ async fn api_session(id: i64, state: State) -> Response {
                 .session_summary(SessionId(id), now_ms())
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
-            Ok(warp::reply::json(&summary).into_response())
+            let in_scope = match authorization {
+                None => false,
+                Some(_) => match admin::authenticate(&state, &authorization).await {
+                    Ok(account) => admin::allow_station(&state, &account, summary.station_id)
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                },
+            };
+            let mut reply = if in_scope {
+                warp::reply::json(&summary).into_response()
+            } else {
+                warp::reply::json(&PublicSession {
+                    id: summary.id,
+                    channel: &summary.channel,
+                    station_id: summary.station_id,
+                    kind: summary.kind,
+                    title: &summary.title,
+                    source: summary.source,
+                    started_at: &summary.started_at,
+                    ended_at: summary.ended_at.as_deref(),
+                    live: summary.live,
+                })
+                .into_response()
+            };
+            // The answer depends on who asks: no shared cache may keep one for another.
+            reply.headers_mut().insert(
+                warp::http::header::VARY,
+                HeaderValue::from_static("authorization"),
+            );
+            Ok(reply)
         }
         .await,
     )

@@ -143,8 +143,13 @@ impl StreamKey {
     pub fn parse(text: &str) -> Result<StreamKey, IngestError> {
         let usage = "use stream key CHANNEL?key=STREAMKEY with server rtmp://HOST/live";
         let (channel, query) = text.split_once('?').unwrap_or((text, ""));
+        // The name is not repeated: it is often the stream key pasted as the stream name,
+        // and refusals are logged.
         let channel = ChannelName::parse(channel).ok_or_else(|| {
-            IngestError::Refused(format!("bad channel name {channel:?}; {usage}"))
+            IngestError::Refused(format!(
+                "the stream name does not start with a channel name (lowercase letters, \
+                 digits, - and _); {usage}"
+            ))
         })?;
         let mut key = None;
         let mut title = String::new();
@@ -383,8 +388,12 @@ impl Conn {
                 app_name,
             } => {
                 if app_name.trim_end_matches('/') != APP {
-                    let refusal =
-                        format!("unknown application {app_name:?}; use rtmp://HOST/{APP}");
+                    // The name is not repeated: encoders set up wrongly often carry the
+                    // stream key here (rtmp://HOST/KEY), and refusals are logged.
+                    let refusal = format!(
+                        "unknown application (the address must be rtmp://HOST/{APP}); \
+                         the stream key goes in the stream name as CHANNEL?key=STREAMKEY"
+                    );
                     reject(session, sock, request_id, &refusal).await;
                     return Err(IngestError::Refused(refusal));
                 }
