@@ -348,6 +348,14 @@ pub struct IngestConfig {
     pub vp8_rendition: OnDemand,
     /// H.264 from a VP8 publisher (for H.264-only viewers, HLS and recording).
     pub h264_from_vp8: H264FromVp8,
+    /// Pull sources a channel may have (enabled or not); adding one more is refused with
+    /// 409. 1 to 64; default 4.
+    pub max_sources_per_channel: usize,
+    /// Whether http(s) pull sources may name hosts on loopback, private, link-local or
+    /// unique-local addresses (checked when added and before every connection). Off by
+    /// default, so a station key cannot make the server fetch from its own network;
+    /// RTSP, SRT and RTMP sources (IP cameras on the LAN) are not affected.
+    pub allow_private_sources: bool,
 }
 
 /// `[ingest] vp8_rendition`.
@@ -515,6 +523,8 @@ impl Default for IngestConfig {
             channels: HashMap::new(),
             vp8_rendition: OnDemand::OnDemand,
             h264_from_vp8: H264FromVp8::OnDemand,
+            max_sources_per_channel: 4,
+            allow_private_sources: false,
         }
     }
 }
@@ -772,6 +782,12 @@ impl IngestConfig {
                 self.rtmp_auth_timeout_secs
             )));
         }
+        if !(1..=64).contains(&self.max_sources_per_channel) {
+            return Err(ConfigError::Invalid(format!(
+                "[ingest] max_sources_per_channel = {} must be 1 to 64",
+                self.max_sources_per_channel
+            )));
+        }
         let ladders = std::iter::once(("[ingest]".to_string(), &self.renditions)).chain(
             self.channels.iter().filter_map(|(name, c)| {
                 c.renditions
@@ -891,6 +907,8 @@ mod tests {
         let shipped = Config::from_toml(include_str!("../config/feiyan.toml")).unwrap();
         assert_eq!(shipped.ingest.rtmp_max_connections, 256);
         assert_eq!(shipped.ingest.rtmp_auth_timeout_secs, 10);
+        assert_eq!(shipped.ingest.max_sources_per_channel, 4);
+        assert!(!shipped.ingest.allow_private_sources);
         for (toml, key) in [
             (
                 "[ingest]\nrtmp_max_connections = 0\n",
@@ -903,6 +921,10 @@ mod tests {
             (
                 "[ingest]\nrtmp_auth_timeout_secs = 301\n",
                 "rtmp_auth_timeout_secs",
+            ),
+            (
+                "[ingest]\nmax_sources_per_channel = 0\n",
+                "max_sources_per_channel",
             ),
         ] {
             let err = Config::from_toml(toml).unwrap().validate().unwrap_err();

@@ -6,6 +6,7 @@
 //! never leave the server; an HLS playlist cannot make the server read its own files; a
 //! source whose timestamps jump keeps its viewers and lets shutdown finish.
 
+mod catalog_db;
 mod common;
 
 use std::net::SocketAddr;
@@ -13,7 +14,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{start_server, wait_until};
+use common::{start_server, start_server_with, wait_until};
+use feiyan::catalog::CatalogError;
 use feiyan::client::{ViewerOptions, WhepViewer};
 use serde_json::{Value, json};
 
@@ -71,7 +73,11 @@ async fn listing_sources_needs_the_station_key_or_an_admin() {
     let id = added.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
 
     let anonymous = list(&base, None, "").await;
-    assert_eq!(anonymous.status(), 401, "GET /api/sources without credentials");
+    assert_eq!(
+        anonymous.status(),
+        401,
+        "GET /api/sources without credentials"
+    );
     let wrong = list(&base, Some("fy_wrong"), "").await;
     assert_eq!(wrong.status(), 401, "GET /api/sources with a wrong key");
 
@@ -135,7 +141,10 @@ async fn http_sources_on_private_addresses_and_local_schemes_are_refused() {
         let status = r.status();
         let text = r.text().await.unwrap();
         assert_eq!(status, 400, "{url}: {text}");
-        assert!(text.contains("rtsp, rtsps, srt, rtmp, rtmps, http, https"), "{url}: {text}");
+        assert!(
+            text.contains("rtsp, rtsps, srt, rtmp, rtmps, http, https"),
+            "{url}: {text}"
+        );
     }
     // Cameras on the LAN are what RTSP, SRT and RTMP sources are for.
     for url in [
@@ -188,7 +197,10 @@ async fn query_string_secrets_never_leave_the_server() {
             assert!(!text.contains(secret), "{secret} shown in {text}");
         }
     }
-    assert!(listing.contains("channel=2"), "plain parameters stay: {listing}");
+    assert!(
+        listing.contains("channel=2"),
+        "plain parameters stay: {listing}"
+    );
     t.server.shutdown().await;
 }
 
@@ -221,7 +233,11 @@ async fn rotating_the_key_holds_sources_until_confirmed_with_the_new_key() {
         t.station.stream_key.clone(),
     );
     let url = format!("rtsp://127.0.0.1:{}/cam", free_port());
-    let id = add(&base, &key, &ch, &url).await.json::<Value>().await.unwrap()["id"]
+    let id = add(&base, &key, &ch, &url)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
         .as_i64()
         .unwrap();
     assert!(
@@ -291,16 +307,13 @@ async fn stations_disable_enable_and_remove_their_sources() {
     let client = reqwest::Client::new();
     let post = |path: String, key: String| {
         let client = client.clone();
-        async move {
-            client
-                .post(path)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { client.post(path).bearer_auth(key).send().await.unwrap() }
     };
-    let r = post(format!("{base}/api/sources/{id}/disable"), other.stream_key.clone()).await;
+    let r = post(
+        format!("{base}/api/sources/{id}/disable"),
+        other.stream_key.clone(),
+    )
+    .await;
     assert_eq!(r.status(), 403, "another station's key");
     let r = post(format!("{base}/api/sources/{id}/disable"), key.clone()).await;
     assert_eq!(r.status(), 200);
@@ -319,7 +332,9 @@ async fn stations_disable_enable_and_remove_their_sources() {
         .send()
         .await
         .unwrap();
-    assert_eq!(removed.status(), 403);
+    let status = removed.status();
+    let text = removed.text().await.unwrap();
+    assert_eq!(status, 403, "{text}");
     let removed = client
         .delete(format!("{base}/api/sources/{id}"))
         .bearer_auth(&key)
@@ -360,7 +375,8 @@ fn make_ts(path: &Path, secs: u32, offset_secs: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hls_playlist_cannot_make_the_server_read_its_own_files() {
-    let t = start_server().await;
+    // The playlist is served on 127.0.0.1.
+    let t = start_server_with(|c| c.ingest.allow_private_sources = true).await;
     let dir = tempfile::tempdir().unwrap();
     // A playable file on the server's disk, that the playlist names with file://.
     let local = dir.path().join("local.ts");
@@ -391,13 +407,16 @@ async fn an_hls_playlist_cannot_make_the_server_read_its_own_files() {
         listed(&base, &key, id).await
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!channel_live(&base, &ch).await, "the server played its own file");
+    assert!(
+        !channel_live(&base, &ch).await,
+        "the server played its own file"
+    );
     t.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_whose_clock_jumps_ten_hours_keeps_its_viewers_and_lets_shutdown_finish() {
-    let t = start_server().await;
+    let t = start_server_with(|c| c.ingest.allow_private_sources = true).await;
     let dir = tempfile::tempdir().unwrap();
     // 6 s of media, then 8 s whose timestamps are 10 hours later, as one HTTP stream.
     make_ts(&dir.path().join("a.ts"), 6, 0);
@@ -446,4 +465,69 @@ async fn a_source_whose_clock_jumps_ten_hours_keeps_its_viewers_and_lets_shutdow
     t.server.shutdown().await;
     let took = stopping.elapsed();
     assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+}
+
+/// The catalog side on both databases: the cap, holding on rotation, confirming, removing.
+async fn catalog_rules(db: catalog_db::TestDb) {
+    let c = &db.catalog;
+    let a = c.add_station("中心", "所", "一站").await.unwrap();
+    let b = c.add_station("中心", "所", "二站").await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let s = c
+            .add_source(&a.channel, &format!("rtsp://10.0.0.{n}/cam"), 2, 0)
+            .await
+            .unwrap();
+        assert_eq!(s.station_id, a.station_id);
+        ids.push(s.id);
+    }
+    let third = c.add_source(&a.channel, "rtsp://10.0.0.9/cam", 2, 0).await;
+    assert!(matches!(third, Err(CatalogError::Conflict(_))), "{third:?}");
+    let other = c
+        .add_source(&b.channel, "srt://10.0.0.9:9000", 2, 0)
+        .await
+        .unwrap();
+    let bad = c.add_source(&b.channel, "file:///etc/passwd", 2, 0).await;
+    assert!(matches!(bad, Err(CatalogError::Invalid { .. })), "{bad:?}");
+    assert_eq!(
+        c.station_by_key(&a.stream_key).await.unwrap(),
+        Some(a.station_id)
+    );
+
+    let new_key = c.rotate_key(a.channel.as_str()).await.unwrap();
+    assert_eq!(c.station_by_key(&a.stream_key).await.unwrap(), None);
+    assert_eq!(
+        c.station_by_key(&new_key).await.unwrap(),
+        Some(a.station_id)
+    );
+    let all = c.list_sources().await.unwrap();
+    for s in &all {
+        let held = s.station_id == a.station_id;
+        assert_eq!(s.needs_confirm, held, "{s:?}");
+        assert_eq!(s.runs(), !held, "{s:?}");
+    }
+    assert!(c.set_source_enabled(ids[0], true).await.unwrap());
+    let confirmed = c.source(ids[0]).await.unwrap().unwrap();
+    assert!(confirmed.runs() && !confirmed.needs_confirm);
+    assert!(c.set_source_enabled(ids[1], false).await.unwrap());
+    assert!(!c.source(ids[1]).await.unwrap().unwrap().runs());
+    assert!(c.remove_source(ids[1]).await.unwrap());
+    assert!(!c.remove_source(ids[1]).await.unwrap());
+    assert!(c.source(ids[1]).await.unwrap().is_none());
+    // Room again for one more on the capped channel.
+    c.add_source(&a.channel, "rtsp://10.0.0.9/cam", 2, 0)
+        .await
+        .unwrap();
+    assert!(c.source(other.id).await.unwrap().unwrap().runs());
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn catalog_rules_on_sqlite() {
+    catalog_rules(catalog_db::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn catalog_rules_on_postgres() {
+    catalog_rules(catalog_db::postgres().await).await;
 }
