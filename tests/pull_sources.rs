@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{start_server, start_server_with, wait_until};
-use feiyan::catalog::CatalogError;
+use feiyan::catalog::{CatalogError, Scope};
 use feiyan::client::{ViewerOptions, WhepViewer};
 use serde_json::{Value, json};
 
@@ -103,6 +103,100 @@ async fn listing_sources_needs_the_station_key_or_an_admin() {
     )
     .await;
     assert_eq!(asked.status(), 403);
+    t.server.shutdown().await;
+}
+
+async fn login(base: &str, user: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/login"))
+        .json(&json!({"username": user, "password": "secret-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_see_and_manage_the_sources_in_their_scope() {
+    let t = start_server().await;
+    let c = &t.server.catalog;
+    let base = t.base.clone();
+    let mine = t.station.clone();
+    let elsewhere = c.add_station("乙中心", "乙所", "乙站").await.unwrap();
+    let center_b = c
+        .station_placement(elsewhere.station_id)
+        .await
+        .unwrap()
+        .center_id;
+    c.add_account("city", "secret-password", Scope::City)
+        .await
+        .unwrap();
+    c.add_account("center-b", "secret-password", Scope::Center(center_b))
+        .await
+        .unwrap();
+    let a = add(
+        &base,
+        &mine.stream_key,
+        mine.channel.as_str(),
+        "rtsp://10.0.0.1/a",
+    )
+    .await
+    .json::<Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let b = add(
+        &base,
+        &elsewhere.stream_key,
+        elsewhere.channel.as_str(),
+        "rtsp://10.0.0.2/b",
+    )
+    .await
+    .json::<Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let ids =
+        |list: Vec<Value>| -> Vec<i64> { list.iter().map(|s| s["id"].as_i64().unwrap()).collect() };
+    let city = login(&base, "city").await;
+    let all: Vec<Value> = list(&base, Some(&city), "").await.json().await.unwrap();
+    assert_eq!(ids(all), vec![a, b]);
+    let center = login(&base, "center-b").await;
+    let theirs: Vec<Value> = list(&base, Some(&center), "").await.json().await.unwrap();
+    assert_eq!(ids(theirs), vec![b]);
+    let outside = list(
+        &base,
+        Some(&center),
+        &format!("?station={}", mine.station_id),
+    )
+    .await;
+    assert_eq!(outside.status(), 403);
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/sources/{a}/disable"))
+        .bearer_auth(&center)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a center admin outside its center");
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/sources/{a}/disable"))
+        .bearer_auth(&city)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        listed(&base, &mine.stream_key, a).await["state"],
+        "disabled"
+    );
+    let bad = list(&base, Some(&city), "?station=x").await;
+    assert_eq!(bad.status(), 400);
     t.server.shutdown().await;
 }
 
