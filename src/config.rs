@@ -376,6 +376,14 @@ pub struct IngestConfig {
     /// Frame rate a transcoder accepts as declared by the source; frames arriving faster
     /// are decoded but not encoded. 1 to 240; default 60.
     pub max_input_fps: u32,
+    /// Pull sources a channel may have (enabled or not); adding one more is refused with
+    /// 409. 1 to 64; default 4.
+    pub max_sources_per_channel: usize,
+    /// Whether http(s) pull sources may name hosts on loopback, private, link-local or
+    /// unique-local addresses (checked when added and before every connection). Off by
+    /// default, so a station key cannot make the server fetch from its own network;
+    /// RTSP, SRT and RTMP sources (IP cameras on the LAN) are not affected.
+    pub allow_private_sources: bool,
 }
 
 impl IngestConfig {
@@ -565,6 +573,8 @@ impl Default for IngestConfig {
             max_input_width: 1920,
             max_input_height: 1080,
             max_input_fps: 60,
+            max_sources_per_channel: 4,
+            allow_private_sources: false,
         }
     }
 }
@@ -866,6 +876,12 @@ impl IngestConfig {
                 self.rtmp_auth_timeout_secs
             )));
         }
+        if !(1..=64).contains(&self.max_sources_per_channel) {
+            return Err(ConfigError::Invalid(format!(
+                "[ingest] max_sources_per_channel = {} must be 1 to 64",
+                self.max_sources_per_channel
+            )));
+        }
         let ladders = std::iter::once(("[ingest]".to_string(), &self.renditions)).chain(
             self.channels.iter().filter_map(|(name, c)| {
                 c.renditions
@@ -999,6 +1015,8 @@ mod tests {
         let shipped = Config::from_toml(include_str!("../config/feiyan.toml")).unwrap();
         assert_eq!(shipped.ingest.rtmp_max_connections, 256);
         assert_eq!(shipped.ingest.rtmp_auth_timeout_secs, 10);
+        assert_eq!(shipped.ingest.max_sources_per_channel, 4);
+        assert!(!shipped.ingest.allow_private_sources);
         for (toml, key) in [
             (
                 "[ingest]\nrtmp_max_connections = 0\n",
@@ -1011,6 +1029,10 @@ mod tests {
             (
                 "[ingest]\nrtmp_auth_timeout_secs = 301\n",
                 "rtmp_auth_timeout_secs",
+            ),
+            (
+                "[ingest]\nmax_sources_per_channel = 0\n",
+                "max_sources_per_channel",
             ),
         ] {
             let err = Config::from_toml(toml).unwrap().validate().unwrap_err();

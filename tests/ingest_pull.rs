@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{start_server, wait_until};
+use common::{start_server, start_server_with, wait_until};
 use feiyan::catalog::SessionSource;
 use feiyan::client::{ViewerOptions, WhepViewer};
 use feiyan::ids::ChannelName;
@@ -50,8 +50,12 @@ async fn channel_live(base: &str, channel: &str) -> bool {
     v["live"].as_bool() == Some(true)
 }
 
-async fn source_status(base: &str, id: i64) -> serde_json::Value {
-    let list: Vec<serde_json::Value> = reqwest::get(format!("{base}/api/sources"))
+/// The source's status as `GET /api/sources` shows it to its station (`key`).
+async fn source_status(base: &str, key: &str, id: i64) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = reqwest::Client::new()
+        .get(format!("{base}/api/sources"))
+        .bearer_auth(key)
+        .send()
         .await
         .unwrap()
         .json()
@@ -64,7 +68,9 @@ async fn source_status(base: &str, id: i64) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pulled_stream_survives_its_server_restarting_and_bad_urls_retry() {
-    let t = start_server().await;
+    // The stream is served on 127.0.0.1, a private address for http(s) sources.
+    let t = start_server_with(|c| c.ingest.allow_private_sources = true).await;
+    let key = t.station.stream_key.clone();
     let dir = tempfile::tempdir().unwrap();
     make_media(dir.path(), 4);
     let clip = dir.path().join("h264-baseline-aac.mp4");
@@ -105,7 +111,7 @@ async fn a_pulled_stream_survives_its_server_restarting_and_bad_urls_retry() {
         wait_until(Duration::from_secs(10), live).await,
         "pulled channel goes live"
     );
-    assert_eq!(source_status(&base, id).await["state"], "connected");
+    assert_eq!(source_status(&base, &key, id).await["state"], "connected");
     let viewer = WhepViewer::connect(&format!("{base}/whep/{ch}"), None, ViewerOptions::default())
         .await
         .expect("viewer connects");
@@ -124,7 +130,7 @@ async fn a_pulled_stream_survives_its_server_restarting_and_bad_urls_retry() {
         wait_until(Duration::from_secs(8), not_live).await,
         "channel not live after the source died"
     );
-    let down = source_status(&base, id).await;
+    let down = source_status(&base, &key, id).await;
     assert!(
         down["state"] == "retrying" || down["state"] == "connecting",
         "{down}"
@@ -144,8 +150,8 @@ async fn a_pulled_stream_survives_its_server_restarting_and_bad_urls_retry() {
         after > resumed_from + 20,
         "viewer resumed: {resumed_from} -> {after}"
     );
-    assert_eq!(source_status(&base, id).await["state"], "connected");
-    let attempts = source_status(&base, id).await["attempts"]
+    assert_eq!(source_status(&base, &key, id).await["state"], "connected");
+    let attempts = source_status(&base, &key, id).await["attempts"]
         .as_i64()
         .unwrap_or(0);
     assert!(attempts >= 2, "attempts {attempts}");
@@ -163,23 +169,25 @@ async fn a_pulled_stream_survives_its_server_restarting_and_bad_urls_retry() {
         .add_source(
             &other.channel,
             &format!("http://127.0.0.1:{}/none.ts", free_port()),
+            4,
             0,
         )
         .await
         .unwrap();
     let c = ChannelName::parse(other.channel.as_str()).unwrap();
+    let other_key = other.stream_key.clone();
     assert!(
         wait_until(Duration::from_secs(8), || {
-            let base = base.clone();
+            let (base, other_key) = (base.clone(), other_key.clone());
             async move {
-                let s = source_status(&base, dead.id.0).await;
+                let s = source_status(&base, &other_key, dead.id.0).await;
                 s["attempts"].as_i64().unwrap_or(0) >= 2 && s["state"] == "retrying"
             }
         })
         .await,
         "unreachable source retries"
     );
-    let s = source_status(&base, dead.id.0).await;
+    let s = source_status(&base, &other.stream_key, dead.id.0).await;
     assert!(
         s["last_error"].as_str().is_some_and(|e| !e.is_empty()),
         "{s}"
@@ -231,6 +239,7 @@ async fn wait_channel(base: &str, channel: &str, live: bool, within: Duration) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_srt_pull_source_reaches_viewers_and_reconnects_after_its_listener_restarts() {
     let t = start_server().await;
+    let key = t.station.stream_key.clone();
     let dir = tempfile::tempdir().unwrap();
     make_media(dir.path(), 4);
     let clip = dir.path().join("h264-baseline-aac.mp4");
@@ -257,7 +266,7 @@ async fn an_srt_pull_source_reaches_viewers_and_reconnects_after_its_listener_re
         wait_channel(&base, &ch, true, Duration::from_secs(10)).await,
         "the SRT-pulled channel goes live"
     );
-    let status = source_status(&base, id).await;
+    let status = source_status(&base, &key, id).await;
     assert_eq!(status["state"], "connected", "{status}");
     let session = status["session_id"].as_i64().expect("live session");
     let summary = t
@@ -292,13 +301,13 @@ async fn an_srt_pull_source_reaches_viewers_and_reconnects_after_its_listener_re
     );
     // The source's status follows a moment after the channel (the pull task records the
     // error once its reader has stopped).
-    let mut down = source_status(&base, id).await;
+    let mut down = source_status(&base, &key, id).await;
     for _ in 0..100 {
         if down["last_error"].as_str().is_some_and(|e| !e.is_empty()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        down = source_status(&base, id).await;
+        down = source_status(&base, &key, id).await;
     }
     assert!(
         down["last_error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -316,7 +325,7 @@ async fn an_srt_pull_source_reaches_viewers_and_reconnects_after_its_listener_re
         after > resumed_from + 60,
         "viewer resumed: {resumed_from} -> {after}"
     );
-    let up = source_status(&base, id).await;
+    let up = source_status(&base, &key, id).await;
     assert_eq!(up["state"], "connected", "{up}");
     assert_ne!(up["session_id"].as_i64(), Some(session), "a new session");
 
@@ -375,6 +384,7 @@ fn serve_rtsp(clip: &Path) -> (Reaped, Reaped, u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rtsp_camera_is_pulled_into_a_channel_and_reaches_a_viewer() {
     let t = start_server().await;
+    let key = t.station.stream_key.clone();
     let dir = tempfile::tempdir().unwrap();
     make_media(dir.path(), 4);
     // The camera's stream: H.264 without B-frames (passed through) that repeats its
@@ -409,6 +419,7 @@ async fn an_rtsp_camera_is_pulled_into_a_channel_and_reaches_a_viewer() {
         .add_source(
             &t.station.channel,
             &format!("rtsp://admin:secret@127.0.0.1:{port}/cam"),
+            4,
             0,
         )
         .await
@@ -417,9 +428,9 @@ async fn an_rtsp_camera_is_pulled_into_a_channel_and_reaches_a_viewer() {
     assert!(
         wait_channel(&base, &ch, true, Duration::from_secs(30)).await,
         "the RTSP camera's channel goes live: {}",
-        source_status(&base, source.id.0).await
+        source_status(&base, &key, source.id.0).await
     );
-    let status = source_status(&base, source.id.0).await;
+    let status = source_status(&base, &key, source.id.0).await;
     assert_eq!(status["state"], "connected", "{status}");
     assert_eq!(
         status["url"],

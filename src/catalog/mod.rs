@@ -8,7 +8,7 @@ mod films;
 mod sources;
 
 pub use films::{Film, NewFilm, Screening, ScreeningStatus, UnknownScreeningStatus};
-pub use sources::{PullSource, redact_url};
+pub use sources::{PullSource, SOURCE_SCHEMES, redact_url, redact_urls_in, source_scheme};
 
 mod accounts;
 mod demo;
@@ -374,15 +374,20 @@ impl Catalog {
     }
 
     /// Replaces a station's stream key (by station id or channel name); returns the new
-    /// clear key. The old key stops working at once for new publishes.
+    /// clear key. The old key stops working at once for new publishes, and the station's
+    /// pull sources are held until the station enables them with the new key.
     pub async fn rotate_key(&self, station_or_channel: &str) -> Result<String, CatalogError> {
         let station_id = self.resolve_station(station_or_channel).await?;
         let key = new_stream_key();
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE stations SET stream_key_hash = $1 WHERE id = $2")
             .bind(hash_key(&key))
             .bind(station_id.0)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        // Whoever held the old key may have added sources: they wait for the new key.
+        sources::hold_station_sources(&mut tx, station_id).await?;
+        tx.commit().await?;
         Ok(key)
     }
 

@@ -1,11 +1,16 @@
 //! Pull sources: URLs the server opens itself (IP cameras over RTSP, SRT, RTMP, HTTP) to
 //! feed a channel. An SRT source calls an SRT listener (`srt://HOST:PORT?mode=caller`;
 //! libavformat's options such as `passphrase` or `latency` (µs) go in the query).
+//!
+//! Only network schemes are accepted ([`SOURCE_SCHEMES`]): never `file:`, `concat:`,
+//! `subfile:` or `data:`, which would let whoever holds a station key read the server's
+//! own files. A station's sources are held (`needs_confirm`) when its key rotates, until
+//! the station enables them again with the new key.
 
 use serde::Serialize;
 
-use super::{Catalog, CatalogError};
-use crate::ids::{ChannelName, PullSourceId};
+use super::{Catalog, CatalogError, hash_key};
+use crate::ids::{ChannelName, PullSourceId, StationId};
 
 /// A pull source row.
 #[derive(Debug, Clone, Serialize)]
@@ -14,102 +19,251 @@ pub struct PullSource {
     pub id: PullSourceId,
     /// Channel it feeds.
     pub channel: String,
+    /// The station that owns the channel (whose key manages the source).
+    pub station_id: StationId,
     /// What to open (may hold camera credentials: show it through [`redact_url`]).
     pub url: String,
-    /// Whether the server keeps it connected.
+    /// Whether the station wants it connected.
     pub enabled: bool,
+    /// Held since the station's key rotated: not opened until enabled with the new key.
+    pub needs_confirm: bool,
 }
 
-/// The URL without `user:password@` and without an SRT `passphrase=` value, for logs and
-/// the API.
-pub fn redact_url(url: &str) -> String {
-    let url = match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme && !url[scheme + 3..at].contains('/') => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    };
-    match url.split_once('?') {
-        Some((base, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("passphrase") => format!("{k}=***"),
-                    _ => pair.to_string(),
-                })
-                .collect();
-            format!("{base}?{}", query.join("&"))
-        }
-        None => url,
+impl PullSource {
+    /// Whether the server keeps it connected.
+    pub fn runs(&self) -> bool {
+        self.enabled && !self.needs_confirm
     }
 }
 
-const SCHEMES: [&str; 6] = [
-    "rtsp://", "rtsps://", "srt://", "rtmp://", "http://", "https://",
+/// The schemes a pull source may use, lower case.
+pub const SOURCE_SCHEMES: [&str; 7] = ["rtsp", "rtsps", "srt", "rtmp", "rtmps", "http", "https"];
+
+/// The URL's scheme, lower case, when it is one of [`SOURCE_SCHEMES`] followed by `://`.
+pub fn source_scheme(url: &str) -> Option<&'static str> {
+    let (scheme, _) = url.split_once("://")?;
+    SOURCE_SCHEMES
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(scheme))
+        .copied()
+}
+
+/// Query parameter names whose values are treated as secrets (matched as parts of the
+/// lower-cased name, so `api_key`, `access_token` and `X-Amz-Signature` count too). SRT's
+/// `passphrase` and `streamid` (which often carries an access token) are among them.
+const SECRET_PARAMS: [&str; 10] = [
+    "key",
+    "token",
+    "secret",
+    "pass",
+    "sig",
+    "auth",
+    "streamid",
+    "credential",
+    "session",
+    "hdnts",
 ];
 
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_PARAMS.iter().any(|s| name.contains(s))
+}
+
+/// The URL without `user:password@` and without the values of query parameters that look
+/// like secrets (`token=`, `key=`, `sig=`, SRT's `passphrase=` and `streamid=`, ...), for
+/// logs and the API.
+pub fn redact_url(url: &str) -> String {
+    let base = match url.find("://") {
+        Some(scheme) => {
+            let rest = &url[scheme + 3..];
+            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{}://***@{}", &url[..scheme], &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    };
+    match base.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => base,
+    }
+}
+
+/// `text` (an error message, an FFmpeg line) with every URL in it passed through
+/// [`redact_url`].
+pub fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '<' | '>' | '`'))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&redact_url(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+type SourceRow = (i64, String, i64, String, i64, i64);
+
+const SELECT_SOURCES: &str = "SELECT s.id, s.channel, ch.station_id, s.url, s.enabled, \
+     s.needs_confirm FROM sources s JOIN channels ch ON ch.name = s.channel";
+
+fn from_row((id, channel, station_id, url, enabled, needs_confirm): SourceRow) -> PullSource {
+    PullSource {
+        id: PullSourceId(id),
+        channel,
+        station_id: StationId(station_id),
+        url,
+        enabled: enabled != 0,
+        needs_confirm: needs_confirm != 0,
+    }
+}
+
 impl Catalog {
-    /// Adds an enabled pull source on `channel`.
+    /// Adds an enabled pull source on `channel`, unless the channel already has
+    /// `max_per_channel` sources (enabled or not). Checks the scheme only: whether an
+    /// http(s) host may be private is the ingest side's rule.
     pub async fn add_source(
         &self,
         channel: &ChannelName,
         url: &str,
+        max_per_channel: usize,
         now_ms: i64,
     ) -> Result<PullSource, CatalogError> {
-        if !SCHEMES.iter().any(|s| url.starts_with(s)) {
+        if source_scheme(url).is_none() {
             return Err(CatalogError::Invalid {
                 field: "url",
-                reason: format!("must start with one of {}", SCHEMES.join(", ")),
+                reason: format!(
+                    "the scheme must be one of {} (as in rtsp://HOST/PATH); local files and \
+                     other protocols are not sources",
+                    SOURCE_SCHEMES.join(", ")
+                ),
             });
         }
-        self.channel_owner(channel).await?;
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO sources (channel, url, enabled, created_at) VALUES ($1, $2, 1, $3) \
+        if url.len() > 4096 || url.chars().any(char::is_control) {
+            return Err(CatalogError::Invalid {
+                field: "url",
+                reason: "must be at most 4096 bytes without control characters".into(),
+            });
+        }
+        let owner = self.channel_owner(channel).await?;
+        let cap = i64::try_from(max_per_channel).unwrap_or(i64::MAX);
+        // One statement, so two adds at once cannot both pass the count.
+        let row: Option<(i64,)> = sqlx::query_as(
+            "INSERT INTO sources (channel, url, enabled, created_at) \
+             SELECT $1, $2, 1, $3 WHERE (SELECT COUNT(*) FROM sources WHERE channel = $1) < $4 \
              RETURNING id",
         )
         .bind(channel.as_str())
         .bind(url)
         .bind(now_ms)
-        .fetch_one(&self.pool)
+        .bind(cap)
+        .fetch_optional(&self.pool)
         .await?;
+        let Some((id,)) = row else {
+            return Err(CatalogError::Conflict(format!(
+                "channel {channel} already has {max_per_channel} pull sources, the most \
+                 [ingest] max_sources_per_channel allows; remove one first \
+                 (DELETE /api/sources/{{id}} or `feiyan source remove ID`)"
+            )));
+        };
         Ok(PullSource {
             id: PullSourceId(id),
             channel: channel.to_string(),
+            station_id: owner.station_id,
             url: url.to_string(),
             enabled: true,
+            needs_confirm: false,
         })
     }
 
-    /// Enables or disables a source; false when there is no such source.
+    /// Enables or disables a source; enabling also confirms one held by a key rotation.
+    /// False when there is no such source.
     pub async fn set_source_enabled(
         &self,
         id: PullSourceId,
         enabled: bool,
     ) -> Result<bool, CatalogError> {
-        let done = sqlx::query("UPDATE sources SET enabled = $1 WHERE id = $2")
-            .bind(i64::from(enabled))
+        let sql = if enabled {
+            "UPDATE sources SET enabled = 1, needs_confirm = 0 WHERE id = $1"
+        } else {
+            "UPDATE sources SET enabled = 0 WHERE id = $1"
+        };
+        let done = sqlx::query(sql).bind(id.0).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes a source; false when there is no such source.
+    pub async fn remove_source(&self, id: PullSourceId) -> Result<bool, CatalogError> {
+        let done = sqlx::query("DELETE FROM sources WHERE id = $1")
             .bind(id.0)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
+    /// One source.
+    pub async fn source(&self, id: PullSourceId) -> Result<Option<PullSource>, CatalogError> {
+        let row: Option<SourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_SOURCES} WHERE s.id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(from_row))
+    }
+
     /// Every source.
     pub async fn list_sources(&self) -> Result<Vec<PullSource>, CatalogError> {
-        let rows: Vec<(i64, String, String, i64)> =
-            sqlx::query_as("SELECT id, channel, url, enabled FROM sources ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, channel, url, enabled)| PullSource {
-                id: PullSourceId(id),
-                channel,
-                url,
-                enabled: enabled != 0,
-            })
-            .collect())
+        let rows: Vec<SourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_SOURCES} ORDER BY s.id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(from_row).collect())
     }
+
+    /// The station whose current stream key is `key`, if any.
+    pub async fn station_by_key(&self, key: &str) -> Result<Option<StationId>, CatalogError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM stations WHERE stream_key_hash = $1")
+                .bind(hash_key(key))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(id,)| StationId(id)))
+    }
+}
+
+/// Holds every source of `station` until it is enabled again (called in the key
+/// rotation's transaction).
+pub(super) async fn hold_station_sources(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    station: StationId,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "UPDATE sources SET needs_confirm = 1 \
+         WHERE channel IN (SELECT name FROM channels WHERE station_id = $1)",
+    )
+    .bind(station.0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -117,10 +271,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_are_hidden() {
+    fn credentials_and_query_secrets_are_hidden() {
         assert_eq!(
             redact_url("rtsp://admin:secret@10.0.0.5:554/stream1"),
             "rtsp://***@10.0.0.5:554/stream1"
+        );
+        assert_eq!(
+            redact_url("rtsp://admin:p@ss@10.0.0.5/s"),
+            "rtsp://***@10.0.0.5/s"
         );
         assert_eq!(redact_url("srt://1.2.3.4:9000"), "srt://1.2.3.4:9000");
         assert_eq!(
@@ -128,9 +286,54 @@ mod tests {
             "srt://1.2.3.4:9000?mode=caller&passphrase=***&latency=200"
         );
         assert_eq!(
+            redact_url("srt://h:1?streamid=#!::r=live,u=me&mode=caller"),
+            "srt://h:1?streamid=***&mode=caller"
+        );
+        assert_eq!(
+            redact_url("https://cdn/x.m3u8?X-Amz-Signature=ab&api_key=k&t=1"),
+            "https://cdn/x.m3u8?X-Amz-Signature=***&api_key=***&t=1"
+        );
+        assert_eq!(
             redact_url("http://host/a@b.ts"),
             "http://host/a@b.ts",
             "an @ in the path is not userinfo"
         );
+        assert_eq!(
+            redact_url("http://host/a?x=1@y"),
+            "http://host/a?x=1@y",
+            "nor one in the query"
+        );
+    }
+
+    #[test]
+    fn urls_inside_messages_are_redacted() {
+        assert_eq!(
+            redact_urls_in(
+                "cannot open rtsp://a:b@10.0.0.5/cam?token=t1 as media (Server returned 401)"
+            ),
+            "cannot open rtsp://***@10.0.0.5/cam?token=*** as media (Server returned 401)"
+        );
+        assert_eq!(
+            redact_urls_in("Opening 'https://h/s.ts?sig=x' for reading"),
+            "Opening 'https://h/s.ts?sig=***' for reading"
+        );
+        assert_eq!(redact_urls_in("no url here"), "no url here");
+    }
+
+    #[test]
+    fn only_network_schemes_are_sources() {
+        assert_eq!(source_scheme("RTSP://cam/1"), Some("rtsp"));
+        assert_eq!(source_scheme("rtmps://h/live/k"), Some("rtmps"));
+        for url in [
+            "file:///etc/passwd",
+            "concat:a|b",
+            "subfile,,start,0,end,0,,:/etc/passwd",
+            "data:text/plain,x",
+            "ftp://h/x",
+            "/etc/passwd",
+            "crypto+file:///etc/passwd",
+        ] {
+            assert_eq!(source_scheme(url), None, "{url}");
+        }
     }
 }

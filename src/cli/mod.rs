@@ -164,7 +164,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Station { action } => hierarchy::station(&open_catalog(url).await?, action).await,
         Command::Film { action } => film::run(&open_catalog(url).await?, action).await,
         Command::Screening { action } => screening::run(&open_catalog(url).await?, action).await,
-        Command::Source { action } => source::run(&open_catalog(url).await?, action).await,
+        Command::Source { action } => {
+            source::run(&open_catalog(url).await?, &config.ingest, action).await
+        }
         Command::Recording { action } => {
             recording::run(&open_catalog(url).await?, &config.recording.dir, action).await
         }

@@ -1,8 +1,5 @@
-//! Ingest resources: pull sources and screenings (film classes).
+//! Ingest resources: screenings (film classes); pull sources are in [`super::sources`].
 //!
-//! - `GET /api/sources`: every running pull source with its status (connected, retrying,
-//!   last error, next retry); URLs without credentials.
-//! - `POST /api/sources` `{"channel", "url"}`: adds a pull source to a channel.
 //! - `POST /api/screenings` `{"channel", "film_id", "at"}` (`at` RFC 3339): schedules a film
 //!   class on the channel's station. `GET /api/screenings/{id}`: its status and session.
 //! - `POST /api/screenings/{id}/start`: start-now (a scheduled or missed screening plays
@@ -10,8 +7,8 @@
 //!   session (`stopping`, then `stopped`); a waiting one is `cancelled`. Both answer
 //!   `202 Accepted` with the screening; 409 when its status does not allow it.
 //!
-//! Changes need the channel's stream key (`Authorization: Bearer <stream key>`), as WHIP;
-//! for a screening, the key of the station that shows it.
+//! Changes need the key of the station that shows the screening
+//! (`Authorization: Bearer <stream key>`), as WHIP.
 
 use serde::Deserialize;
 use warp::filters::BoxedFilter;
@@ -22,15 +19,7 @@ use warp::{Filter, Reply};
 use super::error::ApiError;
 use super::{State, finish, parse_channel, with_state};
 use crate::audience::now_ms;
-use crate::catalog::redact_url;
 use crate::ids::{FilmId, ScreeningId};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewSource {
-    channel: String,
-    url: String,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,21 +30,6 @@ struct NewScreening {
 }
 
 pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
-    let list = warp::get()
-        .and(warp::path!("api" / "sources"))
-        .and(with_state(state.clone()))
-        .map(|state: State| warp::reply::json(&state.pull.list()).into_response());
-    let add = warp::post()
-        .and(warp::path!("api" / "sources"))
-        .and(warp::header::optional::<String>("authorization"))
-        .and(warp::body::content_length_limit(16 * 1024))
-        .and(warp::body::json())
-        .and(with_state(state.clone()))
-        .then(
-            |auth: Option<String>, body: NewSource, state: State| async move {
-                finish(add_source(auth, body, state).await)
-            },
-        );
     let schedule = warp::post()
         .and(warp::path!("api" / "screenings"))
         .and(warp::header::optional::<String>("authorization"))
@@ -89,15 +63,7 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
                     .map_err(|_| ApiError::NotFound(format!("no screening {id}"))),
             )
         });
-    list.or(add)
-        .unify()
-        .or(schedule)
-        .unify()
-        .or(screening)
-        .unify()
-        .or(control)
-        .unify()
-        .boxed()
+    schedule.or(screening).unify().or(control).unify().boxed()
 }
 
 async fn authorize(
@@ -121,22 +87,6 @@ async fn authorize(
         })?;
     state.catalog.authorize_publisher(&channel, key).await?;
     Ok(channel)
-}
-
-async fn add_source(
-    auth: Option<String>,
-    body: NewSource,
-    state: State,
-) -> Result<Response, ApiError> {
-    let channel = authorize(auth, &body.channel, &state).await?;
-    let mut source = state
-        .catalog
-        .add_source(&channel, &body.url, now_ms())
-        .await?;
-    source.url = redact_url(&source.url);
-    let mut r = warp::reply::json(&source).into_response();
-    *r.status_mut() = StatusCode::CREATED;
-    Ok(r)
 }
 
 async fn schedule(

@@ -11,6 +11,7 @@
 //! | `GET /`, `/watch/{c}`, `/tv/{c}`, `/publish/{c}` | pages; their scripts and styles under `/assets/`, see [`pages`] |
 //! | `GET /hls/{c}/index.m3u8`, `/hls/{c}/ts.m3u8` | live HLS (see [`crate::hls::routes`]) |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
+//! | `/api/sources...` | pull sources, for their station or an administrator, see [`sources`] |
 //!
 //! Security headers (CSP, nosniff, ...) go on every answer and CORS only on WHIP/WHEP and
 //! the public reads: see [`security`].
@@ -25,6 +26,7 @@ pub mod rate;
 mod replay;
 pub mod security;
 pub mod serve;
+mod sources;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -59,7 +61,7 @@ pub struct AppState {
     pub salt: [u8; 16],
     /// Live HLS (`/hls/...`).
     pub hls: Arc<crate::hls::Hls>,
-    /// Pull source statuses (`GET /api/sources`).
+    /// Pull source statuses and the `[ingest]` rules for adding sources (`/api/sources`).
     pub pull: Arc<crate::ingest::pull::PullBoard>,
     /// What the RTMP door turned away (`feiyan_rtmp_*_total` in `/metrics`).
     pub rtmp_counters: Arc<crate::ingest::rtmp::RtmpCounters>,
@@ -199,7 +201,10 @@ pub fn routes_with_policy(
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
 
     let media = whip_post.or(whep_post).unify().boxed();
+    // Before `delete`, which takes every `DELETE /{kind}/{channel}/{id}`.
     let routes = media
+        .or(sources::routes(state.clone()))
+        .unify()
         .or(delete)
         .unify()
         .or(patch)

@@ -156,7 +156,10 @@ pub async fn start(
         ctx.clone(),
         stopped.clone(),
     )));
-    let pull = Arc::new(pull::PullBoard::default());
+    let pull = Arc::new(pull::PullBoard::new(pull::SourceRules {
+        max_per_channel: config.max_sources_per_channel,
+        allow_private: config.allow_private_sources,
+    }));
     tasks.push(tokio::spawn(pull::supervisor(
         ctx.clone(),
         pull.clone(),

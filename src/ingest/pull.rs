@@ -3,12 +3,22 @@
 //! goes not-live; connected viewers stay and resume with the next session) and the server
 //! retries with backoff: 1 s, doubling to 30 s, back to 1 s after a good connection.
 //! Sources are read from the catalog every second, so `feiyan source add` on a running
-//! server takes effect without a restart.
+//! server takes effect without a restart; disabled sources and those held since their
+//! station's key rotated are not opened.
+//!
+//! What a source may reach: libavformat opens it with a `protocol_whitelist` for its
+//! scheme ([`protocol_whitelist`]), so an HLS playlist or any other nested input cannot
+//! name `file:`, `concat:`, `subfile:` or `data:` URLs; an http(s) host on a private
+//! address is refused unless `[ingest] allow_private_sources` ([`check_host`]).
+//! Timestamps: a source whose clock jumps (a camera reboot, an encoder restart, a
+//! concatenated stream) is paced on a continuous timeline, and pacing never sleeps past a
+//! stop request ([`pace`]).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -17,10 +27,13 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
-use crate::catalog::{PullSource, SessionKind, SessionSource, redact_url};
+use crate::catalog::{
+    PullSource, SessionKind, SessionSource, redact_url, redact_urls_in, source_scheme,
+};
 use crate::ids::{ChannelName, PullSourceId, SessionId};
+use crate::media::MediaKind;
 use crate::transcode::demux::Demuxer;
-use crate::transcode::{TranscodeError, Transcoder};
+use crate::transcode::{SourcePacket, TranscodeError, Transcoder};
 
 /// First retry delay.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -40,6 +53,11 @@ pub enum SourceState {
     Connected,
     /// Waiting before the next attempt.
     Retrying,
+    /// Disabled by its station (shown in listings only; not running).
+    Disabled,
+    /// Held since its station's key rotated, until enabled with the new key (listings
+    /// only; not running).
+    NeedsConfirm,
 }
 
 /// A source's status as `GET /api/sources` shows it.
@@ -49,12 +67,17 @@ pub struct SourceStatus {
     pub id: PullSourceId,
     /// Channel it feeds.
     pub channel: String,
-    /// URL without credentials.
+    /// URL without credentials and query-string secrets.
     pub url: String,
     /// Current state.
     pub state: SourceState,
-    /// Connection attempts so far.
-    pub attempts: u64,
+    /// Whether its station wants it connected.
+    pub enabled: bool,
+    /// Held since its station's key rotated: enabling it with the new key confirms it.
+    pub needs_confirm: bool,
+    /// Connection attempts so far (absent while not running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u64>,
     /// Why the last attempt or connection ended.
     pub last_error: Option<String>,
     /// Delay before the next attempt, while retrying.
@@ -65,14 +88,33 @@ pub struct SourceStatus {
     pub since_ms: i64,
 }
 
+/// The `[ingest]` rules for adding sources, which the HTTP API and the CLI apply.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRules {
+    /// `[ingest] max_sources_per_channel`.
+    pub max_per_channel: usize,
+    /// `[ingest] allow_private_sources`.
+    pub allow_private: bool,
+}
+
 /// Statuses of running sources, shared with HTTP handlers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PullBoard {
+    /// What adding a source must pass (the API reads it here).
+    pub rules: SourceRules,
     // A std Mutex: held only to copy or replace an entry, never across an await.
     sources: Mutex<HashMap<PullSourceId, SourceStatus>>,
 }
 
 impl PullBoard {
+    /// An empty board applying `rules`.
+    pub fn new(rules: SourceRules) -> PullBoard {
+        PullBoard {
+            rules,
+            sources: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Every running source, by id.
     pub fn list(&self) -> Vec<SourceStatus> {
         let mut out: Vec<_> = self.lock().values().cloned().collect();
@@ -83,6 +125,34 @@ impl PullBoard {
     /// One source.
     pub fn get(&self, id: PullSourceId) -> Option<SourceStatus> {
         self.lock().get(&id).cloned()
+    }
+
+    /// How `source` (a catalog row) stands: its running status, or disabled / held /
+    /// about to connect (the supervisor picks new rows up within a second).
+    pub fn view(&self, source: &PullSource) -> SourceStatus {
+        let running = source.runs().then(|| self.get(source.id)).flatten();
+        let mut status = running.unwrap_or_else(|| SourceStatus {
+            id: source.id,
+            channel: source.channel.clone(),
+            url: redact_url(&source.url),
+            state: if !source.enabled {
+                SourceState::Disabled
+            } else if source.needs_confirm {
+                SourceState::NeedsConfirm
+            } else {
+                SourceState::Connecting
+            },
+            enabled: source.enabled,
+            needs_confirm: source.needs_confirm,
+            attempts: None,
+            last_error: None,
+            retry_in_ms: None,
+            session_id: None,
+            since_ms: now_ms(),
+        });
+        status.enabled = source.enabled;
+        status.needs_confirm = source.needs_confirm;
+        status
     }
 
     fn update(&self, id: PullSourceId, change: impl FnOnce(&mut SourceStatus)) {
@@ -109,7 +179,7 @@ pub(crate) async fn supervisor(
             Ok(sources) => {
                 let enabled: HashMap<PullSourceId, PullSource> = sources
                     .into_iter()
-                    .filter(|s| s.enabled)
+                    .filter(PullSource::runs)
                     .map(|s| (s.id, s))
                     .collect();
                 running.retain(|id, (halt, task)| {
@@ -131,7 +201,9 @@ pub(crate) async fn supervisor(
                             channel: source.channel.clone(),
                             url: redact_url(&source.url),
                             state: SourceState::Connecting,
-                            attempts: 0,
+                            enabled: true,
+                            needs_confirm: false,
+                            attempts: Some(0),
                             last_error: None,
                             retry_in_ms: None,
                             session_id: None,
@@ -153,8 +225,11 @@ pub(crate) async fn supervisor(
             _ = tokio::time::sleep(CATALOG_POLL) => {}
         }
     }
-    for (_, (halt, task)) in running {
+    // Every source is told first, so their stops overlap.
+    for (halt, _) in running.values() {
         let _ = halt.send(true);
+    }
+    for (_, (_, task)) in running {
         let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
     }
 }
@@ -169,7 +244,7 @@ async fn run_source(
     loop {
         board.update(source.id, |s| {
             s.state = SourceState::Connecting;
-            s.attempts += 1;
+            s.attempts = Some(s.attempts.unwrap_or(0) + 1);
             s.retry_in_ms = None;
         });
         let (connected, ended) = attempt(&ctx, &board, &source, halt.clone()).await;
@@ -205,12 +280,26 @@ async fn attempt(
     let Some(channel) = ChannelName::parse(&source.channel) else {
         return (false, format!("invalid channel name {:?}", source.channel));
     };
+    let Some(scheme) = source_scheme(&source.url) else {
+        return (
+            false,
+            format!("{} is not a source URL", redact_url(&source.url)),
+        );
+    };
+    // Checked again before every connection: the name may resolve elsewhere by now.
+    if let Err(why) = check_host(&source.url, ctx.config.allow_private_sources).await {
+        return (false, why);
+    }
     let url = source.url.clone();
     let options = transcode_options(ctx, channel.as_str());
     let opened = tokio::task::spawn_blocking(move || {
         let mut demuxer = Demuxer::open(
             &url,
-            &[("rw_timeout", IO_TIMEOUT_US), ("timeout", IO_TIMEOUT_US)],
+            &[
+                ("rw_timeout", IO_TIMEOUT_US),
+                ("timeout", IO_TIMEOUT_US),
+                ("protocol_whitelist", protocol_whitelist(scheme)),
+            ],
         )?;
         let (transcoder, encoded) =
             Transcoder::start(demuxer.take_video(), demuxer.take_audio(), &options)?;
@@ -219,7 +308,7 @@ async fn attempt(
     .await;
     let (demuxer, transcoder, encoded) = match opened {
         Ok(Ok(parts)) => parts,
-        Ok(Err(err)) => return (false, redact_url(&err.to_string())),
+        Ok(Err(err)) => return (false, redact_urls_in(&err.to_string())),
         Err(err) => return (false, format!("open task failed: {err}")),
     };
     let live = async {
@@ -274,8 +363,10 @@ async fn attempt(
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let stop_reader = stop.clone();
+    // The reader thread logs under the source's span (its id and channel).
+    let span = tracing::Span::current();
     let reader = tokio::task::spawn_blocking(move || {
-        super::playout::pace(demuxer, transcoder, &stop_reader)
+        span.in_scope(|| pace(demuxer, transcoder, &stop_reader))
     });
     let watcher = tokio::spawn(async move {
         let _ = halt.changed().await;
@@ -283,10 +374,358 @@ async fn attempt(
     });
     let ended = match reader.await {
         Ok(Ok(())) => "the source ended its stream".to_string(),
-        Ok(Err(err)) => redact_url(&err.to_string()),
+        Ok(Err(err)) => redact_urls_in(&err.to_string()),
         Err(err) => format!("reader thread failed: {err}"),
     };
     watcher.abort();
     let _ = forwarder.await;
     (true, ended)
+}
+
+/// The protocols libavformat may open for a source of `scheme` (checked with the ffmpeg
+/// CLI against FFmpeg 5.1): the scheme's own and the transports beneath it, nothing that
+/// reads local files (`file`, `concat`, `subfile`, `data`, `pipe`). HLS playlists and their
+/// segments and keys (`crypto`) inherit the list.
+pub fn protocol_whitelist(scheme: &str) -> &'static str {
+    match scheme {
+        // RTSP control over TCP, media over RTP/UDP (or interleaved on the TCP).
+        "rtsp" => "rtsp,rtp,udp,tcp",
+        "rtsps" => "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
+        // libsrt carries its own UDP.
+        "srt" => "srt",
+        "rtmp" => "rtmp,tcp",
+        "rtmps" => "rtmps,tls,tcp",
+        // Progressive streams and HLS (a playlist on https may name http segments and
+        // AES-128 keys).
+        "http" | "https" => "http,https,tcp,tls,crypto",
+        _ => "none",
+    }
+}
+
+/// Whether `ip` is an address a station should not reach through the server without
+/// `[ingest] allow_private_sources`: loopback, private, carrier-grade NAT, link-local,
+/// unspecified, broadcast, unique-local, and IPv4 embedded in IPv6 (mapped, NAT64).
+pub fn is_private_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_address(IpAddr::V4(v4));
+            }
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let o = v6.octets();
+                return is_private_address(IpAddr::from([o[12], o[13], o[14], o[15]]));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Host and port of an http(s) URL's authority (`[v6]` brackets removed).
+fn http_host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+/// For http(s) sources without `allow_private`: resolves the host and refuses it when any
+/// of its addresses is private ([`is_private_address`]). Other schemes pass (IP cameras
+/// on the LAN are what RTSP, SRT and RTMP sources are for).
+///
+/// Residual risk, accepted: libavformat resolves the name again when it connects, so a
+/// name whose DNS answer changes in between (DNS rebinding) can still reach a private
+/// address, as can an HTTP redirect or an HLS playlist naming segments on another host;
+/// the check runs again before every connection, and the protocol whitelist keeps all of
+/// them on http(s).
+pub async fn check_host(url: &str, allow_private: bool) -> Result<(), String> {
+    if allow_private || !matches!(source_scheme(url), Some("http" | "https")) {
+        return Ok(());
+    }
+    let Some((host, port)) = http_host_port(url) else {
+        return Err(format!(
+            "{}: no host in the URL (expected http(s)://HOST[:PORT]/PATH)",
+            redact_url(url)
+        ));
+    };
+    let lookup = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::lookup_host((host.as_str(), port)),
+    )
+    .await;
+    let addrs: Vec<IpAddr> = match lookup {
+        Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+        Ok(Err(err)) => return Err(format!("cannot resolve {host}: {err}")),
+        Err(_) => return Err(format!("cannot resolve {host}: no answer within 5 s")),
+    };
+    match addrs.iter().find(|ip| is_private_address(**ip)) {
+        Some(ip) => Err(format!(
+            "{host} is a private address ({ip}); http(s) sources on the server's own \
+             network need [ingest] allow_private_sources = true"
+        )),
+        None if addrs.is_empty() => Err(format!("cannot resolve {host}: no addresses")),
+        None => Ok(()),
+    }
+}
+
+/// A timestamp step (forward or back, between consecutive packets of any track) larger
+/// than this is a discontinuity of the source's clock, not its pace.
+const MAX_STEP_US: i64 = 3_000_000;
+/// Where a discontinuity puts the next packet: this long after the last one.
+const DISCONTINUITY_GAP_US: i64 = 40_000;
+/// Packets this far ahead of (or behind) the wall clock re-anchor pacing.
+const MAX_DRIFT: Duration = Duration::from_secs(3);
+/// Longest sleep between looks at the stop flag.
+const PACE_SLICE: Duration = Duration::from_millis(100);
+/// Clock offsets remembered, so packets of the old clock still interleaved with the new
+/// one (audio and video are muxed up to a second apart) keep theirs.
+const KEPT_OFFSETS: usize = 4;
+
+/// Maps a source's timestamps onto a continuous timeline: a jump of the source's clock
+/// (hours forward, or backwards) becomes a 40 ms step, so pacing, the transcoder, HLS and
+/// recording never see it. Pure, so tests drive it packet by packet.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    /// Offsets (µs, added to the source's timestamps) of the clocks seen, newest last.
+    offsets: Vec<i64>,
+    /// The last mapped decode time, any track.
+    last_us: Option<i64>,
+    /// The last mapped decode time per track (video, audio), kept increasing.
+    last_by_track: [Option<i64>; 2],
+}
+
+impl Timeline {
+    /// Moves `packet` onto the timeline; true when its clock jumped here.
+    pub fn map(&mut self, packet: &mut SourcePacket) -> bool {
+        let mut jumped = false;
+        let offset = match self.last_us {
+            None => {
+                self.offsets.push(0);
+                0
+            }
+            Some(last) => {
+                let fits = self
+                    .offsets
+                    .iter()
+                    .rev()
+                    .find(|o| (packet.dts_us + **o - last).abs() <= MAX_STEP_US);
+                match fits {
+                    Some(o) => *o,
+                    None => {
+                        jumped = true;
+                        let o = last + DISCONTINUITY_GAP_US - packet.dts_us;
+                        if self.offsets.len() == KEPT_OFFSETS {
+                            self.offsets.remove(0);
+                        }
+                        self.offsets.push(o);
+                        o
+                    }
+                }
+            }
+        };
+        let track = match packet.kind {
+            MediaKind::Video => 0,
+            MediaKind::Audio => 1,
+        };
+        let mut shift = offset;
+        if let Some(prev) = self.last_by_track[track]
+            && packet.dts_us + shift <= prev
+        {
+            shift = prev + 1 - packet.dts_us;
+        }
+        packet.dts_us += shift;
+        packet.pts_us += shift;
+        self.last_by_track[track] = Some(packet.dts_us);
+        self.last_us = Some(packet.dts_us);
+        jumped
+    }
+}
+
+/// Feeds a source's packets to the transcoder in real time by their timestamps, on a
+/// continuous [`Timeline`]. Returns when the input ends or fails, or within
+/// [`PACE_SLICE`] of `halt` (a read blocked on the network returns within the source's
+/// I/O timeout).
+fn pace(
+    mut demuxer: Demuxer,
+    transcoder: Transcoder,
+    halt: &AtomicBool,
+) -> Result<(), TranscodeError> {
+    let mut timeline = Timeline::default();
+    let mut jumps = 0u64;
+    // (wall clock, timeline µs) of the packet pacing counts from.
+    let mut anchor: Option<(Instant, i64)> = None;
+    while !halt.load(Ordering::Relaxed) {
+        let Some(mut packet) = demuxer.read()? else {
+            break;
+        };
+        let source_dts = packet.dts_us;
+        if timeline.map(&mut packet) {
+            jumps += 1;
+            if jumps <= 3 || jumps.is_power_of_two() {
+                warn!(
+                    jumps,
+                    source_dts_us = source_dts,
+                    "the source's timestamps jumped; continuing without a pause"
+                );
+            }
+        }
+        let (start, origin) = *anchor.get_or_insert((Instant::now(), packet.dts_us));
+        let due = Duration::from_micros(u64::try_from(packet.dts_us - origin).unwrap_or(0));
+        let elapsed = start.elapsed();
+        if due > elapsed + MAX_DRIFT || elapsed > due + MAX_DRIFT {
+            // Far ahead (a fast clock) or behind (a stall): count from here.
+            anchor = Some((Instant::now(), packet.dts_us));
+        } else {
+            while !halt.load(Ordering::Relaxed) {
+                let elapsed = start.elapsed();
+                if due <= elapsed {
+                    break;
+                }
+                std::thread::sleep((due - elapsed).min(PACE_SLICE));
+            }
+        }
+        if halt.load(Ordering::Relaxed) {
+            break;
+        }
+        transcoder.push_blocking(packet)?;
+    }
+    transcoder.finish();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn packet(kind: MediaKind, dts_us: i64) -> SourcePacket {
+        SourcePacket {
+            kind,
+            data: Bytes::new(),
+            pts_us: dts_us + 80_000,
+            dts_us,
+            keyframe: false,
+        }
+    }
+
+    #[test]
+    fn a_clock_jump_becomes_a_small_step_and_interleaved_old_packets_keep_their_place() {
+        let mut t = Timeline::default();
+        let ten_hours = 36_000_000_000;
+        let mut out = Vec::new();
+        for (kind, dts) in [
+            (MediaKind::Video, 0),
+            (MediaKind::Audio, 20_000),
+            (MediaKind::Video, 40_000),
+            // The new clock starts on video while audio of the old one is still muxed.
+            (MediaKind::Video, ten_hours),
+            (MediaKind::Audio, 40_000),
+            (MediaKind::Audio, ten_hours + 10_000),
+            (MediaKind::Video, ten_hours + 40_000),
+            // And then backwards by an hour.
+            (MediaKind::Video, ten_hours - 3_600_000_000),
+        ] {
+            let mut p = packet(kind, dts);
+            let jumped = t.map(&mut p);
+            assert_eq!(p.pts_us - p.dts_us, 80_000, "pts moves with dts");
+            out.push((jumped, p.dts_us));
+        }
+        assert_eq!(
+            out,
+            vec![
+                (false, 0),
+                (false, 20_000),
+                (false, 40_000),
+                (true, 80_000),
+                (false, 40_000),
+                (false, 90_000),
+                (false, 120_000),
+                (true, 160_000),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_track_keeps_increasing() {
+        let mut t = Timeline::default();
+        let mut a = packet(MediaKind::Audio, 1_000_000);
+        t.map(&mut a);
+        let mut v = packet(MediaKind::Video, 9_000_000_000);
+        assert!(t.map(&mut v));
+        // The new clock's audio starts a little before its video.
+        let mut a2 = packet(MediaKind::Audio, 8_999_990_000);
+        t.map(&mut a2);
+        assert!(a2.dts_us > a.dts_us, "{} > {}", a2.dts_us, a.dts_us);
+    }
+
+    #[test]
+    fn private_addresses_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+        ] {
+            assert!(is_private_address(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "8.8.8.8",
+            "203.0.113.7",
+            "2001:4860:4860::8888",
+            "100.128.0.1",
+        ] {
+            assert!(!is_private_address(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn hosts_and_ports_come_from_the_authority() {
+        assert_eq!(
+            http_host_port("http://u:p@cam.example:8080/a?b=c"),
+            Some(("cam.example".into(), 8080))
+        );
+        assert_eq!(http_host_port("https://[::1]/x"), Some(("::1".into(), 443)));
+        assert_eq!(http_host_port("http://h"), Some(("h".into(), 80)));
+        assert_eq!(http_host_port("http:///x"), None);
+    }
 }
