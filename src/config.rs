@@ -978,7 +978,10 @@ mod tests {
         assert_eq!(shipped.ingest.max_transcodes, 0);
         assert!(shipped.ingest.transcodes() >= 4);
         assert_eq!(
-            (shipped.ingest.max_input_width, shipped.ingest.max_input_height),
+            (
+                shipped.ingest.max_input_width,
+                shipped.ingest.max_input_height
+            ),
             (1920, 1080)
         );
         assert_eq!(shipped.ingest.max_input_fps, 60);

@@ -48,5 +48,6 @@ pub mod ids;
 pub mod ingest;
 pub mod media;
 pub mod recording;
+pub mod redact;
 pub mod relay;
 pub mod transcode;

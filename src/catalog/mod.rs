@@ -8,7 +8,7 @@ mod films;
 mod sources;
 
 pub use films::{Film, NewFilm, Screening, ScreeningStatus, UnknownScreeningStatus};
-pub use sources::{PullSource, SOURCE_SCHEMES, redact_url, redact_urls_in, source_scheme};
+pub use sources::{PullSource, SOURCE_SCHEMES, source_scheme};
 
 mod accounts;
 mod demo;

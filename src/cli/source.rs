@@ -4,10 +4,11 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use crate::audience::now_ms;
-use crate::catalog::{Catalog, redact_url};
+use crate::catalog::Catalog;
 use crate::config::IngestConfig;
 use crate::ids::{ChannelName, PullSourceId};
 use crate::ingest::pull::check_host;
+use crate::redact::redact_url;
 
 /// `feiyan source ...`
 #[derive(Subcommand)]

@@ -12,7 +12,7 @@
 //! own sources) or `Bearer <token>` of an administrator (from `POST /api/login`, within
 //! the account's scope). No credentials: 401; another station's source: 403.
 //! URLs are shown without `user:password@` and without query-string secrets
-//! ([`crate::catalog::redact_url`]). Adding checks the scheme (rtsp, rtsps, srt, rtmp,
+//! ([`crate::redact::redact_url`]). Adding checks the scheme (rtsp, rtsps, srt, rtmp,
 //! rtmps, http, https), `[ingest] max_sources_per_channel` (409) and, for http(s),
 //! `[ingest] allow_private_sources` (400).
 

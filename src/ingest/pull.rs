@@ -27,11 +27,10 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{IngestContext, IngestError, forward, local_tracks, transcode_options};
 use crate::audience::now_ms;
-use crate::catalog::{
-    PullSource, SessionKind, SessionSource, redact_url, redact_urls_in, source_scheme,
-};
+use crate::catalog::{PullSource, SessionKind, SessionSource, source_scheme};
 use crate::ids::{ChannelName, PullSourceId, SessionId};
 use crate::media::MediaKind;
+use crate::redact::{redact_url, redact_urls_in};
 use crate::transcode::demux::Demuxer;
 use crate::transcode::{SourcePacket, TranscodeError, Transcoder};
 

@@ -22,6 +22,7 @@ pub mod mux;
 pub mod remux;
 
 mod audio;
+mod log;
 mod video;
 
 use std::sync::Arc;
@@ -478,7 +479,8 @@ pub struct Transcoder {
     renditions: Vec<String>,
 }
 
-/// Initializes FFmpeg once per process and quiets its logging to errors.
+/// Initializes FFmpeg once per process, quiets its logging to errors and sends those
+/// lines through `tracing`, redacted ([`log`]).
 pub fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
@@ -486,6 +488,7 @@ pub fn init() {
             tracing::error!(?err, "FFmpeg failed to initialize");
         }
         ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+        log::forward_to_tracing();
     });
 }
 
