@@ -273,3 +273,37 @@ async fn hls_and_replay_paths_over_http() {
     assert!(replay.outcomes >= 5, "replay: {}", replay.line());
     t.server.shutdown().await;
 }
+
+/// An H.264 stream whose in-band SPS switches from 1080p to 64x64 (two Annex-B streams
+/// from the ffmpeg CLI, one after the other, as a publisher that changes its resolution
+/// sends them) through the server's demux and transcode stage: every picture of both
+/// halves comes out (at the size the rung opened with). `scripts/fuzz.sh` runs the same
+/// under valgrind.
+#[test]
+fn an_in_band_sps_switch_from_1080p_to_64x64_keeps_transcoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = |size: &str, name: &str| {
+        let path = dir.path().join(name);
+        let made = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
+            .args(["-frames:v", "10", "-pix_fmt", "yuv420p", "-c:v", "libx264"])
+            .args(["-preset", "ultrafast", "-f", "h264"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success(), "ffmpeg made {name}");
+        std::fs::read(path).unwrap()
+    };
+    let mut stream = part("1920x1080", "a.h264");
+    stream.extend(part("64x64", "b.h264"));
+    let path = dir.path().join("switch.h264");
+    std::fs::write(&path, &stream).unwrap();
+    let (packets, pictures) =
+        fuzzing::switch::transcode_file(path.to_str().unwrap()).expect("transcodes");
+    assert_eq!(packets, 20, "the demuxer reads both halves");
+    assert_eq!(
+        pictures, 20,
+        "every picture is encoded, those after the switch to 64x64 too"
+    );
+}

@@ -189,39 +189,13 @@ fn make_seeds(args: &[String]) -> anyhow::Result<()> {
 /// A media file through the server's demux and transcode stage, as a pull source or a
 /// film runs it.
 fn decode(path: &str) -> anyhow::Result<()> {
-    use feiyan::config::VideoMode;
-    use feiyan::transcode::demux::Demuxer;
-    use feiyan::transcode::{Encoded, TranscodeOptions, Transcoder};
     if !Path::new(path).exists() {
         bail!("{path} does not exist");
     }
-    let mut demuxer = Demuxer::open(path, &[])?;
-    let options = TranscodeOptions {
-        video_mode: VideoMode::Transcode,
-        video_kbps: 300,
-        scale_height: Some(360),
-        ..TranscodeOptions::default()
-    };
-    let (transcoder, mut out) =
-        Transcoder::start(demuxer.take_video(), demuxer.take_audio(), &options)?;
-    let drain = std::thread::spawn(move || {
-        let mut pictures = 0usize;
-        while let Some(e) = out.blocking_recv() {
-            if let Encoded::Video { .. } = e {
-                pictures += 1;
-            }
-        }
-        pictures
-    });
-    let mut packets = 0usize;
-    while let Some(p) = demuxer.read()? {
-        transcoder.push_blocking(p)?;
-        packets += 1;
-    }
-    transcoder.finish();
-    let pictures = drain
-        .join()
-        .map_err(|_| anyhow::anyhow!("the drain thread panicked"))?;
+    let (packets, pictures) = fuzzing::switch::transcode_file(path)?;
     println!("{path}: {packets} packets in, {pictures} pictures out");
+    if pictures < packets {
+        bail!("{} pictures were lost", packets - pictures);
+    }
     Ok(())
 }

@@ -15,6 +15,7 @@
 
 pub mod http;
 pub mod seeds;
+pub mod switch;
 pub mod targets;
 
 use std::cell::RefCell;
