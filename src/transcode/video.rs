@@ -30,6 +30,11 @@ struct Rung {
     encoder: Option<ffmpeg::encoder::Video>,
     /// Converts to YUV 4:2:0 at the output size when the source differs.
     scaler: Option<scaling::Context>,
+    /// The pictures the scaler was made for, and the encoder's size: a source that
+    /// changes its resolution in-band (a new SPS) gets a new scaler to the same output,
+    /// so the rendition goes on at the size viewers already decode.
+    source: Option<(Pixel, u32, u32)>,
+    output: (u32, u32),
 }
 
 /// The video thread's state: an optional passthrough of the main video, and one decoder
@@ -218,6 +223,8 @@ impl Rung {
             kbps,
             encoder: None,
             scaler: None,
+            source: None,
+            output: (0, 0),
         }
     }
 
@@ -246,20 +253,8 @@ impl Rung {
             }
             _ => (sw & !1, sh & !1),
         };
-        if frame.format() != Pixel::YUV420P || (w, h) != (sw, sh) {
-            self.scaler = Some(
-                scaling::Context::get(
-                    frame.format(),
-                    sw,
-                    sh,
-                    Pixel::YUV420P,
-                    w,
-                    h,
-                    scaling::Flags::BILINEAR,
-                )
-                .map_err(TranscodeError::codec("setting up the scaler"))?,
-            );
-        }
+        self.output = (w, h);
+        self.fit_scaler(frame)?;
         let (name, what) = self.encoder_name();
         let codec =
             ffmpeg::encoder::find_by_name(name).ok_or(TranscodeError::MissingCodec(what))?;
@@ -315,6 +310,34 @@ impl Rung {
         Ok(())
     }
 
+    /// Makes the scaler from `frame`'s format and size to the output (none when they
+    /// already match) and remembers what it was made for.
+    fn fit_scaler(&mut self, frame: &ffmpeg::frame::Video) -> Result<(), TranscodeError> {
+        let (sw, sh) = (frame.width(), frame.height());
+        if sw == 0 || sh == 0 {
+            return Err(TranscodeError::BadInput("video frame of size 0".into()));
+        }
+        let (w, h) = self.output;
+        self.scaler = if frame.format() != Pixel::YUV420P || (w, h) != (sw, sh) {
+            Some(
+                scaling::Context::get(
+                    frame.format(),
+                    sw,
+                    sh,
+                    Pixel::YUV420P,
+                    w,
+                    h,
+                    scaling::Flags::BILINEAR,
+                )
+                .map_err(TranscodeError::codec("setting up the scaler"))?,
+            )
+        } else {
+            None
+        };
+        self.source = Some((frame.format(), sw, sh));
+        Ok(())
+    }
+
     fn encode(
         &mut self,
         frame: &ffmpeg::frame::Video,
@@ -326,6 +349,15 @@ impl Rung {
     ) -> Result<(), TranscodeError> {
         if self.encoder.is_none() {
             self.open_encoder(frame, frame_rate, preset)?;
+        } else if self.source != Some((frame.format(), frame.width(), frame.height())) {
+            // A new SPS mid-stream (another size or chroma format).
+            debug!(
+                rendition = self.rendition,
+                width = frame.width(),
+                height = frame.height(),
+                "the source changed its picture size; scaling to the rendition's size"
+            );
+            self.fit_scaler(frame)?;
         }
         let mut scaled;
         let mut own;
