@@ -1,4 +1,4 @@
-//! Entry points for the fuzzer (`crate::fuzzing`, `tests/fuzz.rs`, `scripts/fuzz.sh`): the
+//! Entry points for the fuzzer (`tests/fuzz.rs`, `scripts/fuzz.sh`): the
 //! relay's parsers of what peers send, called as the engine calls them, without sockets or
 //! peer connections. Each returns a short text naming what the input came to, which the
 //! fuzzer uses as the input's outcome signature.

@@ -47,7 +47,7 @@ mod rollup_write;
 
 pub use calendar::{shanghai_day, shanghai_midnight_ms};
 
-/// The rollup rows in a binary `COPY` output, for the fuzzer (`crate::fuzzing`): how many,
+/// The rollup rows in a binary `COPY` output, for the fuzzer (`tests/fuzz.rs`): how many,
 /// or why the output is refused.
 #[doc(hidden)]
 pub fn parse_copy_rows(data: &[u8]) -> Result<usize, String> {
