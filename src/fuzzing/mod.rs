@@ -44,7 +44,7 @@ impl Rng {
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -56,7 +56,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            (self.next() % n as u64) as usize
+            (self.next_u64() % n as u64) as usize
         }
     }
 }
@@ -96,7 +96,7 @@ fn mutate_once(out: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
         }
         3 => {
             let at = rng.below(len);
-            out[at] = rng.next() as u8;
+            out[at] = rng.next_u64() as u8;
         }
         4 => {
             // Insert random or interesting bytes.
@@ -105,7 +105,7 @@ fn mutate_once(out: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
             let fill: Vec<u8> = (0..n)
                 .map(|_| match rng.below(2) {
                     0 => INTERESTING[rng.below(INTERESTING.len())],
-                    _ => rng.next() as u8,
+                    _ => rng.next_u64() as u8,
                 })
                 .collect();
             out.splice(at..at, fill);

@@ -18,6 +18,9 @@ use crate::ingest::rtmp::{APP, FlvDemux, RtmpCounters, StreamKey, guard};
 use crate::transcode::h264::{AnnexbWriter, AvcConfig, parse_sps, read_sps, split_annexb};
 use crate::transcode::{AudioInput, VideoInput};
 
+/// What a target runs on each input: the outcome's description.
+pub type RunInput = Box<dyn FnMut(&[u8]) -> String + Send>;
+
 /// One fuzz target.
 pub struct Target {
     /// Its name (`scripts/fuzz.sh` and the corpus folders use it).
@@ -28,7 +31,7 @@ pub struct Target {
     /// target waits by design).
     pub hang_limit: std::time::Duration,
     /// Runs one input and describes the outcome.
-    pub run: Box<dyn FnMut(&[u8]) -> String + Send>,
+    pub run: RunInput,
 }
 
 impl Target {
