@@ -32,6 +32,8 @@
 //! - [`cli`]: the `feiyan` command line, one file per command group.
 //! - [`client`]: a standards-following WHIP/WHEP client (tests, benchmarks, demo source).
 //! - [`app`]: wiring and shutdown order.
+//! - `fuzzing` (hidden): the mutation fuzzer of the parsers of peers' and files' bytes
+//!   (`tests/fuzz.rs`, `scripts/fuzz.sh`).
 
 #![recursion_limit = "256"]
 
@@ -42,6 +44,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod device;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod ids;

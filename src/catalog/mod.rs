@@ -31,6 +31,8 @@ pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};
 pub use sessions::{SessionKind, SessionSource, SessionSummary};
 pub use spill::{DEAD_LETTER_FILE, SPILL_FILE};
+#[doc(hidden)]
+pub use stats::parse_copy_rows;
 pub use stats::{
     GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, shanghai_day,
     shanghai_midnight_ms,

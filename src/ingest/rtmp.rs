@@ -298,7 +298,8 @@ async fn serve(
 /// this connection (counted). The session and handshake it ran on are not used again: the
 /// caller returns the error and the connection's state is dropped, so whatever the panic
 /// left half-updated is never observed (hence `AssertUnwindSafe`).
-fn guard<T>(counters: &RtmpCounters, run: impl FnOnce() -> T) -> Result<T, IngestError> {
+#[doc(hidden)] // public for the fuzzer (tests/fuzz.rs), which drives rml_rtmp through it
+pub fn guard<T>(counters: &RtmpCounters, run: impl FnOnce() -> T) -> Result<T, IngestError> {
     catch_unwind(AssertUnwindSafe(run)).map_err(|payload| {
         counters.panics.fetch_add(1, Ordering::Relaxed);
         let what = payload

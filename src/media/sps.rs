@@ -167,7 +167,9 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Option<()> {
     let (mut last, mut next) = (8i32, 8i32);
     for _ in 0..size {
         if next != 0 {
-            let delta = r.se()?;
+            // delta_scale is -128..=127 (§7.4.2.1.1.1); anything else is a broken SPS
+            // (and would overflow the sum below).
+            let delta = r.se().filter(|d| (-128..=127).contains(d))?;
             next = (last + delta + 256).rem_euclid(256);
         }
         if next != 0 {

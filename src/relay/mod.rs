@@ -10,6 +10,8 @@ mod attendance;
 mod codecs;
 mod engine;
 mod feedback;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hub;
 mod layers;
 pub mod media;

@@ -46,6 +46,13 @@ mod rollup_read;
 mod rollup_write;
 
 pub use calendar::{shanghai_day, shanghai_midnight_ms};
+
+/// The rollup rows in a binary `COPY` output, for the fuzzer (`tests/fuzz.rs`): how many,
+/// or why the output is refused.
+#[doc(hidden)]
+pub fn parse_copy_rows(data: &[u8]) -> Result<usize, String> {
+    copy::parse_copy(data).map(|rows| rows.len())
+}
 pub use query::{GroupBy, Level, Period, StatsQuery};
 
 use std::collections::HashMap;
