@@ -209,15 +209,21 @@ impl VideoStage {
                 }
                 self.size = Some(size);
             }
-            let pts = frame.timestamp().or(frame.pts()).unwrap_or(0);
-            let pts = match self.last_pts {
-                Some(last) if pts <= last => last + 1,
-                _ => pts,
-            };
-            self.last_pts = Some(pts);
-            if self.last_encoded.is_some_and(|last| pts - last < min_gap) {
+            let stated = frame.timestamp().or(frame.pts()).unwrap_or(0);
+            // Only frames whose own timestamps say they come too fast are left out; a
+            // source without usable timestamps (all equal, or going back) keeps every
+            // frame, numbered on as before.
+            if self
+                .last_encoded
+                .is_some_and(|last| stated > last && stated - last < min_gap)
+            {
                 continue;
             }
+            let pts = match self.last_pts {
+                Some(last) if stated <= last => last + 1,
+                _ => stated,
+            };
+            self.last_pts = Some(pts);
             self.last_encoded = Some(pts);
             let force = self.keyframe_wanted.load(Ordering::Relaxed)
                 && self
