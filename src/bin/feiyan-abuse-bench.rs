@@ -58,6 +58,11 @@ struct Args {
     /// Seconds each attack runs before the publisher stops.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Seconds into the attack when the real viewers start joining (over one second), so
+    /// that they meet it in full swing (e.g. the many-address WHEP flood at 200/s has
+    /// filled a channel's 500 connecting places by 2.5 s).
+    #[arg(long, default_value_t = 3.0)]
+    join_after: f64,
     /// WebRTC stack of the real viewers (`light`: rtc's sans-IO peer, little client CPU;
     /// `webrtc`: webrtc-rs).
     #[arg(long, value_enum, default_value_t = Client::Light)]
@@ -204,10 +209,12 @@ struct Row {
 }
 
 async fn run(args: Args) -> Result<(), BenchError> {
+    let join_after = Duration::try_from_secs_f64(args.join_after)
+        .map_err(|_| BenchError::Setup("--join-after must be a number of seconds".into()))?;
     let seconds = Duration::try_from_secs_f64(args.seconds)
         .ok()
-        .filter(|d| *d >= Duration::from_secs(3))
-        .ok_or_else(|| BenchError::Setup("--seconds must be at least 3".into()))?;
+        .filter(|d| *d >= join_after + Duration::from_secs(3))
+        .ok_or_else(|| BenchError::Setup("--seconds must be at least --join-after + 3".into()))?;
     if args.viewers == 0 {
         return Err(BenchError::Setup("--viewers must be at least 1".into()));
     }
@@ -223,7 +230,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     let mut rows = Vec::new();
     for case in args.cases.clone() {
         eprintln!("== {} ==", case.label());
-        let row = run_case(case, &args, seconds, media.clone()).await?;
+        let row = run_case(case, &args, seconds, join_after, media.clone()).await?;
         eprintln!(
             "   load: {} | answer: {} | delivered: {} | first frame: {}",
             row.load, row.answer, row.delivered, row.first_frame
@@ -232,10 +239,12 @@ async fn run(args: Args) -> Result<(), BenchError> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!(
-        "\n{} real viewers ({:?} stack) joining 1 s into each {:.0} s attack; {} kbit/s H.264 + \
-         Opus; server, publisher, viewers and attacker in one process on {cores} cores.\n",
+        "\n{} real viewers ({:?} stack) joining {:.1}-{:.1} s into each {:.0} s attack; {} kbit/s \
+         H.264 + Opus; server, publisher, viewers and attacker in one process on {cores} cores.\n",
         args.viewers,
         args.client,
+        join_after.as_secs_f64(),
+        join_after.as_secs_f64() + 1.0,
         seconds.as_secs_f64(),
         args.bitrate_kbps
     );
@@ -340,6 +349,7 @@ async fn run_case(
     case: Case,
     args: &Args,
     seconds: Duration,
+    join_after: Duration,
     media: SyntheticMedia,
 ) -> Result<Row, BenchError> {
     // The STUN case: a relay in front of the media port, where the usernames are read.
@@ -389,7 +399,7 @@ async fn run_case(
     let started = Instant::now();
     let attack = Attack::start(case, args, &server, &whep, usernames).await?;
 
-    // Real viewers, prepared first, then POSTed over one second, one second in.
+    // Real viewers, prepared first, then POSTed over one second, `join_after` in.
     let viewer_opts = ViewerOptions {
         connect: ConnectOptions {
             connect_timeout: seconds,
@@ -407,7 +417,7 @@ async fn run_case(
     for _ in 0..n {
         offers.push(WhepViewer::prepare(viewer_opts.clone()).await);
     }
-    let t0 = started + Duration::from_secs(1);
+    let t0 = started + join_after;
     tokio::time::sleep_until(t0.into()).await;
     let mut joins = Vec::with_capacity(n);
     for (i, offer) in offers.into_iter().enumerate() {
@@ -424,10 +434,18 @@ async fn run_case(
     }
     let mut viewers = Vec::new();
     let mut failed: Vec<(Instant, String)> = Vec::new();
+    let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
     for j in joins {
         match j.await {
             Ok((_, Ok(v))) => viewers.push(v),
-            Ok((at, Err(e))) => failed.push((at, e.to_string())),
+            Ok((at, Err(e))) => {
+                let why = match &e {
+                    ClientError::UnexpectedStatus { status, .. } => status.to_string(),
+                    _ => "error".to_owned(),
+                };
+                *refusals.entry(why).or_default() += 1;
+                failed.push((at, e.to_string()));
+            }
             Err(e) => failed.push((t0, format!("viewer task: {e}"))),
         }
     }
@@ -488,14 +506,17 @@ async fn run_case(
         .map_err(setup("publisher stop"))?;
     server.running.shutdown().await;
 
+    let mut joined = format!("{}/{n} joined", n - failed.len());
+    for (why, count) in &refusals {
+        joined.push_str(&format!(", {why} x {count}"));
+    }
     let delivered_pct = if expected.packets > 0 {
         format!(
-            "{:.1} % ({}/{n} joined)",
+            "{:.1} % ({joined})",
             100.0 * delivered.packets as f64 / expected.packets as f64,
-            n - failed.len()
         )
     } else {
-        format!("n/a ({}/{n} joined)", n - failed.len())
+        format!("n/a ({joined})")
     };
     let first_frame = if first_frames.is_empty() {
         "none".to_owned()
