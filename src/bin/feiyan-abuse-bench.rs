@@ -1084,8 +1084,12 @@ fn closed_after(opened: Instant) -> String {
         "1-5 s"
     } else if s < 15.0 {
         "5-15 s"
+    } else if s < 20.0 {
+        "15-20 s"
+    } else if s < 30.0 {
+        "20-30 s"
     } else {
-        ">15 s"
+        ">30 s"
     };
     format!("closed by server after {bucket}")
 }
