@@ -319,3 +319,45 @@ async fn two_hundred_residents_behind_one_nat_all_get_in_with_the_defaults() {
     publisher.stop().await.ok();
     t.server.shutdown().await;
 }
+
+/// Offers that never connect from many addresses (each within its own limits) fill the
+/// channel's connecting places; a real viewer who arrives then still gets in: the offer
+/// that has waited longest gives its place up, as a real viewer connects within a second
+/// and such an offer never will.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_from_many_addresses_that_never_connect_do_not_lock_out_a_real_viewer() {
+    let (t, publisher, _dir) = live_server(|c| {
+        c.relay.max_unconnected_per_channel = 20;
+        c.relay.max_unconnected_per_client = 2;
+    })
+    .await;
+    let whep = format!("{}/whep/{}", t.base, t.station.channel);
+    let offer = viewer_offer().await;
+    // 40 addresses, one offer each: twice the channel's connecting places.
+    let attackers: Vec<reqwest::Client> = (1..=40)
+        .map(|i| client_from(&format!("127.0.1.{i}")))
+        .collect();
+    let answers = futures::future::join_all(attackers.iter().map(|a| post(a, &whep, &offer))).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    eprintln!(
+        "40 never-connecting offers from 40 addresses: {:?}",
+        tally(&statuses)
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201),
+        "each new offer takes the place of the longest-waiting one: {:?}",
+        tally(&statuses)
+    );
+    let viewer = WhepViewer::connect(&whep, None, ViewerOptions::default())
+        .await
+        .expect("the real viewer from 127.0.0.1 gets 201 and connects");
+    let got_media = wait_until(Duration::from_secs(5), || {
+        let n = viewer.stats().track(TrackKind::Video).counters.packets;
+        async move { n > 0 }
+    })
+    .await;
+    assert!(got_media, "the real viewer receives video");
+    viewer.close().await.ok();
+    publisher.stop().await.ok();
+    t.server.shutdown().await;
+}
