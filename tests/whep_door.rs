@@ -348,6 +348,18 @@ async fn offers_from_many_addresses_that_never_connect_do_not_lock_out_a_real_vi
         "each new offer takes the place of the longest-waiting one: {:?}",
         tally(&statuses)
     );
+    let metrics = reqwest::get(format!("{}/metrics", t.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let given_up: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("feiyan_viewers_connecting_given_up_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the metric is listed");
+    assert!(given_up >= 20, "{given_up} connecting places given up");
     let viewer = WhepViewer::connect(&whep, None, ViewerOptions::default())
         .await
         .expect("the real viewer from 127.0.0.1 gets 201 and connects");

@@ -768,6 +768,18 @@ impl Hub {
         Ok(())
     }
 
+    /// The viewers of `channel` that have not connected yet.
+    pub fn connecting_viewers(&self, channel: &ChannelName) -> Vec<PeerKey> {
+        let Some(ch) = self.channels.get(channel) else {
+            return Vec::new();
+        };
+        ch.viewers
+            .iter()
+            .copied()
+            .filter(|k| self.viewers.get(k).is_some_and(|v| !v.connected))
+            .collect()
+    }
+
     /// Adds an admitted viewer (not yet connected) to its channel.
     pub fn add_viewer(&mut self, key: PeerKey, channel: &ChannelName, rendition: usize) {
         self.add_viewer_from(key, channel, rendition, None);

@@ -322,6 +322,9 @@ pub struct RelayCounters {
     /// STUN checks naming a peer's ICE username from an address not yet that peer's,
     /// dropped because they were not signed with its ICE password (no address learned).
     pub stun_unverified: AtomicU64,
+    /// Viewers that had not connected and gave their place to a newer one, the channel's
+    /// connecting places (`max_unconnected_per_channel`) being full.
+    pub connecting_given_up: AtomicU64,
     /// Keyframe requests forwarded to publishers.
     pub plis_forwarded: AtomicU64,
     /// Packets resent to viewers in answer to NACKs.
@@ -346,7 +349,7 @@ impl RelayCounters {
     }
 
     /// Name, help text and value of every counter, for `/metrics`.
-    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 14] {
+    pub fn snapshot(&self) -> [(&'static str, &'static str, u64); 15] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             (
@@ -383,6 +386,11 @@ impl RelayCounters {
                 "feiyan_stun_unverified_total",
                 "STUN checks from a new address not signed with the named peer's ICE password",
                 get(&self.stun_unverified),
+            ),
+            (
+                "feiyan_viewers_connecting_given_up_total",
+                "unconnected viewers removed for a newer one, the channel's connecting places being full",
+                get(&self.connecting_given_up),
             ),
             (
                 "feiyan_plis_forwarded_total",

@@ -26,6 +26,9 @@ impl Engine {
                 }
             }
         };
+        if let Err(RelayError::Connecting(_)) = self.hub.has_room_for(&channel, info.client) {
+            self.give_up_longest_connecting(&channel);
+        }
         self.hub.has_room_for(&channel, info.client)?;
         let now = Instant::now();
         let ufrag = random_token(16);
@@ -120,6 +123,24 @@ impl Engine {
     /// video gets video only; one with no video section gets audio only. An offer with a
     /// video section but none of the stream's video formats, or with nothing in common,
     /// is refused with what each side has; so is a malformed one.
+    /// The channel's connecting places are all taken: the viewer that has waited longest
+    /// without connecting gives its place to the newcomer. A real viewer connects within
+    /// a second or so, an offer that never does ICE never will, so offers from however
+    /// many addresses cannot hold the channel against residents arriving meanwhile; to
+    /// push a real viewer out they would have to take every place within its connect time.
+    fn give_up_longest_connecting(&mut self, channel: &ChannelName) {
+        let oldest = self
+            .hub
+            .connecting_viewers(channel)
+            .into_iter()
+            .filter_map(|key| self.peers.get(key).map(|p| (p.created, key)))
+            .min();
+        if let Some((_, key)) = oldest {
+            RelayCounters::add(&self.board.counters.connecting_given_up, 1);
+            self.remove_peer(key, "its connecting place went to a newer viewer");
+        }
+    }
+
     fn choose_codecs(
         &self,
         channel: &ChannelName,
