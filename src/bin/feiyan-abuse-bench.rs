@@ -1003,8 +1003,8 @@ impl Attack {
         Ok(())
     }
 
-    /// `n` connections to the HTTP port, each sending one byte of a request every
-    /// `interval` seconds.
+    /// `n` connections to the HTTP port from 127.0.0.4, each sending one byte of a
+    /// request every `interval` seconds.
     fn slowloris(&mut self, n: usize, interval: f64, addr: SocketAddr) {
         self.unit = "connections";
         self.extra = format!("1 header byte per connection every {interval} s");
@@ -1014,7 +1014,17 @@ impl Attack {
             self.tasks.push(tokio::spawn(async move {
                 // Spread the connects over half a second.
                 tokio::time::sleep(Duration::from_millis((i as u64 * 500) / n.max(1) as u64)).await;
-                let Ok(mut s) = TcpStream::connect(addr).await else {
+                // From 127.0.0.4: the per-address connection cap is about this address,
+                // not the real viewers' 127.0.0.1.
+                let socket = tokio::net::TcpSocket::new_v4().and_then(|sock| {
+                    sock.bind(SocketAddr::from(([127, 0, 0, 4], 0)))?;
+                    Ok(sock)
+                });
+                let Ok(socket) = socket else {
+                    tally.note("bind failed");
+                    return;
+                };
+                let Ok(mut s) = socket.connect(addr).await else {
                     tally.note("connect failed");
                     return;
                 };
