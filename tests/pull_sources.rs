@@ -27,6 +27,15 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The test server's base URL, its station's channel and stream key.
+fn station(t: &common::TestServer) -> (String, String, String) {
+    (
+        t.base.clone(),
+        t.station.channel.to_string(),
+        t.station.stream_key.clone(),
+    )
+}
+
 async fn add(base: &str, key: &str, channel: &str, url: &str) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{base}/api/sources"))
@@ -63,11 +72,7 @@ async fn channel_live(base: &str, channel: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_sources_needs_the_station_key_or_an_admin() {
     let t = start_server().await;
-    let (base, ch, key) = (
-        t.base.clone(),
-        t.station.channel.to_string(),
-        t.station.stream_key.clone(),
-    );
+    let (base, ch, key) = station(&t);
     let added = add(&base, &key, &ch, "rtsp://10.0.0.5:554/cam").await;
     assert_eq!(added.status(), 201);
     let id = added.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
@@ -203,11 +208,7 @@ async fn administrators_see_and_manage_the_sources_in_their_scope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_sources_on_private_addresses_and_local_schemes_are_refused() {
     let t = start_server().await;
-    let (base, ch, key) = (
-        t.base.clone(),
-        t.station.channel.to_string(),
-        t.station.stream_key.clone(),
-    );
+    let (base, ch, key) = station(&t);
     for url in [
         "http://127.0.0.1:8080/cam.ts",
         "http://localhost/cam.ts",
@@ -254,11 +255,7 @@ async fn http_sources_on_private_addresses_and_local_schemes_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_string_secrets_never_leave_the_server() {
     let t = start_server().await;
-    let (base, ch, key) = (
-        t.base.clone(),
-        t.station.channel.to_string(),
-        t.station.stream_key.clone(),
-    );
+    let (base, ch, key) = station(&t);
     let url = format!(
         "rtsp://admin:pw1@127.0.0.1:{}/cam?token=tok1&channel=2&Signature=sig1",
         free_port()
@@ -301,11 +298,7 @@ async fn query_string_secrets_never_leave_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_takes_at_most_four_sources() {
     let t = start_server().await;
-    let (base, ch, key) = (
-        t.base.clone(),
-        t.station.channel.to_string(),
-        t.station.stream_key.clone(),
-    );
+    let (base, ch, key) = station(&t);
     for n in 0..4 {
         let url = format!("rtsp://10.0.0.{n}/cam");
         assert_eq!(add(&base, &key, &ch, &url).await.status(), 201, "{url}");
@@ -321,11 +314,7 @@ async fn a_channel_takes_at_most_four_sources() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_key_holds_sources_until_confirmed_with_the_new_key() {
     let t = start_server().await;
-    let (base, ch, key) = (
-        t.base.clone(),
-        t.station.channel.to_string(),
-        t.station.stream_key.clone(),
-    );
+    let (base, ch, key) = station(&t);
     let url = format!("rtsp://127.0.0.1:{}/cam", free_port());
     let id = add(&base, &key, &ch, &url)
         .await
@@ -380,11 +369,7 @@ async fn rotating_the_key_holds_sources_until_confirmed_with_the_new_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stations_disable_enable_and_remove_their_sources() {
     let t = start_server().await;
-    let (base, ch, key) = (
-        t.base.clone(),
-        t.station.channel.to_string(),
-        t.station.stream_key.clone(),
-    );
+    let (base, ch, key) = station(&t);
     let other = t
         .server
         .catalog
@@ -482,11 +467,7 @@ async fn an_hls_playlist_cannot_make_the_server_read_its_own_files() {
     );
     std::fs::write(dir.path().join("live.m3u8"), playlist).unwrap();
     let addr = serve_dir(dir.path()).await;
-    let (base, ch, key) = (
-        t.base.clone(),
-        t.station.channel.to_string(),
-        t.station.stream_key.clone(),
-    );
+    let (base, ch, key) = station(&t);
     let r = add(&base, &key, &ch, &format!("http://{addr}/live.m3u8")).await;
     assert_eq!(r.status(), 201);
     let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
@@ -519,11 +500,7 @@ async fn a_source_whose_clock_jumps_ten_hours_keeps_its_viewers_and_lets_shutdow
     joined.extend(std::fs::read(dir.path().join("b.ts")).unwrap());
     std::fs::write(dir.path().join("jump.ts"), joined).unwrap();
     let addr = serve_dir(dir.path()).await;
-    let (base, ch, key) = (
-        t.base.clone(),
-        t.station.channel.to_string(),
-        t.station.stream_key.clone(),
-    );
+    let (base, ch, key) = station(&t);
     let r = add(&base, &key, &ch, &format!("http://{addr}/jump.ts")).await;
     assert_eq!(r.status(), 201);
     let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
