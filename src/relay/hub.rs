@@ -977,6 +977,9 @@ impl Hub {
                 .map(|s| s.gop.packets())
                 .unwrap_or_default();
             if cached.is_empty() {
+                // No group to start from: live video would start mid-group and not decode,
+                // so it waits for the keyframe asked for here.
+                v.skip_video = true;
                 self.request_keyframe(&channel, now);
                 continue;
             }

@@ -43,6 +43,8 @@ fn a_new_source_is_asked_at_once_whatever_the_old_one_was_asked() {
 #[test]
 fn lossy_viewer_skips_video_to_the_next_keyframe() {
     let (mut hub, counters, mut out, ch, t0) = live_setup();
+    // Both start on a cached keyframe (with none, video would wait for one).
+    hub.fan_out(&ch, A, 0, &[video(VIDEO_SSRC, 9, 0, IDR)], &mut out);
     join_settled(&mut hub, V1, &ch, t0, &mut out);
     join_settled(&mut hub, V2, &ch, t0, &mut out);
 

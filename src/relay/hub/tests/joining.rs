@@ -394,6 +394,38 @@ fn replay_with_nothing_cached_asks_for_a_keyframe() {
     hub.handle_timeout(t1 + REPLAY, &mut out);
     assert!(out.take_sent(V1).is_empty(), "no keyframe group to replay");
     assert_eq!(keyframes_wanted(&events(&mut hub)), vec![A]);
+
+    // Live video waits for that keyframe (a picture mid-group would not decode); audio goes.
+    hub.fan_out(
+        &ch,
+        A,
+        0,
+        &[video(VIDEO_SSRC, 2, 3_000, SLICE), audio(AUDIO_SSRC, 1)],
+        &mut out,
+    );
+    assert_eq!(
+        out.take_sent(V1),
+        vec![(MediaKind::Audio, AUDIO_SSRC, 1)],
+        "no video before the keyframe"
+    );
+    hub.fan_out(
+        &ch,
+        A,
+        0,
+        &[
+            video(VIDEO_SSRC, 3, 6_000, SPS),
+            video(VIDEO_SSRC, 4, 6_000, IDR),
+        ],
+        &mut out,
+    );
+    assert_eq!(
+        out.take_sent(V1),
+        vec![
+            (MediaKind::Video, VIDEO_SSRC, 3),
+            (MediaKind::Video, VIDEO_SSRC, 4)
+        ],
+        "video starts on the keyframe"
+    );
 }
 
 #[test]

@@ -226,8 +226,8 @@ fn join(hub: &mut Hub, key: PeerKey, ch: &ChannelName, now: Instant) -> Vec<HubE
     events(hub)
 }
 
-/// A viewer that joined and whose (empty) keyframe-group replay is over, so live video
-/// reaches it at once.
+/// A viewer that joined and whose keyframe-group replay is over (with nothing cached, its
+/// video waits for the next keyframe).
 fn join_settled(hub: &mut Hub, key: PeerKey, ch: &ChannelName, now: Instant, out: &mut Recorder) {
     join(hub, key, ch, now);
     hub.handle_timeout(now + REPLAY, out);
