@@ -149,6 +149,47 @@ async fn an_ended_lecture_replays_in_chromium_and_the_watch_page_lists_it() {
     );
     assert_no_csp_violation(&native.page, "the replay page").await;
 
+    // The resident rates the lecture (评单) under the player: four stars, a comment.
+    wait_page(
+        &native.page,
+        "the rating form",
+        "document.querySelectorAll('#rating .star').length",
+        Duration::from_secs(10),
+        |v| v == 5,
+    )
+    .await;
+    native
+        .page
+        .evaluate(
+            "document.querySelector('#rating .star[data-score=\"4\"]').click(); \
+             document.querySelector('#rating textarea').value = '讲得清楚'; \
+             document.querySelector('#rating button[type=submit]').click()",
+        )
+        .await
+        .unwrap();
+    wait_page(
+        &native.page,
+        "the thanks after rating",
+        "document.querySelector('#rating .rating-summary').textContent",
+        Duration::from_secs(10),
+        |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("感谢") && t.contains("平均 4.0 分 · 1 人评价"))
+        },
+    )
+    .await;
+    let session = list[0]["session_id"]
+        .as_i64()
+        .expect("the replay names its session");
+    let summary = t
+        .server
+        .catalog
+        .session_rating(feiyan::ids::SessionId(session))
+        .await
+        .unwrap();
+    assert_eq!((summary.count, summary.average), (1, Some(4.0)));
+    assert_no_csp_violation(&native.page, "the replay page after rating").await;
+
     // The watch page of the channel, now off the air, lists the replay; its link opens it.
     let watch = &native.page;
     watch

@@ -15,6 +15,7 @@ mod demo;
 mod hierarchy;
 mod nodes;
 mod programme;
+mod ratings;
 mod recordings;
 mod sessions;
 mod spill;
@@ -28,14 +29,15 @@ pub use accounts::{
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv, write_csv_record};
 pub use programme::{Named, SessionInfo, SessionUpdate};
+pub use ratings::{MAX_COMMENT_CHARS, Rating, RatingSummary, check_rating};
 pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};
 pub use sessions::{SessionKind, SessionSource, SessionSummary};
 pub use spill::{DEAD_LETTER_FILE, SPILL_FILE};
 #[doc(hidden)]
 pub use stats::parse_copy_rows;
 pub use stats::{
-    GroupBy, Level, Period, SessionStats, StatsQuery, StatsRow, Terminals, shanghai_day,
-    shanghai_midnight_ms,
+    GroupBy, Level, Period, RatingGroup, RatingRow, SessionStats, StatsQuery, StatsRow, Terminals,
+    shanghai_day, shanghai_midnight_ms,
 };
 pub use writer::{AttendanceWriter, WriterConfig, panic_message, spawn_writer};
 

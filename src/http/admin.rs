@@ -19,7 +19,7 @@
 //! | `POST /api/admin/import` (CSV body) | city |
 //! | `GET/POST /api/admin/topics`, `/api/admin/films` `{name}` | read: logged in; add: city |
 //! | `POST /api/admin/accounts` `{username, password, role, id}` | city; center admins add station operators of their center |
-//! | `GET /api/stats/table`, `/api/stats/sessions` (`format=csv` for CSV) | within scope |
+//! | `GET /api/stats/table`, `/api/stats/sessions`, `/api/stats/ratings` (`format=csv` for CSV) | within scope |
 //! | `GET /api/admin/recordings?station={station id}&deleted=1` (hidden ones included; deleted ones with `deleted=1`) | within scope |
 //! | `POST /api/admin/recordings/{id}/publish`, `/hide`, `/keep`, `/unkeep` -> the recording | the recording's station and above |
 //! | `DELETE /api/admin/recordings/{id}` (its files, then the row marked deleted) -> the recording | the recording's station and above |
@@ -38,14 +38,14 @@ use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use super::csv::{sessions_csv, stats_csv};
+use super::csv::{ratings_csv, sessions_csv, stats_csv};
 use super::error::ApiError;
 use super::pages::page;
 use super::{State, finish, with_state};
 use crate::audience::now_ms;
 use crate::catalog::{
-    Account, Level, Recording, RecordingKind, Scope, SessionUpdate, StatsQuery, TOKEN_LIFETIME_MS,
-    check_login_lengths,
+    Account, Level, RatingGroup, Recording, RecordingKind, Scope, SessionUpdate, StatsQuery,
+    TOKEN_LIFETIME_MS, check_login_lengths,
 };
 use crate::ids::{CenterId, InstituteId, StationId};
 
@@ -733,8 +733,24 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
                     async {
                         let a = authenticate(&state, &h).await?;
                         let as_csv = wants_csv(&params)?;
+                        // Ratings group by more than attendance does (speaker, topic).
+                        let mut params = params;
+                        let rating_group = if what == "ratings" {
+                            Some(RatingGroup::parse(params.remove("group").as_deref())?)
+                        } else {
+                            None
+                        };
                         let q = scoped(&state, &a, StatsQuery::parse(&params)?).await?;
                         match what.as_str() {
+                            "ratings" => {
+                                let group = rating_group.unwrap_or(RatingGroup::All);
+                                let rows = state.catalog.stats_ratings(&q, group, now_ms()).await?;
+                                Ok(if as_csv {
+                                    csv(ratings_csv(&rows), "feiyan-ratings.csv")
+                                } else {
+                                    json(&rows)
+                                })
+                            }
                             "table" => {
                                 let rows = state.catalog.stats(&q, now_ms()).await?;
                                 Ok(if as_csv {
@@ -752,7 +768,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
                                 })
                             }
                             other => Err(ApiError::NotFound(format!(
-                                "no statistics table {other:?}; use /api/stats/table or /api/stats/sessions"
+                                "no statistics table {other:?}; use /api/stats/table, /api/stats/sessions or /api/stats/ratings"
                             ))),
                         }
                     }

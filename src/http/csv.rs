@@ -2,7 +2,7 @@
 //! headers, CRLF line ends, formula-like cells neutralised ([`write_csv_record`]). Replay
 //! figures (回看人次, 回看分钟) are the last two columns.
 
-use crate::catalog::{SessionStats, StatsRow, write_csv_record};
+use crate::catalog::{RatingRow, SessionStats, StatsRow, write_csv_record};
 
 fn csv_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     // The BOM makes spreadsheet programs read the file as UTF-8, so Chinese shows correctly.
@@ -99,6 +99,23 @@ pub fn sessions_csv(rows: &[SessionStats]) -> String {
                 r.total_audience.to_string(),
                 r.replay_viewers.to_string(),
                 r.replay_minutes.to_string(),
+            ]
+        }),
+    )
+}
+
+/// Ratings (评单) per group and period as CSV.
+pub fn ratings_csv(rows: &[RatingRow]) -> String {
+    csv_table(
+        &["编号", "名称", "时段", "评价场次", "评价数", "平均分"],
+        rows.iter().map(|r| {
+            vec![
+                r.group_id.to_string(),
+                r.group.clone(),
+                r.period.clone(),
+                r.sessions.to_string(),
+                r.ratings.to_string(),
+                format!("{:.1}", r.average),
             ]
         }),
     )

@@ -12,6 +12,7 @@
 //! | `GET /hls/{c}/index.m3u8`, `/hls/{c}/ts.m3u8` | live HLS (see [`crate::hls::routes`]) |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 //! | `/api/sources...` | pull sources, for their station or an administrator, see [`sources`] |
+//! | `/api/sessions/{id}/ratings` | residents rate an ended session (评单), see [`ratings`] |
 //!
 //! Security headers (CSP, nosniff, ...) go on every answer and CORS only on WHIP/WHEP and
 //! the public reads: see [`security`].
@@ -23,6 +24,7 @@ pub mod files;
 mod ingest;
 pub mod pages;
 pub mod rate;
+mod ratings;
 mod replay;
 pub mod security;
 pub mod serve;
@@ -200,7 +202,12 @@ pub fn routes_with_policy(
         .and(warp::path!("healthz"))
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
 
-    let media = whip_post.or(whep_post).unify().boxed();
+    let media = whip_post
+        .or(whep_post)
+        .unify()
+        .or(ratings::routes(state.clone()))
+        .unify()
+        .boxed();
     // Before `delete`, which takes every `DELETE /{kind}/{channel}/{id}`.
     let routes = media
         .or(sources::routes(state.clone()))

@@ -49,6 +49,7 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "tv.js" => (include_str!("pages/tv.js"), JS),
         "replay.css" => (include_str!("pages/replay.css"), CSS),
         "replay.js" => (include_str!("pages/replay.js"), JS),
+        "rating.js" => (include_str!("pages/rating.js"), JS),
         "publish.css" => (include_str!("pages/publish.css"), CSS),
         "publish.js" => (include_str!("pages/publish.js"), JS),
         "admin.css" => (include_str!("pages/admin.css"), CSS),

@@ -35,13 +35,15 @@
 //!
 //! Files: [`query`] checks a request, [`calendar`] holds the Asia/Shanghai calendar and how
 //! a range splits into calendar spans, [`rollup_write`] freezes session figures into the
-//! rollups, [`rollup_read`] reads them, [`copy`] parses PostgreSQL's binary `COPY` rows;
+//! rollups, [`rollup_read`] reads them, [`copy`] parses PostgreSQL's binary `COPY` rows,
+//! [`ratings`] reads residents' ratings (评单) with the same filters;
 //! this file merges rollup rows with sessions not frozen yet. CSV presentation is
 //! `http::csv`.
 
 mod calendar;
 mod copy;
 mod query;
+mod ratings;
 mod rollup_read;
 mod rollup_write;
 
@@ -54,6 +56,7 @@ pub fn parse_copy_rows(data: &[u8]) -> Result<usize, String> {
     copy::parse_copy(data).map(|rows| rows.len())
 }
 pub use query::{GroupBy, Level, Period, StatsQuery};
+pub use ratings::{RatingGroup, RatingRow};
 
 use std::collections::HashMap;
 

@@ -286,6 +286,10 @@
           S.rec = rec;
           render(rec);
           startPlayer();
+          if (F.mountRating && rec.session_id) {
+            $('rating').hidden = false;
+            F.mountRating($('rating'), rec.session_id);
+          }
         });
       })
       .catch(function (e) {
