@@ -9,7 +9,7 @@
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
 //! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API; viewer figures of a session only with an administrator's token in scope |
 //! | `GET /`, `/watch/{c}`, `/tv/{c}`, `/publish/{c}` | pages; their scripts and styles under `/assets/`, see [`pages`] |
-//! | `GET /stations`, `/s/{c}`, `/e/{id}`, `/e/{id}/poster`, `/tv` | residents' pages, see [`portal`]; other page paths get its 404 page |
+//! | `GET /stations`, `/s/{c}`, `/e/{id}`, `/e/{id}/poster`, `/tv` | residents' pages, see [`residents`]; other page paths get its 404 page |
 //! | `GET /hls/{c}/index.m3u8`, `/hls/{c}/ts.m3u8` | live HLS (see [`crate::hls::routes`]) |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 //! | `/api/sources...` | pull sources, for their station or an administrator, see [`sources`] |
@@ -23,7 +23,7 @@ pub mod error;
 pub mod files;
 mod ingest;
 pub mod pages;
-mod portal;
+mod residents;
 pub mod rate;
 mod replay;
 pub mod security;
@@ -237,10 +237,10 @@ pub fn routes_with_policy(
         .unify()
         .or(replay::routes(state.clone()))
         .unify()
-        .or(portal::routes(state.clone()))
+        .or(residents::routes(state.clone()))
         .unify()
         // Last: a browser's page request nobody answered gets the 404 page.
-        .or(portal::fallback())
+        .or(residents::fallback())
         .unify()
         .recover(recover)
         .unify();

@@ -7,7 +7,7 @@
 //! | `GET /tv/{channel}` | the live player for TV browsers (HLS first, big type, remote keys) |
 //! | `GET /replay/{id}` | a replay's player (VOD HLS, download link); its media, `/replay/{id}/...`, is `replay`'s |
 //! | `GET /publish/{channel}` | the station operator's publish page |
-//! | `GET /stations`, `/s/{channel}`, `/e/{id}`, `/e/{id}/poster`, `/tv` | the residents' pages the server fills, see [`super::portal`] |
+//! | `GET /stations`, `/s/{channel}`, `/e/{id}`, `/e/{id}/poster`, `/tv` | the residents' pages the server fills, see [`super::residents`] |
 //! | `GET /assets/{name}` | every page's script and style sheet (none is inline, so the CSP holds) |
 //! | `GET /assets/vendor/hls.min.js` | hls.js from `[http] vendor_dir` (`scripts/deps.sh` fetches it) |
 //!
