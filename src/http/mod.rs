@@ -12,6 +12,7 @@
 //! | `GET /hls/{c}/index.m3u8`, `/hls/{c}/ts.m3u8` | live HLS (see [`crate::hls::routes`]) |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 //! | `/api/sources...` | pull sources, for their station or an administrator, see [`sources`] |
+//! | `/api/items/...`, `/api/lectures`, `/api/programme`, `/api/directory`, `/api/stations/{c}/page`, `/s/{c}.ics`, `/c/{id}.ics`, `/e/{id}.ics` | the programme and calendars, see [`portal`] |
 //!
 //! Security headers (CSP, nosniff, ...) go on every answer and CORS only on WHIP/WHEP and
 //! the public reads: see [`security`].
@@ -20,8 +21,10 @@ pub mod admin;
 pub mod csv;
 pub mod error;
 pub mod files;
+mod ical;
 mod ingest;
 pub mod pages;
+mod portal;
 pub mod rate;
 mod replay;
 pub mod security;
@@ -223,6 +226,10 @@ pub fn routes_with_policy(
         .unify()
         .boxed()
         .or(admin::routes(state.clone()))
+        .unify()
+        // Before the pages: its `.ics` routes take only names ending in `.ics`, and
+        // the pages' `/s/{channel}` and `/e/{id}` would answer those with a 404.
+        .or(portal::routes(state.clone()))
         .unify()
         .or(pages::routes(state.clone()))
         .unify()
