@@ -208,6 +208,11 @@ pub fn routes_with_policy(
     let routes = media
         .or(sources::routes(state.clone()))
         .unify()
+        // Before `patch` (which answers every `PATCH /{a}/{b}/{c}` with 405) for
+        // `PATCH /api/items/{id}`, and before the pages: its `.ics` routes take only names
+        // ending in `.ics`, which the pages' `/s/{channel}` and `/e/{id}` would answer 404.
+        .or(portal::routes(state.clone()))
+        .unify()
         .or(delete)
         .unify()
         .or(patch)
@@ -226,10 +231,6 @@ pub fn routes_with_policy(
         .unify()
         .boxed()
         .or(admin::routes(state.clone()))
-        .unify()
-        // Before the pages: its `.ics` routes take only names ending in `.ics`, and
-        // the pages' `/s/{channel}` and `/e/{id}` would answer those with a 404.
-        .or(portal::routes(state.clone()))
         .unify()
         .or(pages::routes(state.clone()))
         .unify()

@@ -67,6 +67,23 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
     warp::reply::json(value).into_response()
 }
 
+/// A JSON route's answer: its errors too are JSON, `{"error": "..."}` with the status of
+/// [`ApiError::status`], for the pages' scripts.
+fn finish_json(result: Result<Response, ApiError>) -> Response {
+    match result {
+        Ok(r) => r,
+        Err(err) => {
+            let status = err.status();
+            let message = err.to_string();
+            // Logs an internal error's details; its body is not sent.
+            drop(err.into_response());
+            let mut r = json(&serde_json::json!({ "error": message }));
+            *r.status_mut() = status;
+            r
+        }
+    }
+}
+
 fn parse_at(at: &str) -> Result<i64, ApiError> {
     chrono::DateTime::parse_from_rfc3339(at)
         .map(|t| t.timestamp_millis())
@@ -101,7 +118,7 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::path!("api" / "items" / i64))
         .and(with_state(state.clone()))
         .then(|id: i64, state: State| async move {
-            finish(
+            finish_json(
                 state
                     .catalog
                     .planned_item(id, now_ms())
@@ -117,7 +134,7 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .then(
             |h: Option<String>, body: UnreadBody, state: State| async move {
-                finish(create_lecture(h, body, state).await)
+                finish_json(create_lecture(h, body, state).await)
             },
         );
     let change = warp::patch()
@@ -127,7 +144,7 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .then(
             |id: i64, h: Option<String>, body: UnreadBody, state: State| async move {
-                finish(change_item(id, h, body, state).await)
+                finish_json(change_item(id, h, body, state).await)
             },
         );
     let cancel = warp::post()
@@ -135,28 +152,27 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(auth)
         .and(with_state(state.clone()))
         .then(|id: i64, h: Option<String>, state: State| async move {
-            finish(cancel_item(id, h, state).await)
+            finish_json(cancel_item(id, h, state).await)
         });
-    let station =
-        warp::get()
-            .and(warp::path!("api" / "stations" / String / "page"))
-            .and(with_state(state.clone()))
-            .then(|channel: String, state: State| async move {
-                finish(station_page(channel, state).await)
-            });
+    let station = warp::get()
+        .and(warp::path!("api" / "stations" / String / "page"))
+        .and(with_state(state.clone()))
+        .then(|channel: String, state: State| async move {
+            finish_json(station_page(channel, state).await)
+        });
     let directory = warp::get()
         .and(warp::path!("api" / "directory"))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_state(state.clone()))
         .then(|q: HashMap<String, String>, state: State| async move {
-            finish(directory(q, state).await)
+            finish_json(directory(q, state).await)
         });
     let programme = warp::get()
         .and(warp::path!("api" / "programme"))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_state(state.clone()))
         .then(|q: HashMap<String, String>, state: State| async move {
-            finish(programme(q, state).await)
+            finish_json(programme(q, state).await)
         });
     let station_ics = ics("s").and(host).and(with_state(state.clone())).then(
         |channel: String, host: Option<String>, state: State| async move {
