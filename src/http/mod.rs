@@ -13,6 +13,7 @@
 //! | `GET /hls/{c}/index.m3u8`, `/hls/{c}/ts.m3u8` | live HLS (see [`crate::hls::routes`]) |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 //! | `/api/sources...` | pull sources, for their station or an administrator, see [`sources`] |
+//! | `/api/items/...`, `/api/lectures`, `/api/programme`, `/api/directory`, `/api/stations/{c}/page`, `/s/{c}.ics`, `/c/{id}.ics`, `/e/{id}.ics` | the programme and calendars, see [`portal`] |
 //!
 //! Security headers (CSP, nosniff, ...) go on every answer and CORS only on WHIP/WHEP and
 //! the public reads: see [`security`].
@@ -21,8 +22,10 @@ pub mod admin;
 pub mod csv;
 pub mod error;
 pub mod files;
+mod ical;
 mod ingest;
 pub mod pages;
+mod portal;
 mod residents;
 pub mod rate;
 mod replay;
@@ -206,6 +209,11 @@ pub fn routes_with_policy(
     // Before `delete`, which takes every `DELETE /{kind}/{channel}/{id}`.
     let routes = media
         .or(sources::routes(state.clone()))
+        .unify()
+        // Before `patch` (which answers every `PATCH /{a}/{b}/{c}` with 405) for
+        // `PATCH /api/items/{id}`, and before the pages: its `.ics` routes take only names
+        // ending in `.ics`, which the pages' `/s/{channel}` and `/e/{id}` would answer 404.
+        .or(portal::routes(state.clone()))
         .unify()
         .or(delete)
         .unify()

@@ -26,7 +26,7 @@ use warp::{Filter, Reply};
 use super::error::ApiError;
 use super::pages::{page, with_device_cookie};
 use super::{State, with_state};
-use crate::catalog::CatalogError;
+use crate::audience::now_ms;
 use crate::ids::{ChannelName, StationId};
 
 const STATIONS: &str = include_str!("pages/stations.html");
@@ -246,10 +246,11 @@ fn status_text(status: &str) -> &'static str {
 
 /// A station's names, for its page and its items'.
 struct StationFacts {
+    id: i64,
     name: String,
     institute: String,
     center: String,
-    center_id: Option<i64>,
+    center_id: i64,
 }
 
 impl StationFacts {
@@ -258,18 +259,14 @@ impl StationFacts {
     }
 }
 
-async fn station_facts(state: &State, channel: &ChannelName) -> Result<StationFacts, ApiError> {
-    let owner = state.catalog.channel_owner(channel).await?;
-    let center_id = match state.catalog.station_placement(owner.station_id).await {
-        Ok(p) => Some(p.center_id.0),
-        Err(CatalogError::UnknownStation(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+async fn station_facts(state: &State, channel: &str) -> Result<StationFacts, ApiError> {
+    let card = state.catalog.station_by_channel(channel).await?;
     Ok(StationFacts {
-        name: owner.station,
-        institute: owner.institute,
-        center: owner.center,
-        center_id,
+        id: card.id,
+        name: card.name,
+        institute: card.institute.name,
+        center: card.center.name,
+        center_id: card.center.id,
     })
 }
 
@@ -280,7 +277,7 @@ async fn station_page(
     cookie: Option<String>,
     state: &State,
 ) -> Response {
-    let facts = match station_facts(state, channel).await {
+    let facts = match station_facts(state, channel.as_str()).await {
         Ok(f) => f,
         Err(e) => {
             return error_page(
@@ -290,15 +287,23 @@ async fn station_page(
         }
     };
     let url = format!("{}/s/{channel}", origin(host, state));
-    let next: Option<String> = None;
+    let now = now_ms();
+    let next = match state
+        .catalog
+        .station_items(StationId(facts.id), now, 1, now)
+        .await
+    {
+        Ok(items) => items
+            .into_iter()
+            .next()
+            .map(|i| format!("下一场：{} {}", beijing(i.starts_at_ms), i.title)),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let description = match next {
         Some(next) => format!("{} · {next}", facts.place()),
         None => format!("{} · 直播、节目预告与回看", facts.place()),
     };
-    let center_href = facts
-        .center_id
-        .map(|id| format!("/stations?center={id}"))
-        .unwrap_or_else(|| "/stations".into());
+    let center_href = format!("/stations?center={}", facts.center_id);
     let where_ = format!("{} · {}", facts.center, facts.institute);
     let body = fill(
         STATION,
@@ -330,7 +335,7 @@ struct ItemFacts {
     starts_at_ms: i64,
     /// `scheduled`, `live`, `ended`, `cancelled` or `missed`.
     status: String,
-    channel: ChannelName,
+    channel: String,
     station: StationFacts,
 }
 
@@ -374,27 +379,21 @@ impl ItemFacts {
 }
 
 async fn item_facts(state: &State, id: i64) -> Result<ItemFacts, ApiError> {
-    let s = state.catalog.screening(crate::ids::ScreeningId(id)).await?;
-    let film = state.catalog.film(s.film_id).await?;
-    let channel = ChannelName::for_station(StationId(s.station_id.0));
-    let station = station_facts(state, &channel).await?;
-    let status = match s.status.as_str() {
-        "scheduled" => "scheduled",
-        "playing" | "stopping" => "live",
-        "missed" => "missed",
-        "cancelled" => "cancelled",
-        _ => "ended",
-    };
+    let item = state.catalog.planned_item(id, now_ms()).await?;
+    let station = station_facts(state, &item.station.channel).await?;
     Ok(ItemFacts {
         id,
-        kind: "film_class".into(),
-        title: film.title.clone(),
-        speaker: None,
-        topic: None,
-        film: Some(film.title),
-        starts_at_ms: s.starts_at_ms,
-        status: status.into(),
-        channel,
+        kind: item.kind.as_str().to_string(),
+        title: item.title,
+        speaker: item.speaker,
+        topic: item.topic,
+        film: item.film.map(|f| f.title),
+        starts_at_ms: item.starts_at_ms,
+        status: serde_json::to_value(item.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        channel: item.station.channel,
         station,
     })
 }
@@ -423,7 +422,7 @@ async fn item_page(id: i64, host: Option<&str>, cookie: Option<String>, state: &
             ("description", &item.description()),
             ("url", &url),
             ("id", &item.id.to_string()),
-            ("channel", item.channel.as_str()),
+            ("channel", &item.channel),
             ("status", &item.status),
             ("station", &item.station.name),
             ("kind", &item.kind),
