@@ -118,7 +118,7 @@ async fn directory_search_and_a_stations_programme() {
     let channel = station["channel"].as_str().expect("a channel").to_string();
     let station_name = station["name"].as_str().unwrap().to_string();
 
-    // Three lectures ahead (made out of order) and one already cancelled in between.
+    // Four lectures ahead (made out of order) and, before them all, one cancelled.
     let token =
         common::replays::admin_token(&t, "portal-admin", feiyan::catalog::Scope::City).await;
     let http = reqwest::Client::new();
@@ -127,7 +127,7 @@ async fn directory_search_and_a_stations_programme() {
     for (title, at) in [
         ("第三场：乡村振兴", now_ms() + 3 * day),
         ("第一场：新时代文明实践", now_ms() + day),
-        ("取消的一场", now_ms() + day + 3_600_000),
+        ("取消的一场", now_ms() + day - 3_600_000),
         ("第二场：法治进万家", now_ms() + 2 * day),
         ("第四场：移风易俗", now_ms() + 4 * day),
     ] {
@@ -156,6 +156,36 @@ async fn directory_search_and_a_stations_programme() {
         .await
         .unwrap();
     assert!(r.status().is_success(), "cancel: {}", r.status());
+
+    // The station's share card, filled by the server: its name, place and next item.
+    let html = reqwest::get(format!("{}/s/{channel}", t.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let meta = |property: &str| {
+        html.lines()
+            .find(|l| l.contains(&format!("property=\"{property}\"")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        meta("og:title").contains(&station_name),
+        "{}",
+        meta("og:title")
+    );
+    assert!(
+        meta("og:url").contains(&format!("content=\"{}/s/{channel}\"", t.base)),
+        "{}",
+        meta("og:url")
+    );
+    let description = meta("og:description");
+    assert!(
+        description.contains("下一场") && description.contains("第一场：新时代文明实践"),
+        "{description}"
+    );
+    assert!(html.contains(&format!("<title>{station_name} · 飞燕</title>")));
 
     let tab = Tab::open("portal-directory").await;
     let page = &tab.page;

@@ -27,6 +27,7 @@ use super::error::ApiError;
 use super::pages::{page, with_device_cookie};
 use super::{State, with_state};
 use crate::audience::now_ms;
+use crate::catalog::ItemStatus;
 use crate::ids::{ChannelName, StationId};
 
 const STATIONS: &str = include_str!("pages/stations.html");
@@ -290,12 +291,13 @@ async fn station_page(
     let now = now_ms();
     let next = match state
         .catalog
-        .station_items(StationId(facts.id), now, 1, now)
+        .station_items(StationId(facts.id), now, 10, now)
         .await
     {
+        // The next one that will take place (not a cancelled one).
         Ok(items) => items
             .into_iter()
-            .next()
+            .find(|i| matches!(i.status, ItemStatus::Scheduled | ItemStatus::Live))
             .map(|i| format!("下一场：{} {}", beijing(i.starts_at_ms), i.title)),
         Err(e) => return ApiError::from(e).into_response(),
     };
