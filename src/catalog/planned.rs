@@ -333,6 +333,9 @@ const ITEM_SELECT: &str = "SELECT p.id, p.kind, p.title, p.speaker, t.name AS to
      LEFT JOIN recordings r ON r.session_id = p.session_id AND r.deleted_ms IS NULL \
      AND r.published = 1";
 
+/// Institute id and name, then one of its stations (id, name, channel), if any.
+type DirectoryRow = (i64, String, Option<i64>, Option<String>, Option<String>);
+
 #[derive(sqlx::FromRow)]
 struct ItemRow {
     id: i64,
@@ -1022,7 +1025,7 @@ impl Catalog {
         center: CenterId,
     ) -> Result<DirectoryCenterDetail, CatalogError> {
         let IdName { id, name } = self.center(center).await?;
-        let rows: Vec<(i64, String, Option<i64>, Option<String>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<DirectoryRow> = sqlx::query_as(
             "SELECT i.id, i.name, s.id, s.name, ch.name FROM institutes i \
                  LEFT JOIN stations s ON s.institute_id = i.id \
                  LEFT JOIN channels ch ON ch.station_id = s.id \
