@@ -561,8 +561,8 @@ async fn an_items_page_counts_down_then_plays_and_its_poster_links_back() {
     assert_no_csp_violation(page, "the item page playing").await;
 }
 
-/// Large-type mode: the root font size grows and stays after a reload. `/tv` opens the
-/// station remembered on the set with OK. Unknown stations, items and pages: the 404 page.
+/// Large-type mode: the root font size grows and stays after a reload. The home page lists
+/// today's programme. `/tv` opens the station remembered on the set with OK. Unknown stations, items and pages: the 404 page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_type_tv_home_and_not_found_pages() {
     let t = start_server().await;
@@ -595,6 +595,30 @@ async fn large_type_tv_home_and_not_found_pages() {
         assert_eq!(back, normal, "{path}");
         assert_no_csp_violation(page, &path).await;
     }
+
+    // The home page lists today's programme across the city (a lecture starting now is
+    // today's in Beijing, but in the last seconds before midnight).
+    let lecture = feiyan::catalog::NewLecture {
+        station: channel.clone(),
+        title: "今天的宣讲".into(),
+        speaker: "李老师".into(),
+        topic_id: None,
+        starts_at_ms: now_ms() + 2000,
+    };
+    t.server
+        .catalog
+        .create_lecture(&lecture, now_ms())
+        .await
+        .expect("lecture planned");
+    page.navigate(&format!("{}/", t.base)).await.unwrap();
+    wait_page(
+        page,
+        "today's programme on the home page",
+        &texts("#today-list .item-title"),
+        Duration::from_secs(15),
+        |v| strings(v) == ["今天的宣讲"],
+    )
+    .await;
 
     // /tv: the set's own station is a tile; OK (Enter) opens its TV player.
     page.evaluate(&format!(

@@ -1,11 +1,37 @@
-// feiyan home page (/): the resident's own station, remembered on this device by its
-// station page (设为我的站点): live now and the next three items, from
-// /api/stations/{channel}/page every 60 s. The live list itself is index.js's.
+// feiyan home page (/): today's programme across the city, and the resident's own
+// station, remembered on this device by its station page (设为我的站点): live now and its
+// next three items, from /api/stations/{channel}/page every 60 s. The live list itself is
+// index.js's.
 // Served at /assets/home.js.
 (function () {
   'use strict';
   var P = window.Portal;
   function $(id) { return document.getElementById(id); }
+
+  // Today's programme across the city (Beijing day): what has not ended yet, the first
+  // five by start, from /api/programme (at most 40 items read).
+  function today() {
+    var d = new Date(Date.now() + 8 * 3600 * 1000);
+    var day = d.toISOString().slice(0, 10);
+    P.getJson('/api/programme?level=city&from=' + day + '&to=' + day + '&limit=40').then(function (p) {
+      var items = (Array.isArray(p.items) ? p.items : []).filter(function (it) {
+        return it.status === 'scheduled' || it.status === 'live';
+      });
+      var list = $('today-list');
+      P.clear(list);
+      items.slice(0, 5).forEach(function (it) {
+        var li = P.itemRow(it);
+        if (it.station && it.station.name) P.el('span', 'item-about', li.firstChild, it.station.name);
+        list.appendChild(li);
+      });
+      var more = $('today-more');
+      more.hidden = !(items.length > 5 || p.truncated);
+      more.textContent = '还有更多节目，请到各站点页面查看。';
+      $('today').hidden = items.length === 0;
+    }, function () { /* the live list below still works */ });
+  }
+  today();
+
   var mine = P.myStation();
   if (!mine) return;
   var box = $('mine-box'), link = $('mine-link'), list = $('mine-upcoming');
