@@ -1139,7 +1139,8 @@ mod tests {
         assert_eq!(field(parse("city", "", "2026-13-01", "")), "from");
         assert_eq!(field(parse("city", "", "2026-12-01", "2026/12/02")), "to");
         assert_eq!(field(parse("city", "", "2026-12-08", "2026-12-07")), "from");
-        assert_eq!(field(parse("city", "", "2026-01-01", "2027-01-01")), "to");
+        assert_eq!(field(parse("city", "", "2026-01-01", "2027-01-02")), "to");
+        assert!(parse("city", "", "2026-01-01", "2027-01-01").is_ok());
         assert!(parse("city", "", "2026-01-01", "2026-12-31").is_ok());
         let (q, channel) = parse("station", "st-5", "", "").unwrap();
         assert_eq!(q.level, ProgrammeLevel::Station(StationId(0)));
