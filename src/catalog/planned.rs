@@ -321,17 +321,47 @@ impl ProgrammeQuery {
 }
 
 /// The columns of an item with its station, film, topic, session and replay.
-const ITEM_SELECT: &str = "SELECT p.id, p.kind, p.title, p.speaker, t.name AS topic, \
+const ITEM_COLUMNS: &str = "SELECT p.id, p.kind, p.title, p.speaker, t.name AS topic, \
      p.film_id, f.title AS film_title, f.duration_ms AS film_ms, p.starts_at, p.status, \
      p.sequence, p.updated_at, p.station_id, s.name AS station_name, \
      ch.name AS channel, p.session_id, se.ended_at AS session_ended, \
-     se.in_person AS in_person, r.id AS replay_id \
-     FROM planned_items p JOIN stations s ON s.id = p.station_id \
-     LEFT JOIN channels ch ON ch.station_id = p.station_id \
+     se.in_person AS in_person, r.id AS replay_id";
+
+/// What an item's columns come from besides `planned_items p` and `stations s`.
+const ITEM_JOINS: &str = "LEFT JOIN channels ch ON ch.station_id = p.station_id \
      LEFT JOIN topics t ON t.id = p.topic_id LEFT JOIN films f ON f.id = p.film_id \
      LEFT JOIN sessions se ON se.id = p.session_id \
      LEFT JOIN recordings r ON r.session_id = p.session_id AND r.deleted_ms IS NULL \
      AND r.published = 1";
+
+/// Items whose station matches `stations` (SQL on `s`) and whose row matches `range` (SQL
+/// on `p`), by start, at most `limit` (SQL). On PostgreSQL each station's items are read
+/// through its own index range (`LATERAL`): with a prepared statement's generic plan the
+/// planner otherwise walked every station's items of the whole time range (a center's week
+/// took 45 ms instead of 1). SQLite has no `LATERAL` and plans the join well as it is.
+fn items_sql(postgres: bool, stations: &str, range: &str, limit: &str) -> String {
+    if postgres {
+        format!(
+            "{ITEM_COLUMNS} FROM stations s CROSS JOIN LATERAL (SELECT * FROM planned_items p \
+             WHERE p.station_id = s.id AND {range} ORDER BY p.starts_at, p.id LIMIT {limit}) p \
+             {ITEM_JOINS} WHERE {stations} ORDER BY p.starts_at, p.id LIMIT {limit}"
+        )
+    } else {
+        format!(
+            "{ITEM_COLUMNS} FROM planned_items p JOIN stations s ON s.id = p.station_id \
+             {ITEM_JOINS} WHERE {stations} AND {range} ORDER BY p.starts_at, p.id LIMIT {limit}"
+        )
+    }
+}
+
+/// The same for one station's items or every station's: the station's index range or the
+/// time index, on both databases.
+fn station_items_sql(condition: &str, range: &str, limit: &str) -> String {
+    format!(
+        "{ITEM_COLUMNS} FROM planned_items p JOIN stations s ON s.id = p.station_id \
+         {ITEM_JOINS} WHERE {condition} AND {range} ORDER BY p.starts_at, p.id LIMIT {limit}"
+    )
+}
 
 /// Institute id and name, then one of its stations (id, name, channel), if any.
 type DirectoryRow = (i64, String, Option<i64>, Option<String>, Option<String>);
@@ -596,11 +626,13 @@ pub struct StationPage {
 impl Catalog {
     /// One planned item, or `NotFound`.
     pub async fn planned_item(&self, id: i64, now_ms: i64) -> Result<PlannedItem, CatalogError> {
-        let row: Option<ItemRow> =
-            sqlx::query_as(AssertSqlSafe(format!("{ITEM_SELECT} WHERE p.id = $1")))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<ItemRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{ITEM_COLUMNS} FROM planned_items p JOIN stations s ON s.id = p.station_id \
+                 {ITEM_JOINS} WHERE p.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         let row = row.ok_or_else(|| CatalogError::NotFound(format!("no planned item {id}")))?;
         item(row, now_ms)
     }
@@ -812,12 +844,18 @@ impl Catalog {
         query: &ProgrammeQuery,
         now_ms: i64,
     ) -> Result<Programme, CatalogError> {
-        let (condition, id) = match query.level {
-            ProgrammeLevel::City => ("$1 = 0", 0),
+        const RANGE: &str = "p.starts_at >= $2 AND p.starts_at < $3 AND ($4 = '' OR p.kind = $4)";
+        let (sql, id) = match query.level {
+            ProgrammeLevel::City => (station_items_sql("$1 = 0", RANGE, "$5"), 0),
             ProgrammeLevel::Center(c) => {
                 self.center(c).await?;
                 (
-                    "s.institute_id IN (SELECT id FROM institutes WHERE center_id = $1)",
+                    items_sql(
+                        self.is_postgres,
+                        "s.institute_id IN (SELECT id FROM institutes WHERE center_id = $1)",
+                        RANGE,
+                        "$5",
+                    ),
                     c.0,
                 )
             }
@@ -825,26 +863,26 @@ impl Catalog {
                 self.institute_center(i)
                     .await?
                     .ok_or_else(|| CatalogError::NotFound(format!("no institute {i}")))?;
-                ("s.institute_id = $1", i.0)
+                (
+                    items_sql(self.is_postgres, "s.institute_id = $1", RANGE, "$5"),
+                    i.0,
+                )
             }
             ProgrammeLevel::Station(s) => {
                 self.station_placement(s).await?;
-                ("p.station_id = $1", s.0)
+                (station_items_sql("p.station_id = $1", RANGE, "$5"), s.0)
             }
         };
         let from_ms = super::shanghai_midnight_ms(query.from);
         let to_ms = super::shanghai_midnight_ms(query.to + chrono::Duration::days(1));
-        let rows: Vec<ItemRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "{ITEM_SELECT} WHERE {condition} AND p.starts_at >= $2 AND p.starts_at < $3 \
-             AND ($4 = '' OR p.kind = $4) ORDER BY p.starts_at, p.id LIMIT $5"
-        )))
-        .bind(id)
-        .bind(from_ms)
-        .bind(to_ms)
-        .bind(query.kind.map_or("", ItemKind::as_str))
-        .bind(query.limit + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<ItemRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(query.kind.map_or("", ItemKind::as_str))
+            .bind(query.limit + 1)
+            .fetch_all(&self.pool)
+            .await?;
         let truncated = rows.len() as i64 > query.limit;
         let items = rows
             .into_iter()
@@ -868,7 +906,8 @@ impl Catalog {
         limit: i64,
         now_ms: i64,
     ) -> Result<Vec<PlannedItem>, CatalogError> {
-        self.items_where("p.station_id = $1", station.0, from_ms, limit, now_ms)
+        let sql = station_items_sql("p.station_id = $1", "p.starts_at >= $2", "$3");
+        self.items_where(sql, station.0, from_ms, limit, now_ms)
             .await
     }
 
@@ -881,33 +920,30 @@ impl Catalog {
         now_ms: i64,
     ) -> Result<Vec<PlannedItem>, CatalogError> {
         self.center(center).await?;
-        self.items_where(
+        let sql = items_sql(
+            self.is_postgres,
             "s.institute_id IN (SELECT id FROM institutes WHERE center_id = $1)",
-            center.0,
-            from_ms,
-            limit,
-            now_ms,
-        )
-        .await
+            "p.starts_at >= $2",
+            "$3",
+        );
+        self.items_where(sql, center.0, from_ms, limit, now_ms)
+            .await
     }
 
     async fn items_where(
         &self,
-        condition: &'static str,
+        sql: String,
         id: i64,
         from_ms: i64,
         limit: i64,
         now_ms: i64,
     ) -> Result<Vec<PlannedItem>, CatalogError> {
-        let rows: Vec<ItemRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "{ITEM_SELECT} WHERE {condition} AND p.starts_at >= $2 \
-             ORDER BY p.starts_at, p.id LIMIT $3"
-        )))
-        .bind(id)
-        .bind(from_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<ItemRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(from_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(|r| item(r, now_ms)).collect()
     }
 
@@ -920,11 +956,13 @@ impl Catalog {
         now_ms: i64,
     ) -> Result<StationPage, CatalogError> {
         let station = self.station_by_channel(channel).await?;
-        // Not ended or cancelled: waiting (not yet missed) or live.
-        let rows: Vec<ItemRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "{ITEM_SELECT} WHERE p.station_id = $1 AND p.status IN \
-             ('scheduled', 'live', 'playing', 'stopping') AND se.ended_at IS NULL \
-             AND p.starts_at >= $2 ORDER BY p.starts_at, p.id LIMIT 10"
+        // Not ended or cancelled: waiting (not yet missed) or live. Filtered here, not in
+        // SQL: a status condition made PostgreSQL's generic plan walk `planned_items_due`
+        // (every scheduled item of the city) instead of the station's own range.
+        let rows: Vec<ItemRow> = sqlx::query_as(AssertSqlSafe(station_items_sql(
+            "p.station_id = $1",
+            "p.starts_at >= $2",
+            "30",
         )))
         .bind(station.id)
         .bind(now_ms - ATTACH_WINDOW_MS)
@@ -936,6 +974,7 @@ impl Catalog {
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .filter(|i| matches!(i.status, ItemStatus::Scheduled | ItemStatus::Live))
+            .take(10)
             .collect::<Vec<_>>();
         let live = match live {
             None => None,
@@ -1139,7 +1178,8 @@ mod tests {
         assert_eq!(field(parse("city", "", "2026-13-01", "")), "from");
         assert_eq!(field(parse("city", "", "2026-12-01", "2026/12/02")), "to");
         assert_eq!(field(parse("city", "", "2026-12-08", "2026-12-07")), "from");
-        assert_eq!(field(parse("city", "", "2026-01-01", "2027-01-01")), "to");
+        assert_eq!(field(parse("city", "", "2026-01-01", "2027-01-02")), "to");
+        assert!(parse("city", "", "2026-01-01", "2027-01-01").is_ok());
         assert!(parse("city", "", "2026-01-01", "2026-12-31").is_ok());
         let (q, channel) = parse("station", "st-5", "", "").unwrap();
         assert_eq!(q.level, ProgrammeLevel::Station(StationId(0)));
