@@ -370,14 +370,14 @@ async fn directory_search_and_a_stations_programme() {
     assert_no_csp_violation(page, "the search").await;
 }
 
-/// Makes a 40 s H.264 (baseline) + AAC film with the ffmpeg CLI.
+/// Makes a 30 s H.264 (baseline) + AAC film with the ffmpeg CLI.
 fn make_film(dir: &Path) -> std::path::PathBuf {
     let out = dir.join("film.mp4");
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "40", "-pix_fmt", "yuv420p", "-c:v", "libx264"])
+        .args(["-t", "30", "-pix_fmt", "yuv420p", "-c:v", "libx264"])
         .args(["-preset", "ultrafast", "-profile:v", "baseline", "-g", "50"])
         .args(["-c:a", "aac", "-b:a", "64k"])
         .arg(&out)
@@ -412,7 +412,8 @@ fn decode_qr(png_bytes: &[u8]) -> String {
 }
 
 /// A film class for tomorrow: its page counts down and carries its share card; the
-/// poster's QR code decodes to its URL; started now, the same page plays it.
+/// poster's QR code decodes to its URL; started now, the same page plays it, and says it
+/// ended at the end of the film.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_items_page_counts_down_then_plays_and_its_poster_links_back() {
     let t = start_server().await;
@@ -559,6 +560,26 @@ async fn an_items_page_counts_down_then_plays_and_its_poster_links_back() {
         json!({ "countdown": false, "live": true, "title": "film" })
     );
     assert_no_csp_violation(page, "the item page playing").await;
+
+    // At the end of the film the same page says so (and offers the replay once published).
+    let after = wait_page(
+        page,
+        "the ended film class",
+        "({ state: document.body.getAttribute('data-state'), \
+           after: document.getElementById('after').hidden ? null : \
+             document.getElementById('after-text').textContent, \
+           live: !document.getElementById('live-section').hidden })",
+        Duration::from_secs(90),
+        |v| v["state"] == "ended",
+    )
+    .await;
+    assert!(
+        after["after"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("本场已结束")),
+        "{after}"
+    );
+    assert_eq!(after["live"], false, "{after}");
 }
 
 /// Large-type mode: the root font size grows and stays after a reload. The home page lists
