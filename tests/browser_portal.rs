@@ -412,8 +412,9 @@ fn decode_qr(png_bytes: &[u8]) -> String {
 }
 
 /// A film class for tomorrow: its page counts down and carries its share card; the
-/// poster's QR code decodes to its URL; started now, the same page plays it, and says it
-/// ended at the end of the film.
+/// poster's QR code decodes to its URL (and prints without its toolbar); started now, the
+/// same page plays it (so does the station's page), and says it ended at the end of the
+/// film.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_items_page_counts_down_then_plays_and_its_poster_links_back() {
     let t = start_server().await;
@@ -508,7 +509,23 @@ async fn an_items_page_counts_down_then_plays_and_its_poster_links_back() {
         "{poster_text}"
     );
     assert_no_csp_violation(&poster.page, "the poster").await;
-    drop(poster);
+    // Printed, the sheet alone.
+    poster
+        .page
+        .send("Emulation.setEmulatedMedia", json!({ "media": "print" }))
+        .await
+        .unwrap();
+    let toolbar = poster
+        .page
+        .evaluate("getComputedStyle(document.querySelector('.toolbar')).display")
+        .await
+        .unwrap();
+    assert_eq!(toolbar, "none", "the print button is not printed");
+    poster
+        .page
+        .send("Emulation.setEmulatedMedia", json!({ "media": "" }))
+        .await
+        .unwrap();
 
     // Started now (as an operator would), the same page plays it.
     let r = reqwest::Client::new()
@@ -560,6 +577,38 @@ async fn an_items_page_counts_down_then_plays_and_its_poster_links_back() {
         json!({ "countdown": false, "live": true, "title": "film" })
     );
     assert_no_csp_violation(page, "the item page playing").await;
+
+    // The station's page plays it too, and links to the item.
+    let station = &poster.page;
+    station
+        .navigate(&format!("{}/s/{channel}", t.base))
+        .await
+        .expect("station page loads");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pc = station
+            .connected_peer_stats()
+            .await
+            .unwrap_or_else(|e| json!({ "error": e.0 }));
+        if num(&pc, "/inbound/video/framesDecoded") > 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the station page did not play the live film class: {pc}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let live = station
+        .evaluate(
+            "({ shown: !document.getElementById('live-section').hidden, \
+                    link: document.getElementById('live-item-link').getAttribute('href') })",
+        )
+        .await
+        .unwrap();
+    assert_eq!(live, json!({ "shown": true, "link": format!("/e/{id}") }));
+    assert_no_csp_violation(station, "the station page playing").await;
+    drop(poster);
 
     // At the end of the film the same page says so (and offers the replay once published).
     let after = wait_page(
