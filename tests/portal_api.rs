@@ -544,3 +544,114 @@ async fn postgres_portal() {
     portal(db.url.clone()).await;
     db.finish().await;
 }
+
+/// Migrating a catalog that has screenings: they become film-class items with their ids,
+/// and new items (and screenings) are numbered after them.
+async fn screenings_move_with_their_ids(url: &str, postgres: bool) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .expect("connect");
+    let mut before = if postgres {
+        sqlx::migrate!("migrations/postgres")
+    } else {
+        sqlx::migrate!("migrations/sqlite")
+    };
+    let name = if postgres {
+        "0015_planned_items.sql"
+    } else {
+        "0014_planned_items.sql"
+    };
+    let version: i64 = name[..4].parse().unwrap();
+    before.migrations = std::borrow::Cow::Owned(
+        before
+            .migrations
+            .iter()
+            .filter(|m| m.version < version)
+            .cloned()
+            .collect(),
+    );
+    before
+        .run(&pool)
+        .await
+        .expect("migrations before planned items");
+    for sql in [
+        "INSERT INTO centers (id, name) VALUES (1, 'c')",
+        "INSERT INTO institutes (id, center_id, name) VALUES (1, 1, 'i')",
+        "INSERT INTO stations (id, institute_id, name, stream_key_hash, created_at) \
+         VALUES (1, 1, 's', 'x', 0)",
+        "INSERT INTO channels (name, station_id) VALUES ('st-1', 1)",
+        "INSERT INTO films (id, title) VALUES (1, '长津湖')",
+        "INSERT INTO screenings (id, station_id, film_id, starts_at, status, note, created_at) \
+         VALUES (41, 1, 1, 1900000000000, 'scheduled', '', 5)",
+        "INSERT INTO screenings (id, station_id, film_id, starts_at, status, note, created_at) \
+         VALUES (42, 1, 1, 1800000000000, 'missed', 'no server', 5)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.expect(sql);
+    }
+    pool.close().await;
+    let catalog = feiyan::catalog::Catalog::connect(url)
+        .await
+        .expect("the rest of the migrations");
+    let now = feiyan::audience::now_ms();
+    let s = catalog
+        .screening(feiyan::ids::ScreeningId(41))
+        .await
+        .unwrap();
+    assert_eq!(s.starts_at_ms, 1_900_000_000_000);
+    let item = catalog.planned_item(42, now).await.unwrap();
+    assert_eq!(item.kind, feiyan::catalog::ItemKind::FilmClass);
+    assert_eq!(item.status, feiyan::catalog::ItemStatus::Missed);
+    assert_eq!(item.title, "长津湖");
+    assert_eq!(item.sequence, 0);
+    let lecture = catalog
+        .create_lecture(
+            &feiyan::catalog::NewLecture {
+                station: "st-1".into(),
+                title: "讲座".into(),
+                speaker: String::new(),
+                topic_id: None,
+                starts_at_ms: 1_900_000_000_000,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        lecture.id > 42,
+        "new ids follow the old ones: {}",
+        lecture.id
+    );
+}
+
+#[tokio::test]
+async fn sqlite_screenings_move_with_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
+    screenings_move_with_their_ids(&url, false).await;
+}
+
+#[tokio::test]
+async fn postgres_screenings_move_with_their_ids() {
+    use sqlx::Connection;
+    // An empty database (catalog_db::postgres() migrates it to the end at once).
+    let admin = catalog_db::postgres_admin_url();
+    let name = format!("feiyan_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::postgres::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    screenings_move_with_their_ids(&format!("{base}/{name}"), true).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}

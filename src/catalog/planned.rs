@@ -1047,8 +1047,9 @@ impl Catalog {
     /// Every center with its number of stations.
     pub async fn directory_centers(&self) -> Result<Vec<DirectoryCenter>, CatalogError> {
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT c.id, c.name, (SELECT COUNT(*) FROM stations s JOIN institutes i \
-             ON i.id = s.institute_id WHERE i.center_id = c.id) FROM centers c ORDER BY c.id",
+            "SELECT c.id, c.name, COUNT(s.id) FROM centers c \
+             LEFT JOIN institutes i ON i.center_id = c.id \
+             LEFT JOIN stations s ON s.institute_id = i.id GROUP BY c.id, c.name ORDER BY c.id",
         )
         .fetch_all(&self.pool)
         .await?;
