@@ -43,6 +43,9 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
         format!("/publish/{channel}"),
         "/replay/1".to_string(),
         "/admin".to_string(),
+        "/stations".to_string(),
+        format!("/s/{channel}"),
+        "/tv".to_string(),
         "/assets/feiyan.js".to_string(),
         "/assets/feiyan.css".to_string(),
         "/assets/index.js".to_string(),
@@ -54,6 +57,17 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
         "/assets/publish.js".to_string(),
         "/assets/admin.js".to_string(),
         "/assets/admin.css".to_string(),
+        "/assets/prefs.js".to_string(),
+        "/assets/portal.js".to_string(),
+        "/assets/portal.css".to_string(),
+        "/assets/home.js".to_string(),
+        "/assets/stations.js".to_string(),
+        "/assets/station.js".to_string(),
+        "/assets/item.js".to_string(),
+        "/assets/poster.js".to_string(),
+        "/assets/poster.css".to_string(),
+        "/assets/tvhome.js".to_string(),
+        "/assets/tvhome.css".to_string(),
     ] {
         let r = http
             .get(format!("{}{path}", t.base))

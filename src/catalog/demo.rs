@@ -442,6 +442,91 @@ impl Catalog {
     }
 }
 
+const SPEAKERS: [&str; 8] = [
+    "王老师",
+    "李书记",
+    "张主任",
+    "刘教授",
+    "陈站长",
+    "杨老师",
+    "赵讲师",
+    "黄队长",
+];
+
+impl Catalog {
+    /// The demo city's programme: for today and the `days - 1` days after it
+    /// (Asia/Shanghai), about two planned lectures a week per station, 09:00-20:00 (those
+    /// already past today are left out). Lectures only: a film class would be played by
+    /// a running server at its time, and the demo films have no files. Returns how many
+    /// items it wrote.
+    pub async fn build_demo_programme(
+        &self,
+        days: usize,
+        seed: u64,
+    ) -> Result<usize, CatalogError> {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0025);
+        let stations: Vec<(i64,)> = sqlx::query_as("SELECT id FROM stations ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let topics: Vec<i64> = self.topics().await?.into_iter().map(|t| t.id).collect();
+        let now = now_ms();
+        let today = super::shanghai_day(now);
+        let mut rows: Vec<(i64, String, &'static str, Option<i64>, i64)> = Vec::new();
+        for d in 0..days {
+            let midnight = shanghai_midnight_ms(today + chrono::Duration::days(d as i64));
+            for &(station,) in &stations {
+                if !rng.random_bool(0.3) {
+                    continue;
+                }
+                let at = midnight
+                    + rng.random_range(9..21) * 3_600_000
+                    + rng.random_range(0..4) * 15 * 60_000;
+                let topic = (!topics.is_empty()).then(|| topics[rng.random_range(0..topics.len())]);
+                let title = format!("理论宣讲第{}期", rng.random_range(1..200));
+                let speaker = SPEAKERS[rng.random_range(0..SPEAKERS.len())];
+                if at > now {
+                    rows.push((station, title, speaker, topic, at));
+                }
+            }
+        }
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        for chunk in rows.chunks(self.rows_per_statement(1000)) {
+            // `$1` is the creation time; each row's five values follow.
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = 1 + i * 5;
+                    format!(
+                        "('lecture', ${}, ${}, ${}, ${}, ${}, $1, $1)",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO planned_items (kind, station_id, title, speaker, topic_id, \
+                 starts_at, created_at, updated_at) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for (station, title, speaker, topic, at) in chunk {
+                q = q
+                    .bind(*station)
+                    .bind(title.clone())
+                    .bind(*speaker)
+                    .bind(*topic)
+                    .bind(*at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+}
+
 fn kind_title(kind: SessionKind) -> &'static str {
     match kind {
         SessionKind::Lecture => "理论宣讲",

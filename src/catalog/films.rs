@@ -1,4 +1,5 @@
-//! Film library and screenings (scheduled film classes, 电影党史课).
+//! Film library and screenings (scheduled film classes, 电影党史课): the `film_class` rows
+//! of `planned_items` (see [`super::planned`]), with the ids screenings always had.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,7 +9,7 @@ use serde::Serialize;
 use super::{Catalog, CatalogError, rfc3339};
 use crate::ids::{FilmId, ScreeningId, SessionId, StationId};
 
-/// Where a screening stands. Stored as its lowercase name (`as_str`) in `screenings.status`
+/// Where a screening stands. Stored as its lowercase name (`as_str`) in `planned_items.status`
 /// and sent with the same spelling in API answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -65,7 +66,7 @@ impl fmt::Display for ScreeningStatus {
     }
 }
 
-/// A `screenings.status` value this server does not know (a newer server wrote it, or
+/// A `planned_items.status` value (film classes) this server does not know (a newer server wrote it, or
 /// the row was edited by hand).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("unknown screening status {0:?}")]
@@ -258,8 +259,8 @@ impl Catalog {
         let station_id = self.resolve_station(station).await?;
         self.film(film_id).await?;
         let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO screenings (station_id, film_id, starts_at, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO planned_items (kind, station_id, film_id, starts_at, created_at, \
+             updated_at) VALUES ('film_class', $1, $2, $3, $4, $4) RETURNING id",
         )
         .bind(station_id.0)
         .bind(film_id.0)
@@ -274,7 +275,7 @@ impl Catalog {
     pub async fn screening(&self, id: ScreeningId) -> Result<Screening, CatalogError> {
         let row: Option<ScreeningRow> = sqlx::query_as(
             "SELECT id, station_id, film_id, starts_at, status, session_id, note \
-                 FROM screenings WHERE id = $1",
+                 FROM planned_items WHERE id = $1 AND kind = 'film_class'",
         )
         .bind(id.0)
         .fetch_optional(&self.pool)
@@ -290,7 +291,8 @@ impl Catalog {
     pub async fn due_screenings(&self, now_ms: i64) -> Result<Vec<Screening>, CatalogError> {
         let rows: Vec<ScreeningRow> = sqlx::query_as(
             "SELECT id, station_id, film_id, starts_at, status, session_id, note \
-             FROM screenings WHERE status = $2 AND starts_at <= $1 ORDER BY starts_at",
+             FROM planned_items WHERE status = $2 AND starts_at <= $1 AND kind = 'film_class' \
+             ORDER BY starts_at",
         )
         .bind(now_ms)
         .bind(ScreeningStatus::Scheduled.as_str())
@@ -310,8 +312,9 @@ impl Catalog {
         note: &str,
     ) -> Result<bool, CatalogError> {
         let done = sqlx::query(
-            "UPDATE screenings SET status = $1, session_id = COALESCE($2, session_id), note = $3 \
-             WHERE id = $4 AND status = $5",
+            "UPDATE planned_items SET status = $1, session_id = COALESCE($2, session_id), \
+             note = $3, sequence = sequence + CASE WHEN $1 IN ('cancelled', 'stopped') \
+             THEN 1 ELSE 0 END WHERE id = $4 AND status = $5 AND kind = 'film_class'",
         )
         .bind(status.as_str())
         .bind(session.map(|s| s.0))
@@ -332,8 +335,9 @@ impl Catalog {
         now_ms: i64,
     ) -> Result<Screening, CatalogError> {
         let done = sqlx::query(
-            "UPDATE screenings SET starts_at = $1, status = $3, note = '', \
-             session_id = NULL WHERE id = $2 AND status IN ($3, $4)",
+            "UPDATE planned_items SET starts_at = $1, status = $3, note = '', \
+             session_id = NULL, sequence = sequence + 1, updated_at = $1 \
+             WHERE id = $2 AND status IN ($3, $4) AND kind = 'film_class'",
         )
         .bind(now_ms)
         .bind(id.0)
@@ -361,10 +365,10 @@ impl Catalog {
     /// session within a poll and marks it `stopped`); a waiting one is `cancelled`.
     pub async fn stop_screening(&self, id: ScreeningId) -> Result<Screening, CatalogError> {
         let done = sqlx::query(
-            "UPDATE screenings SET status = CASE status WHEN $2 THEN $3 ELSE $4 END, \
+            "UPDATE planned_items SET status = CASE status WHEN $2 THEN $3 ELSE $4 END, \
              note = CASE status WHEN $2 THEN 'stop requested' \
-             ELSE 'cancelled before it started' END \
-             WHERE id = $1 AND status IN ($2, $5)",
+             ELSE 'cancelled before it started' END, sequence = sequence + 1 \
+             WHERE id = $1 AND status IN ($2, $5) AND kind = 'film_class'",
         )
         .bind(id.0)
         .bind(ScreeningStatus::Playing.as_str())
@@ -390,21 +394,24 @@ impl Catalog {
         id: ScreeningId,
         session: SessionId,
     ) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE screenings SET session_id = $1 WHERE id = $2")
-            .bind(session.0)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE planned_items SET session_id = $1 WHERE id = $2 AND kind = 'film_class'",
+        )
+        .bind(session.0)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// The film a session played, for film-class sessions.
     pub async fn session_film(&self, session: SessionId) -> Result<Option<FilmId>, CatalogError> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT film_id FROM screenings WHERE session_id = $1")
-                .bind(session.0)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT film_id FROM planned_items WHERE session_id = $1 AND kind = 'film_class'",
+        )
+        .bind(session.0)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|(id,)| FilmId(id)))
     }
 }

@@ -1,5 +1,6 @@
 //! The catalog: hierarchy (centers, institutes, stations), channels, live sessions,
-//! viewer attendance and replays (recordings and who watched them), on SQLite (default, embedded) or PostgreSQL through `sqlx::Any`.
+//! viewer attendance, replays (recordings and who watched them) and planned items (the
+//! programme: planned lectures and film classes), on SQLite (default, embedded) or PostgreSQL through `sqlx::Any`.
 //!
 //! Times are stored as unix milliseconds (UTC) so both databases agree byte for byte.
 //! Stream keys are stored as SHA-256 hashes only; the clear key is shown once at creation.
@@ -14,6 +15,7 @@ mod accounts;
 mod demo;
 mod hierarchy;
 mod nodes;
+mod planned;
 mod programme;
 mod ratings;
 mod recordings;
@@ -28,6 +30,12 @@ pub use accounts::{
 };
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv, write_csv_record};
+pub use planned::{
+    ATTACH_WINDOW_MS, DirectoryCenter, DirectoryCenterDetail, DirectoryInstitute, DirectoryStation,
+    IdName, ItemChange, ItemFilm, ItemKind, ItemStation, ItemStatus, LiveSession, NewLecture,
+    PROGRAMME_MAX_DAYS, PROGRAMME_MAX_ITEMS, PlannedItem, Programme, ProgrammeLevel,
+    ProgrammeQuery, RecentSession, StationCard, StationHit, StationPage,
+};
 pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use ratings::{MAX_COMMENT_CHARS, Rating, RatingSummary, check_rating};
 pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
+use tracing::{info, warn};
 
 use super::films::ScreeningStatus;
 use super::{Catalog, CatalogError, rfc3339};
@@ -190,7 +191,26 @@ impl Catalog {
         .bind(self.node_id())
         .fetch_one(&self.pool)
         .await?;
-        Ok(SessionId(id))
+        let session = SessionId(id);
+        // A publisher going live near a planned lecture's time attaches to it. Off the
+        // publish path: the publisher is answered without waiting for it, and a failure
+        // only leaves the lecture unattached. A film class is linked by the playout.
+        if source != SessionSource::Playout {
+            let catalog = self.clone();
+            tokio::spawn(async move {
+                match catalog
+                    .attach_session(session, station, started_at_ms)
+                    .await
+                {
+                    Ok(Some(item)) => info!(%session, item, "session attached to its planned item"),
+                    Ok(None) => {}
+                    Err(err) => {
+                        warn!(%session, %err, "cannot attach the session to a planned item")
+                    }
+                }
+            });
+        }
+        Ok(session)
     }
 
     /// Ends one session now (used when a publish attempt fails after the row was made) and
@@ -218,7 +238,7 @@ impl Catalog {
         let gone = sqlx::query(
             "DELETE FROM sessions WHERE id = $1 AND ended_at IS NULL \
              AND NOT EXISTS (SELECT 1 FROM viewers WHERE session_id = $1) \
-             AND NOT EXISTS (SELECT 1 FROM screenings WHERE session_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM planned_items WHERE session_id = $1) \
              AND NOT EXISTS (SELECT 1 FROM session_figures WHERE session_id = $1) \
              AND NOT EXISTS (SELECT 1 FROM recordings WHERE session_id = $1)",
         )
@@ -295,11 +315,11 @@ impl Catalog {
             ""
         };
         bind(format!(
-            "UPDATE screenings SET \
+            "UPDATE planned_items SET \
                  status = CASE status WHEN $3 THEN $4 ELSE $5 END, \
                  note = CASE status WHEN $3 THEN 'stopped (the server ended first)' \
                         ELSE 'interrupted: the server stopped while the film played' END \
-             WHERE status IN ($6, $3) AND \
+             WHERE kind = 'film_class' AND status IN ($6, $3) AND \
              (session_id IN (SELECT id FROM sessions WHERE {stale}){unowned_screening})"
         ))
         .bind(ScreeningStatus::Stopping.as_str())

@@ -9,7 +9,7 @@ use clap::Args;
 use crate::audience::now_ms;
 use crate::catalog::{Catalog, DemoSpec};
 
-/// `feiyan demo-data [--centers N] [--institutes N] [--stations N] [--days N] ...`
+/// `feiyan demo-data [--centers N] [--institutes N] [--stations N] [--days N] [--ahead N] ...`
 #[derive(Args)]
 pub struct DemoData {
     /// Centers.
@@ -27,6 +27,9 @@ pub struct DemoData {
     /// Random seed (same seed, same city).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Days of planned lectures from today on (the programme, station pages, calendars).
+    #[arg(long, default_value_t = 14)]
+    ahead: usize,
     /// Scales each session's online audience: 1.0 gives about 20 viewer rows per
     /// session; 0.23 with 20,000 stations gives the province set (about 10 million).
     #[arg(long, default_value_t = 1.0)]
@@ -68,6 +71,13 @@ pub async fn run(catalog: &Catalog, args: DemoData) -> anyhow::Result<()> {
         report.sessions,
         report.viewers,
         started.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let planned = catalog.build_demo_programme(args.ahead, args.seed).await?;
+    println!(
+        "planned {planned} lectures for the next {} days in {:.1} s",
+        args.ahead,
+        t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
     let frozen = catalog.freeze_session_figures(now_ms()).await?;

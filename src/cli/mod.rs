@@ -8,6 +8,7 @@ mod admin;
 mod demo;
 mod film;
 mod hierarchy;
+mod item;
 mod publish;
 mod recording;
 mod screening;
@@ -82,6 +83,11 @@ enum Command {
     Screening {
         #[command(subcommand)]
         action: screening::ScreeningAction,
+    },
+    /// Planned items (the programme): plan, list, change and cancel lectures.
+    Item {
+        #[command(subcommand)]
+        action: item::ItemAction,
     },
     /// Manage pull sources (IP cameras and streams the server opens itself).
     Source {
@@ -164,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Station { action } => hierarchy::station(&open_catalog(url).await?, action).await,
         Command::Film { action } => film::run(&open_catalog(url).await?, action).await,
         Command::Screening { action } => screening::run(&open_catalog(url).await?, action).await,
+        Command::Item { action } => item::run(&open_catalog(url).await?, action).await,
         Command::Source { action } => {
             source::run(&open_catalog(url).await?, &config.ingest, action).await
         }

@@ -9,10 +9,12 @@
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
 //! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API; viewer figures of a session only with an administrator's token in scope |
 //! | `GET /`, `/watch/{c}`, `/tv/{c}`, `/publish/{c}` | pages; their scripts and styles under `/assets/`, see [`pages`] |
+//! | `GET /stations`, `/s/{c}`, `/e/{id}`, `/e/{id}/poster`, `/tv` | residents' pages, see [`residents`]; other page paths get its 404 page |
 //! | `GET /hls/{c}/index.m3u8`, `/hls/{c}/ts.m3u8` | live HLS (see [`crate::hls::routes`]) |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 //! | `/api/sources...` | pull sources, for their station or an administrator, see [`sources`] |
 //! | `/api/sessions/{id}/ratings` | residents rate an ended session (评单), see [`ratings`] |
+//! | `/api/items/...`, `/api/lectures`, `/api/programme`, `/api/directory`, `/api/stations/{c}/page`, `/s/{c}.ics`, `/c/{id}.ics`, `/e/{id}.ics` | the programme and calendars, see [`portal`] |
 //!
 //! Security headers (CSP, nosniff, ...) go on every answer and CORS only on WHIP/WHEP and
 //! the public reads: see [`security`].
@@ -21,11 +23,14 @@ pub mod admin;
 pub mod csv;
 pub mod error;
 pub mod files;
+mod ical;
 mod ingest;
 pub mod pages;
+mod portal;
 pub mod rate;
 mod ratings;
 mod replay;
+mod residents;
 pub mod security;
 pub mod serve;
 mod sources;
@@ -212,6 +217,11 @@ pub fn routes_with_policy(
     let routes = media
         .or(sources::routes(state.clone()))
         .unify()
+        // Before `patch` (which answers every `PATCH /{a}/{b}/{c}` with 405) for
+        // `PATCH /api/items/{id}`, and before the pages: its `.ics` routes take only names
+        // ending in `.ics`, which the pages' `/s/{channel}` and `/e/{id}` would answer 404.
+        .or(portal::routes(state.clone()))
+        .unify()
         .or(delete)
         .unify()
         .or(patch)
@@ -241,6 +251,11 @@ pub fn routes_with_policy(
         ))
         .unify()
         .or(replay::routes(state.clone()))
+        .unify()
+        .or(residents::routes(state.clone()))
+        .unify()
+        // Last: a browser's page request nobody answered gets the 404 page.
+        .or(residents::fallback())
         .unify()
         .recover(recover)
         .unify();

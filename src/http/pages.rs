@@ -7,8 +7,12 @@
 //! | `GET /tv/{channel}` | the live player for TV browsers (HLS first, big type, remote keys) |
 //! | `GET /replay/{id}` | a replay's player (VOD HLS, download link); its media, `/replay/{id}/...`, is `replay`'s |
 //! | `GET /publish/{channel}` | the station operator's publish page |
+//! | `GET /stations`, `/s/{channel}`, `/e/{id}`, `/e/{id}/poster`, `/tv` | the residents' pages the server fills, see [`super::residents`] |
 //! | `GET /assets/{name}` | every page's script and style sheet (none is inline, so the CSP holds) |
 //! | `GET /assets/vendor/hls.min.js` | hls.js from `[http] vendor_dir` (`scripts/deps.sh` fetches it) |
+//!
+//! Every resident page loads `/assets/prefs.js` in its head: the large-type mode (大字模式),
+//! remembered in `localStorage`.
 //!
 //! The player pages give a browser without a valid device id a new one (the `fy_dev`
 //! cookie, [`crate::device`]); their scripts send it back as `vid`.
@@ -54,6 +58,17 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "publish.js" => (include_str!("pages/publish.js"), JS),
         "admin.css" => (include_str!("pages/admin.css"), CSS),
         "admin.js" => (include_str!("pages/admin.js"), JS),
+        "prefs.js" => (include_str!("pages/prefs.js"), JS),
+        "portal.css" => (include_str!("pages/portal.css"), CSS),
+        "portal.js" => (include_str!("pages/portal.js"), JS),
+        "home.js" => (include_str!("pages/home.js"), JS),
+        "stations.js" => (include_str!("pages/stations.js"), JS),
+        "station.js" => (include_str!("pages/station.js"), JS),
+        "item.js" => (include_str!("pages/item.js"), JS),
+        "poster.css" => (include_str!("pages/poster.css"), CSS),
+        "poster.js" => (include_str!("pages/poster.js"), JS),
+        "tvhome.css" => (include_str!("pages/tvhome.css"), CSS),
+        "tvhome.js" => (include_str!("pages/tvhome.js"), JS),
         _ => return None,
     })
 }
@@ -133,7 +148,15 @@ pub(super) fn page(html: &'static str) -> Response {
 /// forged or stale id is replaced). An answer that sets the cookie is never stored by a
 /// shared cache, which would hand one resident's id to the next.
 fn player(html: &'static str, cookie: Option<String>, state: &State) -> Response {
-    let mut r = page(html);
+    with_device_cookie(page(html), cookie, state)
+}
+
+/// `r` with a new `fy_dev` cookie when the request carries no valid one (see [`player`]).
+pub(super) fn with_device_cookie(
+    mut r: Response,
+    cookie: Option<String>,
+    state: &State,
+) -> Response {
     let known = cookie
         .as_deref()
         .and_then(device::from_cookie)

@@ -44,7 +44,8 @@ pub enum RouteClass {
     /// browser clients on other origins).
     Media,
     /// Unauthenticated reads residents' pages on other origins may show: `/api/live`,
-    /// `/api/channels/{c}`, `/api/screenings/{id}`, `/healthz`, live HLS under `/hls/`
+    /// `/api/channels/{c}`, `/api/screenings/{id}`, the programme (`/api/items/{id}`,
+    /// `/api/programme`, `/api/directory`, `/api/stations/{c}/page`), `/healthz`, live HLS under `/hls/`
     /// (players on other origins) (GET, HEAD, OPTIONS).
     PublicRead,
     /// Everything else: pages (same origin), administrators, statistics, CSV, metrics,
@@ -64,6 +65,10 @@ impl RouteClass {
             ["api", "live"]
             | ["api", "channels", _]
             | ["api", "screenings", _]
+            | ["api", "items", _]
+            | ["api", "programme"]
+            | ["api", "directory"]
+            | ["api", "stations", _, "page"]
             | ["healthz"]
             | ["hls", ..] => RouteClass::PublicRead,
             _ => RouteClass::SameOrigin,

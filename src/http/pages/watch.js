@@ -28,11 +28,15 @@
   var fsBtn = $('fullscreen');
   var statusEl = $('status');
   var detailEl = $('detail');
-  var titleEl = $('title');
-  var stationEl = $('station');
+  var titleEl = embedded ? null : $('title');
+  var stationEl = embedded ? null : $('station');
   var viewersEl = $('viewers');
 
-  var channel = channelFromPath('watch');
+  // On /watch/{channel} the page is the player; a resident page (/s/{channel}, /e/{id})
+  // that embeds it names the channel in its body's data-channel and has no title, station
+  // or replay list of ours (its own headings stay its own).
+  var embedded = document.body.hasAttribute('data-channel');
+  var channel = document.body.getAttribute('data-channel') || channelFromPath('watch');
   var params = new URLSearchParams(location.search);
   // The rendition asked for (?quality= in the page address, else the last choice here);
   // '' is the source. The server lists what a channel offers in /api/channels/{c}.
@@ -455,9 +459,10 @@
         if (!res.ok && iceLite === null) setIceLite(false);
         if (res.status === 404) {
           showReplays(false);
+          viewersEl.textContent = '';
+          if (embedded) return;
           titleEl.textContent = '频道不存在';
           stationEl.textContent = '频道编号：' + channel;
-          viewersEl.textContent = '';
           document.title = '飞燕 · 观看直播';
           return;
         }
@@ -466,11 +471,13 @@
           if (!info) return;
           if (iceLite === null) setIceLite(info.ice_lite === true);
           var title = info.title ? String(info.title) : (info.live ? '直播中' : '暂未开播');
-          titleEl.textContent = title;
-          stationEl.textContent = info.station ? String(info.station) : '频道编号：' + channel;
           var v = Number(info.viewers);
           viewersEl.textContent = info.live ? '在线 ' + (isFinite(v) && v > 0 ? Math.floor(v) : 0) + ' 人' : '';
-          document.title = (info.title ? info.title + ' · ' : '') + '飞燕 · 直播';
+          if (!embedded) {
+            titleEl.textContent = title;
+            stationEl.textContent = info.station ? String(info.station) : '频道编号：' + channel;
+            document.title = (info.title ? info.title + ' · ' : '') + '飞燕 · 直播';
+          }
           showQualities(Array.isArray(info.qualities) ? info.qualities : []);
           showReplays(!info.live);
           if (genAtStart !== S.gen) return; // a (re)connect happened meanwhile
@@ -492,7 +499,7 @@
   // the channel goes off the air, then once a minute.
   var REPLAYS_SOON_MS = 10000;
   var REPLAYS_LATER_MS = 60000;
-  var replaysEl = $('replays');
+  var replaysEl = embedded ? null : $('replays');
   var replayListEl = $('replay-list');
   var R = { loadedAt: 0, loading: false, offlineSince: 0 };
 
@@ -527,6 +534,7 @@
   }
 
   function showReplays(offline) {
+    if (!replaysEl) return; // embedded: the page lists its own past sessions
     var now = Date.now();
     if (!offline) {
       R.offlineSince = 0;
