@@ -76,6 +76,13 @@
       setText(stateLine, '');
       replayLink.hidden = !replay;
       if (replay) replayLink.href = '/replay/' + encodeURIComponent(String(it.replay_id));
+      // Residents who were there (online or in the room, from the poster's QR code) rate it.
+      var F = window.Feiyan;
+      if (status === 'ended' && it.session_id && F && F.mountRating && S.rated !== it.session_id) {
+        S.rated = it.session_id;
+        $('item-rating').hidden = false;
+        F.mountRating($('item-rating'), it.session_id);
+      }
     }
   }
 
