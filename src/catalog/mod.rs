@@ -13,6 +13,7 @@ pub use sources::{PullSource, SOURCE_SCHEMES, source_scheme};
 mod accounts;
 mod demo;
 mod hierarchy;
+mod interaction;
 mod nodes;
 mod programme;
 mod recordings;
@@ -27,6 +28,7 @@ pub use accounts::{
 };
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv, write_csv_record};
+pub use interaction::{InteractionCounts, InteractionResume, InteractionWrite, StoredMessage};
 pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};
 pub use sessions::{SessionKind, SessionSource, SessionSummary};

@@ -12,6 +12,7 @@
 //! | `GET /hls/{c}/index.m3u8`, `/hls/{c}/ts.m3u8` | live HLS (see [`crate::hls::routes`]) |
 //! | `/api/login`, `/api/admin/...`, `/api/stats/...` | administrators, see [`admin`] |
 //! | `/api/sources...` | pull sources, for their station or an administrator, see [`sources`] |
+//! | `/api/interaction/...` | live chat, questions, likes, check-ins and their host, see [`interaction`] |
 //!
 //! Security headers (CSP, nosniff, ...) go on every answer and CORS only on WHIP/WHEP and
 //! the public reads: see [`security`].
@@ -21,6 +22,7 @@ pub mod csv;
 pub mod error;
 pub mod files;
 mod ingest;
+mod interaction;
 pub mod pages;
 pub mod rate;
 mod replay;
@@ -89,6 +91,8 @@ pub struct AppState {
     /// Open HTTP connections and what the HTTP limits turned away (`feiyan_http_*` in
     /// `/metrics`), shared with [`serve::serve`].
     pub connections: Arc<serve::Connections>,
+    /// Live chat, questions, likes and check-ins (`/api/interaction/...`).
+    pub interaction: Arc<crate::interaction::Interaction>,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -203,6 +207,8 @@ pub fn routes_with_policy(
     let media = whip_post.or(whep_post).unify().boxed();
     // Before `delete`, which takes every `DELETE /{kind}/{channel}/{id}`.
     let routes = media
+        .or(interaction::routes(state.clone()))
+        .unify()
         .or(sources::routes(state.clone()))
         .unify()
         .or(delete)
