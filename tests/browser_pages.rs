@@ -54,6 +54,9 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
         "/assets/publish.js".to_string(),
         "/assets/admin.js".to_string(),
         "/assets/admin.css".to_string(),
+        "/assets/chat.js".to_string(),
+        "/assets/chat-host.js".to_string(),
+        "/assets/chat.css".to_string(),
     ] {
         let r = http
             .get(format!("{}{path}", t.base))

@@ -53,6 +53,10 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "publish.js" => (include_str!("pages/publish.js"), JS),
         "admin.css" => (include_str!("pages/admin.css"), CSS),
         "admin.js" => (include_str!("pages/admin.js"), JS),
+        // Live interaction: the residents' widget and the host's panel (`http::interaction`).
+        "chat.css" => (include_str!("pages/chat.css"), CSS),
+        "chat.js" => (include_str!("pages/chat.js"), JS),
+        "chat-host.js" => (include_str!("pages/chat-host.js"), JS),
         _ => return None,
     })
 }
