@@ -247,7 +247,7 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
                 .await
                 .unwrap_or(Value::Null);
             if view["app"] == true
-                && num(&view, "/figures") == 8
+                && num(&view, "/figures") == 12
                 && num(&view, "/chart") == 1
                 && num(&view, "/bars") == 4
                 && num(&view, "/sessions") > 0
