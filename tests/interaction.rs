@@ -6,6 +6,7 @@
 //! 429 with a retry time; bad input gets 4xx with a reason; the session's counts in the
 //! statistics (JSON and CSV) match what was posted.
 
+mod catalog_db;
 mod common;
 
 use std::collections::HashSet;
@@ -175,7 +176,10 @@ async fn fifty_residents_chat_in_one_live_session() {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("not live"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not live"),
+        "{body}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let publisher = WhipPublisher::connect(
@@ -265,12 +269,17 @@ async fn fifty_residents_chat_in_one_live_session() {
     let posted = (RESIDENTS * MESSAGES_EACH) as i64;
     let all: Vec<i64> = (1..=posted).collect();
     let delivered = wait_until(Duration::from_secs(10), || async {
-        seen.iter().all(|s| s.lock().unwrap().messages.len() >= all.len())
+        seen.iter()
+            .all(|s| s.lock().unwrap().messages.len() >= all.len())
     })
     .await;
     for (w, s) in seen.iter().enumerate() {
         let s = s.lock().unwrap();
-        assert!(delivered, "watcher {w} got {} of {posted}", s.messages.len());
+        assert!(
+            delivered,
+            "watcher {w} got {} of {posted}",
+            s.messages.len()
+        );
         assert_eq!(s.messages, all, "watcher {w}: every message once, in order");
         assert_eq!(s.texts.len(), all.len());
     }
@@ -301,13 +310,7 @@ async fn fifty_residents_chat_in_one_live_session() {
     assert_eq!(questions.len(), RESIDENTS);
     assert!(questions.windows(2).all(|w| w[0] < w[1]), "{questions:?}");
     let q = questions[7];
-    let (status, _) = host(
-        &http,
-        &format!("{api}/messages/{q}/answer"),
-        "POST",
-        &key,
-    )
-    .await;
+    let (status, _) = host(&http, &format!("{api}/messages/{q}/answer"), "POST", &key).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         wait_until(Duration::from_secs(5), || async {
@@ -350,7 +353,12 @@ async fn fifty_residents_chat_in_one_live_session() {
     // deleted one.
     let late = Arc::new(Mutex::new(Seen::default()));
     let late_task = tokio::spawn(watch(format!("{api}/events"), late.clone()));
-    assert!(wait_until(Duration::from_secs(5), || async { late.lock().unwrap().snapshot }).await);
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            late.lock().unwrap().snapshot
+        })
+        .await
+    );
     {
         let l = late.lock().unwrap();
         assert_eq!(l.messages.len(), 50);
@@ -395,7 +403,11 @@ async fn fifty_residents_chat_in_one_live_session() {
         json!({"nickname": "乙", "text": "加微信看广告"}),
     )
     .await;
-    assert_eq!((s, b["state"].as_str()), (StatusCode::CREATED, Some("held")), "{b}");
+    assert_eq!(
+        (s, b["state"].as_str()),
+        (StatusCode::CREATED, Some("held")),
+        "{b}"
+    );
     let held = b["id"].as_i64().unwrap();
     let (_, view) = host(&http, &format!("{api}/host"), "GET", &key).await;
     assert_eq!(view["held"][0]["id"], held, "{view}");
@@ -403,20 +415,31 @@ async fn fifty_residents_chat_in_one_live_session() {
     let first = posted + 1;
     assert!(
         wait_until(Duration::from_secs(5), || async {
-            seen.iter().all(|s| s.lock().unwrap().messages.contains(&first))
+            seen.iter()
+                .all(|s| s.lock().unwrap().messages.contains(&first))
         })
         .await
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
     for s in &seen {
-        assert!(!s.lock().unwrap().messages.contains(&held), "held message leaked");
+        assert!(
+            !s.lock().unwrap().messages.contains(&held),
+            "held message leaked"
+        );
     }
     assert!(!late.lock().unwrap().messages.contains(&held));
-    let (status, _) = host(&http, &format!("{api}/messages/{held}/approve"), "POST", &key).await;
+    let (status, _) = host(
+        &http,
+        &format!("{api}/messages/{held}/approve"),
+        "POST",
+        &key,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         wait_until(Duration::from_secs(5), || async {
-            seen.iter().all(|s| s.lock().unwrap().messages.contains(&held))
+            seen.iter()
+                .all(|s| s.lock().unwrap().messages.contains(&held))
         })
         .await,
         "the approved message reaches everyone"
@@ -440,13 +463,43 @@ async fn fifty_residents_chat_in_one_live_session() {
     let c = &cookies[2];
     let long = "长".repeat(201);
     for (body, cookie, want, says) in [
-        (json!({"nickname": "丙", "text": "   "}), Some(c.as_str()), 400, "empty"),
-        (json!({"nickname": "丙", "text": long}), Some(c), 400, "at most 200"),
-        (json!({"nickname": "", "text": "hi"}), Some(c), 400, "nickname is empty"),
-        (json!({"nickname": "丙", "text": "hi", "kind": "shout"}), Some(c), 400, "chat or question"),
+        (
+            json!({"nickname": "丙", "text": "   "}),
+            Some(c.as_str()),
+            400,
+            "empty",
+        ),
+        (
+            json!({"nickname": "丙", "text": long}),
+            Some(c),
+            400,
+            "at most 200",
+        ),
+        (
+            json!({"nickname": "", "text": "hi"}),
+            Some(c),
+            400,
+            "nickname is empty",
+        ),
+        (
+            json!({"nickname": "丙", "text": "hi", "kind": "shout"}),
+            Some(c),
+            400,
+            "chat or question",
+        ),
         (json!({"nickname": "丙"}), Some(c), 400, "JSON"),
-        (json!({"nickname": "丙", "text": "hi"}), None, 400, "device id"),
-        (json!({"nickname": "丙", "text": "hi"}), Some("fy_dev=forged.0000"), 400, "device id"),
+        (
+            json!({"nickname": "丙", "text": "hi"}),
+            None,
+            400,
+            "device id",
+        ),
+        (
+            json!({"nickname": "丙", "text": "hi"}),
+            Some("fy_dev=forged.0000"),
+            400,
+            "device id",
+        ),
     ] {
         let (s, _, b) = post(&http, &format!("{api}/messages"), cookie, body.clone()).await;
         assert_eq!(s.as_u16(), want, "{body}: {b}");
@@ -515,14 +568,16 @@ async fn fifty_residents_chat_in_one_live_session() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(matched, "session counts {last} != {want}");
-    let table: Value = serde_json::from_str(
-        &stats(format!("{base}/api/stats/table?group=station")).await,
-    )
-    .unwrap();
+    let table: Value =
+        serde_json::from_str(&stats(format!("{base}/api/stats/table?group=station")).await)
+            .unwrap();
     assert_eq!(row_of(&table, t.station.station_id.0, "group_id"), want);
     let csv = stats(format!("{base}/api/stats/sessions?format=csv")).await;
     let header = csv.lines().next().unwrap();
-    assert!(header.ends_with(",互动消息,提问,已答提问,点赞,线上签到"), "{header}");
+    assert!(
+        header.ends_with(",互动消息,提问,已答提问,点赞,线上签到"),
+        "{header}"
+    );
     let line = csv
         .lines()
         .find(|l| l.starts_with(&format!("{},", session.0)))
@@ -552,7 +607,10 @@ async fn fifty_residents_chat_in_one_live_session() {
         .collect();
     assert_eq!(ids.len() as i64, messages - 1, "all but the deleted one");
     assert!(!ids.contains(&4));
-    assert!(!replay.to_string().contains("device"), "no device keys in public");
+    assert!(
+        !replay.to_string().contains("device"),
+        "no device keys in public"
+    );
 
     for w in watchers {
         w.abort();
@@ -560,4 +618,129 @@ async fn fifty_residents_chat_in_one_live_session() {
     late_task.abort();
     let _ = publisher.stop().await;
     t.server.shutdown().await;
+}
+
+
+/// The catalog side on both databases: writes in batches, what a restarted server resumes
+/// from, the replay's messages and the counts in both statistics reads.
+async fn catalog_round_trip(catalog: &feiyan::catalog::Catalog) {
+    use feiyan::catalog::{InteractionWrite, StatsQuery, StoredMessage};
+    let station = catalog.add_station("中心", "所", "站").await.unwrap();
+    let now = feiyan::audience::now_ms();
+    let session = catalog_db::open_lecture(catalog, &station, now - 60_000).await;
+    let msg = |seq: i64, kind: &str, state: &str| {
+        InteractionWrite::Message(StoredMessage {
+            session,
+            seq,
+            kind: kind.into(),
+            device_key: format!("dev{seq}"),
+            nickname: "居民".into(),
+            body: format!("第{seq}条"),
+            state: state.into(),
+            answered: false,
+            created_at: now - 1000 + seq,
+        })
+    };
+    let checkin = |key: &str| InteractionWrite::CheckIn {
+        session,
+        device_key: key.into(),
+        nickname: "居民".into(),
+        at: now,
+    };
+    catalog
+        .write_interaction(&[
+            msg(1, "chat", "visible"),
+            msg(2, "question", "visible"),
+            msg(3, "chat", "held"),
+            msg(4, "chat", "visible"),
+            InteractionWrite::Likes { session, count: 7 },
+            checkin("a"),
+            checkin("b"),
+        ])
+        .await
+        .unwrap();
+    catalog
+        .write_interaction(&[
+            InteractionWrite::Answered {
+                session,
+                seq: 2,
+                answered: true,
+            },
+            // Twice: counted once.
+            InteractionWrite::Answered {
+                session,
+                seq: 2,
+                answered: true,
+            },
+            InteractionWrite::State {
+                session,
+                seq: 4,
+                state: "deleted",
+            },
+            InteractionWrite::Pinned {
+                session,
+                seq: Some(2),
+            },
+            InteractionWrite::Likes { session, count: 5 },
+            checkin("a"),
+        ])
+        .await
+        .unwrap();
+    let resume = catalog.interaction_resume(session, 50).await.unwrap();
+    assert_eq!(resume.max_seq, 4);
+    assert_eq!(resume.likes, 12);
+    assert_eq!(resume.pinned, Some(2));
+    let mut keys = resume.checked_in.clone();
+    keys.sort();
+    assert_eq!(keys, ["a", "b"]);
+    let kept: Vec<(i64, &str)> = resume
+        .messages
+        .iter()
+        .map(|m| (m.seq, m.state.as_str()))
+        .collect();
+    assert_eq!(kept, [(1, "visible"), (2, "visible"), (3, "held")]);
+    assert!(resume.messages[1].answered);
+    let replay: Vec<i64> = catalog
+        .session_messages(session, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(replay, [1, 2]);
+    let want = feiyan::catalog::InteractionCounts {
+        messages: 4,
+        questions: 1,
+        questions_answered: 1,
+        likes: 12,
+        checkins: 2,
+    };
+    assert_eq!(
+        catalog.interaction_counts(&[session.0]).await.unwrap()[&session.0],
+        want
+    );
+    for group in ["all", "center", "institute", "station"] {
+        let q = StatsQuery::parse(&[("group".to_string(), group.to_string())].into()).unwrap();
+        let rows = catalog.stats(&q, now).await.unwrap();
+        assert_eq!(rows.len(), 1, "{group}: {rows:?}");
+        assert_eq!(rows[0].interaction, want, "{group}");
+        assert_eq!(rows[0].sessions, 1, "{group}");
+    }
+    let q = StatsQuery::parse(&Default::default()).unwrap();
+    let listed = catalog.stats_sessions(&q, now).await.unwrap();
+    assert_eq!(listed[0].interaction, want);
+}
+
+#[tokio::test]
+async fn sqlite_interaction_catalog() {
+    let db = catalog_db::sqlite().await;
+    catalog_round_trip(&db.catalog).await;
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn postgres_interaction_catalog() {
+    let db = catalog_db::postgres().await;
+    catalog_round_trip(&db.catalog).await;
+    db.finish().await;
 }

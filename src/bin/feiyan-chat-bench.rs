@@ -91,7 +91,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let (latencies, bytes, ended) = (latencies.clone(), bytes.clone(), ended.clone());
         let sampled = i < args.sampled;
         tokio::spawn(async move {
-            if let Err(e) = watch(&addr, &path, sampled.then_some((&tag, latencies, t0)), &bytes).await {
+            if let Err(e) = watch(
+                &addr,
+                &path,
+                sampled.then_some((&tag, latencies, t0)),
+                &bytes,
+            )
+            .await
+            {
                 if ended.fetch_add(1, Ordering::Relaxed) < 3 {
                     eprintln!("watcher ended: {e}");
                 }
@@ -103,15 +110,27 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let connected = sample();
-    eprintln!("{} watchers connecting/connected, {} ended", args.watchers, ended.load(Ordering::Relaxed));
+    eprintln!(
+        "{} watchers connecting/connected, {} ended",
+        args.watchers,
+        ended.load(Ordering::Relaxed)
+    );
 
     // Devices: each gets its own fy_dev cookie from the watch page.
     let posters = (args.messages_per_sec as f64 * 2.5).ceil() as usize;
     let likers = (args.likes_per_sec / 5).max(1) as usize;
     let mut cookies = Vec::new();
     for _ in 0..posters + likers {
-        let r = http.get(format!("{}/watch/{}", args.base, args.channel)).send().await?;
-        let c = r.headers()["set-cookie"].to_str()?.split(';').next().unwrap_or("").to_string();
+        let r = http
+            .get(format!("{}/watch/{}", args.base, args.channel))
+            .send()
+            .await?;
+        let c = r.headers()["set-cookie"]
+            .to_str()?
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_string();
         cookies.push(c);
     }
     let seq = Arc::new(AtomicU64::new(0));
@@ -120,13 +139,24 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let stop = Instant::now() + Duration::from_secs(args.secs);
     let mut tasks = Vec::new();
     for (i, cookie) in cookies.into_iter().enumerate() {
-        let (http, base, channel, tag) = (http.clone(), args.base.clone(), args.channel.clone(), tag.clone());
+        let (http, base, channel, tag) = (
+            http.clone(),
+            args.base.clone(),
+            args.channel.clone(),
+            tag.clone(),
+        );
         let (seq, refused) = (seq.clone(), refused.clone());
         let poster = i < posters;
         let (period, offset) = if poster {
-            (Duration::from_millis(2500), Duration::from_secs_f64(2.5 * i as f64 / posters as f64))
+            (
+                Duration::from_millis(2500),
+                Duration::from_secs_f64(2.5 * i as f64 / posters as f64),
+            )
         } else {
-            (Duration::from_secs(1), Duration::from_secs_f64((i - posters) as f64 / likers as f64))
+            (
+                Duration::from_secs(1),
+                Duration::from_secs_f64((i - posters) as f64 / likers as f64),
+            )
         };
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(offset).await;
@@ -160,13 +190,32 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     let per_watcher = lat.len() as f64 / args.sampled.min(args.watchers).max(1) as f64;
     lat.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).map(|x| x.1).unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .map(|x| x.1)
+            .unwrap_or(f64::NAN)
+    };
     println!("| figure | value |\n|---|---|");
-    println!("| chat-only watchers | {} ({} disconnected) |", args.watchers, ended.load(Ordering::Relaxed));
-    println!("| messages posted / refused requests | {posted} / {} |", refused.load(Ordering::Relaxed));
+    println!(
+        "| chat-only watchers | {} ({} disconnected) |",
+        args.watchers,
+        ended.load(Ordering::Relaxed)
+    );
+    println!(
+        "| messages posted / refused requests | {posted} / {} |",
+        refused.load(Ordering::Relaxed)
+    );
     println!("| messages received per sampled watcher | {per_watcher:.1} of {posted} |");
-    println!("| delivery latency median / p95 / max | {:.0} / {:.0} / {:.0} ms |", pct(0.5), pct(0.95), pct(1.0));
-    println!("| bytes to watchers | {:.1} MB |", bytes.load(Ordering::Relaxed) as f64 / 1e6);
+    println!(
+        "| delivery latency median / p95 / max | {:.0} / {:.0} / {:.0} ms |",
+        pct(0.5),
+        pct(0.95),
+        pct(1.0)
+    );
+    println!(
+        "| bytes to watchers | {:.1} MB |",
+        bytes.load(Ordering::Relaxed) as f64 / 1e6
+    );
     if let (Some(b), Some(c), Some(s), Some(e)) = (before, connected, start, end) {
         let kib = |x: Option<u64>| x.unwrap_or(0) as f64;
         println!(
@@ -176,8 +225,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             kib(c.rss_kib) / 1024.0
         );
         let wall = e.at.duration_since(s.at).as_secs_f64() * 1000.0;
-        println!("| server CPU while posting | {:.0} % of one core |", 100.0 * (e.cpu_ms - s.cpu_ms) / wall);
-        println!("| server RSS at the end | {:.0} MB |", kib(e.rss_kib) / 1024.0);
+        println!(
+            "| server CPU while posting | {:.0} % of one core |",
+            100.0 * (e.cpu_ms - s.cpu_ms) / wall
+        );
+        println!(
+            "| server RSS at the end | {:.0} MB |",
+            kib(e.rss_kib) / 1024.0
+        );
     }
     Ok(())
 }
@@ -191,8 +246,11 @@ async fn watch(
     bytes: &AtomicU64,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut s = TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
     let mut buf = vec![0u8; 16 * 1024];
     let mut carry = String::new();
     loop {
@@ -201,7 +259,9 @@ async fn watch(
             return Err("the server closed the stream".into());
         }
         bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let Some((tag, latencies, t0)) = &sampled else { continue };
+        let Some((tag, latencies, t0)) = &sampled else {
+            continue;
+        };
         let now = t0.elapsed().as_secs_f64() * 1000.0;
         carry.push_str(&String::from_utf8_lossy(&buf[..n]));
         let marker = format!("\"text\":\"b{tag}-");
@@ -210,7 +270,9 @@ async fn watch(
         while let Some(i) = rest.find(&marker) {
             let tail = &rest[i + marker.len()..];
             let mut parts = tail.splitn(3, '-');
-            let (Some(n), Some(ms), Some(_)) = (parts.next(), parts.next(), parts.next()) else { break };
+            let (Some(n), Some(ms), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+                break;
+            };
             if let (Ok(n), Ok(ms)) = (n.parse::<u64>(), ms.parse::<f64>()) {
                 found.push((n, now - ms));
             }
