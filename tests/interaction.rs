@@ -620,7 +620,6 @@ async fn fifty_residents_chat_in_one_live_session() {
     t.server.shutdown().await;
 }
 
-
 /// The catalog side on both databases: writes in batches, what a restarted server resumes
 /// from, the replay's messages and the counts in both statistics reads.
 async fn catalog_round_trip(catalog: &feiyan::catalog::Catalog) {

@@ -98,10 +98,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 &bytes,
             )
             .await
+                && ended.fetch_add(1, Ordering::Relaxed) < 3
             {
-                if ended.fetch_add(1, Ordering::Relaxed) < 3 {
-                    eprintln!("watcher ended: {e}");
-                }
+                eprintln!("watcher ended: {e}");
             }
         });
         if i % 100 == 99 {
