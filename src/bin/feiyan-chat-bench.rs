@@ -36,7 +36,7 @@ struct Args {
     /// Messages per second (from devices posting every 2.5 s each).
     #[arg(long, default_value_t = 50)]
     messages_per_sec: u32,
-    /// Likes per second (requests of 5 taps, one per device per second).
+    /// Likes per second (requests of 5 taps, one per device every 1.1 s).
     #[arg(long, default_value_t = 500)]
     likes_per_sec: u32,
     /// Seconds of posting.
@@ -117,7 +117,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // Devices: each gets its own fy_dev cookie from the watch page.
     let posters = (args.messages_per_sec as f64 * 2.5).ceil() as usize;
-    let likers = (args.likes_per_sec / 5).max(1) as usize;
+    // 1.1 s apart: just over the default like_interval_ms, so none is refused for timing.
+    let likers = ((args.likes_per_sec as f64 * 1.1 / 5.0).ceil() as usize).max(1);
     let mut cookies = Vec::new();
     for _ in 0..posters + likers {
         let r = http
@@ -133,7 +134,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         cookies.push(c);
     }
     let seq = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
+    // Refused message and like requests.
+    let refused = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let start = sample();
     let stop = Instant::now() + Duration::from_secs(args.secs);
     let mut tasks = Vec::new();
@@ -153,8 +155,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             )
         } else {
             (
-                Duration::from_secs(1),
-                Duration::from_secs_f64((i - posters) as f64 / likers as f64),
+                Duration::from_millis(1100),
+                Duration::from_secs_f64(1.1 * (i - posters) as f64 / likers as f64),
             )
         };
         tasks.push(tokio::spawn(async move {
@@ -173,7 +175,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 match http.post(&url).header("cookie", &cookie).json(&body).send().await {
                     Ok(r) if r.status().is_success() => {}
                     _ => {
-                        refused.fetch_add(1, Ordering::Relaxed);
+                        refused[usize::from(!poster)].fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -201,8 +203,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ended.load(Ordering::Relaxed)
     );
     println!(
-        "| messages posted / refused requests | {posted} / {} |",
-        refused.load(Ordering::Relaxed)
+        "| messages posted (refused) / like requests refused | {posted} ({}) / {} |",
+        refused[0].load(Ordering::Relaxed),
+        refused[1].load(Ordering::Relaxed)
     );
     println!("| messages received per sampled watcher | {per_watcher:.1} of {posted} |");
     println!(
