@@ -161,6 +161,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         vendor_dir: config.http.vendor_dir.clone(),
         replays: replays.clone(),
         connections: connections.clone(),
+        interaction: crate::interaction::Interaction::start(
+            config.interaction.clone(),
+            catalog.clone(),
+        ),
     });
     let tls = tls_from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)

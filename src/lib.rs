@@ -27,6 +27,7 @@
 //! - [`relay`]: the sans-IO hub ([`relay::hub`]) and the engine task around it.
 //! - [`ingest`]: RTMP, pull sources and film playout into the relay.
 //! - [`transcode`]: the only FFmpeg user, on its own threads.
+//! - [`interaction`]: live chat, questions, likes and check-ins, batched to watchers.
 //! - [`catalog`]: sqlx catalog (hierarchy, sessions, attendance, statistics) and the writer.
 //! - [`http`]: WHIP/WHEP resources, JSON API, pages, CSV; errors become statuses here.
 //! - [`cli`]: the `feiyan` command line, one file per command group.
@@ -50,6 +51,7 @@ pub mod hls;
 pub mod http;
 pub mod ids;
 pub mod ingest;
+pub mod interaction;
 pub mod media;
 pub mod recording;
 pub mod redact;

@@ -68,6 +68,9 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
         "/assets/poster.css".to_string(),
         "/assets/tvhome.js".to_string(),
         "/assets/tvhome.css".to_string(),
+        "/assets/chat.js".to_string(),
+        "/assets/chat-host.js".to_string(),
+        "/assets/chat.css".to_string(),
     ] {
         let r = http
             .get(format!("{}{path}", t.base))
@@ -258,7 +261,7 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
                 .await
                 .unwrap_or(Value::Null);
             if view["app"] == true
-                && num(&view, "/figures") == 8
+                && num(&view, "/figures") == 12
                 && num(&view, "/chart") == 1
                 && num(&view, "/bars") == 4
                 && num(&view, "/sessions") > 0

@@ -245,7 +245,10 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
         .await
         .unwrap();
     assert!(
-        csv.lines().next().unwrap().ends_with("回看人次,回看分钟"),
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("回看人次,回看分钟,互动消息,提问,已答提问,点赞,线上签到"),
         "{csv}"
     );
 }

@@ -654,17 +654,20 @@ async fn replay_figures_count_on_the_day_watched(catalog: &Catalog) {
     assert_eq!(april["online_viewers"], 0);
     let csv = stats_csv(&after[1]);
     let header = csv.lines().next().unwrap();
-    assert!(header.ends_with(",其他终端,回看人次,回看分钟"), "{header}");
+    assert!(
+        header.ends_with(",其他终端,回看人次,回看分钟,互动消息,提问,已答提问,点赞,线上签到"),
+        "{header}"
+    );
     assert!(
         csv.contains(&format!(
-            "\r\n{},A中心,2026-04,0,0,0,0,0,0,0,0,0,0,1,30\r\n",
+            "\r\n{},A中心,2026-04,0,0,0,0,0,0,0,0,0,0,1,30,0,0,0,0,0\r\n",
             f.center_a
         )),
         "{csv}"
     );
     assert!(
         csv.contains(&format!(
-            "\r\n{},A中心,2026-03,2,2,1,90,0,2,1,1,0,0,3,18\r\n",
+            "\r\n{},A中心,2026-03,2,2,1,90,0,2,1,1,0,0,3,18,0,0,0,0,0\r\n",
             f.center_a
         )),
         "{csv}"
@@ -675,10 +678,10 @@ async fn replay_figures_count_on_the_day_watched(catalog: &Catalog) {
             .lines()
             .next()
             .unwrap()
-            .ends_with(",总受众人次,回看人次,回看分钟"),
+            .ends_with(",总受众人次,回看人次,回看分钟,互动消息,提问,已答提问,点赞,线上签到"),
         "{sessions}"
     );
-    assert!(sessions.contains(",1,3,18\r\n"), "{sessions}");
+    assert!(sessions.contains(",1,3,18,0,0,0,0,0\r\n"), "{sessions}");
 }
 
 #[tokio::test]

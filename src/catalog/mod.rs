@@ -14,6 +14,7 @@ pub use sources::{PullSource, SOURCE_SCHEMES, source_scheme};
 mod accounts;
 mod demo;
 mod hierarchy;
+mod interaction;
 mod nodes;
 mod planned;
 mod programme;
@@ -36,6 +37,7 @@ pub use planned::{
     PROGRAMME_MAX_DAYS, PROGRAMME_MAX_ITEMS, PlannedItem, Programme, ProgrammeLevel,
     ProgrammeQuery, RecentSession, StationCard, StationHit, StationPage,
 };
+pub use interaction::{InteractionCounts, InteractionResume, InteractionWrite, StoredMessage};
 pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use ratings::{MAX_COMMENT_CHARS, Rating, RatingSummary, check_rating};
 pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};

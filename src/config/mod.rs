@@ -11,12 +11,14 @@ use serde::Deserialize;
 mod catalog;
 mod http;
 mod ingest;
+mod interaction;
 mod media;
 mod relay;
 
 pub use catalog::*;
 pub use http::*;
 pub use ingest::*;
+pub use interaction::*;
 pub use media::*;
 pub use relay::*;
 
@@ -52,6 +54,8 @@ pub struct Config {
     pub hls: HlsConfig,
     /// Recording of live sessions for replay (回看).
     pub recording: RecordingConfig,
+    /// Live chat, questions, likes and check-ins.
+    pub interaction: InteractionConfig,
 }
 
 /// Why a configuration could not be used.
@@ -210,6 +214,7 @@ impl Config {
             ));
         }
         self.ingest.validate()?;
+        self.interaction.validate()?;
         self.validate_tls()?;
         self.validate_whep_door()?;
         if self.catalog.audience_queue_depth < 16 {

@@ -1,8 +1,9 @@
 //! CSV presentation of statistics for spreadsheet programs: UTF-8 with a BOM, Chinese
 //! headers, CRLF line ends, formula-like cells neutralised ([`write_csv_record`]). Replay
-//! figures (回看人次, 回看分钟) are the last two columns.
+//! figures (回看人次, 回看分钟) follow the live ones, then the interaction counts (互动消息,
+//! 提问, 已答提问, 点赞, 线上签到).
 
-use crate::catalog::{RatingRow, SessionStats, StatsRow, write_csv_record};
+use crate::catalog::{InteractionCounts, RatingRow, SessionStats, StatsRow, write_csv_record};
 
 fn csv_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     // The BOM makes spreadsheet programs read the file as UTF-8, so Chinese shows correctly.
@@ -33,9 +34,14 @@ pub fn stats_csv(rows: &[StatsRow]) -> String {
             "其他终端",
             "回看人次",
             "回看分钟",
+            "互动消息",
+            "提问",
+            "已答提问",
+            "点赞",
+            "线上签到",
         ],
         rows.iter().map(|r| {
-            vec![
+            let mut row = vec![
                 r.group_id.to_string(),
                 r.group_name.clone(),
                 r.period.clone(),
@@ -51,9 +57,22 @@ pub fn stats_csv(rows: &[StatsRow]) -> String {
                 r.terminals.other.to_string(),
                 r.replay_viewers.to_string(),
                 r.replay_minutes.to_string(),
-            ]
+            ];
+            row.extend(interaction_cells(&r.interaction));
+            row
         }),
     )
+}
+
+/// The interaction columns (互动消息, 提问, 已答提问, 点赞, 线上签到).
+fn interaction_cells(c: &InteractionCounts) -> [String; 5] {
+    [
+        c.messages.to_string(),
+        c.questions.to_string(),
+        c.questions_answered.to_string(),
+        c.likes.to_string(),
+        c.checkins.to_string(),
+    ]
 }
 
 /// A session listing as CSV (UTF-8 with BOM).
@@ -78,9 +97,14 @@ pub fn sessions_csv(rows: &[SessionStats]) -> String {
             "总受众人次",
             "回看人次",
             "回看分钟",
+            "互动消息",
+            "提问",
+            "已答提问",
+            "点赞",
+            "线上签到",
         ],
         rows.iter().map(|r| {
-            vec![
+            let mut row = vec![
                 r.id.to_string(),
                 r.center.clone(),
                 r.institute.clone(),
@@ -99,7 +123,9 @@ pub fn sessions_csv(rows: &[SessionStats]) -> String {
                 r.total_audience.to_string(),
                 r.replay_viewers.to_string(),
                 r.replay_minutes.to_string(),
-            ]
+            ];
+            row.extend(interaction_cells(&r.interaction));
+            row
         }),
     )
 }

@@ -15,6 +15,7 @@
 //! | `/api/sources...` | pull sources, for their station or an administrator, see [`sources`] |
 //! | `/api/sessions/{id}/ratings` | residents rate an ended session (评单), see [`ratings`] |
 //! | `/api/items/...`, `/api/lectures`, `/api/programme`, `/api/directory`, `/api/stations/{c}/page`, `/s/{c}.ics`, `/c/{id}.ics`, `/e/{id}.ics` | the programme and calendars, see [`portal`] |
+//! | `/api/interaction/...` | live chat, questions, likes, check-ins and their host, see [`interaction`] |
 //!
 //! Security headers (CSP, nosniff, ...) go on every answer and CORS only on WHIP/WHEP and
 //! the public reads: see [`security`].
@@ -25,6 +26,7 @@ pub mod error;
 pub mod files;
 mod ical;
 mod ingest;
+mod interaction;
 pub mod pages;
 mod portal;
 pub mod rate;
@@ -96,6 +98,8 @@ pub struct AppState {
     /// Open HTTP connections and what the HTTP limits turned away (`feiyan_http_*` in
     /// `/metrics`), shared with [`serve::serve`].
     pub connections: Arc<serve::Connections>,
+    /// Live chat, questions, likes and check-ins (`/api/interaction/...`).
+    pub interaction: Arc<crate::interaction::Interaction>,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -215,6 +219,8 @@ pub fn routes_with_policy(
         .boxed();
     // Before `delete`, which takes every `DELETE /{kind}/{channel}/{id}`.
     let routes = media
+        .or(interaction::routes(state.clone()))
+        .unify()
         .or(sources::routes(state.clone()))
         .unify()
         // Before `patch` (which answers every `PATCH /{a}/{b}/{c}` with 405) for

@@ -69,6 +69,10 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "poster.js" => (include_str!("pages/poster.js"), JS),
         "tvhome.css" => (include_str!("pages/tvhome.css"), CSS),
         "tvhome.js" => (include_str!("pages/tvhome.js"), JS),
+        // Live interaction: the residents' widget and the host's panel (`http::interaction`).
+        "chat.css" => (include_str!("pages/chat.css"), CSS),
+        "chat.js" => (include_str!("pages/chat.js"), JS),
+        "chat-host.js" => (include_str!("pages/chat-host.js"), JS),
         _ => return None,
     })
 }

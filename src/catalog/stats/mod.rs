@@ -65,6 +65,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 
+use super::interaction::InteractionCounts;
 use super::sessions::session_peaks;
 use super::{Catalog, CatalogError, rfc3339};
 use calendar::{DAY_MS, SHANGHAI_OFFSET_MS, SPANS, Stretch, period_label};
@@ -112,6 +113,10 @@ pub struct StatsRow {
     pub replay_viewers: i64,
     /// Replay minutes (回看分钟): distinct segment time fetched, on the day watched.
     pub replay_minutes: f64,
+    /// Live interaction (互动): messages and questions posted, questions, questions
+    /// answered, likes and online check-ins (签到) of the sessions in the row.
+    #[serde(flatten)]
+    pub interaction: InteractionCounts,
     #[serde(skip)]
     viewer_ms: i64,
     #[serde(skip)]
@@ -159,6 +164,10 @@ pub struct SessionStats {
     pub replay_viewers: i64,
     /// Replay minutes (回看分钟) of this session's recording, every day watched so far.
     pub replay_minutes: f64,
+    /// Live interaction (互动): messages and questions posted, questions, questions
+    /// answered, likes and online check-ins (签到) of the sessions in the row.
+    #[serde(flatten)]
+    pub interaction: InteractionCounts,
 }
 
 /// Rows summed per period and group: the period label of each day is made once, and a
@@ -219,6 +228,7 @@ impl Merge {
             terminals: Terminals::default(),
             replay_viewers: 0,
             replay_minutes: 0.0,
+            interaction: InteractionCounts::default(),
             viewer_ms: 0,
             replay_ms: 0,
         })
@@ -445,7 +455,63 @@ impl Catalog {
             r.replay_viewers += views;
             r.replay_ms += ms;
         }
+        for (gid, gname, day, messages, questions, answered, likes, checkins) in
+            self.interaction_read(q, now_ms).await?
+        {
+            let r = merged.row(gid, gname, day);
+            let c = &mut r.interaction;
+            c.messages += messages;
+            c.questions += questions;
+            c.questions_answered += answered;
+            c.likes += likes;
+            c.checkins += checkins;
+        }
         Ok(merged.into_rows())
+    }
+
+    /// The interaction counts for `q`, summed per group and day the sessions started on
+    /// (one row per session that had any, kept as they happen in `session_interaction`).
+    async fn interaction_read(
+        &self,
+        q: &StatsQuery,
+        now_ms: i64,
+    ) -> Result<Vec<(i64, String, i64, i64, i64, i64, i64, i64)>, sqlx::Error> {
+        let (gid, gname, key) = match q.group {
+            GroupBy::All => ("CAST(0 AS BIGINT)", "'全部'", None),
+            GroupBy::Center => ("c.id", "c.name", Some("c.id")),
+            GroupBy::Institute => ("i.id", "i.name", Some("i.id")),
+            GroupBy::Station => ("st.id", "st.name", Some("st.id")),
+            GroupBy::Film => (
+                "COALESCE(f.id, 0)",
+                "COALESCE(f.title, '（无影片）')",
+                Some("s.film_id"),
+            ),
+        };
+        let (filter, args, kind) = filters(q);
+        let day = format!("(s.started_at + {SHANGHAI_OFFSET_MS}) / {DAY_MS}");
+        let group_by = match key {
+            Some(key) => format!("{key}, {day}"),
+            None => day.clone(),
+        };
+        let sum = |c: &str| format!("CAST(SUM(si.{c}) AS BIGINT)");
+        let sql = format!(
+            "SELECT MIN({gid}), MIN({gname}), MIN({day}), {}, {}, {}, {}, {} \
+             {JOINS} JOIN session_interaction si ON si.session_id = s.id {filter} \
+             GROUP BY {group_by}",
+            sum("messages"),
+            sum("questions"),
+            sum("answered"),
+            sum("likes"),
+            sum("checkins"),
+        );
+        let mut query = sqlx::query_as(AssertSqlSafe(sql)).bind(now_ms);
+        for a in &args {
+            query = query.bind(*a);
+        }
+        if let Some(kind) = kind {
+            query = query.bind(kind);
+        }
+        query.fetch_all(&self.pool).await
     }
 
     /// The replay figures for `q`, summed per group and bucket of days watched (a day, a
@@ -554,6 +620,8 @@ impl Catalog {
         }
         let rows = query.bind(q.limit).fetch_all(&self.pool).await?;
         let replays = self.session_replays(rows.iter().map(|r| r.0)).await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let interaction = self.interaction_counts(&ids).await?;
         Ok(rows
             .into_iter()
             .map(
@@ -596,6 +664,7 @@ impl Catalog {
                         total_audience: uniq + in_person,
                         replay_viewers: replay_views,
                         replay_minutes: minutes(replay_ms),
+                        interaction: interaction.get(&id).copied().unwrap_or_default(),
                     }
                 },
             )

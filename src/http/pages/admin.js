@@ -113,12 +113,13 @@ function figures(row) {
   const box = $("figures");
   box.textContent = "";
   const r = row || { sessions: 0, online_viewers: 0, in_person: 0, total_audience: 0, viewer_minutes: 0, peak_viewers: 0,
-                     replay_viewers: 0, replay_minutes: 0 };
+                     replay_viewers: 0, replay_minutes: 0, messages: 0, questions: 0, questions_answered: 0, likes: 0, checkins: 0 };
   // Replay figures (回看) stand beside the live ones; the total audience is live only.
   for (const [label, value] of [["场次", r.sessions], ["总受众人次", r.total_audience], ["线上观看人次", r.online_viewers],
                                 ["现场人数", r.in_person], ["观看分钟", Math.round(r.viewer_minutes)], ["最高同时在线", r.peak_viewers],
-                                ["回看人次", r.replay_viewers], ["回看分钟", Math.round(r.replay_minutes)]]) {
-    box.append(el("div", { class: "figure" }, el("b", {}, fmt(value)), el("span", {}, label)));
+                                ["回看人次", r.replay_viewers], ["回看分钟", Math.round(r.replay_minutes)],
+                                ["互动消息", r.messages], ["提问（已答）", `${fmt(r.questions)}（${fmt(r.questions_answered)}）`], ["点赞", r.likes], ["线上签到", r.checkins]]) {
+    box.append(el("div", { class: "figure" }, el("b", {}, typeof value === "string" ? value : fmt(value)), el("span", {}, label)));
   }
 }
 
@@ -165,13 +166,15 @@ function chart(rows) {
 }
 
 function rankTable(rows, childLevel) {
-  const t = el("table", {}, el("tr", {}, ...["名称", "场次", "线上", "现场", "总受众人次", "观看分钟", "回看人次", "回看分钟"].map((h) => el("th", {}, h))));
+  const t = el("table", {}, el("tr", {}, ...["名称", "场次", "线上", "现场", "总受众人次", "观看分钟", "回看人次", "回看分钟", "互动消息", "提问（已答）", "点赞", "线上签到"].map((h) => el("th", {}, h))));
   rows.sort((a, b) => b.total_audience - a.total_audience);
   for (const r of rows.slice(0, 50)) {
     const name = childLevel ? el("a", { onclick: () => drill(childLevel, r.group_id, r.group_name) }, r.group_name) : r.group_name;
     t.append(el("tr", {}, el("td", {}, name), el("td", {}, fmt(r.sessions)), el("td", {}, fmt(r.online_viewers)),
       el("td", {}, fmt(r.in_person)), el("td", {}, fmt(r.total_audience)), el("td", {}, fmt(Math.round(r.viewer_minutes))),
-      el("td", {}, fmt(r.replay_viewers)), el("td", {}, fmt(Math.round(r.replay_minutes)))));
+      el("td", {}, fmt(r.replay_viewers)), el("td", {}, fmt(Math.round(r.replay_minutes))),
+      el("td", {}, fmt(r.messages)), el("td", {}, `${fmt(r.questions)}（${fmt(r.questions_answered)}）`),
+      el("td", {}, fmt(r.likes)), el("td", {}, fmt(r.checkins))));
   }
   return t;
 }
@@ -194,12 +197,13 @@ function terminals(row) {
 async function sessions(atStation) {
   const rows = await table("sessions", { limit: 200 });
   const topics = atStation ? await (await api("/api/admin/topics")).json() : [];
-  const head = ["日期", "站", "类型", "标题", "主讲人", "影片", "时长(分)", "线上", "最高在线", "现场人数"];
+  const head = ["日期", "站", "类型", "标题", "主讲人", "影片", "时长(分)", "线上", "最高在线", "互动（消息/提问/已答/赞/签到）", "现场人数"];
   const t = el("table", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)), atStation ? el("th", {}, "上报") : ""));
   for (const r of rows) {
     const tr = el("tr", {}, el("td", { class: "text" }, r.day), el("td", { class: "text" }, r.station), el("td", { class: "text" }, KIND[r.kind] || r.kind),
       el("td", { class: "text" }, r.title), el("td", { class: "text" }, r.speaker), el("td", { class: "text" }, r.film || ""),
-      el("td", {}, r.minutes), el("td", {}, r.online_viewers), el("td", {}, r.peak_viewers));
+      el("td", {}, r.minutes), el("td", {}, r.online_viewers), el("td", {}, r.peak_viewers),
+      el("td", {}, `${r.messages}/${r.questions}/${r.questions_answered}/${r.likes}/${r.checkins}`));
     if (atStation) {
       // The station's report: in-person headcount, speaker and topic.
       const count = el("input", { type: "number", min: "0", value: r.in_person, class: "in-count" });

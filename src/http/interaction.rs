@@ -1,0 +1,478 @@
+//! Live interaction over HTTP (see [`crate::interaction`]): residents post with their
+//! signed device id (the `fy_dev` cookie) and a nickname; watchers follow a channel over
+//! Server-Sent Events (one long GET on the same port, through TLS and plain HTTP proxies);
+//! the host (the station's stream key, or an administrator's token in scope) moderates.
+//! Errors are JSON `{"error": reason}` (429 adds `retry_after_s` and `Retry-After`).
+//!
+//! | route | who |
+//! |---|---|
+//! | `GET /api/interaction/{c}/events` | anyone: SSE, first `snapshot` (last messages, pinned, likes, check-ins, `ev`), then a `batch` every `[interaction] batch_ms` with news (events with `ev` numbers; skip those up to the snapshot's) |
+//! | `POST /api/interaction/{c}/messages` `{nickname, text, kind: chat or question}` -> 201 `{id, state}` | a device (cookie); `state` `held` when a listed word held it |
+//! | `POST /api/interaction/{c}/likes` `{count}` -> `{likes}` | a device |
+//! | `POST /api/interaction/{c}/checkin` `{nickname}` -> `{new, checkins}` | a device |
+//! | `GET /api/interaction/{c}/host` -> questions in order, held, recent, pinned, counts | host |
+//! | `POST /api/interaction/{c}/messages/{id}/answer`, `/unanswer`, `/approve`, `/pin`, `/mute` | host |
+//! | `DELETE /api/interaction/{c}/messages/{id}`, `DELETE /api/interaction/{c}/pin` | host |
+//! | `GET /api/interaction/sessions/{id}/messages` | anyone: a session's visible messages, for its replay |
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use super::error::ApiError;
+use super::{State, parse_channel, with_state};
+use crate::audience::now_ms;
+use crate::device;
+use crate::ids::{ChannelName, SessionId};
+use crate::interaction::{InteractionError, Kind, Moderation};
+
+/// Largest request body here.
+const BODY_LIMIT: u64 = 8 * 1024;
+/// A comment line this often keeps proxies from closing a quiet stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// What a browser waits before reconnecting a dropped stream.
+const RECONNECT: Duration = Duration::from_secs(2);
+
+/// Body of `POST .../messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostBody {
+    nickname: String,
+    text: String,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+/// Body of `POST .../likes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LikeBody {
+    #[serde(default = "one")]
+    count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Body of `POST .../checkin`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckInBody {
+    nickname: String,
+}
+
+/// Every interaction route; merged into [`super::routes`].
+pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
+    let cookie = warp::header::optional::<String>("cookie");
+    let auth = warp::header::optional::<String>("authorization");
+    let body = warp::body::content_length_limit(BODY_LIMIT).and(warp::body::bytes());
+    let events_route = warp::get()
+        .and(warp::path!("api" / "interaction" / String / "events"))
+        .and(with_state(state.clone()))
+        .then(|c: String, s: State| async move { reply(events(c, s).await) });
+    let post_route = warp::post()
+        .and(warp::path!("api" / "interaction" / String / "messages"))
+        .and(cookie)
+        .and(body)
+        .and(with_state(state.clone()))
+        .then(
+            |c: String, k: Option<String>, b: Bytes, s: State| async move {
+                reply(post(c, k, b, s).await)
+            },
+        );
+    let like_route = warp::post()
+        .and(warp::path!("api" / "interaction" / String / "likes"))
+        .and(cookie)
+        .and(body)
+        .and(with_state(state.clone()))
+        .then(
+            |c: String, k: Option<String>, b: Bytes, s: State| async move {
+                reply(like(c, k, b, s).await)
+            },
+        );
+    let checkin_route = warp::post()
+        .and(warp::path!("api" / "interaction" / String / "checkin"))
+        .and(cookie)
+        .and(body)
+        .and(with_state(state.clone()))
+        .then(
+            |c: String, k: Option<String>, b: Bytes, s: State| async move {
+                reply(check_in(c, k, b, s).await)
+            },
+        );
+    let host_route = warp::get()
+        .and(warp::path!("api" / "interaction" / String / "host"))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(
+            |c: String, a: Option<String>, s: State| async move { reply(host_view(c, a, s).await) },
+        );
+    let moderate_route = warp::post()
+        .and(warp::path!(
+            "api" / "interaction" / String / "messages" / i64 / String
+        ))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(
+            |c: String, id: i64, action: String, a: Option<String>, s: State| async move {
+                let action = match action.as_str() {
+                    "answer" => Moderation::Answer(true),
+                    "unanswer" => Moderation::Answer(false),
+                    "approve" => Moderation::Approve,
+                    "pin" => Moderation::Pin,
+                    "mute" => Moderation::Mute,
+                    other => {
+                        return fail(ApiError::NotFound(format!(
+                            "no action {other:?}; use answer, unanswer, approve, pin or mute"
+                        )));
+                    }
+                };
+                reply(moderate(c, Some(id), action, a, s).await)
+            },
+        );
+    let delete_route = warp::delete()
+        .and(warp::path!(
+            "api" / "interaction" / String / "messages" / i64
+        ))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(
+            |c: String, id: i64, a: Option<String>, s: State| async move {
+                reply(moderate(c, Some(id), Moderation::Delete, a, s).await)
+            },
+        );
+    let unpin_route = warp::delete()
+        .and(warp::path!("api" / "interaction" / String / "pin"))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(|c: String, a: Option<String>, s: State| async move {
+            reply(moderate(c, None, Moderation::Delete, a, s).await)
+        });
+    let replay_route = warp::get()
+        .and(warp::path!(
+            "api" / "interaction" / "sessions" / i64 / "messages"
+        ))
+        .and(with_state(state))
+        .then(|id: i64, s: State| async move {
+            reply(
+                async {
+                    let messages = s.catalog.session_messages(SessionId(id), 5000).await?;
+                    let out: Vec<_> = messages
+                        .into_iter()
+                        .map(|m| {
+                            serde_json::json!({
+                                "id": m.seq, "kind": m.kind, "nickname": m.nickname,
+                                "text": m.body, "at": m.created_at, "answered": m.answered,
+                            })
+                        })
+                        .collect();
+                    Ok(warp::reply::json(&out).into_response())
+                }
+                .await,
+            )
+        });
+    replay_route
+        .or(events_route)
+        .unify()
+        .or(post_route)
+        .unify()
+        .or(like_route)
+        .unify()
+        .or(checkin_route)
+        .unify()
+        .or(host_route)
+        .unify()
+        .or(moderate_route)
+        .unify()
+        .or(delete_route)
+        .unify()
+        .or(unpin_route)
+        .unify()
+        .boxed()
+}
+
+impl From<InteractionError> for ApiError {
+    fn from(err: InteractionError) -> Self {
+        match err {
+            InteractionError::Invalid(why) => ApiError::BadRequest(why),
+            InteractionError::NotLive => ApiError::Conflict(err.to_string()),
+            InteractionError::Muted => ApiError::Forbidden(err.to_string()),
+            InteractionError::TooFast { retry_ms } => {
+                ApiError::TooManyRequests(err.to_string(), retry_ms.div_ceil(1000).max(1))
+            }
+            InteractionError::NotFound(why) => ApiError::NotFound(why),
+            InteractionError::Conflict(why) => ApiError::Conflict(why),
+            InteractionError::Busy => ApiError::Busy(err.to_string(), 1),
+            InteractionError::Catalog(e) => e.into(),
+        }
+    }
+}
+
+fn reply(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(fail)
+}
+
+/// An error as JSON, with the status and `Retry-After` [`ApiError`] gives it.
+fn fail(err: ApiError) -> Response {
+    let status = err.status();
+    let retry = match &err {
+        ApiError::TooManyRequests(_, s) | ApiError::Busy(_, s) => Some(*s),
+        _ => None,
+    };
+    if let ApiError::Internal(detail) = &err {
+        tracing::error!(%detail, "internal error answering an interaction request");
+    }
+    let mut body = serde_json::json!({ "error": err.to_string() });
+    if let Some(s) = retry {
+        body["retry_after_s"] = s.into();
+    }
+    let mut r = warp::reply::json(&body).into_response();
+    *r.status_mut() = status;
+    if let Some(s) = retry
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert("retry-after", v);
+    }
+    r
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!("the body must be JSON like the API describes: {e}"))
+    })
+}
+
+/// The key of the request's device: a hash of its verified `fy_dev` id (as WHEP counts it).
+fn device_key(state: &State, cookie: &Option<String>) -> Result<String, ApiError> {
+    let id = cookie
+        .as_deref()
+        .and_then(device::from_cookie)
+        .filter(|id| state.device_ids.verify(id))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "no valid device id: open the watch page first (it gives this browser one), then try again"
+                    .into(),
+            )
+        })?;
+    Ok(hex::encode(&Sha256::digest(id.as_bytes())[..16]))
+}
+
+/// The channel's live session, if any; 404 for a channel that does not exist.
+async fn session_of(
+    state: &State,
+    channel: &str,
+) -> Result<(ChannelName, Option<SessionId>), ApiError> {
+    let channel = parse_channel(channel)?;
+    let live = state
+        .relay
+        .board()
+        .get(&channel)
+        .filter(|s| s.live)
+        .and_then(|s| s.session_id);
+    if live.is_none() {
+        state.catalog.channel_owner(&channel).await?;
+    }
+    Ok((channel, live))
+}
+
+fn created(body: serde_json::Value) -> Response {
+    let mut r = warp::reply::json(&body).into_response();
+    *r.status_mut() = StatusCode::CREATED;
+    r
+}
+
+async fn post(
+    channel: String,
+    cookie: Option<String>,
+    body: Bytes,
+    state: State,
+) -> Result<Response, ApiError> {
+    let device = device_key(&state, &cookie)?;
+    let b: PostBody = json_body(&body)?;
+    let kind = match b.kind.as_deref() {
+        None | Some("") => Kind::Chat,
+        Some(k) => Kind::parse(k)
+            .ok_or_else(|| ApiError::BadRequest(format!("kind {k:?} is not chat or question")))?,
+    };
+    let (channel, session) = session_of(&state, &channel).await?;
+    let posted = state
+        .interaction
+        .post(
+            &channel,
+            session,
+            &device,
+            &b.nickname,
+            &b.text,
+            kind,
+            Instant::now(),
+            now_ms(),
+        )
+        .await?;
+    Ok(created(serde_json::json!(posted)))
+}
+
+async fn like(
+    channel: String,
+    cookie: Option<String>,
+    body: Bytes,
+    state: State,
+) -> Result<Response, ApiError> {
+    let device = device_key(&state, &cookie)?;
+    let b: LikeBody = if body.is_empty() {
+        LikeBody { count: 1 }
+    } else {
+        json_body(&body)?
+    };
+    let (channel, session) = session_of(&state, &channel).await?;
+    let likes = state
+        .interaction
+        .like(&channel, session, &device, b.count, Instant::now())
+        .await?;
+    Ok(warp::reply::json(&serde_json::json!({ "likes": likes })).into_response())
+}
+
+async fn check_in(
+    channel: String,
+    cookie: Option<String>,
+    body: Bytes,
+    state: State,
+) -> Result<Response, ApiError> {
+    let device = device_key(&state, &cookie)?;
+    let b: CheckInBody = json_body(&body)?;
+    let (channel, session) = session_of(&state, &channel).await?;
+    let (new, checkins) = state
+        .interaction
+        .check_in(&channel, session, &device, &b.nickname, now_ms())
+        .await?;
+    Ok(warp::reply::json(&serde_json::json!({ "new": new, "checkins": checkins })).into_response())
+}
+
+/// The host: the channel's station key, or an administrator whose scope covers it.
+async fn authorize_host(
+    state: &State,
+    channel: &ChannelName,
+    authorization: &Option<String>,
+) -> Result<(), ApiError> {
+    let token = authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "send Authorization: Bearer <stream key> (the station's) or Bearer <token> (an administrator's)"
+                    .into(),
+            )
+        })?;
+    let owner = state.catalog.channel_owner(channel).await?;
+    if state
+        .catalog
+        .authorize_publisher(channel, token)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let account = state
+        .catalog
+        .account_for_token(token, now_ms())
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "neither this station's stream key nor a valid login (log in again: POST /api/login)"
+                    .into(),
+            )
+        })?;
+    super::admin::allow_station(state, &account, owner.station_id).await
+}
+
+async fn host_view(
+    channel: String,
+    authorization: Option<String>,
+    state: State,
+) -> Result<Response, ApiError> {
+    let (channel, session) = session_of(&state, &channel).await?;
+    authorize_host(&state, &channel, &authorization).await?;
+    let view = state.interaction.host_view(&channel, session).await?;
+    let mut r = warp::reply::json(&view).into_response();
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// A host action; `id` none with `Delete` takes the pin down.
+async fn moderate(
+    channel: String,
+    id: Option<i64>,
+    action: Moderation,
+    authorization: Option<String>,
+    state: State,
+) -> Result<Response, ApiError> {
+    let (channel, session) = session_of(&state, &channel).await?;
+    authorize_host(&state, &channel, &authorization).await?;
+    match id {
+        Some(id) => {
+            state
+                .interaction
+                .moderate(&channel, session, id, action)
+                .await?
+        }
+        None => state.interaction.unpin(&channel, session).await?,
+    }
+    Ok(warp::reply::json(&serde_json::json!({ "ok": true })).into_response())
+}
+
+/// `GET .../events`: the snapshot, then the channel's batches as they come.
+async fn events(channel: String, state: State) -> Result<Response, ApiError> {
+    let (channel, session) = session_of(&state, &channel).await?;
+    let (snapshot, rx) = state.interaction.watch(&channel, session).await?;
+    let first = serde_json::to_string(&snapshot)
+        .map_err(|e| ApiError::Internal(format!("snapshot: {e}")))?;
+    let stream = Batches {
+        first: Some(
+            warp::sse::Event::default()
+                .event("snapshot")
+                .retry(RECONNECT)
+                .data(first),
+        ),
+        rx,
+    };
+    let stream = warp::sse::keep_alive().interval(KEEP_ALIVE).stream(stream);
+    let mut r = warp::sse::reply(stream).into_response();
+    let h = r.headers_mut();
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    // nginx and similar proxies pass the stream on as it comes instead of buffering it.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(r)
+}
+
+/// A watcher's events: its snapshot, then each batch (shared text, one `Event` each).
+struct Batches {
+    first: Option<warp::sse::Event>,
+    rx: mpsc::Receiver<Arc<str>>,
+}
+
+impl futures::Stream for Batches {
+    type Item = Result<warp::sse::Event, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        self.rx.poll_recv(cx).map(|batch| {
+            batch.map(|text| Ok(warp::sse::Event::default().event("batch").data(&*text)))
+        })
+    }
+}

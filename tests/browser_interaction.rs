@@ -1,0 +1,160 @@
+//! The interaction widget in headless Chromium (issue 26): on the watch page of a live
+//! channel, a message another resident posts shows within 2 s, the host's pin shows above
+//! the player, and a message the host deletes disappears; the resident's own post from
+//! the page's form reaches the API with the page's device cookie. No CSP violation.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::pages::{Tab, assert_no_csp_violation, js_str};
+use common::{start_server, test_media, wait_live};
+use feiyan::client::WhipPublisher;
+use serde_json::{Value, json};
+
+/// Polls `js` in the page until it returns true; how long that took, or the last value.
+async fn wait_js(page: &common::cdp::Page, js: &str, within: Duration) -> Result<Duration, Value> {
+    let start = Instant::now();
+    loop {
+        let v = page.evaluate(js).await.unwrap_or(Value::Null);
+        if v == Value::Bool(true) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > within {
+            return Err(v);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn shows(text: &str) -> String {
+    format!(
+        "Array.from(document.querySelectorAll('#interaction .ia-msg')).some(function (li) {{ \
+           return li.textContent.indexOf({}) >= 0; }})",
+        js_str(text)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_page_shows_and_drops_messages_live() {
+    let t = start_server().await;
+    let channel = t.station.channel.to_string();
+    let key = t.station.stream_key.clone();
+    let api = format!("{}/api/interaction/{channel}", t.base);
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = WhipPublisher::connect(
+        &format!("{}/whip/{channel}", t.base),
+        Some(&key),
+        test_media(dir.path()).await,
+        Default::default(),
+    )
+    .await
+    .expect("publisher connects");
+    wait_live(&t.base, &channel).await;
+
+    let tab = Tab::watch(&t.base, &channel, "", None).await;
+    let page = &tab.page;
+    // The widget has its snapshot (the counts line is filled from it).
+    wait_js(
+        page,
+        "(document.querySelector('#interaction .ia-counts') || {}).textContent === '点赞 0 · 签到 0'",
+        Duration::from_secs(15),
+    )
+    .await
+    .expect("the widget connects");
+
+    // Another resident posts: the page shows it within 2 s.
+    let http = reqwest::Client::new();
+    let other = http
+        .get(format!("{}/watch/{channel}", t.base))
+        .send()
+        .await
+        .unwrap();
+    let cookie = other.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let text = "大家好，我是三楼的老张";
+    let posted = Instant::now();
+    let r = http
+        .post(format!("{api}/messages"))
+        .header("cookie", &cookie)
+        .json(&json!({"nickname": "老张", "text": text}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let shown = wait_js(page, &shows(text), Duration::from_secs(2))
+        .await
+        .unwrap_or_else(|v| panic!("not shown within 2 s: {v}"));
+    eprintln!(
+        "message shown {:?} after the post ({:?} of polling)",
+        posted.elapsed(),
+        shown
+    );
+
+    // The resident on the page posts through the form (its own device cookie).
+    page.evaluate(
+        "document.querySelector('#interaction .ia-nick').value = '小李'; \
+         document.querySelector('#interaction .ia-text').value = '老师讲得好'; \
+         document.querySelector('#interaction .ia-send').click(); true",
+    )
+    .await
+    .unwrap();
+    wait_js(page, &shows("老师讲得好"), Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|v| panic!("own message not shown: {v}"));
+
+    // The host pins it: it shows above the player.
+    let r = http
+        .post(format!("{api}/messages/{id}/pin"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_js(
+        page,
+        &format!(
+            "(function () {{ var p = document.getElementById('interaction-pin'); \
+               return !p.hidden && p.textContent.indexOf({}) >= 0 && \
+               !!(p.compareDocumentPosition(document.getElementById('player')) & Node.DOCUMENT_POSITION_FOLLOWING); }})()",
+            js_str(text)
+        ),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_or_else(|v| panic!("pin not shown above the player: {v}"));
+
+    // The host deletes it: it disappears (and the pin with it).
+    let r = http
+        .delete(format!("{api}/messages/{id}"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_js(
+        page,
+        &format!(
+            "!({}) && document.getElementById('interaction-pin').hidden",
+            shows(text)
+        ),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_or_else(|v| panic!("deleted message still shown: {v}"));
+    assert_eq!(
+        page.evaluate(&shows("老师讲得好")).await.unwrap(),
+        true,
+        "the other message stays"
+    );
+    assert_no_csp_violation(page, "the watch page with the interaction widget").await;
+
+    let _ = publisher.stop().await;
+    t.server.shutdown().await;
+}
