@@ -1116,8 +1116,10 @@ impl Catalog {
             "SELECT s.id, s.name, ch.name, i.name, c.name FROM stations s \
              JOIN institutes i ON i.id = s.institute_id JOIN centers c ON c.id = i.center_id \
              JOIN channels ch ON ch.station_id = s.id \
-             WHERE s.name LIKE $1 ESCAPE '\\' OR i.name LIKE $1 ESCAPE '\\' \
-             OR c.name LIKE $1 ESCAPE '\\' OR ch.name = $2 ORDER BY s.id LIMIT $3",
+             WHERE s.name LIKE $1 ESCAPE '\\' OR ch.name = $2 \
+             OR s.institute_id IN (SELECT id FROM institutes WHERE name LIKE $1 ESCAPE '\\' \
+             OR center_id IN (SELECT id FROM centers WHERE name LIKE $1 ESCAPE '\\')) \
+             ORDER BY s.id LIMIT $3",
         )
         .bind(contains_pattern(text))
         .bind(text)
