@@ -338,7 +338,7 @@ const ITEM_JOINS: &str = "LEFT JOIN channels ch ON ch.station_id = p.station_id 
 /// on `p`), by start, at most `limit` (SQL). On PostgreSQL each station's items are read
 /// through its own index range (`LATERAL`): with a prepared statement's generic plan the
 /// planner otherwise walked every station's items of the whole time range (a center's week
-/// took 45 ms instead of 1). SQLite has no `LATERAL` and plans the join well as it is.
+/// took 45 ms instead of 1). SQLite has no `LATERAL`; its `CROSS JOIN` fixes the order.
 fn items_sql(postgres: bool, stations: &str, range: &str, limit: &str) -> String {
     if postgres {
         format!(
@@ -347,8 +347,10 @@ fn items_sql(postgres: bool, stations: &str, range: &str, limit: &str) -> String
              {ITEM_JOINS} WHERE {stations} ORDER BY p.starts_at, p.id LIMIT {limit}"
         )
     } else {
+        // SQLite takes `CROSS JOIN` as the join order: the stations first, each one's
+        // items through its index range.
         format!(
-            "{ITEM_COLUMNS} FROM planned_items p JOIN stations s ON s.id = p.station_id \
+            "{ITEM_COLUMNS} FROM stations s CROSS JOIN planned_items p ON p.station_id = s.id \
              {ITEM_JOINS} WHERE {stations} AND {range} ORDER BY p.starts_at, p.id LIMIT {limit}"
         )
     }
@@ -1114,8 +1116,10 @@ impl Catalog {
             "SELECT s.id, s.name, ch.name, i.name, c.name FROM stations s \
              JOIN institutes i ON i.id = s.institute_id JOIN centers c ON c.id = i.center_id \
              JOIN channels ch ON ch.station_id = s.id \
-             WHERE s.name LIKE $1 ESCAPE '\\' OR i.name LIKE $1 ESCAPE '\\' \
-             OR c.name LIKE $1 ESCAPE '\\' OR ch.name = $2 ORDER BY s.id LIMIT $3",
+             WHERE s.name LIKE $1 ESCAPE '\\' OR ch.name = $2 \
+             OR s.institute_id IN (SELECT id FROM institutes WHERE name LIKE $1 ESCAPE '\\' \
+             OR center_id IN (SELECT id FROM centers WHERE name LIKE $1 ESCAPE '\\')) \
+             ORDER BY s.id LIMIT $3",
         )
         .bind(contains_pattern(text))
         .bind(text)
