@@ -8,6 +8,7 @@ mod admin;
 mod demo;
 mod film;
 mod hierarchy;
+mod node;
 mod publish;
 mod recording;
 mod screening;
@@ -93,6 +94,11 @@ enum Command {
         #[command(subcommand)]
         action: recording::RecordingAction,
     },
+    /// The cluster's nodes (servers sharing this PostgreSQL catalog).
+    Node {
+        #[command(subcommand)]
+        action: node::NodeAction,
+    },
 }
 
 /// How log lines are written (`--log-format`).
@@ -169,6 +175,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Recording { action } => {
             recording::run(&open_catalog(url).await?, &config.recording.dir, action).await
+        }
+        Command::Node { action } => {
+            node::run(&open_catalog(url).await?, &config.cluster, action).await
         }
     }
 }

@@ -115,8 +115,8 @@ impl Config {
         toml::from_str(text)
     }
 
-    /// Applies `FEIYAN_LISTEN`, `FEIYAN_UDP_BIND`, `FEIYAN_DATABASE_URL` and
-    /// `FEIYAN_ADVERTISED_IPS`; `lookup` is the environment (a function so tests need none).
+    /// Applies `FEIYAN_LISTEN`, `FEIYAN_UDP_BIND`, `FEIYAN_DATABASE_URL`,
+    /// `FEIYAN_CLUSTER_SECRET`, `FEIYAN_NODE_URL` and `FEIYAN_ADVERTISED_IPS`; `lookup` is the environment (a function so tests need none).
     pub fn apply_env(
         &mut self,
         lookup: impl Fn(&str) -> Option<String>,
@@ -137,6 +137,12 @@ impl Config {
         }
         if let Some(value) = lookup("FEIYAN_DATABASE_URL") {
             self.catalog.database_url = value;
+        }
+        if let Some(value) = lookup("FEIYAN_CLUSTER_SECRET") {
+            self.cluster.secret = Some(value);
+        }
+        if let Some(value) = lookup("FEIYAN_NODE_URL") {
+            self.cluster.node_url = Some(value);
         }
         if let Some(value) = lookup("FEIYAN_ADVERTISED_IPS") {
             let mut ips = Vec::new();
@@ -232,6 +238,7 @@ impl Config {
                 "cluster.heartbeat_secs must be at least 1 and cluster.gone_after_secs at least twice it".into(),
             ));
         }
+        self.validate_cluster()?;
         if self.webrtc.failed_timeout_secs <= self.webrtc.disconnected_timeout_secs {
             return Err(ConfigError::Invalid(
                 "webrtc.failed_timeout_secs must be greater than disconnected_timeout_secs".into(),
@@ -243,6 +250,35 @@ impl Config {
 
 impl Config {
     /// The limits on viewers that have not connected and on `POST /whep` per address.
+    /// A cluster secret of at least 32 bytes; a member (PostgreSQL catalog and a secret)
+    /// names the URL other nodes reach it on.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        if let Some(secret) = &cluster.secret
+            && secret.len() < catalog::MIN_SECRET_BYTES
+        {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.secret (FEIYAN_CLUSTER_SECRET) is {} bytes; it must be at least {} (e.g. `openssl rand -hex 32`)",
+                secret.len(),
+                catalog::MIN_SECRET_BYTES
+            )));
+        }
+        if cluster.is_member(&self.catalog.database_url) {
+            let url = cluster.node_url.as_deref().unwrap_or("").trim();
+            if url.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "cluster.node_url (FEIYAN_NODE_URL) is missing: a cluster member (PostgreSQL catalog and a cluster secret) must name the URL other nodes reach it on, e.g. http://10.0.0.11:8080".into(),
+                ));
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.node_url {url:?} must start with http:// or https://"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_whep_door(&self) -> Result<(), ConfigError> {
         let relay = &self.relay;
         if relay.max_viewers_per_channel == 0 {

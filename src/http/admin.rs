@@ -10,6 +10,7 @@
 //! | `POST /api/login` `{username, password}` -> `{token}` | anyone (throttled) |
 //! | `POST /api/logout`, `GET /api/me` | logged in |
 //! | `GET /api/admin/hierarchy` | the tree within the scope |
+//! | `GET /api/cluster` | city administrators: the cluster's nodes, their load and channels |
 //! | `POST /api/admin/centers` `{name}` | city |
 //! | `POST /api/admin/institutes` `{center_id, name}` | city, that center |
 //! | `POST /api/admin/stations` `{institute_id, name, address}` | city, that center |
@@ -489,6 +490,25 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .then(|h: Option<String>, state: State| async move {
             finish(authenticate(&state, &h).await.map(|a| json(&a)))
         });
+    let cluster = warp::get()
+        .and(warp::path!("api" / "cluster"))
+        .and(auth)
+        .and(with_state(state.clone()))
+        .then(|h: Option<String>, state: State| async move {
+            finish(
+                async {
+                    let a = authenticate(&state, &h).await?;
+                    require_city(&a)?;
+                    let nodes = state.catalog.cluster_nodes().await?;
+                    Ok(json(&serde_json::json!({
+                        "member": state.cluster.is_some(),
+                        "this_node": state.catalog.this_node(),
+                        "nodes": nodes,
+                    })))
+                }
+                .await,
+            )
+        });
     let hierarchy = warp::get()
         .and(warp::path!("api" / "admin" / "hierarchy"))
         .and(auth)
@@ -833,6 +853,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .or(me)
         .unify()
         .or(hierarchy)
+        .unify()
+        .or(cluster)
         .unify()
         .or(centers)
         .unify()

@@ -89,6 +89,8 @@ pub struct AppState {
     /// Open HTTP connections and what the HTTP limits turned away (`feiyan_http_*` in
     /// `/metrics`), shared with [`serve::serve`].
     pub connections: Arc<serve::Connections>,
+    /// Cluster state when this server is a member (`[cluster] secret` and PostgreSQL).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -115,6 +117,9 @@ pub struct WhepQuery {
     /// Which rendition to receive (`source`, or a name from the channel's ladder, listed
     /// in `/api/channels/{channel}` as `qualities`); the source when absent.
     pub quality: Option<String>,
+    /// Set by another cluster node's edge pull (its node id); such a request must carry
+    /// a valid `x-feiyan-cluster` signature (see [`crate::cluster::sign`]).
+    pub edge: Option<i64>,
 }
 
 /// All routes with error recovery, security and CORS headers, for plain HTTP and a
@@ -146,6 +151,9 @@ pub fn routes_with_policy(
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<String>("user-agent"))
         .and(warp::query::<WhepQuery>())
+        .and(warp::header::optional::<String>(
+            crate::cluster::sign::HEADER,
+        ))
         .and(serve::client_addr())
         .and(warp::body::content_length_limit(limit))
         .and(warp::body::bytes())
@@ -351,6 +359,8 @@ async fn whip_post_inner(
             "channel {channel} already has a live publisher; stop it first"
         )));
     }
+    // One origin per channel: a publisher live on another node keeps it.
+    state.catalog.check_not_origin_elsewhere(&channel).await?;
     let started = now_ms();
     // A publisher back within the reconnect grace continues its session.
     let resumed = state.relay.resume(channel.clone()).await?;
@@ -370,11 +380,23 @@ async fn whip_post_inner(
                 .await?
         }
     };
-    match state
-        .relay
-        .publish(channel.clone(), offer, session, title, started)
-        .await
-    {
+    let claimed = state.catalog.claim_channel(&channel, session).await;
+    let published = match claimed {
+        Ok(()) => {
+            state
+                .relay
+                .publish(channel.clone(), offer, session, title, started)
+                .await
+        }
+        Err(conflict) => {
+            let _ = match resumed {
+                Some(_) => state.catalog.close_session(session, started).await,
+                None => state.catalog.discard_session(session, started).await,
+            };
+            return Err(conflict.into());
+        }
+    };
+    match published {
         Ok(accepted) => Ok(created(
             format!("/whip/{channel}/{}", accepted.resource),
             accepted.answer,
@@ -397,10 +419,14 @@ async fn whep_post(
     content_type: Option<String>,
     user_agent: Option<String>,
     query: WhepQuery,
+    signature: Option<String>,
     remote: Option<SocketAddr>,
     body: Bytes,
     state: State,
 ) -> Response {
+    if let Some(edge) = query.edge {
+        return finish(edge_pull(channel, content_type, edge, signature, body, state).await);
+    }
     finish(
         async {
             // First, before anything else is looked at: every request spends a token.
@@ -418,6 +444,11 @@ async fn whep_post(
             }
             let channel = parse_channel(&channel)?;
             let offer = check_sdp_body(content_type, &body)?;
+            // What a 307 to another node repeats.
+            let forwarded_query: Vec<(&str, String)> = [("vid", &query.vid), ("quality", &query.quality)]
+                .into_iter()
+                .filter_map(|(name, value)| value.clone().map(|v| (name, v)))
+                .collect();
             let terminal = Terminal::from_user_agent(user_agent.as_deref().unwrap_or("")).as_str();
             let client = remote.map(|a| a.ip().to_string()).unwrap_or_default();
             let mut hasher = Sha256::new();
@@ -437,6 +468,28 @@ async fn whep_post(
                 quality: query.quality,
                 client: remote.map(|a| rate::client_group(a.ip())),
             };
+            if let Some(cluster) = &state.cluster {
+                // At capacity: a node with room takes the viewer (RFC 9725 clients follow
+                // a 307 with the same offer).
+                if cluster.at_capacity()
+                    && let Some(node) = cluster.node_with_room().await.map_err(cluster_error)?
+                {
+                    cluster
+                        .counters
+                        .redirected
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let target = format!("{}/whep/{channel}", node.node_url);
+                    let mut target = reqwest::Url::parse(&target).map_err(|e| {
+                        ApiError::Internal(format!("node URL {:?}: {e}", node.node_url))
+                    })?;
+                    for (name, value) in &forwarded_query {
+                        target.query_pairs_mut().append_pair(name, value);
+                    }
+                    return Ok(redirect(target.as_str()));
+                }
+                // The publisher is on another node: this one serves as its edge.
+                cluster.ensure_edge(&channel).await.map_err(cluster_error)?;
+            }
             let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
             Ok(created(
                 format!("/whep/{channel}/{}", accepted.resource),
@@ -445,6 +498,65 @@ async fn whep_post(
         }
         .await,
     )
+}
+
+/// A `307 Temporary Redirect` to `location` (WHIP/WHEP clients repeat the POST there).
+fn redirect(location: &str) -> Response {
+    let mut r = text(
+        StatusCode::TEMPORARY_REDIRECT,
+        format!("this node is full; watch on {location}\n"),
+    );
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert("location", v);
+    }
+    r
+}
+
+fn cluster_error(e: crate::cluster::ClusterError) -> ApiError {
+    match e {
+        crate::cluster::ClusterError::Catalog(e) => e.into(),
+        crate::cluster::ClusterError::PullTimeout(msg) => {
+            ApiError::Unavailable(crate::cluster::ClusterError::PullTimeout(msg).to_string())
+        }
+        e @ crate::cluster::ClusterError::TooManyEdges(_) => ApiError::Unavailable(e.to_string()),
+    }
+}
+
+/// `POST /whep/{channel}?edge={node}`: another node's signed pull (401 without a valid
+/// signature). Exempt from the per-address WHEP limits and from `max_viewers`; no
+/// attendance row (the edge's residents have theirs).
+async fn edge_pull(
+    channel: String,
+    content_type: Option<String>,
+    edge: i64,
+    signature: Option<String>,
+    body: Bytes,
+    state: State,
+) -> Result<Response, ApiError> {
+    let Some(cluster) = &state.cluster else {
+        return Err(ApiError::Unauthorized(
+            crate::cluster::sign::SignatureError::NotMember.to_string(),
+        ));
+    };
+    cluster
+        .verify_pull(&format!("/whep/{channel}"), signature.as_deref())
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let channel = parse_channel(&channel)?;
+    let offer = check_sdp_body(content_type, &body)?;
+    cluster.admit_pull(&channel).map_err(cluster_error)?;
+    let viewer = ViewerInfo {
+        terminal: "other",
+        viewer_key: format!("{}{edge}", crate::audience::EDGE_PULL_KEY),
+        client_hash: String::new(),
+        quality: None,
+        client: None,
+    };
+    let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
+    cluster.pull_accepted(&channel, &accepted.resource);
+    Ok(created(
+        format!("/whep/{channel}/{}", accepted.resource),
+        accepted.answer,
+    ))
 }
 
 async fn delete_resource(
@@ -461,6 +573,11 @@ async fn delete_resource(
                 _ => return Err(ApiError::NotFound("not found".into())),
             };
             let channel = parse_channel(&channel)?;
+            if let Some(cluster) = &state.cluster
+                && !publisher
+            {
+                cluster.resource_ended(&channel, &resource);
+            }
             state.relay.delete(channel, resource, publisher).await?;
             Ok(text(StatusCode::OK, "session ended\n".into()))
         }
@@ -496,6 +613,9 @@ fn metrics(state: &AppState) -> Response {
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
+    }
+    if let Some(cluster) = &state.cluster {
+        out.push_str(&cluster.metrics());
     }
     let live = board.live();
     let viewers: usize = live.iter().map(|(_, s)| s.viewers).sum();
