@@ -98,8 +98,7 @@ async fn device_id(base: &str, channel: &str) -> String {
     let r = reqwest::get(format!("{base}/watch/{channel}"))
         .await
         .unwrap();
-    let cookie = r
-        .headers()
+    r.headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -108,8 +107,7 @@ async fn device_id(base: &str, channel: &str) -> String {
         .split(';')
         .next()
         .unwrap()
-        .to_string();
-    cookie
+        .to_string()
 }
 
 async fn viewer(base: &str, channel: &str, vid: &str) -> WhepViewer {
