@@ -249,6 +249,18 @@ async fn three_nodes_share_one_audience() {
     let err = second.err().expect("second publisher refused").to_string();
     assert!(err.contains("409") && err.contains(&a.base), "{err}");
 
+    // B and C say the channel is live (the watch page starts there) before they pull it.
+    for node in [&b, &c] {
+        let v: serde_json::Value = reqwest::get(format!("{}/api/channels/{channel}", node.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["live"], true, "{v}");
+        assert_eq!(v["session_id"], session.0, "{v}");
+    }
+
     // Two viewers on B, through B's one pull from A.
     let vids: Vec<String> = {
         let mut v = Vec::new();

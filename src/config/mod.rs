@@ -380,6 +380,41 @@ mod tests {
     }
 
     #[test]
+    fn cluster_secret_and_node_url_are_checked() {
+        let shipped = include_str!("../../config/feiyan.toml");
+        let with = |db: &str, env: &[(&'static str, &str)]| {
+            let mut c = Config::from_toml(shipped).unwrap();
+            c.catalog.database_url = db.into();
+            c.apply_env(|name| {
+                env.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            })
+            .unwrap();
+            c.validate()
+        };
+        let pg = "postgres://db.example/feiyan";
+        let secret = "0123456789abcdef0123456789abcdef";
+        let err = with(pg, &[("FEIYAN_CLUSTER_SECRET", "short")]).unwrap_err();
+        assert!(err.to_string().contains("at least 32"), "{err}");
+        let err = with(pg, &[("FEIYAN_CLUSTER_SECRET", secret)]).unwrap_err();
+        assert!(err.to_string().contains("node_url"), "{err}");
+        with(
+            pg,
+            &[
+                ("FEIYAN_CLUSTER_SECRET", secret),
+                ("FEIYAN_NODE_URL", "http://10.0.0.11:8080"),
+            ],
+        )
+        .unwrap();
+        // SQLite with a secret is no member: no node_url needed.
+        with("sqlite://x.db", &[("FEIYAN_CLUSTER_SECRET", secret)]).unwrap();
+        let mut c = Config::from_toml(shipped).unwrap();
+        c.cluster.secret = Some(secret.into());
+        assert!(!format!("{:?}", c.cluster).contains(secret));
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = Config::from_toml("[http]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");

@@ -695,19 +695,40 @@ async fn api_channel(channel: String, state: State) -> Response {
             let channel = parse_channel(&channel)?;
             let owner = state.catalog.channel_owner(&channel).await?;
             let status = state.relay.board().get(&channel);
-            Ok(warp::reply::json(&serde_json::json!({
+            let mut live = status.as_ref().is_some_and(|s| s.live);
+            let mut session_id = status.as_ref().and_then(|s| s.session_id);
+            // In a cluster: live on another node is live here too (this node serves as
+            // its edge), and a full node names one with room.
+            let mut watch_on = None;
+            if let Some(cluster) = &state.cluster {
+                if !live && let Some(origin) = state.catalog.channel_origin(&channel).await? {
+                    live = true;
+                    session_id = Some(origin.session);
+                }
+                if cluster.at_capacity() {
+                    watch_on = cluster
+                        .node_with_room()
+                        .await
+                        .map_err(cluster_error)?
+                        .map(|n| n.node_url);
+                }
+            }
+            let mut answer = serde_json::json!({
                 "channel": channel,
                 "station": owner.station,
                 "institute": owner.institute,
                 "center": owner.center,
-                "live": status.as_ref().is_some_and(|s| s.live),
+                "live": live,
                 "title": status.as_ref().map(|s| s.title.clone()).unwrap_or_default(),
-                "session_id": status.as_ref().and_then(|s| s.session_id),
+                "session_id": session_id,
                 "viewers": status.as_ref().map(|s| s.viewers).unwrap_or(0),
                 "qualities": status.map(|s| s.qualities).unwrap_or_default(),
                 "ice_lite": state.ice_lite,
-            }))
-            .into_response())
+            });
+            if state.cluster.is_some() {
+                answer["watch_on"] = serde_json::json!(watch_on);
+            }
+            Ok(warp::reply::json(&answer).into_response())
         }
         .await,
     )
