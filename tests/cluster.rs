@@ -39,6 +39,7 @@ fn free_port() -> u16 {
 struct Node {
     served: Served,
     base: String,
+    config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -78,6 +79,7 @@ fn start_node(database_url: &str, max_viewers: usize) -> Node {
     Node {
         served,
         base,
+        config: path,
         _dir: dir,
     }
 }
@@ -285,6 +287,13 @@ async fn three_nodes_share_one_audience() {
     })
     .await;
 
+    // B's pull stops a few seconds after its last viewer left; A serves none now.
+    wait_for("B's pull stopped", Duration::from_secs(15), async || {
+        metric(&b.base, "feiyan_cluster_edges").await == 0
+            && metric(&a.base, "feiyan_cluster_pulls_served").await == 0
+    })
+    .await;
+
     // Then three on C (its max_viewers): the peak is 3 (max of B and C), not 5.
     let mut on_c = Vec::new();
     for vid in &vids[2..5] {
@@ -418,6 +427,34 @@ async fn three_nodes_share_one_audience() {
         closed_after < Duration::from_secs(12),
         "C's rows closed after {closed_after:?}"
     );
+
+    // `feiyan node list` (with A's settings: gone after 5 s) shows A and B alive, C gone,
+    // A as the channel's origin.
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_feiyan"))
+        .args(["node", "list", "--config"])
+        .arg(&a.config)
+        .env_remove("FEIYAN_CLUSTER_SECRET")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{table} {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let line = |base: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(&format!("{base} ")))
+            .unwrap_or_else(|| panic!("{base} not listed: {table}"))
+            .to_string()
+    };
+    assert!(
+        line(&a.base).contains("alive") && line(&a.base).contains(&format!("{channel}*")),
+        "{table}"
+    );
+    assert!(line(&b.base).contains("alive"), "{table}");
+    assert!(line(&c.base).contains("gone"), "{table}");
 
     for v in back.iter().chain(on_c.iter()).chain(Some(&redirected)) {
         let _ = v.close().await;
