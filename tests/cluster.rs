@@ -251,6 +251,38 @@ async fn three_nodes_share_one_audience() {
     let err = second.err().expect("second publisher refused").to_string();
     assert!(err.contains("409") && err.contains(&a.base), "{err}");
 
+    // An RTMP publisher on B is refused too, the origin named.
+    let rtmp = b
+        .served
+        .stderr()
+        .lines()
+        .find_map(|l| l.split("RTMP ingest listening rtmp=").nth(1))
+        .expect("B's RTMP address")
+        .trim()
+        .to_string();
+    let clip = common::rtmp::make_media(dir.path(), 2);
+    let mut refused = common::rtmp::push_rtmp(
+        &clip,
+        &format!("rtmp://{rtmp}/live/{channel}?key={}", station.stream_key),
+    );
+    let status = tokio::task::spawn_blocking(move || refused.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success(), "ffmpeg to B is refused");
+    wait_for(
+        "B logs the refusal naming A",
+        Duration::from_secs(5),
+        async || {
+            b.served.stderr().lines().any(|l| {
+                l.contains("RTMP")
+                    && l.contains("already live on another node")
+                    && l.contains(&a.base)
+            })
+        },
+    )
+    .await;
+
     // B and C say the channel is live (the watch page starts there) before they pull it.
     for node in [&b, &c] {
         let v: serde_json::Value = reqwest::get(format!("{}/api/channels/{channel}", node.base))

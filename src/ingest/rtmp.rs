@@ -415,7 +415,17 @@ impl Conn {
                         .authorize_publisher(&stream.channel, &stream.key)
                         .await
                     {
-                        Ok(owner) => Ok(Authorized { stream, owner }),
+                        // One origin per channel: refused at once, the origin named, when
+                        // another node is live there (the claim at go-live decides races).
+                        Ok(owner) => match self
+                            .ctx
+                            .catalog
+                            .check_not_origin_elsewhere(&stream.channel)
+                            .await
+                        {
+                            Ok(()) => Ok(Authorized { stream, owner }),
+                            Err(err) => Err(IngestError::Refused(err.to_string())),
+                        },
                         Err(err) => Err(IngestError::Refused(err.to_string())),
                     },
                     Err(err) => Err(err),
