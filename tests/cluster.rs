@@ -382,8 +382,50 @@ async fn three_nodes_share_one_audience() {
     );
     assert_eq!(metric(&c.base, "feiyan_cluster_redirected_total").await, 1);
 
-    // Edge pulls without or with a wrong or stale signature: 401.
+    // The cluster's API is for administrators.
+    let r = reqwest::get(format!("{}/api/cluster", b.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    db.catalog
+        .add_account(
+            "city-admin",
+            "secret-password",
+            feiyan::catalog::Scope::City,
+        )
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("{}/api/login", b.base))
+        .json(&serde_json::json!({"username": "city-admin", "password": "secret-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().expect("logged in");
+    let cluster: serde_json::Value = http
+        .get(format!("{}/api/cluster", b.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cluster["this_node"], id_b, "{cluster}");
+    let nodes = cluster["nodes"].as_array().expect("nodes");
+    let origin_of_a = nodes
+        .iter()
+        .find(|n| n["id"] == id_a)
+        .map(|n| n["origin_of"].clone());
+    assert_eq!(origin_of_a, Some(serde_json::json!([channel])), "{cluster}");
+    let c_row = nodes.iter().find(|n| n["id"] == id_c).expect("C listed");
+    assert_eq!(c_row["channels"], serde_json::json!([channel]), "{cluster}");
+
+    // Edge pulls without or with a wrong or stale signature: 401.
     let offer = "v=0\r\n";
     for header in [
         None,

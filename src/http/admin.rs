@@ -10,7 +10,6 @@
 //! | `POST /api/login` `{username, password}` -> `{token}` | anyone (throttled) |
 //! | `POST /api/logout`, `GET /api/me` | logged in |
 //! | `GET /api/admin/hierarchy` | the tree within the scope |
-//! | `GET /api/cluster` | city administrators: the cluster's nodes, their load and channels |
 //! | `POST /api/admin/centers` `{name}` | city |
 //! | `POST /api/admin/institutes` `{center_id, name}` | city, that center |
 //! | `POST /api/admin/stations` `{institute_id, name, address}` | city, that center |
@@ -183,7 +182,7 @@ fn outside(what: &str) -> ApiError {
     ApiError::Forbidden(format!("{what} is outside the scope of this account"))
 }
 
-fn require_city(account: &Account) -> Result<(), ApiError> {
+pub(super) fn require_city(account: &Account) -> Result<(), ApiError> {
     match account.scope {
         Scope::City => Ok(()),
         _ => Err(ApiError::Forbidden(
@@ -489,25 +488,6 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .then(|h: Option<String>, state: State| async move {
             finish(authenticate(&state, &h).await.map(|a| json(&a)))
-        });
-    let cluster = warp::get()
-        .and(warp::path!("api" / "cluster"))
-        .and(auth)
-        .and(with_state(state.clone()))
-        .then(|h: Option<String>, state: State| async move {
-            finish(
-                async {
-                    let a = authenticate(&state, &h).await?;
-                    require_city(&a)?;
-                    let nodes = state.catalog.cluster_nodes().await?;
-                    Ok(json(&serde_json::json!({
-                        "member": state.cluster.is_some(),
-                        "this_node": state.catalog.this_node(),
-                        "nodes": nodes,
-                    })))
-                }
-                .await,
-            )
         });
     let hierarchy = warp::get()
         .and(warp::path!("api" / "admin" / "hierarchy"))
@@ -853,8 +833,6 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .or(me)
         .unify()
         .or(hierarchy)
-        .unify()
-        .or(cluster)
         .unify()
         .or(centers)
         .unify()

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /whip/{channel}` | publish (SDP offer, `Authorization: Bearer <stream key>`) |
 //! | `DELETE /whip/{channel}/{id}` | stop publishing |
-//! | `POST /whep/{channel}` | watch (SDP offer) |
+//! | `POST /whep/{channel}` | watch (SDP offer); in a cluster, `307` to a node with room when this one is full, and `?edge={node}` with `x-feiyan-cluster` is another node's signed pull (see [`crate::cluster`]) |
 //! | `DELETE /whep/{channel}/{id}` | stop watching |
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
 //! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API; viewer figures of a session only with an administrator's token in scope |
@@ -17,6 +17,7 @@
 //! the public reads: see [`security`].
 
 pub mod admin;
+mod cluster;
 pub mod csv;
 pub mod error;
 pub mod files;
@@ -232,6 +233,8 @@ pub fn routes_with_policy(
         .boxed()
         .or(admin::routes(state.clone()))
         .unify()
+        .or(cluster::routes(state.clone()))
+        .unify()
         .or(pages::routes(state.clone()))
         .unify()
         .or(ingest::routes(state.clone()))
@@ -425,7 +428,9 @@ async fn whep_post(
     state: State,
 ) -> Response {
     if let Some(edge) = query.edge {
-        return finish(edge_pull(channel, content_type, edge, signature, body, state).await);
+        return finish(
+            cluster::edge_pull(channel, content_type, edge, signature, body, state).await,
+        );
     }
     finish(
         async {
@@ -472,7 +477,7 @@ async fn whep_post(
                 // At capacity: a node with room takes the viewer (RFC 9725 clients follow
                 // a 307 with the same offer).
                 if cluster.at_capacity()
-                    && let Some(node) = cluster.node_with_room().await.map_err(cluster_error)?
+                    && let Some(node) = cluster.node_with_room().await.map_err(cluster::cluster_error)?
                 {
                     cluster
                         .counters
@@ -485,10 +490,10 @@ async fn whep_post(
                     for (name, value) in &forwarded_query {
                         target.query_pairs_mut().append_pair(name, value);
                     }
-                    return Ok(redirect(target.as_str()));
+                    return Ok(cluster::redirect(target.as_str()));
                 }
                 // The publisher is on another node: this one serves as its edge.
-                cluster.ensure_edge(&channel).await.map_err(cluster_error)?;
+                cluster.ensure_edge(&channel).await.map_err(cluster::cluster_error)?;
             }
             let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
             Ok(created(
@@ -498,65 +503,6 @@ async fn whep_post(
         }
         .await,
     )
-}
-
-/// A `307 Temporary Redirect` to `location` (WHIP/WHEP clients repeat the POST there).
-fn redirect(location: &str) -> Response {
-    let mut r = text(
-        StatusCode::TEMPORARY_REDIRECT,
-        format!("this node is full; watch on {location}\n"),
-    );
-    if let Ok(v) = HeaderValue::from_str(location) {
-        r.headers_mut().insert("location", v);
-    }
-    r
-}
-
-fn cluster_error(e: crate::cluster::ClusterError) -> ApiError {
-    match e {
-        crate::cluster::ClusterError::Catalog(e) => e.into(),
-        crate::cluster::ClusterError::PullTimeout(msg) => {
-            ApiError::Unavailable(crate::cluster::ClusterError::PullTimeout(msg).to_string())
-        }
-        e @ crate::cluster::ClusterError::TooManyEdges(_) => ApiError::Unavailable(e.to_string()),
-    }
-}
-
-/// `POST /whep/{channel}?edge={node}`: another node's signed pull (401 without a valid
-/// signature). Exempt from the per-address WHEP limits and from `max_viewers`; no
-/// attendance row (the edge's residents have theirs).
-async fn edge_pull(
-    channel: String,
-    content_type: Option<String>,
-    edge: i64,
-    signature: Option<String>,
-    body: Bytes,
-    state: State,
-) -> Result<Response, ApiError> {
-    let Some(cluster) = &state.cluster else {
-        return Err(ApiError::Unauthorized(
-            crate::cluster::sign::SignatureError::NotMember.to_string(),
-        ));
-    };
-    cluster
-        .verify_pull(&format!("/whep/{channel}"), signature.as_deref())
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    let channel = parse_channel(&channel)?;
-    let offer = check_sdp_body(content_type, &body)?;
-    cluster.admit_pull(&channel).map_err(cluster_error)?;
-    let viewer = ViewerInfo {
-        terminal: "other",
-        viewer_key: format!("{}{edge}", crate::audience::EDGE_PULL_KEY),
-        client_hash: String::new(),
-        quality: None,
-        client: None,
-    };
-    let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
-    cluster.pull_accepted(&channel, &accepted.resource);
-    Ok(created(
-        format!("/whep/{channel}/{}", accepted.resource),
-        accepted.answer,
-    ))
 }
 
 async fn delete_resource(
@@ -709,7 +655,7 @@ async fn api_channel(channel: String, state: State) -> Response {
                     watch_on = cluster
                         .node_with_room()
                         .await
-                        .map_err(cluster_error)?
+                        .map_err(cluster::cluster_error)?
                         .map(|n| n.node_url);
                 }
             }
