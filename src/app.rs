@@ -164,6 +164,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 config.recording.dir.display()
             )
         })?;
+    if let Some(cluster) = &cluster {
+        // One recording per session, where its publisher is.
+        let cluster = Arc::downgrade(cluster);
+        recorder.skip_sessions(Arc::new(move |session| {
+            cluster
+                .upgrade()
+                .is_some_and(|c| c.is_edge_session(session))
+        }));
+    }
     let hls = crate::hls::Hls::start(
         relay.sources(),
         crate::hls::HlsSettings {

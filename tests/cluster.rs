@@ -339,6 +339,15 @@ async fn three_nodes_share_one_audience() {
         rows_of(&pool, id_c).await == (3, 3)
     })
     .await;
+    // One recording, where the publisher is: the edges feed the session, A records it.
+    let recorded = |n: &Node| {
+        n._dir
+            .path()
+            .join(format!("media/recordings/{channel}/{}", session.0))
+            .exists()
+    };
+    assert!(recorded(&a), "A records the session");
+    assert!(!recorded(&b) && !recorded(&c), "edges record nothing");
     assert_eq!(
         metric(&a.base, "feiyan_cluster_pulls_served_total").await,
         2,

@@ -145,6 +145,7 @@ async fn pull_once(
         ),
         _ => (String::new(), now_ms()),
     };
+    lock(&cluster.edge_sessions).insert(origin.session);
     let sources = cluster.relay.sources();
     // The relay may hold the session from this node's previous pull (its reconnect grace):
     // continue it.

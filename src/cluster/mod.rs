@@ -52,6 +52,8 @@ pub struct Cluster {
     /// Signed pulls this node serves as an origin, by channel (resource ids), for
     /// `max_edges_per_origin` and `/metrics`.
     served: Mutex<HashMap<ChannelName, HashSet<String>>>,
+    /// The origin sessions this node feeds as an edge (not recorded here: the origin does).
+    edge_sessions: Mutex<HashSet<crate::ids::SessionId>>,
     /// Bumped on every `NOTIFY` from another node; edge tasks waiting to reconnect wake on it.
     changes: watch::Sender<u64>,
     /// Figures for `/metrics`.
@@ -123,10 +125,16 @@ impl Cluster {
             pull_ip,
             edges: Mutex::default(),
             served: Mutex::default(),
+            edge_sessions: Mutex::default(),
             changes: watch::channel(0).0,
             counters: ClusterCounters::default(),
             last_tick: Mutex::default(),
         })
+    }
+
+    /// Whether `session` is another node's that this one feeds as an edge.
+    pub fn is_edge_session(&self, session: crate::ids::SessionId) -> bool {
+        lock(&self.edge_sessions).contains(&session)
     }
 
     /// `[cluster] node_url`.
