@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::catalog::{AttendanceWriter, Catalog, WriterConfig, spawn_writer};
+use crate::cluster::Cluster;
 use crate::config::{ClusterConfig, Config};
 use crate::device::DeviceIds;
 use crate::http::serve::{Connections, Limits, TrustedProxies, https_redirect, serve};
@@ -50,6 +51,8 @@ pub struct RunningServer {
     /// Replays, whose viewers are written at shutdown.
     replays: Arc<crate::recording::replays::Replays>,
     liveness_task: JoinHandle<()>,
+    /// Cluster state when a member (left cleanly at shutdown).
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Connects the catalog, starts the relay and HTTP, and returns once all are listening.
@@ -85,7 +88,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         }
     });
     audience.set_node(catalog.register_node().await?);
-    let liveness_task = tokio::spawn(keep_alive(catalog.clone(), config.cluster.clone()));
     let bridges = relay::CodecBridges {
         vp8_rendition: config.ingest.vp8_rendition,
         h264_from_vp8: config.ingest.h264_from_vp8,
@@ -97,16 +99,63 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding media UDP socket {}", config.webrtc.udp_bind))?;
     let engine_task = supervise("the relay engine", engine_task, failed);
+    // A PostgreSQL catalog and a cluster secret: a member (claims, leases, edges).
+    let cluster = if config.cluster.is_member(&config.catalog.database_url) {
+        let pull_ip = config
+            .webrtc
+            .advertised_ips
+            .first()
+            .copied()
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let media_addr = SocketAddr::new(pull_ip, relay.udp_addr().port());
+        let cluster = Cluster::new(catalog.clone(), relay.clone(), &config.cluster, pull_ip);
+        catalog
+            .join_cluster(
+                cluster.node_url(),
+                &media_addr.to_string(),
+                config.cluster.max_viewers,
+                config.cluster.gone_after_secs as i64 * 1000,
+            )
+            .await
+            .context("registering this node in the cluster")?;
+        if let Err(e) = cluster.tick().await {
+            warn!(error = %e, "first cluster heartbeat failed");
+        }
+        tokio::spawn(cluster.clone().listen());
+        info!(node_url = cluster.node_url(), node = ?catalog.this_node(), "cluster member");
+        Some(cluster)
+    } else {
+        None
+    };
+    let liveness_task = tokio::spawn(keep_alive(
+        catalog.clone(),
+        config.cluster.clone(),
+        cluster.clone(),
+    ));
     let ingest = crate::ingest::start(&config.ingest, catalog.clone(), relay.sources())
         .await
         .with_context(|| format!("starting ingest (RTMP {:?})", config.ingest.rtmp_listen))?;
     let state_dir = config.catalog.state_dir();
-    let device_ids = Arc::new(DeviceIds::load_or_create(&state_dir).with_context(|| {
-        format!(
-            "reading or making the device-id secret {}",
-            state_dir.join(crate::device::KEY_FILE).display()
-        )
-    })?);
+    // In a cluster every node issues and accepts the same device ids: the secret is
+    // derived from the cluster secret (never the cluster secret itself).
+    let device_ids = Arc::new(match (&cluster, &config.cluster.secret) {
+        (Some(_), Some(secret)) => {
+            use sha2::Digest;
+            let mut derive = sha2::Sha256::new();
+            derive.update(
+                b"feiyan device ids
+",
+            );
+            derive.update(secret.as_bytes());
+            DeviceIds::from_secret(&derive.finalize())
+        }
+        _ => DeviceIds::load_or_create(&state_dir).with_context(|| {
+            format!(
+                "reading or making the device-id secret {}",
+                state_dir.join(crate::device::KEY_FILE).display()
+            )
+        })?,
+    });
     let salt: [u8; 16] = rand::random();
     let recorder = crate::recording::recorder::Recorder::start(&config.recording, catalog.clone())
         .with_context(|| {
@@ -115,6 +164,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 config.recording.dir.display()
             )
         })?;
+    if let Some(cluster) = &cluster {
+        // One recording per session, where its publisher is.
+        let cluster = Arc::downgrade(cluster);
+        recorder.skip_sessions(Arc::new(move |session| {
+            cluster
+                .upgrade()
+                .is_some_and(|c| c.is_edge_session(session))
+        }));
+    }
     let hls = crate::hls::Hls::start(
         relay.sources(),
         crate::hls::HlsSettings {
@@ -165,6 +223,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             config.interaction.clone(),
             catalog.clone(),
         ),
+        cluster: cluster.clone(),
     });
     let tls = tls_from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -226,6 +285,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         hls,
         replays,
         liveness_task,
+        cluster,
     })
 }
 
@@ -281,12 +341,17 @@ fn supervise(
 /// servers silent for `gone_after_secs` left open (servers sharing a PostgreSQL catalog,
 /// or this one's crashed predecessor), until the server stops. Both by the database's
 /// clock.
-async fn keep_alive(catalog: Catalog, cluster: ClusterConfig) {
+async fn keep_alive(catalog: Catalog, cluster: ClusterConfig, member: Option<Arc<Cluster>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(cluster.heartbeat_secs.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = catalog.heartbeat().await {
+        // A member's heartbeat carries its load (and releases claims of ended sessions).
+        let beat = match &member {
+            Some(member) => member.tick().await,
+            None => catalog.heartbeat().await,
+        };
+        if let Err(e) = beat {
             warn!(error = %e, "could not note this server alive in the catalog");
             continue;
         }
@@ -333,6 +398,9 @@ impl RunningServer {
     /// database still refuses after 10 s is left in the spill file for the next start.
     pub async fn shutdown(self) {
         self.liveness_task.abort();
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
         for stop in self.stop_http {
             let _ = stop.send(());
         }

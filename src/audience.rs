@@ -21,6 +21,10 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The start of the viewer key of another node's signed edge pull: the catalog writes no
+/// row for it (the edge's residents have their own rows, in the same session).
+pub const EDGE_PULL_KEY: &str = "edge-pull:";
+
 /// One change to attendance.
 #[derive(Debug, Clone)]
 pub enum AudienceEvent {

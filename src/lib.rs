@@ -43,6 +43,7 @@ pub mod audience;
 pub mod catalog;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod device;
 #[doc(hidden)]

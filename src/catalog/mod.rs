@@ -12,6 +12,7 @@ pub use films::{Film, NewFilm, Screening, ScreeningStatus, UnknownScreeningStatu
 pub use sources::{PullSource, SOURCE_SCHEMES, source_scheme};
 
 mod accounts;
+mod cluster;
 mod demo;
 mod hierarchy;
 mod interaction;
@@ -29,6 +30,7 @@ pub use accounts::{
     Account, LoginThrottle, MAX_PASSWORD_CHARS, PasswordChecks, Scope, TOKEN_LIFETIME_MS,
     check_login_lengths,
 };
+pub use cluster::{ClusterNode, NodeLoad, Origin};
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv, write_csv_record};
 pub use planned::{
@@ -187,6 +189,9 @@ pub struct Catalog {
     is_postgres: bool,
     /// This server's `relay_nodes` row once [`Catalog::register_node`] made it; 0 before.
     node: Arc<AtomicI64>,
+    /// Set once the server is a cluster member ([`Catalog::join_cluster`]): the
+    /// `[cluster] gone_after_secs` in ms; 0 for a single server (no claims, no leases).
+    member_gone_after_ms: Arc<AtomicI64>,
     /// The attendance writer's figures, here so `/metrics` finds them beside the catalog.
     attendance: Arc<AttendanceCounters>,
 }
@@ -259,6 +264,7 @@ impl Catalog {
             rows,
             is_postgres: !is_sqlite,
             node: Arc::default(),
+            member_gone_after_ms: Arc::default(),
             attendance: Arc::default(),
         })
     }

@@ -293,10 +293,35 @@ impl Catalog {
         .bind(self.node_id().unwrap_or(0))
         .fetch_optional(&self.pool)
         .await?;
+        // Viewer rows a gone node wrote in another node's session (an edge's viewers).
+        let gone_viewers = format!(
+            "UPDATE viewers SET left_at = (SELECT CASE WHEN n.seen_at > viewers.joined_at \
+             THEN n.seen_at ELSE viewers.joined_at END FROM relay_nodes n WHERE n.id = viewers.node_id) \
+             WHERE left_at IS NULL AND node_id IN ({gone})"
+        );
         if any.is_none() && !unowned {
+            let any_viewer: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT id FROM viewers WHERE left_at IS NULL AND node_id IN ({gone}) LIMIT 1"
+            )))
+            .bind(at_ms)
+            .bind(self.node_id().unwrap_or(0))
+            .fetch_optional(&self.pool)
+            .await?;
+            if any_viewer.is_some() {
+                sqlx::query(AssertSqlSafe(gone_viewers))
+                    .bind(at_ms)
+                    .bind(self.node_id().unwrap_or(0))
+                    .execute(&self.pool)
+                    .await?;
+            }
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(gone_viewers.clone()))
+            .bind(at_ms)
+            .bind(self.node_id().unwrap_or(0))
+            .execute(&mut *tx)
+            .await?;
         let bind = |sql: String| {
             sqlx::query(AssertSqlSafe(sql))
                 .bind(at_ms)

@@ -538,7 +538,18 @@ const ROWS_PER_STATEMENT_SQLITE: usize = 100;
 /// makes a repeated value a no-op. An end also records the session's peak from its viewer
 /// rows ([`peak_of`]); every join of the session came before its end in the queue, so it is
 /// written by then.
-fn update_sets() -> [(&'static str, String); 2] {
+/// The leave and end statements' `SET ... FROM d WHERE ...` parts. A cluster member ends
+/// only sessions it runs: an edge feeds the origin's session to its viewers, and its
+/// relay's end of that feed is not the session's end.
+fn update_sets(catalog: &Catalog) -> [(&'static str, String); 2] {
+    let owned = if catalog.is_member() {
+        format!(
+            " AND (sessions.node_id IS NULL OR sessions.node_id = {})",
+            catalog.node_id().unwrap_or(0)
+        )
+    } else {
+        String::new()
+    };
     [
         (
             "viewers",
@@ -548,7 +559,7 @@ fn update_sets() -> [(&'static str, String); 2] {
             "sessions",
             format!(
                 "ended_at = d.v, peak_viewers = {} \
-                 FROM d WHERE sessions.id = d.k AND sessions.ended_at IS NULL",
+                 FROM d WHERE sessions.id = d.k AND sessions.ended_at IS NULL{owned}",
                 peak_of("SELECT k FROM d", "sessions.id")
             ),
         ),
@@ -577,6 +588,7 @@ struct Pair {
 /// as one JSON text parameter. Thousands of bound parameters cost more to send, parse and
 /// plan than the rows cost to write (16.6k events/s with 1000-row VALUES lists).
 async fn write_postgres(
+    catalog: &Catalog,
     tx: &mut sqlx::AnyConnection,
     joins: &[&AudienceEvent],
     updates: [&Vec<(i64, i64)>; 2],
@@ -611,16 +623,17 @@ async fn write_postgres(
         .collect();
     if !rows.is_empty() {
         sqlx::query(
-            "INSERT INTO viewers (id, session_id, joined_at, terminal, viewer_key, client_hash) \
-             SELECT id, s, j, t, k, c FROM json_to_recordset($1::json) \
+            "INSERT INTO viewers (id, session_id, joined_at, terminal, viewer_key, client_hash, node_id) \
+             SELECT id, s, j, t, k, c, $2 FROM json_to_recordset($1::json) \
              AS x(id BIGINT, s BIGINT, j BIGINT, t TEXT, k TEXT, c TEXT) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(json(&rows))
+        .bind(catalog.node_id())
         .execute(&mut *tx)
         .await?;
     }
-    for ((table, set), rows) in update_sets().iter().zip(updates) {
+    for ((table, set), rows) in update_sets(catalog).iter().zip(updates) {
         if rows.is_empty() {
             continue;
         }
@@ -656,6 +669,11 @@ async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), s
     let mut seen = HashSet::new();
     for event in batch {
         match event {
+            AudienceEvent::ViewerJoined { viewer_key, .. }
+                if viewer_key.starts_with(crate::audience::EDGE_PULL_KEY) =>
+            {
+                // Another node's edge pull is no viewer (its residents have rows there).
+            }
             AudienceEvent::ViewerJoined { id, .. } => {
                 if seen.insert((0, id.0)) {
                     joins.push(event);
@@ -675,22 +693,26 @@ async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), s
     }
     let mut tx = catalog.pool().begin().await?;
     if catalog.is_postgres {
-        write_postgres(&mut tx, &joins, [&leaves, &ends]).await?;
+        write_postgres(catalog, &mut tx, &joins, [&leaves, &ends]).await?;
         return tx.commit().await;
     }
     for chunk in joins.chunks(ROWS_PER_STATEMENT_SQLITE) {
         // Idempotent so a retried batch does not fail on rows already written.
         let mut sql = String::from(
-            "INSERT INTO viewers (id, session_id, joined_at, terminal, viewer_key, client_hash) \
+            "INSERT INTO viewers (id, session_id, joined_at, terminal, viewer_key, client_hash, node_id) \
              VALUES ",
         );
+        // This server's node (a number of its own, not input).
+        let node = catalog
+            .node_id()
+            .map_or_else(|| "NULL".to_string(), |n| n.to_string());
         for i in 0..chunk.len() {
             let b = i * 6;
             if i > 0 {
                 sql.push(',');
             }
             sql += &format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
+                "(${}, ${}, ${}, ${}, ${}, ${}, {node})",
                 b + 1,
                 b + 2,
                 b + 3,
@@ -722,7 +744,7 @@ async fn write_batch(catalog: &Catalog, batch: &[AudienceEvent]) -> Result<(), s
         }
         q.execute(&mut *tx).await?;
     }
-    for ((table, set), rows) in update_sets().iter().zip([&leaves, &ends]) {
+    for ((table, set), rows) in update_sets(catalog).iter().zip([&leaves, &ends]) {
         for chunk in rows.chunks(ROWS_PER_STATEMENT_SQLITE) {
             // UPDATE ... FROM a list of (key, value) pairs: SQLite >= 3.33 and PostgreSQL.
             let pairs: Vec<String> = (0..chunk.len())

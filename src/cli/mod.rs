@@ -9,6 +9,7 @@ mod demo;
 mod film;
 mod hierarchy;
 mod item;
+mod node;
 mod publish;
 mod recording;
 mod screening;
@@ -99,6 +100,11 @@ enum Command {
         #[command(subcommand)]
         action: recording::RecordingAction,
     },
+    /// The cluster's nodes (servers sharing this PostgreSQL catalog).
+    Node {
+        #[command(subcommand)]
+        action: node::NodeAction,
+    },
 }
 
 /// How log lines are written (`--log-format`).
@@ -176,6 +182,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Recording { action } => {
             recording::run(&open_catalog(url).await?, &config.recording.dir, action).await
+        }
+        Command::Node { action } => {
+            node::run(&open_catalog(url).await?, &config.cluster, action).await
         }
     }
 }

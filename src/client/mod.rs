@@ -391,6 +391,7 @@ pub(crate) async fn post_offer(
     };
     let response = request.send().await.map_err(http_err)?;
     let status = response.status();
+    let answered_at = response.url().clone();
     let location = response
         .headers()
         .get(LOCATION)
@@ -419,10 +420,13 @@ pub(crate) async fn post_offer(
             });
         }
     };
-    let location = url.join(&location).map_err(|e| ClientError::InvalidUrl {
-        url: location.clone(),
-        reason: e.to_string(),
-    })?;
+    // Relative to where the answer came from: a 307 (RFC 9725 §4.2) may have moved it.
+    let location = answered_at
+        .join(&location)
+        .map_err(|e| ClientError::InvalidUrl {
+            url: location.clone(),
+            reason: e.to_string(),
+        })?;
     if body.trim().is_empty() {
         return Err(ClientError::Negotiation(format!(
             "POST {url} returned 201 Created with an empty SDP answer"

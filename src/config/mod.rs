@@ -119,8 +119,8 @@ impl Config {
         toml::from_str(text)
     }
 
-    /// Applies `FEIYAN_LISTEN`, `FEIYAN_UDP_BIND`, `FEIYAN_DATABASE_URL` and
-    /// `FEIYAN_ADVERTISED_IPS`; `lookup` is the environment (a function so tests need none).
+    /// Applies `FEIYAN_LISTEN`, `FEIYAN_UDP_BIND`, `FEIYAN_DATABASE_URL`,
+    /// `FEIYAN_CLUSTER_SECRET`, `FEIYAN_NODE_URL` and `FEIYAN_ADVERTISED_IPS`; `lookup` is the environment (a function so tests need none).
     pub fn apply_env(
         &mut self,
         lookup: impl Fn(&str) -> Option<String>,
@@ -141,6 +141,12 @@ impl Config {
         }
         if let Some(value) = lookup("FEIYAN_DATABASE_URL") {
             self.catalog.database_url = value;
+        }
+        if let Some(value) = lookup("FEIYAN_CLUSTER_SECRET") {
+            self.cluster.secret = Some(value);
+        }
+        if let Some(value) = lookup("FEIYAN_NODE_URL") {
+            self.cluster.node_url = Some(value);
         }
         if let Some(value) = lookup("FEIYAN_ADVERTISED_IPS") {
             let mut ips = Vec::new();
@@ -237,6 +243,7 @@ impl Config {
                 "cluster.heartbeat_secs must be at least 1 and cluster.gone_after_secs at least twice it".into(),
             ));
         }
+        self.validate_cluster()?;
         if self.webrtc.failed_timeout_secs <= self.webrtc.disconnected_timeout_secs {
             return Err(ConfigError::Invalid(
                 "webrtc.failed_timeout_secs must be greater than disconnected_timeout_secs".into(),
@@ -248,6 +255,35 @@ impl Config {
 
 impl Config {
     /// The limits on viewers that have not connected and on `POST /whep` per address.
+    /// A cluster secret of at least 32 bytes; a member (PostgreSQL catalog and a secret)
+    /// names the URL other nodes reach it on.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        if let Some(secret) = &cluster.secret
+            && secret.len() < catalog::MIN_SECRET_BYTES
+        {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.secret (FEIYAN_CLUSTER_SECRET) is {} bytes; it must be at least {} (e.g. `openssl rand -hex 32`)",
+                secret.len(),
+                catalog::MIN_SECRET_BYTES
+            )));
+        }
+        if cluster.is_member(&self.catalog.database_url) {
+            let url = cluster.node_url.as_deref().unwrap_or("").trim();
+            if url.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "cluster.node_url (FEIYAN_NODE_URL) is missing: a cluster member (PostgreSQL catalog and a cluster secret) must name the URL other nodes reach it on, e.g. http://10.0.0.11:8080".into(),
+                ));
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.node_url {url:?} must start with http:// or https://"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_whep_door(&self) -> Result<(), ConfigError> {
         let relay = &self.relay;
         if relay.max_viewers_per_channel == 0 {
@@ -346,6 +382,41 @@ mod tests {
             Config::from_toml("[http]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]").unwrap();
         assert_eq!(c.http.trusted_proxies.len(), 2);
         assert!(Config::from_toml("[http]\ntrusted_proxies = [\"nginx\"]").is_err());
+    }
+
+    #[test]
+    fn cluster_secret_and_node_url_are_checked() {
+        let shipped = include_str!("../../config/feiyan.toml");
+        let with = |db: &str, env: &[(&'static str, &str)]| {
+            let mut c = Config::from_toml(shipped).unwrap();
+            c.catalog.database_url = db.into();
+            c.apply_env(|name| {
+                env.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            })
+            .unwrap();
+            c.validate()
+        };
+        let pg = "postgres://db.example/feiyan";
+        let secret = "0123456789abcdef0123456789abcdef";
+        let err = with(pg, &[("FEIYAN_CLUSTER_SECRET", "short")]).unwrap_err();
+        assert!(err.to_string().contains("at least 32"), "{err}");
+        let err = with(pg, &[("FEIYAN_CLUSTER_SECRET", secret)]).unwrap_err();
+        assert!(err.to_string().contains("node_url"), "{err}");
+        with(
+            pg,
+            &[
+                ("FEIYAN_CLUSTER_SECRET", secret),
+                ("FEIYAN_NODE_URL", "http://10.0.0.11:8080"),
+            ],
+        )
+        .unwrap();
+        // SQLite with a secret is no member: no node_url needed.
+        with("sqlite://x.db", &[("FEIYAN_CLUSTER_SECRET", secret)]).unwrap();
+        let mut c = Config::from_toml(shipped).unwrap();
+        c.cluster.secret = Some(secret.into());
+        assert!(!format!("{:?}", c.cluster).contains(secret));
     }
 
     #[test]

@@ -182,7 +182,7 @@ fn outside(what: &str) -> ApiError {
     ApiError::Forbidden(format!("{what} is outside the scope of this account"))
 }
 
-fn require_city(account: &Account) -> Result<(), ApiError> {
+pub(super) fn require_city(account: &Account) -> Result<(), ApiError> {
     match account.scope {
         Scope::City => Ok(()),
         _ => Err(ApiError::Forbidden(

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /whip/{channel}` | publish (SDP offer, `Authorization: Bearer <stream key>`) |
 //! | `DELETE /whip/{channel}/{id}` | stop publishing |
-//! | `POST /whep/{channel}` | watch (SDP offer) |
+//! | `POST /whep/{channel}` | watch (SDP offer); in a cluster, `307` to a node with room when this one is full, and `?edge={node}` with `x-feiyan-cluster` is another node's signed pull (see [`crate::cluster`]) |
 //! | `DELETE /whep/{channel}/{id}` | stop watching |
 //! | `PATCH .../{id}` | 405: trickle ICE and ICE restart are not supported (RFC 9725 §4.3.1) |
 //! | `GET /api/live`, `/api/channels/{c}`, `/api/sessions/{id}`, `/healthz` | API; viewer figures of a session only with an administrator's token in scope |
@@ -21,6 +21,7 @@
 //! the public reads: see [`security`].
 
 pub mod admin;
+mod cluster;
 pub mod csv;
 pub mod error;
 pub mod files;
@@ -100,6 +101,8 @@ pub struct AppState {
     pub connections: Arc<serve::Connections>,
     /// Live chat, questions, likes and check-ins (`/api/interaction/...`).
     pub interaction: Arc<crate::interaction::Interaction>,
+    /// Cluster state when this server is a member (`[cluster] secret` and PostgreSQL).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -126,6 +129,9 @@ pub struct WhepQuery {
     /// Which rendition to receive (`source`, or a name from the channel's ladder, listed
     /// in `/api/channels/{channel}` as `qualities`); the source when absent.
     pub quality: Option<String>,
+    /// Set by another cluster node's edge pull (its node id); such a request must carry
+    /// a valid `x-feiyan-cluster` signature (see [`crate::cluster::sign`]).
+    pub edge: Option<i64>,
 }
 
 /// All routes with error recovery, security and CORS headers, for plain HTTP and a
@@ -157,6 +163,9 @@ pub fn routes_with_policy(
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<String>("user-agent"))
         .and(warp::query::<WhepQuery>())
+        .and(warp::header::optional::<String>(
+            crate::cluster::sign::HEADER,
+        ))
         .and(serve::client_addr())
         .and(warp::body::content_length_limit(limit))
         .and(warp::body::bytes())
@@ -246,6 +255,8 @@ pub fn routes_with_policy(
         .unify()
         .boxed()
         .or(admin::routes(state.clone()))
+        .unify()
+        .or(cluster::routes(state.clone()))
         .unify()
         .or(pages::routes(state.clone()))
         .unify()
@@ -379,6 +390,8 @@ async fn whip_post_inner(
             "channel {channel} already has a live publisher; stop it first"
         )));
     }
+    // One origin per channel: a publisher live on another node keeps it.
+    state.catalog.check_not_origin_elsewhere(&channel).await?;
     let started = now_ms();
     // A publisher back within the reconnect grace continues its session.
     let resumed = state.relay.resume(channel.clone()).await?;
@@ -398,11 +411,23 @@ async fn whip_post_inner(
                 .await?
         }
     };
-    match state
-        .relay
-        .publish(channel.clone(), offer, session, title, started)
-        .await
-    {
+    let claimed = state.catalog.claim_channel(&channel, session).await;
+    let published = match claimed {
+        Ok(()) => {
+            state
+                .relay
+                .publish(channel.clone(), offer, session, title, started)
+                .await
+        }
+        Err(conflict) => {
+            let _ = match resumed {
+                Some(_) => state.catalog.close_session(session, started).await,
+                None => state.catalog.discard_session(session, started).await,
+            };
+            return Err(conflict.into());
+        }
+    };
+    match published {
         Ok(accepted) => Ok(created(
             format!("/whip/{channel}/{}", accepted.resource),
             accepted.answer,
@@ -425,10 +450,16 @@ async fn whep_post(
     content_type: Option<String>,
     user_agent: Option<String>,
     query: WhepQuery,
+    signature: Option<String>,
     remote: Option<SocketAddr>,
     body: Bytes,
     state: State,
 ) -> Response {
+    if let Some(edge) = query.edge {
+        return finish(
+            cluster::edge_pull(channel, content_type, edge, signature, body, state).await,
+        );
+    }
     finish(
         async {
             // First, before anything else is looked at: every request spends a token.
@@ -446,6 +477,11 @@ async fn whep_post(
             }
             let channel = parse_channel(&channel)?;
             let offer = check_sdp_body(content_type, &body)?;
+            // What a 307 to another node repeats.
+            let forwarded_query: Vec<(&str, String)> = [("vid", &query.vid), ("quality", &query.quality)]
+                .into_iter()
+                .filter_map(|(name, value)| value.clone().map(|v| (name, v)))
+                .collect();
             let terminal = Terminal::from_user_agent(user_agent.as_deref().unwrap_or("")).as_str();
             let client = remote.map(|a| a.ip().to_string()).unwrap_or_default();
             let mut hasher = Sha256::new();
@@ -465,6 +501,28 @@ async fn whep_post(
                 quality: query.quality,
                 client: remote.map(|a| rate::client_group(a.ip())),
             };
+            if let Some(cluster) = &state.cluster {
+                // At capacity: a node with room takes the viewer (RFC 9725 clients follow
+                // a 307 with the same offer).
+                if cluster.at_capacity()
+                    && let Some(node) = cluster.node_with_room().await.map_err(cluster::cluster_error)?
+                {
+                    cluster
+                        .counters
+                        .redirected
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let target = format!("{}/whep/{channel}", node.node_url);
+                    let mut target = reqwest::Url::parse(&target).map_err(|e| {
+                        ApiError::Internal(format!("node URL {:?}: {e}", node.node_url))
+                    })?;
+                    for (name, value) in &forwarded_query {
+                        target.query_pairs_mut().append_pair(name, value);
+                    }
+                    return Ok(cluster::redirect(target.as_str()));
+                }
+                // The publisher is on another node: this one serves as its edge.
+                cluster.ensure_edge(&channel).await.map_err(cluster::cluster_error)?;
+            }
             let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
             Ok(created(
                 format!("/whep/{channel}/{}", accepted.resource),
@@ -489,6 +547,11 @@ async fn delete_resource(
                 _ => return Err(ApiError::NotFound("not found".into())),
             };
             let channel = parse_channel(&channel)?;
+            if let Some(cluster) = &state.cluster
+                && !publisher
+            {
+                cluster.resource_ended(&channel, &resource);
+            }
             state.relay.delete(channel, resource, publisher).await?;
             Ok(text(StatusCode::OK, "session ended\n".into()))
         }
@@ -524,6 +587,9 @@ fn metrics(state: &AppState) -> Response {
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
+    }
+    if let Some(cluster) = &state.cluster {
+        out.push_str(&cluster.metrics());
     }
     let live = board.live();
     let viewers: usize = live.iter().map(|(_, s)| s.viewers).sum();
@@ -603,19 +669,40 @@ async fn api_channel(channel: String, state: State) -> Response {
             let channel = parse_channel(&channel)?;
             let owner = state.catalog.channel_owner(&channel).await?;
             let status = state.relay.board().get(&channel);
-            Ok(warp::reply::json(&serde_json::json!({
+            let mut live = status.as_ref().is_some_and(|s| s.live);
+            let mut session_id = status.as_ref().and_then(|s| s.session_id);
+            // In a cluster: live on another node is live here too (this node serves as
+            // its edge), and a full node names one with room.
+            let mut watch_on = None;
+            if let Some(cluster) = &state.cluster {
+                if !live && let Some(origin) = state.catalog.channel_origin(&channel).await? {
+                    live = true;
+                    session_id = Some(origin.session);
+                }
+                if cluster.at_capacity() {
+                    watch_on = cluster
+                        .node_with_room()
+                        .await
+                        .map_err(cluster::cluster_error)?
+                        .map(|n| n.node_url);
+                }
+            }
+            let mut answer = serde_json::json!({
                 "channel": channel,
                 "station": owner.station,
                 "institute": owner.institute,
                 "center": owner.center,
-                "live": status.as_ref().is_some_and(|s| s.live),
+                "live": live,
                 "title": status.as_ref().map(|s| s.title.clone()).unwrap_or_default(),
-                "session_id": status.as_ref().and_then(|s| s.session_id),
+                "session_id": session_id,
                 "viewers": status.as_ref().map(|s| s.viewers).unwrap_or(0),
                 "qualities": status.map(|s| s.qualities).unwrap_or_default(),
                 "ice_lite": state.ice_lite,
-            }))
-            .into_response())
+            });
+            if state.cluster.is_some() {
+                answer["watch_on"] = serde_json::json!(watch_on);
+            }
+            Ok(warp::reply::json(&answer).into_response())
         }
         .await,
     )

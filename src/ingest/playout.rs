@@ -277,6 +277,12 @@ async fn play(
         .link_screening_session(screening.id, session)
         .await?;
     let tracks = local_tracks(transcoder.tracks());
+    // One origin per channel: in a cluster the screening's node claims it (the screening
+    // itself runs once: its Scheduled -> Playing change is one node's).
+    if let Err(conflict) = ctx.catalog.claim_channel(&channel, session).await {
+        let _ = ctx.catalog.close_session(session, now_ms()).await;
+        return Err(conflict.into());
+    }
     let publisher = match ctx
         .relay
         .publish_local(

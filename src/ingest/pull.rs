@@ -176,11 +176,24 @@ pub(crate) async fn supervisor(
     loop {
         match ctx.catalog.list_sources().await {
             Ok(sources) => {
-                let enabled: HashMap<PullSourceId, PullSource> = sources
+                let mut enabled: HashMap<PullSourceId, PullSource> = sources
                     .into_iter()
                     .filter(PullSource::runs)
                     .map(|s| (s.id, s))
                     .collect();
+                // In a cluster each source runs on the one node holding its lease (taken
+                // over once that node is gone); a single server holds every lease.
+                let mut leased = HashMap::new();
+                for (id, source) in enabled.drain() {
+                    match ctx.catalog.take_lease(&format!("source:{}", id.0)).await {
+                        Ok(true) => {
+                            leased.insert(id, source);
+                        }
+                        Ok(false) => {}
+                        Err(err) => warn!(%err, source = id.0, "cannot take the source's lease"),
+                    }
+                }
+                let enabled = leased;
                 running.retain(|id, (halt, task)| {
                     let keep = enabled.contains_key(id) && !task.is_finished();
                     if !keep {
@@ -312,6 +325,7 @@ async fn attempt(
     };
     let live = async {
         let owner = ctx.catalog.channel_owner(&channel).await?;
+        ctx.catalog.check_not_origin_elsewhere(&channel).await?;
         let started = now_ms();
         let title = String::new();
         // A camera back within the reconnect grace continues its session.
@@ -331,6 +345,10 @@ async fn attempt(
             }
         };
         let tracks = local_tracks(transcoder.tracks());
+        if let Err(conflict) = ctx.catalog.claim_channel(&channel, session).await {
+            let _ = ctx.catalog.close_session(session, now_ms()).await;
+            return Err(IngestError::from(conflict));
+        }
         match ctx
             .relay
             .publish_local(channel.clone(), session, title, started, tracks)

@@ -415,7 +415,17 @@ impl Conn {
                         .authorize_publisher(&stream.channel, &stream.key)
                         .await
                     {
-                        Ok(owner) => Ok(Authorized { stream, owner }),
+                        // One origin per channel: refused at once, the origin named, when
+                        // another node is live there (the claim at go-live decides races).
+                        Ok(owner) => match self
+                            .ctx
+                            .catalog
+                            .check_not_origin_elsewhere(&stream.channel)
+                            .await
+                        {
+                            Ok(()) => Ok(Authorized { stream, owner }),
+                            Err(err) => Err(IngestError::Refused(err.to_string())),
+                        },
                         Err(err) => Err(IngestError::Refused(err.to_string())),
                     },
                     Err(err) => Err(err),
@@ -531,6 +541,11 @@ impl Conn {
         let (transcoder, encoded) = Transcoder::start(video, audio, &options)?;
         let started = now_ms();
         let title = auth.stream.title.clone();
+        // One origin per channel: a publisher live on another node keeps it.
+        self.ctx
+            .catalog
+            .check_not_origin_elsewhere(&channel)
+            .await?;
         // A publisher back within the reconnect grace continues its session.
         let resumed = self.ctx.relay.resume(channel.clone()).await?;
         let session = match resumed {
@@ -550,12 +565,24 @@ impl Conn {
             }
         };
         let tracks = local_tracks(transcoder.tracks());
-        let publisher = match self
-            .ctx
-            .relay
-            .publish_local(channel.clone(), session, title, started, tracks)
-            .await
-        {
+        let claimed = self.ctx.catalog.claim_channel(&channel, session).await;
+        let published = match claimed {
+            Ok(()) => {
+                self.ctx
+                    .relay
+                    .publish_local(channel.clone(), session, title, started, tracks)
+                    .await
+            }
+            Err(conflict) => {
+                let catalog = &self.ctx.catalog;
+                let _ = match resumed {
+                    Some(_) => catalog.close_session(session, now_ms()).await,
+                    None => catalog.discard_session(session, now_ms()).await,
+                };
+                return Err(conflict.into());
+            }
+        };
+        let publisher = match published {
             Ok(p) => p,
             Err(err) => {
                 // Never live: a row opened for this attempt goes (no 场次).

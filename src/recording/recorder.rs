@@ -91,9 +91,22 @@ pub struct Recorder {
     active: Mutex<HashMap<SessionId, i64>>,
     /// Told after every new row (retention runs then).
     rows: tokio::sync::watch::Sender<u64>,
+    /// Sessions another node records (a cluster edge re-serves the origin's session; the
+    /// origin records it): set once by the wiring, see [`Recorder::skip_sessions`].
+    skip: std::sync::OnceLock<SkipSession>,
 }
 
+/// Whether a session is recorded elsewhere (see [`Recorder::skip_sessions`]).
+pub type SkipSession = Arc<dyn Fn(SessionId) -> bool + Send + Sync>;
+
 impl Recorder {
+    /// Sessions for which `skip` is true are not recorded here (a cluster edge's feed of
+    /// the origin's session: one recording per session, made where the publisher is).
+    /// Set once; later calls are ignored.
+    pub fn skip_sessions(&self, skip: SkipSession) {
+        let _ = self.skip.set(skip);
+    }
+
     /// Starts the writer thread and the row maker, and makes rows for recordings an
     /// earlier run left without one.
     pub fn start(config: &RecordingConfig, catalog: Catalog) -> std::io::Result<Arc<Recorder>> {
@@ -111,6 +124,7 @@ impl Recorder {
             jobs,
             active: Mutex::default(),
             rows: tokio::sync::watch::channel(0).0,
+            skip: std::sync::OnceLock::new(),
         });
         tokio::spawn(make_rows(Arc::downgrade(&recorder), finished_rx));
         let recovering = recorder.clone();
@@ -261,6 +275,10 @@ impl SegmentSink for Recorder {
     fn begin(&self, channel: &ChannelName, session: SessionId) -> Option<Box<dyn SessionSink>> {
         if !self.config.records(channel.as_str()) {
             debug!(%channel, %session, "this channel is not recorded");
+            return None;
+        }
+        if self.skip.get().is_some_and(|skip| skip(session)) {
+            debug!(%channel, %session, "recorded by the origin node");
             return None;
         }
         self.active

@@ -1,8 +1,10 @@
 //! What a WHEP viewer is asked to do: how it connects, what it records, which stack it runs on.
 
-use crate::client::ConnectOptions;
+use rtc::rtp::packet::Packet as RtpPacket;
+
 #[cfg(doc)]
 use crate::client::WhepViewer;
+use crate::client::{ConnectOptions, TrackKind};
 
 /// How a [`WhepViewer`] connects and what it records.
 #[derive(Debug, Clone)]
@@ -33,6 +35,9 @@ pub struct ViewerOptions {
     pub offer_dtls_client: bool,
     /// The video codecs offered, as a browser without one decoder would.
     pub video_codecs: VideoCodecs,
+    /// Where every received RTP packet (decrypted) is also handed, as it arrives: a relay
+    /// that re-serves the stream (a cluster edge). A full queue drops the packet.
+    pub forward: Option<tokio::sync::mpsc::Sender<(TrackKind, RtpPacket)>>,
 }
 
 /// Which video codecs a [`WhepViewer`] offers (audio is always Opus).
@@ -59,6 +64,7 @@ impl Default for ViewerOptions {
             stack: ViewerStack::WebRtc,
             offer_dtls_client: false,
             video_codecs: VideoCodecs::default(),
+            forward: None,
         }
     }
 }

@@ -270,6 +270,8 @@ pub(super) struct ReceiveRecord {
     frames: FrameTracker,
     /// See [`ViewerOptions::record_frame_log`].
     frame_log: Vec<(u32, Instant)>,
+    /// See [`ViewerOptions::forward`].
+    forward: Option<tokio::sync::mpsc::Sender<(TrackKind, RtpPacket)>>,
 }
 
 impl ReceiveRecord {
@@ -286,12 +288,15 @@ impl ReceiveRecord {
             audio: TrackState::default(),
             frames: FrameTracker::default(),
             frame_log: Vec::new(),
+            forward: None,
         }
     }
 
     /// The record of a viewer started with `opts`.
     pub(super) fn for_options(opts: &ViewerOptions) -> Self {
-        Self::new(RecordFlags::from(opts))
+        let mut record = Self::new(RecordFlags::from(opts));
+        record.forward = opts.forward.clone();
+        record
     }
 
     /// Notes the codec of a track that has just opened; the video codec decides how
@@ -353,6 +358,9 @@ impl ReceiveRecord {
 
     pub(super) fn on_packet(&mut self, kind: TrackKind, now: Instant, packet: &RtpPacket) {
         self.first_rtp_at.get_or_insert(now);
+        if let Some(forward) = &self.forward {
+            let _ = forward.try_send((kind, packet.clone()));
+        }
         let flags = self.flags;
         match kind {
             TrackKind::Audio => {

@@ -1,0 +1,214 @@
+//! An edge's one pull of a channel from its origin: a signed WHEP session
+//! ([`crate::client::WhepViewer`], H.264 + Opus) whose packets go into this node's relay
+//! as a local source for the origin's session, so this node's viewers fan out here and
+//! count in that one session. The pull stops [`IDLE_STOP`] after the channel's last viewer
+//! here leaves, and reconnects when it drops while viewers remain (they keep their
+//! connections: the relay holds a source's viewers across its reconnect).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::{Cluster, lock, sign};
+use crate::audience::now_ms;
+use crate::catalog::Origin;
+use crate::client::{
+    ConnectOptions, TrackKind, VideoCodecs, ViewerOptions, ViewerStack, WhepViewer,
+};
+use crate::ids::ChannelName;
+use crate::media::MediaKind;
+use crate::relay::{LocalTracks, h264_codec, opus_codec};
+
+/// How long a pull outlives the channel's last viewer on this node.
+pub const IDLE_STOP: Duration = Duration::from_secs(5);
+
+/// A pull that brought no media for this long is taken as dropped.
+const SILENT: Duration = Duration::from_secs(4);
+
+/// How one pull ended.
+enum Ended {
+    /// No viewer here for [`IDLE_STOP`].
+    Idle,
+    /// The origin or the link went away.
+    Dropped(String),
+}
+
+/// Pulls `channel` while this node has viewers of it; says on `ready` when it feeds the
+/// relay. Ends (and leaves the edge table) when idle or when no other node is live on it.
+pub(super) async fn run(cluster: Arc<Cluster>, channel: ChannelName, ready: watch::Sender<bool>) {
+    let mut changes = cluster.changes.subscribe();
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let origin = match cluster.catalog.channel_origin(&channel).await {
+            Ok(Some(origin)) => origin,
+            Ok(None) => {
+                info!(%channel, "no origin for the channel any more; edge pull ends");
+                break;
+            }
+            Err(e) => {
+                warn!(%channel, error = %e, "cannot look up the channel's origin");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match pull_once(&cluster, &channel, &origin, &ready).await {
+            Ended::Idle => break,
+            Ended::Dropped(why) => {
+                let _ = ready.send(false);
+                warn!(%channel, origin = %origin.node_url, %why, "edge pull dropped; reconnecting");
+            }
+        }
+        // Reconnect while viewers remain (or for IDLE_STOP after the last one).
+        let viewers = cluster.relay.board().get(&channel).map_or(0, |s| s.viewers);
+        if viewers == 0 {
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= IDLE_STOP {
+                break;
+            }
+        } else {
+            idle_since = None;
+        }
+        // A change from another node (a new origin) wakes the retry at once.
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+    let _ = ready.send(false);
+    lock(&cluster.edges).remove(&channel);
+}
+
+/// One WHEP session with the origin, fed into the relay until it drops or goes idle.
+async fn pull_once(
+    cluster: &Cluster,
+    channel: &ChannelName,
+    origin: &Origin,
+    ready: &watch::Sender<bool>,
+) -> Ended {
+    let path = format!("/whep/{channel}");
+    let node = cluster.catalog.this_node().unwrap_or(0);
+    let url = format!(
+        "{}{path}?edge={node}",
+        origin.node_url.trim_end_matches('/')
+    );
+    let signature = sign::sign(cluster.secret(), "POST", &path, now_ms() / 1000);
+    let mut headers = reqwest::header::HeaderMap::new();
+    match reqwest::header::HeaderValue::from_str(&signature) {
+        Ok(v) => {
+            headers.insert(sign::HEADER, v);
+        }
+        Err(e) => return Ended::Dropped(format!("signature header: {e}")),
+    }
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .default_headers(headers)
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => return Ended::Dropped(format!("HTTP client: {e}")),
+    };
+    let (tx, mut packets) = mpsc::channel(4096);
+    let options = ViewerOptions {
+        connect: ConnectOptions {
+            udp_addrs: vec![std::net::SocketAddr::new(cluster.pull_ip, 0)],
+            http_client: Some(http),
+            ..ConnectOptions::default()
+        },
+        record_arrival_log: false,
+        stack: ViewerStack::Light,
+        video_codecs: VideoCodecs::H264Only,
+        request_keyframe_on_start: true,
+        forward: Some(tx),
+        ..ViewerOptions::default()
+    };
+    let viewer = match WhepViewer::connect(&url, None, options).await {
+        Ok(viewer) => viewer,
+        Err(e) => return Ended::Dropped(e.to_string()),
+    };
+    cluster
+        .counters
+        .pulls_opened
+        .fetch_add(1, Ordering::Relaxed);
+    let (title, started) = match cluster
+        .catalog
+        .session_summary(origin.session, now_ms())
+        .await
+    {
+        Ok(Some(s)) => (
+            s.title,
+            chrono::DateTime::parse_from_rfc3339(&s.started_at)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_else(|_| now_ms()),
+        ),
+        _ => (String::new(), now_ms()),
+    };
+    lock(&cluster.edge_sessions).insert(origin.session);
+    let sources = cluster.relay.sources();
+    // The relay may hold the session from this node's previous pull (its reconnect grace):
+    // continue it.
+    let _ = sources.resume(channel.clone()).await;
+    let tracks = LocalTracks {
+        video: Some(h264_codec()),
+        audio: Some(opus_codec()),
+        renditions: Vec::new(),
+    };
+    let publisher = match sources
+        .publish_local(channel.clone(), origin.session, title, started, tracks)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = viewer.close().await;
+            return Ended::Dropped(format!("local relay refused the pull: {e}"));
+        }
+    };
+    info!(%channel, origin = %origin.node_url, session = %origin.session, "edge pull up");
+    let mut check = tokio::time::interval(Duration::from_millis(250));
+    let mut idle_since: Option<Instant> = None;
+    let mut last_media = Instant::now();
+    let mut announced = false;
+    let ended = loop {
+        tokio::select! {
+            packet = packets.recv() => {
+                let Some((kind, packet)) = packet else {
+                    break Ended::Dropped("the pull's receiver ended".into());
+                };
+                let kind = match kind {
+                    TrackKind::Video => MediaKind::Video,
+                    TrackKind::Audio => MediaKind::Audio,
+                };
+                if let Err(e) = publisher.send(kind, packet).await {
+                    break Ended::Dropped(format!("local relay stopped taking media: {e}"));
+                }
+                last_media = Instant::now();
+                if !announced {
+                    announced = true;
+                    let _ = ready.send(true);
+                }
+            }
+            _ = check.tick() => {
+                if last_media.elapsed() > SILENT {
+                    break Ended::Dropped(format!("no media for {} s", SILENT.as_secs()));
+                }
+                let viewers = cluster.relay.board().get(channel).map_or(0, |s| s.viewers);
+                if viewers == 0 {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= IDLE_STOP {
+                        break Ended::Idle;
+                    }
+                } else {
+                    idle_since = None;
+                }
+            }
+        }
+    };
+    let _ = viewer.close().await;
+    drop(publisher);
+    if matches!(ended, Ended::Idle) {
+        info!(%channel, "edge pull stopped: no viewers here");
+    }
+    ended
+}
