@@ -557,7 +557,7 @@ impl LiveBoard {
             if let Some(slot) = slots.get_mut(shard) {
                 *slot = status;
             }
-            let merged = merge_parts(slots, home);
+            let merged = shards::merge_parts(slots, home);
             if merged.is_none() {
                 parts.remove(channel);
             }
@@ -602,29 +602,6 @@ impl LiveBoard {
         // A poisoned lock only means a panic elsewhere; the map itself is still valid.
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// One channel's status from its shards' parts: the home shard's session (else any
-/// shard's), the viewers of all.
-fn merge_parts(parts: &[Option<ChannelStatus>], home: usize) -> Option<ChannelStatus> {
-    let base = parts
-        .get(home)
-        .and_then(Option::as_ref)
-        .or_else(|| parts.iter().flatten().next())?;
-    let mut merged = base.clone();
-    merged.viewers = parts.iter().flatten().map(|p| p.viewers).sum();
-    for part in parts.iter().flatten() {
-        if merged.stream_viewers.len() < part.stream_viewers.len() {
-            merged.stream_viewers.resize(part.stream_viewers.len(), 0);
-        }
-    }
-    merged.stream_viewers.iter_mut().for_each(|n| *n = 0);
-    for part in parts.iter().flatten() {
-        for (sum, n) in merged.stream_viewers.iter_mut().zip(&part.stream_viewers) {
-            *sum += n;
-        }
-    }
-    Some(merged)
 }
 
 /// Cheap-to-clone handle for talking to the engine shards.
@@ -913,6 +890,13 @@ pub async fn start(
     let links = shards::ShardSet::links(&senders, &routes);
     // The first shard binds the configured address (port 0: any); the others the port it got.
     let mut addr = webrtc.udp_bind;
+    if count > 1 && addr.port() != 0 {
+        // Sockets with SO_REUSEPORT share a port with any other process of this user that
+        // sets it too: a second server started by mistake would take half the traffic
+        // instead of failing. A plain bind first fails on a port in use, as with one shard
+        // (and makes a later server's plain bind fail on ours).
+        drop(std::net::UdpSocket::bind(addr)?);
+    }
     let mut engines = Vec::with_capacity(count);
     for (rx, links) in receivers.into_iter().zip(links) {
         let engine = Engine::bind(
@@ -946,8 +930,10 @@ pub async fn start(
         done.push(rx);
     }
     let task = tokio::spawn(async move {
-        for rx in done {
-            if let Ok(Err(panic)) = rx.await {
+        // Whichever shard panics first, at once (not after the shards before it end).
+        let mut done: futures::stream::FuturesUnordered<_> = done.into_iter().collect();
+        while let Some(result) = futures::StreamExt::next(&mut done).await {
+            if let Ok(Err(panic)) = result {
                 std::panic::resume_unwind(panic);
             }
         }

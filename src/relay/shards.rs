@@ -30,8 +30,8 @@ use std::sync::{Arc, RwLock};
 use bytes::BytesMut;
 use tokio::sync::mpsc;
 
-use super::EngineCommand;
 use super::hub::{LiveSession, LiveTracks};
+use super::{ChannelStatus, EngineCommand};
 use crate::ids::ChannelName;
 use crate::media::MediaKind;
 
@@ -146,6 +146,29 @@ impl Routes {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SocketAddr, usize>> {
         self.by_addr.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// One channel's status from its shards' parts: the home shard's session (else any
+/// shard's), the viewers of all.
+pub(super) fn merge_parts(parts: &[Option<ChannelStatus>], home: usize) -> Option<ChannelStatus> {
+    let base = parts
+        .get(home)
+        .and_then(Option::as_ref)
+        .or_else(|| parts.iter().flatten().next())?;
+    let mut merged = base.clone();
+    merged.viewers = parts.iter().flatten().map(|p| p.viewers).sum();
+    for part in parts.iter().flatten() {
+        if merged.stream_viewers.len() < part.stream_viewers.len() {
+            merged.stream_viewers.resize(part.stream_viewers.len(), 0);
+        }
+    }
+    merged.stream_viewers.iter_mut().for_each(|n| *n = 0);
+    for part in parts.iter().flatten() {
+        for (sum, n) in merged.stream_viewers.iter_mut().zip(&part.stream_viewers) {
+            *sum += n;
+        }
+    }
+    Some(merged)
 }
 
 /// What one engine knows of the others.
@@ -267,6 +290,44 @@ mod tests {
         assert_eq!(home_of(&channel, 1), 0);
         assert_eq!(shard_count(1_000), MAX_SHARDS);
         assert!(shard_count(0) >= 1);
+    }
+
+    fn status(live: bool, viewers: usize, streams: Vec<usize>) -> ChannelStatus {
+        ChannelStatus {
+            live,
+            session_id: live.then_some(crate::ids::SessionId(7)),
+            title: if live {
+                "lecture".into()
+            } else {
+                String::new()
+            },
+            started_at_ms: 0,
+            viewers,
+            qualities: Vec::new(),
+            stream_viewers: streams,
+        }
+    }
+
+    #[test]
+    fn the_board_shows_the_homes_session_and_every_shards_viewers() {
+        // The mirror (0) has not heard the session ended; the home (1) has.
+        let parts = vec![
+            Some(status(true, 3, vec![3])),
+            Some(status(false, 2, vec![])),
+        ];
+        let merged = merge_parts(&parts, 1).expect("a status");
+        assert!(!merged.live, "the home's session decides");
+        assert_eq!(merged.viewers, 5);
+        let parts = vec![
+            None,
+            Some(status(true, 2, vec![1, 1])),
+            Some(status(true, 4, vec![4])),
+        ];
+        let merged = merge_parts(&parts, 0).expect("a status");
+        assert!(merged.live);
+        assert_eq!(merged.viewers, 6);
+        assert_eq!(merged.stream_viewers, vec![5, 1]);
+        assert!(merge_parts(&[None, None], 0).is_none());
     }
 
     #[test]
