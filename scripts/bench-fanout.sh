@@ -5,7 +5,9 @@
 # FEIYAN_BENCH_BIN runs another feiyan-bench binary (to compare two clients) and
 # FEIYAN_SERVER_BIN another feiyan binary (to compare two builds of the server).
 #
-#   ./scripts/bench-fanout.sh [--steer] VIEWERS [SECONDS] [feiyan-bench args...]
+#   ./scripts/bench-fanout.sh [--steer] [--shards N] VIEWERS [SECONDS] [feiyan-bench args...]
+#
+# --shards N runs the server with `[webrtc] shards = N` (relay engine shards; default 1).
 #
 # --steer (root, Linux, 2+ cores) measures the server as if its viewers were behind a
 # network card: on loopback the kernel delivers every datagram to its receiving socket in
@@ -17,13 +19,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# --steer must come first: every argument after VIEWERS [SECONDS] goes to feiyan-bench.
+# Options come first: every argument after VIEWERS [SECONDS] goes to feiyan-bench.
 steer=0
-if [ "${1:-}" = "--steer" ]; then
-  steer=1
-  shift
-fi
-viewers="${1:?usage: $0 [--steer] VIEWERS [SECONDS] [feiyan-bench args...]}"
+shards=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --steer) steer=1; shift ;;
+    --shards) shards="${2:?--shards needs a number}"; shift 2 ;;
+    *) break ;;
+  esac
+done
+viewers="${1:?usage: $0 [--steer] [--shards N] VIEWERS [SECONDS] [feiyan-bench args...]}"
 shift
 seconds=20
 if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; then
@@ -32,7 +38,7 @@ if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; then
 fi
 
 cargo build --release --bins --quiet
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 scratch=$(mktemp -d)
 rps=/sys/class/net/lo/queues/rx-0/rps_cpus
 old_rps=""
@@ -77,7 +83,10 @@ key=$(python3 -c 'import json,sys;print(json.load(sys.stdin)["stream_key"])' <<<
 # (./scripts/run.sh) keeps 1935. Every viewer comes from 127.0.0.1, so the per-address
 # limits on WHEP (meant for one NAT's residents) are lifted: the audience stands for many
 # addresses.
-cat > "$scratch/bench.toml" <<'TOML'
+cat > "$scratch/bench.toml" <<TOML
+[webrtc]
+shards = $shards
+
 [ingest]
 rtmp_listen = "127.0.0.1:0"
 

@@ -4,6 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 
+/// `[webrtc] shards` when the file does not say (0 would be one per core).
+pub const DEFAULT_SHARDS: usize = 1;
+
 /// WebRTC transport settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +34,10 @@ pub struct WebRtcConfig {
     /// send (`UDP_SEGMENT`, Linux 4.18+): one pass through the IP stack instead of one per
     /// packet. The server turns it off by itself when the interface refuses it.
     pub udp_segmentation: bool,
+    /// Relay engine shards, each on its own thread with its own peers, all on `udp_bind`
+    /// (`SO_REUSEPORT`); a channel's viewers spread over them. 0: one per core. At most
+    /// 32.
+    pub shards: usize,
 }
 
 /// Relay limits.
@@ -72,6 +79,7 @@ impl Default for WebRtcConfig {
             failed_timeout_secs: 15,
             ice_lite: true,
             udp_segmentation: true,
+            shards: DEFAULT_SHARDS,
         }
     }
 }

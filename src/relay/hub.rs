@@ -42,6 +42,9 @@ pub enum Source {
     Peer(PeerKey),
     /// A server-side source.
     Local(LocalId),
+    /// The channel's source on its home shard: this hub mirrors it (see
+    /// `relay::shards`), fed the runs of packets the home forwarded.
+    Origin,
 }
 
 /// The live session a source publishes (already a row in the catalog).
@@ -891,7 +894,7 @@ impl Hub {
                 .streams
                 .get(rendition)
                 .is_some_and(|s| s.feeder == Some(id)),
-            Source::Peer(_) => false,
+            Source::Peer(_) | Source::Origin => false,
         };
         if !ch.live || !(from_source || from_feeder) {
             return false;

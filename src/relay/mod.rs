@@ -18,6 +18,7 @@ pub mod media;
 mod negotiate;
 mod output;
 mod peers;
+pub mod shards;
 mod srtp;
 mod stun;
 mod tap;
@@ -30,6 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
+use tracing::info;
 
 use crate::audience::AudienceSink;
 use crate::config::{H264FromVp8, OnDemand, RelayConfig, WebRtcConfig};
@@ -436,6 +438,11 @@ impl RelayCounters {
 pub struct LiveBoard {
     // A std Mutex: held only to copy or replace a map entry, never across an await.
     channels: Mutex<HashMap<ChannelName, ChannelStatus>>,
+    /// Each shard's own status of a channel, by shard number, when several run: the
+    /// board shows them merged (the home shard's session, every shard's viewers).
+    parts: Mutex<HashMap<ChannelName, Vec<Option<ChannelStatus>>>>,
+    /// Packets each shard resent for its viewers' NACKs, by shard number.
+    shard_retransmissions: Mutex<Vec<u64>>,
     /// Relay counters (shared with the hub, which counts what it forwards).
     pub counters: Arc<RelayCounters>,
     /// Every session going live, for services that attach to channels as they go live
@@ -465,6 +472,8 @@ impl Default for LiveBoard {
     fn default() -> Self {
         LiveBoard {
             channels: Mutex::default(),
+            parts: Mutex::default(),
+            shard_retransmissions: Mutex::default(),
             counters: Arc::default(),
             notices: tokio::sync::broadcast::channel(256).0,
             bridges: tokio::sync::broadcast::channel(256).0,
@@ -525,16 +534,80 @@ impl LiveBoard {
         }
     }
 
+    /// Shard `shard` of `count` says what `channel` is on it (`home`: the shard of its
+    /// source); the board shows the home's session with every shard's viewers.
+    pub(crate) fn set_part(
+        &self,
+        channel: &ChannelName,
+        shard: usize,
+        home: usize,
+        count: usize,
+        status: Option<ChannelStatus>,
+    ) {
+        if count <= 1 {
+            return self.set(channel, status);
+        }
+        // Parts first, then the merged map: a reader sees one or the other, never both
+        // locks are held by one reader.
+        let merged = {
+            let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+            let slots = parts
+                .entry(channel.clone())
+                .or_insert_with(|| vec![None; count]);
+            if let Some(slot) = slots.get_mut(shard) {
+                *slot = status;
+            }
+            let merged = shards::merge_parts(slots, home);
+            if merged.is_none() {
+                parts.remove(channel);
+            }
+            merged
+        };
+        self.set(channel, merged);
+    }
+
+    /// Packets each engine shard resent for its own viewers' NACKs (by shard number; a
+    /// shard that resent none yet may be missing at the end).
+    pub fn shard_retransmissions(&self) -> Vec<u64> {
+        self.shard_retransmissions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn count_retransmissions(&self, shard: usize, n: u64) {
+        let mut counts = self
+            .shard_retransmissions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if counts.len() <= shard {
+            counts.resize(shard + 1, 0);
+        }
+        counts[shard] += n;
+    }
+
+    /// Connected viewers of `channel` on each engine shard (one entry when one runs).
+    pub fn shard_viewers(&self, channel: &ChannelName) -> Vec<usize> {
+        let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        match parts.get(channel) {
+            Some(parts) => parts
+                .iter()
+                .map(|p| p.as_ref().map_or(0, |p| p.viewers))
+                .collect(),
+            None => vec![self.get(channel).map_or(0, |s| s.viewers)],
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelName, ChannelStatus>> {
         // A poisoned lock only means a panic elsewhere; the map itself is still valid.
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// Cheap-to-clone handle for talking to the engine.
+/// Cheap-to-clone handle for talking to the engine shards.
 #[derive(Clone)]
 pub struct RelayHandle {
-    tx: mpsc::Sender<EngineCommand>,
+    shards: Arc<shards::ShardSet>,
     board: Arc<LiveBoard>,
     udp_addr: SocketAddr,
 }
@@ -550,17 +623,15 @@ impl RelayHandle {
         self.udp_addr
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, RelayError>>) -> EngineCommand,
-    ) -> Result<T, RelayError> {
-        ask(&self.tx, make).await
+    /// How many engine shards run (`[webrtc] shards`).
+    pub fn shards(&self) -> usize {
+        self.shards.senders.len()
     }
 
     /// A handle that can only start server-side sources: what ingest gets.
     pub fn sources(&self) -> SourceHandle {
         SourceHandle {
-            tx: self.tx.clone(),
+            shards: self.shards.clone(),
             board: self.board.clone(),
         }
     }
@@ -574,7 +645,8 @@ impl RelayHandle {
         title: String,
         started_at_ms: i64,
     ) -> Result<Accepted, RelayError> {
-        self.ask(|reply| EngineCommand::Publish {
+        let tx = self.shards.for_channel(&channel);
+        ask(tx, |reply| EngineCommand::Publish {
             channel,
             offer,
             session: hub::LiveSession {
@@ -596,7 +668,7 @@ impl RelayHandle {
         viewer: ViewerInfo,
     ) -> Result<Accepted, RelayError> {
         check_viewer_offer_shape(&offer)?;
-        self.ask(|reply| EngineCommand::View {
+        ask(self.shards.next_viewer(), |reply| EngineCommand::View {
             channel,
             offer,
             viewer,
@@ -612,7 +684,10 @@ impl RelayHandle {
         resource: String,
         publisher: bool,
     ) -> Result<(), RelayError> {
-        self.ask(|reply| EngineCommand::Delete {
+        let Some(tx) = self.shards.for_resource(&resource) else {
+            return Err(RelayError::UnknownResource(resource));
+        };
+        ask(tx, |reply| EngineCommand::Delete {
             channel,
             resource,
             publisher,
@@ -625,35 +700,33 @@ impl RelayHandle {
     /// whatever its source, for HLS, recording and other consumers that are not WebRTC.
     /// The channel need not be live yet.
     pub async fn subscribe(&self, channel: ChannelName) -> Result<Subscription, RelayError> {
-        self.ask(|reply| EngineCommand::Subscribe { channel, reply })
-            .await
+        let tx = self.shards.for_channel(&channel);
+        ask(tx, |reply| EngineCommand::Subscribe { channel, reply }).await
     }
 
     /// The session a publisher that dropped from `channel` within the reconnect grace
     /// left waiting: a publisher starting there continues it (no new catalog session),
     /// and it no longer ends when the grace runs out.
     pub async fn resume(&self, channel: ChannelName) -> Result<Option<SessionId>, RelayError> {
-        self.ask(|reply| EngineCommand::Resume { channel, reply })
-            .await
+        let tx = self.shards.for_channel(&channel);
+        ask(tx, |reply| EngineCommand::Resume { channel, reply }).await
     }
 
     /// Makes the engine panic, for `FEIYAN_FAULT=engine-panic` (checking that the process
     /// exits and its service manager restarts it).
     pub async fn inject_panic(&self) {
-        let _ = self.tx.send(EngineCommand::Panic).await;
+        let _ = self.shards.senders[0].send(EngineCommand::Panic).await;
     }
 
-    /// Closes every peer, writes their attendance and stops the engine.
+    /// Closes every peer, writes their attendance and stops every engine shard.
     pub async fn shutdown(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(EngineCommand::Shutdown { reply })
-            .await
-            .is_ok()
-        {
-            let _ = rx.await;
-        }
+        let waits = self.shards.senders.iter().map(|tx| async move {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(EngineCommand::Shutdown { reply }).await.is_ok() {
+                let _ = rx.await;
+            }
+        });
+        futures::future::join_all(waits).await;
     }
 }
 
@@ -661,7 +734,7 @@ impl RelayHandle {
 /// the only relay handle ingest holds.
 #[derive(Clone)]
 pub struct SourceHandle {
-    tx: mpsc::Sender<EngineCommand>,
+    shards: Arc<shards::ShardSet>,
     board: Arc<LiveBoard>,
 }
 
@@ -685,7 +758,8 @@ impl SourceHandle {
     /// a feeder's decoder that has none yet, or lost some of the source, starts there.
     pub async fn request_keyframe(&self, channel: ChannelName) {
         let _ = self
-            .tx
+            .shards
+            .for_channel(&channel)
             .send(EngineCommand::KeyframeWanted { channel })
             .await;
     }
@@ -697,10 +771,12 @@ impl SourceHandle {
         channel: ChannelName,
         codec: RTCRtpCodec,
     ) -> Result<(), RelayError> {
-        ask(&self.tx, |reply| EngineCommand::WantBridge {
-            channel,
-            codec,
-            reply,
+        ask(self.shards.for_channel(&channel), |reply| {
+            EngineCommand::WantBridge {
+                channel,
+                codec,
+                reply,
+            }
         })
         .await
     }
@@ -713,25 +789,29 @@ impl SourceHandle {
         session: SessionId,
         stream: u8,
     ) -> Result<FeedHandle, RelayError> {
-        ask(&self.tx, |reply| EngineCommand::FeedBridge {
-            channel,
-            session,
-            stream,
-            reply,
+        ask(self.shards.for_channel(&channel), |reply| {
+            EngineCommand::FeedBridge {
+                channel,
+                session,
+                stream,
+                reply,
+            }
         })
         .await
     }
 
     /// See [`RelayHandle::resume`].
     pub async fn resume(&self, channel: ChannelName) -> Result<Option<SessionId>, RelayError> {
-        ask(&self.tx, |reply| EngineCommand::Resume { channel, reply }).await
+        ask(self.shards.for_channel(&channel), |reply| {
+            EngineCommand::Resume { channel, reply }
+        })
+        .await
     }
 
     /// A channel's access units (see [`RelayHandle::subscribe`]).
     pub async fn subscribe(&self, channel: ChannelName) -> Result<Subscription, RelayError> {
-        ask(&self.tx, |reply| EngineCommand::Subscribe {
-            channel,
-            reply,
+        ask(self.shards.for_channel(&channel), |reply| {
+            EngineCommand::Subscribe { channel, reply }
         })
         .await
     }
@@ -747,11 +827,13 @@ impl SourceHandle {
         session: SessionId,
         names: Vec<String>,
     ) -> Result<FeedHandle, RelayError> {
-        ask(&self.tx, |reply| EngineCommand::Feed {
-            channel,
-            session,
-            names,
-            reply,
+        ask(self.shards.for_channel(&channel), |reply| {
+            EngineCommand::Feed {
+                channel,
+                session,
+                names,
+                reply,
+            }
         })
         .await
     }
@@ -766,15 +848,17 @@ impl SourceHandle {
         started_at_ms: i64,
         tracks: LocalTracks,
     ) -> Result<LocalPublisher, RelayError> {
-        ask(&self.tx, |reply| EngineCommand::PublishLocal {
-            channel,
-            session: hub::LiveSession {
-                id: session,
-                title,
-                started_at_ms,
-            },
-            tracks,
-            reply,
+        ask(self.shards.for_channel(&channel), |reply| {
+            EngineCommand::PublishLocal {
+                channel,
+                session: hub::LiveSession {
+                    id: session,
+                    title,
+                    started_at_ms,
+                },
+                tracks,
+                reply,
+            }
         })
         .await
     }
@@ -790,23 +874,78 @@ async fn ask<T>(
     rx.await.map_err(|_| RelayError::Closed)?
 }
 
-/// Binds the media socket and starts the engine task.
+/// Binds the media port and starts the engine shards (`[webrtc] shards`), each on its own
+/// thread `fy-shard-{i}`. The task returned ends when every shard has; a shard that
+/// panics makes it panic with the shard's message.
 pub async fn start(
     webrtc: &WebRtcConfig,
     relay: &RelayConfig,
     bridges: CodecBridges,
     audience: AudienceSink,
 ) -> std::io::Result<(RelayHandle, tokio::task::JoinHandle<()>)> {
+    let count = shards::shard_count(webrtc.shards);
     let board = Arc::new(LiveBoard::default());
-    let (tx, rx) = mpsc::channel(1024);
-    let engine = Engine::bind(webrtc, relay, bridges, audience, rx, board.clone())?;
-    let udp_addr = engine.local_addr();
-    let task = tokio::spawn(engine.run());
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| mpsc::channel(1024)).unzip();
+    let routes = Arc::new(shards::Routes::default());
+    let links = shards::ShardSet::links(&senders, &routes);
+    // The first shard binds the configured address (port 0: any); the others the port it got.
+    let mut addr = webrtc.udp_bind;
+    if count > 1 && addr.port() != 0 {
+        // Sockets with SO_REUSEPORT share a port with any other process of this user that
+        // sets it too: a second server started by mistake would take half the traffic
+        // instead of failing. A plain bind first fails on a port in use, as with one shard
+        // (and makes a later server's plain bind fail on ours).
+        drop(std::net::UdpSocket::bind(addr)?);
+    }
+    let mut engines = Vec::with_capacity(count);
+    for (rx, links) in receivers.into_iter().zip(links) {
+        let engine = Engine::bind(
+            webrtc,
+            addr,
+            relay,
+            bridges,
+            audience.sibling(),
+            rx,
+            board.clone(),
+            links,
+        )?;
+        addr = engine.local_addr();
+        engines.push(engine);
+    }
+    drop(audience);
+    let mut done = Vec::with_capacity(count);
+    for (index, engine) in engines.into_iter().enumerate() {
+        let (tx, rx) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("fy-shard-{index}"))
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runtime.block_on(engine.run())
+                }));
+                let _ = tx.send(result);
+            })?;
+        done.push(rx);
+    }
+    let task = tokio::spawn(async move {
+        // Whichever shard panics first, at once (not after the shards before it end).
+        let mut done: futures::stream::FuturesUnordered<_> = done.into_iter().collect();
+        while let Some(result) = futures::StreamExt::next(&mut done).await {
+            if let Ok(Err(panic)) = result {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    if count > 1 {
+        info!(shards = count, %addr, "relay engine shards share the media port");
+    }
     Ok((
         RelayHandle {
-            tx,
+            shards: Arc::new(shards::ShardSet::new(senders)),
             board,
-            udp_addr,
+            udp_addr: addr,
         },
         task,
     ))

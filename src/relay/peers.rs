@@ -220,7 +220,6 @@ impl AddressBook {
     }
 
     /// The addresses of `key`, oldest first.
-    #[cfg(test)]
     pub(super) fn of(&self, key: PeerKey) -> impl Iterator<Item = SocketAddr> + '_ {
         self.of.get(&key).into_iter().flatten().copied()
     }
@@ -292,6 +291,11 @@ impl PeerTable {
 
     pub(super) fn keys(&self) -> Vec<PeerKey> {
         self.peers.keys().copied().collect()
+    }
+
+    /// The remote addresses bound to `key`.
+    pub(super) fn addresses_of(&self, key: PeerKey) -> Vec<SocketAddr> {
+        self.addresses.of(key).collect()
     }
 
     /// The peer of a WHIP/WHEP resource id.

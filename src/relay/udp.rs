@@ -31,10 +31,16 @@ pub(super) struct MediaSocket {
 }
 
 impl MediaSocket {
-    /// Binds `webrtc.udp_bind` with large buffers (one socket carries every viewer).
-    pub(super) fn bind(webrtc: &WebRtcConfig) -> std::io::Result<MediaSocket> {
+    /// Binds `addr` (`webrtc.udp_bind`, or the port the first shard got) with large
+    /// buffers (one socket carries every viewer of a shard); with `reuse_port`, every
+    /// shard binds the same port (`SO_REUSEPORT`, see `relay::shards`).
+    pub(super) fn bind(
+        webrtc: &WebRtcConfig,
+        addr: SocketAddr,
+        reuse_port: bool,
+    ) -> std::io::Result<MediaSocket> {
         use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-        let domain = if webrtc.udp_bind.is_ipv4() {
+        let domain = if addr.is_ipv4() {
             Domain::IPV4
         } else {
             Domain::IPV6
@@ -43,7 +49,17 @@ impl MediaSocket {
         let _ = socket.set_send_buffer_size(8 << 20);
         let _ = socket.set_recv_buffer_size(8 << 20);
         socket.set_nonblocking(true)?;
-        socket.bind(&webrtc.udp_bind.into())?;
+        #[cfg(target_os = "linux")]
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        if reuse_port {
+            return Err(std::io::Error::other(
+                "[webrtc] shards > 1 needs SO_REUSEPORT (Linux)",
+            ));
+        }
+        socket.bind(&addr.into())?;
         let socket = UdpSocket::from_std(socket.into())?;
         let gso = webrtc.udp_segmentation && segmentation_supported(&socket);
         if webrtc.udp_segmentation && !gso {

@@ -28,7 +28,7 @@ use feiyan::client::{
     make_test_media,
 };
 
-use process::{ProcSample, clock_ticks_per_second, sample_proc};
+use process::{ProcSample, clock_ticks_per_second, sample_proc, sample_threads};
 use publisher::PublisherThread;
 use report::{Report, sorted_ms};
 use timeline::write_timeline;
@@ -351,9 +351,24 @@ async fn bench(
     let steady_window_ok = steady_start + Duration::from_secs(1) <= end;
     if steady_window_ok {
         tokio::time::sleep_until(steady_start).await;
-        let (a, own_a) = (server("steady start"), own());
+        let shards = || {
+            pid.as_deref()
+                .map(|p| sample_threads(p, "fy-shard-", ticks))
+                .unwrap_or_default()
+        };
+        let (a, own_a, shards_a) = (server("steady start"), own(), shards());
         tokio::time::sleep_until(end).await;
-        let (b, own_b) = (server("steady end"), own());
+        let (b, own_b, shards_b) = (server("steady end"), own(), shards());
+        // The relay's shard threads (feiyan), each one's share of the steady window.
+        if let (Some(a), Some(b)) = (a, b) {
+            let secs = b.at.duration_since(a.at).as_secs_f64().max(0.001);
+            for ((name, before), (_, after)) in shards_a.iter().zip(&shards_b) {
+                println!(
+                    "server thread {name}: {:.1} core-ms/s over the steady window",
+                    (after - before) / secs
+                );
+            }
+        }
         steady = a.zip(b);
         own_steady = own_a.zip(own_b);
     } else {

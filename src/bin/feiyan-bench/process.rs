@@ -48,3 +48,29 @@ pub fn sample_proc(pid: &str, ticks: f64) -> Option<ProcSample> {
         rss_kib,
     })
 }
+
+/// CPU time (core-ms) of each thread of process `pid` whose name starts with `prefix`
+/// (feiyan's relay shards are `fy-shard-N`), sorted by name.
+#[allow(dead_code)] // feiyan-hls-bench shares this file and samples no threads.
+pub fn sample_threads(pid: &str, prefix: &str, ticks: f64) -> Vec<(String, f64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, f64)> = tasks
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+            if !name.starts_with(prefix) {
+                return None;
+            }
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((name.to_string(), (utime + stime) * 1000.0 / ticks))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}

@@ -44,6 +44,8 @@ pub struct TrackStats {
     pub first_at: Option<Instant>,
     /// When the most recent packet arrived.
     pub last_at: Option<Instant>,
+    /// Sequence number of the newest in-order packet (what a NACK names).
+    pub newest_seq: Option<u16>,
 }
 
 impl TrackStats {
@@ -195,6 +197,7 @@ impl TrackState {
         if in_order {
             self.last_ssrc = Some(h.ssrc);
             self.last_seq = Some(h.sequence_number);
+            s.newest_seq = Some(h.sequence_number);
             self.last_ts = h.timestamp;
         }
         in_order

@@ -51,6 +51,7 @@ use super::output::{
     Detached, Fanout, Feedback, TrackOut, ViewerOutput, selected_remote, take_writes,
 };
 use super::peers::{Peer, PeerTable, PublisherState, Role, Routed, TrackIn};
+use super::shards::{ShardLinks, ShardMsg, SharedRun};
 use super::tap::{LiveMedia, Taps, codec_of_mime};
 use super::udp::{MediaSocket, Outbox};
 use super::{
@@ -136,6 +137,8 @@ pub struct Engine {
     /// back (`[relay] unconnected_timeout_secs`): offers that never do ICE cannot hold a
     /// channel's places for long.
     viewer_connect_timeout: Duration,
+    /// This shard among the others (`relay::shards`): its number, its inbox, theirs.
+    links: ShardLinks,
 }
 
 /// A session in its reconnect grace.
@@ -148,18 +151,21 @@ struct Ending {
 }
 
 impl Engine {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn bind(
         webrtc: &WebRtcConfig,
+        addr: SocketAddr,
         relay: &RelayConfig,
         bridges: CodecBridges,
         audience: AudienceSink,
         commands: mpsc::Receiver<EngineCommand>,
         board: Arc<LiveBoard>,
+        links: ShardLinks,
     ) -> std::io::Result<Engine> {
-        let socket = MediaSocket::bind(webrtc)?;
+        let socket = MediaSocket::bind(webrtc, addr, links.count > 1)?;
         let local_addr = socket.local_addr()?;
         let negotiator = Negotiator::new(webrtc, local_addr, board.counters.clone())?;
-        info!(%local_addr, advertised = ?webrtc.advertised_ips, "media UDP socket bound");
+        info!(%local_addr, shard = links.index, advertised = ?webrtc.advertised_ips, "media UDP socket bound");
         let hub = Hub::new(
             HubConfig {
                 gop_max_packets: relay.gop_cache_max_packets,
@@ -191,6 +197,7 @@ impl Engine {
             ending: HashMap::new(),
             reconnect_grace: relay.reconnect_grace,
             viewer_connect_timeout: Duration::from_secs(relay.unconnected_timeout_secs),
+            links,
         })
     }
 
@@ -235,13 +242,22 @@ impl Engine {
                 },
                 received = self.socket.recv_from(&mut buf) => {
                     match received {
-                        Ok((n, from)) => self.handle_datagram(&buf[..n], from),
+                        Ok((n, from)) => self.handle_datagram(&buf[..n], from, false),
                         Err(err) => debug!(?err, "media socket receive error"),
                     }
                     // Drain what else is waiting before servicing timers.
                     for _ in 0..64 {
                         match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => self.handle_datagram(&buf[..n], from),
+                            Ok((n, from)) => self.handle_datagram(&buf[..n], from, false),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(msg) = self.links.inbox.recv() => {
+                    self.handle_shard_msg(msg);
+                    for _ in 0..64 {
+                        match self.links.inbox.try_recv() {
+                            Ok(msg) => self.handle_shard_msg(msg),
                             Err(_) => break,
                         }
                     }
@@ -307,6 +323,7 @@ impl Engine {
                 &packets,
                 &mut out,
             ) {
+                let packets = self.mirror_run(&channel, rendition, packets);
                 self.taps
                     .packets(&channel, rendition, || None, now, &packets);
             }
@@ -321,6 +338,13 @@ impl Engine {
             // carry the same time, as they happened together.
             let at_ms = *at_ms.get_or_insert_with(now_ms);
             match event {
+                HubEvent::KeyframeWanted {
+                    channel,
+                    source: Source::Origin,
+                } => {
+                    let home = super::shards::home_of(&channel, self.links.count);
+                    self.links.send(home, ShardMsg::KeyframeWanted { channel });
+                }
                 HubEvent::KeyframeWanted { channel, source } => {
                     self.keyframe_wanted(&channel, source)
                 }
@@ -328,11 +352,30 @@ impl Engine {
                     self.attendance.joined(viewer, session, at_ms)
                 }
                 HubEvent::NotAttending { viewer } => self.attendance.left(viewer, at_ms),
+                HubEvent::Live { channel, .. } if !self.links.is_home(&channel) => {
+                    // A mirror: the home shard tells the rest of the server.
+                }
                 HubEvent::Live {
                     channel,
                     session,
                     tracks,
                 } => {
+                    if self.links.count > 1 {
+                        let status = self.hub.status(&channel);
+                        let session = LiveSession {
+                            id: session,
+                            title: status.as_ref().map(|s| s.title.clone()).unwrap_or_default(),
+                            started_at_ms: status.map_or(0, |s| s.started_at_ms),
+                        };
+                        let refused = self.links.to_mirrors(|| ShardMsg::Live {
+                            channel: channel.clone(),
+                            session: session.clone(),
+                            tracks: tracks.clone(),
+                        });
+                        if refused > 0 {
+                            warn!(%channel, refused, "shards with a full inbox miss the channel going live");
+                        }
+                    }
                     let live = live_media(session, tracks);
                     let from_peer = matches!(self.hub.source_of(&channel), Some(Source::Peer(_)));
                     self.board.notify_live(crate::relay::LiveNotice {
@@ -342,7 +385,18 @@ impl Engine {
                     });
                     self.taps.live(&channel, live, Instant::now());
                 }
+                HubEvent::SessionEnded { channel, .. } if !self.links.is_home(&channel) => {
+                    // A mirror: the home shard ends (or holds) the catalog session.
+                }
                 HubEvent::SessionEnded { channel, session } => {
+                    if self.links.count > 1 {
+                        let refused = self.links.to_mirrors(|| ShardMsg::Ended {
+                            channel: channel.clone(),
+                        });
+                        if refused > 0 {
+                            warn!(%channel, refused, "shards with a full inbox miss the session's end");
+                        }
+                    }
                     self.taps.ended(&channel, session);
                     if self.reconnect_grace.is_zero() {
                         self.attendance.session_ended(session, at_ms);
@@ -358,7 +412,11 @@ impl Engine {
                         self.attendance.session_ended(old.session, old.at_ms);
                     }
                 }
-                HubEvent::Status { channel, status } => self.board.set(&channel, status),
+                HubEvent::Status { channel, status } => {
+                    let home = super::shards::home_of(&channel, self.links.count);
+                    self.board
+                        .set_part(&channel, self.links.index, home, self.links.count, status)
+                }
                 HubEvent::BridgeWanted {
                     channel,
                     session,
@@ -405,6 +463,21 @@ impl Engine {
                 viewer,
                 reply,
             } => {
+                if !self.links.is_home(&channel) && !self.can_serve(&channel, &offer, &viewer) {
+                    // Not live here yet, or a quality or bridge only the home has: the
+                    // home answers (and refuses with the reason when it cannot either).
+                    let home = super::shards::home_of(&channel, self.links.count);
+                    self.links.forward(
+                        home,
+                        EngineCommand::View {
+                            channel,
+                            offer,
+                            viewer,
+                            reply,
+                        },
+                    );
+                    return;
+                }
                 let result = self.accept_viewer(channel, offer, viewer);
                 let _ = reply.send(result);
             }
@@ -491,12 +564,33 @@ impl Engine {
         self.service(key);
     }
 
-    fn handle_datagram(&mut self, data: &[u8], from: SocketAddr) {
+    fn handle_datagram(&mut self, data: &[u8], from: SocketAddr, forwarded: bool) {
+        if self.links.count > 1 && !forwarded {
+            // A STUN check names its shard in our ufrag; anything else (answers to our
+            // own checks too) goes by address.
+            let owner = stun::local_ufrag(data)
+                .and_then(|u| super::shards::shard_of_token(u, self.links.count))
+                .or_else(|| self.links.routes.get(from));
+            if let Some(owner) = owner.filter(|o| *o != self.links.index) {
+                if !self
+                    .links
+                    .send(owner, ShardMsg::Datagram(BytesMut::from(data), from))
+                {
+                    RelayCounters::add(&self.board.counters.datagrams_dropped, 1);
+                }
+                return;
+            }
+        }
         let key = match self
             .peers
             .route(data, from, self.negotiator.crypto.crypto())
         {
-            Routed::Peer(key) => key,
+            Routed::Peer(key) => {
+                if self.links.count > 1 && stun::is_stun(data) {
+                    self.links.routes.claim(from, self.links.index);
+                }
+                key
+            }
             Routed::Unknown => {
                 RelayCounters::add(&self.board.counters.datagrams_unrouted, 1);
                 return;
@@ -743,6 +837,10 @@ impl Engine {
     }
 
     fn remove_peer(&mut self, key: PeerKey, why: &str) {
+        if self.links.count > 1 {
+            let addrs = self.peers.addresses_of(key);
+            self.links.routes.release(&addrs, self.links.index);
+        }
         let Some(mut peer) = self.peers.remove(key) else {
             return;
         };
@@ -767,6 +865,87 @@ impl Engine {
                 self.hub_events();
                 self.attendance.forget(key);
             }
+        }
+    }
+}
+
+impl Engine {
+    /// Hands a run of packets this home shard forwarded to every mirror of the channel
+    /// (one shared run, not a copy per shard); gives the run back for the taps.
+    fn mirror_run(
+        &mut self,
+        channel: &ChannelName,
+        rendition: usize,
+        packets: MediaRun,
+    ) -> SharedRun {
+        let packets = Arc::new(packets);
+        if self.links.count > 1 {
+            let dropped = self.links.to_mirrors(|| ShardMsg::Media {
+                channel: channel.clone(),
+                rendition,
+                packets: packets.clone(),
+            });
+            RelayCounters::add(
+                &self.board.counters.datagrams_dropped,
+                (dropped * packets.len()) as u64,
+            );
+        }
+        packets
+    }
+
+    /// Whether this shard (not the channel's home) can take a viewer itself: the channel
+    /// is live here, the quality and a codec of the offer are here (not a bridge), and
+    /// there is room.
+    fn can_serve(&self, channel: &ChannelName, offer: &str, viewer: &ViewerInfo) -> bool {
+        let Ok(admission) = self.hub.admit(channel, viewer.quality.as_deref()) else {
+            return false;
+        };
+        matches!(
+            self.choose_codecs(channel, &admission, offer),
+            Ok(viewers::Chosen::Codecs(_))
+        ) && self.hub.has_room_for(channel, viewer.client).is_ok()
+    }
+
+    /// A message from another shard.
+    fn handle_shard_msg(&mut self, msg: ShardMsg) {
+        let now = Instant::now();
+        match msg {
+            ShardMsg::Datagram(data, from) => self.handle_datagram(&data, from, true),
+            ShardMsg::Live {
+                channel,
+                session,
+                tracks,
+            } => {
+                let (hub, mut out) = self.fanout(now);
+                hub.release(&channel, Source::Origin, &mut out);
+                if hub.claim(&channel, Source::Origin, session).is_ok() {
+                    hub.go_live(&channel, Source::Origin, tracks, now, &mut out);
+                }
+            }
+            ShardMsg::Media {
+                channel,
+                rendition,
+                packets,
+            } => {
+                let (hub, mut out) = self.fanout(now);
+                hub.fan_out(&channel, Source::Origin, rendition, &packets, &mut out);
+            }
+            ShardMsg::Ended { channel } => {
+                let (hub, mut out) = self.fanout(now);
+                hub.release(&channel, Source::Origin, &mut out);
+            }
+            ShardMsg::KeyframeWanted { channel } => self.hub.request_keyframe(&channel, now),
+        }
+    }
+
+    /// A token (ICE ufrag, resource id) of `len` characters whose first names this shard
+    /// when several run.
+    pub(super) fn token(&self, len: usize) -> String {
+        let token = random_token(len);
+        if self.links.count > 1 {
+            format!("{}{}", super::shards::tag(self.links.index), &token[1..])
+        } else {
+            token
         }
     }
 }

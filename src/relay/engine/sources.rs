@@ -22,7 +22,7 @@ impl Engine {
         }
         let layers = offered_layers(&offer);
         let now = Instant::now();
-        let ufrag = random_token(16);
+        let ufrag = self.token(16);
         let pwd = random_token(32);
         let (mut pc, _) = self
             .negotiator
@@ -43,7 +43,8 @@ impl Engine {
             .claim(&channel, Source::Peer(key), session.clone())?;
         info!(%channel, session = %session.id, ?layers, "publisher accepted");
         let role = Role::Publisher(PublisherState::new(session, pwd, expected_tracks, layers));
-        let peer = Peer::new(pc, channel, ufrag, role, None, now);
+        let mut peer = Peer::new(pc, channel, ufrag, role, None, now);
+        peer.resource = self.token(24);
         let resource = peer.resource.clone();
         self.insert_peer(key, peer);
         Ok(Accepted { resource, answer })
@@ -169,6 +170,7 @@ impl Engine {
                 let rendition = usize::from(rendition);
                 let packets = [(kind, packet)];
                 if hub.fan_out(&channel, Source::Local(id), rendition, &packets, &mut out) {
+                    let packets = self.mirror_run(&channel, rendition, packets.into());
                     // A feeder's stream may be in another codec than the channel (a bridge).
                     let hub = &self.hub;
                     let codec = || {
@@ -267,6 +269,8 @@ impl Engine {
     /// encoder, a PLI to a WHIP publisher's video tracks.
     pub(super) fn keyframe_wanted(&mut self, channel: &ChannelName, source: Source) {
         match source {
+            // Carried to the home shard by `hub_events`.
+            Source::Origin => {}
             Source::Local(id) => {
                 if let Some(local) = self.locals.get(&id) {
                     local.keyframe_wanted.store(true, Ordering::Relaxed);

@@ -31,7 +31,7 @@ impl Engine {
         }
         self.hub.has_room_for(&channel, info.client)?;
         let now = Instant::now();
-        let ufrag = random_token(16);
+        let ufrag = self.token(16);
         let pwd = random_token(32);
         let (mut pc, tap) =
             self.negotiator
@@ -108,7 +108,8 @@ impl Engine {
         }
         let key = PeerKey(self.new_key());
         let role = Role::Viewer(Box::new(ViewerOutput::new(video_out, audio_out, pwd)));
-        let peer = Peer::new(pc, channel.clone(), ufrag, role, tap, now);
+        let mut peer = Peer::new(pc, channel.clone(), ufrag, role, tap, now);
+        peer.resource = self.token(24);
         let resource = peer.resource.clone();
         debug!(%channel, %resource, "viewer accepted");
         self.hub
@@ -141,7 +142,7 @@ impl Engine {
         }
     }
 
-    fn choose_codecs(
+    pub(super) fn choose_codecs(
         &self,
         channel: &ChannelName,
         admission: &Admission,
@@ -374,7 +375,11 @@ impl Engine {
                 None => Vec::new(),
             };
             let (hub, mut out) = self.fanout(now);
-            hub.retransmit(key, wanted, now, &mut out);
+            let resent = hub.retransmit(key, wanted, now, &mut out);
+            if resent > 0 {
+                self.board
+                    .count_retransmissions(self.links.index, resent as u64);
+            }
         }
         RelayCounters::add(
             &self.board.counters.retransmissions_refused,
@@ -392,7 +397,7 @@ impl Engine {
 
 /// What a viewer's offer gets: formats for the channel's streams, or the codec of a
 /// bridge stream it should watch instead.
-enum Chosen {
+pub(super) enum Chosen {
     Codecs(ViewerCodecs),
     Bridge(RTCRtpCodec),
 }
