@@ -33,13 +33,13 @@ pub use accounts::{
 pub use cluster::{ClusterNode, NodeLoad, Origin};
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv, write_csv_record};
+pub use interaction::{InteractionCounts, InteractionResume, InteractionWrite, StoredMessage};
 pub use planned::{
     ATTACH_WINDOW_MS, DirectoryCenter, DirectoryCenterDetail, DirectoryInstitute, DirectoryStation,
     IdName, ItemChange, ItemFilm, ItemKind, ItemStation, ItemStatus, LiveSession, NewLecture,
     PROGRAMME_MAX_DAYS, PROGRAMME_MAX_ITEMS, PlannedItem, Programme, ProgrammeLevel,
     ProgrammeQuery, RecentSession, StationCard, StationHit, StationPage,
 };
-pub use interaction::{InteractionCounts, InteractionResume, InteractionWrite, StoredMessage};
 pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use ratings::{MAX_COMMENT_CHARS, Rating, RatingSummary, check_rating};
 pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};
