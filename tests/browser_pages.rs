@@ -276,6 +276,121 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
     .await;
     assert_no_csp_violation(ctx.watch_page(), "the dashboard (logged in)").await;
 
+    // The station's operator plans a lecture on the dashboard and cancels it again; the
+    // station's public page lists it, then no longer does.
+    t.server
+        .catalog
+        .add_account(
+            "op",
+            "secret-password",
+            Scope::Station(t.station.station_id),
+        )
+        .await
+        .expect("station account added");
+    ctx.watch_page()
+        .evaluate("sessionStorage.removeItem('feiyan_token')")
+        .await
+        .unwrap();
+    ctx.watch_page()
+        .navigate(&format!("{}/admin", t.base))
+        .await
+        .expect("dashboard loads");
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::hours(8 + 24))
+        .format("%Y-%m-%dT19:30")
+        .to_string();
+    ctx.watch_page()
+        .evaluate(
+            "(() => { document.getElementById('user').value = 'op'; \
+             document.getElementById('pass').value = 'secret-password'; \
+             document.querySelector('#loginForm button').click(); })()",
+        )
+        .await
+        .unwrap();
+    ctx.wait_for("the station's programme card", Duration::from_secs(15), async |c: &Ctx| {
+        let shown = c
+            .watch_page()
+            .evaluate("!document.getElementById('planCard').classList.contains('hidden') && document.getElementById('planTopic').options.length")
+            .await
+            .unwrap_or(Value::Null);
+        if shown.as_u64().is_some_and(|n| n >= 1) { Ok(()) } else { Err(format!("{shown}")) }
+    })
+    .await;
+    ctx.watch_page()
+        .evaluate(&format!(
+            "(() => {{ document.getElementById('planTitle').value = '党的二十大精神宣讲'; \
+             document.getElementById('planSpeaker').value = '李老师'; \
+             document.getElementById('planAt').value = {}; \
+             document.querySelector('#planForm button').click(); }})()",
+            js_str(&tomorrow)
+        ))
+        .await
+        .unwrap();
+    let page_url = format!("{}/api/stations/{}/page", t.base, t.station.channel);
+    let listed = common::wait_until(Duration::from_secs(10), || async {
+        let page: Value = reqwest::get(&page_url).await.unwrap().json().await.unwrap();
+        page["upcoming"].as_array().is_some_and(|items| {
+            items.iter().any(|i| {
+                i["title"] == "党的二十大精神宣讲"
+                    && i["speaker"] == "李老师"
+                    && i["starts_at"]
+                        .as_str()
+                        .is_some_and(|at| at.contains("T11:30:00"))
+            })
+        })
+    })
+    .await;
+    assert!(
+        listed,
+        "the planned lecture is on the station's page at 19:30 Beijing time"
+    );
+    ctx.wait_for(
+        "the lecture in the card",
+        Duration::from_secs(10),
+        async |c: &Ctx| {
+            let text = c
+                .watch_page()
+                .evaluate("document.getElementById('plan').textContent")
+                .await
+                .unwrap_or(Value::Null);
+            if text
+                .as_str()
+                .is_some_and(|t| t.contains("党的二十大精神宣讲") && t.contains("待开始"))
+            {
+                Ok(())
+            } else {
+                Err(format!("{text}"))
+            }
+        },
+    )
+    .await;
+    ctx.watch_page()
+        .evaluate("window.confirm = () => true; document.querySelector('#plan button').click()")
+        .await
+        .unwrap();
+    ctx.wait_for(
+        "the lecture cancelled",
+        Duration::from_secs(10),
+        async |c: &Ctx| {
+            let text = c
+                .watch_page()
+                .evaluate("document.getElementById('plan').textContent")
+                .await
+                .unwrap_or(Value::Null);
+            if text.as_str().is_some_and(|t| t.contains("已取消")) {
+                Ok(())
+            } else {
+                Err(format!("{text}"))
+            }
+        },
+    )
+    .await;
+    let page: Value = reqwest::get(&page_url).await.unwrap().json().await.unwrap();
+    assert!(
+        !page["upcoming"].to_string().contains("党的二十大精神宣讲"),
+        "a cancelled lecture leaves the programme: {page}"
+    );
+    assert_no_csp_violation(ctx.watch_page(), "the dashboard's programme card").await;
+
     // 5. The detector is not blind: an inline style and an inline script, added to a page
     //    by hand, are refused and reported.
     let probe = ctx.viewer.as_ref().unwrap().browser.new_page().await;

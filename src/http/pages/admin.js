@@ -228,6 +228,48 @@ async function sessions(atStation) {
   csvLink($("sessionsCsv"), "sessions", { limit: 10000 }, "场次明细.csv");
 }
 
+// A station's planned lectures and film classes (the programme residents see on /s/{c}):
+// plan a lecture, cancel one. Times are Beijing time (UTC+8).
+const shanghai = (iso) => new Date(Date.parse(iso) + 8 * 3600e3).toISOString().slice(0, 16).replace("T", " ");
+const STATUS = { scheduled: "待开始", live: "直播中", ended: "已结束", cancelled: "已取消", missed: "未开始" };
+async function plan(station) {
+  const card = $("planCard");
+  if (!station) { card.classList.add("hidden"); return; }
+  card.classList.remove("hidden");
+  const today = new Date(Date.now() + 8 * 3600e3);
+  const day = (d) => d.toISOString().slice(0, 10);
+  const q = new URLSearchParams({ level: "station", id: station.id, from: day(today), to: day(new Date(today.getTime() + 59 * 86400e3)) });
+  const [programme, topics] = await Promise.all([
+    (await api("/api/programme?" + q)).json(), (await api("/api/admin/topics")).json()]);
+  const t = el("table", {}, el("tr", {}, ...["开始", "类型", "标题", "主讲人", "状态", ""].map((h) => el("th", {}, h))));
+  for (const it of programme.items) {
+    const cancel = it.kind === "lecture" && it.status === "scheduled"
+      ? el("button", { onclick: async () => {
+          if (!confirm("取消「" + it.title + "」？居民将在节目单和日历中看到已取消。")) return;
+          try { await api(`/api/items/${it.id}/cancel`, { method: "POST" }); await plan(station); } catch (e) { showError(e.message); }
+        } }, "取消") : "";
+    t.append(el("tr", {}, el("td", { class: "text" }, shanghai(it.starts_at)), el("td", { class: "text" }, KIND[it.kind] || it.kind),
+      el("td", { class: "text" }, el("a", { href: it.url, target: "_blank" }, it.title)), el("td", { class: "text" }, it.speaker || ""),
+      el("td", { class: "text" }, STATUS[it.status] || it.status), el("td", {}, cancel)));
+  }
+  $("plan").textContent = "";
+  $("plan").append(programme.items.length ? t : "还没有安排节目。");
+  const topic = $("planTopic");
+  topic.textContent = "";
+  topic.append(el("option", { value: "0" }, "（不选）"), ...topics.map((x) => el("option", { value: x.id }, x.name)));
+  $("planForm").onsubmit = async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("/api/lectures", { method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ channel: String(station.id), title: $("planTitle").value, speaker: $("planSpeaker").value,
+          topic_id: Number(topic.value) || null, at: $("planAt").value + ":00+08:00" }) });
+      $("planTitle").value = "";
+      showError("");
+      await plan(station);
+    } catch (e) { showError(e.message); }
+  };
+}
+
 async function refresh() {
   showError("");
   crumbs();
@@ -256,6 +298,7 @@ async function refresh() {
       $("rankCard").classList.add("hidden");
     }
     await sessions(level === "station");
+    await plan(level === "station" ? last : null);
   } catch (e) { showError(e.message); }
 }
 
