@@ -59,15 +59,15 @@ if [ "${FEIYAN_WANT_POSTGRES:-0}" = 1 ] && [ -z "${FEIYAN_TEST_POSTGRES_URL:-}" 
 fi
 
 # hls.js for the pages' HLS playback (served from disk as /assets/vendor/hls.min.js; `cargo
-# build` never needs it). The release is pinned in src/config.rs (HLS_JS_VERSION and its
+# build` never needs it). The release is pinned in src/config/mod.rs (HLS_JS_VERSION and its
 # npm integrity HLS_JS_INTEGRITY); it lands in vendor/hls.js/<version>/hls.min.js, the
 # default `[http] vendor_dir`. Nothing to do when that file is there.
 root=$(cd "$(dirname "$0")/.." && pwd)
-pin() { sed -n "s/^pub const $1: &str = \"\\(.*\\)\";\$/\\1/p" "$root/src/config.rs"; }
+pin() { sed -n "s/^pub const $1: &str = \"\\(.*\\)\";\$/\\1/p" "$root/src/config/mod.rs"; }
 hls_version=$(pin HLS_JS_VERSION)
 hls_integrity=$(pin HLS_JS_INTEGRITY)
 if [ -z "$hls_version" ] || [ "${hls_integrity#sha512-}" = "$hls_integrity" ]; then
-  echo "cannot read HLS_JS_VERSION / HLS_JS_INTEGRITY (sha512-...) from src/config.rs" >&2
+  echo "cannot read HLS_JS_VERSION / HLS_JS_INTEGRITY (sha512-...) from src/config/mod.rs" >&2
   exit 1
 fi
 hls_dir="$root/vendor/hls.js/$hls_version"
@@ -79,7 +79,7 @@ if [ ! -s "$hls_dir/hls.min.js" ]; then
   want=$(printf '%s' "${hls_integrity#sha512-}" | base64 -d | od -An -v -tx1 | tr -d ' \n')
   got=$(sha512sum "$tmp/hls.tgz" | cut -d' ' -f1)
   if [ "$want" != "$got" ]; then
-    echo "hls.js-$hls_version.tgz does not match HLS_JS_INTEGRITY in src/config.rs; not installed" >&2
+    echo "hls.js-$hls_version.tgz does not match HLS_JS_INTEGRITY in src/config/mod.rs; not installed" >&2
     exit 1
   fi
   tar -xzf "$tmp/hls.tgz" -C "$tmp" package/dist/hls.min.js
