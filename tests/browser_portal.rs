@@ -368,6 +368,75 @@ async fn directory_search_and_a_stations_programme() {
     .await;
     assert_eq!(own, json!([format!("/s/{}", t.station.channel)]));
     assert_no_csp_violation(page, "the search").await;
+
+    // The programme (节目单) of the station's institute for the week, lectures only: the
+    // three ahead in order under a heading per day; film classes only: none.
+    page.navigate(&format!(
+        "{}/programme?center={}&institute={}&range=week&kind=lecture",
+        t.base, center["id"], institute["id"]
+    ))
+    .await
+    .unwrap();
+    let week = wait_page(
+        page,
+        "the institute's programme for the week",
+        &format!(
+            "({{ titles: {}, days: document.querySelectorAll('#days .day-head').length, \
+               institute: document.getElementById('institute').value }})",
+            texts("#days .item-title")
+        ),
+        Duration::from_secs(15),
+        |v| {
+            strings(&v["titles"])
+                .iter()
+                .filter(|t| t.starts_with('第'))
+                .count()
+                >= 3
+        },
+    )
+    .await;
+    let ahead: Vec<String> = strings(&week["titles"])
+        .into_iter()
+        .filter(|t| t.starts_with('第'))
+        .collect();
+    assert_eq!(
+        ahead[..3],
+        [
+            "第一场：新时代文明实践",
+            "第二场：法治进万家",
+            "第三场：乡村振兴"
+        ],
+        "{week}"
+    );
+    assert!(
+        week["days"].as_u64().unwrap() >= 2,
+        "a heading per day: {week}"
+    );
+    assert_eq!(
+        week["institute"],
+        json!(institute["id"].to_string()),
+        "kept from the URL"
+    );
+    page.evaluate(
+        "(() => { const k = document.getElementById('kind'); k.value = 'film_class'; \
+           k.dispatchEvent(new Event('change')); })()",
+    )
+    .await
+    .unwrap();
+    wait_page(
+        page,
+        "no film classes that week",
+        "({ note: document.getElementById('note').textContent, url: location.search })",
+        Duration::from_secs(15),
+        |v| {
+            v["note"].as_str().is_some_and(|n| n.contains("没有安排"))
+                && v["url"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("kind=film_class"))
+        },
+    )
+    .await;
+    assert_no_csp_violation(page, "the programme page").await;
 }
 
 /// Makes a 30 s H.264 (baseline) + AAC film with the ffmpeg CLI.

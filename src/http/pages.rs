@@ -63,6 +63,7 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "portal.js" => (include_str!("pages/portal.js"), JS),
         "home.js" => (include_str!("pages/home.js"), JS),
         "stations.js" => (include_str!("pages/stations.js"), JS),
+        "programme.js" => (include_str!("pages/programme.js"), JS),
         "station.js" => (include_str!("pages/station.js"), JS),
         "item.js" => (include_str!("pages/item.js"), JS),
         "poster.css" => (include_str!("pages/poster.css"), CSS),

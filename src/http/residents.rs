@@ -4,6 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /stations` | the directory: center -> institute -> station, and search by name |
+//! | `GET /programme[?center=&institute=&range=today\|week&kind=]` | the programme (节目单): city, a center or an institute, today or this week, by kind |
 //! | `GET /s/{channel}` | a station: live now, the programme ahead, past sessions |
 //! | `GET /e/{id}` | one planned item: countdown, then the player, then its replay |
 //! | `GET /e/{id}/poster` | the item's A4 poster with a QR code made here |
@@ -31,6 +32,7 @@ use crate::catalog::ItemStatus;
 use crate::ids::{ChannelName, StationId};
 
 const STATIONS: &str = include_str!("pages/stations.html");
+const PROGRAMME: &str = include_str!("pages/programme.html");
 const STATION: &str = include_str!("pages/station.html");
 const ITEM: &str = include_str!("pages/item.html");
 const POSTER: &str = include_str!("pages/poster.html");
@@ -49,6 +51,9 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
     let stations = warp::get()
         .and(warp::path!("stations"))
         .map(|| page(STATIONS));
+    let programme = warp::get()
+        .and(warp::path!("programme"))
+        .map(|| page(PROGRAMME));
     let tv_home = warp::get().and(warp::path!("tv")).map(|| page(TV_HOME));
     // A name that is no channel name (`x.ics`, the calendar feed) is left to other routes.
     let station =
@@ -86,6 +91,8 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
             poster_page(id, host.as_deref(), &state).await
         });
     stations
+        .or(programme)
+        .unify()
         .or(tv_home)
         .unify()
         .or(station)
