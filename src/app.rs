@@ -363,6 +363,15 @@ async fn keep_alive(catalog: Catalog, cluster: ClusterConfig, member: Option<Arc
             Ok(closed) => info!(closed, "closed sessions of a server that is gone"),
             Err(e) => warn!(error = %e, "could not close sessions of gone servers"),
         }
+        // Residents' requests whose session ended are done; phones of requests closed
+        // 90 days ago go.
+        let now = crate::audience::now_ms();
+        if let Err(e) = catalog.settle_requests(now).await {
+            warn!(error = %e, "could not settle residents' requests");
+        }
+        if let Err(e) = catalog.forget_phones(now).await {
+            warn!(error = %e, "could not forget old requests' phone numbers");
+        }
     }
 }
 

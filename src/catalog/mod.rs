@@ -21,6 +21,7 @@ mod planned;
 mod programme;
 mod ratings;
 mod recordings;
+mod requests;
 mod sessions;
 mod spill;
 mod stats;
@@ -43,6 +44,11 @@ pub use planned::{
 pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use ratings::{MAX_COMMENT_CHARS, Rating, RatingSummary, check_rating};
 pub use recordings::{NewRecording, Recording, RecordingKind, ReplayView};
+pub use requests::{
+    MAX_OPEN_PER_DEVICE, MenuItem, MyRequest, NewMenuItem, NewRequest, PHONE_KEEP_MS, RequestCount,
+    RequestGroup, RequestScope, RequestStatsRow, RequestStatus, ServiceRequest, check_phone,
+    mask_phone,
+};
 pub use sessions::{SessionKind, SessionSource, SessionSummary};
 pub use spill::{DEAD_LETTER_FILE, SPILL_FILE};
 #[doc(hidden)]
