@@ -321,7 +321,7 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
     warp::reply::json(value).into_response()
 }
 
-fn csv(body: String, name: &str) -> Response {
+pub(super) fn csv(body: String, name: &str) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(
@@ -334,7 +334,7 @@ fn csv(body: String, name: &str) -> Response {
     r
 }
 
-fn wants_csv(params: &HashMap<String, String>) -> Result<bool, ApiError> {
+pub(super) fn wants_csv(params: &HashMap<String, String>) -> Result<bool, ApiError> {
     match params.get("format").map(String::as_str) {
         None | Some("json") => Ok(false),
         Some("csv") => Ok(true),

@@ -33,6 +33,7 @@ mod portal;
 pub mod rate;
 mod ratings;
 mod replay;
+mod requests;
 mod residents;
 pub mod security;
 pub mod serve;
@@ -224,6 +225,8 @@ pub fn routes_with_policy(
         .or(whep_post)
         .unify()
         .or(ratings::routes(state.clone()))
+        .unify()
+        .or(requests::routes(state.clone()))
         .unify()
         .boxed();
     // Before `delete`, which takes every `DELETE /{kind}/{channel}/{id}`.
