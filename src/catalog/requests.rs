@@ -409,6 +409,9 @@ fn request(row: RequestRow) -> ServiceRequest {
     }
 }
 
+/// Station id and name, center id and name, status, made at, its session's start.
+type StatsSource = (i64, String, i64, String, String, i64, Option<i64>);
+
 impl Catalog {
     /// A center's service menu (retired items left out), by kind and title.
     pub async fn service_menu(&self, center: CenterId) -> Result<Vec<MenuItem>, CatalogError> {
@@ -822,9 +825,8 @@ impl Catalog {
             RequestScope::Center(c) => ("i.center_id = $3", c.0),
             RequestScope::Station(s) => ("r.station_id = $3", s.0),
         };
-        let rows: Vec<(i64, String, i64, String, String, i64, Option<i64>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT r.station_id, s.name, c.id, c.name, r.status, r.created_at, \
+        let rows: Vec<StatsSource> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT r.station_id, s.name, c.id, c.name, r.status, r.created_at, \
                  ss.started_at FROM service_requests r \
                  JOIN stations s ON s.id = r.station_id \
                  JOIN institutes i ON i.id = s.institute_id \
@@ -833,12 +835,12 @@ impl Catalog {
                  LEFT JOIN sessions ss ON ss.id = p.session_id \
                  WHERE r.created_at >= $1 AND r.created_at < $2 AND {filter} \
                  ORDER BY r.station_id"
-            )))
-            .bind(from_ms)
-            .bind(to_ms)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
+        )))
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         let mut out: Vec<(RequestStatsRow, Vec<f64>)> = Vec::new();
         for (sid, sname, cid, cname, status, created, started) in rows {
             let (key, name) = match group {
