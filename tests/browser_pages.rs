@@ -65,6 +65,7 @@ async fn every_page_holds_a_strict_csp_in_chromium() {
         "/assets/stations.js".to_string(),
         "/assets/programme.js".to_string(),
         "/assets/station.js".to_string(),
+        "/assets/request.js".to_string(),
         "/assets/item.js".to_string(),
         "/assets/poster.js".to_string(),
         "/assets/poster.css".to_string(),

@@ -202,7 +202,13 @@ async fn requests_by_the_rules(db: catalog_db::TestDb) {
     );
 
     let rows = catalog
-        .request_stats(RequestScope::City, RequestGroup::Station, 0, i64::MAX)
+        .request_stats(
+            RequestScope::City,
+            RequestGroup::Station,
+            0,
+            i64::MAX,
+            at + 61_000,
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -675,5 +681,119 @@ async fn the_request_cycle_over_http() {
             "{url}: {body}"
         );
     }
+    t.server.shutdown().await;
+}
+
+/// Polls `js` in `page` until `ok` accepts its value, for at most 20 s.
+async fn wait_page(
+    page: &common::cdp::Page,
+    what: &str,
+    js: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = page
+            .evaluate(js)
+            .await
+            .unwrap_or_else(|e| json!({ "error": e.0 }));
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The station page in Chromium: the menu, the form's refusal of a phone without consent,
+/// a request sent with consent, and "my requests" showing its state; no full phone on the
+/// page and no CSP violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resident_requests_from_the_station_page() {
+    let t = common::start_server().await;
+    let channel = t.station.channel.to_string();
+    let card = t.server.catalog.station_by_channel(&channel).await.unwrap();
+    t.server
+        .catalog
+        .add_menu_item(
+            &NewMenuItem {
+                center_id: CenterId(card.center.id),
+                kind: ItemKind::Lecture,
+                title: "党史故事".into(),
+                speaker: "王老师".into(),
+                film_id: None,
+            },
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let tab = common::pages::Tab::open("station-request").await;
+    let page = &tab.page;
+    page.navigate(&format!("{}/s/{channel}", t.base))
+        .await
+        .expect("station page loads");
+    let options = wait_page(
+        page,
+        "the menu",
+        "Array.from(document.querySelectorAll('#request-item option')).map(o => o.textContent)",
+        |v| v.as_array().is_some_and(|a| a.len() == 2),
+    )
+    .await;
+    assert_eq!(options[1], "【理论宣讲】党史故事（王老师）");
+    let fill = format!(
+        "(() => {{ const s = document.getElementById('request-item'); s.selectedIndex = 1; \
+         document.getElementById('request-nickname').value = '李阿姨'; \
+         document.getElementById('request-period').value = '周六上午'; \
+         document.getElementById('request-phone').value = '{PHONE}'; \
+         document.getElementById('request-submit').click(); return true; }})()"
+    );
+    page.evaluate(&fill).await.unwrap();
+    let note = page
+        .evaluate("document.getElementById('request-note').textContent")
+        .await
+        .unwrap();
+    assert!(
+        note.as_str().unwrap_or_default().contains("勾选同意"),
+        "{note}"
+    );
+    page.evaluate(
+        "document.getElementById('request-consent').checked = true; \
+         document.getElementById('request-submit').click(); true",
+    )
+    .await
+    .unwrap();
+    let mine = wait_page(
+        page,
+        "my request listed",
+        "Array.from(document.querySelectorAll('#request-mine li')).map(li => li.textContent)",
+        |v| v.as_array().is_some_and(|a| a.len() == 1),
+    )
+    .await;
+    let row = mine[0].as_str().unwrap();
+    assert!(
+        row.contains("党史故事") && row.contains("已提交，等待安排"),
+        "{row}"
+    );
+    let html = page
+        .evaluate("document.getElementById('station-interaction').innerHTML")
+        .await
+        .unwrap();
+    assert!(!html.to_string().contains("12345678"), "{html}");
+    let (requests, _) = t
+        .server
+        .catalog
+        .scoped_requests(RequestScope::City)
+        .await
+        .unwrap();
+    assert_eq!(
+        requests[0].phone.as_deref(),
+        Some(PHONE),
+        "kept with consent"
+    );
+    common::pages::assert_no_csp_violation(page, "the station page's request form").await;
+    drop(tab);
     t.server.shutdown().await;
 }

@@ -818,8 +818,9 @@ impl Catalog {
         group: RequestGroup,
         from_ms: i64,
         to_ms: i64,
+        now_ms: i64,
     ) -> Result<Vec<RequestStatsRow>, CatalogError> {
-        self.settle_requests(crate::audience::now_ms()).await?;
+        self.settle_requests(now_ms).await?;
         let (filter, id) = match scope {
             RequestScope::City => ("$3 = 0", 0),
             RequestScope::Center(c) => ("i.center_id = $3", c.0),

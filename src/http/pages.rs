@@ -65,6 +65,8 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "stations.js" => (include_str!("pages/stations.js"), JS),
         "programme.js" => (include_str!("pages/programme.js"), JS),
         "station.js" => (include_str!("pages/station.js"), JS),
+        // The request menu (点单) on the station page (`http::requests`).
+        "request.js" => (include_str!("pages/request.js"), JS),
         "item.js" => (include_str!("pages/item.js"), JS),
         "poster.css" => (include_str!("pages/poster.css"), CSS),
         "poster.js" => (include_str!("pages/poster.js"), JS),

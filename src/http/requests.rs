@@ -414,7 +414,7 @@ async fn stats(
         .unwrap_or(i64::MAX);
     let rows = state
         .catalog
-        .request_stats(scope_of(&account), group, from, to)
+        .request_stats(scope_of(&account), group, from, to, now_ms())
         .await?;
     Ok(if as_csv {
         admin::csv(request_stats_csv(&rows), "feiyan-requests-stats.csv")
