@@ -794,6 +794,69 @@ async fn a_resident_requests_from_the_station_page() {
         "kept with consent"
     );
     common::pages::assert_no_csp_violation(page, "the station page's request form").await;
+
+    // The dashboard: the center's admin sees it with the phone, ticks it and schedules it.
+    let center = Scope::Center(CenterId(card.center.id));
+    t.server
+        .catalog
+        .add_account("center-admin", "secret-password", center)
+        .await
+        .unwrap();
+    page.navigate(&format!("{}/admin", t.base))
+        .await
+        .expect("dashboard loads");
+    page.evaluate(
+        "(() => { document.getElementById('user').value = 'center-admin'; \
+         document.getElementById('pass').value = 'secret-password'; \
+         document.querySelector('#loginForm button').click(); return true; })()",
+    )
+    .await
+    .unwrap();
+    let listed = wait_page(
+        page,
+        "the dashboard's requests",
+        "document.getElementById('requestList').textContent",
+        |v| v.as_str().is_some_and(|s| s.contains("李阿姨")),
+    )
+    .await;
+    let listed = listed.as_str().unwrap();
+    assert!(
+        listed.contains(PHONE) && listed.contains("待安排"),
+        "{listed}"
+    );
+    let at = chrono::DateTime::from_timestamp_millis(now_ms() + 8 * 3_600_000 + 86_400_000)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    page.evaluate(&format!(
+        "(() => {{ document.querySelector('#requestList input[data-request]').checked = true; \
+         document.getElementById('requestStation').value = '{channel}'; \
+         document.getElementById('requestAt').value = '{at}'; \
+         document.querySelector('#requestForm button').click(); return true; }})()"
+    ))
+    .await
+    .unwrap();
+    wait_page(
+        page,
+        "the request scheduled from the dashboard",
+        "document.getElementById('requestList').textContent + document.getElementById('error').textContent",
+        |v| v.as_str().is_some_and(|s| s.contains("待接单")),
+    )
+    .await;
+    let item = t
+        .server
+        .catalog
+        .scoped_requests(RequestScope::City)
+        .await
+        .unwrap()
+        .0[0]
+        .request
+        .planned_item_id
+        .expect("a planned item");
+    let lecture = t.server.catalog.planned_item(item, now_ms()).await.unwrap();
+    assert_eq!(lecture.title, "党史故事");
+    assert_eq!(lecture.station.channel, channel);
+    common::pages::assert_no_csp_violation(page, "the dashboard's requests").await;
     drop(tab);
     t.server.shutdown().await;
 }

@@ -270,6 +270,64 @@ async function plan(station) {
   };
 }
 
+const REQUEST_STATUS = { requested: "待安排", scheduled: "待接单", accepted: "已接单", declined: "已拒绝", done: "已完成", cancelled: "已撤回" };
+// 居民点单: figures, the popular items, every request in scope; city and center admins
+// schedule the ticked ones onto a station; the assigned station accepts or declines.
+async function requests() {
+  const [stats, listed] = await Promise.all([
+    (await api("/api/stats/requests?" + params({ group: "station" }))).json(),
+    (await api("/api/admin/requests")).json()]);
+  const st = el("table", {}, el("tr", {}, ...["站点", "收到", "已完成", "已拒绝", "中位天数"].map((h) => el("th", {}, h))));
+  for (const r of stats) {
+    st.append(el("tr", {}, el("td", { class: "text" }, r.name), el("td", {}, r.received), el("td", {}, r.fulfilled),
+      el("td", {}, r.declined), el("td", {}, r.median_days === null ? "—" : r.median_days)));
+  }
+  $("requestStats").textContent = "";
+  $("requestStats").append(stats.length ? st : "所选时段没有点单。");
+  csvLink($("requestStatsCsv"), "requests", { group: "station" }, "居民点单统计.csv");
+  const ct = el("table", {}, el("tr", {}, ...["服务", "站点", "待安排", "合计"].map((h) => el("th", {}, h))));
+  for (const c of listed.counts.slice(0, 20)) {
+    ct.append(el("tr", {}, el("td", { class: "text" }, c.title), el("td", { class: "text" }, c.station), el("td", {}, c.waiting), el("td", {}, c.total)));
+  }
+  $("requestCounts").textContent = "";
+  $("requestCounts").append(listed.counts.length ? ct : "还没有点单。");
+  const lt = el("table", {}, el("tr", {}, ...["", "站点", "服务", "称呼", "期望", "电话", "状态", ""].map((h) => el("th", {}, h))));
+  for (const r of listed.requests.slice(0, 200)) {
+    const pick = r.status === "requested" ? el("input", { type: "checkbox", "data-request": r.id }) : "";
+    const act = async (verb) => {
+      const body = {};
+      if (verb === "decline") {
+        const reason = prompt("拒绝原因（居民会看到）：");
+        if (!reason) return;
+        body.reason = reason;
+      }
+      try {
+        await api(`/api/admin/requests/${r.id}/${verb}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+        await requests();
+      } catch (e) { showError(e.message); }
+    };
+    const actions = r.status === "scheduled"
+      ? el("span", {}, el("button", { onclick: () => act("accept") }, "接单"), " ", el("button", { onclick: () => act("decline") }, "拒绝"))
+      : (r.planned_item_id ? el("a", { href: "/e/" + r.planned_item_id, target: "_blank" }, "节目") : "");
+    lt.append(el("tr", {}, el("td", {}, pick), el("td", { class: "text" }, r.station), el("td", { class: "text" }, r.item.title),
+      el("td", { class: "text" }, r.nickname), el("td", { class: "text" }, r.period), el("td", { class: "text" }, r.phone || ""),
+      el("td", { class: "text" }, (REQUEST_STATUS[r.status] || r.status) + (r.decline_reason ? "：" + r.decline_reason : "")), el("td", {}, actions)));
+  }
+  $("requestList").textContent = "";
+  $("requestList").append(listed.requests.length ? lt : "还没有点单。");
+  $("requestForm").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const ids = Array.from(document.querySelectorAll("#requestList input[data-request]:checked")).map((x) => Number(x.getAttribute("data-request")));
+    if (!ids.length) { showError("请先勾选要安排的点单（同一服务项目）。"); return; }
+    try {
+      await api("/api/admin/requests/schedule", { method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ request_ids: ids, station: $("requestStation").value.trim(), at: $("requestAt").value + ":00+08:00" }) });
+      showError("");
+      await requests();
+    } catch (e) { showError(e.message); }
+  };
+}
+
 async function refresh() {
   showError("");
   crumbs();
@@ -299,6 +357,7 @@ async function refresh() {
     }
     await sessions(level === "station");
     await plan(level === "station" ? last : null);
+    await requests();
   } catch (e) { showError(e.message); }
 }
 
