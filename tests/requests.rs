@@ -201,6 +201,29 @@ async fn requests_by_the_rules(db: catalog_db::TestDb) {
         RequestStatus::Done
     );
 
+    // Declining the only request of a lecture calls the lecture off.
+    let lone = catalog
+        .create_request(station, center, "dev-c", &ask(item.id, None, false), t0)
+        .await
+        .unwrap();
+    let lone_item = catalog
+        .schedule_requests(&[lone.id], station, at + 86_400_000, None, None, t0)
+        .await
+        .unwrap();
+    catalog
+        .answer_request(lone.id, Some("人手不足"), t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog.planned_item(lone_item, t0).await.unwrap().status,
+        feiyan::catalog::ItemStatus::Cancelled
+    );
+    assert_eq!(
+        catalog.planned_item(planned, at).await.unwrap().session_id,
+        Some(session.0),
+        "the accepted one's lecture stays"
+    );
+
     let rows = catalog
         .request_stats(
             RequestScope::City,
@@ -214,7 +237,7 @@ async fn requests_by_the_rules(db: catalog_db::TestDb) {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
         (rows[0].received, rows[0].fulfilled, rows[0].declined),
-        (4, 1, 1)
+        (5, 1, 2)
     );
     // Session started 10 minutes after the request: 0.0 days, one decimal.
     assert_eq!(rows[0].median_days, Some(0.0));

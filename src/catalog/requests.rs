@@ -713,8 +713,9 @@ impl Catalog {
         Ok(planned)
     }
 
-    /// The assigned station accepts (`reason` None) or declines (with a reason) a
-    /// scheduled request.
+    /// The assigned station accepts (`decline` None) or declines (with a reason) a
+    /// scheduled request. Declining the last scheduled or accepted request of a planned
+    /// lecture cancels the lecture (a film class stays: the playout owns it).
     pub async fn answer_request(
         &self,
         id: i64,
@@ -750,6 +751,22 @@ impl Catalog {
                 .bind(now_ms)
                 .execute(&self.pool)
                 .await?;
+                // A lecture nobody still expects is called off (residents' calendars see it).
+                if let Some(item) = current.request.planned_item_id {
+                    let (open,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM service_requests WHERE planned_item_id = $1 \
+                         AND status IN ('scheduled', 'accepted')",
+                    )
+                    .bind(item)
+                    .fetch_one(&self.pool)
+                    .await?;
+                    if open == 0 && current.request.item.kind == ItemKind::Lecture {
+                        match self.cancel_item(item, now_ms).await {
+                            Ok(_) | Err(CatalogError::Conflict(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
             }
         }
         self.request(id).await
