@@ -3,8 +3,8 @@
 //! on a station, the station accepting it, a real RTMP lecture attaching to it and ending,
 //! the request done and counted in `/api/stats/requests` (JSON and CSV). Scopes: another
 //! station cannot accept the assignment, a center admin sees only its center's requests.
-//! Phones: only with consent, in full only to administrators in scope. The catalog on
-//! SQLite and PostgreSQL.
+//! Phones: only with consent, in full only to administrators in scope, never in the log.
+//! The catalog on SQLite and PostgreSQL; the station page and the dashboard in Chromium.
 
 mod catalog_db;
 mod common;
@@ -306,6 +306,14 @@ async fn send(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_cycle_over_http() {
+    // Every log line, to check no phone number reaches the log (one process per test).
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("info,feiyan=trace,rtc=warn,rtc_ice=warn,rtc_dtls=off")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
     let t = common::start_server().await;
     let channel = t.station.channel.to_string();
     let base = t.base.clone();
@@ -705,6 +713,35 @@ async fn the_request_cycle_over_http() {
         );
     }
     t.server.shutdown().await;
+    let log = captured.text();
+    assert!(
+        log.contains("session attached to its planned item"),
+        "the log was captured:\n{log}"
+    );
+    assert!(
+        !log.contains("12345678"),
+        "a phone number in the log:\n{log}"
+    );
+}
+
+/// Every log line the server writes, as text.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
 }
 
 /// Polls `js` in `page` until `ok` accepts its value, for at most 20 s.
