@@ -712,6 +712,28 @@ async fn the_request_cycle_over_http() {
             "{url}: {body}"
         );
     }
+    // The device asks for its phone to go: another device cannot, it can.
+    let phone_url = format!("{base}/api/stations/{channel}/requests/{first_id}/phone");
+    let (got, _) = send(
+        reqwest::Method::DELETE,
+        phone_url.clone(),
+        Some(&b),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(got, StatusCode::NOT_FOUND, "another device's request");
+    let (got, why) = send(reqwest::Method::DELETE, phone_url, Some(&a), None, None).await;
+    assert_eq!(got, StatusCode::OK, "{why}");
+    let (_, listed) = send(
+        get.clone(),
+        format!("{base}/api/admin/requests"),
+        None,
+        Some(&city),
+        None,
+    )
+    .await;
+    assert!(!listed.contains(PHONE), "deleted: {listed}");
     t.server.shutdown().await;
     let log = captured.text();
     assert!(

@@ -826,6 +826,23 @@ impl Catalog {
         Ok(())
     }
 
+    /// Deletes the phone of this device's request at once (whatever its state).
+    pub async fn forget_request_phone(&self, id: i64, device: &str) -> Result<(), CatalogError> {
+        let done = sqlx::query(
+            "UPDATE service_requests SET phone = NULL WHERE id = $1 AND device_hash = $2",
+        )
+        .bind(id)
+        .bind(device_hash(device))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::NotFound(format!(
+                "request {id} is not one of this device's"
+            )));
+        }
+        Ok(())
+    }
+
     /// Requests received from `from_ms` to `to_ms` (made then), in `scope`, grouped:
     /// received, fulfilled (done), declined and the median days from request to the start
     /// of its session.

@@ -768,7 +768,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
                                 })
                             }
                             other => Err(ApiError::NotFound(format!(
-                                "no statistics table {other:?}; use /api/stats/table, /api/stats/sessions or /api/stats/ratings"
+                                "no statistics table {other:?}; use /api/stats/table, /api/stats/sessions, /api/stats/ratings or /api/stats/requests"
                             ))),
                         }
                     }

@@ -6,6 +6,7 @@
 //! | `POST /api/stations/{channel}/requests` `{menu_id, nickname, period?, phone?, consent?}` | a device (`fy_dev` cookie) | 201; 400 bad input, 404 not on the menu, 409 too many open |
 //! | `GET /api/stations/{channel}/requests/mine` | a device | its requests there and their states (phones masked) |
 //! | `POST /api/stations/{channel}/requests/{id}/cancel` | the device | withdraws a waiting request; its phone goes |
+//! | `DELETE /api/stations/{channel}/requests/{id}/phone` | the device | deletes the phone it left, at once |
 //! | `GET /api/admin/menu[?center=ID]` / `POST /api/admin/menu` `{center_id, kind, title, speaker?, film_id?}` or `{retire: id}` | center admins (their center), city | the menus |
 //! | `GET /api/admin/requests[?format=csv]` | in scope | requests (phones in full in JSON only) and counts per item and station |
 //! | `POST /api/admin/requests/schedule` `{request_ids, station, at, title?, speaker?}` | city, center admins in scope | one planned item on `station`; the requests become scheduled |
@@ -163,6 +164,16 @@ async fn cancel_mine(id: i64, cookie: Option<String>, state: State) -> Result<Re
     state.catalog.cancel_request(id, &device, now_ms()).await?;
     Ok(private(
         warp::reply::json(&serde_json::json!({"cancelled": id})).into_response(),
+    ))
+}
+
+async fn forget_phone(id: i64, cookie: Option<String>, state: State) -> Result<Response, ApiError> {
+    let device = device_of(&state, cookie.as_deref()).ok_or_else(|| {
+        ApiError::BadRequest("no device id; delete it from the station's page".into())
+    })?;
+    state.catalog.forget_request_phone(id, &device).await?;
+    Ok(private(
+        warp::reply::json(&serde_json::json!({"phone_deleted": id})).into_response(),
     ))
 }
 
@@ -451,6 +462,13 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(cookie())
         .and(with_state(state.clone()))
         .then(|_c: String, id, k, s| async move { finish(cancel_mine(id, k, s).await) });
+    let forget = warp::delete()
+        .and(warp::path!(
+            "api" / "stations" / String / "requests" / i64 / "phone"
+        ))
+        .and(cookie())
+        .and(with_state(state.clone()))
+        .then(|_c: String, id, k, s| async move { finish(forget_phone(id, k, s).await) });
     let get_admin_menu = warp::get()
         .and(warp::path!("api" / "admin" / "menu"))
         .and(auth())
@@ -493,6 +511,8 @@ pub(super) fn routes(state: State) -> BoxedFilter<(Response,)> {
         .or(mine)
         .unify()
         .or(cancel)
+        .unify()
+        .or(forget)
         .unify()
         .or(get_admin_menu)
         .unify()
