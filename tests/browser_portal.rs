@@ -296,15 +296,15 @@ async fn directory_search_and_a_stations_programme() {
         .unwrap()
         .1;
     assert_eq!(first_link, json!(format!("/e/{first_id}")));
-    // The interaction issue's container is there, empty.
+    // The interaction container holds the request menu (点单, tests/requests.rs).
     let slot = page
         .evaluate(
             "(() => { const e = document.getElementById('station-interaction'); \
-                   return e ? e.textContent.trim() : null; })()",
+                   return e ? !!e.querySelector('#request-form') : null; })()",
         )
         .await
         .unwrap();
-    assert_eq!(slot, json!(""), "an empty interaction container");
+    assert_eq!(slot, json!(true), "the request form in the interaction container");
     assert_no_csp_violation(page, "the station page").await;
 
     // 设为我的站点: the home page then shows the station and its next items.
