@@ -304,7 +304,11 @@ async fn directory_search_and_a_stations_programme() {
         )
         .await
         .unwrap();
-    assert_eq!(slot, json!(true), "the request form in the interaction container");
+    assert_eq!(
+        slot,
+        json!(true),
+        "the request form in the interaction container"
+    );
     assert_no_csp_violation(page, "the station page").await;
 
     // 设为我的站点: the home page then shows the station and its next items.
