@@ -224,6 +224,21 @@ async fn requests_by_the_rules(db: catalog_db::TestDb) {
         "the accepted one's lecture stays"
     );
 
+    // An administrator calls off a scheduled lecture: its request waits again.
+    let again = catalog
+        .create_request(station, center, "dev-d", &ask(item.id, None, false), t0)
+        .await
+        .unwrap();
+    let called_off = catalog
+        .schedule_requests(&[again.id], station, at + 2 * 86_400_000, None, None, t0)
+        .await
+        .unwrap();
+    catalog.cancel_item(called_off, t0).await.unwrap();
+    catalog.settle_requests(t0).await.unwrap();
+    let waiting = catalog.request(again.id).await.unwrap();
+    assert_eq!(waiting.request.status, RequestStatus::Requested);
+    assert_eq!(waiting.request.planned_item_id, None);
+
     let rows = catalog
         .request_stats(
             RequestScope::City,
@@ -237,7 +252,7 @@ async fn requests_by_the_rules(db: catalog_db::TestDb) {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
         (rows[0].received, rows[0].fulfilled, rows[0].declined),
-        (5, 1, 2)
+        (6, 1, 2)
     );
     // Session started 10 minutes after the request: 0.0 days, one decimal.
     assert_eq!(rows[0].median_days, Some(0.0));

@@ -773,7 +773,8 @@ impl Catalog {
     }
 
     /// Marks `done` every scheduled or accepted request whose planned item's session
-    /// ended (closed at the session's end). Returns how many.
+    /// ended (closed at the session's end); returns how many. Requests whose item was
+    /// cancelled before it ran go back to `requested`.
     pub async fn settle_requests(&self, now_ms: i64) -> Result<u64, CatalogError> {
         let done = sqlx::query(
             "UPDATE service_requests SET status = 'done', updated_at = $1, \
@@ -783,6 +784,17 @@ impl Catalog {
              WHERE status IN ('scheduled', 'accepted') AND planned_item_id IN \
              (SELECT p.id FROM planned_items p JOIN sessions s ON s.id = p.session_id \
               WHERE s.ended_at IS NOT NULL)",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        // An item called off before it ran (an administrator cancelled it): its requests
+        // wait again, to be scheduled anew.
+        sqlx::query(
+            "UPDATE service_requests SET status = 'requested', planned_item_id = NULL, \
+             assigned_station_id = NULL, updated_at = $1 \
+             WHERE status IN ('scheduled', 'accepted') AND planned_item_id IN \
+             (SELECT id FROM planned_items WHERE status = 'cancelled' AND session_id IS NULL)",
         )
         .bind(now_ms)
         .execute(&self.pool)
