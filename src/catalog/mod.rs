@@ -14,6 +14,7 @@ pub use sources::{PullSource, SOURCE_SCHEMES, source_scheme};
 mod accounts;
 mod cluster;
 mod demo;
+mod directory;
 mod hierarchy;
 mod interaction;
 mod nodes;
@@ -33,13 +34,16 @@ pub use accounts::{
 };
 pub use cluster::{ClusterNode, NodeLoad, Origin};
 pub use demo::{DemoReport, DemoSpec, SessionFixture, ViewerFixture};
+pub use directory::{
+    DirectoryCenter, DirectoryCenterDetail, DirectoryInstitute, DirectoryStation, IdName,
+    StationHit,
+};
 pub use hierarchy::{CreatedStation, ImportReport, Node, Placement, parse_csv, write_csv_record};
 pub use interaction::{InteractionCounts, InteractionResume, InteractionWrite, StoredMessage};
 pub use planned::{
-    ATTACH_WINDOW_MS, DirectoryCenter, DirectoryCenterDetail, DirectoryInstitute, DirectoryStation,
-    IdName, ItemChange, ItemFilm, ItemKind, ItemStation, ItemStatus, LiveSession, NewLecture,
-    PROGRAMME_MAX_DAYS, PROGRAMME_MAX_ITEMS, PlannedItem, Programme, ProgrammeLevel,
-    ProgrammeQuery, RecentSession, StationCard, StationHit, StationPage,
+    ATTACH_WINDOW_MS, ItemChange, ItemFilm, ItemKind, ItemStation, ItemStatus, LiveSession,
+    NewLecture, PROGRAMME_MAX_DAYS, PROGRAMME_MAX_ITEMS, PlannedItem, Programme, ProgrammeLevel,
+    ProgrammeQuery, RecentSession, StationCard, StationPage,
 };
 pub use programme::{Named, SessionInfo, SessionUpdate};
 pub use ratings::{MAX_COMMENT_CHARS, Rating, RatingSummary, check_rating};
