@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cdp;
+pub mod cluster;
 pub mod decode;
 pub mod pages;
 pub mod replays;
