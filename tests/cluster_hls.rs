@@ -284,11 +284,12 @@ async fn edges_serve_the_origins_hls_and_send_replays_home() {
 }
 
 /// The watch page goes where there is room: B at `max_viewers = 1` with one viewer; the
-/// page opened on B is sent (its WHEP POST answered 307, the channel info naming A) to A,
-/// where it plays the publisher's frames with no CSP violation.
+/// page opened on B is sent (its WHEP POST answered 307, the channel info naming a node
+/// with room) to A or C, where it plays the publisher's frames with no CSP violation. A
+/// page playing on C when C is killed opens itself on another node and plays there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_page_goes_to_a_node_with_room() {
-    use common::pages::{Tab, assert_no_csp_violation, num};
+    use common::pages::{Tab, assert_no_csp_violation};
 
     let db = catalog_db::postgres().await;
     let station = db
@@ -299,6 +300,7 @@ async fn the_watch_page_goes_to_a_node_with_room() {
     let channel = station.channel.to_string();
     let a = start_node(&db.url, 0);
     let b = start_node(&db.url, 1);
+    let c = start_node(&db.url, 0);
 
     let dir = tempfile::tempdir().unwrap();
     let _publisher = WhipPublisher::connect(
@@ -315,8 +317,9 @@ async fn the_watch_page_goes_to_a_node_with_room() {
     let vid = device_id(&b.base, &channel).await;
     let _filler = viewer(&b.base, &channel, &vid).await;
     let http = no_redirects();
+    let with_room = [a.base.clone(), c.base.clone()];
     wait_for(
-        "B is full and names A",
+        "B is full and names a node with room",
         Duration::from_secs(20),
         async || {
             let info: serde_json::Value = http
@@ -327,35 +330,17 @@ async fn the_watch_page_goes_to_a_node_with_room() {
                 .json()
                 .await
                 .unwrap();
-            info["watch_on"].as_str() == Some(a.base.as_str())
+            info["watch_on"]
+                .as_str()
+                .is_some_and(|n| with_room.iter().any(|r| r == n))
         },
     )
     .await;
 
     let tab = Tab::watch(&b.base, &channel, "", None).await;
-    let mut last = serde_json::Value::Null;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let origin = tab
-            .page
-            .evaluate("location.origin")
-            .await
-            .unwrap_or_default();
-        let playback = tab.page.video_playback("video").await.unwrap_or_default();
-        if origin.as_str() == Some(a.base.as_str()) && num(&playback, "/totalVideoFrames") > 30 {
-            break;
-        }
-        last = serde_json::json!({ "origin": origin, "playback": playback });
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the page on B did not play on A: {last}\nlog: {:?}",
-            tab.page.log_entries()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let _ = last;
-    assert_no_csp_violation(&tab.page, "the watch page sent to A").await;
-    // It watches over WebRTC on A (A counts it), not over B's HLS.
+    let landed = plays_on(&tab, &with_room, "the page opened on B").await;
+    assert_no_csp_violation(&tab.page, "the watch page sent on from B").await;
+    // It watches over WebRTC there, not over B's HLS.
     let mode = tab
         .page
         .evaluate("document.getElementById('status').textContent")
@@ -363,6 +348,42 @@ async fn the_watch_page_goes_to_a_node_with_room() {
         .unwrap();
     assert!(
         !mode.as_str().unwrap_or("").contains("HLS"),
-        "the page plays WebRTC on A: {mode}"
+        "the page plays WebRTC on {landed}: {mode}"
     );
+    drop(tab);
+
+    // A page playing on C; C dies; the page plays on another node.
+    let tab = Tab::watch(&c.base, &channel, "", None).await;
+    plays_on(&tab, std::slice::from_ref(&c.base), "the page opened on C").await;
+    c.served.signal(libc::SIGKILL);
+    let survivors = [a.base.clone(), b.base.clone()];
+    plays_on(&tab, &survivors, "the page after C died").await;
+    assert_no_csp_violation(&tab.page, "the watch page after C died").await;
+}
+
+/// Waits (up to 90 s) until the page is on one of `nodes` and its video there has shown
+/// more than 30 frames (a page that moved counts from its new document's zero); returns
+/// that node.
+async fn plays_on(tab: &common::pages::Tab, nodes: &[String], what: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let origin = tab
+            .page
+            .evaluate("location.origin")
+            .await
+            .unwrap_or_default();
+        let playback = tab.page.video_playback("video").await.unwrap_or_default();
+        let frames = common::pages::num(&playback, "/totalVideoFrames");
+        if let Some(on) = origin.as_str().filter(|o| nodes.iter().any(|n| n == o))
+            && frames > 30
+        {
+            return on.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not play on one of {nodes:?}: on {origin}, playback {playback}\nlog: {:?}",
+            tab.page.log_entries()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

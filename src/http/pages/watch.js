@@ -114,23 +114,24 @@
   };
 
   // ---------- cluster: the node with room, another node when this one dies ----------
-  // Opens this page on `base` (same path and query). Hops are counted in the session so
-  // nodes that keep sending the page on cannot bounce it for ever.
+  // Opens this page on `base` (same path and query). The hops travel in the address
+  // (#fyhop=n, cleared once it plays), so nodes that keep sending it on cannot bounce it
+  // for ever.
+  var hopMatch = /(?:^#|&)fyhop=(\d+)/.exec(location.hash);
+  var hops = hopMatch ? parseInt(hopMatch[1], 10) : 0;
   function goToNode(base, why) {
     base = String(base || '').replace(/\/+$/, '');
-    if (!/^https?:\/\//.test(base) || base === location.origin) return false;
-    var hops = 0;
-    try {
-      var h = JSON.parse(sessionStorage.getItem('feiyan.hops') || '{}');
-      hops = (h.at && Date.now() - h.at < 60000) ? h.n : 0;
-      sessionStorage.setItem('feiyan.hops', JSON.stringify({ n: hops + 1, at: Date.now() }));
-    } catch (e) { /* private mode: go anyway */ }
-    if (hops >= 4) return false;
+    if (!/^https?:\/\//.test(base) || base === location.origin || hops >= 4) return false;
     if (window.console) console.info('feiyan: watching on ' + base + ' (' + why + ')');
     setStatus('connecting', '正在切换到其他服务器…', '正在切换到其他服务器…');
     teardown(true);
-    location.replace(base + location.pathname + location.search + location.hash);
+    location.replace(base + location.pathname + location.search + '#fyhop=' + (hops + 1));
     return true;
+  }
+  function clearHops() {
+    if (!hops) return;
+    hops = 0;
+    try { history.replaceState(null, '', location.pathname + location.search); } catch (e) { /* ignore */ }
   }
 
   // This node did not answer (a network error): after two in a row, another node.
@@ -156,6 +157,7 @@
     statusEl.textContent = (LABELS[status] || status) + (S.mode === 'hls' ? ' · HLS' : '');
     document.body.setAttribute('data-status', status);
     detailEl.textContent = detail || '';
+    if (status === 'playing') clearHops();
     if (status === 'playing' && !S.autoplayBlocked) {
       overlay.hidden = true;
     } else {
