@@ -187,6 +187,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         device_ids.clone(),
         Some(recorder.clone() as Arc<dyn crate::hls::service::SegmentSink>),
     );
+    if let Some(cluster) = &cluster {
+        // An edge's pulled copy is not cut here: its HLS comes from the origin.
+        let edge = Arc::downgrade(cluster);
+        hls.skip_sessions(Arc::new(move |session| {
+            edge.upgrade().is_some_and(|c| c.is_edge_session(session))
+        }));
+        hls.set_upstream(crate::cluster::hls::EdgeHls::new(cluster.clone()));
+    }
     let replays = crate::recording::replays::Replays::new(
         catalog.clone(),
         config.recording.dir.clone(),

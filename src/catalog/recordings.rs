@@ -3,6 +3,8 @@
 //! rows that count who watched which replay on which Asia/Shanghai day.
 //!
 //! The files themselves belong to the recording module; this one only keeps their rows.
+//! In a cluster a row names the node it was made on (`node_id`, stamped at insert), whose
+//! files serve it.
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -118,6 +120,12 @@ pub struct Recording {
     pub deleted_at: Option<String>,
     /// Why (retention's rule, or who deleted it).
     pub deleted_reason: Option<String>,
+    /// The cluster node it was made on (its files are there); `None` on a single server.
+    #[serde(skip)]
+    pub node_id: Option<i64>,
+    /// That node's `node_url`, when it has one.
+    #[serde(skip)]
+    pub node_url: Option<String>,
 }
 
 /// One viewer's replay of one recording on one Asia/Shanghai day.
@@ -145,12 +153,13 @@ pub struct ReplayView {
 const COLUMNS: &str = "r.id, r.session_id, r.kind, r.path, s.channel, st.id, st.name, \
      i.id, i.name, c.id, c.name, s.title, s.kind, s.speaker, s.film_id, f.title, \
      r.started_ms, r.ended_ms, r.duration_ms, r.size_bytes, r.published, r.keep, \
-     r.deleted_ms, r.deleted_reason";
+     r.deleted_ms, r.deleted_reason, r.node_id, n.node_url";
 
 /// A recording with its session, station, institute, center and film.
 const JOINS: &str = "FROM recordings r JOIN sessions s ON s.id = r.session_id \
      JOIN stations st ON st.id = s.station_id JOIN institutes i ON i.id = st.institute_id \
-     JOIN centers c ON c.id = i.center_id LEFT JOIN films f ON f.id = s.film_id";
+     JOIN centers c ON c.id = i.center_id LEFT JOIN films f ON f.id = s.film_id \
+     LEFT JOIN relay_nodes n ON n.id = r.node_id";
 
 /// Newest first; the id breaks ties so listings are stable.
 const NEWEST_FIRST: &str = "ORDER BY r.started_ms DESC, r.id DESC";
@@ -195,6 +204,10 @@ fn recording_from_row(row: &AnyRow) -> Result<Recording, CatalogError> {
         keep: keep != 0,
         deleted_at: deleted_ms.map(rfc3339),
         deleted_reason: row.try_get(23)?,
+        node_id: row.try_get(24)?,
+        node_url: row
+            .try_get::<Option<String>, _>(25)?
+            .filter(|u| !u.is_empty()),
     })
 }
 
@@ -225,7 +238,7 @@ impl Catalog {
         };
         let sql = format!(
             "INSERT INTO recordings (session_id, kind, path, started_ms, ended_ms, duration_ms, \
-             size_bytes, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             size_bytes, created_ms, node_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (session_id) DO UPDATE SET {}, {}, {} RETURNING id",
             larger("ended_ms"),
             larger("duration_ms"),
@@ -240,6 +253,8 @@ impl Catalog {
             .bind(r.duration_ms)
             .bind(r.size_bytes)
             .bind(now_ms())
+            // The node whose recorder wrote it (its files are there).
+            .bind(self.node_id())
             .fetch_one(&self.pool)
             .await?;
         Ok(id)

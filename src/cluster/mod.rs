@@ -13,6 +13,7 @@
 //!   ([`Cluster::node_with_room`]) for a `307`.
 
 pub mod edge;
+pub mod hls;
 pub mod sign;
 
 use std::collections::{HashMap, HashSet};

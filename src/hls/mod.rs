@@ -11,6 +11,7 @@
 //!   no AAC, reconnect grace) and the state HTTP reads.
 //! - [`viewers`]: HLS players as attendance rows.
 //! - [`routes`] answers `/hls/...`.
+//! - [`upstream`]: channels on air on another node of a cluster (answered from there).
 
 pub mod fmp4;
 pub mod playlist;
@@ -20,6 +21,7 @@ pub mod service;
 #[cfg(test)]
 pub(crate) mod test_media;
 pub mod ts;
+pub mod upstream;
 pub mod viewers;
 
 pub use service::{Hls, HlsSettings};

@@ -13,6 +13,11 @@
 //! Names are matched against these forms and never touch a file, so no path reaches
 //! outside the server's memory; anything else is 404 (400 for `..`, encoded bytes or
 //! backslashes).
+//!
+//! In a cluster, a channel not on air here but live on another node is answered from that
+//! node ([`super::upstream`]): the player's `vid` and its count stay here, the origin's
+//! bytes are served as they are. A signed fetch from another node gets no `vid` redirect,
+//! no count, and multivariant URIs without a `vid` (the edge adds its player's).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,6 +32,7 @@ use warp::reply::Response;
 
 use super::playlist::{self, Entry, Form};
 use super::service::{ChannelHls, Hls};
+use super::upstream::{SIGNATURE_HEADER, UpstreamRequest, Upstreamed};
 use super::viewers::Request;
 use crate::audience::now_ms;
 use crate::device::Terminal;
@@ -46,6 +52,7 @@ where
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("user-agent"))
         .and(warp::header::optional::<String>("range"))
+        .and(warp::header::optional::<String>(SIGNATURE_HEADER))
         .and(client)
         .and(warp::any().map(move || hls.clone()))
         .then(
@@ -54,11 +61,18 @@ where
              query: String,
              agent: Option<String>,
              range: Option<String>,
+             signature: Option<String>,
              client: Option<SocketAddr>,
              hls: Arc<Hls>| async move {
+                let path = tail.as_str().to_string();
+                let signed = signature.is_some()
+                    && hls
+                        .upstream()
+                        .is_some_and(|u| u.signed(&format!("/hls/{path}"), signature.as_deref()));
                 let request = HlsRequest {
                     head: method == Method::HEAD,
-                    path: tail.as_str().to_string(),
+                    signed,
+                    path,
                     query,
                     agent: agent.unwrap_or_default(),
                     range,
@@ -76,6 +90,8 @@ where
 
 struct HlsRequest {
     head: bool,
+    /// Another node's signed fetch: no `vid`, not counted, never forwarded again.
+    signed: bool,
     /// The path after `/hls/`, as sent (not decoded).
     path: String,
     query: String,
@@ -136,8 +152,10 @@ async fn playlist(
     form: Form,
     rendition: Option<usize>,
 ) -> Response {
-    // A player without a valid id gets one: the same URL with a new `vid`.
+    // A player without a valid id gets one: the same URL with a new `vid` (another
+    // node's fetch needs none: it counts its own players).
     let vid = match param(&request.query, "vid") {
+        _ if request.signed => String::new(),
         Some(v) if hls.devices.verify(v) => v.to_string(),
         _ => {
             let mut query: Vec<String> = params(&request.query)
@@ -155,7 +173,7 @@ async fn playlist(
         }
     };
     let Some(on_air) = hls.channel(channel) else {
-        return not_found(&format!("channel {channel} is not live"));
+        return remote_playlist(hls, request, channel, &vid).await;
     };
     let msn = match param(&request.query, "_HLS_msn").map(str::parse::<u64>) {
         None => None,
@@ -181,7 +199,7 @@ async fn playlist(
             .collect()
     });
     if rendition.is_none() && started.len() > 1 {
-        return multivariant(&on_air, form, &started, &vid);
+        return multivariant(&on_air, form, &started, (!request.signed).then_some(&*vid));
     }
     // The channel's playlist is its first variant's: the source, or for a VP8 publisher
     // the H.264 made from it.
@@ -194,7 +212,7 @@ async fn playlist(
         })
     };
     let session = on_air.with(|s| s.session);
-    if !on_air.with(|s| s.ended) {
+    if !on_air.with(|s| s.ended) && !request.signed {
         let terminal = Terminal::from_user_agent(&request.agent).as_str();
         hls.viewers.playlist_request(
             Request {
@@ -293,7 +311,9 @@ async fn wait_for(
     }
 }
 
-fn multivariant(on_air: &ChannelHls, form: Form, started: &[usize], vid: &str) -> Response {
+/// The multivariant playlist; its URIs carry `vid` when given.
+fn multivariant(on_air: &ChannelHls, form: Form, started: &[usize], vid: Option<&str>) -> Response {
+    let query = vid.map(|v| format!("?vid={v}")).unwrap_or_default();
     let body = on_air.with(|s| {
         let entries: Vec<Entry> = started
             .iter()
@@ -302,8 +322,8 @@ fn multivariant(on_air: &ChannelHls, form: Form, started: &[usize], vid: &str) -
                 let format = v.format()?;
                 Some(Entry {
                     uri: match form {
-                        Form::Fmp4 => format!("{i}/media.m3u8?vid={vid}"),
-                        Form::Ts => format!("{i}/ts.m3u8?vid={vid}"),
+                        Form::Fmp4 => format!("{i}/media.m3u8{query}"),
+                        Form::Ts => format!("{i}/ts.m3u8{query}"),
                     },
                     name: s.names.get(i).map_or("rendition", String::as_str),
                     codecs: &format.codecs,
@@ -327,7 +347,7 @@ async fn media(
     file: &str,
 ) -> Response {
     let Some(on_air) = hls.channel(channel) else {
-        return not_found(&format!("channel {channel} is not live"));
+        return remote_media(hls, request, channel, file).await;
     };
     let (Ok(session), Ok(rendition)) = (session.parse::<i64>(), rendition.parse::<usize>()) else {
         return not_found("no such HLS resource");
@@ -424,6 +444,110 @@ async fn media(
         _ => "video/iso.segment",
     };
     serve_bytes(bytes, content_type, request.range.as_deref(), request.head)
+}
+
+/// A playlist of a channel not on air here, from the node it is live on (in a cluster);
+/// the player counts here, in that node's session.
+async fn remote_playlist(
+    hls: &Hls,
+    request: &HlsRequest,
+    channel: &ChannelName,
+    vid: &str,
+) -> Response {
+    let blocking: Vec<String> = params(&request.query)
+        .into_iter()
+        .filter(|(k, _)| *k == "_HLS_msn" || *k == "_HLS_part")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let Some(got) = fetch_remote(hls, request, channel, blocking.join("&"), true).await else {
+        return not_found(&format!("channel {channel} is not live"));
+    };
+    if got.status != 200 {
+        return passed_on(got);
+    }
+    let terminal = Terminal::from_user_agent(&request.agent).as_str();
+    hls.viewers.playlist_request(
+        Request {
+            session: got.session,
+            vid,
+            terminal,
+            client_hash: client_hash(hls, request.client),
+        },
+        now_ms(),
+    );
+    // A multivariant playlist's URIs come without a `vid`: this player's goes on them.
+    let text = String::from_utf8_lossy(&got.body);
+    if text.contains("#EXT-X-STREAM-INF") {
+        let body: String = text
+            .lines()
+            .map(|l| {
+                if l.is_empty() || l.starts_with('#') {
+                    format!("{l}\n")
+                } else {
+                    format!("{l}?vid={vid}\n")
+                }
+            })
+            .collect();
+        return playlist_response(body, request.head);
+    }
+    playlist_response(got.body, request.head)
+}
+
+/// Media of a channel not on air here, from the node it is live on (in a cluster).
+async fn remote_media(
+    hls: &Hls,
+    request: &HlsRequest,
+    channel: &ChannelName,
+    file: &str,
+) -> Response {
+    let Some(got) = fetch_remote(hls, request, channel, String::new(), false).await else {
+        return not_found(&format!("channel {channel} is not live"));
+    };
+    if got.status != 200 {
+        return passed_on(got);
+    }
+    let content_type = if file.ends_with(".ts") {
+        "video/mp2t"
+    } else if file.ends_with(".mp4") {
+        "video/mp4"
+    } else {
+        "video/iso.segment"
+    };
+    serve_bytes(
+        got.body,
+        content_type,
+        request.range.as_deref(),
+        request.head,
+    )
+}
+
+/// Asks the cluster (never for another node's signed fetch: no second hop).
+async fn fetch_remote(
+    hls: &Hls,
+    request: &HlsRequest,
+    channel: &ChannelName,
+    query: String,
+    playlist: bool,
+) -> Option<Upstreamed> {
+    if request.signed {
+        return None;
+    }
+    let upstream = hls.upstream()?;
+    upstream
+        .fetch(UpstreamRequest {
+            channel,
+            path: &request.path,
+            query,
+            playlist,
+            playlist_ttl: Duration::from_secs_f64(hls.settings.targets.part.max(0.1)),
+        })
+        .await
+}
+
+/// Another node's refusal, passed on as it said it.
+fn passed_on(got: Upstreamed) -> Response {
+    let code = StatusCode::from_u16(got.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    status(code, &String::from_utf8_lossy(&got.body))
 }
 
 fn client_hash(hls: &Hls, client: Option<SocketAddr>) -> String {

@@ -5,7 +5,7 @@
 //! counter for blocking playlist reloads.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use super::fmp4::AudioConfig;
 use super::playlist::Form;
 use super::segmenter::{Targets, Variant};
+use super::upstream::Upstream;
 use super::viewers::Viewers;
 use crate::audience::{AudienceSink, now_ms};
 use crate::device::DeviceIds;
@@ -75,7 +76,15 @@ pub struct Hls {
     pub devices: Arc<DeviceIds>,
     /// Takes each session's source rendition for replay (none: nothing is recorded).
     recorder: Option<Arc<dyn SegmentSink>>,
+    /// Sessions not cut here: in a cluster, an edge's copy of another node's session
+    /// (its HLS comes from the origin through [`Hls::upstream`]).
+    skip: OnceLock<SkipSession>,
+    /// In a cluster: channels on air on another node, and the check of signed fetches.
+    upstream: OnceLock<Arc<dyn Upstream>>,
 }
+
+/// Whether a session going live is cut elsewhere (see [`Hls::skip_sessions`]).
+pub type SkipSession = Arc<dyn Fn(SessionId) -> bool + Send + Sync>;
 
 /// One channel on air over HLS.
 pub struct ChannelHls {
@@ -164,6 +173,8 @@ impl Hls {
             viewers: Viewers::new(audience),
             devices,
             recorder,
+            skip: OnceLock::new(),
+            upstream: OnceLock::new(),
         });
         let notices = sources.live_notices();
         tokio::spawn(watch_channels(hls.clone(), sources, notices));
@@ -183,6 +194,26 @@ impl Hls {
     /// relay stopped, before the attendance writer finishes).
     pub fn shutdown(&self) {
         self.viewers.close();
+    }
+
+    /// Sessions for which `skip` holds are not cut here (set once, at start).
+    pub fn skip_sessions(&self, skip: SkipSession) {
+        let _ = self.skip.set(skip);
+    }
+
+    /// Channels on air on other nodes are answered by `upstream` (set once, at start).
+    pub fn set_upstream(&self, upstream: Arc<dyn Upstream>) {
+        let _ = self.upstream.set(upstream);
+    }
+
+    /// The other nodes' HLS, in a cluster.
+    pub fn upstream(&self) -> Option<&Arc<dyn Upstream>> {
+        self.upstream.get()
+    }
+
+    /// Prometheus lines of the cluster's HLS figures (empty outside a cluster).
+    pub fn metrics(&self) -> String {
+        self.upstream.get().map(|u| u.metrics()).unwrap_or_default()
     }
 
     /// A channel on air (live, in its grace, or just ended).
@@ -224,6 +255,10 @@ async fn watch_channels(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        if hls.skip.get().is_some_and(|skip| skip(notice.live.session)) {
+            debug!(channel = %notice.channel, session = %notice.live.session, "not cut here: another node's session");
+            continue;
+        }
         let channel = notice.channel.clone();
         if let Some(tx) = tasks.get(&channel)
             && tx.send(notice.clone()).is_ok()

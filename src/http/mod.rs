@@ -261,6 +261,8 @@ pub fn routes_with_policy(
         .unify()
         .or(cluster::routes(state.clone()))
         .unify()
+        .or(replay::page_elsewhere(state.clone()))
+        .unify()
         .or(pages::routes(state.clone()))
         .unify()
         .or(ingest::routes(state.clone()))
@@ -593,6 +595,7 @@ fn metrics(state: &AppState) -> Response {
     }
     if let Some(cluster) = &state.cluster {
         out.push_str(&cluster.metrics());
+        out.push_str(&state.hls.metrics());
     }
     let live = board.live();
     let viewers: usize = live.iter().map(|(_, s)| s.viewers).sum();
@@ -702,8 +705,10 @@ async fn api_channel(channel: String, state: State) -> Response {
                 "qualities": status.map(|s| s.qualities).unwrap_or_default(),
                 "ice_lite": state.ice_lite,
             });
-            if state.cluster.is_some() {
+            if let Some(cluster) = &state.cluster {
                 answer["watch_on"] = serde_json::json!(watch_on);
+                // Where the watch page goes when this node stops answering.
+                answer["nodes"] = serde_json::json!(cluster.other_node_urls().await);
             }
             Ok(warp::reply::json(&answer).into_response())
         }

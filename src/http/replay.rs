@@ -14,6 +14,9 @@
 //! of an administrator whose scope covers its station. Names are matched against these
 //! forms; the only paths opened are a catalogued recording's folder and its library film.
 //! `/replay/{id}` itself (the page) is left to the pages.
+//!
+//! In a cluster a recording's files are on the node that made it: another node answers its
+//! page and media with `307` to that node's `node_url`, same path and query ([`elsewhere`]).
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -128,6 +131,56 @@ pub(super) fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
             },
         );
     media.or(list).unify().or(one).unify().boxed()
+}
+
+/// `GET /replay/{id}` (the page) of a recording made on another node: `307` there. Any
+/// other is rejected, for the pages to answer (mounted before them).
+pub(super) fn page_elsewhere(state: State) -> warp::filters::BoxedFilter<(Response,)> {
+    warp::get()
+        .and(warp::path!("replay" / i64))
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::any().map(move || state.clone()))
+        .and_then(
+            |id: i64, path: warp::path::FullPath, query: String, state: State| async move {
+                if state.cluster.is_none() {
+                    return Err(warp::reject::not_found());
+                }
+                match state.replays.row(id).await {
+                    Ok(rec) => elsewhere(&state, &rec, path.as_str(), &query)
+                        .ok_or_else(warp::reject::not_found),
+                    Err(_) => Err(warp::reject::not_found()),
+                }
+            },
+        )
+        .boxed()
+}
+
+/// `307` to the node `rec` was made on, when that is another cluster node with a
+/// `node_url` (`path` and `query` as asked).
+fn elsewhere(state: &State, rec: &Recording, path: &str, query: &str) -> Option<Response> {
+    let cluster = state.cluster.as_ref()?;
+    let url = rec.node_url.as_deref()?.trim_end_matches('/');
+    if rec.node_id.is_none()
+        || rec.node_id == state.catalog.this_node()
+        || url == cluster.node_url()
+    {
+        return None;
+    }
+    let location = if query.is_empty() {
+        format!("{url}{path}")
+    } else {
+        format!("{url}{path}?{query}")
+    };
+    let mut r = text(
+        StatusCode::TEMPORARY_REDIRECT,
+        "this replay is kept on another node\n",
+    );
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_str(&location).ok()?);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Some(r)
 }
 
 /// Query of `GET /api/recordings`.
@@ -247,6 +300,10 @@ async fn answer(state: &State, request: ReplayRequest) -> Result<Response, ApiEr
     let vid = param(&request.query, "vid").filter(|v| replays.devices.verify(v));
     // Known (and visible) replays only: a redirect for an unknown id would hide the 404.
     let rec = visible(state, request.id, &request.authorization).await?;
+    let path = format!("/replay/{}/{}", request.id, request.file);
+    if let Some(redirect) = elsewhere(state, &rec, &path, &request.query) {
+        return Ok(redirect);
+    }
     let (body, content_type, cache) = match want {
         Want::Playlist => {
             let Some(vid) = vid else {

@@ -1,5 +1,11 @@
 // feiyan watch page (/watch/{channel}): WHEP player, with HLS as the fallback when WebRTC
 // cannot connect or play here. Served at /assets/watch.js.
+//
+// In a cluster the page goes where there is room: a node at its capacity answers the WHEP
+// POST with 307 and names a node with room in /api/channels/{c} (`watch_on`); the page
+// then opens itself on that node (same path), so everything it fetches stays same-origin
+// there (the CSP's connect-src 'self' holds). When this node stops answering (it died),
+// the page opens itself on another node it learnt of (`nodes` in the channel info).
 (function () {
   'use strict';
 
@@ -101,14 +107,57 @@
     autoplayBlocked: false,
     mode: 'webrtc',     // 'webrtc', or 'hls' once WebRTC did not work here (for good)
     hls: null,          // the HLS player ({engine, destroy}) in HLS mode
-    fallbackTimer: null
+    fallbackTimer: null,
+    netFails: 0,        // requests in a row this node did not answer (cluster failover)
+    nodes: [],          // the cluster's other nodes (base URLs), from the channel info
+    watchOn: null       // a node with room when this one is full (`watch_on`)
   };
+
+  // ---------- cluster: the node with room, another node when this one dies ----------
+  // Opens this page on `base` (same path and query). The hops travel in the address
+  // (#fyhop=n, cleared once it plays), so nodes that keep sending it on cannot bounce it
+  // for ever.
+  var hopMatch = /(?:^#|&)fyhop=(\d+)/.exec(location.hash);
+  var hops = hopMatch ? parseInt(hopMatch[1], 10) : 0;
+  function goToNode(base, why) {
+    base = String(base || '').replace(/\/+$/, '');
+    if (!/^https?:\/\//.test(base) || base === location.origin || hops >= 4) return false;
+    if (window.console) console.info('feiyan: watching on ' + base + ' (' + why + ')');
+    setStatus('connecting', '正在切换到其他服务器…', '正在切换到其他服务器…');
+    teardown(true);
+    location.replace(base + location.pathname + location.search + '#fyhop=' + (hops + 1));
+    return true;
+  }
+  function clearHops() {
+    if (!hops) return;
+    hops = 0;
+    try { history.replaceState(null, '', location.pathname + location.search); } catch (e) { /* ignore */ }
+  }
+
+  // This node did not answer (a network error): after two in a row, another node.
+  function nodeSilent() {
+    S.netFails++;
+    if (S.netFails < 2 || !S.nodes.length) return false;
+    return goToNode(S.nodes[Math.floor(Math.random() * S.nodes.length)], 'this node does not answer');
+  }
+
+  // Where a 307 from a full node leads: the node the channel info names.
+  function followFullNode() {
+    return fetchWithTimeout(INFO_URL, { cache: 'no-store', headers: { Accept: 'application/json' } }, 5000)
+      .then(function (res) { return res.ok ? res.json() : null; })
+      .then(function (info) {
+        var to = info && info.watch_on;
+        if (!to && info && Array.isArray(info.nodes) && info.nodes.length) to = info.nodes[0];
+        return to ? goToNode(to, 'this node is full') : false;
+      }, function () { return false; });
+  }
 
   function setStatus(status, detail, overlayMsg) {
     S.status = status;
     statusEl.textContent = (LABELS[status] || status) + (S.mode === 'hls' ? ' · HLS' : '');
     document.body.setAttribute('data-status', status);
     detailEl.textContent = detail || '';
+    if (status === 'playing') clearHops();
     if (status === 'playing' && !S.autoplayBlocked) {
       overlay.hidden = true;
     } else {
@@ -340,11 +389,21 @@
         method: 'POST',
         headers: { 'Content-Type': 'application/sdp' },
         body: pc.localDescription.sdp,
-        cache: 'no-store'
+        cache: 'no-store',
+        // A full node's 307 names another node: the page goes there (see goToNode).
+        redirect: 'manual'
       }, 15000);
     } catch (e) {
       if (gen !== S.gen) return;
+      if (nodeSilent()) return;
       fail('网络错误（' + errMsg(e) + '）');
+      return;
+    }
+    S.netFails = 0;
+    if (res.type === 'opaqueredirect' || res.status === 307) {
+      var moved = await followFullNode();
+      if (gen !== S.gen || moved) return;
+      fail('服务器已满');
       return;
     }
 
@@ -456,6 +515,7 @@
     var genAtStart = S.gen;
     fetch(INFO_URL, { cache: 'no-store', headers: { Accept: 'application/json' } })
       .then(function (res) {
+        S.netFails = 0;
         if (!res.ok && iceLite === null) setIceLite(false);
         if (res.status === 404) {
           showReplays(false);
@@ -470,6 +530,10 @@
         return res.json().then(function (info) {
           if (!info) return;
           if (iceLite === null) setIceLite(info.ice_lite === true);
+          if (Array.isArray(info.nodes)) S.nodes = info.nodes.filter(function (n) { return typeof n === 'string'; });
+          S.watchOn = typeof info.watch_on === 'string' ? info.watch_on : null;
+          // Full here and not playing yet: watch where there is room.
+          if (S.watchOn && info.live && S.status !== 'playing' && goToNode(S.watchOn, 'this node is full')) return;
           var title = info.title ? String(info.title) : (info.live ? '直播中' : '暂未开播');
           var v = Number(info.viewers);
           viewersEl.textContent = info.live ? '在线 ' + (isFinite(v) && v > 0 ? Math.floor(v) : 0) + ' 人' : '';
@@ -485,7 +549,10 @@
           else if (info.live && S.status === 'offline') connect();
         });
       })
-      .catch(noop)
+      .catch(function () {
+        // No answer at all: this node may be gone; another one plays on.
+        if (S.status !== 'playing' || S.mode === 'hls') nodeSilent();
+      })
       .then(function () {
         if (iceLite === null) setIceLite(false); // no usable answer: wait for gathering
         setTimeout(pollInfo, 5000);
