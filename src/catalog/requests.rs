@@ -13,7 +13,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::planned::{ItemKind, NewLecture};
+use super::planned::{ItemKind, ItemStatus, NewLecture};
 use super::{Catalog, CatalogError, rfc3339};
 use crate::ids::{CenterId, FilmId, StationId};
 
@@ -456,7 +456,10 @@ impl Catalog {
                     .film_id
                     .ok_or_else(|| bad("film_id", "a film class needs a film of the library"))?;
                 let film = self.film(FilmId(film_id)).await.map_err(|e| match e {
-                    CatalogError::NotFound(_) => bad("film_id", format!("no film {film_id}")),
+                    CatalogError::NotFound(_) | CatalogError::Invalid { .. } => bad(
+                        "film_id",
+                        format!("no film {film_id} in the library (`feiyan film list` shows them)"),
+                    ),
                     other => other,
                 })?;
                 let title = check_text("title", &item.title, 200, false)?;
@@ -715,7 +718,8 @@ impl Catalog {
 
     /// The assigned station accepts (`decline` None) or declines (with a reason) a
     /// scheduled request. Declining the last scheduled or accepted request of a planned
-    /// lecture cancels the lecture (a film class stays: the playout owns it).
+    /// item calls it off: a lecture is cancelled, a film class that has not started yet is
+    /// cancelled like `feiyan screening stop` (one already playing plays on).
     pub async fn answer_request(
         &self,
         id: i64,
@@ -760,7 +764,13 @@ impl Catalog {
                     .bind(item)
                     .fetch_one(&self.pool)
                     .await?;
-                    if open == 0 && current.request.item.kind == ItemKind::Lecture {
+                    let waiting = match current.request.item.kind {
+                        ItemKind::Lecture => true,
+                        ItemKind::FilmClass => {
+                            self.planned_item(item, now_ms).await?.status == ItemStatus::Scheduled
+                        }
+                    };
+                    if open == 0 && waiting {
                         match self.cancel_item(item, now_ms).await {
                             Ok(_) | Err(CatalogError::Conflict(_)) => {}
                             Err(e) => return Err(e),
