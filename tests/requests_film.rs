@@ -2,10 +2,11 @@
 //! puts a library film on its menu, two residents request it at a station, the center's
 //! administrator schedules it (a film-class screening on the station a few seconds
 //! ahead), the station's operator accepts (another station's cannot; a film class whose
-//! only request the station declines is called off), the screening plays
-//! from the library at its time to a real WebRTC viewer and ends at the end of the file,
-//! the requests become done, the residents rate it, and `/api/stats/requests` and
-//! `/api/stats/ratings?group=film` (JSON and CSV) show it. On SQLite and PostgreSQL.
+//! only request the station declines is called off), the screening plays from the library
+//! at its time to a real WebRTC viewer and ends at the end of the file, the requests
+//! become done, the residents rate it, and `/api/stats/requests` (by station and by menu
+//! item) and `/api/stats/ratings?group=film` (JSON and CSV) show it. On SQLite and
+//! PostgreSQL.
 
 mod catalog_db;
 mod common;
@@ -402,6 +403,23 @@ async fn film_class_cycle(database_url: String) {
         csv.lines()
             .any(|l| l.contains("测试站") && l.contains(",3,2,1,0.0")),
         "{csv}"
+    );
+    // By menu item: the film's requests under its title.
+    let by_item = expect(
+        StatusCode::OK,
+        Method::GET,
+        &format!("{base}/api/stats/requests?group=item&format=csv"),
+        None,
+        Some(&center_admin),
+        None,
+    )
+    .await;
+    let by_item = by_item.as_str().unwrap_or_default();
+    assert!(
+        by_item
+            .lines()
+            .any(|l| l == format!("{menu_id},{FILM},3,2,1,0.0")),
+        "{by_item}"
     );
     let by_film = expect(
         StatusCode::OK,

@@ -219,6 +219,8 @@ pub enum RequestGroup {
     Center,
     /// Per station where requests were made.
     Station,
+    /// Per menu item: a lecture topic or a film (its title).
+    Item,
 }
 
 impl RequestGroup {
@@ -228,9 +230,10 @@ impl RequestGroup {
             "all" => Ok(RequestGroup::All),
             "center" => Ok(RequestGroup::Center),
             "station" => Ok(RequestGroup::Station),
+            "item" => Ok(RequestGroup::Item),
             other => Err(CatalogError::Invalid {
                 field: "group",
-                reason: format!("{other:?}; use all, center or station"),
+                reason: format!("{other:?}; use all, center, station or item"),
             }),
         }
     }
@@ -409,8 +412,19 @@ fn request(row: RequestRow) -> ServiceRequest {
     }
 }
 
-/// Station id and name, center id and name, status, made at, its session's start.
-type StatsSource = (i64, String, i64, String, String, i64, Option<i64>);
+/// Station id and name, center id and name, menu item id and title, status, made at, its
+/// session's start.
+type StatsSource = (
+    i64,
+    String,
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+);
 
 impl Catalog {
     /// A center's service menu (retired items left out), by kind and title.
@@ -865,7 +879,8 @@ impl Catalog {
         Ok(())
     }
 
-    /// Requests received from `from_ms` to `to_ms` (made then), in `scope`, grouped:
+    /// Requests received from `from_ms` to `to_ms` (made then), in `scope`, grouped (by
+    /// center, station or menu item: a lecture topic or a film):
     /// received, fulfilled (done), declined and the median days from request to the start
     /// of its session.
     pub async fn request_stats(
@@ -883,8 +898,9 @@ impl Catalog {
             RequestScope::Station(s) => ("r.station_id = $3", s.0),
         };
         let rows: Vec<StatsSource> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT r.station_id, s.name, c.id, c.name, r.status, r.created_at, \
-                 ss.started_at FROM service_requests r \
+            "SELECT r.station_id, s.name, c.id, c.name, m.id, m.title, r.status, \
+                 r.created_at, ss.started_at FROM service_requests r \
+                 JOIN service_menu m ON m.id = r.menu_id \
                  JOIN stations s ON s.id = r.station_id \
                  JOIN institutes i ON i.id = s.institute_id \
                  JOIN centers c ON c.id = i.center_id \
@@ -899,11 +915,12 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<(RequestStatsRow, Vec<f64>)> = Vec::new();
-        for (sid, sname, cid, cname, status, created, started) in rows {
+        for (sid, sname, cid, cname, mid, title, status, created, started) in rows {
             let (key, name) = match group {
                 RequestGroup::All => (0, "全部".to_string()),
                 RequestGroup::Center => (cid, cname),
                 RequestGroup::Station => (sid, sname),
+                RequestGroup::Item => (mid, title),
             };
             let slot = match out.iter().position(|(r, _)| r.id == key) {
                 Some(i) => i,
