@@ -256,6 +256,28 @@ async fn requests_by_the_rules(db: catalog_db::TestDb) {
     );
     // Session started 10 minutes after the request: 0.0 days, one decimal.
     assert_eq!(rows[0].median_days, Some(0.0));
+    // By menu item (a lecture topic or a film): the one item, its title.
+    let by_item = catalog
+        .request_stats(
+            RequestScope::City,
+            RequestGroup::Item,
+            0,
+            i64::MAX,
+            at + 61_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_item.len(), 1, "{by_item:?}");
+    assert_eq!(
+        (
+            by_item[0].id,
+            by_item[0].name.as_str(),
+            by_item[0].received,
+            by_item[0].fulfilled,
+            by_item[0].declined
+        ),
+        (item.id, "党史故事", 6, 1, 2)
+    );
 
     // The phone stays 90 days after the request closed, then goes.
     assert_eq!(catalog.forget_phones(at + 61_000).await.unwrap(), 0);

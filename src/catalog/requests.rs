@@ -13,7 +13,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::planned::{ItemKind, NewLecture};
+use super::planned::{ItemKind, ItemStatus, NewLecture};
 use super::{Catalog, CatalogError, rfc3339};
 use crate::ids::{CenterId, FilmId, StationId};
 
@@ -219,6 +219,8 @@ pub enum RequestGroup {
     Center,
     /// Per station where requests were made.
     Station,
+    /// Per menu item: a lecture topic or a film (its title).
+    Item,
 }
 
 impl RequestGroup {
@@ -228,9 +230,10 @@ impl RequestGroup {
             "all" => Ok(RequestGroup::All),
             "center" => Ok(RequestGroup::Center),
             "station" => Ok(RequestGroup::Station),
+            "item" => Ok(RequestGroup::Item),
             other => Err(CatalogError::Invalid {
                 field: "group",
-                reason: format!("{other:?}; use all, center or station"),
+                reason: format!("{other:?}; use all, center, station or item"),
             }),
         }
     }
@@ -409,8 +412,19 @@ fn request(row: RequestRow) -> ServiceRequest {
     }
 }
 
-/// Station id and name, center id and name, status, made at, its session's start.
-type StatsSource = (i64, String, i64, String, String, i64, Option<i64>);
+/// Station id and name, center id and name, menu item id and title, status, made at, its
+/// session's start.
+type StatsSource = (
+    i64,
+    String,
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+);
 
 impl Catalog {
     /// A center's service menu (retired items left out), by kind and title.
@@ -456,7 +470,10 @@ impl Catalog {
                     .film_id
                     .ok_or_else(|| bad("film_id", "a film class needs a film of the library"))?;
                 let film = self.film(FilmId(film_id)).await.map_err(|e| match e {
-                    CatalogError::NotFound(_) => bad("film_id", format!("no film {film_id}")),
+                    CatalogError::NotFound(_) | CatalogError::Invalid { .. } => bad(
+                        "film_id",
+                        format!("no film {film_id} in the library (`feiyan film list` shows them)"),
+                    ),
                     other => other,
                 })?;
                 let title = check_text("title", &item.title, 200, false)?;
@@ -715,7 +732,8 @@ impl Catalog {
 
     /// The assigned station accepts (`decline` None) or declines (with a reason) a
     /// scheduled request. Declining the last scheduled or accepted request of a planned
-    /// lecture cancels the lecture (a film class stays: the playout owns it).
+    /// item calls it off: a lecture is cancelled, a film class that has not started yet is
+    /// cancelled like `feiyan screening stop` (one already playing plays on).
     pub async fn answer_request(
         &self,
         id: i64,
@@ -760,7 +778,13 @@ impl Catalog {
                     .bind(item)
                     .fetch_one(&self.pool)
                     .await?;
-                    if open == 0 && current.request.item.kind == ItemKind::Lecture {
+                    let waiting = match current.request.item.kind {
+                        ItemKind::Lecture => true,
+                        ItemKind::FilmClass => {
+                            self.planned_item(item, now_ms).await?.status == ItemStatus::Scheduled
+                        }
+                    };
+                    if open == 0 && waiting {
                         match self.cancel_item(item, now_ms).await {
                             Ok(_) | Err(CatalogError::Conflict(_)) => {}
                             Err(e) => return Err(e),
@@ -855,7 +879,8 @@ impl Catalog {
         Ok(())
     }
 
-    /// Requests received from `from_ms` to `to_ms` (made then), in `scope`, grouped:
+    /// Requests received from `from_ms` to `to_ms` (made then), in `scope`, grouped (by
+    /// center, station or menu item: a lecture topic or a film):
     /// received, fulfilled (done), declined and the median days from request to the start
     /// of its session.
     pub async fn request_stats(
@@ -873,8 +898,9 @@ impl Catalog {
             RequestScope::Station(s) => ("r.station_id = $3", s.0),
         };
         let rows: Vec<StatsSource> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT r.station_id, s.name, c.id, c.name, r.status, r.created_at, \
-                 ss.started_at FROM service_requests r \
+            "SELECT r.station_id, s.name, c.id, c.name, m.id, m.title, r.status, \
+                 r.created_at, ss.started_at FROM service_requests r \
+                 JOIN service_menu m ON m.id = r.menu_id \
                  JOIN stations s ON s.id = r.station_id \
                  JOIN institutes i ON i.id = s.institute_id \
                  JOIN centers c ON c.id = i.center_id \
@@ -889,11 +915,12 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<(RequestStatsRow, Vec<f64>)> = Vec::new();
-        for (sid, sname, cid, cname, status, created, started) in rows {
+        for (sid, sname, cid, cname, mid, title, status, created, started) in rows {
             let (key, name) = match group {
                 RequestGroup::All => (0, "全部".to_string()),
                 RequestGroup::Center => (cid, cname),
                 RequestGroup::Station => (sid, sname),
+                RequestGroup::Item => (mid, title),
             };
             let slot = match out.iter().position(|(r, _)| r.id == key) {
                 Some(i) => i,

@@ -9,9 +9,11 @@ mod demo;
 mod film;
 mod hierarchy;
 mod item;
+mod menu;
 mod node;
 mod publish;
 mod recording;
+mod request;
 mod screening;
 mod source;
 mod topic;
@@ -89,6 +91,16 @@ enum Command {
     Item {
         #[command(subcommand)]
         action: item::ItemAction,
+    },
+    /// A center's service menu (服务菜单) for residents' requests.
+    Menu {
+        #[command(subcommand)]
+        action: menu::MenuAction,
+    },
+    /// Residents' requests (点单): list, schedule into a planned item, accept, decline.
+    Request {
+        #[command(subcommand)]
+        action: request::RequestAction,
     },
     /// Manage pull sources (IP cameras and streams the server opens itself).
     Source {
@@ -177,6 +189,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Film { action } => film::run(&open_catalog(url).await?, action).await,
         Command::Screening { action } => screening::run(&open_catalog(url).await?, action).await,
         Command::Item { action } => item::run(&open_catalog(url).await?, action).await,
+        Command::Menu { action } => menu::run(&open_catalog(url).await?, action).await,
+        Command::Request { action } => request::run(&open_catalog(url).await?, action).await,
         Command::Source { action } => {
             source::run(&open_catalog(url).await?, &config.ingest, action).await
         }

@@ -11,7 +11,7 @@
 //! | `GET /api/admin/requests[?format=csv]` | in scope | requests (phones in full in JSON only) and counts per item and station |
 //! | `POST /api/admin/requests/schedule` `{request_ids, station, at, title?, speaker?}` | city, center admins in scope | one planned item on `station`; the requests become scheduled |
 //! | `POST /api/admin/requests/{id}/accept` / `decline` `{reason}` | the assigned station (or admins above it) | 403 for another station's assignment |
-//! | `GET /api/stats/requests[?group=station\|center\|all&from=&to=&format=csv]` | in scope | received, fulfilled, declined, median days to the session |
+//! | `GET /api/stats/requests[?group=station\|center\|item\|all&from=&to=&format=csv]` | in scope | received, fulfilled, declined, median days to the session |
 
 use std::collections::HashMap;
 
