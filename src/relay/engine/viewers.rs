@@ -26,10 +26,11 @@ impl Engine {
                 }
             }
         };
-        if let Err(RelayError::Connecting(_)) = self.hub.has_room_for(&channel, info.client) {
+        let seat = seat(&info);
+        if let Err(RelayError::Connecting(_)) = self.hub.has_room_for_seat(&channel, seat) {
             self.give_up_longest_connecting(&channel);
         }
-        self.hub.has_room_for(&channel, info.client)?;
+        self.hub.has_room_for_seat(&channel, seat)?;
         let now = Instant::now();
         let ufrag = self.token(16);
         let pwd = random_token(32);
@@ -111,9 +112,11 @@ impl Engine {
         let mut peer = Peer::new(pc, channel.clone(), ufrag, role, tap, now);
         peer.resource = self.token(24);
         let resource = peer.resource.clone();
-        debug!(%channel, %resource, "viewer accepted");
+        // The place is taken here, with the check: another shard may have taken the
+        // last one since the check above (the peer connection made is then dropped).
         self.hub
-            .add_viewer_from(key, &channel, admission.rendition, info.client);
+            .join_viewer(key, &channel, admission.rendition, seat, true)?;
+        debug!(%channel, %resource, "viewer accepted");
         self.attendance.register(key, info);
         self.insert_peer(key, peer);
         Ok(Accepted { resource, answer })
@@ -392,6 +395,14 @@ impl Engine {
             }
         }
         true
+    }
+}
+
+/// Who a viewer is for the caps: a signed edge pull is under none.
+pub(super) fn seat(info: &ViewerInfo) -> Seat {
+    Seat {
+        client: info.client,
+        exempt: info.edge_pull,
     }
 }
 
