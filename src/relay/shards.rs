@@ -20,6 +20,15 @@
 //!   a mirror that cannot serve a viewer (not live there yet, a quality or codec bridge
 //!   only the home has) hands the request to the home. Resource ids start with their
 //!   shard's tag, so a DELETE finds its shard.
+//! - **Renditions fed by the server and codec bridges stay on the home**: their feeders
+//!   (a WHIP ladder's encoder, a bridge's transcoder) attach to the home's hub
+//!   ([`Hub::attach_feeder`](super::hub::Hub::attach_feeder),
+//!   [`Hub::bridge`](super::hub::Hub::bridge)), which alone knows those streams; the
+//!   home hands their runs to the mirrors like the source's, but a mirror has no stream
+//!   of that index and drops them, so their viewers are all the home's. Spreading them
+//!   needs the stream list mirrored (a message when a feeder attaches or detaches and a
+//!   bridge is made or withdrawn, in order with the media) and a mirror's bridge request
+//!   sent home; a lecture's audience mostly watches the source stream, which is spread.
 //! - **Caps**: `[relay] max_viewers_per_channel`, `max_unconnected_per_channel` and
 //!   `max_unconnected_per_client` count every shard's viewers: the hubs share one table
 //!   of places ([`Seats`], in [`ShardLinks::seats`]), checked and taken in one step when a
