@@ -375,3 +375,184 @@ async fn a_viewers_nack_is_answered_by_its_own_shard() {
     }
     t.server.shutdown().await;
 }
+
+/// The status and body of a `POST /whep/...` of `offer` from `client`.
+async fn post_offer(client: &reqwest::Client, url: &str, offer: &str) -> (u16, String) {
+    let res = client
+        .post(url)
+        .header("content-type", "application/sdp")
+        .body(offer.to_string())
+        .send()
+        .await
+        .expect("POST answered");
+    let status = res.status().as_u16();
+    (status, res.text().await.unwrap_or_default())
+}
+
+/// An HTTP client whose connections come from `ip` (a loopback address).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(Some(ip.parse::<std::net::IpAddr>().unwrap()))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// A complete offer of a real webrtc-rs viewer, never to be followed by ICE.
+async fn never_connecting_offer() -> String {
+    let prepared = WhepViewer::prepare(ViewerOptions::default())
+        .await
+        .expect("viewer offer");
+    prepared.offer_sdp().expect("offer not sent").to_string()
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} is listed"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caps_count_the_viewers_of_both_shards() {
+    const CAP: usize = 4;
+    let t = start_server_with(|c| {
+        c.webrtc.shards = 2;
+        c.relay.max_viewers_per_channel = CAP;
+        c.relay.max_unconnected_per_channel = 3;
+        c.relay.max_unconnected_per_client = 2;
+    })
+    .await;
+    assert_eq!(t.server.relay.shards(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let channel = t.station.channel.to_string();
+    let whep = format!("{}/whep/{channel}", t.base);
+    let publisher = WhipPublisher::connect(
+        &format!("{}/whip/{channel}", t.base),
+        Some(&t.station.stream_key),
+        test_media(dir.path(), 4).await,
+        PublisherOptions::default(),
+    )
+    .await
+    .expect("publisher connects");
+    wait_live(&t.base, &channel).await;
+    let offer = never_connecting_offer().await;
+
+    // Real viewers: exactly CAP get in, on both shards; the next gets the "full" 503.
+    let mut viewers = Vec::new();
+    for i in 0..CAP {
+        let mut opts = ViewerOptions {
+            stack: ViewerStack::Light,
+            ..Default::default()
+        };
+        opts.connect.http_client = Some(client_from(&format!("127.0.4.{}", i + 1)));
+        let viewer = WhepViewer::connect(&whep, None, opts)
+            .await
+            .unwrap_or_else(|e| panic!("viewer {i} gets in: {e}"));
+        viewers.push(viewer);
+        // Connected on the server too, so its connecting place is free for the next.
+        let api = format!("{}/api/channels/{channel}", t.base);
+        let counted = wait_until(Duration::from_secs(10), || {
+            let api = api.clone();
+            async move {
+                let live: serde_json::Value =
+                    reqwest::get(&api).await.unwrap().json().await.unwrap();
+                live["viewers"] == i + 1
+            }
+        })
+        .await;
+        assert!(counted, "viewer {i} counted");
+    }
+    let shards: HashSet<usize> = viewers.iter().map(shard_of).collect();
+    assert_eq!(shards.len(), 2, "the viewers are on both shards");
+    let (status, body) = post_offer(&client_from("127.0.5.1"), &whep, &offer).await;
+    eprintln!("viewer {} of a channel of {CAP}: {status} {body}", CAP + 1);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("is full"), "{body}");
+    let got_media = wait_until(Duration::from_secs(10), || {
+        let counts: Vec<u64> = viewers
+            .iter()
+            .map(|v| v.stats().track(TrackKind::Video).counters.packets)
+            .collect();
+        async move { counts.iter().all(|n| *n > 0) }
+    })
+    .await;
+    assert!(got_media, "every viewer receives video");
+    // Leaving gives the places back (on both shards): a viewer gets in again.
+    for viewer in &viewers {
+        viewer.close().await.ok();
+    }
+    let again = async || {
+        let mut opts = ViewerOptions {
+            stack: ViewerStack::Light,
+            ..Default::default()
+        };
+        opts.connect.http_client = Some(client_from("127.0.5.2"));
+        WhepViewer::connect(&whep, None, opts).await
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let viewer = loop {
+        match again().await {
+            Ok(viewer) => break viewer,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("no place came back: {e}"),
+        }
+    };
+    viewer.close().await.ok();
+
+    // One address: its second connecting viewer is its cap, on whichever shards they are.
+    let one = client_from("127.0.2.1");
+    for _ in 0..2 {
+        let (status, body) = post_offer(&one, &whep, &offer).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = post_offer(&one, &whep, &offer).await;
+    assert_eq!(
+        status, 429,
+        "the per-address cap holds across shards: {body}"
+    );
+
+    // Never-connecting offers from many addresses: the channel holds 3 connecting at
+    // most, on both shards together, so each offer past the third takes the place of the
+    // one that waited longest, wherever it is.
+    let metrics = format!("{}/metrics", t.base);
+    let given_up = || async {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        metric(&text, "feiyan_viewers_connecting_given_up_total")
+    };
+    let before = given_up().await;
+    for i in 0..8 {
+        let (status, body) =
+            post_offer(&client_from(&format!("127.0.3.{}", i + 1)), &whep, &offer).await;
+        assert_eq!(status, 201, "offer {i}: {body}");
+    }
+    // 2 + 8 offers, 3 places: 7 given up (counted per shard, 3 places on each, fewer).
+    assert_eq!(
+        given_up().await - before,
+        7,
+        "the channel's connecting cap is one for both shards"
+    );
+
+    // A real viewer still gets in (the longest-waiting offer gives its place up, on
+    // whichever shard it is) and gets media.
+    let mut opts = ViewerOptions {
+        stack: ViewerStack::Light,
+        ..Default::default()
+    };
+    opts.connect.http_client = Some(client_from("127.0.6.1"));
+    let viewer = WhepViewer::connect(&whep, None, opts)
+        .await
+        .expect("a real viewer gets in past the never-connecting offers");
+    let got_media = wait_until(Duration::from_secs(10), || {
+        let n = viewer.stats().track(TrackKind::Video).counters.packets;
+        async move { n > 0 }
+    })
+    .await;
+    assert!(got_media, "the real viewer receives video");
+    viewer.close().await.ok();
+    publisher.stop().await.ok();
+    t.server.shutdown().await;
+}

@@ -4,8 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 
-/// `[webrtc] shards` when the file does not say (0 would be one per core).
-pub const DEFAULT_SHARDS: usize = 1;
+/// `[webrtc] shards` when the file does not say: 0, one per core (at most 32).
+pub const DEFAULT_SHARDS: usize = 0;
 
 /// WebRTC transport settings.
 #[derive(Debug, Clone, Deserialize)]

@@ -94,6 +94,7 @@ pub(super) async fn edge_pull(
         client_hash: String::new(),
         quality: None,
         client: None,
+        edge_pull: true,
     };
     let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
     cluster.pull_accepted(&channel, &accepted.resource);

@@ -505,6 +505,7 @@ async fn whep_post(
                 client_hash,
                 quality: query.quality,
                 client: remote.map(|a| rate::client_group(a.ip())),
+                edge_pull: false,
             };
             if let Some(cluster) = &state.cluster {
                 // At capacity: a node with room takes the viewer (RFC 9725 clients follow

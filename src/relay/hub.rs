@@ -322,9 +322,11 @@ struct Viewer {
     /// Whether it attends the live session (an attendance row is open): from the first
     /// packet it was sent in that session, so a viewer that never got media has no row.
     attending: bool,
-    /// The client address (group) it came from, counted in [`Connecting`] until it
-    /// connects; `None` when unknown.
+    /// The client address (group) it came from, counted in [`Seats`] until it connects;
+    /// `None` when unknown.
     client: Option<IpAddr>,
+    /// It holds a place in [`Seats`] (a signed edge pull does not).
+    seated: bool,
 }
 
 /// The hub. See the module docs.
@@ -338,22 +340,15 @@ pub struct Hub {
     replays: BinaryHeap<Reverse<(Instant, PeerKey)>>,
     events: VecDeque<HubEvent>,
     counters: Arc<RelayCounters>,
-    /// Viewers still connecting per client address, for `max_unconnected_per_client`.
-    connecting: Connecting,
+    /// Every shard's viewers' places, for the caps; `shard` is this hub's.
+    seats: Arc<Seats>,
+    shard: usize,
 }
 
 impl Hub {
     /// An empty hub counting into `counters`.
     pub fn new(config: HubConfig, counters: Arc<RelayCounters>) -> Hub {
-        Hub {
-            config,
-            channels: HashMap::new(),
-            viewers: FxHashMap::default(),
-            replays: BinaryHeap::new(),
-            events: VecDeque::new(),
-            counters,
-            connecting: Connecting::default(),
-        }
+        Hub::sharing(config, counters, Arc::new(Seats::new(1)), 0)
     }
 
     /// The next thing the engine must act on.
@@ -709,170 +704,6 @@ impl Hub {
         self.request_keyframe(channel, now);
     }
 
-    /// Checks that a new viewer may join `channel` with `quality` (`None`: the source),
-    /// and says what it negotiates.
-    pub fn admit(
-        &self,
-        channel: &ChannelName,
-        quality: Option<&str>,
-    ) -> Result<Admission, RelayError> {
-        let ch = self
-            .channels
-            .get(channel)
-            .filter(|c| c.live)
-            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
-        let rendition = match quality {
-            None | Some("") => 0,
-            Some(asked) => ch
-                .streams
-                .iter()
-                .position(|s| s.offered() && s.name == asked)
-                .ok_or_else(|| RelayError::UnknownQuality {
-                    channel: channel.to_string(),
-                    asked: asked.to_string(),
-                    offered: ch.qualities(),
-                })?,
-        };
-        Ok(Admission {
-            video: ch.streams[rendition].codec.clone(),
-            audio: ch.audio_codec.clone(),
-            rendition,
-        })
-    }
-
-    /// `Full` when the channel has as many viewers as it accepts.
-    pub fn has_room(&self, channel: &ChannelName) -> Result<(), RelayError> {
-        self.has_room_for(channel, None)
-    }
-
-    /// Whether a viewer from `client` may join `channel`: `Full` when the channel has as
-    /// many viewers as it accepts, `Connecting` when it has as many still connecting,
-    /// `ClientConnecting` when `client` has as many still connecting.
-    pub fn has_room_for(
-        &self,
-        channel: &ChannelName,
-        client: Option<IpAddr>,
-    ) -> Result<(), RelayError> {
-        let (count, connected) = self
-            .channels
-            .get(channel)
-            .map_or((0, 0), |c| (c.viewers.len(), c.connected_viewers));
-        if count >= self.config.max_viewers_per_channel {
-            return Err(RelayError::Full(channel.to_string(), count));
-        }
-        if count.saturating_sub(connected) >= self.config.max_unconnected_per_channel {
-            return Err(RelayError::Connecting(channel.to_string()));
-        }
-        if let Some(client) = client
-            && self.connecting.from(client) >= self.config.max_unconnected_per_client
-        {
-            return Err(RelayError::ClientConnecting(self.connecting.from(client)));
-        }
-        Ok(())
-    }
-
-    /// The viewers of `channel` that have not connected yet.
-    pub fn connecting_viewers(&self, channel: &ChannelName) -> Vec<PeerKey> {
-        let Some(ch) = self.channels.get(channel) else {
-            return Vec::new();
-        };
-        ch.viewers
-            .iter()
-            .copied()
-            .filter(|k| self.viewers.get(k).is_some_and(|v| !v.connected))
-            .collect()
-    }
-
-    /// Adds an admitted viewer (not yet connected) to its channel.
-    pub fn add_viewer(&mut self, key: PeerKey, channel: &ChannelName, rendition: usize) {
-        self.add_viewer_from(key, channel, rendition, None);
-    }
-
-    /// Adds an admitted viewer from `client` (not yet connected) to its channel.
-    pub fn add_viewer_from(
-        &mut self,
-        key: PeerKey,
-        channel: &ChannelName,
-        rendition: usize,
-        client: Option<IpAddr>,
-    ) {
-        let Some(ch) = self.channels.get_mut(channel) else {
-            return;
-        };
-        if let Some(client) = client {
-            self.connecting.started(client);
-        }
-        ch.viewers.insert(key);
-        if let Some(stream) = ch.streams.get_mut(rendition) {
-            stream.watchers += 1;
-        }
-        self.viewers.insert(
-            key,
-            Viewer {
-                channel: channel.clone(),
-                rendition,
-                connected: false,
-                replay_at: None,
-                skip_video: false,
-                health: ViewerHealth::default(),
-                rtx_budget: RetransmitBudget::default(),
-                attending: false,
-                client,
-            },
-        );
-    }
-
-    /// The viewer's connection is up: it is counted and gets the keyframe group after
-    /// `replay_delay` (live video waits for it). It attends the live session from the first
-    /// packet it is sent.
-    pub fn viewer_connected(&mut self, key: PeerKey, replay_delay: Duration, now: Instant) {
-        let Some(v) = self.viewers.get_mut(&key) else {
-            return;
-        };
-        if v.connected {
-            return;
-        }
-        v.connected = true;
-        if let Some(client) = v.client {
-            self.connecting.ended(client);
-        }
-        let at = now + replay_delay;
-        v.replay_at = Some(at);
-        self.replays.push(Reverse((at, key)));
-        let channel = v.channel.clone();
-        if let Some(ch) = self.channels.get_mut(&channel) {
-            ch.connected_viewers += 1;
-        }
-        self.publish_status(&channel);
-    }
-
-    /// Removes a viewer (it left, failed or was dropped).
-    pub fn remove_viewer(&mut self, key: PeerKey) {
-        let Some(v) = self.viewers.remove(&key) else {
-            return;
-        };
-        if !v.connected
-            && let Some(client) = v.client
-        {
-            self.connecting.ended(client);
-        }
-        if v.attending {
-            self.events
-                .push_back(HubEvent::NotAttending { viewer: key });
-        }
-        if let Some(ch) = self.channels.get_mut(&v.channel) {
-            ch.viewers.remove(&key);
-            if let Some(stream) = ch.streams.get_mut(v.rendition) {
-                stream.watchers = stream.watchers.saturating_sub(1);
-            }
-            if v.connected {
-                ch.connected_viewers = ch.connected_viewers.saturating_sub(1);
-            }
-        }
-        self.publish_status(&v.channel);
-        self.remove_if_idle(&v.channel);
-    }
-
     /// Sends a live source's packets to every connected viewer of the channel: audio to
     /// all, video to the viewers of `rendition`; caches video for late joiners and NACKs.
     /// Packets of a source that does not hold the live channel are dropped: returns
@@ -1134,11 +965,12 @@ fn attends(
     }
 }
 
-mod connecting;
+mod admission;
+mod seats;
 #[cfg(test)]
 mod tests;
 
-use connecting::Connecting;
+pub use seats::{Seat, Seats};
 
 /// Asks for a keyframe now, past the PLI throttle (a feeder that just attached must not
 /// wait out another viewer's request).

@@ -209,6 +209,10 @@ pub struct ViewerInfo {
     /// viewers still connecting per client (`[relay] max_unconnected_per_client`); `None`
     /// when unknown (not capped).
     pub client: Option<std::net::IpAddr>,
+    /// A signed cluster edge pull (`viewer_key` starts with
+    /// [`crate::audience::EDGE_PULL_KEY`]): exempt from `max_viewers_per_channel` and the
+    /// caps on viewers still connecting (it takes no place; see `relay::hub::Seats`).
+    pub edge_pull: bool,
 }
 
 /// An accepted WHIP/WHEP offer.
@@ -232,6 +236,8 @@ pub(crate) enum EngineCommand {
         channel: ChannelName,
         offer: String,
         viewer: ViewerInfo,
+        /// Handed here by another shard to answer itself (it never hands it on again).
+        direct: bool,
         reply: oneshot::Sender<Result<Accepted, RelayError>>,
     },
     Delete {
@@ -672,6 +678,7 @@ impl RelayHandle {
             channel,
             offer,
             viewer,
+            direct: false,
             reply,
         })
         .await

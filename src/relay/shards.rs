@@ -20,6 +20,22 @@
 //!   a mirror that cannot serve a viewer (not live there yet, a quality or codec bridge
 //!   only the home has) hands the request to the home. Resource ids start with their
 //!   shard's tag, so a DELETE finds its shard.
+//! - **Renditions fed by the server and codec bridges stay on the home**: their feeders
+//!   (a WHIP ladder's encoder, a bridge's transcoder) attach to the home's hub
+//!   ([`Hub::attach_feeder`](super::hub::Hub::attach_feeder),
+//!   [`Hub::bridge`](super::hub::Hub::bridge)), which alone knows those streams; the
+//!   home hands their runs to the mirrors like the source's, but a mirror has no stream
+//!   of that index and drops them, so their viewers are all the home's. Spreading them
+//!   needs the stream list mirrored (a message when a feeder attaches or detaches and a
+//!   bridge is made or withdrawn, in order with the media) and a mirror's bridge request
+//!   sent home; a lecture's audience mostly watches the source stream, which is spread.
+//! - **Caps**: `[relay] max_viewers_per_channel`, `max_unconnected_per_channel` and
+//!   `max_unconnected_per_client` count every shard's viewers: the hubs share one table
+//!   of places ([`Seats`], in [`ShardLinks::seats`]), checked and taken in one step when a
+//!   viewer is admitted and given back when it connects or leaves, never touched per
+//!   packet. When every connecting place of a channel is held and none by this shard's
+//!   viewers, the request goes to the shard holding the most (`direct`), whose
+//!   longest-waiting offer gives its place up as on one shard.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -30,7 +46,7 @@ use std::sync::{Arc, RwLock};
 use bytes::BytesMut;
 use tokio::sync::mpsc;
 
-use super::hub::{LiveSession, LiveTracks};
+use super::hub::{LiveSession, LiveTracks, Seats};
 use super::{ChannelStatus, EngineCommand};
 use crate::ids::ChannelName;
 use crate::media::MediaKind;
@@ -184,6 +200,8 @@ pub(super) struct ShardLinks {
     /// Every shard's command queue, weak: the engines stop when every handle is gone.
     pub(super) commands: Vec<mpsc::WeakSender<EngineCommand>>,
     pub(super) routes: Arc<Routes>,
+    /// Every shard's viewers' places, for the caps (one table for all).
+    pub(super) seats: Arc<Seats>,
 }
 
 impl ShardLinks {
@@ -258,6 +276,7 @@ impl ShardSet {
     ) -> Vec<ShardLinks> {
         let count = commands.len();
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..count).map(|_| mpsc::channel(INBOX_DEPTH)).unzip();
+        let seats = Arc::new(Seats::new(count));
         rxs.into_iter()
             .enumerate()
             .map(|(index, inbox)| ShardLinks {
@@ -267,6 +286,7 @@ impl ShardSet {
                 inboxes: txs.clone(),
                 commands: commands.iter().map(mpsc::Sender::downgrade).collect(),
                 routes: routes.clone(),
+                seats: seats.clone(),
             })
             .collect()
     }

@@ -40,7 +40,7 @@ use tracing::{debug, info, warn};
 use super::attendance::Attendance;
 use super::codecs::{self, OfferedSection};
 use super::hub::{
-    Admission, Hub, HubConfig, HubEvent, LiveSession, LiveTracks, LocalId, PeerKey, Source,
+    Admission, Hub, HubConfig, HubEvent, LiveSession, LiveTracks, LocalId, PeerKey, Seat, Source,
 };
 use super::layers::{Layer, arrange, offered_layers, picture_size};
 use super::media::{VideoCodec, h264_codec, vp8_codec};
@@ -166,7 +166,7 @@ impl Engine {
         let local_addr = socket.local_addr()?;
         let negotiator = Negotiator::new(webrtc, local_addr, board.counters.clone())?;
         info!(%local_addr, shard = links.index, advertised = ?webrtc.advertised_ips, "media UDP socket bound");
-        let hub = Hub::new(
+        let hub = Hub::sharing(
             HubConfig {
                 gop_max_packets: relay.gop_cache_max_packets,
                 pli_min_interval: Duration::from_millis(relay.pli_min_interval_ms),
@@ -175,6 +175,8 @@ impl Engine {
                 max_unconnected_per_client: relay.max_unconnected_per_client,
             },
             board.counters.clone(),
+            links.seats.clone(),
+            links.index,
         );
         Ok(Engine {
             socket,
@@ -461,18 +463,31 @@ impl Engine {
                 channel,
                 offer,
                 viewer,
+                direct,
                 reply,
             } => {
-                if !self.links.is_home(&channel) && !self.can_serve(&channel, &offer, &viewer) {
-                    // Not live here yet, or a quality or bridge only the home has: the
-                    // home answers (and refuses with the reason when it cannot either).
-                    let home = super::shards::home_of(&channel, self.links.count);
+                // Not live here yet, a quality or bridge only the home has, or no room
+                // here: the home answers (and refuses with the reason when it cannot
+                // either). The channel's connecting places all held by viewers of
+                // another shard: that shard gives the longest-waiting one up and answers.
+                let to = if direct {
+                    None
+                } else if !self.links.is_home(&channel)
+                    && !self.can_serve(&channel, &offer, &viewer)
+                {
+                    Some(super::shards::home_of(&channel, self.links.count))
+                } else {
+                    self.connecting_elsewhere(&channel, &viewer)
+                };
+                if let Some(shard) = to {
+                    let direct = shard != super::shards::home_of(&channel, self.links.count);
                     self.links.forward(
-                        home,
+                        shard,
                         EngineCommand::View {
                             channel,
                             offer,
                             viewer,
+                            direct,
                             reply,
                         },
                     );
@@ -895,15 +910,37 @@ impl Engine {
 
     /// Whether this shard (not the channel's home) can take a viewer itself: the channel
     /// is live here, the quality and a codec of the offer are here (not a bridge), and
-    /// there is room.
+    /// there is room (or a place this shard's own connecting viewer can give up).
     fn can_serve(&self, channel: &ChannelName, offer: &str, viewer: &ViewerInfo) -> bool {
         let Ok(admission) = self.hub.admit(channel, viewer.quality.as_deref()) else {
             return false;
         };
-        matches!(
+        let room = match self.hub.has_room_for_seat(channel, viewers::seat(viewer)) {
+            Ok(()) => true,
+            Err(RelayError::Connecting(_)) => !self.hub.connecting_viewers(channel).is_empty(),
+            Err(_) => false,
+        };
+        room && matches!(
             self.choose_codecs(channel, &admission, offer),
             Ok(viewers::Chosen::Codecs(_))
-        ) && self.hub.has_room_for(channel, viewer.client).is_ok()
+        )
+    }
+
+    /// The shard to hand a viewer of `channel` to when every connecting place of the
+    /// channel is taken and none by a viewer of this shard (one of that shard's gives its
+    /// place up, as this shard's would): the shard with the most of them.
+    fn connecting_elsewhere(&self, channel: &ChannelName, viewer: &ViewerInfo) -> Option<usize> {
+        if self.links.count < 2
+            || !matches!(
+                self.hub.has_room_for_seat(channel, viewers::seat(viewer)),
+                Err(RelayError::Connecting(_))
+            )
+            || !self.hub.connecting_viewers(channel).is_empty()
+        {
+            return None;
+        }
+        let (shard, _) = self.hub.seats().most_connecting(channel)?;
+        (shard != self.links.index).then_some(shard)
     }
 
     /// A message from another shard.

@@ -26,10 +26,17 @@ impl Engine {
                 }
             }
         };
-        if let Err(RelayError::Connecting(_)) = self.hub.has_room_for(&channel, info.client) {
-            self.give_up_longest_connecting(&channel);
+        let seat = seat(&info);
+        // Every connecting place taken: the longest-waiting gives its up (again, a few
+        // times at most, while other shards take the places freed).
+        let mut tries = 0;
+        while let Err(RelayError::Connecting(_)) = self.hub.has_room_for_seat(&channel, seat) {
+            if tries == 4 || !self.give_up_longest_connecting(&channel) {
+                break;
+            }
+            tries += 1;
         }
-        self.hub.has_room_for(&channel, info.client)?;
+        self.hub.has_room_for_seat(&channel, seat)?;
         let now = Instant::now();
         let ufrag = self.token(16);
         let pwd = random_token(32);
@@ -111,9 +118,25 @@ impl Engine {
         let mut peer = Peer::new(pc, channel.clone(), ufrag, role, tap, now);
         peer.resource = self.token(24);
         let resource = peer.resource.clone();
+        // The place is taken here, with the check: another shard may have taken the
+        // last one since the check above. A connecting place: this shard's oldest
+        // connecting viewer gives its up again (a few times at most); else the peer
+        // connection made is dropped and the viewer refused.
+        let mut tries = 0;
+        loop {
+            match self
+                .hub
+                .join_viewer(key, &channel, admission.rendition, seat, true)
+            {
+                Err(RelayError::Connecting(_))
+                    if tries < 4 && self.give_up_longest_connecting(&channel) =>
+                {
+                    tries += 1;
+                }
+                joined => break joined?,
+            }
+        }
         debug!(%channel, %resource, "viewer accepted");
-        self.hub
-            .add_viewer_from(key, &channel, admission.rendition, info.client);
         self.attendance.register(key, info);
         self.insert_peer(key, peer);
         Ok(Accepted { resource, answer })
@@ -129,7 +152,7 @@ impl Engine {
     /// a second or so, an offer that never does ICE never will, so offers from however
     /// many addresses cannot hold the channel against residents arriving meanwhile; to
     /// push a real viewer out they would have to take every place within its connect time.
-    fn give_up_longest_connecting(&mut self, channel: &ChannelName) {
+    fn give_up_longest_connecting(&mut self, channel: &ChannelName) -> bool {
         let oldest = self
             .hub
             .connecting_viewers(channel)
@@ -140,6 +163,7 @@ impl Engine {
             RelayCounters::add(&self.board.counters.connecting_given_up, 1);
             self.remove_peer(key, "its connecting place went to a newer viewer");
         }
+        oldest.is_some()
     }
 
     pub(super) fn choose_codecs(
@@ -392,6 +416,14 @@ impl Engine {
             }
         }
         true
+    }
+}
+
+/// Who a viewer is for the caps: a signed edge pull is under none.
+pub(super) fn seat(info: &ViewerInfo) -> Seat {
+    Seat {
+        client: info.client,
+        exempt: info.edge_pull,
     }
 }
 

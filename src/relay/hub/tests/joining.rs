@@ -224,10 +224,44 @@ fn viewers_still_connecting_are_capped_per_channel_and_per_client() {
     hub.remove_viewer(PeerKey(14));
     assert!(hub.has_room_for(&ch, Some(y)).is_ok());
     // Only addresses with a viewer connecting are remembered.
-    assert_eq!(hub.connecting.addresses(), 1);
+    assert_eq!(hub.seats.addresses(), 1);
     hub.remove_viewer(PeerKey(12));
     hub.remove_viewer(PeerKey(11));
-    assert_eq!(hub.connecting.addresses(), 0);
+    assert_eq!(hub.seats.addresses(), 0);
+}
+
+#[test]
+fn a_signed_edge_pull_joins_a_full_channel_and_takes_no_place() {
+    let counters = Arc::new(RelayCounters::default());
+    let mut hub = Hub::new(config(1), counters);
+    let mut out = Recorder::default();
+    let ch = channel("st-1");
+    let t0 = Instant::now();
+    live(&mut hub, &ch, A, 1, t0, &mut out);
+    join(&mut hub, V1, &ch, t0);
+    let viewer = Seat::from(Some("10.0.0.1".parse().unwrap()));
+    assert!(matches!(
+        hub.join_viewer(V2, &ch, 0, viewer, true),
+        Err(RelayError::Full(_, 1))
+    ));
+    let pull = Seat {
+        client: None,
+        exempt: true,
+    };
+    hub.has_room_for_seat(&ch, pull).expect("a pull has room");
+    hub.join_viewer(V2, &ch, 0, pull, true)
+        .expect("a pull joins the full channel");
+    assert!(
+        hub.connecting_viewers(&ch).is_empty(),
+        "a pull's place is never given up to a newcomer"
+    );
+    hub.viewer_connected(V2, REPLAY, t0);
+    assert_eq!(hub.status(&ch).map(|s| s.viewers), Some(2));
+    // It held no place: the viewer's leaving frees the channel's only one.
+    hub.remove_viewer(V1);
+    hub.has_room(&ch).expect("room once the viewer left");
+    hub.remove_viewer(V2);
+    assert_eq!(hub.seats().counts(&ch), (0, 0));
 }
 
 #[test]
