@@ -18,6 +18,7 @@ use feiyan::client::{PublisherOptions, WhipPublisher};
 use sqlx::PgPool;
 
 use common::cluster::*;
+use common::served::Served;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_one_audience() {
