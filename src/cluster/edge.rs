@@ -16,9 +16,14 @@
 //!   node, to the new one. This node's viewers keep their connections throughout: the
 //!   relay holds a channel's viewers across a change of its source.
 //!
-//! Not covered: one pull carries the source rendition in H.264 + Opus. A viewer on an
-//! edge asking for a lower rendition (`?quality=`) or for VP8 is served what the edge
-//! has (the source rendition, or a codec bridge made on the edge).
+//! Not covered yet (issue 24 asks for one pull per rendition and codec viewers use): a
+//! pull carries the source rendition in H.264 + Opus only. On an edge `?quality=` offers
+//! `source` alone (a viewer asking for a lower rendition is refused with the list of what
+//! the edge offers, as the relay refuses any unknown quality), and a VP8-only viewer gets
+//! what the edge's relay makes for it from H.264 (its codec bridge, where configured). The
+//! way to it: pull each rendition a viewer asks for with `?quality=` on the signed pull
+//! and feed it as a rendition of the local source (`LocalTracks::renditions`,
+//! `LocalPublisher::send_rendition`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
