@@ -21,7 +21,7 @@ db=feiyan_bench_cascade_$$
 dburl="${admin%/*}/$db"
 
 cargo build --release --bins --quiet
-bin=${CARGO_TARGET_DIR:-target}/release
+bin=$(realpath "${CARGO_TARGET_DIR:-target}/release")
 scratch=$(mktemp -d)
 pids=()
 cleanup() {
@@ -108,8 +108,8 @@ for f in direct cascade; do
 import json, sys
 rep = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
 s = rep["server"]
-per = s["cpu_core_ms_per_viewer_s"]
-v = s["receiving_viewers_in_window"]
+per = s["cpu_core_ms_per_viewer_s"] or 0.0
+v = s["receiving_viewers_in_window"] or 0
 print(f"{sys.argv[1]}: origin {per:.3f} core-ms per viewer-second x {v} viewers = {per * v:.1f} core-ms/s; "
       f"connected {rep['viewers_connected']}/{rep['viewers_requested']}, loss {rep['loss_pct']['total']} %, "
       f"first frame median {rep['first_frame_ms']['median']} ms")
