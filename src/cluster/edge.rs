@@ -1,16 +1,36 @@
-//! An edge's one pull of a channel from its origin: a signed WHEP session
+//! An edge's one pull of a channel: a signed WHEP session
 //! ([`crate::client::WhepViewer`], H.264 + Opus) whose packets go into this node's relay
 //! as a local source for the origin's session, so this node's viewers fan out here and
-//! count in that one session. The pull stops [`IDLE_STOP`] after the channel's last viewer
-//! here leaves, and reconnects when it drops while viewers remain (they keep their
-//! connections: the relay holds a source's viewers across its reconnect).
+//! count in that one session.
+//!
+//! - **Where from.** The origin first, then the other alive nodes the registry says carry
+//!   the channel (edges), least loaded first: a node past `[cluster]
+//!   max_edges_per_origin` refuses (`503`), so past the limit nodes form a tree under the
+//!   origin. A node refuses a pull from the node it pulls from itself (`409`), so two
+//!   edges never feed each other.
+//! - **Reconnects.** The pull stops [`IDLE_STOP`] after the channel's last viewer here
+//!   leaves. It survives the origin's publisher reconnecting (the origin holds it like any
+//!   viewer); when it drops (no media for [`SILENT`], the origin gone) it is opened again
+//!   while viewers remain, woken by the other nodes' `NOTIFY`s: to the same session (the
+//!   relay's reconnect grace continues it) or, when the channel went live again on another
+//!   node, to the new one. This node's viewers keep their connections throughout: the
+//!   relay holds a channel's viewers across a change of its source.
+//!
+//! Not covered yet (issue 24 asks for one pull per rendition and codec viewers use): a
+//! pull carries the source rendition in H.264 + Opus only. On an edge `?quality=` offers
+//! `source` alone (a viewer asking for a lower rendition is refused with the list of what
+//! the edge offers, as the relay refuses any unknown quality), and a VP8-only viewer gets
+//! what the edge's relay makes for it from H.264 (its codec bridge, where configured). The
+//! way to it: pull each rendition a viewer asks for with `?quality=` on the signed pull
+//! and feed it as a rendition of the local source (`LocalTracks::renditions`,
+//! `LocalPublisher::send_rendition`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Cluster, lock, sign};
 use crate::audience::now_ms;
@@ -34,38 +54,38 @@ enum Ended {
     Idle,
     /// The origin or the link went away.
     Dropped(String),
+    /// The node asked did not take the pull (full, not carrying the channel, gone).
+    Refused(String),
 }
 
 /// Pulls `channel` while this node has viewers of it; says on `ready` when it feeds the
-/// relay. Ends (and leaves the edge table) when idle or when no other node is live on it.
+/// relay. Ends (and leaves the edge table) [`IDLE_STOP`] after the channel's last viewer
+/// here left; while viewers remain it keeps trying, also while no node is live on the
+/// channel (its origin died and no other took it yet): they keep their connections.
 pub(super) async fn run(cluster: Arc<Cluster>, channel: ChannelName, ready: watch::Sender<bool>) {
     let mut changes = cluster.changes.subscribe();
     let mut idle_since: Option<Instant> = None;
     loop {
-        let origin = match cluster.catalog.channel_origin(&channel).await {
-            Ok(Some(origin)) => origin,
+        match cluster.catalog.channel_origin(&channel).await {
+            Ok(Some(origin)) => match pull_from_any(&cluster, &channel, &origin, &ready).await {
+                Ended::Idle => break,
+                Ended::Dropped(why) | Ended::Refused(why) => {
+                    let _ = ready.send(false);
+                    warn!(%channel, origin = %origin.node_url, %why, "edge pull dropped; reconnecting");
+                }
+            },
             Ok(None) => {
-                info!(%channel, "no origin for the channel any more; edge pull ends");
-                break;
-            }
-            Err(e) => {
-                warn!(%channel, error = %e, "cannot look up the channel's origin");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        match pull_once(&cluster, &channel, &origin, &ready).await {
-            Ended::Idle => break,
-            Ended::Dropped(why) => {
                 let _ = ready.send(false);
-                warn!(%channel, origin = %origin.node_url, %why, "edge pull dropped; reconnecting");
+                debug!(%channel, "no node is live on the channel; waiting while viewers remain");
             }
+            Err(e) => warn!(%channel, error = %e, "cannot look up the channel's origin"),
         }
-        // Reconnect while viewers remain (or for IDLE_STOP after the last one).
+        // Retry while viewers remain (or for IDLE_STOP after the last one).
         let viewers = cluster.relay.board().get(&channel).map_or(0, |s| s.viewers);
         if viewers == 0 {
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= IDLE_STOP {
+                info!(%channel, "edge pull ends: no viewers here");
                 break;
             }
         } else {
@@ -81,19 +101,68 @@ pub(super) async fn run(cluster: Arc<Cluster>, channel: ChannelName, ready: watc
     lock(&cluster.edges).remove(&channel);
 }
 
-/// One WHEP session with the origin, fed into the relay until it drops or goes idle.
-async fn pull_once(
+/// Where this node may pull `channel` from, in order: the origin, then the other alive
+/// nodes carrying it (edges, by the registry's `channels`), the least loaded first. A
+/// node past `max_edges_per_origin` refuses the pull, and the next one is tried: so the
+/// nodes form a tree under the origin.
+async fn sources(cluster: &Cluster, channel: &ChannelName, origin: &Origin) -> Vec<(i64, String)> {
+    let me = cluster.catalog.this_node();
+    let mut out = vec![(origin.node_id, origin.node_url.clone())];
+    match cluster.catalog.cluster_nodes().await {
+        Ok(mut nodes) => {
+            nodes.sort_by_key(|n| n.viewers);
+            out.extend(
+                nodes
+                    .into_iter()
+                    .filter(|n| {
+                        n.alive
+                            && Some(n.id) != me
+                            && n.id != origin.node_id
+                            && !n.node_url.is_empty()
+                            && n.channels.iter().any(|c| c == channel.as_str())
+                    })
+                    .map(|n| (n.id, n.node_url)),
+            );
+        }
+        Err(e) => warn!(%channel, error = %e, "cannot list the nodes carrying the channel"),
+    }
+    out
+}
+
+/// Pulls from the first of [`sources`] that accepts this node's pull.
+async fn pull_from_any(
     cluster: &Cluster,
     channel: &ChannelName,
     origin: &Origin,
     ready: &watch::Sender<bool>,
 ) -> Ended {
+    let mut refused = Vec::new();
+    for (node, url) in sources(cluster, channel, origin).await {
+        lock(&cluster.pulling_from).insert(channel.clone(), node);
+        match pull_once(cluster, channel, origin, &url, ready).await {
+            Ended::Refused(why) => refused.push(format!("{url}: {why}")),
+            ended => {
+                lock(&cluster.pulling_from).remove(channel);
+                return ended;
+            }
+        }
+    }
+    lock(&cluster.pulling_from).remove(channel);
+    Ended::Dropped(format!("no node took the pull ({})", refused.join("; ")))
+}
+
+/// One WHEP session with `from` (the origin or an edge carrying the channel), fed into
+/// the relay until it drops or goes idle.
+async fn pull_once(
+    cluster: &Cluster,
+    channel: &ChannelName,
+    origin: &Origin,
+    from: &str,
+    ready: &watch::Sender<bool>,
+) -> Ended {
     let path = format!("/whep/{channel}");
     let node = cluster.catalog.this_node().unwrap_or(0);
-    let url = format!(
-        "{}{path}?edge={node}",
-        origin.node_url.trim_end_matches('/')
-    );
+    let url = format!("{}{path}?edge={node}", from.trim_end_matches('/'));
     let signature = sign::sign(cluster.secret(), "POST", &path, now_ms() / 1000);
     let mut headers = reqwest::header::HeaderMap::new();
     match reqwest::header::HeaderValue::from_str(&signature) {
@@ -126,7 +195,7 @@ async fn pull_once(
     };
     let viewer = match WhepViewer::connect(&url, None, options).await {
         Ok(viewer) => viewer,
-        Err(e) => return Ended::Dropped(e.to_string()),
+        Err(e) => return Ended::Refused(e.to_string()),
     };
     cluster
         .counters
@@ -148,8 +217,15 @@ async fn pull_once(
     lock(&cluster.edge_sessions).insert(origin.session);
     let sources = cluster.relay.sources();
     // The relay may hold the session from this node's previous pull (its reconnect grace):
-    // continue it.
-    let _ = sources.resume(channel.clone()).await;
+    // continue it. A pull of another session (the channel went live again on another
+    // node) starts afresh, and the old one ends here when the grace runs out, as on the
+    // origin.
+    let resume = lock(&cluster.fed)
+        .get(channel)
+        .is_none_or(|s| *s == origin.session);
+    if resume {
+        let _ = sources.resume(channel.clone()).await;
+    }
     let tracks = LocalTracks {
         video: Some(h264_codec()),
         audio: Some(opus_codec()),
@@ -159,13 +235,16 @@ async fn pull_once(
         .publish_local(channel.clone(), origin.session, title, started, tracks)
         .await
     {
-        Ok(p) => p,
+        Ok(p) => {
+            lock(&cluster.fed).insert(channel.clone(), origin.session);
+            p
+        }
         Err(e) => {
             let _ = viewer.close().await;
             return Ended::Dropped(format!("local relay refused the pull: {e}"));
         }
     };
-    info!(%channel, origin = %origin.node_url, session = %origin.session, "edge pull up");
+    info!(%channel, from, origin = %origin.node_url, session = %origin.session, "edge pull up");
     let mut check = tokio::time::interval(Duration::from_millis(250));
     let mut idle_since: Option<Instant> = None;
     let mut last_media = Instant::now();

@@ -31,6 +31,9 @@ use crate::config::ClusterConfig;
 use crate::ids::ChannelName;
 use crate::relay::RelayHandle;
 
+/// How long an admitted signed pull counts before it is accepted (or given up).
+const ADMITTING: Duration = Duration::from_secs(20);
+
 /// A member's cluster state, shared by HTTP handlers and its background tasks.
 pub struct Cluster {
     /// The shared catalog (registry, origins, leases).
@@ -50,9 +53,17 @@ pub struct Cluster {
     pull_ip: IpAddr,
     /// Running edge pulls by channel: each says when it is feeding the relay.
     edges: Mutex<HashMap<ChannelName, watch::Receiver<bool>>>,
-    /// Signed pulls this node serves as an origin, by channel (resource ids), for
-    /// `max_edges_per_origin` and `/metrics`.
-    served: Mutex<HashMap<ChannelName, HashSet<String>>>,
+    /// Signed pulls this node serves (as an origin or an edge), by channel (resource id ->
+    /// the pulling node), for `max_edges_per_origin` and `/metrics`.
+    served: Mutex<HashMap<ChannelName, HashMap<String, i64>>>,
+    /// Signed pulls admitted but not yet accepted, by channel (when admitted): they count
+    /// against `max_edges_per_origin`, so two edges asking at once cannot both pass it.
+    admitting: Mutex<HashMap<ChannelName, Vec<Instant>>>,
+    /// The node each running edge pull of this node pulls from (its `relay_nodes` id): a
+    /// pull from that node is refused, so two edges never feed each other.
+    pulling_from: Mutex<HashMap<ChannelName, i64>>,
+    /// The session an edge pull last fed into the relay, by channel.
+    fed: Mutex<HashMap<ChannelName, crate::ids::SessionId>>,
     /// The origin sessions this node feeds as an edge (not recorded here: the origin does).
     edge_sessions: Mutex<HashSet<crate::ids::SessionId>>,
     /// Bumped on every `NOTIFY` from another node; edge tasks waiting to reconnect wake on it.
@@ -97,9 +108,14 @@ pub enum ClusterError {
         "channel {0} is live on another node, but its stream did not reach this node in time; try again"
     )]
     PullTimeout(String),
-    /// The origin already serves as many edges as it may.
-    #[error("this origin already serves {0} edge pulls of the channel (max_edges_per_origin)")]
+    /// The node already serves as many edges as it may.
+    #[error(
+        "this node already serves {0} edge pulls of the channel (max_edges_per_origin); pull from another node carrying it"
+    )]
     TooManyEdges(usize),
+    /// The pulling node feeds this one: accepting would make a loop.
+    #[error("this node pulls the channel from node {0}; it cannot feed it too")]
+    Loop(i64),
 }
 
 impl Cluster {
@@ -126,6 +142,9 @@ impl Cluster {
             pull_ip,
             edges: Mutex::default(),
             served: Mutex::default(),
+            admitting: Mutex::default(),
+            pulling_from: Mutex::default(),
+            fed: Mutex::default(),
             edge_sessions: Mutex::default(),
             changes: watch::channel(0).0,
             counters: ClusterCounters::default(),
@@ -163,24 +182,66 @@ impl Cluster {
         checked
     }
 
-    /// Notes a signed pull about to be accepted on `channel`, refusing it past
-    /// `max_edges_per_origin`.
-    pub fn admit_pull(&self, channel: &ChannelName) -> Result<(), ClusterError> {
-        let served = lock(&self.served);
-        let n = served.get(channel).map_or(0, HashSet::len);
-        if self.max_edges > 0 && n >= self.max_edges {
-            return Err(ClusterError::TooManyEdges(n));
+    /// Notes a signed pull from node `edge` about to be accepted on `channel`, refusing it
+    /// past `max_edges_per_origin` (counting pulls being admitted) or when this node pulls
+    /// the channel from `edge` itself (a loop). An edge runs one pull per channel, so a
+    /// pull from a node this one already serves replaces that node's earlier one (which
+    /// dropped without its `DELETE`), and pulls of nodes no longer alive are not counted.
+    pub async fn admit_pull(&self, channel: &ChannelName, edge: i64) -> Result<(), ClusterError> {
+        if lock(&self.pulling_from).get(channel) == Some(&edge) {
+            return Err(ClusterError::Loop(edge));
         }
-        Ok(())
+        let full = || {
+            let mut served = lock(&self.served);
+            if let Some(set) = served.get_mut(channel) {
+                set.retain(|_, node| *node != edge);
+            }
+            let mut admitting = lock(&self.admitting);
+            let pending = admitting.entry(channel.clone()).or_default();
+            pending.retain(|at| at.elapsed() < ADMITTING);
+            let n = served.get(channel).map_or(0, HashMap::len) + pending.len();
+            if self.max_edges > 0 && n >= self.max_edges {
+                return Some(n);
+            }
+            pending.push(Instant::now());
+            None
+        };
+        let Some(_) = full() else {
+            return Ok(());
+        };
+        // Full: forget the pulls of nodes that are gone, and look again.
+        let alive: HashSet<i64> = self
+            .catalog
+            .cluster_nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.alive)
+            .map(|n| n.id)
+            .collect();
+        if let Some(set) = lock(&self.served).get_mut(channel) {
+            set.retain(|_, node| alive.contains(node));
+        }
+        match full() {
+            Some(n) => Err(ClusterError::TooManyEdges(n)),
+            None => Ok(()),
+        }
     }
 
-    /// A signed pull was accepted as resource `resource`.
-    pub fn pull_accepted(&self, channel: &ChannelName, resource: &str) {
+    /// A signed pull from node `edge` admitted with [`Cluster::admit_pull`] was accepted
+    /// as resource `resource` (`None`: it failed after all).
+    pub fn pull_accepted(&self, channel: &ChannelName, edge: i64, resource: Option<&str>) {
+        let mut served = lock(&self.served);
+        if let Some(pending) = lock(&self.admitting).get_mut(channel) {
+            pending.pop();
+        }
+        let Some(resource) = resource else {
+            return;
+        };
         self.counters.pulls_served.fetch_add(1, Ordering::Relaxed);
-        lock(&self.served)
+        served
             .entry(channel.clone())
             .or_default()
-            .insert(resource.to_string());
+            .insert(resource.to_string(), edge);
     }
 
     /// A WHEP resource ended (a signed pull's, perhaps).
@@ -196,7 +257,7 @@ impl Cluster {
 
     /// Signed pulls served now, per channel.
     pub fn pulls_now(&self) -> usize {
-        lock(&self.served).values().map(HashSet::len).sum()
+        lock(&self.served).values().map(HashMap::len).sum()
     }
 
     /// Whether this node has as many WebRTC viewers as `max_viewers`.

@@ -63,6 +63,7 @@ pub(super) fn cluster_error(e: crate::cluster::ClusterError) -> ApiError {
             ApiError::Unavailable(crate::cluster::ClusterError::PullTimeout(msg).to_string())
         }
         e @ crate::cluster::ClusterError::TooManyEdges(_) => ApiError::Unavailable(e.to_string()),
+        e @ crate::cluster::ClusterError::Loop(_) => ApiError::Conflict(e.to_string()),
     }
 }
 
@@ -87,7 +88,10 @@ pub(super) async fn edge_pull(
         .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     let channel = parse_channel(&channel)?;
     let offer = check_sdp_body(content_type, &body)?;
-    cluster.admit_pull(&channel).map_err(cluster_error)?;
+    cluster
+        .admit_pull(&channel, edge)
+        .await
+        .map_err(cluster_error)?;
     let viewer = ViewerInfo {
         terminal: "other",
         viewer_key: format!("{}{edge}", crate::audience::EDGE_PULL_KEY),
@@ -96,8 +100,13 @@ pub(super) async fn edge_pull(
         client: None,
         edge_pull: true,
     };
-    let accepted = state.relay.view(channel.clone(), offer, viewer).await?;
-    cluster.pull_accepted(&channel, &accepted.resource);
+    let accepted = state.relay.view(channel.clone(), offer, viewer).await;
+    cluster.pull_accepted(
+        &channel,
+        edge,
+        accepted.as_ref().ok().map(|a| a.resource.as_str()),
+    );
+    let accepted = accepted?;
     Ok(created(
         format!("/whep/{channel}/{}", accepted.resource),
         accepted.answer,

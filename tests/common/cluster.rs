@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use feiyan::client::{
-    SyntheticMedia, TrackKind, ViewerOptions, WhepViewer, WhipPublisher, make_test_media,
+    PublisherOptions, SyntheticMedia, TrackKind, ViewerOptions, WhepViewer, WhipPublisher,
+    make_test_media,
 };
 use sqlx::PgPool;
 
@@ -52,6 +53,12 @@ pub fn node_config(
 }
 
 pub fn start_node(database_url: &str, max_viewers: usize) -> Node {
+    start_node_with(database_url, &format!("max_viewers = {max_viewers}\n"))
+}
+
+/// A node whose `[cluster]` table has `extra` besides `node_url` (e.g.
+/// `"max_edges_per_origin = 1\n"`).
+pub fn start_node_with(database_url: &str, extra: &str) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -59,7 +66,7 @@ pub fn start_node(database_url: &str, max_viewers: usize) -> Node {
         dir.path(),
         database_url,
         &format!("127.0.0.1:{port}"),
-        &format!("node_url = \"{base}\"\nmax_viewers = {max_viewers}\n"),
+        &format!("node_url = \"{base}\"\n{extra}"),
     );
     let mut served = Served::start(
         &path,
@@ -119,6 +126,25 @@ pub async fn viewer(base: &str, channel: &str, vid: &str) -> WhepViewer {
     .unwrap_or_else(|e| panic!("viewer on {base}: {e}"))
 }
 
+/// A WHIP publisher of `channel` on `base`, its payloads recorded.
+pub async fn publish(
+    base: &str,
+    channel: &str,
+    key: &str,
+    dir: &Path,
+) -> feiyan::client::Result<WhipPublisher> {
+    WhipPublisher::connect(
+        &format!("{base}/whip/{channel}?title=cascade"),
+        Some(key),
+        media(dir).await,
+        PublisherOptions {
+            record_payloads: true,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 pub async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !check().await {
@@ -162,8 +188,17 @@ pub async fn rows_of(pool: &PgPool, node: i64) -> (i64, i64) {
 
 /// Every payload a viewer got was sent by the publisher, and enough of them arrived.
 pub fn assert_byte_identical(publisher: &WhipPublisher, viewer: &WhepViewer, who: &str) {
+    assert_sent_by(&[publisher], viewer, who);
+}
+
+/// Every payload a viewer got was sent by one of `publishers` (one after the other on the
+/// channel), and enough of them arrived.
+pub fn assert_sent_by(publishers: &[&WhipPublisher], viewer: &WhepViewer, who: &str) {
     for kind in [TrackKind::Video, TrackKind::Audio] {
-        let sent: HashSet<Bytes> = publisher.sent_payloads(kind).into_iter().collect();
+        let sent: HashSet<Bytes> = publishers
+            .iter()
+            .flat_map(|p| p.sent_payloads(kind))
+            .collect();
         let got = viewer.received_payloads(kind);
         assert!(got.len() > 50, "{who} {kind}: only {} payloads", got.len());
         let foreign = got.iter().filter(|p| !sent.contains(*p)).count();

@@ -43,9 +43,10 @@ struct Args {
     /// WHIP endpoint URL to publish to.
     #[arg(long)]
     whip: String,
-    /// WHEP endpoint URL the viewers play from.
-    #[arg(long)]
-    whep: String,
+    /// WHEP endpoint URL the viewers play from; given more than once, viewers take them
+    /// in turn (e.g. the edges of a cluster).
+    #[arg(long, required = true)]
+    whep: Vec<String>,
     /// Bearer token sent with every request (WHIP, WHEP and DELETE).
     #[arg(long)]
     token: Option<String>,
@@ -311,7 +312,7 @@ async fn bench(
         } else {
             Duration::ZERO
         };
-        let url = args.whep.clone();
+        let url = args.whep[i % args.whep.len()].clone();
         let token = args.token.clone();
         joins.push(tokio::spawn(async move {
             let offer = offer.map_err(ClientError::Negotiation)?;

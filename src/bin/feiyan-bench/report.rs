@@ -94,7 +94,7 @@ impl Report {
         let max_ff = self.first_frame_ms.last().copied();
         println!();
         println!("=== feiyan-bench report ===");
-        println!("WHIP {}  ->  WHEP {}", args.whip, args.whep);
+        println!("WHIP {}  ->  WHEP {}", args.whip, args.whep.join(" + "));
         println!(
             "viewers: {n} requested, {} connected, {} failed, {} never received media, join window {:.1} s, duration {:.1} s from first POST",
             self.connected,
