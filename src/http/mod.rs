@@ -594,6 +594,7 @@ fn metrics(state: &AppState) -> Response {
     if let Some(cluster) = &state.cluster {
         out.push_str(&cluster.metrics());
     }
+    out.push_str(&state.interaction.metrics());
     let live = board.live();
     let viewers: usize = live.iter().map(|(_, s)| s.viewers).sum();
     let _ = writeln!(
