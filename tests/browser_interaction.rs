@@ -278,9 +278,10 @@ async fn the_replay_shows_the_sessions_messages() {
     let dir = tempfile::tempdir().unwrap();
     let url = common::replays::station_rtmp(&t, "有互动的讲座");
     let push_dir = dir.path().to_path_buf();
-    let lecture = tokio::spawn(async move {
-        common::replays::lecture(&url, 8, &push_dir).await;
-    });
+    let clip = tokio::task::spawn_blocking(move || common::rtmp::make_media(&push_dir, 8))
+        .await
+        .unwrap();
+    let mut push = common::rtmp::push_rtmp(&clip, &url);
     wait_live(&t.base, &channel).await;
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
@@ -318,7 +319,11 @@ async fn the_replay_shows_the_sessions_messages() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    lecture.await.unwrap();
+    let status = tokio::task::spawn_blocking(move || push.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "the RTMP push failed: {status}");
     let list = common::replays::wait_replays(&t.base, &channel, 1, Duration::from_secs(20)).await;
     let id = list[0]["id"].as_i64().unwrap();
 
