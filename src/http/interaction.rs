@@ -7,7 +7,8 @@
 //! In a cluster the room of a channel is on its origin node (see [`crate::interaction`]):
 //! another node forwards posts, likes, check-ins and host actions there (the host's
 //! token checked here first, then again there) and serves its watchers from a mirror of
-//! the origin's stream.
+//! the origin's stream. A member ends a stream of a channel live nowhere after 20 s, so the
+//! page's reconnect finds the node its next session goes live on.
 //!
 //! | route | who |
 //! |---|---|
@@ -21,6 +22,7 @@
 //! | `GET /api/interaction/sessions/{id}/messages` | anyone: a session's visible messages, for its replay |
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -48,6 +50,8 @@ const BODY_LIMIT: u64 = 8 * 1024;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// What a browser waits before reconnecting a dropped stream.
 const RECONNECT: Duration = Duration::from_secs(2);
+/// How long a cluster member keeps a watcher of a channel that is live nowhere.
+const IDLE_MEMBER_STREAM: Duration = Duration::from_secs(20);
 /// How long a request forwarded to the channel's origin may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -594,9 +598,19 @@ async fn moderate(
 
 /// `GET .../events`: the snapshot, then the channel's batches as they come.
 async fn events(channel: String, ctx: Ctx, state: State) -> Result<Response, ApiError> {
-    let (snapshot, rx) = match locate(&state, &channel, &ctx).await? {
-        Where::Here(channel, session) => state.interaction.watch(&channel, session).await?,
-        Where::There(channel, origin) => state.interaction.watch_remote(&channel, &origin).await?,
+    let (snapshot, rx, until) = match locate(&state, &channel, &ctx).await? {
+        Where::Here(channel, session) => {
+            let (snapshot, rx) = state.interaction.watch(&channel, session).await?;
+            // A member's watcher of a channel live nowhere is let go after a while: the
+            // next session may go live on another node, which its reconnect finds.
+            let until = (state.cluster.is_some() && session.is_none())
+                .then(|| Box::pin(tokio::time::sleep(IDLE_MEMBER_STREAM)));
+            (snapshot, rx, until)
+        }
+        Where::There(channel, origin) => {
+            let (snapshot, rx) = state.interaction.watch_remote(&channel, &origin).await?;
+            (snapshot, rx, None)
+        }
     };
     let first = serde_json::to_string(&snapshot)
         .map_err(|e| ApiError::Internal(format!("snapshot: {e}")))?;
@@ -608,6 +622,7 @@ async fn events(channel: String, ctx: Ctx, state: State) -> Result<Response, Api
                 .data(first),
         ),
         rx,
+        until,
     };
     let stream = warp::sse::keep_alive().interval(KEEP_ALIVE).stream(stream);
     let mut r = warp::sse::reply(stream).into_response();
@@ -622,6 +637,8 @@ async fn events(channel: String, ctx: Ctx, state: State) -> Result<Response, Api
 struct Batches {
     first: Option<warp::sse::Event>,
     rx: mpsc::Receiver<Arc<str>>,
+    /// When the stream ends by itself (the page then reconnects).
+    until: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl futures::Stream for Batches {
@@ -630,6 +647,11 @@ impl futures::Stream for Batches {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(first) = self.first.take() {
             return Poll::Ready(Some(Ok(first)));
+        }
+        if let Some(until) = self.until.as_mut()
+            && until.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(None);
         }
         self.rx.poll_recv(cx).map(|batch| {
             batch.map(|text| Ok(warp::sse::Event::default().event("batch").data(&*text)))

@@ -25,8 +25,9 @@
 //! with no shared state to keep in step; a post costs one extra hop (~1 ms on a LAN)
 //! and the origin sends one stream per node, not one per resident. Mutes are also in the
 //! catalog (`chat_mutes`), so an origin restarted during a session keeps them. When the
-//! origin's stream ends (it stopped, the session ended), the mirror lets its watchers go
-//! and their pages reconnect, finding the new origin or none.
+//! origin's stream ends (it stopped), or the catalog names another origin or none (checked
+//! every [`UPSTREAM_IDLE`]), the mirror lets its watchers go and their pages reconnect,
+//! finding the new origin or none.
 
 pub mod mirror;
 pub mod room;
@@ -589,7 +590,7 @@ async fn follow(
     let Some(http) = service.upgrade().map(|s| s.http.clone()) else {
         return;
     };
-    let result = follow_stream(&service, &http, &upstream, &url).await;
+    let result = follow_stream(&service, &http, &upstream, &key.0, &url).await;
     debug!(%url, ?result, "origin's chat stream ended");
     if let Some(service) = service.upgrade() {
         let mut mirrors = lock(&service.mirrors);
@@ -605,6 +606,7 @@ async fn follow_stream(
     service: &Weak<Interaction>,
     http: &reqwest::Client,
     upstream: &Upstream,
+    channel: &ChannelName,
     url: &str,
 ) -> Result<(), String> {
     let mut r = http
@@ -652,6 +654,18 @@ async fn follow_stream(
             }
             _ = idle.tick() => {
                 if lock(&upstream.mirror).watchers() == 0 {
+                    return Ok(());
+                }
+                // The channel's next session may go live on another node: let the
+                // watchers go when this one is not its origin any more.
+                let Some(service) = service.upgrade() else {
+                    return Ok(());
+                };
+                let origin = service.catalog.channel_origin(channel).await;
+                drop(service);
+                if let Ok(o) = origin
+                    && o.is_none_or(|o| !url.starts_with(&format!("{}/", o.node_url)))
+                {
                     return Ok(());
                 }
             }
