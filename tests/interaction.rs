@@ -697,6 +697,15 @@ async fn catalog_round_trip(catalog: &feiyan::catalog::Catalog) {
             },
             InteractionWrite::Likes { session, count: 5 },
             checkin("a"),
+            // Twice: kept once; a restarted server keeps the mute.
+            InteractionWrite::Mute {
+                session,
+                device_key: "dev3".into(),
+            },
+            InteractionWrite::Mute {
+                session,
+                device_key: "dev3".into(),
+            },
         ])
         .await
         .unwrap();
@@ -707,6 +716,7 @@ async fn catalog_round_trip(catalog: &feiyan::catalog::Catalog) {
     let mut keys = resume.checked_in.clone();
     keys.sort();
     assert_eq!(keys, ["a", "b"]);
+    assert_eq!(resume.muted, ["dev3"]);
     let kept: Vec<(i64, &str)> = resume
         .messages
         .iter()
