@@ -2,13 +2,18 @@
 //! channel, a message another resident posts shows within 2 s, the host's pin shows above
 //! the player, and a message the host deletes disappears; the resident's own post from
 //! the page's form reaches the API with the page's device cookie. No CSP violation.
+//! A station's administrator signed in on /admin sees the live session in its scope with
+//! its messages, deletes one there, and it disappears on the watch page. The replay of a
+//! session shows its messages and answered questions, read-only.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::pages::{Tab, assert_no_csp_violation, js_str};
+use common::replays::admin_token;
 use common::{start_server, test_media, wait_live};
+use feiyan::catalog::Scope;
 use feiyan::client::WhipPublisher;
 use serde_json::{Value, json};
 
@@ -156,5 +161,199 @@ async fn the_watch_page_shows_and_drops_messages_live() {
     assert_no_csp_violation(page, "the watch page with the interaction widget").await;
 
     let _ = publisher.stop().await;
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_deletes_a_message_from_the_admin_page() {
+    let t = start_server().await;
+    let channel = t.station.channel.to_string();
+    let api = format!("{}/api/interaction/{channel}", t.base);
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = WhipPublisher::connect(
+        &format!("{}/whip/{channel}", t.base),
+        Some(&t.station.stream_key),
+        test_media(dir.path()).await,
+        Default::default(),
+    )
+    .await
+    .expect("publisher connects");
+    wait_live(&t.base, &channel).await;
+    let token = admin_token(&t, "station-op", Scope::Station(t.station.station_id)).await;
+
+    let tab = Tab::watch(&t.base, &channel, "", None).await;
+    let watch = &tab.page;
+    wait_js(
+        watch,
+        "(document.querySelector('#interaction .ia-counts') || {}).textContent === '点赞 0 · 签到 0'",
+        Duration::from_secs(15),
+    )
+    .await
+    .expect("the widget connects");
+
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for text in ["这条要删掉", "这条留着"] {
+        let r = http
+            .get(format!("{}/watch/{channel}", t.base))
+            .send()
+            .await
+            .unwrap();
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let r = http
+            .post(format!("{api}/messages"))
+            .header("cookie", &cookie)
+            .json(&json!({"nickname": "居民", "text": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        ids.push(r.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
+    }
+    wait_js(watch, &shows("这条要删掉"), Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|v| panic!("not shown on the watch page: {v}"));
+
+    // The administrator signs in on /admin (its token in the tab, as the login leaves it).
+    let admin = tab.browser.new_page().await;
+    admin
+        .navigate(&format!("{}/admin", t.base))
+        .await
+        .expect("admin page loads");
+    admin
+        .evaluate(&format!(
+            "sessionStorage.setItem('feiyan_token', {}); true",
+            js_str(&token)
+        ))
+        .await
+        .unwrap();
+    admin
+        .navigate(&format!("{}/admin", t.base))
+        .await
+        .expect("admin page loads signed in");
+    let row = format!(
+        "Array.from(document.querySelectorAll('#liveHost .ia-msg')).find(function (li) {{ \
+           return li.getAttribute('data-id') === '{}'; }})",
+        ids[0]
+    );
+    wait_js(&admin, &format!("!!({row})"), Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|v| panic!("the live session's messages not on /admin: {v}"));
+    admin
+        .evaluate(&format!(
+            "Array.from(({row}).querySelectorAll('button')).find(function (b) {{ \
+               return b.textContent === '删除'; }}).click(); true"
+        ))
+        .await
+        .unwrap();
+    wait_js(
+        watch,
+        &format!("!({})", shows("这条要删掉")),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_or_else(|v| panic!("deleted from /admin, still on the watch page: {v}"));
+    assert_eq!(watch.evaluate(&shows("这条留着")).await.unwrap(), true);
+    wait_js(&admin, &format!("!({row})"), Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|v| panic!("still listed on /admin: {v}"));
+    assert_no_csp_violation(&admin, "/admin with the interaction panel").await;
+
+    let _ = publisher.stop().await;
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_shows_the_sessions_messages() {
+    let t = start_server().await;
+    let channel = t.station.channel.to_string();
+    let key = t.station.stream_key.clone();
+    let api = format!("{}/api/interaction/{channel}", t.base);
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::replays::station_rtmp(&t, "有互动的讲座");
+    let push_dir = dir.path().to_path_buf();
+    let clip = tokio::task::spawn_blocking(move || common::rtmp::make_media(&push_dir, 8))
+        .await
+        .unwrap();
+    let mut push = common::rtmp::push_rtmp(&clip, &url);
+    wait_live(&t.base, &channel).await;
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for (text, kind) in [
+        ("老师好", "chat"),
+        ("医保怎么报销？", "question"),
+        ("还没答的问题", "question"),
+    ] {
+        let r = http
+            .get(format!("{}/watch/{channel}", t.base))
+            .send()
+            .await
+            .unwrap();
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let r = http
+            .post(format!("{api}/messages"))
+            .header("cookie", &cookie)
+            .json(&json!({"nickname": "回看居民", "text": text, "kind": kind}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        ids.push(r.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
+    }
+    let r = http
+        .post(format!("{api}/messages/{}/answer", ids[1]))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let status = tokio::task::spawn_blocking(move || push.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "the RTMP push failed: {status}");
+    let list = common::replays::wait_replays(&t.base, &channel, 1, Duration::from_secs(20)).await;
+    let id = list[0]["id"].as_i64().unwrap();
+
+    let tab = Tab::open("replay-chat").await;
+    let page = &tab.page;
+    page.navigate(&format!("{}/replay/{id}", t.base))
+        .await
+        .expect("replay page loads");
+    let view = "(function () { var box = document.getElementById('replay-chat'); \
+        function texts(list) { return Array.from(box.querySelectorAll('[data-list=' + list + '] .ia-body')) \
+          .map(function (e) { return e.textContent; }); } \
+        return { hidden: box.hidden, answered: texts('answered'), messages: texts('messages'), \
+          inputs: box.querySelectorAll('input, textarea, button').length }; })()";
+    wait_js(
+        page,
+        &format!(
+            "(function () {{ var v = {view}; return !v.hidden && v.messages.length === 3; }})()"
+        ),
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap_or_else(|v| panic!("the replay does not show the session's messages: {v}"));
+    let v = page.evaluate(view).await.unwrap();
+    assert_eq!(
+        v["messages"],
+        json!(["老师好", "医保怎么报销？", "还没答的问题"]),
+        "{v}"
+    );
+    assert_eq!(v["answered"], json!(["医保怎么报销？"]), "{v}");
+    assert_eq!(v["inputs"], 0, "read-only: {v}");
+    assert_no_csp_violation(page, "the replay page with the session's messages").await;
     t.server.shutdown().await;
 }

@@ -4,7 +4,8 @@
 //! watcher gets every message once and in order, the host's answer mark, pin and delete;
 //! the word list holds a message for the host alone until approved; over-rate posts get
 //! 429 with a retry time; bad input gets 4xx with a reason; the session's counts in the
-//! statistics (JSON and CSV) match what was posted.
+//! statistics (JSON and CSV) match what was posted. An administrator in scope moderates
+//! through the same API; another station's administrator gets 403.
 
 mod catalog_db;
 mod common;
@@ -332,6 +333,20 @@ async fn fifty_residents_chat_in_one_live_session() {
         .unwrap();
     let (status, body) = host(&http, &format!("{api}/host"), "GET", &other.stream_key).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // A station's administrator moderates its own station, not another one (403).
+    let own_op = admin_token(&t, "own-op", Scope::Station(t.station.station_id)).await;
+    let (status, view) = host(&http, &format!("{api}/host"), "GET", &own_op).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let other_op = admin_token(&t, "other-op", Scope::Station(other.station_id)).await;
+    for (method, path) in [
+        ("GET", "host".to_string()),
+        ("POST", format!("messages/{q}/unanswer")),
+        ("DELETE", format!("messages/{q}")),
+    ] {
+        let (status, body) = host(&http, &format!("{api}/{path}"), method, &other_op).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
 
     // Pin the first question, delete an early message: everyone sees both.
     let pinned = questions[0];
@@ -682,6 +697,15 @@ async fn catalog_round_trip(catalog: &feiyan::catalog::Catalog) {
             },
             InteractionWrite::Likes { session, count: 5 },
             checkin("a"),
+            // Twice: kept once; a restarted server keeps the mute.
+            InteractionWrite::Mute {
+                session,
+                device_key: "dev3".into(),
+            },
+            InteractionWrite::Mute {
+                session,
+                device_key: "dev3".into(),
+            },
         ])
         .await
         .unwrap();
@@ -692,6 +716,7 @@ async fn catalog_round_trip(catalog: &feiyan::catalog::Catalog) {
     let mut keys = resume.checked_in.clone();
     keys.sort();
     assert_eq!(keys, ["a", "b"]);
+    assert_eq!(resume.muted, ["dev3"]);
     let kept: Vec<(i64, &str)> = resume
         .messages
         .iter()

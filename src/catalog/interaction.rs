@@ -1,4 +1,4 @@
-//! Live interaction in the catalog: chat messages and questions, check-ins, and each
+//! Live interaction in the catalog: chat messages and questions, check-ins, mutes, and each
 //! session's counts (messages, questions, answered, likes, check-ins) for the statistics.
 //!
 //! Writes come from the interaction service through [`Catalog::write_interaction`], a
@@ -63,6 +63,13 @@ pub enum InteractionWrite {
         /// Unix ms.
         at: i64,
     },
+    /// The host muted a device for the session.
+    Mute {
+        /// The session.
+        session: SessionId,
+        /// The device's key (hash of its id).
+        device_key: String,
+    },
 }
 
 /// A message or question as stored.
@@ -97,6 +104,8 @@ pub struct InteractionResume {
     pub likes: i64,
     /// Devices checked in (their keys).
     pub checked_in: Vec<String>,
+    /// Devices the host muted (their keys).
+    pub muted: Vec<String>,
     /// The pinned message's number.
     pub pinned: Option<i64>,
     /// Messages not deleted, oldest first: the last `recent` visible ones, every question
@@ -235,6 +244,19 @@ impl Catalog {
                     .rows_affected() as i64;
                     deltas.entry(*session).or_default().checkins += added;
                 }
+                InteractionWrite::Mute {
+                    session,
+                    device_key,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO chat_mutes (session_id, device_key) VALUES ($1, $2) \
+                         ON CONFLICT (session_id, device_key) DO NOTHING",
+                    )
+                    .bind(session.0)
+                    .bind(device_key)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
         }
         for (session, d) in deltas {
@@ -292,6 +314,11 @@ impl Catalog {
                 .bind(session.0)
                 .fetch_all(&self.pool)
                 .await?;
+        let muted: Vec<(String,)> =
+            sqlx::query_as("SELECT device_key FROM chat_mutes WHERE session_id = $1")
+                .bind(session.0)
+                .fetch_all(&self.pool)
+                .await?;
         let kept: Vec<MessageRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE session_id = $1 \
              AND state <> 'deleted' AND (kind = 'question' OR state = 'held') ORDER BY seq"
@@ -315,6 +342,7 @@ impl Catalog {
             max_seq: max_seq.unwrap_or(0),
             likes,
             checked_in: checked_in.into_iter().map(|(k,)| k).collect(),
+            muted: muted.into_iter().map(|(k,)| k).collect(),
             pinned,
             messages,
         })

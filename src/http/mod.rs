@@ -598,6 +598,7 @@ fn metrics(state: &AppState) -> Response {
         out.push_str(&cluster.metrics());
         out.push_str(&state.hls.metrics());
     }
+    out.push_str(&state.interaction.metrics());
     let live = board.live();
     let viewers: usize = live.iter().map(|(_, s)| s.viewers).sum();
     let _ = writeln!(

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::catalog::{InteractionResume, InteractionWrite, StoredMessage};
@@ -30,7 +30,7 @@ const MAX_HELD: usize = 500;
 const MAX_TRACKED: usize = 20_000;
 
 /// `chat` or `question`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A chat message (聊天).
@@ -58,7 +58,7 @@ impl Kind {
 }
 
 /// A message as everyone sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Its number in the session.
     pub id: i64,
@@ -73,7 +73,7 @@ pub struct Message {
     /// Marked answered by the host (questions).
     pub answered: bool,
     /// The sender's device key: for mutes and the host, never sent to residents.
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub device: String,
 }
 
@@ -106,24 +106,77 @@ pub struct HostMessage {
     pub muted: bool,
 }
 
-/// A change watchers see.
-#[derive(Debug, Clone, Serialize)]
+/// A change watchers see (also read back by another node's [`super::mirror::Mirror`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum Event {
+pub enum Event {
     /// A message became visible (new, or approved by the host).
-    Message { ev: u64, message: Message },
+    Message {
+        /// Its event number.
+        ev: u64,
+        /// The message.
+        message: Message,
+    },
     /// A question's answered mark changed.
-    Answered { ev: u64, id: i64, answered: bool },
+    Answered {
+        /// Its event number.
+        ev: u64,
+        /// The question.
+        id: i64,
+        /// The new mark.
+        answered: bool,
+    },
     /// A message was deleted: gone for everyone.
-    Deleted { ev: u64, id: i64 },
+    Deleted {
+        /// Its event number.
+        ev: u64,
+        /// The message.
+        id: i64,
+    },
     /// The pinned message (none: unpinned).
-    Pinned { ev: u64, message: Option<Message> },
+    Pinned {
+        /// Its event number.
+        ev: u64,
+        /// The pinned message.
+        message: Option<Message>,
+    },
     /// A new session began on the channel: start over from this snapshot.
-    Session { ev: u64, snapshot: Snapshot },
+    Session {
+        /// Its event number.
+        ev: u64,
+        /// Where to start over from.
+        snapshot: Snapshot,
+    },
+}
+
+impl Event {
+    /// Its event number.
+    pub fn ev(&self) -> u64 {
+        match self {
+            Event::Message { ev, .. }
+            | Event::Answered { ev, .. }
+            | Event::Deleted { ev, .. }
+            | Event::Pinned { ev, .. }
+            | Event::Session { ev, .. } => *ev,
+        }
+    }
+}
+
+/// One batch as watchers get it: the news since the last one, and the counters now.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Batch<E> {
+    /// The last event it carries.
+    pub ev: u64,
+    /// The events, in order.
+    pub events: E,
+    /// Likes so far.
+    pub likes: i64,
+    /// Devices checked in.
+    pub checkins: usize,
 }
 
 /// What a watcher starts from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The last event it reflects.
     pub ev: u64,
@@ -236,6 +289,7 @@ impl Room {
             ev: keep_ev,
             likes: resume.likes,
             checked_in: resume.checked_in.into_iter().collect(),
+            muted: resume.muted.into_iter().collect(),
             watchers,
             ..Room::default()
         };
@@ -535,7 +589,12 @@ impl Room {
                         "message {id} is too old to tell its sender; mute from a recent message"
                     ))
                 })?;
-                self.muted.insert(device);
+                if self.muted.insert(device.clone()) {
+                    writes.push(InteractionWrite::Mute {
+                        session,
+                        device_key: device,
+                    });
+                }
             }
         }
         Ok(writes)
@@ -593,21 +652,15 @@ impl Room {
     }
 
     /// Sends the news since the last flush to every watcher as one batch, serialized once;
-    /// a watcher whose queue is full or closed is let go. How many got it.
-    pub fn flush(&mut self) -> usize {
+    /// a watcher whose queue is full or closed is let go. How many got it, `None` when
+    /// there was no news.
+    pub fn flush(&mut self) -> Option<usize> {
         if self.pending.is_empty() && !self.counts_changed {
-            return 0;
-        }
-        #[derive(Serialize)]
-        struct Batch<'a> {
-            ev: u64,
-            events: &'a [Event],
-            likes: i64,
-            checkins: usize,
+            return None;
         }
         let batch = Batch {
             ev: self.ev,
-            events: &self.pending,
+            events: &self.pending[..],
             likes: self.likes,
             checkins: self.checked_in.len(),
         };
@@ -615,13 +668,13 @@ impl Room {
             Ok(t) => t.into(),
             Err(e) => {
                 tracing::error!(error = %e, "interaction batch not serializable");
-                return 0;
+                return None;
             }
         };
         self.pending.clear();
         self.counts_changed = false;
         self.watchers.retain(|w| w.try_send(text.clone()).is_ok());
-        self.watchers.len()
+        Some(self.watchers.len())
     }
 }
 
@@ -674,7 +727,7 @@ mod tests {
             .post(&l, "d3", "丙", "看广告", Kind::Chat, now, 4)
             .unwrap();
         assert_eq!(h.state, "held");
-        assert_eq!(room.flush(), 1);
+        assert_eq!(room.flush(), Some(1));
         let batch: serde_json::Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
         let ids: Vec<i64> = batch["events"]
             .as_array()

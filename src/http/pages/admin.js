@@ -1,4 +1,6 @@
-// feiyan dashboard (/admin): login, figures, chart, rankings, sessions. Served at /assets/admin.js.
+// feiyan dashboard (/admin): login, live sessions in scope with their interaction (the
+// host panel of chat-host.js, same API as the publish page, with the login's token),
+// figures, chart, rankings, sessions. Served at /assets/admin.js.
 "use strict";
 const KIND = { lecture: "理论宣讲", film_class: "电影党史课", other: "其他" };
 const LEVELS = ["city", "center", "institute", "station"];
@@ -87,9 +89,50 @@ async function start() {
     if (!$("to").value) $("to").value = today.toISOString().slice(0, 10);
     if (!$("from").value) $("from").value = new Date(today - 365 * 86400e3).toISOString().slice(0, 10);
     $("app").classList.remove("hidden");
+    loadLive();
     await refresh();
   } catch (e) { showError(e.message); }
 }
+
+// Live sessions this account may moderate: the live channels whose host view answers it.
+let hostPanel = null;
+let hostChannel = null;
+async function loadLive() {
+  if (!token) return;
+  let live = [];
+  try { live = await (await fetch("/api/live")).json(); } catch (e) { return; }
+  const mine = [];
+  for (const l of live) {
+    const r = await fetch(`/api/interaction/${encodeURIComponent(l.channel)}/host`,
+      { headers: { Authorization: "Bearer " + token } }).catch(() => null);
+    if (r && r.ok) mine.push(l);
+  }
+  const box = $("liveList");
+  box.textContent = "";
+  if (!mine.length) box.append("范围内现在没有直播。");
+  for (const l of mine) {
+    const a = el("a", { class: "live-link", "data-channel": l.channel, onclick: () => openHost(l.channel) },
+      `${l.station} · ${l.title || "直播"}（${l.viewers} 人在看）`);
+    if (l.channel === hostChannel) a.classList.add("current");
+    box.append(a, " ");
+  }
+  if (hostChannel && !mine.some((l) => l.channel === hostChannel)) openHost(null);
+  if (!hostChannel && mine.length === 1) openHost(mine[0].channel);
+}
+function openHost(channel) {
+  if (hostPanel) hostPanel.stop();
+  hostPanel = null;
+  hostChannel = channel;
+  const box = $("liveHost");
+  box.textContent = "";
+  box.className = "";
+  for (const a of document.querySelectorAll(".live-link")) a.classList.toggle("current", a.dataset.channel === channel);
+  if (channel && window.feiyanChatHost) {
+    box.setAttribute("data-channel", channel);
+    hostPanel = window.feiyanChatHost.mount(box, channel);
+  }
+}
+setInterval(loadLive, 10000);
 
 function drill(level, id, name) {
   const depth = LEVELS.indexOf(level);

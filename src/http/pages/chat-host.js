@@ -6,19 +6,21 @@
 // of the input holding the station's stream key or an administrator's token, default
 // "key"; without such an input, the dashboard's login in sessionStorage `feiyan_token`,
 // so the same element works on /admin) and reads /api/interaction/{channel}/host every
-// 2 s while it has one.
+// 2 s while it has one. /admin mounts one panel per chosen live session itself:
+// window.feiyanChatHost.mount(element, channel) -> { stop() }.
 (function () {
   'use strict';
-  var root = document.getElementById('interaction-host');
-  if (!root) return;
-  function channelName() {
+  function channelName(root) {
     if (root.getAttribute('data-channel')) return root.getAttribute('data-channel');
     var parts = location.pathname.split('/').filter(function (p) { return p; });
     var i = parts.indexOf('publish');
     try { return i >= 0 && parts[i + 1] ? decodeURIComponent(parts[i + 1]) : ''; } catch (e) { return ''; }
   }
-  var channel = channelName();
-  if (!channel) return;
+  window.feiyanChatHost = { mount: mount };
+  var auto = document.getElementById('interaction-host');
+  if (auto && channelName(auto)) mount(auto, channelName(auto));
+
+function mount(root, channel) {
   var base = '/api/interaction/' + encodeURIComponent(channel);
   var keyInput = document.getElementById(root.getAttribute('data-key-input') || 'key');
 
@@ -113,7 +115,9 @@
       else summary.textContent = (res.body && res.body.error) || ('无法读取互动（' + res.status + '）');
     }, function () { busy = false; });
   }
-  setInterval(refresh, 2000);
+  var timer = setInterval(refresh, 2000);
   if (keyInput) keyInput.addEventListener('change', refresh);
   refresh();
+  return { stop: function () { clearInterval(timer); } };
+}
 })();

@@ -1,5 +1,7 @@
 // feiyan replay page (/replay/{id}): one recorded lecture or film class, played as VOD HLS
-// (the browser's own player, else hls.js), with a download link. Served at /assets/replay.js.
+// (the browser's own player, else hls.js), with a download link, and what residents said
+// during the live session: its answered questions and its messages, read-only (from
+// /api/interaction/sessions/{id}/messages). Served at /assets/replay.js.
 (function () {
   'use strict';
 
@@ -290,11 +292,53 @@
             $('rating').hidden = false;
             F.mountRating($('rating'), rec.session_id);
           }
+          if (rec.session_id) showInteraction(rec.session_id);
         });
       })
       .catch(function (e) {
         gone('暂时无法打开回看', '网络错误（' + F.errMsg(e) + '），请检查网络后重试。', true);
       });
+  }
+
+  // ---------- the live session's messages (read-only) ----------
+  function showInteraction(sessionId) {
+    var box = $('replay-chat');
+    F.fetchWithTimeout('/api/interaction/sessions/' + encodeURIComponent(sessionId) + '/messages',
+      { cache: 'no-store' }, 15000)
+      .then(function (res) { return res.ok ? res.json() : []; })
+      .then(function (messages) {
+        if (!messages || !messages.length) return;
+        function el(tag, cls, text) {
+          var e = document.createElement(tag);
+          if (cls) e.className = cls;
+          if (text !== undefined) e.textContent = text;
+          return e;
+        }
+        function item(m) {
+          var li = el('li', 'ia-msg' + (m.answered ? ' answered' : ''));
+          li.setAttribute('data-id', String(m.id));
+          if (m.kind === 'question') li.appendChild(el('span', 'ia-badge', '问'));
+          li.appendChild(el('span', 'ia-who', m.nickname));
+          li.appendChild(el('span', 'ia-body', m.text));
+          li.appendChild(el('span', 'ia-done', '已回答'));
+          return li;
+        }
+        box.textContent = '';
+        box.appendChild(el('h2', 'ia-title', '直播时的互动'));
+        var answered = messages.filter(function (m) { return m.kind === 'question' && m.answered; });
+        if (answered.length) {
+          box.appendChild(el('h3', '', '已回答的提问（' + answered.length + '）'));
+          var qa = el('ol', 'ia-list'); qa.setAttribute('data-list', 'answered');
+          answered.forEach(function (m) { qa.appendChild(item(m)); });
+          box.appendChild(qa);
+        }
+        box.appendChild(el('h3', '', '消息和提问（' + messages.length + '）'));
+        var all = el('ol', 'ia-list'); all.setAttribute('data-list', 'messages');
+        messages.forEach(function (m) { all.appendChild(item(m)); });
+        box.appendChild(all);
+        box.hidden = false;
+      })
+      .catch(noop);
   }
 
   window.addEventListener('pagehide', stopPlayer);
