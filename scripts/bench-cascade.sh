@@ -51,6 +51,7 @@ start_node() { # name http-port udp-port
 listen = "127.0.0.1:$2"
 whep_posts_per_sec = 100000.0
 whep_post_burst = 100000
+max_connections_per_client = 100000
 [webrtc]
 udp_bind = "127.0.0.1:$3"
 advertised_ips = ["127.0.0.1"]
