@@ -77,9 +77,16 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
     assert!(cache.contains("private"), "{cache}");
     let playlist = r.text().await.unwrap();
     let (segs, total, longest) = vod_summary(&playlist, 3);
-    let summary = t
-        .server
-        .catalog
+    // The recorder writes its row at once; the session's end comes through the catalog
+    // writer's batches (~1 s worst case), so the row can be listed a moment before it.
+    let catalog = &t.server.catalog;
+    let ended = common::wait_until(Duration::from_secs(5), || async {
+        let s = catalog.session_summary(session, 0).await.unwrap();
+        s.is_some_and(|s| s.ended_at.is_some())
+    })
+    .await;
+    assert!(ended, "session {session} not ended 5 s after its replay was listed");
+    let summary = catalog
         .session_summary(session, 0)
         .await
         .unwrap()
