@@ -164,14 +164,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 config.recording.dir.display()
             )
         })?;
-    if let Some(cluster) = &cluster {
-        // One recording per session, where its publisher is.
-        let cluster = Arc::downgrade(cluster);
-        recorder.skip_sessions(Arc::new(move |session| {
-            cluster
-                .upgrade()
-                .is_some_and(|c| c.is_edge_session(session))
-        }));
+    // The sessions this node feeds as a cluster edge.
+    let edge_sessions = cluster.as_ref().map(|cluster| {
+        let edge = Arc::downgrade(cluster);
+        let skip: crate::recording::recorder::SkipSession =
+            Arc::new(move |session| edge.upgrade().is_some_and(|c| c.is_edge_session(session)));
+        skip
+    });
+    if let Some(edge_sessions) = &edge_sessions {
+        // One recording per session, where its publisher is; an edge's codec bridges come
+        // from its origin (one encoder for all its edges).
+        recorder.skip_sessions(edge_sessions.clone());
+        ingest.bridges_elsewhere(edge_sessions.clone());
     }
     let hls = crate::hls::Hls::start(
         relay.sources(),
@@ -187,12 +191,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         device_ids.clone(),
         Some(recorder.clone() as Arc<dyn crate::hls::service::SegmentSink>),
     );
-    if let Some(cluster) = &cluster {
+    if let (Some(cluster), Some(edge_sessions)) = (&cluster, edge_sessions) {
         // An edge's pulled copy is not cut here: its HLS comes from the origin.
-        let edge = Arc::downgrade(cluster);
-        hls.skip_sessions(Arc::new(move |session| {
-            edge.upgrade().is_some_and(|c| c.is_edge_session(session))
-        }));
+        hls.skip_sessions(edge_sessions);
         hls.set_upstream(crate::cluster::hls::EdgeHls::new(cluster.clone()));
     }
     let replays = crate::recording::replays::Replays::new(

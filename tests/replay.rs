@@ -85,7 +85,10 @@ async fn an_ended_lecture_replays_decodes_downloads_and_counts_apart_from_live()
         s.is_some_and(|s| s.ended_at.is_some())
     })
     .await;
-    assert!(ended, "session {session} not ended 5 s after its replay was listed");
+    assert!(
+        ended,
+        "session {session} not ended 5 s after its replay was listed"
+    );
     let summary = catalog
         .session_summary(session, 0)
         .await

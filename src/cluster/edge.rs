@@ -16,37 +16,44 @@
 //!   node, to the new one. This node's viewers keep their connections throughout: the
 //!   relay holds a channel's viewers across a change of its source.
 //!
-//! Not covered yet (issue 24 asks for one pull per rendition and codec viewers use): a
-//! pull carries the source rendition in H.264 + Opus only. On an edge `?quality=` offers
-//! `source` alone (a viewer asking for a lower rendition is refused with the list of what
-//! the edge offers, as the relay refuses any unknown quality), and a VP8-only viewer gets
-//! what the edge's relay makes for it from H.264 (its codec bridge, where configured). The
-//! way to it: pull each rendition a viewer asks for with `?quality=` on the signed pull
-//! and feed it as a rendition of the local source (`LocalTracks::renditions`,
-//! `LocalPublisher::send_rendition`).
+//! - **Renditions and codecs.** The pull carries the source rendition in H.264 + Opus,
+//!   and the edge offers the renditions of the node it pulls from (its `qualities`, read
+//!   when the pull opens). A rendition or codec is pulled only while viewers here use it
+//!   ([`super::feeds`]): a `?quality=360p` viewer makes the edge open a second signed
+//!   pull with `?quality=360p`, a VP8-only viewer (the relay's codec bridge request) one
+//!   with `?codec=vp8` whose video the origin's bridge encodes once for every edge. Both
+//!   end [`IDLE_STOP`] after their last viewer here; an edge never transcodes.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use rtc::rtp::packet::Packet as RtpPacket;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
 
+use super::feeds::Feeds;
 use super::{Cluster, lock, sign};
 use crate::audience::now_ms;
 use crate::catalog::Origin;
 use crate::client::{
     ConnectOptions, TrackKind, VideoCodecs, ViewerOptions, ViewerStack, WhepViewer,
 };
+use crate::config::SOURCE_QUALITY;
 use crate::ids::ChannelName;
 use crate::media::MediaKind;
-use crate::relay::{LocalTracks, h264_codec, opus_codec};
+use crate::relay::{BridgeRequest, LocalTracks, h264_codec, opus_codec};
 
 /// How long a pull outlives the channel's last viewer on this node.
 pub const IDLE_STOP: Duration = Duration::from_secs(5);
 
 /// A pull that brought no media for this long is taken as dropped.
-const SILENT: Duration = Duration::from_secs(4);
+pub(super) const SILENT: Duration = Duration::from_secs(4);
+
+/// How often a pull looks at this node's viewers (whether it is idle, which renditions
+/// and codecs to pull).
+const CHECK: Duration = Duration::from_millis(100);
 
 /// How one pull ended.
 enum Ended {
@@ -64,16 +71,20 @@ enum Ended {
 /// channel (its origin died and no other took it yet): they keep their connections.
 pub(super) async fn run(cluster: Arc<Cluster>, channel: ChannelName, ready: watch::Sender<bool>) {
     let mut changes = cluster.changes.subscribe();
+    // Subscribed before the first viewer is let in, so no codec bridge it needs is missed.
+    let mut bridges = cluster.relay.sources().bridge_requests();
     let mut idle_since: Option<Instant> = None;
     loop {
         match cluster.catalog.channel_origin(&channel).await {
-            Ok(Some(origin)) => match pull_from_any(&cluster, &channel, &origin, &ready).await {
-                Ended::Idle => break,
-                Ended::Dropped(why) | Ended::Refused(why) => {
-                    let _ = ready.send(false);
-                    warn!(%channel, origin = %origin.node_url, %why, "edge pull dropped; reconnecting");
+            Ok(Some(origin)) => {
+                match pull_from_any(&cluster, &channel, &origin, &ready, &mut bridges).await {
+                    Ended::Idle => break,
+                    Ended::Dropped(why) | Ended::Refused(why) => {
+                        let _ = ready.send(false);
+                        warn!(%channel, origin = %origin.node_url, %why, "edge pull dropped; reconnecting");
+                    }
                 }
-            },
+            }
             Ok(None) => {
                 let _ = ready.send(false);
                 debug!(%channel, "no node is live on the channel; waiting while viewers remain");
@@ -131,15 +142,16 @@ async fn sources(cluster: &Cluster, channel: &ChannelName, origin: &Origin) -> V
 
 /// Pulls from the first of [`sources`] that accepts this node's pull.
 async fn pull_from_any(
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
     channel: &ChannelName,
     origin: &Origin,
     ready: &watch::Sender<bool>,
+    bridges: &mut broadcast::Receiver<BridgeRequest>,
 ) -> Ended {
     let mut refused = Vec::new();
     for (node, url) in sources(cluster, channel, origin).await {
         lock(&cluster.pulling_from).insert(channel.clone(), node);
-        match pull_once(cluster, channel, origin, &url, ready).await {
+        match pull_once(cluster, channel, origin, &url, ready, bridges).await {
             Ended::Refused(why) => refused.push(format!("{url}: {why}")),
             ended => {
                 lock(&cluster.pulling_from).remove(channel);
@@ -151,35 +163,41 @@ async fn pull_from_any(
     Ended::Dropped(format!("no node took the pull ({})", refused.join("; ")))
 }
 
-/// One WHEP session with `from` (the origin or an edge carrying the channel), fed into
-/// the relay until it drops or goes idle.
-async fn pull_once(
+/// A signed WHEP pull of `channel` from node `from`: rendition `quality` (the source when
+/// `None`), its video in VP8 when `vp8` (the origin's codec bridge), else H.264. Its
+/// packets arrive on the receiver.
+pub(super) async fn open_pull(
     cluster: &Cluster,
     channel: &ChannelName,
-    origin: &Origin,
     from: &str,
-    ready: &watch::Sender<bool>,
-) -> Ended {
+    quality: Option<&str>,
+    vp8: bool,
+) -> Result<(WhepViewer, mpsc::Receiver<(TrackKind, RtpPacket)>), String> {
     let path = format!("/whep/{channel}");
     let node = cluster.catalog.this_node().unwrap_or(0);
-    let url = format!("{}{path}?edge={node}", from.trim_end_matches('/'));
+    let mut url = reqwest::Url::parse(&format!("{}{path}", from.trim_end_matches('/')))
+        .map_err(|e| format!("node URL {from:?}: {e}"))?;
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("edge", &node.to_string());
+        if let Some(quality) = quality {
+            query.append_pair("quality", quality);
+        }
+        if vp8 {
+            query.append_pair("codec", "vp8");
+        }
+    }
     let signature = sign::sign(cluster.secret(), "POST", &path, now_ms() / 1000);
     let mut headers = reqwest::header::HeaderMap::new();
-    match reqwest::header::HeaderValue::from_str(&signature) {
-        Ok(v) => {
-            headers.insert(sign::HEADER, v);
-        }
-        Err(e) => return Ended::Dropped(format!("signature header: {e}")),
-    }
-    let http = match reqwest::Client::builder()
+    let value = reqwest::header::HeaderValue::from_str(&signature)
+        .map_err(|e| format!("signature header: {e}"))?;
+    headers.insert(sign::HEADER, value);
+    let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .default_headers(headers)
         .build()
-    {
-        Ok(http) => http,
-        Err(e) => return Ended::Dropped(format!("HTTP client: {e}")),
-    };
-    let (tx, mut packets) = mpsc::channel(4096);
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    let (tx, packets) = mpsc::channel(4096);
     let options = ViewerOptions {
         connect: ConnectOptions {
             udp_addrs: vec![std::net::SocketAddr::new(cluster.pull_ip, 0)],
@@ -188,19 +206,74 @@ async fn pull_once(
         },
         record_arrival_log: false,
         stack: ViewerStack::Light,
-        video_codecs: VideoCodecs::H264Only,
+        video_codecs: if vp8 {
+            VideoCodecs::Vp8Only
+        } else {
+            VideoCodecs::H264Only
+        },
         request_keyframe_on_start: true,
         forward: Some(tx),
         ..ViewerOptions::default()
     };
-    let viewer = match WhepViewer::connect(&url, None, options).await {
-        Ok(viewer) => viewer,
-        Err(e) => return Ended::Refused(e.to_string()),
-    };
+    let viewer = WhepViewer::connect(url.as_str(), None, options)
+        .await
+        .map_err(|e| e.to_string())?;
     cluster
         .counters
         .pulls_opened
         .fetch_add(1, Ordering::Relaxed);
+    Ok((viewer, packets))
+}
+
+/// The lower renditions node `from` offers of `channel` now (its `qualities` but
+/// `source`): what this node offers too. None when it cannot tell (then the edge offers
+/// the source alone until its pull reconnects).
+async fn offered_renditions(from: &str, channel: &ChannelName) -> Vec<String> {
+    let url = format!("{}/api/channels/{channel}", from.trim_end_matches('/'));
+    let asked = async {
+        let status: serde_json::Value = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok::<_, reqwest::Error>(status)
+    };
+    match asked.await {
+        Ok(status) => status["qualities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|q| q.as_str())
+            .filter(|q| *q != SOURCE_QUALITY)
+            .map(str::to_string)
+            .collect(),
+        Err(e) => {
+            warn!(%channel, from, error = %e, "cannot read the renditions offered: the source alone");
+            Vec::new()
+        }
+    }
+}
+
+/// One WHEP session with `from` (the origin or an edge carrying the channel), fed into
+/// the relay until it drops or goes idle, with the renditions and codecs this node's
+/// viewers use pulled beside it.
+async fn pull_once(
+    cluster: &Arc<Cluster>,
+    channel: &ChannelName,
+    origin: &Origin,
+    from: &str,
+    ready: &watch::Sender<bool>,
+    bridges: &mut broadcast::Receiver<BridgeRequest>,
+) -> Ended {
+    let (viewer, mut packets) = match open_pull(cluster, channel, from, None, false).await {
+        Ok(pull) => pull,
+        Err(e) => return Ended::Refused(e),
+    };
+    let renditions = offered_renditions(from, channel).await;
     let (title, started) = match cluster
         .catalog
         .session_summary(origin.session, now_ms())
@@ -229,7 +302,7 @@ async fn pull_once(
     let tracks = LocalTracks {
         video: Some(h264_codec()),
         audio: Some(opus_codec()),
-        renditions: Vec::new(),
+        renditions: renditions.clone(),
     };
     let publisher = match sources
         .publish_local(channel.clone(), origin.session, title, started, tracks)
@@ -237,18 +310,27 @@ async fn pull_once(
     {
         Ok(p) => {
             lock(&cluster.fed).insert(channel.clone(), origin.session);
-            p
+            Arc::new(p)
         }
         Err(e) => {
             let _ = viewer.close().await;
             return Ended::Dropped(format!("local relay refused the pull: {e}"));
         }
     };
-    info!(%channel, from, origin = %origin.node_url, session = %origin.session, "edge pull up");
-    let mut check = tokio::time::interval(Duration::from_millis(250));
+    info!(%channel, from, origin = %origin.node_url, session = %origin.session, ?renditions, "edge pull up");
+    let mut feeds = Feeds::new(
+        cluster.clone(),
+        channel.clone(),
+        from.to_string(),
+        origin.session,
+        publisher.clone(),
+        renditions,
+    );
+    let mut check = tokio::time::interval(CHECK);
     let mut idle_since: Option<Instant> = None;
     let mut last_media = Instant::now();
     let mut announced = false;
+    let mut bridges_open = true;
     let ended = loop {
         tokio::select! {
             packet = packets.recv() => {
@@ -268,11 +350,22 @@ async fn pull_once(
                     let _ = ready.send(true);
                 }
             }
+            request = bridges.recv(), if bridges_open => match request {
+                Ok(request) if request.channel == *channel && request.session == origin.session => {
+                    feeds.bridge(request);
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    warn!(%channel, missed, "codec bridge requests missed; those viewers get no video");
+                }
+                Err(RecvError::Closed) => bridges_open = false,
+            },
             _ = check.tick() => {
                 if last_media.elapsed() > SILENT {
                     break Ended::Dropped(format!("no media for {} s", SILENT.as_secs()));
                 }
-                let viewers = cluster.relay.board().get(channel).map_or(0, |s| s.viewers);
+                let status = cluster.relay.board().get(channel);
+                let viewers = status.as_ref().map_or(0, |s| s.viewers);
                 if viewers == 0 {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= IDLE_STOP {
@@ -281,9 +374,11 @@ async fn pull_once(
                 } else {
                     idle_since = None;
                 }
+                feeds.check(status.map(|s| s.stream_viewers).as_deref().unwrap_or(&[]));
             }
         }
     };
+    feeds.stop().await;
     let _ = viewer.close().await;
     drop(publisher);
     if matches!(ended, Ended::Idle) {

@@ -13,6 +13,7 @@
 //!   ([`Cluster::node_with_room`]) for a `307`.
 
 pub mod edge;
+mod feeds;
 pub mod hls;
 pub mod sign;
 
@@ -54,11 +55,13 @@ pub struct Cluster {
     /// Running edge pulls by channel: each says when it is feeding the relay.
     edges: Mutex<HashMap<ChannelName, watch::Receiver<bool>>>,
     /// Signed pulls this node serves (as an origin or an edge), by channel (resource id ->
-    /// the pulling node), for `max_edges_per_origin` and `/metrics`.
-    served: Mutex<HashMap<ChannelName, HashMap<String, i64>>>,
-    /// Signed pulls admitted but not yet accepted, by channel (when admitted): they count
-    /// against `max_edges_per_origin`, so two edges asking at once cannot both pass it.
-    admitting: Mutex<HashMap<ChannelName, Vec<Instant>>>,
+    /// the pulling node and which stream it pulls), for `max_edges_per_origin` and
+    /// `/metrics`.
+    served: Mutex<HashMap<ChannelName, HashMap<String, PullKey>>>,
+    /// Signed pulls admitted but not yet accepted, by channel (when admitted, and whose):
+    /// they count against `max_edges_per_origin`, so two edges asking at once cannot both
+    /// pass it.
+    admitting: Mutex<HashMap<ChannelName, Vec<(Instant, PullKey)>>>,
     /// The node each running edge pull of this node pulls from (its `relay_nodes` id): a
     /// pull from that node is refused, so two edges never feed each other.
     pulling_from: Mutex<HashMap<ChannelName, i64>>,
@@ -72,6 +75,20 @@ pub struct Cluster {
     pub counters: ClusterCounters,
     /// For the CPU and bandwidth figures of the next heartbeat.
     last_tick: Mutex<Option<TickSample>>,
+}
+
+/// One signed pull as its origin tells it apart: the pulling node and the stream it
+/// pulls (`?quality=` and `?codec=` of the pull). An edge holds at most one pull per
+/// stream, so a second one with the same key replaces the first (which dropped without
+/// its `DELETE`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PullKey {
+    /// The pulling node's `relay_nodes` id.
+    pub edge: i64,
+    /// The rendition (`source` when not named).
+    pub quality: String,
+    /// The video codec label (`h264` when not named).
+    pub codec: String,
 }
 
 /// What the load of the last heartbeat was measured from.
@@ -110,7 +127,7 @@ pub enum ClusterError {
     PullTimeout(String),
     /// The node already serves as many edges as it may.
     #[error(
-        "this node already serves {0} edge pulls of the channel (max_edges_per_origin); pull from another node carrying it"
+        "this node already feeds {0} edge nodes with the channel (max_edges_per_origin); pull from another node carrying it"
     )]
     TooManyEdges(usize),
     /// The pulling node feeds this one: accepting would make a loop.
@@ -182,28 +199,40 @@ impl Cluster {
         checked
     }
 
-    /// Notes a signed pull from node `edge` about to be accepted on `channel`, refusing it
-    /// past `max_edges_per_origin` (counting pulls being admitted) or when this node pulls
-    /// the channel from `edge` itself (a loop). An edge runs one pull per channel, so a
-    /// pull from a node this one already serves replaces that node's earlier one (which
-    /// dropped without its `DELETE`), and pulls of nodes no longer alive are not counted.
-    pub async fn admit_pull(&self, channel: &ChannelName, edge: i64) -> Result<(), ClusterError> {
+    /// Notes a signed pull `key` about to be accepted on `channel`, refusing it when its
+    /// node would be past `max_edges_per_origin` nodes (counting pulls being admitted;
+    /// one node's pulls of several renditions and codecs count once) or when this node
+    /// pulls the channel from that node itself (a loop). An edge runs one pull per stream,
+    /// so a pull with the same key replaces the node's earlier one (which dropped without
+    /// its `DELETE`), and pulls of nodes no longer alive are not counted.
+    pub async fn admit_pull(
+        &self,
+        channel: &ChannelName,
+        key: &PullKey,
+    ) -> Result<(), ClusterError> {
+        let edge = key.edge;
         if lock(&self.pulling_from).get(channel) == Some(&edge) {
             return Err(ClusterError::Loop(edge));
         }
         let full = || {
             let mut served = lock(&self.served);
             if let Some(set) = served.get_mut(channel) {
-                set.retain(|_, node| *node != edge);
+                set.retain(|_, k| k != key);
             }
             let mut admitting = lock(&self.admitting);
             let pending = admitting.entry(channel.clone()).or_default();
-            pending.retain(|at| at.elapsed() < ADMITTING);
-            let n = served.get(channel).map_or(0, HashMap::len) + pending.len();
-            if self.max_edges > 0 && n >= self.max_edges {
+            pending.retain(|(at, _)| at.elapsed() < ADMITTING);
+            let nodes: HashSet<i64> = served
+                .get(channel)
+                .into_iter()
+                .flat_map(|set| set.values().map(|k| k.edge))
+                .chain(pending.iter().map(|(_, k)| k.edge))
+                .collect();
+            let n = nodes.len();
+            if self.max_edges > 0 && n >= self.max_edges && !nodes.contains(&edge) {
                 return Some(n);
             }
-            pending.push(Instant::now());
+            pending.push((Instant::now(), key.clone()));
             None
         };
         let Some(_) = full() else {
@@ -219,7 +248,7 @@ impl Cluster {
             .map(|n| n.id)
             .collect();
         if let Some(set) = lock(&self.served).get_mut(channel) {
-            set.retain(|_, node| alive.contains(node));
+            set.retain(|_, k| alive.contains(&k.edge));
         }
         match full() {
             Some(n) => Err(ClusterError::TooManyEdges(n)),
@@ -227,12 +256,14 @@ impl Cluster {
         }
     }
 
-    /// A signed pull from node `edge` admitted with [`Cluster::admit_pull`] was accepted
-    /// as resource `resource` (`None`: it failed after all).
-    pub fn pull_accepted(&self, channel: &ChannelName, edge: i64, resource: Option<&str>) {
+    /// A signed pull admitted with [`Cluster::admit_pull`] was accepted as resource
+    /// `resource` (`None`: it failed after all).
+    pub fn pull_accepted(&self, channel: &ChannelName, key: &PullKey, resource: Option<&str>) {
         let mut served = lock(&self.served);
-        if let Some(pending) = lock(&self.admitting).get_mut(channel) {
-            pending.pop();
+        if let Some(pending) = lock(&self.admitting).get_mut(channel)
+            && let Some(i) = pending.iter().position(|(_, k)| k == key)
+        {
+            pending.remove(i);
         }
         let Some(resource) = resource else {
             return;
@@ -241,7 +272,7 @@ impl Cluster {
         served
             .entry(channel.clone())
             .or_default()
-            .insert(resource.to_string(), edge);
+            .insert(resource.to_string(), key.clone());
     }
 
     /// A WHEP resource ended (a signed pull's, perhaps).

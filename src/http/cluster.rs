@@ -67,12 +67,13 @@ pub(super) fn cluster_error(e: crate::cluster::ClusterError) -> ApiError {
     }
 }
 
-/// `POST /whep/{channel}?edge={node}`: another node's signed pull (401 without a valid
-/// signature). Exempt from the per-address WHEP limits and from `max_viewers`; no
+/// `POST /whep/{channel}?edge={node}[&quality=Q][&codec=vp8]`: another node's signed pull
+/// of one rendition in one codec (401 without a valid signature). Exempt from the per-address WHEP limits and from `max_viewers`; no
 /// attendance row (the edge's residents have theirs).
 pub(super) async fn edge_pull(
     channel: String,
     content_type: Option<String>,
+    query: super::WhepQuery,
     edge: i64,
     signature: Option<String>,
     body: Bytes,
@@ -87,23 +88,37 @@ pub(super) async fn edge_pull(
         .verify_pull(&format!("/whep/{channel}"), signature.as_deref())
         .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     let channel = parse_channel(&channel)?;
+    let codec = query.codec.unwrap_or_else(|| "h264".into());
+    if !matches!(codec.as_str(), "h264" | "vp8") {
+        return Err(ApiError::BadRequest(format!(
+            "an edge pull's codec is h264 or vp8, not {codec:?}"
+        )));
+    }
     let offer = check_sdp_body(content_type, &body)?;
+    let key = crate::cluster::PullKey {
+        edge,
+        quality: query
+            .quality
+            .clone()
+            .unwrap_or_else(|| crate::config::SOURCE_QUALITY.into()),
+        codec,
+    };
     cluster
-        .admit_pull(&channel, edge)
+        .admit_pull(&channel, &key)
         .await
         .map_err(cluster_error)?;
     let viewer = ViewerInfo {
         terminal: "other",
         viewer_key: format!("{}{edge}", crate::audience::EDGE_PULL_KEY),
         client_hash: String::new(),
-        quality: None,
+        quality: query.quality,
         client: None,
         edge_pull: true,
     };
     let accepted = state.relay.view(channel.clone(), offer, viewer).await;
     cluster.pull_accepted(
         &channel,
-        edge,
+        &key,
         accepted.as_ref().ok().map(|a| a.resource.as_str()),
     );
     let accepted = accepted?;

@@ -133,6 +133,9 @@ pub struct WhepQuery {
     /// Set by another cluster node's edge pull (its node id); such a request must carry
     /// a valid `x-feiyan-cluster` signature (see [`crate::cluster::sign`]).
     pub edge: Option<i64>,
+    /// An edge pull's video codec label (`h264`, the default, or `vp8`): an edge holds
+    /// one pull per rendition and codec its viewers use, told apart by `quality` and this.
+    pub codec: Option<String>,
 }
 
 /// All routes with error recovery, security and CORS headers, for plain HTTP and a
@@ -462,7 +465,7 @@ async fn whep_post(
 ) -> Response {
     if let Some(edge) = query.edge {
         return finish(
-            cluster::edge_pull(channel, content_type, edge, signature, body, state).await,
+            cluster::edge_pull(channel, content_type, query, edge, signature, body, state).await,
         );
     }
     finish(

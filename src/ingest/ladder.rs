@@ -52,7 +52,15 @@ pub(crate) async fn supervisor(ctx: Arc<IngestContext>, mut stop: watch::Receive
             request = bridges.recv() => {
                 match request {
                     Ok(request) => {
-                        tokio::spawn(bridge(ctx.clone(), request, stop.clone()));
+                        let elsewhere = ctx
+                            .bridged_elsewhere
+                            .get()
+                            .is_some_and(|skip| skip(request.session));
+                        if elsewhere {
+                            debug!(channel = %request.channel, session = %request.session, "codec bridge pulled from the origin");
+                        } else {
+                            tokio::spawn(bridge(ctx.clone(), request, stop.clone()));
+                        }
                     }
                     Err(RecvError::Lagged(missed)) => {
                         warn!(missed, "codec bridge requests missed; those viewers get no video");

@@ -105,7 +105,13 @@ pub(crate) struct IngestContext {
     pub(crate) rtmp_counters: Arc<rtmp::RtmpCounters>,
     /// `[ingest] max_transcodes`, shared by every source that decodes video.
     pub(crate) transcode_slots: TranscodeSlots,
+    /// Sessions whose codec bridges another part of the server feeds (a cluster edge's,
+    /// from its origin): set once by the wiring, see [`Ingest::bridges_elsewhere`].
+    pub(crate) bridged_elsewhere: std::sync::OnceLock<SkipSession>,
 }
+
+/// Whether a session is taken care of elsewhere (see [`Ingest::bridges_elsewhere`]).
+pub type SkipSession = Arc<dyn Fn(crate::ids::SessionId) -> bool + Send + Sync>;
 
 /// The running ingest services.
 pub struct Ingest {
@@ -116,6 +122,7 @@ pub struct Ingest {
     /// RTMP connections closed for a panic, the connection cap or the auth deadline, for
     /// `/metrics`.
     pub rtmp_counters: Arc<rtmp::RtmpCounters>,
+    ctx: Arc<IngestContext>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -134,6 +141,7 @@ pub async fn start(
         config: config.clone(),
         rtmp_counters: rtmp_counters.clone(),
         transcode_slots: TranscodeSlots::new(config.transcodes()),
+        bridged_elsewhere: std::sync::OnceLock::new(),
     });
     let mut tasks = Vec::new();
     let mut rtmp_addr = None;
@@ -169,12 +177,19 @@ pub async fn start(
         rtmp_addr,
         pull,
         rtmp_counters,
+        ctx,
         stop,
         tasks,
     })
 }
 
 impl Ingest {
+    /// Sessions for which `skip` is true get no codec bridge encoded here: a cluster
+    /// edge pulls its sessions' bridges from their origin.
+    pub fn bridges_elsewhere(&self, skip: SkipSession) {
+        let _ = self.ctx.bridged_elsewhere.set(skip);
+    }
+
     /// Stops accepting and ends every ingest connection (their sessions end).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);

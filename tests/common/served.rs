@@ -103,6 +103,19 @@ impl Served {
         self.log.path()
     }
 
+    /// Names of the process's threads now (`/proc/PID/task/*/comm`).
+    pub fn thread_names(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                    .map(|name| name.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Sends `signal` (`libc::SIGTERM`, `SIGHUP`, `SIGKILL`) to the process.
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
