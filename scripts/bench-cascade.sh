@@ -7,7 +7,8 @@
 # 1. direct:  feiyan-bench, 2N viewers on A                      (A's CPU)
 # 2. cascade: feiyan-bench, N viewers on B + N on C, publisher on A (A's, B's, C's CPU)
 # 3. feiyan-cascade-bench A B: first frame on an edge's first viewer (pull starting /
-#    running) and the latency an edge adds per picture.
+#    running), the latency an edge adds per picture, and first frame of a 180p viewer on
+#    an edge (a second channel with a ladder on A; its rendition pull starting / running).
 # Server CPU is each process's user + system time from /proc/PID/stat (feiyan-bench's
 # steady window for A, the whole run for B and C). PostgreSQL: FEIYAN_TEST_POSTGRES_URL
 # (default postgres://postgres@127.0.0.1:5432/test), as the tests use it.
@@ -41,6 +42,10 @@ export FEIYAN_DATABASE_URL="$dburl"
 station=$($bin/feiyan station add --center 基准中心 --institute 基准所 --name 级联站 --json)
 channel=$(python3 -c 'import json,sys;print(json.load(sys.stdin)["channel"])' <<<"$station")
 key=$(python3 -c 'import json,sys;print(json.load(sys.stdin)["stream_key"])' <<<"$station")
+# A second channel whose origin encodes a 180p rung, for the rendition first frames.
+station2=$($bin/feiyan station add --center 基准中心 --institute 基准所 --name 码率站 --json)
+channel2=$(python3 -c 'import json,sys;print(json.load(sys.stdin)["channel"])' <<<"$station2")
+key2=$(python3 -c 'import json,sys;print(json.load(sys.stdin)["stream_key"])' <<<"$station2")
 export FEIYAN_CLUSTER_SECRET=bench-cascade-secret-0123456789abcdef
 
 cpu_ticks() { awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
@@ -66,6 +71,8 @@ database_url = "$dburl"
 node_url = "http://127.0.0.1:$2"
 heartbeat_secs = 1
 gone_after_secs = 5
+[ingest.channels."$channel2"]
+renditions = [{ name = "180p", height = 180, video_kbps = 300 }]
 TOML
   mkdir -p "$scratch/$1"
   (cd "$scratch/$1" && exec "$bin/feiyan" serve --config "$scratch/$1.toml") > "$scratch/$1.log" 2>&1 &
@@ -119,5 +126,5 @@ done
 sleep 8
 
 echo "== first frame on an edge's first viewer, latency per hop"
-$bin/feiyan-cascade-bench "$a" "$b" "$channel" "$key" 5 20
+$bin/feiyan-cascade-bench "$a" "$b" "$channel" "$key" 5 20 "$channel2" "$key2" 180p
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

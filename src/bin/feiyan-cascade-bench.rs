@@ -1,7 +1,7 @@
 //! Cascade benchmark (not a test): what an edge adds, against running cluster nodes
 //! (`scripts/bench-cascade.sh` starts them).
 //!
-//! `feiyan-cascade-bench ORIGIN EDGE CHANNEL KEY [ROUNDS] [SECONDS]`
+//! `feiyan-cascade-bench ORIGIN EDGE CHANNEL KEY [ROUNDS] [SECONDS] [LADDER_CHANNEL LADDER_KEY QUALITY]`
 //!
 //! One WHIP publisher on ORIGIN (640x360 H.264 at 600 kbit/s + Opus, a keyframe a second),
 //! then:
@@ -12,6 +12,10 @@
 //! - **Latency per hop**: one viewer on ORIGIN and one on EDGE for SECONDS (default 20);
 //!   each picture's arrival at the edge's viewer minus its arrival at the origin's viewer
 //!   (pictures matched by RTP timestamp, after the edge's constant timestamp offset).
+//! - With a second channel whose origin encodes a ladder: **first frame of a lower
+//!   rendition on the edge**, ROUNDS times, while a source viewer keeps the edge's pull
+//!   up: with no pull of that rendition running (the edge opens it for this viewer), and
+//!   again with it running.
 //!
 //! Prints the figures and a JSON line.
 
@@ -83,6 +87,13 @@ async fn main() -> anyhow::Result<()> {
         bail!("no picture matched between the origin's and the edge's viewer");
     }
 
+    let ladder = match (args.get(6), args.get(7), args.get(8)) {
+        (Some(channel), Some(key), Some(quality)) => {
+            Some(rendition_first_frames(origin, edge, channel, key, quality, rounds).await?)
+        }
+        _ => None,
+    };
+
     let (cold_m, warm_m) = (median(&mut cold), median(&mut warm));
     let (hop_m, hop_95) = (
         median(&mut hops.clone()),
@@ -101,17 +112,107 @@ async fn main() -> anyhow::Result<()> {
         hop_95 * 1e3,
         hops.len()
     );
-    println!(
-        "{}",
-        serde_json::json!({
-            "first_frame_pull_starts_ms": cold.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
-            "first_frame_pull_running_ms": warm.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
-            "hop_median_ms": hop_m * 1e3,
-            "hop_p95_ms": hop_95 * 1e3,
-            "pictures": hops.len(),
-        })
-    );
+    let mut report = serde_json::json!({
+        "first_frame_pull_starts_ms": cold.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+        "first_frame_pull_running_ms": warm.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+        "hop_median_ms": hop_m * 1e3,
+        "hop_p95_ms": hop_95 * 1e3,
+        "pictures": hops.len(),
+    });
+    if let Some((quality, mut cold, mut warm)) = ladder {
+        println!(
+            "first frame of {quality} on the edge (its source pull up): rendition pull starts median {:.1} ms (max {:.1}), running median {:.1} ms (max {:.1}) over {rounds} rounds",
+            ms(median(&mut cold)),
+            ms(*cold.iter().max().unwrap()),
+            ms(median(&mut warm)),
+            ms(*warm.iter().max().unwrap()),
+        );
+        report["first_frame_rendition_pull_starts_ms"] =
+            cold.iter().map(|d| ms(*d)).collect::<Vec<_>>().into();
+        report["first_frame_rendition_pull_running_ms"] =
+            warm.iter().map(|d| ms(*d)).collect::<Vec<_>>().into();
+    }
+    println!("{report}");
     Ok(())
+}
+
+/// First frames of `quality` on the edge of `channel` (live with a ladder on `origin`),
+/// `rounds` times with its rendition pull starting and running, while one source viewer
+/// keeps the edge's pull of the channel up.
+async fn rendition_first_frames(
+    origin: &str,
+    edge: &str,
+    channel: &str,
+    key: &str,
+    quality: &str,
+    rounds: usize,
+) -> anyhow::Result<(String, Vec<Duration>, Vec<Duration>)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().to_path_buf();
+    let media = tokio::task::spawn_blocking(move || {
+        let (h264, ogg) = make_test_media(&path, Duration::from_secs(10), 600)?;
+        SyntheticMedia::load(&h264, &ogg)
+    })
+    .await??;
+    let publisher = WhipPublisher::connect(
+        &format!("{origin}/whip/{channel}?title=cascade-bench-ladder"),
+        Some(key),
+        media,
+        PublisherOptions::default(),
+    )
+    .await
+    .context("ladder publisher on the origin")?;
+    // The origin's ladder encoder attaches a moment after the session goes live.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let source_url = format!("{edge}/whep/{channel}");
+    let keeper = WhepViewer::connect(
+        &source_url,
+        None,
+        ViewerOptions {
+            stack: ViewerStack::Light,
+            ..Default::default()
+        },
+    )
+    .await
+    .context("source viewer on the edge")?;
+    let url = format!("{source_url}?quality={quality}");
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        wait_pulls_served(origin, 1).await?;
+        cold.push(first_frame(&url).await?);
+        warm.push(first_frame(&url).await?);
+        eprintln!(
+            "round {round}: {quality} pull starts {:.1} ms, running {:.1} ms",
+            ms(*cold.last().unwrap()),
+            ms(*warm.last().unwrap())
+        );
+    }
+    keeper.close().await?;
+    publisher.stop().await?;
+    Ok((quality.to_string(), cold, warm))
+}
+
+/// Waits until `origin` serves `n` signed pulls (the edge closed the ones nobody uses).
+async fn wait_pulls_served(origin: &str, n: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = reqwest::get(format!("{origin}/metrics"))
+            .await?
+            .text()
+            .await?;
+        let served = text
+            .lines()
+            .find(|l| l.starts_with("feiyan_cluster_pulls_served{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok());
+        match served {
+            Some(now) if now == n => return Ok(()),
+            _ if Instant::now() > deadline => {
+                bail!("the origin did not come to {n} pulls within 30 s ({served:?})")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {
