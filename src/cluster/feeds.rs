@@ -13,7 +13,9 @@
 //!   bridge encodes it once for all its edges; the edge decodes and encodes nothing.
 //!
 //! A pull that drops is opened again (at most once a second) while it is wanted; its
-//! stream's viewers keep their connections and pick up at the next keyframe.
+//! stream's viewers keep their connections and pick up at the next keyframe. A rendition
+//! whose pull stops or drops is paused in the relay ([`LocalPublisher::pause_rendition`]):
+//! a viewer joining then starts on the next pull's keyframe, not on stale pictures.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -196,6 +198,13 @@ async fn feed(
         Want::Bridge { stream, codec } => (*stream, None, *codec == Codec::Vp8),
     };
     let sink: &LocalPublisher = bridge.as_ref().map_or(&publisher, |b| &b.publisher);
+    // A rendition not fed keeps no pictures for late joiners (a bridge's stream goes with
+    // its handle).
+    let pause = || async {
+        if bridge.is_none() {
+            let _ = sink.pause_rendition(stream).await;
+        }
+    };
     loop {
         match open_pull(&cluster, &channel, &from, quality, vp8).await {
             Ok((viewer, mut packets)) => {
@@ -224,11 +233,13 @@ async fn feed(
                             }
                         }
                         _ = stop.changed() => {
+                            pause().await;
                             let _ = viewer.close().await;
                             return;
                         }
                     }
                 };
+                pause().await;
                 let _ = viewer.close().await;
                 warn!(%channel, from, stream, %why, "edge feed dropped; reopening");
             }

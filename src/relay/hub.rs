@@ -704,6 +704,17 @@ impl Hub {
         self.request_keyframe(channel, now);
     }
 
+    /// `source` stopped feeding video stream `rendition` for now: its cached keyframe group
+    /// goes, so a viewer joining before it is fed again waits for a fresh keyframe.
+    pub fn pause_stream(&mut self, channel: &ChannelName, source: Source, rendition: usize) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        if ch.source.as_ref().is_some_and(|(s, _)| *s == source) && rendition > 0 {
+            ch.streams.get_mut(rendition).map(VideoStream::clear);
+        }
+    }
+
     /// Sends a live source's packets to every connected viewer of the channel: audio to
     /// all, video to the viewers of `rendition`; caches video for late joiners and NACKs.
     /// Packets of a source that does not hold the live channel are dropped: returns

@@ -68,6 +68,8 @@ pub(crate) enum LocalInput {
     Packet(MediaKind, u8, rtc::rtp::Packet),
     /// An access unit of a track WebRTC viewers never see (e.g. the original AAC).
     Unit(crate::media::AccessUnit),
+    /// Video rendition `n` (not the source) is not fed for now.
+    Pause(u8),
     End,
 }
 
@@ -95,6 +97,17 @@ impl LocalPublisher {
     ) -> Result<(), RelayError> {
         self.tx
             .send(LocalInput::Packet(kind, rendition, packet))
+            .await
+            .map_err(|_| RelayError::Closed)
+    }
+
+    /// Says rendition `rendition` (not 0) is not fed for now (a cluster edge stopped
+    /// pulling it while nobody watches it): its cached keyframe group is dropped, so a
+    /// viewer joining before it is fed again starts on a fresh keyframe, not on stale
+    /// pictures.
+    pub async fn pause_rendition(&self, rendition: u8) -> Result<(), RelayError> {
+        self.tx
+            .send(LocalInput::Pause(rendition))
             .await
             .map_err(|_| RelayError::Closed)
     }

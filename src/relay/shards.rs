@@ -113,6 +113,11 @@ pub(super) enum ShardMsg {
         rendition: usize,
         packets: SharedRun,
     },
+    /// The home shard's source stopped feeding video stream `rendition` for now.
+    Paused {
+        channel: ChannelName,
+        rendition: usize,
+    },
     /// The home shard's session ended (its viewers stay, as on the home).
     Ended { channel: ChannelName },
     /// A mirror's viewer wants a keyframe (already throttled by the mirror's hub).

@@ -104,6 +104,9 @@ impl Engine {
                 let (hub, mut out) = self.fanout(now);
                 hub.fan_out(&channel, Source::Origin, rendition, &packets, &mut out);
             }
+            ShardMsg::Paused { channel, rendition } => {
+                self.hub.pause_stream(&channel, Source::Origin, rendition)
+            }
             ShardMsg::Ended { channel } => {
                 let (hub, mut out) = self.fanout(now);
                 hub.release(&channel, Source::Origin, &mut out);

@@ -185,6 +185,20 @@ impl Engine {
                     self.taps.unit(&local.channel, unit, Instant::now());
                 }
             }
+            LocalInput::Pause(rendition) => {
+                let Some(channel) = self.locals.get(&id).map(|l| l.channel.clone()) else {
+                    return;
+                };
+                let rendition = usize::from(rendition);
+                self.hub
+                    .pause_stream(&channel, Source::Local(id), rendition);
+                if self.links.count > 1 {
+                    self.links.to_mirrors(|| ShardMsg::Paused {
+                        channel: channel.clone(),
+                        rendition,
+                    });
+                }
+            }
             LocalInput::End => self.end_local(id, "source ended"),
         }
     }

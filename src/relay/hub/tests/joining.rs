@@ -596,3 +596,42 @@ fn publisher_swap_moves_viewers_of_a_missing_rendition_to_the_source() {
     hub.fan_out(&ch, B, 0, &[video(0x3333, 1, 0, IDR)], &mut out);
     assert_eq!(out.take_sent(V1), vec![(MediaKind::Video, 0x3333, 1)]);
 }
+
+#[test]
+fn a_paused_rendition_keeps_no_pictures_for_late_joiners() {
+    let (mut hub, _, mut out, ch, t0) = setup();
+    hub.claim(&ch, A, session(1)).unwrap();
+    hub.go_live(&ch, A, tracks(&["360p"]), t0, &mut out);
+    let group = [video(0x5555, 1, 0, SPS), video(0x5555, 2, 0, IDR)];
+    hub.fan_out(&ch, A, 1, &group, &mut out);
+    // Only the source may pause it, and never its source video.
+    hub.pause_stream(&ch, B, 1);
+    hub.pause_stream(&ch, A, 0);
+    let t1 = t0 + Duration::from_secs(1);
+    join(&mut hub, V1, &ch, t1);
+    hub.handle_timeout(t1 + REPLAY, &mut out);
+    assert!(
+        out.take().is_empty(),
+        "V1 watches the source: nothing cached there"
+    );
+    hub.add_viewer(V2, &ch, 1);
+    hub.viewer_connected(V2, REPLAY, t1);
+    hub.handle_timeout(t1 + REPLAY, &mut out);
+    assert_eq!(
+        out.take_sent(V2),
+        vec![(MediaKind::Video, 0x5555, 1), (MediaKind::Video, 0x5555, 2)],
+        "not paused yet: the group is replayed"
+    );
+
+    // Paused (the edge stopped pulling it): a viewer joining gets nothing stale, and the
+    // next keyframe fed starts it.
+    hub.pause_stream(&ch, A, 1);
+    let t2 = t1 + Duration::from_secs(10);
+    const V3: PeerKey = PeerKey(102);
+    hub.add_viewer(V3, &ch, 1);
+    hub.viewer_connected(V3, REPLAY, t2);
+    hub.handle_timeout(t2 + REPLAY, &mut out);
+    assert!(out.take_sent(V3).is_empty(), "nothing stale for V3");
+    hub.fan_out(&ch, A, 1, &[video(0x6666, 1, 90_000, IDR)], &mut out);
+    assert_eq!(out.take_sent(V3), vec![(MediaKind::Video, 0x6666, 1)]);
+}
