@@ -289,12 +289,14 @@ async fn chromium_publisher_ramps_on_transport_cc_feedback() {
     let mut wide_at: Option<f64> = None;
     let mut target_reached: Option<f64> = None;
     let mut estimate = 0;
+    let mut peak_estimate = 0;
     while live_at.elapsed() < Duration::from_secs(30) {
         let s = publish_state(ctx.publish_page()).await;
         let since = live_at.elapsed().as_secs_f64();
         let target = num(&s, "/pc/outbound/video/targetBitrate");
         let width = num(&s, "/pc/outbound/video/frameWidth");
         estimate = num(&s, "/pc/availableOutgoingBitrate");
+        peak_estimate = peak_estimate.max(estimate);
         curve.push(format!(
             "{since:.1}s target {} kbps, estimate {} kbps, {}x{} ({})",
             target / 1000,
@@ -324,12 +326,16 @@ async fn chromium_publisher_ramps_on_transport_cc_feedback() {
         "target > 2 Mbit/s after {target_reached:?} s; first 1280-wide frame after {wide_at:?} s"
     );
     let sent = twcc_feedback_sent(&ctx.http, &t.base).await;
-    println!("transport-cc feedback packets sent: {sent}; browser estimate {estimate} bit/s");
+    println!(
+        "transport-cc feedback packets sent: {sent}; browser estimate {estimate} bit/s (peak {peak_estimate})"
+    );
     if sent == 0 {
         ctx.fail("the server sent no transport-cc feedback").await;
     }
-    // Chromium's send-side estimate starts at 300 kbit/s and moves only on feedback.
-    if estimate < 2_000_000 {
+    // Chromium's send-side estimate starts at 300 kbit/s and moves only on feedback: that
+    // it rose is what shows the feedback works (on a machine busy with other tests its
+    // delay-based detector may lower it again for a moment, as on a busy network).
+    if peak_estimate < 2_000_000 {
         ctx.fail("Chromium's send-side estimate (availableOutgoingBitrate) stayed under 2 Mbit/s")
             .await;
     }

@@ -2,6 +2,7 @@
 //! publisher sends 1280x720 H.264 to node A, whose ladder encodes 360p; node B serves
 //! viewers as an edge, `feiyan serve` processes on one fresh PostgreSQL database.
 //!
+//! - B's `/api/live` lists the lecture live on A before B carries it.
 //! - With only a source viewer on B, A serves B one pull; B offers A's qualities.
 //! - A `?quality=360p` viewer and a VP8-only viewer on B make B open a pull for each (A
 //!   then serves three, all from one node, within `max_edges_per_origin = 1`): the 360p
@@ -20,8 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use feiyan::client::{
-    PublisherOptions, SyntheticMedia, TrackKind, VideoCodecs, ViewerOptions, WhepViewer,
-    WhipPublisher, make_test_media_sized,
+    PublisherOptions, TrackKind, VideoCodecs, ViewerOptions, WhepViewer, WhipPublisher,
 };
 
 use common::cluster::*;
@@ -76,15 +76,7 @@ async fn an_edge_pulls_each_rendition_and_codec_its_viewers_use_and_only_those()
     let b = start_node(&db.url, 0);
 
     let dir = tempfile::tempdir().unwrap();
-    let media_dir = dir.path().to_path_buf();
-    let media = tokio::task::spawn_blocking(move || {
-        let (h264, ogg) =
-            make_test_media_sized(&media_dir, Duration::from_secs(3), 2500, (1280, 720))
-                .expect("ffmpeg makes 720p test media");
-        SyntheticMedia::load(&h264, &ogg).expect("test media loads")
-    })
-    .await
-    .unwrap();
+    let media = common::test_media_720p(dir.path()).await;
     let publisher = WhipPublisher::connect(
         &format!("{}/whip/{channel}?title=ladder", a.base),
         Some(&station.stream_key),
@@ -100,6 +92,28 @@ async fn an_edge_pulls_each_rendition_and_codec_its_viewers_use_and_only_those()
     })
     .await;
 
+    // B's front page lists the lecture live on A before B carries it (its qualities are
+    // B's to learn when it does).
+    let live_on_b = async || -> Vec<serde_json::Value> {
+        let list: serde_json::Value = reqwest::get(format!("{}/api/live", b.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["channel"] == channel.as_str())
+            .cloned()
+            .collect()
+    };
+    let listed = live_on_b().await;
+    assert_eq!(listed.len(), 1, "B lists A's lecture once: {listed:?}");
+    assert_eq!(listed[0]["station"], "码率站");
+    assert_eq!(listed[0]["title"], "ladder");
+    assert_eq!(listed[0]["qualities"], serde_json::json!([]));
+
     // A source viewer on B: one pull, and B offers what A offers.
     let (a_whep, b_whep) = (
         format!("{}/whep/{channel}", a.base),
@@ -111,6 +125,13 @@ async fn an_edge_pulls_each_rendition_and_codec_its_viewers_use_and_only_those()
         ladder,
         "B offers A's ladder"
     );
+    let listed = live_on_b().await;
+    assert_eq!(
+        listed.len(),
+        1,
+        "still once, now from B's relay: {listed:?}"
+    );
+    assert_eq!(listed[0]["qualities"], ladder);
     wait_for(
         "B's source viewer receives",
         Duration::from_secs(15),

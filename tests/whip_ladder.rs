@@ -9,10 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::decode::assert_quality;
-use feiyan::client::{
-    PublisherOptions, SyntheticMedia, ViewerOptions, WhepViewer, WhipPublisher,
-    make_test_media_sized,
-};
+use feiyan::client::{PublisherOptions, ViewerOptions, WhepViewer, WhipPublisher};
 use feiyan::config::RenditionSpec;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,15 +23,7 @@ async fn a_whip_channel_with_a_ladder_offers_renditions_encoded_by_the_server() 
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let media_dir = dir.path().to_path_buf();
-    let media = tokio::task::spawn_blocking(move || {
-        let (h264, ogg) =
-            make_test_media_sized(&media_dir, Duration::from_secs(3), 2500, (1280, 720))
-                .expect("ffmpeg makes 720p test media");
-        SyntheticMedia::load(&h264, &ogg).expect("test media loads")
-    })
-    .await
-    .unwrap();
+    let media = common::test_media_720p(dir.path()).await;
     let channel = t.station.channel.to_string();
     let publisher = WhipPublisher::connect(
         &format!("{}/whip/{channel}", t.base),

@@ -38,21 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let rounds: usize = args.get(4).map_or(Ok(5), |a| a.parse())?;
     let seconds: u64 = args.get(5).map_or(Ok(20), |a| a.parse())?;
 
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().to_path_buf();
-    let media = tokio::task::spawn_blocking(move || {
-        let (h264, ogg) = make_test_media(&path, Duration::from_secs(10), 600)?;
-        SyntheticMedia::load(&h264, &ogg)
-    })
-    .await??;
-    let publisher = WhipPublisher::connect(
-        &format!("{origin}/whip/{channel}?title=cascade-bench"),
-        Some(key),
-        media,
-        PublisherOptions::default(),
-    )
-    .await
-    .context("publisher on the origin")?;
+    let publisher = publish(origin, channel, key, "cascade-bench").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let edge_url = format!("{edge}/whep/{channel}");
@@ -147,21 +133,7 @@ async fn rendition_first_frames(
     quality: &str,
     rounds: usize,
 ) -> anyhow::Result<(String, Vec<Duration>, Vec<Duration>)> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().to_path_buf();
-    let media = tokio::task::spawn_blocking(move || {
-        let (h264, ogg) = make_test_media(&path, Duration::from_secs(10), 600)?;
-        SyntheticMedia::load(&h264, &ogg)
-    })
-    .await??;
-    let publisher = WhipPublisher::connect(
-        &format!("{origin}/whip/{channel}?title=cascade-bench-ladder"),
-        Some(key),
-        media,
-        PublisherOptions::default(),
-    )
-    .await
-    .context("ladder publisher on the origin")?;
+    let publisher = publish(origin, channel, key, "cascade-bench-ladder").await?;
     // The origin's ladder encoder attaches a moment after the session goes live.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let source_url = format!("{edge}/whep/{channel}");
@@ -213,6 +185,30 @@ async fn wait_pulls_served(origin: &str, n: u64) -> anyhow::Result<()> {
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// A WHIP publisher of `channel` on `origin`: 640x360 H.264 at 600 kbit/s + Opus.
+async fn publish(
+    origin: &str,
+    channel: &str,
+    key: &str,
+    title: &str,
+) -> anyhow::Result<WhipPublisher> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().to_path_buf();
+    let media = tokio::task::spawn_blocking(move || {
+        let (h264, ogg) = make_test_media(&path, Duration::from_secs(10), 600)?;
+        SyntheticMedia::load(&h264, &ogg)
+    })
+    .await??;
+    WhipPublisher::connect(
+        &format!("{origin}/whip/{channel}?title={title}"),
+        Some(key),
+        media,
+        PublisherOptions::default(),
+    )
+    .await
+    .with_context(|| format!("publisher of {channel} on the origin"))
 }
 
 fn ms(d: Duration) -> f64 {

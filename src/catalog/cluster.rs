@@ -287,6 +287,34 @@ impl Catalog {
         }))
     }
 
+    /// The channels live on other alive nodes (their origin and session), with how many
+    /// viewers watch each session now on every node (open viewer rows): what a node lists
+    /// beside its own live channels, so any node's front page shows every live lecture.
+    /// Empty on a single server.
+    pub async fn live_elsewhere(&self) -> Result<Vec<(String, Origin, i64)>, CatalogError> {
+        if !self.is_member() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, i64, String, i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT o.channel, o.node_id, n.node_url, o.session_id,              (SELECT COUNT(*) FROM viewers v WHERE v.session_id = o.session_id AND v.left_at IS NULL)              FROM channel_origins o JOIN relay_nodes n ON n.id = o.node_id              WHERE o.node_id <> $1 AND o.node_id IN ({})              AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = o.session_id AND s.ended_at IS NULL)              ORDER BY o.channel",
+            self.alive_nodes_sql()
+        )))
+        .bind(self.node_id().unwrap_or(0))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(channel, node_id, node_url, session, viewers)| {
+                let origin = Origin {
+                    node_id,
+                    node_url,
+                    session: SessionId(session),
+                };
+                (channel, origin, viewers)
+            })
+            .collect())
+    }
+
     /// `Conflict` naming the origin when another alive node is live on `channel` (checked
     /// before a publisher's session is opened; [`Catalog::claim_channel`] decides).
     pub async fn check_not_origin_elsewhere(

@@ -638,9 +638,11 @@ pub struct LiveEntry {
     pub session_id: Option<SessionId>,
     /// Start, RFC 3339.
     pub started_at: String,
-    /// Viewers now.
+    /// Viewers now: on this node, or for a channel live on another node that this one
+    /// does not carry yet, the session's on every node.
     pub viewers: usize,
-    /// What `?quality=` accepts on `/whep/{channel}`.
+    /// What `?quality=` accepts on `/whep/{channel}` (empty for a channel live on another
+    /// node that this one does not carry yet: its edge learns them when it starts).
     pub qualities: Vec<String>,
 }
 
@@ -668,6 +670,40 @@ async fn api_live(state: State) -> Response {
                     qualities: status.qualities,
                 });
             }
+            // In a cluster, the channels live on other nodes too: this node serves them as
+            // their edge. Their viewers are the session's on every node; their qualities
+            // are known here once this node carries the channel.
+            let elsewhere = state.catalog.live_elsewhere().await?;
+            for (channel, origin, viewers) in elsewhere {
+                if out.iter().any(|e| e.channel == channel) {
+                    continue;
+                }
+                let Some(summary) = state.catalog.session_summary(origin.session, 0).await? else {
+                    continue;
+                };
+                let owner = match ChannelName::parse(&channel) {
+                    Some(c) => state.catalog.channel_owner(&c).await.ok(),
+                    None => continue,
+                };
+                out.push(LiveEntry {
+                    station: owner
+                        .as_ref()
+                        .map(|o| o.station.clone())
+                        .unwrap_or_default(),
+                    institute: owner
+                        .as_ref()
+                        .map(|o| o.institute.clone())
+                        .unwrap_or_default(),
+                    center: owner.as_ref().map(|o| o.center.clone()).unwrap_or_default(),
+                    channel,
+                    title: summary.title,
+                    session_id: Some(origin.session),
+                    started_at: summary.started_at,
+                    viewers: usize::try_from(viewers).unwrap_or(0),
+                    qualities: Vec::new(),
+                });
+            }
+            out.sort_by(|a, b| a.channel.cmp(&b.channel));
             Ok(warp::reply::json(&out).into_response())
         }
         .await,

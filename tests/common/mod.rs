@@ -125,10 +125,29 @@ pub async fn test_media(dir: &Path) -> SyntheticMedia {
     .unwrap()
 }
 
+/// Three seconds of synthetic 1280x720 H.264 at 2.5 Mbit/s and Opus made by ffmpeg in
+/// `dir`, loaded for a publisher: a source a 360p rung is encoded from.
+pub async fn test_media_720p(dir: &Path) -> SyntheticMedia {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let (h264, ogg) =
+            feiyan::client::make_test_media_sized(&dir, Duration::from_secs(3), 2500, (1280, 720))
+                .expect("ffmpeg makes 720p test media");
+        SyntheticMedia::load(&h264, &ogg).expect("test media loads")
+    })
+    .await
+    .unwrap()
+}
+
 /// Names of this process's threads (`/proc/self/task/*/comm`): what transcode threads
 /// (`fy-tc-*`) run, and the codec workers that inherit their names.
 pub fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
+    threads_of("self")
+}
+
+/// Names of process `pid`'s threads (`/proc/PID/task/*/comm`; `"self"` for this one).
+pub fn threads_of(pid: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|tasks| {
             tasks
                 .flatten()

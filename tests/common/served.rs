@@ -105,15 +105,7 @@ impl Served {
 
     /// Names of the process's threads now (`/proc/PID/task/*/comm`).
     pub fn thread_names(&self) -> Vec<String> {
-        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
-            .map(|tasks| {
-                tasks
-                    .flatten()
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                    .map(|name| name.trim().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
+        super::threads_of(&self.child.id().to_string())
     }
 
     /// Sends `signal` (`libc::SIGTERM`, `SIGHUP`, `SIGKILL`) to the process.
