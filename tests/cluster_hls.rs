@@ -23,33 +23,10 @@ use common::cluster::*;
 /// A node with short HLS targets and a short reconnect grace (so the session, and its
 /// recording, end soon after the publisher leaves).
 fn start_quick_node(database_url: &str) -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let path = node_config(
-        dir.path(),
+    start_node_with(
         database_url,
-        &format!("127.0.0.1:{port}"),
-        &format!(
-            "node_url = \"{base}\"\n\
-             [hls]\nsegment_secs = 1.0\npart_secs = 0.5\nreconnect_grace_secs = 2\n"
-        ),
-    );
-    let mut served = common::served::Served::start(
-        &path,
-        &[
-            ("FEIYAN_CLUSTER_SECRET", Some(SECRET)),
-            ("RUST_LOG", Some("info,rtc=warn,rtc_ice=warn,webrtc=warn")),
-        ],
-    );
-    let running = served.wait_running();
-    assert_eq!(running.base, base);
-    Node {
-        served,
-        base,
-        config: path,
-        _dir: dir,
-    }
+        "[hls]\nsegment_secs = 1.0\npart_secs = 0.5\nreconnect_grace_secs = 2\n",
+    )
 }
 
 /// A client that follows no redirects (to see the `302` and `307`s themselves).

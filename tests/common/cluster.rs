@@ -57,7 +57,8 @@ pub fn start_node(database_url: &str, max_viewers: usize) -> Node {
 }
 
 /// A node whose `[cluster]` table has `extra` besides `node_url` (e.g.
-/// `"max_edges_per_origin = 1\n"`).
+/// `"max_edges_per_origin = 1\n"`); `extra` ends the file, so tables may follow
+/// (`"[hls]\n..."`, `"[[ingest.renditions]]\n..."`).
 pub fn start_node_with(database_url: &str, extra: &str) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
