@@ -262,3 +262,60 @@ async fn with_always_a_vp8_publisher_gets_h264_for_its_whole_session() {
 
 /// A little longer than an on-demand bridge runs with nobody watching (10 s).
 const BRIDGE_IDLE_AND_MORE: Duration = Duration::from_secs(12);
+
+/// A VP8-only viewer stays through a publisher's reconnect within the grace: it is given a
+/// bridge of the returning publisher's video on the same connection, and decodes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vp8_only_viewer_keeps_its_video_across_a_publisher_reconnect() {
+    let t = common::start_server_with(|c| c.hls.reconnect_grace_secs = 20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_media(dir.path(), 30);
+    let rtmp = t.server.rtmp_addr.expect("RTMP is on");
+    let channel = t.station.channel.to_string();
+    let url = format!("rtmp://{rtmp}/live/{channel}?key={}", t.station.stream_key);
+    let mut first = push_rtmp(&clip, &url);
+    let session = wait_live(&t.base, &channel).await;
+    let whep = format!("{}/whep/{channel}", t.base);
+    let viewer = watch(&whep, VideoCodecs::Vp8Only, "VP8 viewer").await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            viewer.video_frame_log().len() >= 50
+        })
+        .await,
+        "VP8 before the reconnect"
+    );
+
+    // The encoder drops; the channel waits; it comes back in the same session.
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            common::live_session(&t.base, &channel).await.is_none()
+        })
+        .await,
+        "the channel is off air while the encoder is away"
+    );
+    let before = viewer.received_payloads(TrackKind::Video).len();
+    let frames_before = viewer.video_frame_log().len();
+    let mut second = push_rtmp(&clip, &url);
+    assert_eq!(wait_live(&t.base, &channel).await, session, "the same session");
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            viewer.video_frame_log().len() >= frames_before + 60
+        })
+        .await,
+        "VP8 pictures reach the same viewer after the reconnect"
+    );
+    let after = viewer.received_payloads(TrackKind::Video).split_off(before);
+    let decoded = decode_vp8(&after);
+    assert_eq!(
+        (decoded.width, decoded.height),
+        (640, 360),
+        "VP8 after the reconnect"
+    );
+    assert!(decoded.frames >= 40, "decoded {} VP8 frames", decoded.frames);
+    let _ = second.kill();
+    let _ = second.wait();
+    viewer.close().await.ok();
+    t.server.shutdown().await;
+}

@@ -239,6 +239,9 @@ struct Channel {
     viewers: FxHashSet<PeerKey>,
     connected_viewers: usize,
     last_pli: Option<Instant>,
+    /// Viewers of a codec bridge when the last session ended, with that codec: the next
+    /// source to go live gives them a bridge of its own video (see `hub/feeders.rs`).
+    parked: Vec<(PeerKey, RTCRtpCodec)>,
 }
 
 impl Channel {
@@ -254,6 +257,7 @@ impl Channel {
             viewers: FxHashSet::default(),
             connected_viewers: 0,
             last_pli: None,
+            parked: Vec::new(),
         }
     }
 
@@ -496,89 +500,9 @@ impl Hub {
                 ch.streams[v.rendition].watchers += 1;
             }
         }
+        self.rebridge(channel, out);
         self.publish_status(channel);
         self.request_keyframe(channel, now);
-    }
-
-    /// The stream of `channel` that carries its source video in `codec` for viewers that
-    /// cannot take the source's codec, made (and [`HubEvent::BridgeWanted`] raised, for a
-    /// feeder to attach) when there is none yet or it was withdrawn. The viewer waits for
-    /// its first keyframe as any late joiner does.
-    pub fn bridge(
-        &mut self,
-        channel: &ChannelName,
-        codec: RTCRtpCodec,
-    ) -> Result<Admission, RelayError> {
-        let gop_max = self.config.gop_max_packets;
-        let ch = self
-            .channels
-            .get_mut(channel)
-            .filter(|c| c.live)
-            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
-        let session = ch
-            .live_session()
-            .map(|s| s.id)
-            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
-        let same = |s: &VideoStream| {
-            s.bridge
-                && s.codec
-                    .as_ref()
-                    .is_some_and(|c| c.mime_type.eq_ignore_ascii_case(&codec.mime_type))
-        };
-        let index = match ch.streams.iter().position(same) {
-            Some(index) => index,
-            None => {
-                let name = format!("bridge-{}", codec.mime_type.trim_start_matches("video/"));
-                let mut stream = VideoStream::new(&name, Some(codec.clone()), gop_max);
-                stream.bridge = true;
-                stream.withdrawn = true;
-                ch.streams.push(stream);
-                ch.streams.len() - 1
-            }
-        };
-        let stream = &mut ch.streams[index];
-        if stream.withdrawn && stream.feeder.is_none() {
-            stream.withdrawn = false;
-            info!(%channel, codec = %codec.mime_type, stream = index, "codec bridge wanted");
-            self.events.push_back(HubEvent::BridgeWanted {
-                channel: channel.clone(),
-                session,
-                stream: index,
-                codec: codec.clone(),
-            });
-        }
-        Ok(Admission {
-            video: Some(codec),
-            audio: ch.audio_codec.clone(),
-            rendition: index,
-        })
-    }
-
-    /// Lets `id` feed the bridge stream `stream` of `channel`'s live session `session`
-    /// (see [`Hub::bridge`]).
-    pub fn attach_bridge(
-        &mut self,
-        channel: &ChannelName,
-        session: SessionId,
-        id: LocalId,
-        stream: usize,
-        now: Instant,
-    ) -> Result<(), RelayError> {
-        let ch = self
-            .channels
-            .get_mut(channel)
-            .filter(|c| c.live_session().is_some_and(|s| s.id == session))
-            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
-        let slot = ch
-            .streams
-            .get_mut(stream)
-            .filter(|s| s.bridge && s.feeder.is_none())
-            .ok_or_else(|| RelayError::Internal(format!("no free bridge stream {stream}")))?;
-        slot.feeder = Some(id);
-        slot.withdrawn = false;
-        // The bridge decodes the source from its next keyframe.
-        ch_keyframe_now(self, channel, now);
-        Ok(())
     }
 
     /// The source left the channel: its session ends and the viewers, who stay connected
@@ -600,6 +524,12 @@ impl Hub {
         });
         ch.live = false;
         ch.streams.iter_mut().for_each(VideoStream::clear);
+        for key in &ch.viewers {
+            let bridged = self.viewers.get(key).and_then(|v| ch.streams.get(v.rendition));
+            if let Some(codec) = bridged.filter(|s| s.bridge).and_then(|s| s.codec.clone()) {
+                ch.parked.push((*key, codec));
+            }
+        }
         ch.streams.truncate(ch.source_streams);
         ch.last_pli = None;
         let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
@@ -614,94 +544,6 @@ impl Hub {
         }
         self.publish_status(channel);
         self.remove_if_idle(channel);
-    }
-
-    /// Lets `id` feed renditions `names` of the live session `session` of `channel` (a
-    /// WHIP publisher's ladder, encoded by the server); they are offered to viewers from
-    /// now on. One feeder per channel; it is let go when the session ends.
-    pub fn attach_feeder(
-        &mut self,
-        channel: &ChannelName,
-        session: SessionId,
-        id: LocalId,
-        names: &[String],
-        now: Instant,
-    ) -> Result<(), RelayError> {
-        let gop_max = self.config.gop_max_packets;
-        let ch = self
-            .channels
-            .get_mut(channel)
-            .filter(|c| c.live_session().is_some_and(|s| s.id == session))
-            .ok_or_else(|| RelayError::NotLive(channel.to_string()))?;
-        if let Some(name) = names
-            .iter()
-            .find(|n| ch.streams.iter().any(|s| &s.name == *n))
-        {
-            return Err(RelayError::Internal(format!(
-                "channel {channel} already has a rendition named {name}"
-            )));
-        }
-        ch.streams.extend(names.iter().map(|name| {
-            // The feeder encodes with libx264 (constrained baseline).
-            let mut stream = VideoStream::new(name, Some(super::media::h264_codec()), gop_max);
-            stream.feeder = Some(id);
-            stream
-        }));
-        info!(%channel, %session, renditions = ?names, "renditions fed by the server");
-        self.publish_status(channel);
-        // The feeder decodes the source from its next keyframe.
-        ch_keyframe_now(self, channel, now);
-        Ok(())
-    }
-
-    /// The feeder `id` stopped: its renditions are no longer offered, and their viewers
-    /// go back to the source video (at its next keyframe).
-    pub fn detach_feeder(
-        &mut self,
-        channel: &ChannelName,
-        id: LocalId,
-        now: Instant,
-        out: &mut impl Deliver,
-    ) {
-        let Some(ch) = self.channels.get_mut(channel) else {
-            return;
-        };
-        let source_mime = ch.streams[0].codec.as_ref().map(|c| c.mime_type.clone());
-        let mut fed = Vec::new();
-        for (index, stream) in ch.streams.iter_mut().enumerate() {
-            if stream.feeder == Some(id) {
-                stream.feeder = None;
-                stream.withdrawn = true;
-                stream.clear();
-                let same_codec =
-                    stream.codec.as_ref().map(|c| &c.mime_type) == source_mime.as_ref();
-                fed.push((index, same_codec));
-            }
-        }
-        if fed.is_empty() {
-            return;
-        }
-        // Viewers of a withdrawn stream go back to the source video when they can decode
-        // it; the others (a bridge's) are let go.
-        let viewers: Vec<PeerKey> = ch.viewers.iter().copied().collect();
-        for key in viewers {
-            let Some(v) = self.viewers.get_mut(&key) else {
-                continue;
-            };
-            let Some(&(index, same_codec)) = fed.iter().find(|(i, _)| *i == v.rendition) else {
-                continue;
-            };
-            if same_codec {
-                v.rendition = 0;
-                ch.streams[index].watchers = ch.streams[index].watchers.saturating_sub(1);
-                ch.streams[0].watchers += 1;
-                out.resync(key, Some(MediaKind::Video));
-            } else {
-                self.events.push_back(HubEvent::DropViewer { viewer: key });
-            }
-        }
-        self.publish_status(channel);
-        self.request_keyframe(channel, now);
     }
 
     /// `source` stopped feeding video stream `rendition` for now: its cached keyframe group
@@ -977,6 +819,7 @@ fn attends(
 }
 
 mod admission;
+mod feeders;
 mod seats;
 #[cfg(test)]
 mod tests;
@@ -985,7 +828,7 @@ pub use seats::{Seat, Seats};
 
 /// Asks for a keyframe now, past the PLI throttle (a feeder that just attached must not
 /// wait out another viewer's request).
-fn ch_keyframe_now(hub: &mut Hub, channel: &ChannelName, now: Instant) {
+pub(super) fn ch_keyframe_now(hub: &mut Hub, channel: &ChannelName, now: Instant) {
     if let Some(ch) = hub.channels.get_mut(channel) {
         ch.last_pli = None;
     }
