@@ -269,3 +269,65 @@ async fn an_edge_pulls_each_rendition_and_codec_its_viewers_use_and_only_those()
     }
     publisher.stop().await.ok();
 }
+
+/// A VP8-only viewer on an edge keeps its video when the origin's publisher is away longer
+/// than the edge waits for media (7 s: the edge's pulls drop and reopen in the same
+/// session): the relay parks it when the edge's source leaves and bridges the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vp8_viewer_on_an_edge_keeps_its_video_when_the_pull_reopens() {
+    let db = catalog_db::postgres().await;
+    let station = db
+        .catalog
+        .add_station("码率中心", "码率所", "重连站")
+        .await
+        .unwrap();
+    let channel = station.channel.to_string();
+    let a = start_node(&db.url, 0);
+    let b = start_node(&db.url, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let first = publish(&a.base, &channel, &station.stream_key, dir.path())
+        .await
+        .expect("publisher on A");
+    let session = common::wait_live(&a.base, &channel).await;
+    let vp8 = watch(
+        &format!("{}/whep/{channel}", b.base),
+        VideoCodecs::Vp8Only,
+        "VP8-only viewer on B",
+    )
+    .await;
+    wait_for("VP8 on B", Duration::from_secs(20), async || {
+        vp8.video_frame_log().len() >= 50
+    })
+    .await;
+
+    first.stop().await.expect("publisher DELETE");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let before = vp8.received_payloads(TrackKind::Video).len();
+    let frames = vp8.video_frame_log().len();
+    let second = publish(&a.base, &channel, &station.stream_key, dir.path())
+        .await
+        .expect("the publisher returns on A");
+    assert_eq!(common::wait_live(&a.base, &channel).await, session);
+    wait_for(
+        "VP8 on B after the pull reopened",
+        Duration::from_secs(20),
+        async || vp8.video_frame_log().len() >= frames + 60,
+    )
+    .await;
+    let after = vp8.received_payloads(TrackKind::Video).split_off(before);
+    let decoded = decode_vp8(&after);
+    assert_eq!(
+        (decoded.width, decoded.height),
+        (640, 360),
+        "VP8 after the return"
+    );
+    assert!(
+        decoded.frames >= 40,
+        "decoded {} VP8 frames",
+        decoded.frames
+    );
+    let threads = encoder_threads(&b);
+    assert!(threads.is_empty(), "B encodes nothing: {threads:?}");
+    vp8.close().await.ok();
+    second.stop().await.ok();
+}

@@ -298,7 +298,11 @@ async fn a_vp8_only_viewer_keeps_its_video_across_a_publisher_reconnect() {
     let before = viewer.received_payloads(TrackKind::Video).len();
     let frames_before = viewer.video_frame_log().len();
     let mut second = push_rtmp(&clip, &url);
-    assert_eq!(wait_live(&t.base, &channel).await, session, "the same session");
+    assert_eq!(
+        wait_live(&t.base, &channel).await,
+        session,
+        "the same session"
+    );
     assert!(
         wait_until(Duration::from_secs(20), || async {
             viewer.video_frame_log().len() >= frames_before + 60
@@ -313,7 +317,11 @@ async fn a_vp8_only_viewer_keeps_its_video_across_a_publisher_reconnect() {
         (640, 360),
         "VP8 after the reconnect"
     );
-    assert!(decoded.frames >= 40, "decoded {} VP8 frames", decoded.frames);
+    assert!(
+        decoded.frames >= 40,
+        "decoded {} VP8 frames",
+        decoded.frames
+    );
     let _ = second.kill();
     let _ = second.wait();
     viewer.close().await.ok();

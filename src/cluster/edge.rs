@@ -378,9 +378,22 @@ async fn pull_once(
             }
         }
     };
-    feeds.stop().await;
+    // The source leaves first (the rendition feeds hold it too), so the relay parks this
+    // node's codec-bridge viewers for the next pull's source instead of letting them go
+    // with their bridge feed.
+    feeds.stop_renditions().await;
     let _ = viewer.close().await;
     drop(publisher);
+    let gone = tokio::time::timeout(Duration::from_secs(1), async {
+        while cluster.relay.board().get(channel).is_some_and(|s| s.live) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    if gone.is_err() {
+        debug!(%channel, "the edge's source still live after 1 s; its bridges stop anyway");
+    }
+    feeds.stop().await;
     if matches!(ended, Ended::Idle) {
         info!(%channel, "edge pull stopped: no viewers here");
     }

@@ -45,6 +45,8 @@ enum Want {
 }
 
 struct Feed {
+    /// A codec bridge's (else a rendition's).
+    bridge: bool,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     /// Since when no viewer here watches its stream (its start counts as unwatched, so a
@@ -59,7 +61,8 @@ pub(super) struct Feeds {
     /// The node the source pull comes from: the feeds pull from it too.
     from: String,
     session: SessionId,
-    publisher: Arc<LocalPublisher>,
+    /// The source pull's publisher, for the rendition feeds (`None` once released).
+    publisher: Option<Arc<LocalPublisher>>,
     /// The lower renditions the local source declares (stream `i + 1` is `renditions[i]`).
     renditions: Vec<String>,
     running: HashMap<u8, Feed>,
@@ -79,7 +82,7 @@ impl Feeds {
             channel,
             from,
             session,
-            publisher,
+            publisher: Some(publisher),
             renditions,
             running: HashMap::new(),
         }
@@ -107,7 +110,7 @@ impl Feeds {
         let watched = |stream: u8| watchers.get(usize::from(stream)).is_some_and(|n| *n > 0);
         for i in 0..self.renditions.len() {
             let stream = (i + 1) as u8;
-            if watched(stream) && !self.running.contains_key(&stream) {
+            if watched(stream) && !self.running.contains_key(&stream) && self.publisher.is_some() {
                 let name = self.renditions[i].clone();
                 self.start(Want::Rendition { stream, name });
             }
@@ -129,9 +132,30 @@ impl Feeds {
         }
     }
 
+    /// Stops the rendition feeds, waiting for their pulls to close, so that the source
+    /// pull's publisher is the last holder of the source (dropping it ends the source).
+    /// Codec bridges go on until [`Feeds::stop`].
+    pub(super) async fn stop_renditions(&mut self) {
+        self.publisher = None;
+        self.stop_where(|f| !f.bridge).await;
+    }
+
     /// Stops every feed and waits for their pulls to close.
     pub(super) async fn stop(&mut self) {
-        let feeds: Vec<Feed> = self.running.drain().map(|(_, f)| f).collect();
+        self.stop_where(|_| true).await;
+    }
+
+    async fn stop_where(&mut self, which: impl Fn(&Feed) -> bool) {
+        let streams: Vec<u8> = self
+            .running
+            .iter()
+            .filter(|(_, f)| which(f))
+            .map(|(s, _)| *s)
+            .collect();
+        let feeds: Vec<Feed> = streams
+            .iter()
+            .filter_map(|s| self.running.remove(s))
+            .collect();
         for feed in &feeds {
             let _ = feed.stop.send(true);
         }
@@ -141,8 +165,9 @@ impl Feeds {
     }
 
     fn start(&mut self, want: Want) {
-        let stream = match &want {
-            Want::Rendition { stream, .. } | Want::Bridge { stream, .. } => *stream,
+        let (stream, bridge) = match &want {
+            Want::Rendition { stream, .. } => (*stream, false),
+            Want::Bridge { stream, .. } => (*stream, true),
         };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(feed(
@@ -150,13 +175,16 @@ impl Feeds {
             self.channel.clone(),
             self.from.clone(),
             self.session,
-            self.publisher.clone(),
+            // A bridge sends through its own handle: holding the source would keep it
+            // live after the source pull ends.
+            if bridge { None } else { self.publisher.clone() },
             want,
             stopped,
         ));
         self.running.insert(
             stream,
             Feed {
+                bridge,
                 stop,
                 task,
                 unwatched_since: Some(Instant::now()),
@@ -171,7 +199,7 @@ async fn feed(
     channel: ChannelName,
     from: String,
     session: SessionId,
-    publisher: Arc<LocalPublisher>,
+    publisher: Option<Arc<LocalPublisher>>,
     want: Want,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -197,7 +225,11 @@ async fn feed(
         Want::Rendition { stream, name } => (*stream, Some(name.as_str()), false),
         Want::Bridge { stream, codec } => (*stream, None, *codec == Codec::Vp8),
     };
-    let sink: &LocalPublisher = bridge.as_ref().map_or(&publisher, |b| &b.publisher);
+    let sink: &LocalPublisher = match (&bridge, &publisher) {
+        (Some(b), _) => &b.publisher,
+        (None, Some(p)) => p,
+        (None, None) => return, // The source pull is ending.
+    };
     // A rendition not fed keeps no pictures for late joiners (a bridge's stream goes with
     // its handle).
     let pause = || async {

@@ -525,7 +525,10 @@ impl Hub {
         ch.live = false;
         ch.streams.iter_mut().for_each(VideoStream::clear);
         for key in &ch.viewers {
-            let bridged = self.viewers.get(key).and_then(|v| ch.streams.get(v.rendition));
+            let bridged = self
+                .viewers
+                .get(key)
+                .and_then(|v| ch.streams.get(v.rendition));
             if let Some(codec) = bridged.filter(|s| s.bridge).and_then(|s| s.codec.clone()) {
                 ch.parked.push((*key, codec));
             }

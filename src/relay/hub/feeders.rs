@@ -8,8 +8,8 @@ use std::time::Instant;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use tracing::info;
 
-use super::{Admission, Deliver, Hub, HubEvent, LocalId, PeerKey, RelayError, VideoStream};
 use super::ch_keyframe_now;
+use super::{Admission, Deliver, Hub, HubEvent, LocalId, PeerKey, RelayError, VideoStream};
 use crate::ids::{ChannelName, SessionId};
 use crate::media::MediaKind;
 
@@ -122,7 +122,7 @@ impl Hub {
         }
         ch.streams.extend(names.iter().map(|name| {
             // The feeder encodes with libx264 (constrained baseline).
-            let mut stream = VideoStream::new(name, Some(crate::relay::h264_codec()), gop_max);
+            let mut stream = VideoStream::new(name, Some(crate::relay::media::h264_codec()), gop_max);
             stream.feeder = Some(id);
             stream
         }));
@@ -183,7 +183,6 @@ impl Hub {
         self.request_keyframe(channel, now);
     }
 
-
     /// A source went live on `channel`: the viewers parked on a codec bridge when the last
     /// session ended get a bridge of the new source's video (raising
     /// [`HubEvent::BridgeWanted`] when there is none yet), or the source video itself when
@@ -193,7 +192,10 @@ impl Hub {
             return;
         };
         let parked = std::mem::take(&mut ch.parked);
-        let source = ch.video_codec.as_ref().map(|c| c.mime_type.to_ascii_lowercase());
+        let source = ch
+            .video_codec
+            .as_ref()
+            .map(|c| c.mime_type.to_ascii_lowercase());
         for (key, codec) in parked {
             if self.viewers.get(&key).is_none_or(|v| v.channel != *channel) {
                 continue; // Left meanwhile.
