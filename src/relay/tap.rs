@@ -188,6 +188,11 @@ impl Assembler {
         if data.is_empty() || (self.need_keyframe && !keyframe) {
             return;
         }
+        if self.last.is_none() && self.codec == Codec::H264 && !has_sps(&data) {
+            // A track's first unit must carry its parameter sets: an IDR whose SPS went
+            // by before the tap saw the session cannot start a decoder or a file.
+            return;
+        }
         self.need_keyframe = false;
         let pts = match self.last {
             Some((last_ts, last)) => last + i64::from(ts.wrapping_sub(last_ts) as i32),
@@ -204,6 +209,13 @@ impl Assembler {
             data,
         });
     }
+}
+
+/// Whether an Annex-B H.264 unit holds a sequence parameter set (NAL type 7).
+fn has_sps(annexb: &[u8]) -> bool {
+    annexb
+        .windows(4)
+        .any(|w| w[..3] == [0, 0, 1] && w[3] & 0x1f == 7)
 }
 
 /// One channel's subscribers and its reassembly state.
@@ -502,6 +514,47 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(0, 48_000), (960, 48_000)]
         );
+    }
+
+    #[test]
+    fn an_h264_track_starts_at_a_keyframe_with_its_sps() {
+        let channel = ChannelName::parse("st-1").unwrap();
+        let mut taps = Taps::default();
+        let mut sub = taps.subscribe(&channel, None, Instant::now());
+        let now = Instant::now();
+        let live = LiveMedia {
+            session: SessionId(8),
+            video: Some(Codec::H264),
+            audio: None,
+            renditions: Vec::new(),
+        };
+        taps.live(&channel, live, now);
+        let v = |seq: u16, ts: u32, marker: bool, nal: &'static [u8]| {
+            (
+                MediaKind::Video,
+                packet(102, 1, seq, ts, marker, Bytes::from_static(nal)),
+            )
+        };
+        // The SPS of the first IDR went by before the tap saw the session: that IDR and
+        // the P-frame after it are not delivered; the next IDR with its SPS is.
+        taps.packets(
+            &channel,
+            0,
+            || None,
+            now,
+            &[
+                v(20, 0, true, &[0x65, 1, 1]),
+                v(21, 3000, true, &[0x41, 2, 2]),
+                v(22, 6000, false, &[0x67, 1, 2]),
+                v(23, 6000, true, &[0x65, 3, 3]),
+                v(24, 9000, true, &[0x41, 4, 4]),
+            ],
+        );
+        let units = units(&mut sub.media);
+        let video: Vec<&AccessUnit> = units.iter().filter(|u| u.codec == Codec::H264).collect();
+        assert_eq!(video.len(), 2, "{video:?}");
+        assert!(video[0].keyframe && has_sps(&video[0].data));
+        assert_eq!(video[1].data[..], [0, 0, 0, 1, 0x41, 4, 4]);
     }
 
     #[test]

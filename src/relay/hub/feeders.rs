@@ -122,7 +122,8 @@ impl Hub {
         }
         ch.streams.extend(names.iter().map(|name| {
             // The feeder encodes with libx264 (constrained baseline).
-            let mut stream = VideoStream::new(name, Some(crate::relay::media::h264_codec()), gop_max);
+            let mut stream =
+                VideoStream::new(name, Some(crate::relay::media::h264_codec()), gop_max);
             stream.feeder = Some(id);
             stream
         }));
