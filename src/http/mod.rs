@@ -646,23 +646,25 @@ pub struct LiveEntry {
     pub qualities: Vec<String>,
 }
 
+/// The station, institute and center names of `channel` (empty when it has no owner).
+async fn owner_names(state: &AppState, channel: &ChannelName) -> (String, String, String) {
+    match state.catalog.channel_owner(channel).await {
+        Ok(o) => (o.station, o.institute, o.center),
+        Err(_) => Default::default(),
+    }
+}
+
 async fn api_live(state: State) -> Response {
     finish(
         async {
             let mut out = Vec::new();
             for (channel, status) in state.relay.board().live() {
-                let owner = state.catalog.channel_owner(&channel).await.ok();
+                let (station, institute, center) = owner_names(&state, &channel).await;
                 out.push(LiveEntry {
                     channel: channel.to_string(),
-                    station: owner
-                        .as_ref()
-                        .map(|o| o.station.clone())
-                        .unwrap_or_default(),
-                    institute: owner
-                        .as_ref()
-                        .map(|o| o.institute.clone())
-                        .unwrap_or_default(),
-                    center: owner.as_ref().map(|o| o.center.clone()).unwrap_or_default(),
+                    station,
+                    institute,
+                    center,
                     title: status.title,
                     session_id: status.session_id,
                     started_at: rfc3339(status.started_at_ms),
@@ -681,20 +683,14 @@ async fn api_live(state: State) -> Response {
                 let Some(summary) = state.catalog.session_summary(origin.session, 0).await? else {
                     continue;
                 };
-                let owner = match ChannelName::parse(&channel) {
-                    Some(c) => state.catalog.channel_owner(&c).await.ok(),
-                    None => continue,
+                let Some(name) = ChannelName::parse(&channel) else {
+                    continue;
                 };
+                let (station, institute, center) = owner_names(&state, &name).await;
                 out.push(LiveEntry {
-                    station: owner
-                        .as_ref()
-                        .map(|o| o.station.clone())
-                        .unwrap_or_default(),
-                    institute: owner
-                        .as_ref()
-                        .map(|o| o.institute.clone())
-                        .unwrap_or_default(),
-                    center: owner.as_ref().map(|o| o.center.clone()).unwrap_or_default(),
+                    station,
+                    institute,
+                    center,
                     channel,
                     title: summary.title,
                     session_id: Some(origin.session),
