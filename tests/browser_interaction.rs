@@ -40,6 +40,38 @@ fn shows(text: &str) -> String {
     )
 }
 
+/// Posts `body` to the room at `api` as a resident with a fresh watch-page cookie of
+/// `channel`: the new message's id (201 asserted).
+async fn post_as_resident(
+    http: &reqwest::Client,
+    base: &str,
+    channel: &str,
+    api: &str,
+    body: Value,
+) -> i64 {
+    let r = http
+        .get(format!("{base}/watch/{channel}"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = http
+        .post(format!("{api}/messages"))
+        .header("cookie", &cookie)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_page_shows_and_drops_messages_live() {
     let t = start_server().await;
@@ -194,27 +226,16 @@ async fn an_admin_deletes_a_message_from_the_admin_page() {
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for text in ["这条要删掉", "这条留着"] {
-        let r = http
-            .get(format!("{}/watch/{channel}", t.base))
-            .send()
-            .await
-            .unwrap();
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let r = http
-            .post(format!("{api}/messages"))
-            .header("cookie", &cookie)
-            .json(&json!({"nickname": "居民", "text": text}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        ids.push(r.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
+        ids.push(
+            post_as_resident(
+                &http,
+                &t.base,
+                &channel,
+                &api,
+                json!({"nickname": "居民", "text": text}),
+            )
+            .await,
+        );
     }
     wait_js(watch, &shows("这条要删掉"), Duration::from_secs(5))
         .await
@@ -290,27 +311,16 @@ async fn the_replay_shows_the_sessions_messages() {
         ("医保怎么报销？", "question"),
         ("还没答的问题", "question"),
     ] {
-        let r = http
-            .get(format!("{}/watch/{channel}", t.base))
-            .send()
-            .await
-            .unwrap();
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let r = http
-            .post(format!("{api}/messages"))
-            .header("cookie", &cookie)
-            .json(&json!({"nickname": "回看居民", "text": text, "kind": kind}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        ids.push(r.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
+        ids.push(
+            post_as_resident(
+                &http,
+                &t.base,
+                &channel,
+                &api,
+                json!({"nickname": "回看居民", "text": text, "kind": kind}),
+            )
+            .await,
+        );
     }
     let r = http
         .post(format!("{api}/messages/{}/answer", ids[1]))

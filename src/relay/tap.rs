@@ -401,6 +401,30 @@ mod tests {
     use crate::relay::media::packet;
     use bytes::Bytes;
 
+    /// A tap of `st-1` subscribed before an H.264-only session `session` went live.
+    fn h264_session(session: i64) -> (Taps, Subscription, ChannelName, Instant) {
+        let channel = ChannelName::parse("st-1").unwrap();
+        let mut taps = Taps::default();
+        let sub = taps.subscribe(&channel, None, Instant::now());
+        let now = Instant::now();
+        let live = LiveMedia {
+            session: SessionId(session),
+            video: Some(Codec::H264),
+            audio: None,
+            renditions: Vec::new(),
+        };
+        taps.live(&channel, live, now);
+        (taps, sub, channel, now)
+    }
+
+    /// A video packet (SSRC 1) whose payload is `nal`.
+    fn video(seq: u16, ts: u32, marker: bool, nal: &'static [u8]) -> (MediaKind, rtp::Packet) {
+        (
+            MediaKind::Video,
+            packet(102, 1, seq, ts, marker, Bytes::from_static(nal)),
+        )
+    }
+
     fn units(rx: &mut broadcast::Receiver<ChannelMedia>) -> Vec<AccessUnit> {
         let mut units = Vec::new();
         while let Ok(m) = rx.try_recv() {
@@ -518,23 +542,8 @@ mod tests {
 
     #[test]
     fn an_h264_track_starts_at_a_keyframe_with_its_sps() {
-        let channel = ChannelName::parse("st-1").unwrap();
-        let mut taps = Taps::default();
-        let mut sub = taps.subscribe(&channel, None, Instant::now());
-        let now = Instant::now();
-        let live = LiveMedia {
-            session: SessionId(8),
-            video: Some(Codec::H264),
-            audio: None,
-            renditions: Vec::new(),
-        };
-        taps.live(&channel, live, now);
-        let v = |seq: u16, ts: u32, marker: bool, nal: &'static [u8]| {
-            (
-                MediaKind::Video,
-                packet(102, 1, seq, ts, marker, Bytes::from_static(nal)),
-            )
-        };
+        let (mut taps, mut sub, channel, now) = h264_session(8);
+        let v = video;
         // The SPS of the first IDR went by before the tap saw the session: that IDR and
         // the P-frame after it are not delivered; the next IDR with its SPS is.
         taps.packets(
@@ -559,23 +568,8 @@ mod tests {
 
     #[test]
     fn a_unit_whose_last_packet_is_lost_is_dropped_not_sent_short() {
-        let channel = ChannelName::parse("st-1").unwrap();
-        let mut taps = Taps::default();
-        let mut sub = taps.subscribe(&channel, None, Instant::now());
-        let now = Instant::now();
-        let live = LiveMedia {
-            session: SessionId(9),
-            video: Some(Codec::H264),
-            audio: None,
-            renditions: Vec::new(),
-        };
-        taps.live(&channel, live, now);
-        let v = |seq: u16, ts: u32, marker: bool, nal: &'static [u8]| {
-            (
-                MediaKind::Video,
-                packet(102, 1, seq, ts, marker, Bytes::from_static(nal)),
-            )
-        };
+        let (mut taps, mut sub, channel, now) = h264_session(9);
+        let v = video;
         // IDR; then a frame whose marker packet (seq 4) is lost; an empty padding packet;
         // then a P-frame (waits for a keyframe) and the next IDR.
         taps.packets(
